@@ -1,0 +1,121 @@
+"""The control plane's validated view of the mesh: the contract between the
+config parser / registry (which build it) and translate (which reads it).
+
+Everything here is immutable; a new config or registry change produces new
+objects, so translate can be a pure function of (MeshConfig, workloads, node).
+Field names and meanings follow Istio's ServiceEntry / WorkloadEntry.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a resource came from: for error messages and the status view."""
+
+    file: str
+    document: int  # 1-based index of the YAML document in the file
+
+    def __str__(self) -> str:
+        return f"{self.file}#{self.document}"
+
+
+class Resolution(enum.Enum):
+    STATIC = "STATIC"
+    DNS = "DNS"
+
+
+class Location(enum.Enum):
+    MESH_INTERNAL = "MESH_INTERNAL"
+    MESH_EXTERNAL = "MESH_EXTERNAL"
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    number: int
+    name: str
+    protocol: str  # upper case: HTTP, HTTP2, GRPC, TCP, ...
+    target_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSpec:
+    """The body of a WorkloadEntry (also an inline ServiceEntry endpoint)."""
+
+    address: str
+    ports: Mapping[str, int] = EMPTY  # port name -> target port number
+    labels: Mapping[str, str] = EMPTY
+    locality: str = ""  # "region/zone/subzone"
+    weight: int = 1
+    service_account: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    name: str
+    namespace: str
+    hosts: tuple[str, ...]
+    ports: tuple[ServicePort, ...]
+    resolution: Resolution
+    location: Location = Location.MESH_INTERNAL
+    endpoints: tuple[WorkloadSpec, ...] = ()
+    workload_selector: Mapping[str, str] | None = None
+    source: Source | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadEntry:
+    name: str
+    namespace: str
+    spec: WorkloadSpec
+    source: Source | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MeshConfig:
+    """All declarative config, validated as a whole. Empty is valid."""
+
+    service_entries: tuple[ServiceEntry, ...] = ()
+    workload_entries: tuple[WorkloadEntry, ...] = ()
+    # VirtualService / DestinationRule arrive with the traffic issue.
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredWorkload:
+    """A workload that announced itself at run time (admin API or gRPC).
+
+    ``ports`` maps the service port (what callers dial, ``HOST:PORT``) to the
+    port the workload listens on. A registration for a host that no
+    ServiceEntry declares creates an implicit service with those ports.
+    """
+
+    id: str
+    service: str  # the service host, e.g. "sessions"
+    address: str
+    ports: Mapping[int, int]  # service port -> target port
+    labels: Mapping[str, str] = EMPTY
+    locality: str = ""
+    weight: int = 1
+    ttl_s: float = 30.0
+    namespace: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """What translate needs to know about the xDS client asking."""
+
+    id: str
+    cluster: str = ""
+    locality: str = ""  # "region/zone/subzone"
+    metadata: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def is_sidecar(self) -> bool:
+        return self.metadata.get("mesh.proxy") == "sidecar"

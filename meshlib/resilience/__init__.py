@@ -1,0 +1,1 @@
+"""Resilience: deadlines, retries with budgets, breakers, rate limits, faults (issue 4)."""
