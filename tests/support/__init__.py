@@ -1,0 +1,1 @@
+"""Helpers the tests share: start real processes on loopback and clean them up."""
