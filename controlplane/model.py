@@ -16,6 +16,15 @@ from types import MappingProxyType
 EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
+def _empty_str_map() -> Mapping[str, str]:
+    # A factory, not `= EMPTY`: Python 3.11+ dataclasses reject an unhashable default.
+    return EMPTY
+
+
+def _empty_int_map() -> Mapping[str, int]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """Where a resource came from: for error messages and the status view."""
@@ -50,8 +59,8 @@ class WorkloadSpec:
     """The body of a WorkloadEntry (also an inline ServiceEntry endpoint)."""
 
     address: str
-    ports: Mapping[str, int] = EMPTY  # port name -> target port number
-    labels: Mapping[str, str] = EMPTY
+    ports: Mapping[str, int] = field(default_factory=_empty_int_map)  # port name -> target port
+    labels: Mapping[str, str] = field(default_factory=_empty_str_map)
     locality: str = ""  # "region/zone/subzone"
     weight: int = 1
     service_account: str = ""
@@ -100,7 +109,7 @@ class RegisteredWorkload:
     service: str  # the service host, e.g. "sessions"
     address: str
     ports: Mapping[int, int]  # service port -> target port
-    labels: Mapping[str, str] = EMPTY
+    labels: Mapping[str, str] = field(default_factory=_empty_str_map)
     locality: str = ""
     weight: int = 1
     ttl_s: float = 30.0

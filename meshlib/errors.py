@@ -12,9 +12,14 @@ library's internals unless they ask for ``__cause__``.
     │   └── XdsConnectionError    the ADS stream failed (ambient; fail static)
     ├── RegistrationError         the control plane refused or lost a registration
     └── RoutingError              (also an httpx.RequestError for the HTTP path)
+        ├── ServiceNotFoundError  the mesh has no listener HOST:PORT for the service
         ├── NoRouteError          no virtual host / route matches the request
         ├── ServiceNotReadyError  the service's config did not arrive in time
         └── NoHealthyEndpointError  the cluster has no endpoint to pick
+
+The HTTP path raises subclasses of these that are also ``httpx.RequestError``
+(``meshlib.transport.errors``), so ``except httpx.RequestError`` and
+``except meshlib.RoutingError`` both catch them.
 
 Resilience errors (timeouts, overflow, open breaker, rate limited, injected
 faults) join this tree under ``RoutingError``'s siblings in later issues.
@@ -57,6 +62,10 @@ class RegistrationError(MeshError):
 
 class RoutingError(MeshError):
     """A request could not be routed to an endpoint."""
+
+
+class ServiceNotFoundError(RoutingError):
+    """The mesh has no listener for the service (``HOST:PORT``): it is not a mesh service."""
 
 
 class NoRouteError(RoutingError):

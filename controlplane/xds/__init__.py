@@ -1,1 +1,89 @@
-"""xds."""
+"""xds: serve the translated mesh over ADS (state of the world).
+
+:class:`XdsService` is the facade the control plane wires in: register it on
+a ``grpc.aio.Server``, feed it config and workloads with :meth:`~XdsService.update`,
+and read :meth:`~XdsService.clients_status` for the status view. Inside:
+cache (snapshots per node), stream (protocol), server (servicer), updater
+(translate per node), debounce (coalesce bursts).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc
+
+from controlplane.model import MeshConfig, RegisteredWorkload
+from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.debounce import Debouncer
+from controlplane.xds.errors import InconsistentSnapshotError, SnapshotError
+from controlplane.xds.server import AdsServicer
+from controlplane.xds.status import stream_status
+from controlplane.xds.updater import SnapshotUpdater
+
+__all__ = ["InconsistentSnapshotError", "SnapshotError", "XdsService"]
+
+
+class XdsService:
+    """ADS over gRPC for every node, rebuilt (debounced) when the mesh changes."""
+
+    def __init__(
+        self,
+        *,
+        debounce_s: float = 0.1,
+        max_debounce_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._cache = SnapshotCache()
+        self._updater = SnapshotUpdater(self._cache)
+        self._servicer = AdsServicer(self._cache, self._updater, clock=clock)
+        self._debouncer = Debouncer(
+            self._updater.rebuild, delay_s=debounce_s, max_delay_s=max_debounce_s
+        )
+        self._started = False
+
+    def register(self, server: grpc.aio.Server) -> None:
+        """Add the AggregatedDiscoveryService to ``server`` (before it starts)."""
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self._servicer, server)
+
+    def update(
+        self,
+        *,
+        config: MeshConfig | None = None,
+        workloads: Sequence[RegisteredWorkload] | None = None,
+    ) -> None:
+        """Take new config and/or workloads (None: unchanged); rebuild soon.
+
+        Call on the event loop. The rebuild runs ``debounce_s`` after the last
+        update, at most ``max_debounce_s`` after the first of a burst. Before
+        :meth:`start`, the inputs are only stored (nodes that connect get them).
+        """
+        self._updater.set_inputs(config=config, workloads=workloads)
+        if self._started:
+            self._debouncer.trigger()
+
+    async def start(self) -> None:
+        """Begin rebuilding on updates; applies what arrived before start at once."""
+        self._started = True
+        self._updater.rebuild()
+
+    async def stop(self) -> None:
+        """Drop a pending rebuild and end every open stream."""
+        self._started = False
+        self._debouncer.cancel()
+        self._servicer.close_all()
+
+    def clients_status(self) -> list[dict[str, object]]:
+        """One entry per open stream (see :mod:`controlplane.xds.status`)."""
+        return [stream_status(s) for s in self._servicer.streams()]
+
+    def snapshot_versions(self) -> dict[str, dict[str, str]]:
+        """node id -> type URL -> version of the node's current snapshot."""
+        versions: dict[str, dict[str, str]] = {}
+        for node_id in self._cache.node_ids():
+            snapshot = self._cache.get(node_id)
+            if snapshot is not None:
+                versions[node_id] = snapshot.versions()
+        return versions

@@ -244,4 +244,3 @@ class EndpointsResource:
 
 # Everything a watcher can be handed.
 Resource = ListenerResource | RouteConfigResource | ClusterResource | EndpointsResource
-

@@ -1,0 +1,233 @@
+"""What meshlib costs per call, next to the bare clients, in one run on loopback.
+
+    python bench/overhead.py                      # 2000 requests per client
+    python bench/overhead.py --requests 500 --json results.json
+
+Groups: httpx sync and async (bare vs meshlib), gRPC sync and aio (bare vs
+meshlib vs grpcio's own ``xds:///`` client), each against one server. Per
+client: median and p99 latency of sequential calls, sequential and concurrent
+throughput, and the ratio to the bare client of its group. The clients of a
+group take turns in rounds, so drift on a shared machine hits them alike.
+Not a test: the numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+from bench_clients import (
+    AsyncVariant,
+    SyncVariant,
+    grpc_async_variants,
+    grpc_sync_variants,
+    http_async_variants,
+    http_sync_variants,
+)
+from bench_report import Result, print_table, with_ratios
+from bench_stack import Stack, running_stack
+
+import meshlib
+
+ROUNDS = 4
+READY_TIMEOUT_S = 15.0
+
+
+@dataclass
+class Samples:
+    """What one client collected over the rounds."""
+
+    latencies_ns: list[int] = field(default_factory=list)
+    sequential_s: float = 0.0
+    concurrent_s: float = 0.0
+    concurrent_calls: int = 0
+
+
+def wait_ready_sync(variant: SyncVariant) -> None:
+    """First calls may wait for xDS; retry until one succeeds or time runs out."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        try:
+            variant.call()
+            return
+        except Exception as exc:  # any failure means not ready yet, until the deadline
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{variant.group}/{variant.client} never answered") from exc
+            time.sleep(0.1)
+
+
+async def wait_ready_async(variant: AsyncVariant) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        try:
+            await variant.call()
+            return
+        except Exception as exc:  # any failure means not ready yet, until the deadline
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{variant.group}/{variant.client} never answered") from exc
+            await asyncio.sleep(0.1)
+
+
+def run_sync_group(
+    variants: Sequence[SyncVariant], requests: int, warmup: int, concurrency: int
+) -> list[Samples]:
+    samples = [Samples() for _ in variants]
+    for variant in variants:
+        wait_ready_sync(variant)
+        for _ in range(warmup):
+            variant.call()
+    per_round = max(1, requests // ROUNDS)
+    per_worker = max(1, per_round // concurrency)
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for _ in range(ROUNDS):
+            for variant, sample in zip(variants, samples, strict=True):
+                started = time.perf_counter()
+                for _ in range(per_round):
+                    t0 = time.perf_counter_ns()
+                    variant.call()
+                    sample.latencies_ns.append(time.perf_counter_ns() - t0)
+                sample.sequential_s += time.perf_counter() - started
+
+                def worker(call: Any = variant.call) -> None:
+                    for _ in range(per_worker):
+                        call()
+
+                started = time.perf_counter()
+                for done in [pool.submit(worker) for _ in range(concurrency)]:
+                    done.result()
+                sample.concurrent_s += time.perf_counter() - started
+                sample.concurrent_calls += per_worker * concurrency
+    return samples
+
+
+async def run_async_group(
+    variants: Sequence[AsyncVariant], requests: int, warmup: int, concurrency: int
+) -> list[Samples]:
+    samples = [Samples() for _ in variants]
+    for variant in variants:
+        await wait_ready_async(variant)
+        for _ in range(warmup):
+            await variant.call()
+    per_round = max(1, requests // ROUNDS)
+    per_worker = max(1, per_round // concurrency)
+    for _ in range(ROUNDS):
+        for variant, sample in zip(variants, samples, strict=True):
+            started = time.perf_counter()
+            for _ in range(per_round):
+                t0 = time.perf_counter_ns()
+                await variant.call()
+                sample.latencies_ns.append(time.perf_counter_ns() - t0)
+            sample.sequential_s += time.perf_counter() - started
+
+            async def worker(variant: AsyncVariant = variant) -> None:
+                for _ in range(per_worker):
+                    await variant.call()
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            sample.concurrent_s += time.perf_counter() - started
+            sample.concurrent_calls += per_worker * concurrency
+    return samples
+
+
+def summarize(
+    variants: Sequence[SyncVariant | AsyncVariant], samples: list[Samples]
+) -> list[Result]:
+    return [
+        Result.from_samples(
+            variant.group,
+            variant.client,
+            sample.latencies_ns,
+            sequential_s=sample.sequential_s,
+            concurrent_calls=sample.concurrent_calls,
+            concurrent_s=sample.concurrent_s,
+        )
+        for variant, sample in zip(variants, samples, strict=True)
+    ]
+
+
+def run_sync(stack: Stack, mesh: meshlib.Mesh, args: argparse.Namespace) -> list[Result]:
+    results: list[Result] = []
+    for build in (http_sync_variants, grpc_sync_variants):
+        variants = build(stack, mesh)
+        try:
+            samples = run_sync_group(variants, args.requests, args.warmup, args.concurrency)
+        finally:
+            for variant in variants:
+                variant.close()
+        results += summarize(variants, samples)
+    return results
+
+
+async def run_async(stack: Stack, mesh: meshlib.Mesh, args: argparse.Namespace) -> list[Result]:
+    results: list[Result] = []
+    for build in (http_async_variants, grpc_async_variants):
+        variants = build(stack, mesh)
+        try:
+            samples = await run_async_group(variants, args.requests, args.warmup, args.concurrency)
+        finally:
+            for variant in variants:
+                await variant.close()
+        results += summarize(variants, samples)
+    return results
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "grpcio": grpc.__version__,
+        "httpx": httpx.__version__,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="measured calls per client")
+    parser.add_argument("--warmup", type=int, default=200, help="unmeasured calls per client")
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent callers")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
+    args = parser.parse_args(argv)
+    if args.requests < ROUNDS or args.concurrency < 1 or args.warmup < 0:
+        parser.error(f"--requests must be >= {ROUNDS}, --concurrency >= 1, --warmup >= 0")
+
+    started = time.perf_counter()
+    with running_stack(keep_logs=args.keep_logs) as stack:
+        # grpcio's own xDS client reads the bootstrap from the environment.
+        os.environ["GRPC_XDS_BOOTSTRAP"] = str(stack.bootstrap)
+        with meshlib.Mesh(bootstrap=str(stack.bootstrap)) as mesh:
+            results = run_sync(stack, mesh, args)
+            results += asyncio.run(run_async(stack, mesh, args))
+    took = time.perf_counter() - started
+    results = with_ratios(results)
+    print_table(results, requests=args.requests, concurrency=args.concurrency, took_s=took)
+    if args.json is not None:
+        document = {
+            "requests": args.requests,
+            "warmup": args.warmup,
+            "concurrency": args.concurrency,
+            "rounds": ROUNDS,
+            "took_s": round(took, 1),
+            "environment": environment(),
+            "results": [asdict(result) for result in results],
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""The control plane process: config + registry -> xDS, plus the admin API.
+
+    cp = ControlPlane("mesh.yaml", xds_address="127.0.0.1:0", admin_address="127.0.0.1:0")
+    await cp.start()          # ConfigError when the initial config is bad
+    ... cp.xds_port, cp.admin_port ...
+    await cp.stop()
+
+One grpc.aio server on ``xds_address`` serves ADS and the workload
+registration service; the admin API listens on ``admin_address``. The config
+file (or folder) is watched: a good edit is fed to the xDS service, a bad one
+is refused and shown by ``GET /v1/config`` while the last good config stays.
+``data_dir`` is reserved for the store (coming with the store issue): it is
+created if missing and checked to be a writable folder, nothing is kept there yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import grpc
+import structlog
+
+from controlplane.addresses import HostPort, parse_host_port
+from controlplane.admin import AdminServer, build_admin_app, check_admin_address
+from controlplane.config import ConfigError, ConfigWatcher, load_config
+from controlplane.model import MeshConfig, RegisteredWorkload
+from controlplane.registration_service import RegistrationService
+from controlplane.registry import Registry
+from controlplane.xds import XdsService
+
+log = structlog.get_logger(__name__)
+
+GRACE_S = 1.0
+# Without this grpc sets SO_REUSEPORT, and a second control plane on a busy port would
+# silently share it instead of failing.
+_SERVER_OPTIONS = (("grpc.so_reuseport", 0),)
+
+
+class StartupError(Exception):
+    """The control plane could not start (a port, the data folder, ...)."""
+
+
+class DataDirError(StartupError):
+    """``--data-dir`` is not a writable folder."""
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def prepare_data_dir(path: Path) -> Path:
+    """Create ``path`` if missing and prove it is a writable folder."""
+    if path.exists() and not path.is_dir():
+        raise DataDirError(f"--data-dir {path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise DataDirError(f"--data-dir {path}: not a writable folder: {exc.strerror}") from exc
+    return path.resolve()
+
+
+def _config_files(config: MeshConfig) -> list[str]:
+    sources = [r.source for r in config.service_entries]
+    sources += [r.source for r in config.workload_entries]
+    return sorted({source.file for source in sources if source is not None})
+
+
+class ControlPlane:
+    """Everything one ``mesh-controlplane serve`` runs, started and stopped together."""
+
+    def __init__(
+        self,
+        config_path: str | Path,
+        xds_address: str = "127.0.0.1:15010",
+        admin_address: str = "127.0.0.1:15014",
+        data_dir: str | Path | None = None,
+        debounce_s: float = 0.1,
+        *,
+        max_debounce_s: float = 1.0,
+        admin_allow_remote: bool = False,
+    ) -> None:
+        """Checks the arguments only (AddressError, AdminAddressError); starts nothing."""
+        self.config_path = Path(config_path)
+        self._xds_address = parse_host_port(xds_address, what="--xds-address", allow_port_zero=True)
+        self._admin_address = parse_host_port(
+            admin_address, what="--admin-address", allow_port_zero=True
+        )
+        check_admin_address(self._admin_address, allow_remote=admin_allow_remote)
+        if debounce_s < 0 or max_debounce_s < debounce_s:
+            raise ValueError(f"debounce {debounce_s}s must be >= 0 and <= {max_debounce_s}s")
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.registry = Registry(on_change=self._workloads_changed)
+        self.xds = XdsService(debounce_s=debounce_s, max_debounce_s=max_debounce_s)
+        self._grpc: grpc.aio.Server | None = None
+        self._admin: AdminServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._xds_port: int | None = None
+        self._serving = False
+        self._stopped = False
+        self._config: MeshConfig | None = None
+        self._config_loaded_at: str | None = None
+        self._config_error: tuple[ConfigError, str] | None = None
+
+    @property
+    def xds_port(self) -> int:
+        if self._xds_port is None:
+            raise RuntimeError("the control plane is not started")
+        return self._xds_port
+
+    @property
+    def admin_port(self) -> int:
+        if self._admin is None:
+            raise RuntimeError("the control plane is not started")
+        return self._admin.port
+
+    @property
+    def xds_address(self) -> HostPort:
+        """The xDS address with the bound port."""
+        return self._xds_address.with_port(self.xds_port)
+
+    @property
+    def admin_address(self) -> HostPort:
+        """The admin address with the bound port."""
+        return self._admin_address.with_port(self.admin_port)
+
+    async def start(self) -> None:
+        """Load config, then serve; on any failure everything started is stopped again."""
+        if self._grpc is not None or self._stopped:
+            raise RuntimeError("a ControlPlane starts once")
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        if self.data_dir is not None:
+            self.data_dir = await asyncio.to_thread(prepare_data_dir, self.data_dir)
+        config = await asyncio.to_thread(load_config, self.config_path)  # ConfigError
+        self._config, self._config_loaded_at = config, _now_iso()
+        self._grpc = grpc.aio.server(options=_SERVER_OPTIONS)
+        self.xds.register(self._grpc)
+        RegistrationService(self.registry).add_to_server(self._grpc)
+        try:
+            self._xds_port = self._grpc.add_insecure_port(str(self._xds_address))
+        except RuntimeError as exc:
+            raise StartupError(f"--xds-address {self._xds_address}: cannot listen") from exc
+        await self.xds.start()
+        self.xds.update(config=config, workloads=self.registry.snapshot())
+        await self._grpc.start()
+        self._serving = True
+        admin = AdminServer(build_admin_app(self.registry, self), self._admin_address)
+        try:
+            await admin.start()
+        except OSError as exc:
+            raise StartupError(str(exc)) from exc
+        self._admin = admin
+        watcher = ConfigWatcher(
+            self.config_path, self._config_changed, self._config_refused, last_good=config
+        )
+        self._tasks = [
+            asyncio.create_task(watcher.run(), name="config-watcher"),
+            asyncio.create_task(self.registry.run_expiry(), name="registry-expiry"),
+        ]
+        for task in self._tasks:
+            task.add_done_callback(_log_crash)
+        log.info(
+            "controlplane_started",
+            xds_address=str(self.xds_address),
+            admin_address=str(self.admin_address),
+            config=str(self.config_path),
+        )
+
+    async def stop(self) -> None:
+        """Stop watching, stop the admin API, end xDS streams, close the gRPC server."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._serving = False
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._admin is not None:
+            await self._admin.stop()
+        await self.xds.stop()
+        if self._grpc is not None:
+            await self._grpc.stop(grace=GRACE_S)
+            log.info("controlplane_stopped")
+
+    def _config_changed(self, config: MeshConfig) -> None:
+        self._config, self._config_loaded_at = config, _now_iso()
+        self._config_error = None
+        self.xds.update(config=config)
+
+    def _config_refused(self, error: ConfigError) -> None:
+        self._config_error = (error, _now_iso())
+        for issue in error.issues:
+            log.warning("config_issue", issue=str(issue))
+
+    def _workloads_changed(self, workloads: tuple[RegisteredWorkload, ...]) -> None:
+        self.xds.update(workloads=workloads)
+
+    # The admin API's StatusSource.
+
+    def not_ready_reasons(self) -> list[str]:
+        reasons = []
+        if self._config is None:
+            reasons.append("config not loaded")
+        if not self._serving:
+            reasons.append("xDS server not serving")
+        return reasons
+
+    def clients_status(self) -> list[dict[str, Any]]:
+        return self.xds.clients_status()
+
+    def config_status(self) -> dict[str, Any]:
+        config = self._config
+        status: dict[str, Any] = {
+            "path": str(self.config_path.resolve()),
+            "loaded": config is not None,
+            "loaded_at": self._config_loaded_at,
+            "files": [] if config is None else _config_files(config),
+            "resources": [] if config is None else _resources(config),
+            "last_error": None,
+        }
+        if self._config_error is not None:
+            error, at = self._config_error
+            status["last_error"] = {
+                "at": at,
+                "message": str(error),
+                "issues": [str(issue) for issue in error.issues],
+            }
+        return status
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    """A background task must run until stop; say loudly when one dies early."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background_task_failed", task=task.get_name(), exc_info=task.exception())
+
+
+def _resources(config: MeshConfig) -> list[dict[str, str]]:
+    rows = [("ServiceEntry", r.namespace, r.name, r.source) for r in config.service_entries]
+    rows += [("WorkloadEntry", r.namespace, r.name, r.source) for r in config.workload_entries]
+    return [
+        {"kind": kind, "namespace": ns, "name": name, "source": str(src) if src else ""}
+        for kind, ns, name, src in rows
+    ]

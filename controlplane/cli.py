@@ -1,0 +1,126 @@
+"""``mesh-controlplane``: run the control plane until SIGINT / SIGTERM.
+
+    mesh-controlplane serve --config PATH [--xds-address 127.0.0.1:15010]
+        [--admin-address 127.0.0.1:15014] [--admin-allow-remote] [--data-dir DIR]
+        [--log-format console|json] [--log-level LEVEL] [--debounce-ms 100]
+        [--max-debounce-ms 1000]
+
+Once serving it prints exactly one JSON line on stdout,
+``{"event": "serving", "xds_address": "HOST:PORT", "admin_address": "HOST:PORT"}``,
+with the bound ports (so port 0 works for scripts and tests); logs go to
+stderr. Exit codes: 0 after a clean shutdown, 2 for bad arguments or a bad
+config (the issues are printed on stderr), 1 when a port cannot be bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from controlplane.addresses import AddressError
+from controlplane.admin import AdminAddressError
+from controlplane.app import ControlPlane, DataDirError, StartupError
+from controlplane.config import ConfigError
+from controlplane.logging_setup import LOG_FORMATS, configure_logging
+
+log = structlog.get_logger("controlplane.cli")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+PROG = "mesh-controlplane"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _milliseconds(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of milliseconds")
+    return int(text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="The meshlib xDS control plane.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="serve xDS and the admin API for a mesh config")
+    serve.add_argument("--config", required=True, help="a YAML file or a folder of them")
+    serve.add_argument("--xds-address", default="127.0.0.1:15010", help="ADS + registration")
+    serve.add_argument("--admin-address", default="127.0.0.1:15014", help="admin HTTP API")
+    serve.add_argument(
+        "--admin-allow-remote",
+        action="store_true",
+        help="allow a non-loopback admin address (the admin API has no authentication yet)",
+    )
+    serve.add_argument("--data-dir", help="folder reserved for the store (created if missing)")
+    serve.add_argument("--log-format", choices=LOG_FORMATS, default="console")
+    serve.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    serve.add_argument("--debounce-ms", type=_milliseconds, default=100, metavar="MS")
+    serve.add_argument("--max-debounce-ms", type=_milliseconds, default=1000, metavar="MS")
+    return parser
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Run until a signal; returns the exit code."""
+    try:
+        plane = ControlPlane(
+            args.config,
+            xds_address=args.xds_address,
+            admin_address=args.admin_address,
+            data_dir=args.data_dir,
+            debounce_s=args.debounce_ms / 1000,
+            max_debounce_s=args.max_debounce_ms / 1000,
+            admin_allow_remote=args.admin_allow_remote,
+        )
+    except (AddressError, AdminAddressError, ValueError) as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        try:
+            await plane.start()
+        except ConfigError as exc:
+            return _fail(EXIT_USAGE, f"config {args.config} refused, nothing served:\n{exc}")
+        except DataDirError as exc:
+            return _fail(EXIT_USAGE, str(exc))
+        except StartupError as exc:
+            return _fail(EXIT_FAILURE, str(exc))
+        serving = {
+            "event": "serving",
+            "xds_address": str(plane.xds_address),
+            "admin_address": str(plane.admin_address),
+        }
+        print(json.dumps(serving), flush=True)
+        await stop.wait()
+        log.info("controlplane_stopping")
+        await plane.stop()
+        return EXIT_OK
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse printed the usage error (or --help)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    configure_logging(args.log_format, level=getattr(logging, args.log_level.upper()))
+    return asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

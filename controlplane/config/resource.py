@@ -1,0 +1,103 @@
+"""The part every resource shares: apiVersion, kind, metadata, spec.
+
+:func:`parse_header` decides whether a document is a kind we read, and returns
+its name, namespace and source; the per-kind modules validate the spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controlplane.config import names
+from controlplane.config.fields import DocContext, Fields, describe
+from controlplane.model import Source
+
+API_VERSIONS = (
+    "networking.istio.io/v1",
+    "networking.istio.io/v1beta1",
+    "networking.istio.io/v1alpha3",
+)
+SUPPORTED_KINDS = ("ServiceEntry", "WorkloadEntry")
+_SUPPORTED = ", ".join(SUPPORTED_KINDS)
+# Istio kinds we will read in later issues: a clear "not supported yet", not "unknown".
+NOT_YET_KINDS = frozenset(
+    {
+        "VirtualService",
+        "DestinationRule",
+        "Gateway",
+        "Sidecar",
+        "EnvoyFilter",
+        "WorkloadGroup",
+        "ProxyConfig",
+        "Telemetry",
+        "WasmPlugin",
+        "AuthorizationPolicy",
+        "PeerAuthentication",
+        "RequestAuthentication",
+    }
+)
+TOP_LEVEL_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
+DEFAULT_NAMESPACE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A resource's identity: what it is, what it is called, where it was written."""
+
+    kind: str
+    name: str
+    namespace: str
+    source: Source
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.namespace, self.name)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+def parse_header(ctx: DocContext, document: object) -> tuple[Header, Fields] | None:
+    """Validate the envelope of one document.
+
+    Returns None (with issues) when the document is not a resource we can read
+    (not a mapping, unknown or unsupported kind, no spec mapping). Otherwise the
+    spec is returned for validation even if the metadata had issues, so one load
+    reports every problem; the header then carries whatever name could be read.
+    ``status`` is accepted and ignored: a cluster writes it, never a user, so
+    copying a resource out of Kubernetes works.
+    """
+    top = Fields.of(ctx, "", document)
+    if top is None:
+        return None
+    kind = top.string("kind", required=True)
+    if kind is None:
+        return None
+    if kind not in SUPPORTED_KINDS:
+        if kind in NOT_YET_KINDS:
+            ctx.error("kind", f"kind {kind} is not supported yet (supported: {_SUPPORTED})")
+        else:
+            ctx.error("kind", f"unknown kind {kind!r} (supported: {_SUPPORTED})")
+        return None
+    top.reject_unknown(TOP_LEVEL_FIELDS, what=kind)
+    _check_api_version(top)
+    metadata = top.mapping("metadata", required=True)
+    name: str | None = None
+    namespace: str | None = None
+    if metadata is not None:  # other metadata (labels, annotations, ...) is not config
+        name = metadata.string("name", required=True, check=names.dns_subdomain)
+        namespace = metadata.string("namespace", check=names.dns_label)
+    spec = top.mapping("spec", required=True)
+    if spec is None:
+        return None
+    source = Source(ctx.file, ctx.document or 1)
+    return Header(kind, name or "", namespace or DEFAULT_NAMESPACE, source), spec
+
+
+def _check_api_version(top: Fields) -> None:
+    value = top.data.get("apiVersion")
+    if value is None:
+        top.ctx.error("apiVersion", f"is required (one of {', '.join(API_VERSIONS)})")
+    elif value not in API_VERSIONS:
+        shown = f'"{value}"' if isinstance(value, str) else describe(value)
+        top.ctx.error("apiVersion", f"{shown} must be one of {', '.join(API_VERSIONS)}")

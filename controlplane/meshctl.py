@@ -1,0 +1,164 @@
+"""``meshctl``: the operator's command line for the mesh.
+
+    meshctl bootstrap --xds-address HOST:PORT --node-id ID [--cluster C]
+                      [--region R] [--zone Z] [--sub-zone S]
+                      [--metadata KEY=VALUE ...] [--metadata-json KEY=JSON ...] [-o FILE]
+
+writes the gRPC xDS bootstrap JSON (gRFC A27) that grpcio's native xDS client
+and meshlib both read from ``GRPC_XDS_BOOTSTRAP``. Empty parts are left out.
+``--metadata-json`` takes typed values, e.g. ``mesh.outbound_port=15001``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from controlplane.addresses import AddressError, parse_host_port
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+class BootstrapArgumentError(ValueError):
+    """A bootstrap option is invalid; the message names the option."""
+
+
+def build_bootstrap(
+    *,
+    xds_address: str,
+    node_id: str,
+    cluster: str = "",
+    region: str = "",
+    zone: str = "",
+    sub_zone: str = "",
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The bootstrap document; raises BootstrapArgumentError on bad input."""
+    try:
+        server = parse_host_port(xds_address, what="--xds-address")
+    except AddressError as exc:
+        raise BootstrapArgumentError(str(exc)) from exc
+    if not node_id.strip():
+        raise BootstrapArgumentError("--node-id: must not be empty")
+    node: dict[str, Any] = {"id": node_id}
+    if cluster:
+        node["cluster"] = cluster
+    locality = {
+        key: value
+        for key, value in (("region", region), ("zone", zone), ("sub_zone", sub_zone))
+        if value
+    }
+    if locality:
+        node["locality"] = locality
+    if metadata:
+        node["metadata"] = dict(metadata)
+    return {
+        "xds_servers": [
+            {
+                "server_uri": str(server),
+                "channel_creds": [{"type": "insecure"}],
+                "server_features": ["xds_v3"],
+            }
+        ],
+        "node": node,
+    }
+
+
+def parse_metadata(pairs: Sequence[str], typed_pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings, then ``KEY=JSON`` typed values; a repeated key is an error."""
+    metadata: dict[str, Any] = {}
+    sources = (("--metadata", pairs, False), ("--metadata-json", typed_pairs, True))
+    for option, items, typed in sources:
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise BootstrapArgumentError(f"{option} {item!r}: expected KEY=VALUE")
+            if key in metadata:
+                raise BootstrapArgumentError(f"{option} {item!r}: key {key!r} given twice")
+            if not typed:
+                metadata[key] = value
+                continue
+            try:
+                metadata[key] = json.loads(value)
+            except ValueError as exc:
+                raise BootstrapArgumentError(
+                    f"{option} {item!r}: value is not JSON ({exc}); quote strings"
+                ) from exc
+    return metadata
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so readers never see half a bootstrap."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meshctl", description="Operate the meshlib mesh.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    boot = commands.add_parser(
+        "bootstrap", help="write the xDS bootstrap JSON for grpcio and meshlib"
+    )
+    boot.add_argument("--xds-address", required=True, help="control plane HOST:PORT")
+    boot.add_argument("--node-id", required=True, help="this node's id")
+    boot.add_argument("--cluster", default="", help="node cluster (often the service name)")
+    boot.add_argument("--region", default="")
+    boot.add_argument("--zone", default="")
+    boot.add_argument("--sub-zone", default="")
+    boot.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
+    boot.add_argument("--metadata-json", action="append", default=[], metavar="KEY=JSON")
+    boot.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    return parser
+
+
+def _bootstrap(args: argparse.Namespace) -> int:
+    try:
+        document = build_bootstrap(
+            xds_address=args.xds_address,
+            node_id=args.node_id,
+            cluster=args.cluster,
+            region=args.region,
+            zone=args.zone,
+            sub_zone=args.sub_zone,
+            metadata=parse_metadata(args.metadata, args.metadata_json),
+        )
+    except BootstrapArgumentError as exc:
+        print(f"meshctl bootstrap: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    text = json.dumps(document, indent=2) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return EXIT_OK
+    try:
+        write_atomically(args.output, text)
+    except OSError as exc:
+        print(f"meshctl bootstrap: -o {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse already printed the usage error
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    return _bootstrap(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""Workloads that announce themselves at run time, kept alive by heartbeats.
+
+A registration lives for its TTL; each heartbeat grants a fresh TTL; a sweep
+(:meth:`Registry.run_expiry`, an asyncio task) removes the ones that lapsed.
+Every change to the set of workloads calls ``on_change`` with the new
+:meth:`Registry.snapshot`, which is how the app feeds the xDS service.
+
+A registration is validated as a whole before anything is stored: a bad one
+raises :class:`RegistrationRejected` naming the field, and the registry is
+left exactly as it was. The registry is used from one event loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import structlog
+
+from controlplane.addresses import is_dns_label, is_dns_name, parse_ip
+from controlplane.model import EMPTY, RegisteredWorkload
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_TTL_S = 30.0
+MIN_TTL_S = 1.0
+MAX_TTL_S = 3600.0
+# Keeps the per-locality weight sum that EDS carries (a uint32) far from overflow.
+MAX_WEIGHT = 1_000_000
+MAX_LABELS = 64
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+Clock = Callable[[], float]
+ChangeCallback = Callable[[tuple[RegisteredWorkload, ...]], None]
+
+
+class RegistryError(Exception):
+    """Base of the registry's errors."""
+
+
+class RegistrationRejected(RegistryError):
+    """A registration failed validation; ``field`` names the offending field."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class UnknownRegistration(RegistryError):
+    """No live registration has this id (never made, deregistered or expired)."""
+
+    def __init__(self, workload_id: str) -> None:
+        super().__init__(
+            f"no live registration with id {workload_id!r} (expired or never made): register again"
+        )
+        self.workload_id = workload_id
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationRequest:
+    """What a caller asks for; ``None`` means "use the default"."""
+
+    service: str
+    address: str
+    ports: Mapping[int, int]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    locality: str = ""
+    weight: int = 1
+    ttl_s: float | None = None
+    namespace: str = "default"
+    id: str | None = None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_port(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RegistrationRejected(where, f"port must be an integer, got {value!r}")
+    if not 1 <= value <= 65535:
+        raise RegistrationRejected(where, f"port {value} is outside 1..65535")
+    return value
+
+
+def validate(
+    request: RegistrationRequest,
+    *,
+    default_ttl_s: float = DEFAULT_TTL_S,
+    new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+) -> RegisteredWorkload:
+    """Check every field of ``request``; return the workload to store or raise."""
+    service = request.service
+    if not isinstance(service, str) or not is_dns_name(service):
+        raise RegistrationRejected(
+            "service", f"{service!r} is not a lower-case DNS name such as 'sessions'"
+        )
+    ip = parse_ip(request.address) if isinstance(request.address, str) else None
+    if ip is None:
+        raise RegistrationRejected("address", f"{request.address!r} is not an IP address")
+    if ip.is_unspecified or ip.is_multicast:
+        raise RegistrationRejected("address", f"{request.address} cannot receive calls")
+    if not isinstance(request.ports, Mapping) or not request.ports:
+        raise RegistrationRejected("ports", "at least one service port -> target port is required")
+    ports = {
+        _check_port(sp, "ports"): _check_port(tp, f"ports[{sp}]")
+        for sp, tp in request.ports.items()
+    }
+    if not isinstance(request.labels, Mapping) or len(request.labels) > MAX_LABELS:
+        raise RegistrationRejected("labels", f"expected at most {MAX_LABELS} string pairs")
+    for key, value in request.labels.items():
+        if not isinstance(key, str) or not key:
+            raise RegistrationRejected("labels", f"label keys must be non-empty strings: {key!r}")
+        if not isinstance(value, str):
+            raise RegistrationRejected(f"labels[{key}]", f"value must be a string, got {value!r}")
+    locality = request.locality
+    parts = locality.split("/") if isinstance(locality, str) else []
+    if not isinstance(locality, str) or (locality and (len(parts) > 3 or not all(parts))):
+        raise RegistrationRejected(
+            "locality", f"{locality!r} is not 'region', 'region/zone' or 'region/zone/subzone'"
+        )
+    if not _is_int(request.weight) or not 1 <= request.weight <= MAX_WEIGHT:
+        raise RegistrationRejected("weight", f"{request.weight!r} is outside 1..{MAX_WEIGHT}")
+    ttl_s = default_ttl_s if request.ttl_s is None else request.ttl_s
+    if (
+        isinstance(ttl_s, bool)
+        or not isinstance(ttl_s, (int, float))
+        or not math.isfinite(ttl_s)
+        or not MIN_TTL_S <= ttl_s <= MAX_TTL_S
+    ):
+        raise RegistrationRejected("ttl_seconds", f"{ttl_s!r} is outside {MIN_TTL_S}..{MAX_TTL_S}")
+    if not isinstance(request.namespace, str) or not is_dns_label(request.namespace):
+        raise RegistrationRejected(
+            "namespace", f"{request.namespace!r} is not a lower-case DNS label"
+        )
+    workload_id = new_id() if request.id is None else request.id
+    if not isinstance(workload_id, str) or not _ID.match(workload_id):
+        raise RegistrationRejected(
+            "id", f"{workload_id!r} must be 1-128 of A-Z a-z 0-9 . _ : - (no leading punctuation)"
+        )
+    return RegisteredWorkload(
+        id=workload_id,
+        service=service,
+        address=str(ip),
+        ports=MappingProxyType(ports),
+        labels=MappingProxyType(dict(request.labels)) if request.labels else EMPTY,
+        locality=locality,
+        weight=request.weight,
+        ttl_s=float(ttl_s),
+        namespace=request.namespace,
+    )
+
+
+class Registry:
+    """The live registrations, keyed by id, each with an expiry deadline."""
+
+    def __init__(
+        self,
+        *,
+        on_change: ChangeCallback | None = None,
+        clock: Clock = time.monotonic,
+        default_ttl_s: float = DEFAULT_TTL_S,
+    ) -> None:
+        self.on_change = on_change
+        self._clock = clock
+        self._default_ttl_s = default_ttl_s
+        self._workloads: dict[str, RegisteredWorkload] = {}
+        self._deadlines: dict[str, float] = {}
+        self._snapshot: tuple[RegisteredWorkload, ...] = ()
+        self._wakeup = asyncio.Event()
+
+    def register(self, request: RegistrationRequest) -> RegisteredWorkload:
+        """Add or replace (same id) a workload; raises RegistrationRejected."""
+        workload = validate(request, default_ttl_s=self._default_ttl_s)
+        previous = self._workloads.get(workload.id)
+        self._workloads[workload.id] = workload
+        self._deadlines[workload.id] = self._clock() + workload.ttl_s
+        self._wakeup.set()
+        log.info(
+            "workload_registered",
+            id=workload.id,
+            service=workload.service,
+            address=workload.address,
+            replaced=previous is not None,
+        )
+        if previous != workload:
+            self._changed()
+        return workload
+
+    def heartbeat(self, workload_id: str) -> float:
+        """Grant a fresh TTL; returns it. Raises UnknownRegistration."""
+        self._check_alive(workload_id)
+        ttl_s = self._workloads[workload_id].ttl_s
+        self._deadlines[workload_id] = self._clock() + ttl_s
+        return ttl_s
+
+    def deregister(self, workload_id: str) -> bool:
+        """Remove now; True when it was registered. Unknown ids are not an error."""
+        if self._workloads.pop(workload_id, None) is None:
+            return False
+        del self._deadlines[workload_id]
+        log.info("workload_deregistered", id=workload_id)
+        self._changed()
+        return True
+
+    def remaining_ttl(self, workload_id: str) -> float | None:
+        """Seconds until the registration expires, or None when it is not live."""
+        deadline = self._deadlines.get(workload_id)
+        if deadline is None:
+            return None
+        return max(0.0, deadline - self._clock())
+
+    def snapshot(self) -> tuple[RegisteredWorkload, ...]:
+        """All live workloads, ordered by (namespace, service, id)."""
+        return self._snapshot
+
+    def sweep(self) -> tuple[str, ...]:
+        """Remove every expired registration now; returns their ids."""
+        now = self._clock()
+        expired = tuple(sorted(wid for wid, dl in self._deadlines.items() if dl <= now))
+        for wid in expired:
+            workload = self._workloads.pop(wid)
+            del self._deadlines[wid]
+            log.info("workload_expired", id=wid, service=workload.service, ttl_s=workload.ttl_s)
+        if expired:
+            self._changed()
+        return expired
+
+    async def run_expiry(self, *, max_interval_s: float = 1.0) -> None:
+        """Sweep until cancelled, waking at the next deadline (or every ``max_interval_s``)."""
+        while True:
+            self.sweep()
+            self._wakeup.clear()
+            delay = max_interval_s
+            if self._deadlines:
+                soonest = min(self._deadlines.values()) - self._clock()
+                delay = min(max_interval_s, max(0.01, soonest))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+
+    def _check_alive(self, workload_id: str) -> None:
+        deadline = self._deadlines.get(workload_id)
+        if deadline is None:
+            raise UnknownRegistration(workload_id)
+        if deadline <= self._clock():
+            self.sweep()
+            raise UnknownRegistration(workload_id)
+
+    def _changed(self) -> None:
+        self._snapshot = tuple(
+            sorted(self._workloads.values(), key=lambda w: (w.namespace, w.service, w.id))
+        )
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(self._snapshot)
+        except Exception:
+            log.exception("registry_on_change_failed")

@@ -1,0 +1,77 @@
+"""The AggregatedDiscoveryService servicer: one :class:`AdsStream` per call.
+
+It also keeps the set of open streams, for the status view and for closing
+them all on shutdown.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+import structlog
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+
+from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.stream import AdsStream, NodeDirectory, StreamProtocolError
+
+log = structlog.get_logger(__name__)
+
+
+class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        directory: NodeDirectory,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._cache = cache
+        self._directory = directory
+        self._clock = clock
+        self._streams: set[AdsStream] = set()
+        self._closed = False
+
+    def streams(self) -> list[AdsStream]:
+        """Open streams, oldest first."""
+        return sorted(self._streams, key=lambda s: s.connected_at)
+
+    def close_all(self) -> None:
+        """End every open stream and refuse new ones (shutdown)."""
+        self._closed = True
+        for stream in list(self._streams):
+            stream.close()
+
+    async def StreamAggregatedResources(
+        self,
+        request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
+        context: grpc.aio.ServicerContext[
+            discovery_pb2.DiscoveryRequest, discovery_pb2.DiscoveryResponse
+        ],
+    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+        if self._closed:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the control plane is shutting down")
+        stream = AdsStream(
+            peer=context.peer(), cache=self._cache, directory=self._directory, clock=self._clock
+        )
+        self._streams.add(stream)
+        try:
+            async for response in stream.run(request_iterator):
+                yield response
+        except StreamProtocolError as exc:
+            log.warning("xds_stream_rejected", peer=stream.peer, error=str(exc))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        finally:
+            self._streams.discard(stream)
+
+    async def DeltaAggregatedResources(
+        self,
+        request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
+        context: grpc.aio.ServicerContext[
+            discovery_pb2.DeltaDiscoveryRequest, discovery_pb2.DeltaDiscoveryResponse
+        ],
+    ) -> None:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "incremental (delta) xDS is not supported yet; use state-of-the-world ADS",
+        )

@@ -1,0 +1,99 @@
+"""What one stream asked for, per type, and what it did with our answers.
+
+Follows the SotW subscription rules of the xDS protocol:
+
+* the first request of a wildcard-capable type (LDS, CDS) with no names, or
+  any request naming ``*``, subscribes to everything; a later empty request
+  keeps a legacy wildcard until the client names resources explicitly;
+* RDS/EDS subscriptions are always by name;
+* a response is acknowledged by a request echoing its nonce; with
+  ``error_detail`` that request is a NACK. Requests echoing an older nonce
+  are stale and ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+WILDCARD = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    version: str
+    nonce: str
+    names: tuple[str, ...]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A NACK: the version the client refused and why."""
+
+    version: str
+    nonce: str
+    error: str
+    at: float
+
+
+@dataclass(slots=True)
+class Subscription:
+    type_url: str
+    wildcard_capable: bool
+    wildcard: bool = False
+    names: frozenset[str] = frozenset()
+    explicit: bool = False  # the client has named resources at least once
+    requested: bool = False  # a request for this type has been seen
+    last_sent: Sent | None = None
+    acked_version: str | None = None
+    last_nack: Rejection | None = None
+    nacks: int = 0
+    _sent_key: tuple[str, tuple[str, ...]] | None = field(default=None, repr=False)
+
+    def update_names(self, requested: Iterable[str]) -> None:
+        """Apply a request's resource_names to the subscription."""
+        requested_set = frozenset(requested)
+        first = not self.requested
+        self.requested = True
+        named = requested_set - {WILDCARD}
+        if WILDCARD in requested_set:
+            self.wildcard = self.wildcard_capable
+        elif not requested_set:
+            # Legacy wildcard: empty on the first request, kept until names appear.
+            self.wildcard = self.wildcard_capable and (
+                first or (self.wildcard and not self.explicit)
+            )
+        else:
+            self.wildcard = False
+        if named:
+            self.explicit = True
+        self.names = named
+
+    def is_stale(self, nonce: str) -> bool:
+        """A non-empty nonce that is not the one we last sent for this type."""
+        return bool(nonce) and (self.last_sent is None or nonce != self.last_sent.nonce)
+
+    def wanted(self, available: Iterable[str]) -> tuple[str, ...] | None:
+        """Names to send from ``available``, sorted; None when nothing is subscribed."""
+        if self.wildcard:
+            return tuple(sorted(available))
+        if not self.names:
+            return None
+        return tuple(sorted(self.names.intersection(available)))
+
+    def needs_send(self, version: str, names: tuple[str, ...]) -> bool:
+        """Only a new version, or a different set of names, goes out: a NACKed
+        version is held rather than resent."""
+        return self._sent_key != (version, names)
+
+    def record_sent(self, sent: Sent) -> None:
+        self.last_sent = sent
+        self._sent_key = (sent.version, sent.names)
+
+    def record_ack(self, version: str) -> None:
+        self.acked_version = version
+
+    def record_nack(self, rejection: Rejection) -> None:
+        self.last_nack = rejection
+        self.nacks += 1

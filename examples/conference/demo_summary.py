@@ -1,0 +1,78 @@
+"""Who answered: counted from the callers' output lines, printed as a table."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+# "[sessions ] GetSession(s-1) -> sessions-v2@50123 (...)": instances follow "->".
+_ANSWERED = re.compile(r"-> ((?:[\w.-]+@\d+)(?:, [\w.-]+@\d+)*)")
+
+
+@dataclass
+class Tally:
+    """Calls per instance, per caller ("meshlib" app, "grpcio" native client)."""
+
+    expected: list[str] = field(default_factory=list)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def expect(self, instance: str) -> None:
+        self.expected.append(instance)
+
+    def count_line(self, caller: str, line: str) -> None:
+        per_instance = self.counts.setdefault(caller, {})
+        if "-> ERROR" in line:
+            self.errors[caller] = self.errors.get(caller, 0) + 1
+            return
+        match = _ANSWERED.search(line)
+        if match is None:
+            return
+        for instance in match.group(1).split(", "):
+            per_instance[instance] = per_instance.get(instance, 0) + 1
+
+    def missing(self) -> list[str]:
+        """Expected instances no caller reached; sessions must also answer grpcio."""
+        app = self.counts.get("meshlib", {})
+        native = self.counts.get("grpcio", {})
+        gaps = [f"{name} (meshlib)" for name in self.expected if not app.get(name)]
+        gaps += [
+            f"{name} (grpcio)"
+            for name in self.expected
+            if name.startswith("sessions") and not native.get(name)
+        ]
+        return gaps
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "expected": self.expected,
+            "counts": self.counts,
+            "errors": self.errors,
+            "missing": self.missing(),
+        }
+
+
+def print_summary(tally: Tally) -> bool:
+    """Print calls per instance and caller; True when every instance answered."""
+    callers = ("meshlib", "grpcio")
+    print("\n== summary: calls answered per instance", flush=True)
+    print(f"  {'instance':<26}" + "".join(f"{caller:>10}" for caller in callers))
+    instances = list(tally.expected)
+    instances += sorted(
+        {name for per in tally.counts.values() for name in per} - set(tally.expected)
+    )
+    for name in instances:
+        cells = "".join(f"{tally.counts.get(caller, {}).get(name, 0):>10}" for caller in callers)
+        print(f"  {name:<26}{cells}")
+    errors = "".join(f"{tally.errors.get(caller, 0):>10}" for caller in callers)
+    print(f"  {'failed calls':<26}{errors}")
+    missing = tally.missing()
+    if not tally.expected:
+        print("== no instance started", flush=True)
+        return False
+    if missing:
+        print(f"== NOT every instance answered; missing: {', '.join(missing)}", flush=True)
+        return False
+    print(f"== every instance answered ({len(tally.expected)} instances)", flush=True)
+    return True

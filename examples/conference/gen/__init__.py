@@ -1,0 +1,1 @@
+"""Generated code: run generate.sh."""

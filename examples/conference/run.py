@@ -1,0 +1,223 @@
+"""Run the whole conference case study on loopback and show traffic flowing.
+
+    python examples/conference/run.py               # 10 s of traffic, then a summary
+    python examples/conference/run.py --forever     # until Ctrl-C
+
+Starts two Attendee instances, the control plane (with mesh.yaml, the attendees
+ports filled in), Session v1 and v2 (which register themselves), then an
+unmodified grpcio client and the conference app, both through the same
+bootstrap. Exit 0 when every instance answered, 1 otherwise. Every child is
+stopped on the way out, also on Ctrl-C, SIGTERM or an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+
+from demo_config import render_mesh_config
+from demo_processes import ManagedProcess, ProcessFailed
+from demo_summary import Tally, print_summary
+
+HERE = Path(__file__).resolve().parent
+SERVING_TIMEOUT_S = 20.0
+CALLER_TIMEOUT_S = 60.0  # beyond --duration: start-up plus the last calls' timeouts
+
+
+class Demo:
+    """The processes of one run, stopped in reverse order of start."""
+
+    def __init__(self, workdir: Path, exits: ExitStack) -> None:
+        self.workdir = workdir
+        self.log_dir = workdir / "logs"
+        self.log_dir.mkdir()
+        self._exits = exits
+        self.processes: list[ManagedProcess] = []
+
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> ManagedProcess:
+        process = ManagedProcess(name, argv, self.log_dir, env=env, cwd=HERE)
+        self.processes.append(process)
+        self._exits.callback(process.stop)
+        return process
+
+    def start_service(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> dict[str, object]:
+        process = self.start(name, argv, env)
+        announcement = process.wait_serving(SERVING_TIMEOUT_S)
+        process.drain_to_log()
+        return announcement
+
+
+def python_script(name: str, *args: str) -> list[str]:
+    return [sys.executable, str(HERE / name), *args]
+
+
+def console_script(name: str) -> str:
+    """The venv's console script next to this interpreter, else the one on PATH."""
+    sibling = Path(sys.executable).parent / name
+    if sibling.exists():
+        return str(sibling)
+    found = shutil.which(name)
+    if found is None:
+        raise ProcessFailed(f"{name} not found: install the project (pip install -e .)")
+    return found
+
+
+def env_with_bootstrap(bootstrap: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["GRPC_XDS_BOOTSTRAP"] = str(bootstrap)
+    env.pop("GRPC_XDS_BOOTSTRAP_CONFIG", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def write_bootstrap(demo: Demo, xds_address: str, node_id: str) -> Path:
+    path = demo.workdir / f"bootstrap-{node_id}.json"
+    meshctl = demo.start(
+        f"meshctl-{node_id}",
+        [console_script("meshctl"), "bootstrap", "--xds-address", xds_address,
+         "--node-id", node_id, "-o", str(path)],
+    )  # fmt: skip
+    code = meshctl.wait(SERVING_TIMEOUT_S)
+    if code != 0 or not path.exists():
+        raise ProcessFailed(f"meshctl bootstrap failed ({code}); log: {meshctl.log_path}")
+    return path
+
+
+def run_caller(process: ManagedProcess, tally: Tally, column: str, timeout: float | None) -> None:
+    """Echo a caller's lines and count who answered, until it exits."""
+    for line in process.lines(timeout):
+        print(line, flush=True)
+        tally.count_line(column, line)
+    try:
+        code = process.wait(timeout=5.0)
+    except subprocess.TimeoutExpired:
+        raise ProcessFailed(f"{process.name} still running after {timeout} s") from None
+    if code != 0:
+        print(f"== {process.name} exited with code {code}", flush=True)
+
+
+def run_demo(args: argparse.Namespace, demo: Demo, tally: Tally) -> None:
+    attendee_ports = []
+    for n in (1, 2):
+        served = demo.start_service(
+            f"attendees-{n}", python_script("attendees_service.py", "--port", "0")
+        )
+        attendee_ports.append(int(str(served["port"])))
+        tally.expect(f"attendees@{served['port']}")
+    config = demo.workdir / "mesh.yaml"
+    render_mesh_config(HERE / "mesh.yaml", config, attendee_ports)
+    print(f"== attendees listening on {attendee_ports}; mesh config: {config}", flush=True)
+
+    control_plane = demo.start_service(
+        "controlplane",
+        [console_script("mesh-controlplane"), "serve", "--config", str(config),
+         "--xds-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0"],
+    )  # fmt: skip
+    xds_address = str(control_plane["xds_address"])
+    print(f"== control plane serving xDS on {xds_address}", flush=True)
+
+    for version in ("v1", "v2"):
+        env = env_with_bootstrap(write_bootstrap(demo, xds_address, f"sessions-{version}"))
+        served = demo.start_service(
+            f"sessions-{version}",
+            python_script("sessions_service.py", "--port", "0", "--version", version),
+            env,
+        )
+        tally.expect(f"sessions-{version}@{served['port']}")
+        print(f"== sessions {version} on port {served['port']}, registered as sessions:50051")
+
+    app_env = env_with_bootstrap(write_bootstrap(demo, xds_address, "conference-app"))
+    print("== an unmodified grpcio client, xds:///sessions:50051, same bootstrap:", flush=True)
+    native = demo.start(
+        "grpcio-client", python_script("native_grpc_client.py", "--requests", "6"), app_env
+    )
+    run_caller(native, tally, "grpcio", CALLER_TIMEOUT_S)
+
+    length = ["--forever"] if args.forever else ["--duration", str(args.duration)]
+    print("== the conference app through meshlib (Ctrl-C to stop):", flush=True)
+    app = demo.start(
+        "conference-app",
+        python_script("conference_app.py", *length, "--interval", str(args.interval)),
+        app_env,
+    )
+    try:
+        timeout = None if args.forever else args.duration + CALLER_TIMEOUT_S
+        run_caller(app, tally, "meshlib", timeout)
+    except KeyboardInterrupt:
+        if not args.forever:
+            raise
+        app.stop(first_signal=signal.SIGINT)  # --forever: Ctrl-C is the normal way to stop
+
+
+def raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of app traffic")
+    parser.add_argument("--forever", action="store_true", help="run the app until Ctrl-C")
+    parser.add_argument("--interval", type=float, default=0.2, help="pause between app rounds")
+    parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (logs)")
+    parser.add_argument("--summary-json", type=Path, help="also write the summary here")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+
+    tally = Tally()
+    workdir = Path(tempfile.mkdtemp(prefix="conference-demo-"))
+    failed = interrupted = False
+    demo: Demo | None = None
+    try:
+        with ExitStack() as exits:
+            demo = Demo(workdir, exits)
+            try:
+                run_demo(args, demo, tally)
+            except KeyboardInterrupt:
+                interrupted = True
+                print("\n== interrupted: stopping every process", flush=True)
+            except (ProcessFailed, OSError, subprocess.TimeoutExpired) as exc:
+                failed = True
+                print(f"== failed: {exc}", file=sys.stderr, flush=True)
+                show_logs(demo)
+            finally:
+                # Stopping takes a few seconds at most (SIGKILL after a grace period);
+                # a second Ctrl-C must not cut it short and leave orphans behind.
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    finally:
+        pids = [process.pid for process in demo.processes] if demo else []
+        ok = print_summary(tally) and not failed
+        if args.summary_json is not None:
+            summary = {**tally.as_json(), "ok": ok, "interrupted": interrupted, "pids": pids}
+            args.summary_json.write_text(json.dumps(summary, indent=2))
+        if args.keep_temp or failed:
+            print(f"== logs kept in {workdir / 'logs'}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if interrupted and not args.forever:
+        return 130
+    return 0 if ok else 1
+
+
+def show_logs(demo: Demo) -> None:
+    for process in demo.processes:
+        if process.log_path.exists():
+            print(f"--- {process.name} (last lines of {process.log_path})", file=sys.stderr)
+            print(process.log_tail(), file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""``Mesh``: the one object an application holds.
+
+It loads the xDS bootstrap, owns one xDS client (started on first use) and
+the directory of services it feeds, hands out httpx clients and gRPC channels
+routed through the mesh, registers this process, and closes all of it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+import structlog
+
+from meshlib.routing.directory import ServiceDirectory
+from meshlib.routing.service import WatchSource
+from meshlib.routing.snapshot import ServiceSnapshot
+from meshlib.transport.grpc_aio_channel import AioMeshChannel
+from meshlib.transport.grpc_channel import MeshChannel
+from meshlib.transport.http import AsyncMeshTransport, MeshTransport
+from meshlib.transport.registration import Registration, build_request, detect_address
+from meshlib.xds_client import Bootstrap, XdsClient, load_bootstrap, open_channel
+
+log = structlog.get_logger(__name__)
+
+# httpx.Client arguments that configure its transport; we hand them to the mesh's pools too.
+_TRANSPORT_KWARGS = ("verify", "cert", "trust_env", "http1", "http2", "limits")
+
+
+class Mesh:
+    """A proxyless mesh client: ``with meshlib.Mesh() as mesh: ...``.
+
+    ``bootstrap`` is a path to the gRPC xDS bootstrap JSON; None reads
+    ``GRPC_XDS_BOOTSTRAP`` / ``GRPC_XDS_BOOTSTRAP_CONFIG``. A request to a
+    service whose config has not arrived yet waits up to ``ready_timeout_s``.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str | os.PathLike[str] | None = None,
+        *,
+        ready_timeout_s: float = 5.0,
+    ) -> None:
+        self._setup(load_bootstrap(bootstrap), None, ready_timeout_s)
+
+    @classmethod
+    def with_xds_client(
+        cls,
+        client: WatchSource,
+        *,
+        bootstrap: Bootstrap | None = None,
+        ready_timeout_s: float = 5.0,
+    ) -> Mesh:
+        """A mesh fed by an existing xDS client (shared, or a test double); not closed by us."""
+        mesh = cls.__new__(cls)
+        mesh._setup(bootstrap, client, ready_timeout_s)
+        return mesh
+
+    def _setup(
+        self, bootstrap: Bootstrap | None, client: WatchSource | None, ready_timeout_s: float
+    ) -> None:
+        if ready_timeout_s < 0:
+            raise ValueError(f"ready_timeout_s must be >= 0, got {ready_timeout_s}")
+        self.bootstrap = bootstrap
+        self.ready_timeout_s = ready_timeout_s
+        self._client: Any = client
+        self._owns_client = client is None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._closeables: list[Any] = []
+        self._async_closeables: list[Any] = []
+        self._registrations: list[Registration] = []
+        self.directory = ServiceDirectory(self._xds, ready_timeout_s=ready_timeout_s)
+
+    def _xds(self) -> WatchSource:
+        """The shared xDS client, started on first use."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this Mesh is closed")
+            if self._client is None:
+                assert self.bootstrap is not None
+                self._client = XdsClient(self.bootstrap)
+                log.info("xds_client_started", server=self.bootstrap.server.server_uri)
+            client: WatchSource = self._client
+            return client
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this Mesh is closed")
+
+    def _track(self, item: Any, *, is_async: bool = False) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this Mesh is closed")
+            (self._async_closeables if is_async else self._closeables).append(item)
+
+    # --- clients ---------------------------------------------------------------
+
+    def http_client(
+        self, *, passthrough_hosts: Iterable[str] = (), **httpx_kwargs: Any
+    ) -> httpx.Client:
+        """An ``httpx.Client`` routing mesh hosts; ``transport=`` becomes the pass-through."""
+        self._check_open()
+        pool_options = {k: httpx_kwargs[k] for k in _TRANSPORT_KWARGS if k in httpx_kwargs}
+        transport = MeshTransport(
+            self,
+            passthrough=httpx_kwargs.pop("transport", None),
+            passthrough_hosts=passthrough_hosts,
+            pool_options=pool_options,
+        )
+        client = httpx.Client(transport=transport, **httpx_kwargs)
+        self._track(client)
+        return client
+
+    def async_http_client(
+        self, *, passthrough_hosts: Iterable[str] = (), **httpx_kwargs: Any
+    ) -> httpx.AsyncClient:
+        """An ``httpx.AsyncClient`` routing mesh hosts (close it, or ``await mesh.aclose()``)."""
+        self._check_open()
+        pool_options = {k: httpx_kwargs[k] for k in _TRANSPORT_KWARGS if k in httpx_kwargs}
+        transport = AsyncMeshTransport(
+            self,
+            passthrough=httpx_kwargs.pop("transport", None),
+            passthrough_hosts=passthrough_hosts,
+            pool_options=pool_options,
+        )
+        client = httpx.AsyncClient(transport=transport, **httpx_kwargs)
+        self._track(client, is_async=True)
+        return client
+
+    def grpc_channel(self, target: str, options: Iterable[tuple[str, Any]] = ()) -> MeshChannel:
+        """A ``grpc.Channel`` for ``xds:///HOST:PORT`` (or ``HOST:PORT``)."""
+        self._check_open()
+        channel = MeshChannel(self, target, tuple(options))
+        self._track(channel)
+        return channel
+
+    def aio_grpc_channel(
+        self, target: str, options: Iterable[tuple[str, Any]] = ()
+    ) -> AioMeshChannel:
+        """A ``grpc.aio.Channel`` for ``xds:///HOST:PORT`` (or ``HOST:PORT``)."""
+        self._check_open()
+        channel = AioMeshChannel(self, target, tuple(options))
+        self._track(channel, is_async=True)
+        return channel
+
+    def register(
+        self,
+        service: str,
+        port: int,
+        labels: Mapping[str, str] | None = None,
+        target_port: int | None = None,
+        address: str | None = None,
+        *,
+        weight: int = 1,
+        ttl_s: float = 0.0,
+        namespace: str = "",
+    ) -> Registration:
+        """Serve ``service:port`` from this process (listening on ``target_port``, default
+        ``port``); heartbeats keep it alive until ``close()`` deregisters it."""
+        self._check_open()
+        if self.bootstrap is None:
+            raise RuntimeError("register() needs a bootstrap: this Mesh was built without one")
+        server = self.bootstrap.server
+        locality = self.bootstrap.node.locality
+        request = build_request(
+            service=service,
+            port=port,
+            target_port=target_port,
+            address=address or detect_address(server.server_uri),
+            labels=labels,
+            locality=str(locality) if locality.region or locality.zone or locality.sub_zone else "",
+            weight=weight,
+            ttl_s=ttl_s,
+            namespace=namespace,
+        )
+        registration = Registration(open_channel(server), request, on_close=self._forget)
+        registration.start()
+        with self._lock:
+            self._registrations.append(registration)
+        return registration
+
+    def _forget(self, registration: Registration) -> None:
+        with self._lock:
+            if registration in self._registrations:
+                self._registrations.remove(registration)
+
+    # --- introspection ------------------------------------------------------------
+
+    def wait_ready(self, target: str, timeout: float | None = None) -> None:
+        """Block until ``HOST:PORT`` has routes and endpoints (RoutingError otherwise)."""
+        self.directory.service(_bare(target)).wait_ready(
+            self.ready_timeout_s if timeout is None else timeout
+        )
+
+    async def wait_ready_async(self, target: str, timeout: float | None = None) -> None:
+        await self.directory.service(_bare(target)).wait_ready_async(
+            self.ready_timeout_s if timeout is None else timeout
+        )
+
+    def config_dump(self) -> dict[str, Any]:
+        """The xDS client's dump (cached / ACKed / NACKed) plus meshlib's per-service view."""
+        with self._lock:
+            client = self._client
+        dump: dict[str, Any] = {}
+        if client is not None and hasattr(client, "config_dump"):
+            dump.update(client.config_dump())
+        services: dict[str, Any] = {}
+        for state in self.directory.services():
+            view = state.view
+            if isinstance(view, ServiceSnapshot):
+                services[state.target] = {
+                    "version": view.version,
+                    "route_config": view.route_table.name,
+                    "clusters": {
+                        name: sorted(cluster.authorities) for name, cluster in view.clusters.items()
+                    },
+                }
+            else:
+                services[state.target] = {"error": None if view is None else view.message}
+        dump["services"] = services
+        return dump
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close clients, channels, registrations and the xDS client; idempotent.
+
+        Async clients and channels are closed by :meth:`aclose` (or by you)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            closeables, self._closeables = self._closeables, []
+            registrations, self._registrations = self._registrations, []
+            client = self._client if self._owns_client else None
+        for item in closeables:
+            item.close()
+        for registration in registrations:
+            registration.close()
+        self.directory.close()
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close async clients and channels, then everything :meth:`close` closes."""
+        with self._lock:
+            items, self._async_closeables = self._async_closeables, []
+        for item in items:
+            if isinstance(item, httpx.AsyncClient):
+                await item.aclose()
+            else:
+                await item.close()
+        self.close()
+
+    def __enter__(self) -> Mesh:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Mesh:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _bare(target: str) -> str:
+    return target[len("xds:///") :] if target.startswith("xds:///") else target

@@ -1,0 +1,107 @@
+"""The immutable per-service view the request path reads.
+
+A :class:`ServiceSnapshot` pairs one route table with the state of every
+cluster it references. It is built on the xDS client's thread and published
+by swapping one reference, so a request reads it without locks and always sees
+one consistent version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import structlog
+
+from meshlib.balancing.locality import build_picker
+from meshlib.balancing.picker import FailingPicker, Picker
+from meshlib.balancing.policy import UnknownPolicyError, get_policy
+from meshlib.balancing.round_robin import SingleLocalityPicker
+from meshlib.errors import NoHealthyEndpointError, RoutingError
+from meshlib.routing.route_table import RouteResult, RouteTable
+from meshlib.xds_client.resources import ClusterResource, ClusterType, Endpoint, EndpointsResource
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterState:
+    """One cluster as the data path sees it: its resource, endpoints and picker."""
+
+    name: str
+    picker: Picker
+    resource: ClusterResource | None = None
+    endpoints: EndpointsResource | None = None
+    #: Authorities (``host:port``) of every endpoint in EDS, usable or not.
+    authorities: frozenset[str] = frozenset()
+
+
+def failed_cluster(name: str, reason: str) -> ClusterState:
+    return ClusterState(name, FailingPicker(reason))
+
+
+def build_cluster_state(
+    cluster: ClusterResource, endpoints: EndpointsResource | None
+) -> ClusterState:
+    """The cluster state for a CDS resource and (for EDS clusters) its endpoints."""
+    name = cluster.name
+    if cluster.type is ClusterType.LOGICAL_DNS:
+        if not cluster.dns_host or cluster.dns_port is None:
+            return failed_cluster(name, f"LOGICAL_DNS cluster {name!r} has no host and port")
+        endpoint = Endpoint(address=cluster.dns_host, port=cluster.dns_port)
+        return ClusterState(
+            name, SingleLocalityPicker([endpoint]), cluster, None, frozenset({endpoint.authority})
+        )
+    if cluster.type is not ClusterType.EDS:
+        return failed_cluster(
+            name, f"cluster {name!r}: cluster type {cluster.type.value} is not supported yet"
+        )
+    if endpoints is None:
+        return failed_cluster(name, f"cluster {name!r}: no endpoints received yet")
+    try:
+        policy = get_policy(cluster.lb_policy)
+    except UnknownPolicyError as exc:
+        return failed_cluster(name, f"cluster {name!r}: {exc}")
+    authorities = frozenset(e.authority for e in endpoints.all_endpoints())
+    return ClusterState(
+        name, build_picker(name, endpoints, policy), cluster, endpoints, authorities
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSnapshot:
+    """Everything needed to route a request to the service ``target`` (``HOST:PORT``)."""
+
+    target: str
+    route_table: RouteTable
+    clusters: Mapping[str, ClusterState]
+    version: int
+    authorities: frozenset[str] = field(default=frozenset())
+
+    def route(
+        self, authority: str, path: str, headers: Mapping[str, str]
+    ) -> tuple[RouteResult, ClusterState, Endpoint]:
+        """Match a route, then pick an endpoint of its cluster. Raises RoutingError."""
+        result = self.route_table.match(authority, path, headers, fallback_authority=self.target)
+        cluster = self.clusters.get(result.cluster)
+        if cluster is None:
+            raise NoHealthyEndpointError(
+                f"service {self.target}: route {result.route.name!r} names unknown cluster "
+                f"{result.cluster!r}"
+            )
+        return result, cluster, cluster.picker.pick()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceFailure:
+    """Why the service cannot take requests now; each request raises a fresh error."""
+
+    target: str
+    error_type: type[RoutingError]
+    message: str
+
+    def error(self) -> RoutingError:
+        return self.error_type(self.message)
+
+
+ServiceView = ServiceSnapshot | ServiceFailure

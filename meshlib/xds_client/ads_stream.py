@@ -1,0 +1,137 @@
+"""The ADS call and the thread that keeps one open, reconnecting with backoff.
+
+``AdsStream`` is one StreamAggregatedResources call: requests go in through a
+queue the grpc call drains, responses come out to a callback. ``StreamRunner``
+opens one stream at a time on its own daemon thread and, when a stream ends,
+waits (exponential backoff, full jitter; no wait after a stream that got a
+response) and opens the next. It knows nothing about resources: the client
+reacts to its three events.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+import structlog
+from envoy.service.discovery.v3 import ads_pb2_grpc
+
+from meshlib.xds_client.backoff import Backoff
+
+log = structlog.get_logger(__name__)
+
+_END = object()
+
+
+class AdsStream:
+    """One ADS call. ``send`` is thread-safe and harmless after the call ended."""
+
+    def __init__(self, stub: Any) -> None:
+        self._stub = stub
+        self._requests: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._call: Any = None
+        self._cancelled = False
+        self._lock = threading.Lock()
+        self.received_response = False
+
+    def send(self, request: Any) -> None:
+        self._requests.put(request)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            call = self._call
+        if call is not None:
+            call.cancel()
+        self._requests.put(_END)
+
+    def run(self, on_response: Callable[[Any], None]) -> None:
+        """Open the call and hand each response to ``on_response`` until it ends.
+
+        Raises grpc.RpcError when the call fails (CANCELLED after ``cancel()``).
+        """
+        with self._lock:
+            if self._cancelled:
+                return
+            self._call = self._stub.StreamAggregatedResources(self._request_iter())
+        try:
+            for response in self._call:
+                self.received_response = True
+                on_response(response)
+        finally:
+            self._requests.put(_END)  # frees grpc's request-consuming thread
+
+    def _request_iter(self) -> Iterator[Any]:
+        while True:
+            item = self._requests.get()
+            if item is _END:
+                return
+            yield item
+
+
+class StreamRunner:
+    """Keeps one AdsStream open on a daemon thread until ``close()``."""
+
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        backoff: Backoff,
+        *,
+        on_start: Callable[[AdsStream], None],
+        on_response: Callable[[AdsStream, Any], None],
+        on_end: Callable[[AdsStream, Exception | None], None],
+    ) -> None:
+        self._stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+        self._backoff = backoff
+        self._on_start = on_start
+        self._on_response = on_response
+        self._on_end = on_end
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._current: AdsStream | None = None
+        self._thread = threading.Thread(target=self._run, name="xds-ads-stream", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self._closed.set()
+        with self._lock:
+            current = self._current
+        if current is not None:
+            current.cancel()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            stream = AdsStream(self._stub)
+            with self._lock:
+                if self._closed.is_set():
+                    return
+                self._current = stream
+            error = self._run_one(stream)
+            if self._closed.is_set():
+                return
+            self._on_end(stream, error)
+            if stream.received_response:
+                self._backoff.reset()
+                delay = 0.0
+            else:
+                delay = self._backoff.next_delay()
+            log.info("xds_stream_retry", delay_s=round(delay, 3))
+            self._closed.wait(delay)
+
+    def _run_one(self, stream: AdsStream) -> Exception | None:
+        self._on_start(stream)
+        try:
+            stream.run(lambda response: self._on_response(stream, response))
+        except grpc.RpcError as exc:
+            return exc
+        except Exception as exc:  # a bug must not kill the thread; report and retry
+            log.exception("xds_stream_crashed")
+            return exc
+        return None

@@ -1,0 +1,135 @@
+"""meshlib's public API end to end: control plane process -> xDS -> httpx and gRPC."""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+import meshlib
+from tests.support.backends import STREAM, WHO, grpc_backends, http_backends
+from tests.support.meshconfig import service_entry, write_config
+from tests.support.processes import ControlPlaneProcess, running_controlplane
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def mesh_env(tmp_path: Path) -> Iterator[tuple[ControlPlaneProcess, Path, list, list]]:
+    with grpc_backends(3) as grpc_bs, http_backends(3) as http_bs:
+        config = write_config(
+            tmp_path / "mesh.yaml",
+            service_entry("echo", 50051, [b.port for b in grpc_bs]),
+            service_entry("attendees", 8080, [b.port for b in http_bs], protocol="HTTP"),
+        )
+        with running_controlplane(config) as cp:
+            cp.write_bootstrap(tmp_path / "bootstrap.json", "e2e")
+            yield cp, config, grpc_bs, http_bs
+
+
+def _bootstrap(tmp_path: Path) -> str:
+    return str(tmp_path / "bootstrap.json")
+
+
+def test_http_client_spreads_round_robin(mesh_env: tuple, tmp_path: Path) -> None:
+    with meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as mesh, mesh.http_client() as http:
+        served = [http.get("http://attendees:8080/attendees/42").json() for _ in range(30)]
+    assert collections.Counter(s["served_by"] for s in served) == {"h0": 10, "h1": 10, "h2": 10}
+    assert {s["path"] for s in served} == {"/attendees/42"}
+    assert {s["host"] for s in served} == {"attendees:8080"}
+
+
+async def test_async_http_client_spreads_round_robin(mesh_env: tuple, tmp_path: Path) -> None:
+    with meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as mesh:
+        async with mesh.async_http_client() as http:
+            served = [(await http.get("http://attendees:8080/x")).json() for _ in range(30)]
+    assert collections.Counter(s["served_by"] for s in served) == {"h0": 10, "h1": 10, "h2": 10}
+
+
+def test_non_mesh_hosts_pass_through(mesh_env: tuple, tmp_path: Path) -> None:
+    _, _, _, http_bs = mesh_env
+    with meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as mesh, mesh.http_client() as http:
+        answer = http.get(f"http://127.0.0.1:{http_bs[0].port}/direct").json()
+    assert answer["served_by"] == "h0"
+
+
+def test_grpc_channel_unary_and_streaming(mesh_env: tuple, tmp_path: Path) -> None:
+    with meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as mesh:
+        channel = mesh.grpc_channel("xds:///echo:50051")
+        who = channel.unary_unary(WHO)
+        answers = [who(b"", timeout=5).decode() for _ in range(30)]
+        streamed = list(channel.unary_stream(STREAM)(b"", timeout=5))
+    assert collections.Counter(answers) == {"g0": 10, "g1": 10, "g2": 10}
+    assert len(streamed) == 3
+
+
+async def test_aio_grpc_channel(mesh_env: tuple, tmp_path: Path) -> None:
+    with meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as mesh:
+        channel = mesh.aio_grpc_channel("echo:50051")
+        who = channel.unary_unary(WHO)
+        answers = [(await who(b"", timeout=5)).decode() for _ in range(30)]
+        await channel.close()
+    assert collections.Counter(answers) == {"g0": 10, "g1": 10, "g2": 10}
+
+
+def test_follows_a_config_change_within_a_second(mesh_env: tuple, tmp_path: Path) -> None:
+    _, config, grpc_bs, http_bs = mesh_env
+    with meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as mesh:
+        channel = mesh.grpc_channel("xds:///echo:50051")
+        who = channel.unary_unary(WHO)
+        assert who(b"", timeout=5)
+        write_config(
+            config,
+            service_entry("echo", 50051, [grpc_bs[2].port]),
+            service_entry("attendees", 8080, [b.port for b in http_bs], protocol="HTTP"),
+        )
+        started = time.monotonic()
+        wait_for(lambda: all(who(b"", timeout=5) == b"g2" for _ in range(3)), timeout=5)
+        elapsed = time.monotonic() - started
+    # The issue's promise is "within a second"; allow scheduling slack on a loaded CI box.
+    assert elapsed < 1.5, f"config change took {elapsed:.2f}s to reach the data path"
+
+
+def test_registered_workload_joins_and_leaves(mesh_env: tuple, tmp_path: Path) -> None:
+    with (
+        grpc_backends(1, prefix="reg") as (backend,),
+        meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as server_mesh,
+        meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as client_mesh,
+    ):
+        registration = server_mesh.register(
+            service="checkin", port=50051, target_port=backend.port, address="127.0.0.1"
+        )
+        who = client_mesh.grpc_channel("xds:///checkin:50051").unary_unary(WHO)
+        assert who(b"", timeout=5) == b"reg0"
+        registration.close()
+
+        def gone() -> bool:
+            try:
+                who(b"", timeout=1)
+            except grpc.RpcError as exc:
+                return exc.code() == grpc.StatusCode.UNAVAILABLE
+            return False
+
+        wait_for(gone, timeout=5, what="deregistered workload to leave")
+
+
+def test_routing_errors_are_httpx_errors(mesh_env: tuple, tmp_path: Path) -> None:
+    _, config, _, _ = mesh_env
+    # attendees with no endpoints: routed, but nothing to pick.
+    write_config(config, service_entry("attendees", 8080, [], protocol="HTTP"))
+    with meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as mesh, mesh.http_client() as http:
+
+        def fails() -> bool:
+            try:
+                http.get("http://attendees:8080/", timeout=2)
+            except httpx.RequestError as exc:
+                return isinstance(exc, meshlib.MeshError)
+            return False
+
+        wait_for(fails, timeout=5)

@@ -1,0 +1,135 @@
+"""The README's demo and the overhead benchmark, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_PY = ROOT / "examples" / "conference" / "run.py"
+OVERHEAD_PY = ROOT / "bench" / "overhead.py"
+
+pytestmark = pytest.mark.integration
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def assert_no_orphans(pids: list[int]) -> None:
+    assert pids, "run.py reported no child processes"
+    deadline = time.monotonic() + 5.0
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [pid for pid in pids if alive(pid)] == []
+
+
+def assert_every_instance_answered(summary: dict[str, object]) -> None:
+    expected = summary["expected"]
+    counts = summary["counts"]
+    assert isinstance(expected, list) and isinstance(counts, dict)
+    assert sorted(name.split("@")[0] for name in expected) == [
+        "attendees",
+        "attendees",
+        "sessions-v1",
+        "sessions-v2",
+    ]
+    for name in expected:
+        assert counts["meshlib"].get(name, 0) > 0, f"{name} got no call from the app"
+        if name.startswith("sessions"):
+            assert counts["grpcio"].get(name, 0) > 0, f"{name} got no call from grpcio"
+    assert summary["missing"] == []
+    assert summary["ok"] is True
+
+
+def test_run_py_spreads_traffic_over_every_instance(tmp_path: Path) -> None:
+    summary_path = tmp_path / "summary.json"
+    done = subprocess.run(
+        [sys.executable, str(RUN_PY), "--duration", "3", "--interval", "0.05",
+         "--summary-json", str(summary_path)],
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "every instance answered (4 instances)" in done.stdout
+    summary = json.loads(summary_path.read_text())
+    assert_every_instance_answered(summary)
+    assert_no_orphans(summary["pids"])
+
+
+def stdout_lines(process: subprocess.Popen[str]) -> Iterator[str]:
+    """stdout lines as they come, read on a thread so waiting can time out."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    while (line := lines.get(timeout=60)) is not None:
+        yield line
+
+
+def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+    summary_path = tmp_path / "summary.json"
+    process = subprocess.Popen(
+        [sys.executable, str(RUN_PY), "--forever", "--interval", "0.05",
+         "--summary-json", str(summary_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        app_lines = 0
+        for line in stdout_lines(process):
+            app_lines += line.startswith("[attendees]")
+            if app_lines >= 10:
+                break
+        assert app_lines >= 10, "the conference app never got going"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+    summary = json.loads(summary_path.read_text())
+    assert summary["interrupted"] is True
+    assert_every_instance_answered(summary)
+    assert_no_orphans(summary["pids"])
+
+
+def test_overhead_bench_prints_ratios(tmp_path: Path) -> None:
+    results_path = tmp_path / "overhead.json"
+    done = subprocess.run(
+        [sys.executable, str(OVERHEAD_PY), "--requests", "50", "--warmup", "5",
+         "--concurrency", "4", "--json", str(results_path)],
+        capture_output=True, text=True, timeout=110,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "ratio to bare" in done.stdout
+    results = json.loads(results_path.read_text())["results"]
+    clients = {(result["group"], result["client"]) for result in results}
+    assert clients == {
+        ("httpx sync", "bare"), ("httpx sync", "meshlib"),
+        ("httpx async", "bare"), ("httpx async", "meshlib"),
+        ("grpc sync", "bare"), ("grpc sync", "meshlib"), ("grpc sync", "grpcio xds"),
+        ("grpc aio", "bare"), ("grpc aio", "meshlib"), ("grpc aio", "grpcio xds"),
+    }  # fmt: skip
+    for result in results:
+        assert result["calls"] == 48  # 4 rounds of 12: --requests rounded to whole rounds
+        assert result["median_ratio"] > 0 and result["concurrent_rps_ratio"] > 0

@@ -1,0 +1,97 @@
+"""The public API DESIGN.md fixes: names, signatures, lifecycle."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+import meshlib
+from meshlib.transport.errors import MeshRequestError
+from tests.routing.builders import endpoints
+from tests.routing.fake_xds import FakeXds
+
+
+def test_curated_names() -> None:
+    for name in (
+        "Mesh",
+        "MeshTransport",
+        "AsyncMeshTransport",
+        "MeshError",
+        "BootstrapError",
+        "RoutingError",
+        "NoRouteError",
+        "ServiceNotReadyError",
+        "NoHealthyEndpointError",
+        "RegistrationError",
+        "__version__",
+    ):
+        assert name in meshlib.__all__
+        assert hasattr(meshlib, name)
+    assert meshlib.__version__ == "0.1.0"
+    assert issubclass(MeshRequestError, httpx.RequestError)
+    assert issubclass(MeshRequestError, meshlib.RoutingError)
+
+
+def test_signatures() -> None:
+    init = inspect.signature(meshlib.Mesh.__init__)
+    assert list(init.parameters) == ["self", "bootstrap", "ready_timeout_s"]
+    assert init.parameters["ready_timeout_s"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert init.parameters["ready_timeout_s"].default == 5.0
+    register = inspect.signature(meshlib.Mesh.register)
+    assert list(register.parameters)[:6] == [
+        "self",
+        "service",
+        "port",
+        "labels",
+        "target_port",
+        "address",
+    ]
+
+
+def test_missing_bootstrap_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRPC_XDS_BOOTSTRAP", raising=False)
+    monkeypatch.delenv("GRPC_XDS_BOOTSTRAP_CONFIG", raising=False)
+    with pytest.raises(meshlib.BootstrapError, match="GRPC_XDS_BOOTSTRAP"):
+        meshlib.Mesh()
+
+
+def test_bootstrap_from_path_starts_nothing_until_used(tmp_path: Path) -> None:
+    path = tmp_path / "bootstrap.json"
+    path.write_text(
+        json.dumps(
+            {
+                "xds_servers": [
+                    {"server_uri": "127.0.0.1:1", "channel_creds": [{"type": "insecure"}]}
+                ],
+                "node": {"id": "n"},
+            }
+        )
+    )
+    with meshlib.Mesh(bootstrap=path, ready_timeout_s=1) as mesh:
+        assert mesh.bootstrap is not None and mesh.bootstrap.node.id == "n"
+        assert mesh.config_dump() == {"services": {}}
+
+
+def test_close_is_idempotent_and_final() -> None:
+    feed = FakeXds()
+    try:
+        feed.set_service("svc:80", {"c": endpoints("c", [("127.0.0.1", 1)])})
+        mesh = meshlib.Mesh.with_xds_client(feed)
+        client = mesh.http_client()
+        channel = mesh.grpc_channel("svc:80")
+        mesh.wait_ready("xds:///svc:80")
+        assert mesh.config_dump()["services"]["svc:80"]["clusters"] == {"c": ["127.0.0.1:1"]}
+        mesh.close()
+        mesh.close()
+        assert client.is_closed
+        with pytest.raises(RuntimeError, match="closed"):
+            mesh.http_client()
+        with pytest.raises(RuntimeError, match="closed"):
+            mesh.grpc_channel("svc:80")
+        channel.close()
+    finally:
+        feed.close()

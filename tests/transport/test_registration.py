@@ -1,0 +1,137 @@
+"""mesh.register() against a real gRPC server implementing meshlib.registry.v1.Registry."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+import meshlib
+from meshlib._protos import registry_v1_pb2 as pb
+from meshlib.transport.registration import detect_address
+from tests.transport.polling import eventually
+
+
+class FakeRegistry:
+    """Records every call; grants a short TTL; can forget registrations."""
+
+    def __init__(self, ttl_s: float = 0.15) -> None:
+        self.ttl_s = ttl_s
+        self.lock = threading.Lock()
+        self.registered: list[pb.RegisterRequest] = []
+        self.live: set[str] = set()
+        self.heartbeats = 0
+        self.deregistered: list[str] = []
+        self.refuse = False
+
+    def register(self, request: pb.RegisterRequest, context: Any) -> pb.RegisterResponse:
+        if self.refuse:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "service 'nope' is not declared")
+        with self.lock:
+            self.registered.append(request)
+            wid = request.id or f"w{len(self.registered)}"
+            self.live.add(wid)
+        return pb.RegisterResponse(id=wid, ttl_seconds=self.ttl_s)
+
+    def heartbeat(self, request: pb.HeartbeatRequest, context: Any) -> pb.HeartbeatResponse:
+        with self.lock:
+            self.heartbeats += 1
+            known = request.id in self.live
+        if not known:
+            context.abort(grpc.StatusCode.NOT_FOUND, "expired")
+        return pb.HeartbeatResponse(ttl_seconds=self.ttl_s)
+
+    def deregister(self, request: pb.DeregisterRequest, context: Any) -> pb.DeregisterResponse:
+        with self.lock:
+            self.live.discard(request.id)
+            self.deregistered.append(request.id)
+        return pb.DeregisterResponse()
+
+    def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
+        def method(fn: Any, req: Any, resp: Any) -> grpc.RpcMethodHandler[Any, Any]:
+            return grpc.unary_unary_rpc_method_handler(
+                fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString
+            )
+
+        return grpc.method_handlers_generic_handler(
+            "meshlib.registry.v1.Registry",
+            {
+                "Register": method(self.register, pb.RegisterRequest, pb.RegisterResponse),
+                "Heartbeat": method(self.heartbeat, pb.HeartbeatRequest, pb.HeartbeatResponse),
+                "Deregister": method(self.deregister, pb.DeregisterRequest, pb.DeregisterResponse),
+            },
+        )
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[tuple[FakeRegistry, Path]]:
+    fake = FakeRegistry()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.add_generic_rpc_handlers((fake.handler(),))
+    server.start()
+    bootstrap = tmp_path / "bootstrap.json"
+    bootstrap.write_text(
+        json.dumps(
+            {
+                "xds_servers": [
+                    {"server_uri": f"127.0.0.1:{port}", "channel_creds": [{"type": "insecure"}]}
+                ],
+                "node": {"id": "test-node", "locality": {"region": "r1", "zone": "z1"}},
+            }
+        )
+    )
+    yield fake, bootstrap
+    server.stop(None).wait(5)
+
+
+def test_register_heartbeat_reregister_and_deregister(
+    registry: tuple[FakeRegistry, Path],
+) -> None:
+    fake, bootstrap = registry
+    with meshlib.Mesh(bootstrap) as mesh:
+        handle = mesh.register("sessions", 50051, labels={"version": "v1"}, target_port=7000)
+        request = fake.registered[0]
+        assert request.service == "sessions"
+        assert request.address == "127.0.0.1"
+        assert dict(request.ports) == {50051: 7000}
+        assert dict(request.labels) == {"version": "v1"}
+        assert request.locality == "r1/z1/"
+        assert handle.id == "w1"
+
+        eventually(lambda: fake.heartbeats >= 2)
+        with fake.lock:
+            fake.live.clear()  # the control plane forgot us (restart / expiry)
+        eventually(lambda: len(fake.registered) == 2)
+        assert fake.registered[1].id == "w1"  # same identity on re-registration
+        handle.close()
+        handle.close()
+        assert fake.deregistered == ["w1"]
+
+        mesh.register("sessions", 50052, address="10.1.2.3")
+    # Mesh.close() deregistered the one left open.
+    assert fake.deregistered == ["w1", "w3"]
+    assert fake.registered[-1].address == "10.1.2.3"
+
+
+def test_refused_registration_raises(registry: tuple[FakeRegistry, Path]) -> None:
+    fake, bootstrap = registry
+    fake.refuse = True
+    with (
+        meshlib.Mesh(bootstrap) as mesh,
+        pytest.raises(meshlib.RegistrationError, match="not declared"),
+    ):
+        mesh.register("nope", 1)
+    with meshlib.Mesh(bootstrap) as mesh, pytest.raises(ValueError, match="port 0"):
+        mesh.register("sessions", 0)
+
+
+def test_detect_address_for_loopback() -> None:
+    assert detect_address("127.0.0.1:15010") == "127.0.0.1"
+    assert detect_address("dns:///127.0.0.1:15010") == "127.0.0.1"

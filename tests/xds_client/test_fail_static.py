@@ -1,0 +1,71 @@
+"""Control plane restart: fail static while away, then resync."""
+
+from __future__ import annotations
+
+from meshlib.errors import XdsConnectionError
+from meshlib.xds_client import CLUSTER, LISTENER
+from tests.xds_client import xds_builders as b
+from tests.xds_client.conftest import ClientFactory
+from tests.xds_client.fake_ads import FakeAds
+from tests.xds_client.recording import RecordingWatcher
+
+
+def test_restart_keeps_cache_then_resyncs(make_client: ClientFactory) -> None:
+    first = FakeAds()
+    servers = [first]
+    try:
+        client = make_client(first.address)
+        lds, cds = RecordingWatcher("lds"), RecordingWatcher("cds")
+        client.watch(LISTENER, "svc:80", lds)
+        client.watch(CLUSTER, "c1", cds)
+        first.wait_for_request(lambda r: r.type_url == b.CDS and list(r.resource_names) == ["c1"])
+        first.push(b.LDS, [b.listener("svc:80")], "l1")
+        first.push(b.CDS, [b.cluster("c1")], "c1")
+        lds.wait_count(1)
+        cds.wait_count(1)
+
+        first.stop()
+        for watcher in (lds, cds):
+            kind, error = watcher.wait_count(2)[1]
+            assert kind == "ambient_error"
+            assert isinstance(error, XdsConnectionError)
+            assert first.address in str(error)
+        dump = client.config_dump()
+        assert dump["connected"] is False
+        assert [e["status"] for e in dump["types"]["Listener"]["resources"]] == ["ACKED"]
+        assert dump["types"]["Cluster"]["resources"][0]["resource"]["name"] == "c1"
+
+        second = FakeAds(port=first.port)
+        servers.append(second)
+        lds_again = second.wait_for_request(lambda r: r.type_url == b.LDS)
+        cds_again = second.wait_for_request(lambda r: r.type_url == b.CDS)
+        assert (list(lds_again.resource_names), lds_again.version_info) == (["svc:80"], "l1")
+        assert (list(cds_again.resource_names), cds_again.version_info) == (["c1"], "c1")
+        assert lds_again.response_nonce == cds_again.response_nonce == ""
+        first_request = second.requests[0]
+        assert first_request.node.id == "test-node"
+
+        nonce = second.push(b.LDS, [b.listener("svc:80", "rc-new")], "l2")
+        second.wait_for_request(
+            lambda r: r.type_url == b.LDS and r.version_info == "l2" and r.response_nonce == nonce
+        )
+        kind, resource = lds.wait_count(3)[2]
+        assert (kind, resource.route_config_name) == ("changed", "rc-new")
+        # one ambient error per loss, however many reconnect attempts failed
+        assert lds.kinds() == ["changed", "ambient_error", "changed"]
+        assert cds.kinds() == ["changed", "ambient_error"]
+        assert client.config_dump()["connected"] is True
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_unreachable_server_reports_one_ambient_error(make_client: ClientFactory) -> None:
+    gone = FakeAds()
+    gone.stop()
+    client = make_client(gone.address)
+    watcher = RecordingWatcher()
+    client.watch(LISTENER, "svc:80", watcher)
+    kind, error = watcher.wait_count(1)[0]
+    assert kind == "ambient_error"
+    assert isinstance(error, XdsConnectionError)
