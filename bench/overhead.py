@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import platform
 import sys
@@ -28,6 +29,7 @@ from typing import Any
 
 import grpc
 import httpx
+import structlog
 from bench_clients import (
     AsyncVariant,
     SyncVariant,
@@ -41,7 +43,7 @@ from bench_stack import Stack, running_stack
 
 import meshlib
 
-ROUNDS = 4
+ROUNDS = 10
 READY_TIMEOUT_S = 15.0
 
 
@@ -205,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.requests < ROUNDS or args.concurrency < 1 or args.warmup < 0:
         parser.error(f"--requests must be >= {ROUNDS}, --concurrency >= 1, --warmup >= 0")
 
+    # As a service would run it: meshlib's log events at INFO and up, on stderr.
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+    )
     started = time.perf_counter()
     with running_stack(keep_logs=args.keep_logs) as stack:
         # grpcio's own xDS client reads the bootstrap from the environment.

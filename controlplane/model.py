@@ -12,6 +12,10 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from controlplane.traffic_model import DestinationRule, VirtualService
 
 EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -77,6 +81,9 @@ class ServiceEntry:
     endpoints: tuple[WorkloadSpec, ...] = ()
     workload_selector: Mapping[str, str] | None = None
     source: Source | None = None
+    # The operator's mesh-wide "degraded" switch (annotation meshlib.dev/degraded):
+    # every caller's @meshlib.fallback for this service fires at once.
+    degraded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +100,8 @@ class MeshConfig:
 
     service_entries: tuple[ServiceEntry, ...] = ()
     workload_entries: tuple[WorkloadEntry, ...] = ()
-    # VirtualService / DestinationRule arrive with the traffic issue.
+    virtual_services: tuple[VirtualService, ...] = ()
+    destination_rules: tuple[DestinationRule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ import httpx
 import structlog
 
 from meshlib.routing.directory import ServiceDirectory
-from meshlib.routing.service import WatchSource
 from meshlib.routing.snapshot import ServiceSnapshot
+from meshlib.routing.watch import WatchSource
 from meshlib.transport.grpc_aio_channel import AioMeshChannel
 from meshlib.transport.grpc_channel import MeshChannel
 from meshlib.transport.http import AsyncMeshTransport, MeshTransport

@@ -49,7 +49,7 @@ class Subscription:
     acked_version: str | None = None
     last_nack: Rejection | None = None
     nacks: int = 0
-    _sent_key: tuple[str, tuple[str, ...]] | None = field(default=None, repr=False)
+    _sent_key: tuple[object, ...] | None = field(default=None, repr=False)
 
     def update_names(self, requested: Iterable[str]) -> None:
         """Apply a request's resource_names to the subscription."""
@@ -84,12 +84,23 @@ class Subscription:
 
     def needs_send(self, version: str, names: tuple[str, ...]) -> bool:
         """Only a new version, or a different set of names, goes out: a NACKed
-        version is held rather than resent."""
-        return self._sent_key != (version, names)
+        version is held rather than resent.
+
+        For LDS and CDS a change of subscription also gets an answer even when
+        the resources sent stay the same: in SotW their absence from a response
+        is how the client learns a name does not exist, so it must not wait out
+        its does-not-exist timer.
+        """
+        return self._sent_key != self._key(version, names)
 
     def record_sent(self, sent: Sent) -> None:
         self.last_sent = sent
-        self._sent_key = (sent.version, sent.names)
+        self._sent_key = self._key(sent.version, sent.names)
+
+    def _key(self, version: str, names: tuple[str, ...]) -> tuple[object, ...]:
+        if self.wildcard_capable:
+            return (version, names, self.wildcard, self.names)
+        return (version, names)
 
     def record_ack(self, version: str) -> None:
         self.acked_version = version

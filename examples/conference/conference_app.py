@@ -7,7 +7,7 @@ live and spreads the calls over the instances. One line per call on stdout:
     [attendees] GET /attendees/42 -> attendees@18081 (Ada Lovelace) 1.4 ms
     [sessions ] GetSession(s-1) -> sessions-v2@50123 (Proxyless meshes, livestream) 0.9 ms
 
-Run for ``--requests N`` rounds or ``--duration S`` seconds (one round = one
+Run for ``--requests N`` rounds, ``--duration S`` seconds or ``--forever`` (one round = one
 attendee call + one session call; every 5th round also streams ListSessions).
 """
 
@@ -153,12 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     limit = parser.add_mutually_exclusive_group()
     limit.add_argument("--requests", type=int, help="number of rounds to run")
     limit.add_argument("--duration", type=float, help="seconds to run (default 10)")
+    limit.add_argument("--forever", action="store_true", help="run until Ctrl-C or SIGTERM")
     parser.add_argument(
         "--interval", type=float, default=0.2, help="pause between rounds in seconds (0: none)"
     )
     parser.add_argument("--bootstrap", help="bootstrap file (default: GRPC_XDS_BOOTSTRAP)")
+    parser.add_argument(
+        "--no-summary", action="store_true", help="skip the calls-per-instance table at the end"
+    )
     args = parser.parse_args(argv)
-    if args.requests is None and args.duration is None:
+    if args.requests is None and args.duration is None and not args.forever:
         args.duration = 10.0
     configure_logging()
 
@@ -175,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         tally = run(mesh, args.requests, args.duration, args.interval)
     finally:
         mesh.close()
-    print_summary(tally)
+    if not args.no_summary:
+        print_summary(tally)
     if tally.interrupted:
         return 130
     return 0 if tally.answered and tally.failures == 0 else 1

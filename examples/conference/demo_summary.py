@@ -14,12 +14,13 @@ _ANSWERED = re.compile(r"-> ((?:[\w.-]+@\d+)(?:, [\w.-]+@\d+)*)")
 class Tally:
     """Calls per instance, per caller ("meshlib" app, "grpcio" native client)."""
 
-    expected: list[str] = field(default_factory=list)
+    # instance -> the callers that must reach it for the demo to count as working
+    expected: dict[str, tuple[str, ...]] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
 
-    def expect(self, instance: str) -> None:
-        self.expected.append(instance)
+    def expect(self, instance: str, callers: tuple[str, ...] = ("meshlib",)) -> None:
+        self.expected[instance] = callers
 
     def count_line(self, caller: str, line: str) -> None:
         per_instance = self.counts.setdefault(caller, {})
@@ -33,20 +34,17 @@ class Tally:
             per_instance[instance] = per_instance.get(instance, 0) + 1
 
     def missing(self) -> list[str]:
-        """Expected instances no caller reached; sessions must also answer grpcio."""
-        app = self.counts.get("meshlib", {})
-        native = self.counts.get("grpcio", {})
-        gaps = [f"{name} (meshlib)" for name in self.expected if not app.get(name)]
-        gaps += [
-            f"{name} (grpcio)"
-            for name in self.expected
-            if name.startswith("sessions") and not native.get(name)
+        """ "instance (caller)" for every required caller that never reached it."""
+        return [
+            f"{instance} ({caller})"
+            for instance, callers in self.expected.items()
+            for caller in callers
+            if not self.counts.get(caller, {}).get(instance)
         ]
-        return gaps
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "expected": self.expected,
+            "expected": {name: list(callers) for name, callers in self.expected.items()},
             "counts": self.counts,
             "errors": self.errors,
             "missing": self.missing(),

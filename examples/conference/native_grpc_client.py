@@ -27,6 +27,9 @@ CALL_TIMEOUT_S = 5.0
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=10, help="number of GetSession calls")
+    parser.add_argument(
+        "--interval", type=float, default=0.1, help="pause between calls in seconds (0: none)"
+    )
     args = parser.parse_args(argv)
     if not (os.environ.get("GRPC_XDS_BOOTSTRAP") or os.environ.get("GRPC_XDS_BOOTSTRAP_CONFIG")):
         print("native_grpc_client: set GRPC_XDS_BOOTSTRAP to a bootstrap file", file=sys.stderr)
@@ -58,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"({reply.session.title}) {took:.1f} ms",
                 flush=True,
             )
+            if args.interval > 0:
+                time.sleep(args.interval)
     return 1 if failures else 0
 
 

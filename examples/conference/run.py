@@ -6,13 +6,16 @@
 Starts two Attendee instances, the control plane (with mesh.yaml, the attendees
 ports filled in), Session v1 and v2 (which register themselves), then an
 unmodified grpcio client and the conference app, both through the same
-bootstrap. Exit 0 when every instance answered, 1 otherwise. Every child is
-stopped on the way out, also on Ctrl-C, SIGTERM or an error.
+bootstrap. ``--scale-out 5`` adds a second v2 instance 5 s into the app's run,
+to watch the app pick it up without a restart. Exit 0 when every instance
+answered, 1 otherwise. Every child is stopped on the way out, also on Ctrl-C,
+SIGTERM or an error.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -20,7 +23,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -30,6 +36,7 @@ from demo_summary import Tally, print_summary
 
 HERE = Path(__file__).resolve().parent
 SERVING_TIMEOUT_S = 20.0
+BOTH_CALLERS = ("meshlib", "grpcio")  # sessions there from the start: both must reach them
 CALLER_TIMEOUT_S = 60.0  # beyond --duration: start-up plus the last calls' timeouts
 
 
@@ -96,17 +103,47 @@ def write_bootstrap(demo: Demo, xds_address: str, node_id: str) -> Path:
     return path
 
 
-def run_caller(process: ManagedProcess, tally: Tally, column: str, timeout: float | None) -> None:
+@dataclass
+class Scheduled:
+    """Something to do once, ``after_s`` seconds into a caller's run."""
+
+    after_s: float
+    action: Callable[[], None]
+
+
+def run_caller(
+    process: ManagedProcess,
+    tally: Tally,
+    column: str,
+    timeout: float | None,
+    scheduled: Scheduled | None = None,
+) -> None:
     """Echo a caller's lines and count who answered, until it exits."""
+    started = time.monotonic()
     for line in process.lines(timeout):
         print(line, flush=True)
         tally.count_line(column, line)
+        if scheduled is not None and time.monotonic() - started >= scheduled.after_s:
+            scheduled.action()
+            scheduled = None
     try:
         code = process.wait(timeout=5.0)
     except subprocess.TimeoutExpired:
         raise ProcessFailed(f"{process.name} still running after {timeout} s") from None
     if code != 0:
         print(f"== {process.name} exited with code {code}", flush=True)
+
+
+def start_sessions(
+    demo: Demo, tally: Tally, xds_address: str, version: str, name: str, callers: tuple[str, ...]
+) -> None:
+    """One Session instance with its own bootstrap; returns once it has registered."""
+    env = env_with_bootstrap(write_bootstrap(demo, xds_address, name))
+    served = demo.start_service(
+        name, python_script("sessions_service.py", "--port", "0", "--version", version), env
+    )
+    tally.expect(f"sessions-{version}@{served['port']}", callers)
+    print(f"== {name} on port {served['port']}, registered as sessions:50051", flush=True)
 
 
 def run_demo(args: argparse.Namespace, demo: Demo, tally: Tally) -> None:
@@ -130,14 +167,7 @@ def run_demo(args: argparse.Namespace, demo: Demo, tally: Tally) -> None:
     print(f"== control plane serving xDS on {xds_address}", flush=True)
 
     for version in ("v1", "v2"):
-        env = env_with_bootstrap(write_bootstrap(demo, xds_address, f"sessions-{version}"))
-        served = demo.start_service(
-            f"sessions-{version}",
-            python_script("sessions_service.py", "--port", "0", "--version", version),
-            env,
-        )
-        tally.expect(f"sessions-{version}@{served['port']}")
-        print(f"== sessions {version} on port {served['port']}, registered as sessions:50051")
+        start_sessions(demo, tally, xds_address, version, f"sessions-{version}", BOTH_CALLERS)
 
     app_env = env_with_bootstrap(write_bootstrap(demo, xds_address, "conference-app"))
     print("== an unmodified grpcio client, xds:///sessions:50051, same bootstrap:", flush=True)
@@ -150,16 +180,19 @@ def run_demo(args: argparse.Namespace, demo: Demo, tally: Tally) -> None:
     print("== the conference app through meshlib (Ctrl-C to stop):", flush=True)
     app = demo.start(
         "conference-app",
-        python_script("conference_app.py", *length, "--interval", str(args.interval)),
+        python_script(
+            "conference_app.py", *length, "--interval", str(args.interval), "--no-summary"
+        ),
         app_env,
     )
-    try:
-        timeout = None if args.forever else args.duration + CALLER_TIMEOUT_S
-        run_caller(app, tally, "meshlib", timeout)
-    except KeyboardInterrupt:
-        if not args.forever:
-            raise
-        app.stop(first_signal=signal.SIGINT)  # --forever: Ctrl-C is the normal way to stop
+    scale_out = None
+    if args.scale_out is not None:
+        scale_out = Scheduled(
+            args.scale_out,
+            lambda: start_sessions(demo, tally, xds_address, "v2", "sessions-v2-b", ("meshlib",)),
+        )
+    timeout = None if args.forever else args.duration + CALLER_TIMEOUT_S
+    run_caller(app, tally, "meshlib", timeout, scale_out)  # --forever: until Ctrl-C (main)
 
 
 def raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -171,9 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of app traffic")
     parser.add_argument("--forever", action="store_true", help="run the app until Ctrl-C")
     parser.add_argument("--interval", type=float, default=0.2, help="pause between app rounds")
+    parser.add_argument(
+        "--scale-out",
+        type=float,
+        metavar="SECONDS",
+        help="start a second v2 instance this long into the app's run: it joins with no restart",
+    )
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (logs)")
     parser.add_argument("--summary-json", type=Path, help="also write the summary here")
     args = parser.parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # keep our lines in order with the children's
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
 
     tally = Tally()

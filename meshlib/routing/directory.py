@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from meshlib.errors import ServiceNotFoundError
-from meshlib.routing.service import ServiceState, WatchSource
+from meshlib.routing.service import ServiceState
 from meshlib.routing.snapshot import ServiceFailure, ServiceView
+from meshlib.routing.watch import WatchSource
 
 log = structlog.get_logger(__name__)
 

@@ -12,9 +12,10 @@ ambient errors keep the last good snapshot (fail static).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -34,6 +35,7 @@ from meshlib.routing.snapshot import (
     build_cluster_state,
     failed_cluster,
 )
+from meshlib.routing.watch import Watch, WatchSource
 from meshlib.xds_client import CLUSTER, ENDPOINTS, LISTENER, ROUTE_CONFIG
 from meshlib.xds_client.resources import (
     ClusterResource,
@@ -42,48 +44,10 @@ from meshlib.xds_client.resources import (
     ListenerResource,
     RouteConfigResource,
 )
-from meshlib.xds_client.watchers import CancelWatch
 
 log = structlog.get_logger(__name__)
 
 ViewListener = Callable[[ServiceView], None]
-
-
-class WatchSource(Protocol):
-    """What a service needs from the xDS client: named watches that can be cancelled."""
-
-    def watch(self, resource_type: Any, name: str, watcher: Any) -> CancelWatch: ...
-
-
-class _Watch:
-    """Routes one watch's callbacks to the service, dropping them once cancelled."""
-
-    def __init__(self, service: ServiceState, kind: str, name: str) -> None:
-        self.service, self.kind, self.name = service, kind, name
-        self.cancel: CancelWatch = lambda: None
-        self.active = True
-
-    def stop(self) -> None:
-        self.active = False
-        self.cancel()
-
-    def on_changed(self, resource: object) -> None:
-        if self.active:
-            self.service._on_changed(self, resource)
-
-    def on_resource_error(self, error: XdsError) -> None:
-        if self.active:
-            self.service._on_resource_error(self, error)
-
-    def on_ambient_error(self, error: XdsError) -> None:
-        if self.active:
-            log.warning(
-                "xds_ambient_error",
-                service=self.service.target,
-                kind=self.kind,
-                name=self.name,
-                error=str(error),
-            )
 
 
 class ServiceState:
@@ -103,11 +67,11 @@ class ServiceState:
         self._listener_res: ListenerResource | None = None
         self._route_config: RouteConfigResource | None = None
         self._table: RouteTable | None = None
-        self._rds: _Watch | None = None
-        self._cds: dict[str, _Watch] = {}
+        self._rds: Watch | None = None
+        self._cds: dict[str, Watch] = {}
         self._clusters: dict[str, ClusterResource] = {}
         self._cluster_errors: dict[str, str] = {}
-        self._eds: dict[str, _Watch] = {}
+        self._eds: dict[str, Watch] = {}
         self._endpoints: dict[str, EndpointsResource] = {}
         self._eds_errors: dict[str, str] = {}
         self._cluster_states: dict[str, ClusterState] = {}
@@ -197,12 +161,12 @@ class ServiceState:
 
     # --- watch bookkeeping (xDS thread) ----------------------------------------
 
-    def _start(self, resource_type: Any, kind: str, name: str) -> _Watch:
-        watch = _Watch(self, kind, name)
+    def _start(self, resource_type: Any, kind: str, name: str) -> Watch:
+        watch = Watch(self, kind, name)
         watch.cancel = self._source.watch(resource_type, name, watch)
         return watch
 
-    def _on_changed(self, watch: _Watch, resource: object) -> None:
+    def watch_changed(self, watch: Watch, resource: object) -> None:
         with self._lock:
             if self._closed or not watch.active:
                 return
@@ -222,7 +186,7 @@ class ServiceState:
                 return
             self._rebuild()
 
-    def _on_resource_error(self, watch: _Watch, error: XdsError) -> None:
+    def watch_failed(self, watch: Watch, error: XdsError) -> None:
         with self._lock:
             if self._closed or not watch.active:
                 return
@@ -390,7 +354,8 @@ class ServiceState:
             self._settled.set()
             waiters, self._async_waiters = self._async_waiters, []
             for loop, future in waiters:
-                loop.call_soon_threadsafe(_resolve, future)
+                with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                    loop.call_soon_threadsafe(_resolve, future)
         for listener in list(self._listeners):
             try:
                 listener(view)

@@ -47,9 +47,7 @@ class MeshChannel(grpc.Channel):
 
     # --- routing (per call) ----------------------------------------------------
 
-    def _route(
-        self, kind: Kind, method: str, metadata: Metadata | None
-    ) -> tuple[str, Endpoint, Any]:
+    def _route(self, method: str, metadata: Metadata | None) -> tuple[str, Endpoint, Any]:
         routing = self._routing
         try:
             snapshot = routing.state.snapshot(routing.timeout)
@@ -185,7 +183,7 @@ class _MultiCallable:
         self._cache: dict[str, tuple[grpc.Channel, Any]] = {}
 
     def _target(self, metadata: Metadata | None) -> tuple[str, Endpoint, Any]:
-        cluster, endpoint, sub = self._channel._route(self._kind, self._method, metadata)
+        cluster, endpoint, sub = self._channel._route(self._method, metadata)
         cached = self._cache.get(endpoint.authority)
         if cached is None or cached[0] is not sub:
             factory = getattr(sub, self._kind)

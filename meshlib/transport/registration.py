@@ -26,6 +26,8 @@ log = structlog.get_logger(__name__)
 _SERVICE = "/meshlib.registry.v1.Registry/"
 RPC_TIMEOUT_S = 5.0
 MIN_HEARTBEAT_S = 0.05
+#: Heartbeat period when the control plane grants no TTL (it should always grant one).
+DEFAULT_HEARTBEAT_S = 10.0
 
 
 def detect_address(server_uri: str) -> str:
@@ -114,8 +116,11 @@ class Registration:
         self._request.id = response.id
         log.info("workload_registered", service=self.service, id=self.id, ttl_s=self.ttl_s)
 
+    def _period(self) -> float:
+        return max(MIN_HEARTBEAT_S, self.ttl_s / 3) if self.ttl_s > 0 else DEFAULT_HEARTBEAT_S
+
     def _beat(self) -> None:
-        while not self._stop.wait(max(MIN_HEARTBEAT_S, self.ttl_s / 3)):
+        while not self._stop.wait(self._period()):
             try:
                 reply: pb.HeartbeatResponse = self._heartbeat(
                     pb.HeartbeatRequest(id=self.id), timeout=RPC_TIMEOUT_S

@@ -1,7 +1,7 @@
 """meshlib's xDS client: bootstrap, one ADS stream, validated resources, watchers.
 
-    client = XdsClient(load_bootstrap())
-    cancel = client.watch(LISTENER, "sessions:50051", CallbackWatcher(on_changed=print))
+client = XdsClient(load_bootstrap())
+cancel = client.watch(LISTENER, "sessions:50051", CallbackWatcher(on_changed=print))
 """
 
 from meshlib.xds_client.bootstrap import (

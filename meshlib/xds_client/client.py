@@ -14,13 +14,19 @@ of the last response of that type; a response with any invalid resource is
 NACKed (last ACKed version, error_detail) while its valid resources are still
 applied; for LDS and CDS a subscribed name missing from a response is deleted.
 While the stream is down every cached resource stays (fail static).
+
+Wildcard (``watch_all``, LDS and CDS): requests then carry ``"*"`` plus the
+named subscriptions; responses proven to be computed under the wildcard are
+the whole world, so a named name absent from one does not exist at once. How
+"proven" is decided (the in-flight response race) is explained in
+:mod:`meshlib.xds_client.wildcard`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -40,6 +46,7 @@ from meshlib.xds_client.resource_types import RESOURCE_TYPES, ResourceType
 from meshlib.xds_client.serializer import CallbackSerializer
 from meshlib.xds_client.sotw import decode_response
 from meshlib.xds_client.watchers import CancelWatch, ResourceWatcher
+from meshlib.xds_client.wildcard import WILDCARD, StreamProof, WildcardState, WildcardWatch
 from meshlib.xds_client.work_loop import TimerHandle, WorkLoop
 
 log = structlog.get_logger(__name__)
@@ -57,7 +64,7 @@ class _Watch:
     watcher: ResourceWatcher[Any]
     cancelled: bool = False
 
-    def callback(self, method: str, arg: object) -> Any:
+    def callback(self, method: str, arg: object) -> Callable[[], None]:
         def deliver() -> None:
             if not self.cancelled:
                 getattr(self.watcher, method)(arg)
@@ -83,6 +90,8 @@ class XdsClient:
         self._cache = ResourceCache()
         self._types: dict[str, ResourceType[Any]] = dict(RESOURCE_TYPES)
         self._watches: dict[_Key, list[_Watch]] = {}
+        self._wildcards: dict[str, WildcardState] = {}  # type URL -> its wildcard watchers
+        self._proofs: dict[str, StreamProof] = {}  # type URL -> this stream's requests
         self._timers: dict[_Key, TimerHandle] = {}
         self._stream: AdsStream | None = None
         self._nonces: dict[str, str] = {}
@@ -91,9 +100,10 @@ class XdsClient:
         self._loss_reported = False
         self._closed = False
         self._close_lock = threading.Lock()
+        if resource_timeout_s <= 0:
+            raise ValueError(f"resource_timeout_s must be > 0, got {resource_timeout_s}")
         backoff = Backoff(backoff_base_s, backoff_max_s)
-        self._serializer = CallbackSerializer("xds-watchers")
-        self._loop = WorkLoop("xds-client")
+        # Everything that can fail comes before the first thread starts.
         self._channel = open_channel(
             self._server,
             options=[
@@ -102,6 +112,8 @@ class XdsClient:
                 ("grpc.max_reconnect_backoff_ms", max(1, int(backoff_max_s * 1000))),
             ],
         )
+        self._serializer = CallbackSerializer("xds-watchers")
+        self._loop = WorkLoop("xds-client")
         self._runner = StreamRunner(
             self._channel,
             backoff,
@@ -124,6 +136,29 @@ class XdsClient:
             if not handle.cancelled:
                 handle.cancelled = True
                 self._loop.submit(lambda: self._remove_watch(handle))
+
+        return cancel
+
+    def watch_all(
+        self, rtype: ResourceType[T], watcher: ResourceWatcher[Mapping[str, T]]
+    ) -> CancelWatch:
+        """Watch every resource of ``rtype`` (LDS or CDS): ``on_changed`` gets the whole
+        world as ``{name: resource}`` after each complete response (see module docstring).
+        Returns the cancel function; the last cancel drops ``"*"`` from the requests."""
+        if not rtype.all_resources_required_in_sotw:
+            raise ValueError(
+                f"watch_all({rtype.name}): wildcard watches need a type whose SotW responses "
+                "hold every resource (Listener or Cluster)"
+            )
+        if self._closed:
+            raise XdsError("XdsClient is closed")
+        handle = WildcardWatch(rtype.type_url, watcher)
+        self._loop.submit(lambda: self._add_wildcard(rtype, handle))
+
+        def cancel() -> None:
+            if not handle.cancelled:
+                handle.cancelled = True
+                self._loop.submit(lambda: self._remove_wildcard(handle))
 
         return cancel
 
@@ -168,6 +203,7 @@ class XdsClient:
         entry = self._type_cache(rtype.type_url).entry(handle.name)
         if len(watches) == 1:
             log.debug("xds_subscribe", type=rtype.name, name=handle.name)
+            self._seed_from_wildcard(rtype, handle.name)
             self._send_request(rtype.type_url)
             return
         if entry.resource is not None:
@@ -193,6 +229,51 @@ class XdsClient:
         log.debug("xds_unsubscribe", type=handle.rtype.name, name=handle.name)
         self._send_request(type_url)
 
+    def _seed_from_wildcard(self, rtype: ResourceType[Any], name: str) -> None:
+        """A new named watch is answered at once from the last complete wildcard world."""
+        state = self._wildcards.get(rtype.type_url)
+        if state is None or state.resources is None:
+            return
+        entry = self._type_cache(rtype.type_url).entry(name)
+        if name in state.resources:
+            entry.accept(state.resources[name], state.version)
+            self._notify(rtype.type_url, name, "on_changed", state.resources[name])
+        else:
+            entry.remove()
+            error = XdsResourceNotFound(f'{rtype.name} "{name}" does not exist')
+            self._notify(rtype.type_url, name, "on_resource_error", error)
+
+    def _add_wildcard(self, rtype: ResourceType[Any], handle: WildcardWatch) -> None:
+        if handle.cancelled:
+            return
+        self._types.setdefault(rtype.type_url, rtype)
+        self._type_cache(rtype.type_url)  # so the config dump lists the type
+        state = self._wildcards.setdefault(rtype.type_url, WildcardState())
+        state.watches.append(handle)
+        if len(state.watches) == 1:
+            log.debug("xds_subscribe_wildcard", type=rtype.name)
+            self._send_request(rtype.type_url)
+            return
+        mapping = state.mapping()
+        if mapping is not None:
+            self._serializer.schedule(handle.callback("on_changed", mapping))
+
+    def _remove_wildcard(self, handle: WildcardWatch) -> None:
+        state = self._wildcards.get(handle.type_url)
+        if state is None or handle not in state.watches:
+            return
+        state.watches.remove(handle)
+        if state.watches:
+            return
+        del self._wildcards[handle.type_url]
+        log.debug("xds_unsubscribe_wildcard", type=self._type_cache(handle.type_url).type_name)
+        self._send_request(handle.type_url)
+
+    def _notify_wildcard(self, type_url: str, method: str, arg: object) -> None:
+        state = self._wildcards.get(type_url)
+        for handle in state.watches if state is not None else ():
+            self._serializer.schedule(handle.callback(method, arg))
+
     def _notify(self, type_url: str, name: str, method: str, arg: object) -> None:
         for handle in self._watches.get((type_url, name), ()):
             self._serializer.schedule(handle.callback(method, arg))
@@ -203,8 +284,9 @@ class XdsClient:
         self._stream = stream
         self._nonces.clear()
         self._requested_types.clear()
+        self._proofs.clear()
         self._node_sent = False
-        for type_url in sorted({t for t, _ in self._watches}):
+        for type_url in sorted({t for t, _ in self._watches} | self._wildcards.keys()):
             self._send_request(type_url)
 
     def _on_stream_end(self, stream: AdsStream, error: Exception | None) -> None:
@@ -222,6 +304,8 @@ class XdsClient:
         exc = XdsConnectionError(f"ADS stream to {self._server.server_uri} failed: {reason}")
         for type_url, name in self._watches:
             self._notify(type_url, name, "on_ambient_error", exc)
+        for type_url in self._wildcards:
+            self._notify_wildcard(type_url, "on_ambient_error", exc)
 
     def _on_response(self, stream: AdsStream, response: Any) -> None:
         if stream is not self._stream:
@@ -236,11 +320,11 @@ class XdsClient:
         tc = self._type_cache(type_url)
         decoded = decode_response(rtype, response.resources)
         subscribed = {n for t, n in self._watches if t == type_url}
-        for name in subscribed & decoded.valid.keys():
+        for name in sorted(subscribed & decoded.valid.keys()):
             self._cancel_timer((type_url, name))
             if tc.entry(name).accept(decoded.valid[name], response.version_info):
                 self._notify(type_url, name, "on_changed", decoded.valid[name])
-        for name in subscribed & decoded.errors.keys():
+        for name in sorted(subscribed & decoded.errors.keys()):
             self._cancel_timer((type_url, name))
             entry = tc.entry(name)
             entry.reject(decoded.errors[name])
@@ -248,7 +332,10 @@ class XdsClient:
             self._notify(type_url, name, method, XdsValidationError(decoded.errors[name]))
         if rtype.all_resources_required_in_sotw:
             gone = subscribed - decoded.valid.keys() - decoded.errors.keys()
-            self._delete_absent(rtype, tc, gone)
+            complete = self._is_complete(type_url, decoded.valid.keys() | decoded.errors.keys())
+            self._delete_absent(rtype, tc, gone, complete=complete)
+            if complete:
+                self._deliver_world(type_url, decoded.valid, decoded.errors, response)
         if decoded.errors or decoded.unnamed_errors:
             self._nack(type_url, response, decoded.error_detail())
         else:
@@ -256,11 +343,37 @@ class XdsClient:
             log.debug("xds_ack", type=rtype.name, version=response.version_info)
             self._send_request(type_url)
 
-    def _delete_absent(self, rtype: ResourceType[Any], tc: TypeCache, names: Iterable[str]) -> None:
+    def _is_complete(self, type_url: str, response_names: set[str]) -> bool:
+        """True when a wildcard is wanted and the response provably lists every resource."""
+        if type_url not in self._wildcards:
+            return False
+        return self._proofs.setdefault(type_url, StreamProof()).proves_complete(response_names)
+
+    def _deliver_world(
+        self, type_url: str, valid: Mapping[str, Any], errors: Mapping[str, str], response: Any
+    ) -> None:
+        state = self._wildcards[type_url]
+        world = state.apply(valid, set(errors), response.version_info)
+        self._notify_wildcard(type_url, "on_changed", world)
+        if errors:
+            detail = "; ".join(errors[n] for n in sorted(errors))
+            self._notify_wildcard(type_url, "on_ambient_error", XdsValidationError(detail))
+
+    def _delete_absent(
+        self, rtype: ResourceType[Any], tc: TypeCache, names: Iterable[str], *, complete: bool
+    ) -> None:
+        """Absent from a SotW response: delete what was received; when the response is
+        complete (wildcard), a never-received name is known not to exist as well."""
         for name in sorted(names):
             entry = tc.entry(name)
             if entry.resource is None:
-                continue  # never received (the timer decides) or already deleted
+                if complete and entry.status is not ResourceStatus.DOES_NOT_EXIST:
+                    self._cancel_timer((rtype.type_url, name))
+                    entry.remove()
+                    log.info("xds_resource_not_found", type=rtype.name, name=name)
+                    error = XdsResourceNotFound(f'{rtype.name} "{name}" does not exist')
+                    self._notify(rtype.type_url, name, "on_resource_error", error)
+                continue  # otherwise never received (the timer decides) or already deleted
             if self._server.ignore_resource_deletion:
                 log.warning("xds_deletion_ignored", type=rtype.name, name=name)
                 continue
@@ -288,11 +401,12 @@ class XdsClient:
         if self._stream is None:
             return
         names = sorted(n for t, n in self._watches if t == type_url)
-        if not names and type_url not in self._requested_types and error is None:
+        wildcard = [WILDCARD] if type_url in self._wildcards else []
+        if not names and not wildcard and type_url not in self._requested_types and error is None:
             return
         request = discovery_pb2.DiscoveryRequest(
             version_info=self._type_cache(type_url).acked_version if known else "",
-            resource_names=names,
+            resource_names=wildcard + names,
             type_url=type_url,
             response_nonce=self._nonces.get(type_url, ""),
         )
@@ -303,6 +417,7 @@ class XdsClient:
             request.node.CopyFrom(self._node)
             self._node_sent = True
         self._requested_types.add(type_url)
+        self._proofs.setdefault(type_url, StreamProof()).record_request(wildcard + names)
         self._stream.send(request)
         for name in names:
             self._start_timer(type_url, name)
@@ -342,11 +457,14 @@ class XdsClient:
         return self._cache.of_type(type_url, rtype.name if rtype is not None else type_url)
 
     def _dump(self) -> dict[str, Any]:
+        types = self._cache.dump()
+        for type_url, state in self._wildcards.items():
+            types[self._type_cache(type_url).type_name]["wildcard"] = state.dump()
         return {
             "node_id": self._bootstrap.node.id,
             "server_uri": self._server.server_uri,
             "connected": self._stream is not None and self._stream.received_response,
-            "types": self._cache.dump(),
+            "types": types,
         }
 
 

@@ -76,6 +76,8 @@ def decode_cluster(msg: Any) -> ClusterResource:
         if not config_source_is_ads(msg.eds_cluster_config.eds_config):
             raise ctx.error("eds_cluster_config.eds_config: must be ads or self")
         service = msg.eds_cluster_config.service_name or msg.name
+        if msg.name.startswith("xdstp:") and not msg.eds_cluster_config.service_name:
+            raise ctx.error("eds_cluster_config.service_name: required with an xdstp: name")
         return ClusterResource(type=ClusterType.EDS, eds_service_name=service, **common)
     if msg.type == _Cluster.LOGICAL_DNS:
         host, port = _logical_dns_target(ctx, msg.load_assignment)
@@ -110,6 +112,10 @@ def _lb_policy(ctx: DecodeContext, msg: Any) -> str:
         raise ctx.error(f"lb_policy {policy} is not supported")
     if name == "ring_hash" and msg.HasField("ring_hash_lb_config"):
         _check_ring_hash(ctx, msg.ring_hash_lb_config)
+    if name == "least_request" and msg.least_request_lb_config.HasField("choice_count"):
+        count = msg.least_request_lb_config.choice_count.value
+        if count < 2:  # gRFC A48
+            raise ctx.error(f"least_request_lb_config.choice_count: must be >= 2, got {count}")
     return name
 
 
@@ -146,7 +152,8 @@ def _typed_lb_policy(ctx: DecodeContext, policy: Any, where: str) -> str:
 
 def _aggregate_clusters(ctx: DecodeContext, cluster_type: Any) -> tuple[str, ...]:
     where = "cluster_type"
-    if cluster_type.typed_config.type_url != _AGGREGATE_URL:
+    is_aggregate = cluster_type.name == "envoy.clusters.aggregate"
+    if not is_aggregate and cluster_type.typed_config.type_url != _AGGREGATE_URL:
         raise ctx.error(f"{where}: custom cluster type {cluster_type.name!r} is not supported")
     config = unpack_any(ctx, cluster_type.typed_config, aggregate_pb2.ClusterConfig, where)
     if not config.clusters:
@@ -164,6 +171,8 @@ def _logical_dns_target(ctx: DecodeContext, assignment: Any) -> tuple[str, int]:
     lb_endpoint = groups[0].lb_endpoints[0]
     if lb_endpoint.WhichOneof("host_identifier") != "endpoint":
         raise ctx.error(f"{where}.endpoints[0].lb_endpoints[0].endpoint: required")
-    return socket_address(
-        ctx, lb_endpoint.endpoint.address, f"{where}.endpoints[0].lb_endpoints[0].endpoint.address"
-    )
+    at = f"{where}.endpoints[0].lb_endpoints[0].endpoint.address"
+    address = lb_endpoint.endpoint.address
+    if address.socket_address.resolver_name:
+        raise ctx.error(f"{at}.socket_address.resolver_name: custom resolvers are not supported")
+    return socket_address(ctx, address, at)

@@ -3,7 +3,8 @@
 gRFC A27: a locality needs an ID; a locality with weight 0 (or unset) is
 ignored; priorities must run 0..N without gaps; an endpoint needs a socket
 address with a port; an endpoint weight, when set, must be above 0; a locality
-appears once per priority. Drop overloads are kept (per million).
+appears once per priority and an address once per resource. Drop overloads
+are kept (per million).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def decode_cluster_load_assignment(msg: Any) -> EndpointsResource:
         raise ctx.error("cluster_name: required")
     localities: list[LocalityEndpoints] = []
     seen: set[tuple[int, Locality]] = set()
+    addresses: set[str] = set()
+    weight_sums: dict[int, int] = {}
     for i, group in enumerate(msg.endpoints):
         where = f"endpoints[{i}]"
         if not group.HasField("locality"):
@@ -44,12 +47,20 @@ def decode_cluster_load_assignment(msg: Any) -> EndpointsResource:
                 f"{where}.locality: {locality} appears twice at priority {group.priority}"
             )
         seen.add((group.priority, locality))
+        weight_sums[group.priority] = (
+            weight_sums.get(group.priority, 0) + group.load_balancing_weight.value
+        )
+        if weight_sums[group.priority] > _MAX_WEIGHT_SUM:
+            raise ctx.error(
+                f"{where}.load_balancing_weight: locality weights at priority {group.priority} "
+                f"sum to more than {_MAX_WEIGHT_SUM}"
+            )
         localities.append(
             LocalityEndpoints(
                 locality=locality,
                 weight=group.load_balancing_weight.value,
                 priority=group.priority,
-                endpoints=_endpoints(ctx, group.lb_endpoints, where),
+                endpoints=_endpoints(ctx, group.lb_endpoints, where, addresses),
             )
         )
     _check_priorities(ctx, localities)
@@ -83,7 +94,10 @@ def socket_address(ctx: DecodeContext, address: Any, where: str) -> tuple[str, i
     return sock.address, sock.port_value
 
 
-def _endpoints(ctx: DecodeContext, lb_endpoints: Any, where: str) -> tuple[Endpoint, ...]:
+def _endpoints(
+    ctx: DecodeContext, lb_endpoints: Any, where: str, addresses: set[str]
+) -> tuple[Endpoint, ...]:
+    """The endpoints of one locality; ``addresses`` (all seen so far) catches duplicates."""
     out: list[Endpoint] = []
     total = 0
     for j, lb_endpoint in enumerate(lb_endpoints):
@@ -100,6 +114,10 @@ def _endpoints(ctx: DecodeContext, lb_endpoints: Any, where: str) -> tuple[Endpo
             raise ctx.error(f"{where}: endpoint weights sum to more than {_MAX_WEIGHT_SUM}")
         endpoint = lb_endpoint.endpoint
         host, port = socket_address(ctx, endpoint.address, f"{at}.endpoint.address")
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if authority in addresses:
+            raise ctx.error(f"{at}.endpoint.address: duplicate endpoint address {authority}")
+        addresses.add(authority)
         try:
             health = HealthStatus(lb_endpoint.health_status)
         except ValueError as exc:

@@ -185,6 +185,24 @@ async def test_wildcard_and_named_subscriptions(service: XdsService, connect: Co
     assert status_of(service, "named", LDS)["subscribed"] == []
 
 
+async def test_new_lds_name_that_does_not_exist_is_answered(
+    service: XdsService, connect: Connect
+) -> None:
+    """SotW LDS/CDS: absence from an answer is how a client learns a name does not
+    exist, so adding a missing name to the subscription must get an answer."""
+    service.update(config=mesh(service_entry("a")))
+    client = await connect("n1")
+    client.send(LDS, ["a:80"])
+    first = await client.recv()
+    client.ack(first, ["a:80"])
+    client.send(LDS, ["a:80", "missing:80"], version=first.version_info, nonce=first.nonce)
+    second = await client.recv()
+    assert resource_names(second) == ["a:80"]
+    assert second.version_info == first.version_info
+    client.ack(second, ["a:80", "missing:80"])
+    await client.expect_silence(0.2)
+
+
 async def test_resource_that_appears_later_is_sent(service: XdsService, connect: Connect) -> None:
     service.update(config=mesh(service_entry("a")))
     client = await connect("n1")

@@ -133,3 +133,23 @@ def test_routing_errors_are_httpx_errors(mesh_env: tuple, tmp_path: Path) -> Non
             return False
 
         wait_for(fails, timeout=5)
+
+
+def test_unknown_hostname_passes_through_without_waiting(mesh_env: tuple, tmp_path: Path) -> None:
+    """A host the control plane does not know is answered by its LDS SotW reply at once."""
+    seen: list[str] = []
+
+    def outside_world(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.host)
+        return httpx.Response(200, text="direct")
+
+    with (
+        meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as mesh,
+        mesh.http_client(transport=httpx.MockTransport(outside_world)) as http,
+    ):
+        assert http.get("http://attendees:8080/").json()["served_by"].startswith("h")
+        started = time.monotonic()
+        assert http.get("http://not-in-the-mesh.example:8080/").text == "direct"
+        elapsed = time.monotonic() - started
+    assert seen == ["not-in-the-mesh.example"]
+    assert elapsed < 1.0, f"pass-through waited {elapsed:.2f}s"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +22,8 @@ RUN_PY = ROOT / "examples" / "conference" / "run.py"
 OVERHEAD_PY = ROOT / "bench" / "overhead.py"
 
 pytestmark = pytest.mark.integration
+
+FOUR_INSTANCES = ["attendees", "attendees", "sessions-v1", "sessions-v2"]
 
 
 def alive(pid: int) -> bool:
@@ -38,20 +42,13 @@ def assert_no_orphans(pids: list[int]) -> None:
     assert [pid for pid in pids if alive(pid)] == []
 
 
-def assert_every_instance_answered(summary: dict[str, object]) -> None:
-    expected = summary["expected"]
-    counts = summary["counts"]
-    assert isinstance(expected, list) and isinstance(counts, dict)
-    assert sorted(name.split("@")[0] for name in expected) == [
-        "attendees",
-        "attendees",
-        "sessions-v1",
-        "sessions-v2",
-    ]
-    for name in expected:
-        assert counts["meshlib"].get(name, 0) > 0, f"{name} got no call from the app"
-        if name.startswith("sessions"):
-            assert counts["grpcio"].get(name, 0) > 0, f"{name} got no call from grpcio"
+def assert_every_instance_answered(summary: dict[str, Any], instances: list[str]) -> None:
+    """``instances``: the expected names without ports, e.g. ["attendees", "sessions-v1"]."""
+    expected: dict[str, list[str]] = summary["expected"]
+    assert sorted(name.split("@")[0] for name in expected) == sorted(instances)
+    for name, callers in expected.items():
+        for caller in callers:
+            assert summary["counts"][caller].get(name, 0) > 0, f"{caller} never reached {name}"
     assert summary["missing"] == []
     assert summary["ok"] is True
 
@@ -66,7 +63,9 @@ def test_run_py_spreads_traffic_over_every_instance(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "every instance answered (4 instances)" in done.stdout
     summary = json.loads(summary_path.read_text())
-    assert_every_instance_answered(summary)
+    assert_every_instance_answered(summary, FOUR_INSTANCES)
+    for name, callers in summary["expected"].items():  # grpcio must reach sessions too
+        assert callers == (["meshlib", "grpcio"] if name.startswith("sessions") else ["meshlib"])
     assert_no_orphans(summary["pids"])
 
 
@@ -85,20 +84,24 @@ def stdout_lines(process: subprocess.Popen[str]) -> Iterator[str]:
         yield line
 
 
-def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+def test_scaled_out_instance_gets_traffic_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    """--scale-out: a v2 instance registering mid-run gets calls, no restart; then Ctrl-C."""
     summary_path = tmp_path / "summary.json"
     process = subprocess.Popen(
-        [sys.executable, str(RUN_PY), "--forever", "--interval", "0.05",
+        [sys.executable, str(RUN_PY), "--forever", "--interval", "0.05", "--scale-out", "0.5",
          "--summary-json", str(summary_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        app_lines = 0
+        new_instance = None
         for line in stdout_lines(process):
-            app_lines += line.startswith("[attendees]")
-            if app_lines >= 10:
+            joined = re.match(r"== sessions-v2-b on port (\d+)", line)
+            if joined:
+                new_instance = f"sessions-v2@{joined.group(1)}"
+            elif new_instance is not None and f"-> {new_instance}" in line:
                 break
-        assert app_lines >= 10, "the conference app never got going"
+        else:
+            pytest.fail(f"the scaled-out instance never answered the app ({new_instance})")
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
     finally:
@@ -109,7 +112,8 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
         process.stdout.close()
     summary = json.loads(summary_path.read_text())
     assert summary["interrupted"] is True
-    assert_every_instance_answered(summary)
+    assert_every_instance_answered(summary, [*FOUR_INSTANCES, "sessions-v2"])
+    assert summary["expected"][new_instance] == ["meshlib"]
     assert_no_orphans(summary["pids"])
 
 
@@ -131,5 +135,5 @@ def test_overhead_bench_prints_ratios(tmp_path: Path) -> None:
         ("grpc aio", "bare"), ("grpc aio", "meshlib"), ("grpc aio", "grpcio xds"),
     }  # fmt: skip
     for result in results:
-        assert result["calls"] == 48  # 4 rounds of 12: --requests rounded to whole rounds
+        assert result["calls"] == 50  # 10 rounds of 5
         assert result["median_ratio"] > 0 and result["concurrent_rps_ratio"] > 0

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,6 +27,14 @@ def bootstrap_for(address: str, **server: Any) -> Bootstrap:
         },
         "bootstrap test",
     )
+
+
+@pytest.fixture
+def refused_address() -> Iterator[str]:
+    """An address that refuses connections: bound (so no one else takes it), never listening."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.fixture

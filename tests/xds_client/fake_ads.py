@@ -110,7 +110,7 @@ class FakeAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[
 
     # --- server side --------------------------------------------------------
 
-    def StreamAggregatedResources(  # noqa: N802 (grpc method name)
+    def StreamAggregatedResources(
         self, request_iterator: Iterator[Any], context: grpc.ServicerContext
     ) -> Iterator[Any]:
         stream = _Stream()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 
 from meshlib.errors import XdsResourceNotFound, XdsValidationError
 from meshlib.xds_client import CLUSTER, LISTENER, ROUTE_CONFIG
@@ -52,7 +54,9 @@ def test_initial_fetch_sends_node_and_acks(ads: FakeAds, make_client: ClientFact
     assert not ack.HasField("error_detail")
 
     dump = client.config_dump()
+    json.dumps(dump)  # JSON-able as is
     assert dump["node_id"] == "test-node"
+    assert dump["connected"] is True
     listeners = dump["types"]["Listener"]
     assert listeners["version"] == "1"
     assert listeners["last_nack"] is None
@@ -116,7 +120,10 @@ def test_route_config_absent_from_sotw_is_not_deleted(
     nonce = ads.push(b.RDS, [b.route_config("rc-b", "other")], "2")
     ads.wait_for_request(is_request(b.RDS, ["rc-a", "rc-b"], "2", nonce))
     assert watcher.kinds() == ["changed"]
-    statuses = {e["name"]: e["status"] for e in client.config_dump()["types"]["RouteConfiguration"]["resources"]}
+    statuses = {
+        e["name"]: e["status"]
+        for e in client.config_dump()["types"]["RouteConfiguration"]["resources"]
+    }
     assert statuses == {"rc-a": "ACKED", "rc-b": "ACKED"}
 
 
@@ -197,3 +204,28 @@ def test_unparsable_resource_is_nacked(ads: FakeAds, make_client: ClientFactory)
     assert "resource of type 'type.googleapis.com/envoy.config.cluster.v3.Cluster'" in (
         nack.error_detail.message
     )
+
+
+def test_resource_wrapper_is_unwrapped(ads: FakeAds, make_client: ClientFactory) -> None:
+    client = make_client(ads.address)
+    watcher = RecordingWatcher()
+    client.watch(CLUSTER, "c1", watcher)
+    ads.wait_for_request(is_request(b.CDS, ["c1"], "", ""))
+    wrapped = discovery_pb2.Resource(name="c1", resource=b.pack(b.cluster("c1")))
+    nonce = ads.push(b.CDS, [wrapped], "1")
+    ads.wait_for_request(is_request(b.CDS, ["c1"], "1", nonce))
+    assert watcher.wait_count(1)[0][1].name == "c1"
+
+
+def test_ignore_resource_deletion_server_feature(ads: FakeAds, make_client: ClientFactory) -> None:
+    client = make_client(ads.address, server={"server_features": ["ignore_resource_deletion"]})
+    watcher = RecordingWatcher()
+    client.watch(LISTENER, "svc:80", watcher)
+    ads.wait_for_request(is_request(b.LDS, ["svc:80"], "", ""))
+    ads.push(b.LDS, [b.listener("svc:80")], "1")
+    watcher.wait_count(1)
+    nonce = ads.push(b.LDS, [], "2")
+    ads.wait_for_request(is_request(b.LDS, ["svc:80"], "2", nonce))
+    assert watcher.kinds() == ["changed"]
+    (entry,) = client.config_dump()["types"]["Listener"]["resources"]
+    assert entry["status"] == "ACKED"

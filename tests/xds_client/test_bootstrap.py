@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -57,36 +59,41 @@ def test_load_order(tmp_path: Path) -> None:
 
 
 def test_load_errors(tmp_path: Path) -> None:
-    with pytest.raises(BootstrapError, match="set GRPC_XDS_BOOTSTRAP .* or GRPC_XDS_BOOTSTRAP_CONFIG"):
+    with pytest.raises(
+        BootstrapError, match=r"set GRPC_XDS_BOOTSTRAP .* or GRPC_XDS_BOOTSTRAP_CONFIG"
+    ):
         load_bootstrap(environ={})
     missing = tmp_path / "missing.json"
-    with pytest.raises(BootstrapError, match=f"bootstrap {missing}: cannot read"):
+    with pytest.raises(BootstrapError, match=re.escape(f"bootstrap {missing}: cannot read")):
         load_bootstrap(missing, environ={})
     bad = tmp_path / "bad.json"
     bad.write_text("{nope")
-    with pytest.raises(BootstrapError, match=f"bootstrap {bad}: invalid JSON"):
+    with pytest.raises(BootstrapError, match=re.escape(f"bootstrap {bad}: invalid JSON")):
         load_bootstrap(bad, environ={})
     with pytest.raises(BootstrapError, match=r"bootstrap \$GRPC_XDS_BOOTSTRAP_CONFIG: must be"):
         load_bootstrap(environ={"GRPC_XDS_BOOTSTRAP_CONFIG": "[]"})
 
 
-def without(path: str) -> dict[str, Any]:
-    data = json.loads(json.dumps(VALID))
+def _parent(data: dict[str, Any], path: str) -> tuple[Any, str]:
+    """The container holding the last part of a dotted ``path`` (digits index lists)."""
     *parents, last = path.split(".")
-    target = data
+    target: Any = data
     for part in parents:
         target = target[int(part)] if part.isdigit() else target[part]
+    return target, last
+
+
+def without(path: str) -> dict[str, Any]:
+    data = copy.deepcopy(VALID)
+    target, last = _parent(data, path)
     del target[last]
     return data
 
 
 def replaced(path: str, value: Any) -> dict[str, Any]:
-    data = json.loads(json.dumps(VALID))
-    *parents, last = path.split(".")
-    target = data
-    for part in parents:
-        target = target[int(part)] if part.isdigit() else target[part]
-    target[int(last) if last.isdigit() else last] = value
+    data = copy.deepcopy(VALID)
+    target, last = _parent(data, path)
+    target[last] = value
     return data
 
 
@@ -97,7 +104,10 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     (without("xds_servers.0.server_uri"), "xds_servers[0].server_uri: required"),
     (replaced("xds_servers.0.server_uri", 5), "xds_servers[0].server_uri: must be a string"),
     (without("xds_servers.0.channel_creds"), "xds_servers[0].channel_creds: required"),
-    (replaced("xds_servers.0.channel_creds", []), "xds_servers[0].channel_creds: must not be empty"),
+    (
+        replaced("xds_servers.0.channel_creds", []),
+        "xds_servers[0].channel_creds: must not be empty",
+    ),
     (
         replaced("xds_servers.0.channel_creds", [{"type": "tls"}]),
         "xds_servers[0].channel_creds: channel credentials type 'tls' is not supported yet",
@@ -127,6 +137,4 @@ INVALID: list[tuple[dict[str, Any], str]] = [
 def test_invalid(data: dict[str, Any], expected: str) -> None:
     with pytest.raises(BootstrapError) as info:
         parse_bootstrap(data, "bootstrap /path/x.json")
-    assert str(info.value) == f"bootstrap /path/x.json: {expected}" or str(info.value).startswith(
-        f"bootstrap /path/x.json: {expected}"
-    )
+    assert str(info.value).startswith(f"bootstrap /path/x.json: {expected}")

@@ -77,7 +77,9 @@ def test_typed_lb_policy_first_supported_and_wrr_locality_unwrapped() -> None:
 
 
 def test_connect_timeout() -> None:
-    assert decode(changed(lambda c: setattr(c.connect_timeout, "seconds", 2))).connect_timeout_s == 2
+    assert (
+        decode(changed(lambda c: setattr(c.connect_timeout, "seconds", 2))).connect_timeout_s == 2
+    )
 
 
 def test_logical_dns() -> None:
@@ -112,6 +114,33 @@ def test_aggregate() -> None:
     assert got.aggregate_clusters == ("primary", "fallback")
 
 
+def murmur_ring_hash(c: Any) -> None:
+    c.lb_policy = Cluster.RING_HASH
+    c.ring_hash_lb_config.hash_function = Cluster.RingHashLbConfig.MURMUR_HASH_2
+
+
+def inverted_ring_sizes(c: Any) -> None:
+    c.lb_policy = Cluster.RING_HASH
+    c.ring_hash_lb_config.minimum_ring_size.value = 5000
+    c.ring_hash_lb_config.maximum_ring_size.value = 10
+
+
+def two_dns_endpoints(c: Any) -> None:
+    c.type = Cluster.LOGICAL_DNS
+    group = b.locality_endpoints(endpoints=(b.lb_endpoint(), b.lb_endpoint()))
+    c.load_assignment.CopyFrom(b.cluster_load_assignment(c.name, group))
+
+
+def few_choices(c: Any) -> None:
+    c.lb_policy = Cluster.LEAST_REQUEST
+    c.least_request_lb_config.choice_count.value = 1
+
+
+def redis_cluster_type(c: Any) -> None:
+    c.ClearField("type")
+    c.cluster_type.name = "envoy.clusters.redis"
+
+
 INVALID: list[tuple[str, Callable[[], Any], str]] = [
     ("no name", lambda: b.cluster(""), 'Cluster "": name: required'),
     (
@@ -129,24 +158,23 @@ INVALID: list[tuple[str, Callable[[], Any], str]] = [
     ),
     (
         "ring hash murmur",
-        lambda: changed(
-            lambda c: (
-                setattr(c, "lb_policy", Cluster.RING_HASH),
-                setattr(c.ring_hash_lb_config, "hash_function", 1),
-            )
-        ),
+        lambda: changed(murmur_ring_hash),
         "ring_hash_lb_config.hash_function: only XX_HASH is supported",
     ),
     (
         "ring hash sizes",
-        lambda: changed(
-            lambda c: (
-                setattr(c, "lb_policy", Cluster.RING_HASH),
-                setattr(c.ring_hash_lb_config.minimum_ring_size, "value", 5000),
-                setattr(c.ring_hash_lb_config.maximum_ring_size, "value", 10),
-            )
-        ),
+        lambda: changed(inverted_ring_sizes),
         "minimum_ring_size is above maximum_ring_size",
+    ),
+    (
+        "least request choice count",
+        lambda: changed(few_choices),
+        "least_request_lb_config.choice_count: must be >= 2, got 1",
+    ),
+    (
+        "xdstp name without service name",
+        lambda: b.cluster("xdstp://authority/envoy.config.cluster.v3.Cluster/c"),
+        "eds_cluster_config.service_name: required with an xdstp: name",
     ),
     (
         "static type",
@@ -160,16 +188,7 @@ INVALID: list[tuple[str, Callable[[], Any], str]] = [
     ),
     (
         "logical dns with two endpoints",
-        lambda: changed(
-            lambda c: (
-                setattr(c, "type", Cluster.LOGICAL_DNS),
-                c.load_assignment.CopyFrom(
-                    b.cluster_load_assignment(
-                        "x", b.locality_endpoints(endpoints=(b.lb_endpoint(), b.lb_endpoint()))
-                    )
-                ),
-            )
-        ),
+        lambda: changed(two_dns_endpoints),
         "load_assignment: a LOGICAL_DNS cluster needs exactly one locality with one endpoint",
     ),
     (
@@ -179,12 +198,7 @@ INVALID: list[tuple[str, Callable[[], Any], str]] = [
     ),
     (
         "custom cluster type",
-        lambda: changed(
-            lambda c: (
-                c.ClearField("type"),
-                setattr(c.cluster_type, "name", "envoy.clusters.redis"),
-            )
-        ),
+        lambda: changed(redis_cluster_type),
         "cluster_type: custom cluster type 'envoy.clusters.redis' is not supported",
     ),
     (
@@ -205,7 +219,9 @@ INVALID: list[tuple[str, Callable[[], Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("build", "expected"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID])
+@pytest.mark.parametrize(
+    ("build", "expected"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID]
+)
 def test_invalid_cluster(build: Callable[[], Any], expected: str) -> None:
     with pytest.raises(XdsValidationError) as info:
         decode(build())

@@ -70,7 +70,9 @@ INVALID: list[tuple[str, Callable[[], Any], str]] = [
     (
         "priority gap",
         lambda: b.cluster_load_assignment(
-            "c1", b.locality_endpoints("z1"), b.locality_endpoints("z2", priority=2)
+            "c1",
+            b.locality_endpoints("z1"),
+            b.locality_endpoints("z2", priority=2, endpoints=(b.lb_endpoint("10.0.0.2"),)),
         ),
         "endpoints: priority 1 is missing (priorities present: 0, 2",
     ),
@@ -82,9 +84,18 @@ INVALID: list[tuple[str, Callable[[], Any], str]] = [
     (
         "duplicate locality",
         lambda: b.cluster_load_assignment(
-            "c1", b.locality_endpoints("z1"), b.locality_endpoints("z1")
+            "c1",
+            b.locality_endpoints("z1"),
+            b.locality_endpoints("z1", endpoints=(b.lb_endpoint("10.0.0.2"),)),
         ),
         "endpoints[1].locality: r/z1/ appears twice at priority 0",
+    ),
+    (
+        "duplicate address",
+        lambda: b.cluster_load_assignment(
+            "c1", b.locality_endpoints("z1"), b.locality_endpoints("z2")
+        ),
+        "endpoints[1].lb_endpoints[0].endpoint.address: duplicate endpoint address 10.0.0.1:8080",
     ),
     (
         "zero endpoint weight",
@@ -100,9 +111,7 @@ INVALID: list[tuple[str, Callable[[], Any], str]] = [
     ),
     (
         "pipe address",
-        lambda: one_group(
-            lambda g: g.lb_endpoints[0].endpoint.address.pipe.SetInParent()
-        ),
+        lambda: one_group(lambda g: g.lb_endpoints[0].endpoint.address.pipe.SetInParent()),
         "lb_endpoints[0].endpoint.address: socket_address required",
     ),
     (
@@ -112,15 +121,17 @@ INVALID: list[tuple[str, Callable[[], Any], str]] = [
     ),
     (
         "drop without category",
-        lambda: (
-            lambda m: (m.policy.drop_overloads.add(drop_percentage={"numerator": 1}), m)[1]
-        )(b.cluster_load_assignment("c1")),
+        lambda: (lambda m: (m.policy.drop_overloads.add(drop_percentage={"numerator": 1}), m)[1])(
+            b.cluster_load_assignment("c1")
+        ),
         "policy.drop_overloads[0].category: required",
     ),
 ]
 
 
-@pytest.mark.parametrize(("build", "expected"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID])
+@pytest.mark.parametrize(
+    ("build", "expected"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID]
+)
 def test_invalid_endpoints(build: Callable[[], Any], expected: str) -> None:
     with pytest.raises(XdsValidationError) as info:
         decode(build())

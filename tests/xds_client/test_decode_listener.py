@@ -51,7 +51,9 @@ def test_inline_route_config_and_max_stream_duration() -> None:
 
 def test_optional_unknown_filter_is_skipped() -> None:
     def change(m: Any) -> None:
-        optional = hcm_pb2.HttpFilter(name="fault", typed_config=FAULT.typed_config, is_optional=True)
+        optional = hcm_pb2.HttpFilter(
+            name="fault", typed_config=FAULT.typed_config, is_optional=True
+        )
         m.http_filters.insert(0, optional)
 
     assert decode(with_hcm(change)).http_filters == ("envoy.filters.http.router",)
@@ -147,7 +149,9 @@ INVALID: list[tuple[str, Callable[[], Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("build", "expected"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID])
+@pytest.mark.parametrize(
+    ("build", "expected"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID]
+)
 def test_invalid_listener(build: Callable[[], Any], expected: str) -> None:
     with pytest.raises(XdsValidationError) as info:
         decode(build())

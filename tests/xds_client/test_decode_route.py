@@ -135,7 +135,10 @@ def test_action_details() -> None:
 
 
 def test_timeout_zero_means_none_and_plain_timeout_used() -> None:
-    assert only_route(decode(with_route(lambda r: r.route.timeout.SetInParent()))).action.timeout_s is None
+    assert (
+        only_route(decode(with_route(lambda r: r.route.timeout.SetInParent()))).action.timeout_s
+        is None
+    )
     got = decode(with_route(lambda r: setattr(r.route.timeout, "nanos", 500_000_000)))
     assert only_route(got).action.timeout_s == 0.5
 
@@ -176,7 +179,9 @@ INVALID: list[tuple[str, Callable[[], Any], str]] = [
     (
         "bad header regex",
         lambda: with_route(
-            lambda r: r.match.headers.append(rc.HeaderMatcher(name="h", safe_regex_match=regex("[")))
+            lambda r: r.match.headers.append(
+                rc.HeaderMatcher(name="h", safe_regex_match=regex("["))
+            )
         ),
         "routes[0].match.headers[0].safe_regex_match: invalid regex '['",
     ),
@@ -245,7 +250,9 @@ INVALID: list[tuple[str, Callable[[], Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("build", "expected"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID])
+@pytest.mark.parametrize(
+    ("build", "expected"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID]
+)
 def test_invalid_route_config(build: Callable[[], Any], expected: str) -> None:
     with pytest.raises(XdsValidationError) as info:
         decode(build())

@@ -30,7 +30,7 @@ def test_timer_reports_missing_resource(ads: FakeAds, make_client: ClientFactory
 
 
 def test_timer_does_not_fire_when_data_arrives(ads: FakeAds, make_client: ClientFactory) -> None:
-    client = make_client(ads.address, resource_timeout_s=0.5)
+    client = make_client(ads.address, resource_timeout_s=1.0)
     present, absent = RecordingWatcher("present"), RecordingWatcher("absent")
     client.watch(CLUSTER, "c1", present)
     client.watch(CLUSTER, "c2", absent)
@@ -40,10 +40,10 @@ def test_timer_does_not_fire_when_data_arrives(ads: FakeAds, make_client: Client
     assert present.kinds() == ["changed"]  # ...but not that of c1
 
 
-def test_timer_does_not_run_while_disconnected(make_client: ClientFactory) -> None:
-    gone = FakeAds()
-    gone.stop()
-    client = make_client(gone.address, resource_timeout_s=0.2)
+def test_timer_does_not_run_while_disconnected(
+    make_client: ClientFactory, refused_address: str
+) -> None:
+    client = make_client(refused_address, resource_timeout_s=0.2)
     watcher = RecordingWatcher()
     client.watch(LISTENER, "svc:80", watcher)
     watcher.wait_count(1)

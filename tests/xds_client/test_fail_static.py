@@ -60,10 +60,10 @@ def test_restart_keeps_cache_then_resyncs(make_client: ClientFactory) -> None:
             server.stop()
 
 
-def test_unreachable_server_reports_one_ambient_error(make_client: ClientFactory) -> None:
-    gone = FakeAds()
-    gone.stop()
-    client = make_client(gone.address)
+def test_unreachable_server_reports_one_ambient_error(
+    make_client: ClientFactory, refused_address: str
+) -> None:
+    client = make_client(refused_address)
     watcher = RecordingWatcher()
     client.watch(LISTENER, "svc:80", watcher)
     kind, error = watcher.wait_count(1)[0]

@@ -45,7 +45,9 @@ def pack(message: Any) -> Any:
 
 
 def router_filter() -> Any:
-    return hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=pack(router_pb2.Router()))
+    return hcm_pb2.HttpFilter(
+        name="envoy.filters.http.router", typed_config=pack(router_pb2.Router())
+    )
 
 
 def hcm(route_config_name: str = "rc") -> Any:
