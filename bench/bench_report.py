@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -24,7 +25,10 @@ class Result:
     p99_ms: float
     sequential_rps: float
     concurrent_rps: float
+    round_medians_ms: tuple[float, ...] = ()
     # meshlib (or grpcio xds) / bare of the same group; 1.0 for the bare client itself.
+    # median_ratio pairs the clients round by round (median of the per-round ratios),
+    # so load that drifts between rounds on a shared machine cancels out.
     median_ratio: float | None = None
     p99_ratio: float | None = None
     concurrent_rps_ratio: float | None = None
@@ -36,6 +40,7 @@ class Result:
         client: str,
         latencies_ns: Sequence[int],
         *,
+        round_medians_ns: Sequence[float],
         sequential_s: float,
         concurrent_calls: int,
         concurrent_s: float,
@@ -49,7 +54,14 @@ class Result:
             p99_ms=percentile(ordered, 0.99) / 1e6,
             sequential_rps=len(ordered) / sequential_s,
             concurrent_rps=concurrent_calls / concurrent_s,
+            round_medians_ms=tuple(round(median / 1e6, 4) for median in round_medians_ns),
         )
+
+
+def paired_ratio(result: Result, base: Result) -> float:
+    """Median over rounds of (this client's round median / the bare client's)."""
+    pairs = zip(result.round_medians_ms, base.round_medians_ms, strict=True)
+    return statistics.median(mine / bare for mine, bare in pairs)
 
 
 def with_ratios(results: Sequence[Result]) -> list[Result]:
@@ -64,7 +76,7 @@ def with_ratios(results: Sequence[Result]) -> list[Result]:
         rated.append(
             replace(
                 result,
-                median_ratio=round(result.median_ms / base.median_ms, 3),
+                median_ratio=round(paired_ratio(result, base), 3),
                 p99_ratio=round(result.p99_ms / base.p99_ms, 3),
                 concurrent_rps_ratio=round(result.concurrent_rps / base.concurrent_rps, 3),
             )
@@ -97,4 +109,7 @@ def print_table(
             f"{_ratio(result.median_ratio):>7} {_ratio(result.p99_ratio):>7} "
             f"{_ratio(result.concurrent_rps_ratio):>7}"
         )
-    print(f"\n(took {took_s:.1f} s; median/p99 ratio > 1 = slower, conc ratio < 1 = fewer req/s)")
+    print(
+        f"\n(took {took_s:.1f} s; ratio > 1 = slower for median/p99, fewer req/s for conc < 1;"
+        "\n the median ratio is the median of per-round ratios, clients taking turns each round)"
+    )

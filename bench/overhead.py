@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -52,6 +53,7 @@ class Samples:
     """What one client collected over the rounds."""
 
     latencies_ns: list[int] = field(default_factory=list)
+    round_medians_ns: list[float] = field(default_factory=list)
     sequential_s: float = 0.0
     concurrent_s: float = 0.0
     concurrent_calls: int = 0
@@ -101,6 +103,7 @@ def run_sync_group(
                     variant.call()
                     sample.latencies_ns.append(time.perf_counter_ns() - t0)
                 sample.sequential_s += time.perf_counter() - started
+                sample.round_medians_ns.append(statistics.median(sample.latencies_ns[-per_round:]))
 
                 def worker(call: Any = variant.call) -> None:
                     for _ in range(per_worker):
@@ -132,6 +135,7 @@ async def run_async_group(
                 await variant.call()
                 sample.latencies_ns.append(time.perf_counter_ns() - t0)
             sample.sequential_s += time.perf_counter() - started
+            sample.round_medians_ns.append(statistics.median(sample.latencies_ns[-per_round:]))
 
             async def worker(variant: AsyncVariant = variant) -> None:
                 for _ in range(per_worker):
@@ -152,6 +156,7 @@ def summarize(
             variant.group,
             variant.client,
             sample.latencies_ns,
+            round_medians_ns=sample.round_medians_ns,
             sequential_s=sample.sequential_s,
             concurrent_calls=sample.concurrent_calls,
             concurrent_s=sample.concurrent_s,

@@ -1,4 +1,5 @@
-"""The control plane's config language: Istio ServiceEntry / WorkloadEntry YAML.
+"""The control plane's config language: Istio ServiceEntry, WorkloadEntry,
+VirtualService and DestinationRule YAML (plus ``meshlib.dev/*`` annotations).
 
 config = load_config("mesh.yaml")      # a file or a folder; ConfigError lists every issue
 watcher = ConfigWatcher("mesh.yaml", on_config, on_error, last_good=config)

@@ -15,7 +15,7 @@ from controlplane.config.resource import Header
 from controlplane.model import Resolution, ServiceEntry, Source, WorkloadEntry
 
 
-def _issue(source: Source | None, path: str, message: str) -> ConfigIssue:
+def issue_at(source: Source | None, path: str, message: str) -> ConfigIssue:
     if source is None:  # resources built by the loader always carry their source
         return ConfigIssue("<unknown>", None, path, message)
     return ConfigIssue(source.file, source.document, path, message)
@@ -29,7 +29,7 @@ def check_unique_names(headers: Sequence[Header]) -> list[ConfigIssue]:
         earlier = first.setdefault(header.key, header)
         if earlier is not header:
             issues.append(
-                _issue(
+                issue_at(
                     header.source,
                     "metadata.name",
                     f"duplicate {header}: already defined at {earlier.source}",
@@ -49,7 +49,7 @@ def check_unique_host_ports(entries: Sequence[ServiceEntry]) -> list[ConfigIssue
                 if owner is entry:
                     continue
                 issues.append(
-                    _issue(
+                    issue_at(
                         entry.source,
                         f"spec.hosts[{host_index}]",
                         f"{host}:{port.number} (spec.ports[{port_index}]) is already declared by "
@@ -70,7 +70,7 @@ def check_selected_addresses(
         for entry in entries:
             if entry.resolution is Resolution.STATIC and selects(entry, workload):
                 issues.append(
-                    _issue(
+                    issue_at(
                         workload.source,
                         "spec.address",
                         f"{workload.spec.address!r} must be an IP address: ServiceEntry "

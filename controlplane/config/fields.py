@@ -138,11 +138,22 @@ class Fields:
         return value
 
     def reject_unknown(
-        self, known: Collection[str], not_yet: Collection[str] = (), what: str = "this object"
+        self,
+        known: Collection[str],
+        not_yet: Collection[str] = (),
+        what: str = "this object",
+        refused: Mapping[str, str] | None = None,
     ) -> None:
-        """Report fields that are not supported yet, and fields nobody knows."""
+        """Report fields that are not supported yet, and fields nobody knows.
+
+        ``refused`` maps fields Istio knows but meshlib refuses (deprecated ones,
+        ones with a meshlib replacement) to the message that says what to use.
+        """
         for key in self.data:
             if key in known:
+                continue
+            if refused is not None and key in refused:
+                self.ctx.error(self.at(key), refused[key])
                 continue
             if key in not_yet:
                 self.ctx.error(self.at(key), "field is not supported yet")
@@ -162,6 +173,50 @@ class Fields:
         if value is None:
             return None
         return as_integer(self.ctx, self.at(key), value, minimum, maximum)
+
+    def boolean(self, key: str, *, required: bool = False) -> bool | None:
+        value = self._value(key, required)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            self.ctx.error(self.at(key), f"must be true or false, got {describe(value)}")
+            return None
+        return value
+
+    def number(
+        self, key: str, *, minimum: float, maximum: float, required: bool = False
+    ) -> float | None:
+        """A number (integer or decimal) in ``[minimum, maximum]``, as a float."""
+        value = self._value(key, required)
+        if value is None:
+            return None
+        path = self.at(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.ctx.error(path, f"must be a number, got {describe(value)}")
+            return None
+        if not minimum <= value <= maximum:  # NaN fails this too
+            self.ctx.error(path, f"must be between {minimum:g} and {maximum:g}, got {value}")
+            return None
+        return float(value)
+
+    def percentage(self, key: str, *, required: bool = False) -> float | None:
+        """Istio's ``Percent``: ``{value: 12.5}``, a float in [0, 100]."""
+        fields = self.mapping(key, required=required)
+        if fields is None:
+            return None
+        fields.reject_unknown(("value",), what="a percentage")
+        return fields.number("value", minimum=0.0, maximum=100.0, required=True)
+
+    def exclusive(self, *keys: str) -> bool:
+        """Report when more than one of ``keys`` is set; True when at most one is."""
+        present = [key for key in keys if self.present(key)]
+        if len(present) <= 1:
+            return True
+        self.ctx.error(
+            self.at(present[1]),
+            f"cannot be combined with {present[0]} (set only one of {', '.join(keys)})",
+        )
+        return False
 
     def mapping(self, key: str, *, required: bool = False) -> Fields | None:
         value = self._value(key, required)

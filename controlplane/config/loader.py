@@ -17,20 +17,30 @@ from controlplane.config.cross_checks import (
     check_unique_host_ports,
     check_unique_names,
 )
+from controlplane.config.destination_rule import parse_destination_rule
 from controlplane.config.errors import ConfigError, ConfigIssue
 from controlplane.config.fields import DocContext, Fields
 from controlplane.config.resource import Header, parse_header
 from controlplane.config.service_entry import parse_service_entry
+from controlplane.config.traffic_checks import (
+    check_destinations,
+    check_one_destination_rule_per_host,
+    check_one_virtual_service_per_host,
+)
+from controlplane.config.virtual_service import parse_virtual_service
 from controlplane.config.workload_entry import parse_workload_entry
 from controlplane.config.yaml_files import Document, config_files, read_documents
 from controlplane.model import MeshConfig, ServiceEntry, WorkloadEntry
+from controlplane.traffic_model import DestinationRule, VirtualService
 
 log = structlog.get_logger(__name__)
 
-Resource = ServiceEntry | WorkloadEntry
+Resource = ServiceEntry | WorkloadEntry | VirtualService | DestinationRule
 _PARSERS: dict[str, Callable[[Header, Fields], Resource | None]] = {
     "ServiceEntry": parse_service_entry,
     "WorkloadEntry": parse_workload_entry,
+    "VirtualService": parse_virtual_service,
+    "DestinationRule": parse_destination_rule,
 }
 
 
@@ -46,8 +56,7 @@ def load_config(path: str | Path) -> MeshConfig:
     for file in files:
         documents.extend(read_documents(file, issues))
     headers: list[Header] = []
-    entries: list[ServiceEntry] = []
-    workloads: list[WorkloadEntry] = []
+    resources: list[tuple[Resource, Fields]] = []
     for document in documents:
         ctx = DocContext(document.file, document.index, issues)
         before = ctx.count
@@ -58,23 +67,46 @@ def load_config(path: str | Path) -> MeshConfig:
         if ctx.count == before:  # a broken name would only add confusing duplicates
             headers.append(header)
         resource = _PARSERS[header.kind](header, spec)
-        if isinstance(resource, ServiceEntry):
-            entries.append(resource)
-        elif isinstance(resource, WorkloadEntry):
-            workloads.append(resource)
-    issues.extend(check_unique_names(headers))
-    issues.extend(check_unique_host_ports(entries))
-    issues.extend(check_selected_addresses(entries, workloads))
+        if resource is not None:
+            resources.append((resource, spec))
+    config = _assemble(resources)
+    issues.extend(_cross_check(headers, config, resources))
     if issues:
         rank = {str(file): index for index, file in enumerate(files)}
         issues.sort(key=lambda issue: (rank.get(issue.file, -1), issue.document or 0))
         raise ConfigError(issues)
-    config = MeshConfig(service_entries=tuple(entries), workload_entries=tuple(workloads))
     log.debug(
         "config_loaded",
         path=str(root),
         files=len({document.file for document in documents}),
-        service_entries=len(entries),
-        workload_entries=len(workloads),
+        service_entries=len(config.service_entries),
+        workload_entries=len(config.workload_entries),
+        virtual_services=len(config.virtual_services),
+        destination_rules=len(config.destination_rules),
     )
     return config
+
+
+def _assemble(resources: list[tuple[Resource, Fields]]) -> MeshConfig:
+    """The resources by kind, in load order."""
+    return MeshConfig(
+        service_entries=tuple(r for r, _ in resources if isinstance(r, ServiceEntry)),
+        workload_entries=tuple(r for r, _ in resources if isinstance(r, WorkloadEntry)),
+        virtual_services=tuple(r for r, _ in resources if isinstance(r, VirtualService)),
+        destination_rules=tuple(r for r, _ in resources if isinstance(r, DestinationRule)),
+    )
+
+
+def _cross_check(
+    headers: list[Header], config: MeshConfig, resources: list[tuple[Resource, Fields]]
+) -> list[ConfigIssue]:
+    """Checks between resources, on the ones that are valid by themselves."""
+    services = [(r, spec.data) for r, spec in resources if isinstance(r, VirtualService)]
+    return [
+        *check_unique_names(headers),
+        *check_unique_host_ports(config.service_entries),
+        *check_selected_addresses(config.service_entries, config.workload_entries),
+        *check_one_virtual_service_per_host(config.virtual_services),
+        *check_one_destination_rule_per_host(config.destination_rules),
+        *check_destinations(services, config.destination_rules, config.service_entries),
+    ]

@@ -6,7 +6,9 @@ its name, namespace and source; the per-kind modules validate the spec.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from controlplane.config import names
 from controlplane.config.fields import DocContext, Fields, describe
@@ -17,13 +19,11 @@ API_VERSIONS = (
     "networking.istio.io/v1beta1",
     "networking.istio.io/v1alpha3",
 )
-SUPPORTED_KINDS = ("ServiceEntry", "WorkloadEntry")
+SUPPORTED_KINDS = ("ServiceEntry", "WorkloadEntry", "VirtualService", "DestinationRule")
 _SUPPORTED = ", ".join(SUPPORTED_KINDS)
 # Istio kinds we will read in later issues: a clear "not supported yet", not "unknown".
 NOT_YET_KINDS = frozenset(
     {
-        "VirtualService",
-        "DestinationRule",
         "Gateway",
         "Sidecar",
         "EnvoyFilter",
@@ -38,6 +38,7 @@ NOT_YET_KINDS = frozenset(
 )
 TOP_LEVEL_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
 DEFAULT_NAMESPACE = "default"
+MESHLIB_PREFIX = "meshlib.dev/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,8 @@ class Header:
     name: str
     namespace: str
     source: Source
+    # metadata.annotations as written; only the meshlib.dev/ ones are config.
+    annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -84,14 +87,31 @@ def parse_header(ctx: DocContext, document: object) -> tuple[Header, Fields] | N
     metadata = top.mapping("metadata", required=True)
     name: str | None = None
     namespace: str | None = None
-    if metadata is not None:  # other metadata (labels, annotations, ...) is not config
+    annotations: Mapping[str, str] = MappingProxyType({})
+    if metadata is not None:  # other metadata (labels, ...) is not config
         name = metadata.string("name", required=True, check=names.dns_subdomain)
         namespace = metadata.string("namespace", check=names.dns_label)
+        annotations = _annotations(metadata)
     spec = top.mapping("spec", required=True)
     if spec is None:
         return None
     source = Source(ctx.file, ctx.document or 1)
-    return Header(kind, name or "", namespace or DEFAULT_NAMESPACE, source), spec
+    header = Header(kind, name or "", namespace or DEFAULT_NAMESPACE, source, annotations)
+    return header, spec
+
+
+def _annotations(metadata: Fields) -> Mapping[str, str]:
+    """``metadata.annotations``; values of meshlib.dev/ ones must be strings, others are skipped."""
+    fields = metadata.mapping("annotations")
+    if fields is None:
+        return MappingProxyType({})
+    result: dict[str, str] = {}
+    for key, value in fields.data.items():
+        if isinstance(value, str):
+            result[key] = value
+        elif key.startswith(MESHLIB_PREFIX):
+            fields.ctx.error(fields.at(key), f"must be a string, got {describe(value)} (quote it)")
+    return MappingProxyType(result)
 
 
 def _check_api_version(top: Fields) -> None:

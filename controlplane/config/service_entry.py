@@ -11,6 +11,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from controlplane.config import names
+from controlplane.config.annotations import service_entry_degraded
 from controlplane.config.fields import Fields, as_string
 from controlplane.config.resource import Header
 from controlplane.config.workload_entry import MAX_PORT, parse_workload_spec
@@ -44,6 +45,7 @@ def parse_service_entry(header: Header, spec: Fields) -> ServiceEntry | None:
         )
     port_names = _declared_port_names(spec)
     endpoints = _endpoints(spec, resolution, port_names)
+    degraded = service_entry_degraded(ctx, header.annotations)
     if ctx.count != before or hosts is None or ports is None or resolution is None:
         return None
     return ServiceEntry(
@@ -56,6 +58,7 @@ def parse_service_entry(header: Header, spec: Fields) -> ServiceEntry | None:
         endpoints=endpoints or (),
         workload_selector=selector,
         source=header.source,
+        degraded=degraded,
     )
 
 

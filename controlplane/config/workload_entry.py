@@ -11,6 +11,7 @@ from collections.abc import Collection
 from types import MappingProxyType
 
 from controlplane.config import names
+from controlplane.config.annotations import meshlib_annotations
 from controlplane.config.fields import Fields, as_integer
 from controlplane.config.resource import Header
 from controlplane.model import WorkloadEntry, WorkloadSpec
@@ -78,6 +79,7 @@ def _ports(spec: Fields, port_names: Collection[str] | None) -> MappingProxyType
 
 def parse_workload_entry(header: Header, spec: Fields) -> WorkloadEntry | None:
     """Build a WorkloadEntry resource from its validated header and spec."""
+    meshlib_annotations(spec.ctx, header.annotations, "WorkloadEntry", ())
     body = parse_workload_spec(spec)
     if body is None:
         return None

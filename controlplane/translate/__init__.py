@@ -17,9 +17,9 @@ from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload, Resolut
 from controlplane.translate.clusters import build_cluster
 from controlplane.translate.endpoints import build_load_assignment
 from controlplane.translate.errors import TranslationError
-from controlplane.translate.listeners import build_listener
-from controlplane.translate.routes import build_route_configuration
-from controlplane.translate.services import MeshService, collect_services
+from controlplane.translate.http_resources import http_resources
+from controlplane.translate.services import collect_services
+from controlplane.translate.subsets import plan_clusters
 from controlplane.translate.typeurls import (
     CLUSTER_TYPE_URL,
     ENDPOINTS_TYPE_URL,
@@ -43,26 +43,18 @@ def translate(
     expressed in xDS.
     """
     services = collect_services(config, workloads)
+    listeners, route_configs = http_resources(config, services, node)
+    plans = plan_clusters(config, services)
     return {
-        LISTENER_TYPE_URL: _by_name(build_listener(s) for s in _for_node(services, node)),
-        ROUTE_CONFIG_TYPE_URL: _by_name(
-            build_route_configuration(s) for s in _for_node(services, node)
-        ),
-        CLUSTER_TYPE_URL: _by_name(build_cluster(s) for s in services),
+        LISTENER_TYPE_URL: listeners,
+        ROUTE_CONFIG_TYPE_URL: route_configs,
+        CLUSTER_TYPE_URL: _by_name(build_cluster(p) for p in plans),
         ENDPOINTS_TYPE_URL: _by_cluster_name(
-            build_load_assignment(s) for s in services if s.resolution is Resolution.STATIC
+            build_load_assignment(p, node)
+            for p in plans
+            if p.service.resolution is Resolution.STATIC
         ),
     }
-
-
-def _for_node(services: Sequence[MeshService], node: NodeInfo) -> Sequence[MeshService]:
-    """The services whose listeners and routes ``node`` gets.
-
-    Every node gets every service today; issue 3 gives Envoy sidecars
-    (``node.is_sidecar``) one outbound listener instead of api_listeners.
-    """
-    del node
-    return services
 
 
 def _by_name(messages: Iterable[Any]) -> dict[str, Message]:

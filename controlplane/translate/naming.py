@@ -32,3 +32,7 @@ def virtual_host_domains(host: str, port: int) -> tuple[str, ...]:
 def cluster_name(host: str, port: int, subset: str = "") -> str:
     """CDS (and EDS) name: ``outbound|PORT|SUBSET|HOST``, Istio's format."""
     return f"outbound|{port}|{subset}|{host}"
+
+
+# The Envoy sidecar's outbound listener and its route table (one per sidecar node).
+SIDECAR_OUTBOUND = "mesh_outbound"

@@ -57,6 +57,7 @@ class MeshService:
     namespace: str
     endpoints: tuple[MeshEndpoint, ...]
     origin: str
+    degraded: bool = False  # ServiceEntry.degraded: callers' fallbacks fire
 
     @property
     def number(self) -> int:
@@ -134,6 +135,7 @@ def _declared_service(
         namespace=entry.namespace,
         endpoints=endpoints,
         origin=origin,
+        degraded=entry.degraded,
     )
 
 

@@ -14,131 +14,95 @@ attendee call + one session call; every 5th round also streams ListSessions).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from types import FrameType
 
-import grpc
-import httpx
+from conference_calls import (
+    SESSIONS_TARGET,
+    Tally,
+    call_attendees,
+    call_attendees_async,
+    call_get_session,
+    call_get_session_async,
+    call_list_sessions,
+    call_list_sessions_async,
+)
 from demo_logging import configure_logging
-from gen.conference.sessions.v1 import sessions_pb2, sessions_pb2_grpc
+from gen.conference.sessions.v1 import sessions_pb2_grpc
 
 import meshlib
 from meshlib.errors import MeshError
 
-ATTENDEE_URL = "http://attendees:8080/attendees/42"
-SESSIONS_TARGET = "xds:///sessions:50051"
-CALL_TIMEOUT_S = 5.0
+SESSION_IDS = ("s-1", "s-2", "s-3")
 
 
-@dataclass
-class Tally:
-    """Calls per answering instance, and failures."""
+class Pace:
+    """When to stop (round count or deadline) and how long to pause between rounds."""
 
-    answered: dict[str, int] = field(default_factory=dict)
-    failures: int = 0
-    interrupted: bool = False
+    def __init__(self, rounds: int | None, duration: float | None, interval: float) -> None:
+        self.rounds = rounds
+        self.deadline = None if duration is None else time.monotonic() + duration
+        self.interval = interval
+        self.done = 0
 
-    def add(self, instance: str) -> None:
-        self.answered[instance] = self.answered.get(instance, 0) + 1
-
-
-def elapsed_ms(start: float) -> str:
-    return f"{(time.perf_counter() - start) * 1000:.1f} ms"
-
-
-def call_attendees(http: httpx.Client, tally: Tally) -> None:
-    start = time.perf_counter()
-    try:
-        response = http.get(ATTENDEE_URL, timeout=CALL_TIMEOUT_S)
-        body = response.json()
-        response.raise_for_status()
-    except (httpx.HTTPError, MeshError, ValueError) as exc:
-        tally.failures += 1
-        print(f"[attendees] GET /attendees/42 -> ERROR {type(exc).__name__}: {exc}", flush=True)
-        return
-    served_by = body["served_by"]
-    tally.add(served_by)
-    print(
-        f"[attendees] GET /attendees/42 -> {served_by} ({body['name']}) {elapsed_ms(start)}",
-        flush=True,
-    )
-
-
-def describe(session: sessions_pb2.Session) -> str:
-    return f"{session.title}, livestream" if session.livestream_url else session.title
-
-
-def call_get_session(stub: sessions_pb2_grpc.SessionsStub, session_id: str, tally: Tally) -> None:
-    start = time.perf_counter()
-    request = sessions_pb2.GetSessionRequest(session_id=session_id)
-    try:
-        reply = stub.GetSession(request, timeout=CALL_TIMEOUT_S)
-    except (grpc.RpcError, MeshError) as exc:
-        tally.failures += 1
-        print(f"[sessions ] GetSession({session_id}) -> ERROR {rpc_error_text(exc)}", flush=True)
-        return
-    tally.add(reply.served_by.instance)
-    print(
-        f"[sessions ] GetSession({session_id}) -> {reply.served_by.instance} "
-        f"({describe(reply.session)}) {elapsed_ms(start)}",
-        flush=True,
-    )
-
-
-def call_list_sessions(stub: sessions_pb2_grpc.SessionsStub, tally: Tally) -> None:
-    start = time.perf_counter()
-    try:
-        replies = list(
-            stub.ListSessions(sessions_pb2.ListSessionsRequest(), timeout=CALL_TIMEOUT_S)
+    def more(self) -> bool:
+        return (self.rounds is None or self.done < self.rounds) and (
+            self.deadline is None or time.monotonic() < self.deadline
         )
-    except (grpc.RpcError, MeshError) as exc:
-        tally.failures += 1
-        print(f"[sessions ] ListSessions() -> ERROR {rpc_error_text(exc)}", flush=True)
-        return
-    instances = sorted({reply.served_by.instance for reply in replies})
-    for instance in instances:
-        tally.add(instance)
-    print(
-        f"[sessions ] ListSessions() -> {', '.join(instances)} "
-        f"({len(replies)} sessions streamed) {elapsed_ms(start)}",
-        flush=True,
-    )
+
+    def session_id(self) -> str:
+        return SESSION_IDS[self.done % len(SESSION_IDS)]
+
+    def stream_this_round(self) -> bool:
+        return self.done % 5 == 4
 
 
-def rpc_error_text(exc: Exception) -> str:
-    if isinstance(exc, grpc.RpcError) and isinstance(exc, grpc.Call):
-        return f"{exc.code().name}: {exc.details()}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def run(mesh: meshlib.Mesh, rounds: int | None, duration: float | None, interval: float) -> Tally:
-    """Call both services until the round count or the duration is reached."""
-    tally = Tally()
-    session_ids = ("s-1", "s-2", "s-3")
-    deadline = None if duration is None else time.monotonic() + duration
+def run(mesh: meshlib.Mesh, pace: Pace, tally: Tally) -> None:
+    """Call both services until ``pace`` says stop (sync: httpx.Client, grpc.Channel)."""
     channel = mesh.grpc_channel(SESSIONS_TARGET)
     try:
         stub = sessions_pb2_grpc.SessionsStub(channel)
         with mesh.http_client() as http:
-            done = 0
-            while (rounds is None or done < rounds) and (
-                deadline is None or time.monotonic() < deadline
-            ):
+            while pace.more():
                 call_attendees(http, tally)
-                call_get_session(stub, session_ids[done % len(session_ids)], tally)
-                if done % 5 == 4:
+                call_get_session(stub, pace.session_id(), tally)
+                if pace.stream_this_round():
                     call_list_sessions(stub, tally)
-                done += 1
-                if interval > 0:
-                    time.sleep(interval)
+                pace.done += 1
+                if pace.interval > 0:
+                    time.sleep(pace.interval)
     except KeyboardInterrupt:
         tally.interrupted = True  # Ctrl-C / SIGTERM: stop calling, still report
     finally:
         channel.close()
-    return tally
+
+
+async def run_async(mesh: meshlib.Mesh, pace: Pace, tally: Tally) -> None:
+    """The async twin of :func:`run` (httpx.AsyncClient, grpc.aio channel)."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, task.cancel)
+    channel = mesh.aio_grpc_channel(SESSIONS_TARGET)
+    try:
+        stub = sessions_pb2_grpc.SessionsStub(channel)  # typed as SessionsAsyncStub on aio
+        async with mesh.async_http_client() as http:
+            while pace.more():
+                await call_attendees_async(http, tally)
+                await call_get_session_async(stub, pace.session_id(), tally)
+                if pace.stream_this_round():
+                    await call_list_sessions_async(stub, tally)
+                pace.done += 1
+                if pace.interval > 0:
+                    await asyncio.sleep(pace.interval)
+    except asyncio.CancelledError:
+        tally.interrupted = True  # Ctrl-C / SIGTERM: stop calling, still report
+    finally:
+        await channel.close()
 
 
 def print_summary(tally: Tally) -> None:
@@ -159,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--bootstrap", help="bootstrap file (default: GRPC_XDS_BOOTSTRAP)")
     parser.add_argument(
+        "--async",
+        dest="use_async",
+        action="store_true",
+        help="use mesh.async_http_client() and mesh.aio_grpc_channel() on asyncio",
+    )
+    parser.add_argument(
         "--no-summary", action="store_true", help="skip the calls-per-instance table at the end"
     )
     args = parser.parse_args(argv)
@@ -175,8 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     except MeshError as exc:
         print(f"conference_app: {exc}", file=sys.stderr)
         return 2
+    tally = Tally()
+    pace = Pace(args.requests, args.duration, args.interval)
     try:
-        tally = run(mesh, args.requests, args.duration, args.interval)
+        if args.use_async:
+            asyncio.run(run_async(mesh, pace, tally))
+        else:
+            run(mesh, pace, tally)
     finally:
         mesh.close()
     if not args.no_summary:

@@ -177,11 +177,12 @@ def run_demo(args: argparse.Namespace, demo: Demo, tally: Tally) -> None:
     run_caller(native, tally, "grpcio", CALLER_TIMEOUT_S)
 
     length = ["--forever"] if args.forever else ["--duration", str(args.duration)]
+    mode = ["--async"] if args.use_async else []
     print("== the conference app through meshlib (Ctrl-C to stop):", flush=True)
     app = demo.start(
         "conference-app",
         python_script(
-            "conference_app.py", *length, "--interval", str(args.interval), "--no-summary"
+            "conference_app.py", *length, *mode, "--interval", str(args.interval), "--no-summary"
         ),
         app_env,
     )
@@ -204,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of app traffic")
     parser.add_argument("--forever", action="store_true", help="run the app until Ctrl-C")
     parser.add_argument("--interval", type=float, default=0.2, help="pause between app rounds")
+    parser.add_argument(
+        "--async",
+        dest="use_async",
+        action="store_true",
+        help="run the app on asyncio (mesh.async_http_client, mesh.aio_grpc_channel)",
+    )
     parser.add_argument(
         "--scale-out",
         type=float,

@@ -1,1 +1,97 @@
-"""Resilience: deadlines, retries with budgets, breakers, rate limits, faults (issue 4)."""
+"""Resilience: deadlines, retries with budgets and hedging, breakers, rate limits, faults.
+
+Transport-independent mechanisms (one module each) that the httpx and gRPC
+transports drive per request, plus decorators for application code. The
+order a transport applies them in, per request::
+
+    check_deadline() -> fault (inject) -> local rate limit (acquire)
+      -> breaker (acquire) -> run_with_retries / run_hedged (budget) -> per try:
+         thresholds.request() -> pick endpoint (excluding previous hosts) -> send
+"""
+
+from meshlib.resilience.backoff import BackOff, RateLimitedBackOff, ResetFormat, ResetHeader
+from meshlib.resilience.breaker import (
+    BreakerConfig,
+    BreakerRegistry,
+    BreakerState,
+    CircuitBreaker,
+    WindowType,
+    breakers,
+)
+from meshlib.resilience.breaker_thresholds import ClusterThresholds, Threshold
+from meshlib.resilience.budget import RetryBudget
+from meshlib.resilience.conditions import FailureKind, Outcome, RetryOn, is_idempotent_method
+from meshlib.resilience.deadline import (
+    Deadline,
+    check_deadline,
+    current_deadline,
+    deadline_from_headers,
+    deadline_headers,
+    deadline_scope,
+    decode_grpc_timeout,
+    encode_grpc_timeout,
+    incoming_deadline_scope,
+    remaining_time,
+)
+from meshlib.resilience.decorators import circuit_breaker, retry, timeout
+from meshlib.resilience.degraded import DegradedServices, degraded_services
+from meshlib.resilience.fallback import fallback, fallback_cause
+from meshlib.resilience.fault import FaultAbort, FaultDelay, FaultInjector, FaultPolicy
+from meshlib.resilience.grpc_codes import GrpcCode
+from meshlib.resilience.hedging import async_run_hedged, run_hedged
+from meshlib.resilience.rate_limit import TokenBucket
+from meshlib.resilience.retry import (
+    Attempt,
+    RetryPolicy,
+    async_run_with_retries,
+    run_with_retries,
+)
+
+__all__ = [
+    "Attempt",
+    "BackOff",
+    "BreakerConfig",
+    "BreakerRegistry",
+    "BreakerState",
+    "CircuitBreaker",
+    "ClusterThresholds",
+    "Deadline",
+    "DegradedServices",
+    "FailureKind",
+    "FaultAbort",
+    "FaultDelay",
+    "FaultInjector",
+    "FaultPolicy",
+    "GrpcCode",
+    "Outcome",
+    "RateLimitedBackOff",
+    "ResetFormat",
+    "ResetHeader",
+    "RetryBudget",
+    "RetryOn",
+    "RetryPolicy",
+    "Threshold",
+    "TokenBucket",
+    "WindowType",
+    "async_run_hedged",
+    "async_run_with_retries",
+    "breakers",
+    "check_deadline",
+    "circuit_breaker",
+    "current_deadline",
+    "deadline_from_headers",
+    "deadline_headers",
+    "deadline_scope",
+    "decode_grpc_timeout",
+    "degraded_services",
+    "encode_grpc_timeout",
+    "fallback",
+    "fallback_cause",
+    "incoming_deadline_scope",
+    "is_idempotent_method",
+    "remaining_time",
+    "retry",
+    "run_hedged",
+    "run_with_retries",
+    "timeout",
+]

@@ -1,27 +1,23 @@
 """Which ``HOST:PORT`` names are mesh services, and their live state.
 
 One directory per :class:`~meshlib.Mesh`, shared by the HTTP and gRPC paths.
-The first request for a name starts its LDS watch; the control plane answers
-"exists" (a snapshot follows) or "does not exist" quickly. A negative answer
-is cached for ``negative_ttl_s`` and the watch is dropped, so probing many
-outside hosts leaves nothing running.
+Membership comes from one wildcard LDS watch (started on first use): every
+mesh service has a listener named ``HOST:PORT``, so a name absent from the
+complete listener set is not a mesh service — known at once, and following
+config changes at once. A member's :class:`ServiceState` (its LDS → RDS → CDS
+→ EDS watches) is started on first use; non-members start nothing.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import threading
-import time
 from collections.abc import Callable, Iterable
 
-import structlog
-
-from meshlib.errors import ServiceNotFoundError
+from meshlib.routing.membership import Membership
 from meshlib.routing.service import ServiceState
-from meshlib.routing.snapshot import ServiceFailure, ServiceView
 from meshlib.routing.watch import WatchSource
-
-log = structlog.get_logger(__name__)
+from meshlib.xds_client.resource_types import LISTENER
 
 
 def split_target(target: str) -> tuple[str, int]:
@@ -48,28 +44,57 @@ def is_mesh_name(host: str) -> bool:
 
 
 class ServiceDirectory:
-    """Service states by target, created on first use; negative answers cached briefly."""
+    """Mesh membership (one wildcard LDS watch) and service states by target."""
 
     def __init__(
-        self,
-        source_factory: Callable[[], WatchSource],
-        *,
-        ready_timeout_s: float = 5.0,
-        negative_ttl_s: float = 5.0,
+        self, source_factory: Callable[[], WatchSource], *, ready_timeout_s: float = 5.0
     ) -> None:
         self._source_factory = source_factory
         self.ready_timeout_s = ready_timeout_s
-        self.negative_ttl_s = negative_ttl_s
         self._lock = threading.Lock()
         self._services: dict[str, ServiceState] = {}
-        self._absent: dict[str, float] = {}
+        self._membership: Membership | None = None
         self._closed = False
 
+    def membership(self) -> Membership:
+        """The mesh's service set, starting its wildcard LDS watch on first use."""
+        membership = self._membership
+        if membership is not None:
+            return membership
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the mesh is closed")
+            if self._membership is None:
+                membership = Membership()
+                membership.cancel = self._source_factory().watch_all(LISTENER, membership)
+                self._membership = membership
+            return self._membership
+
+    def is_member(self, target: str, timeout: float | None = None) -> bool:
+        """Whether ``HOST:PORT`` is a mesh service; waits (up to ``timeout``, default the
+        ready timeout) only until the first service list arrives: ServiceNotReadyError."""
+        wait = self.ready_timeout_s if timeout is None else timeout
+        return self.membership().contains(target, wait)
+
+    async def is_member_async(self, target: str, timeout: float | None = None) -> bool:
+        wait = self.ready_timeout_s if timeout is None else timeout
+        return await self.membership().contains_async(target, wait)
+
+    def known_non_member(self, target: str) -> bool:
+        """True when the service list is known and ``target`` is not in it (no waiting)."""
+        names = self._membership.names if self._membership is not None else None
+        return names is not None and target not in names
+
     def service(self, target: str) -> ServiceState:
-        """The state for ``HOST:PORT``, starting its watches on first use."""
+        """The state for ``HOST:PORT``, starting its watches on first use.
+
+        Membership is started first, so the xDS client asks for ``"*"`` before any
+        named listener: a name outside the mesh then fails at once (ServiceNotFoundError).
+        """
         state = self._services.get(target)
         if state is not None:
             return state
+        self.membership()
         with self._lock:
             if self._closed:
                 raise RuntimeError("the mesh is closed")
@@ -78,28 +103,6 @@ class ServiceDirectory:
                 state = ServiceState(target, self._source_factory())
                 self._services[target] = state
         return state
-
-    def known_absent(self, target: str) -> bool:
-        """True while a recent "not in the mesh" answer for ``target`` is cached."""
-        expiry = self._absent.get(target)
-        if expiry is None:
-            return False
-        if time.monotonic() < expiry:
-            return True
-        self._absent.pop(target, None)
-        return False
-
-    def settle_absent(self, state: ServiceState, view: ServiceView) -> bool:
-        """If ``view`` says the service does not exist, cache that, drop its watches: True."""
-        if not (isinstance(view, ServiceFailure) and view.error_type is ServiceNotFoundError):
-            return False
-        with self._lock:
-            if self._services.get(state.target) is state:
-                del self._services[state.target]
-            self._absent[state.target] = time.monotonic() + self.negative_ttl_s
-        state.close()
-        log.debug("service_not_in_mesh", service=state.target, ttl_s=self.negative_ttl_s)
-        return True
 
     def services(self) -> Iterable[ServiceState]:
         with self._lock:
@@ -110,5 +113,8 @@ class ServiceDirectory:
             self._closed = True
             states = list(self._services.values())
             self._services.clear()
+            membership, self._membership = self._membership, None
+        if membership is not None:
+            membership.cancel()
         for state in states:
             state.close()

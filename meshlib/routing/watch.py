@@ -26,9 +26,11 @@ class WatchOwner(Protocol):
 
 
 class WatchSource(Protocol):
-    """What a service needs from the xDS client: named watches that can be cancelled."""
+    """What routing needs from the xDS client: named and wildcard watches, cancellable."""
 
     def watch(self, resource_type: Any, name: str, watcher: Any) -> CancelWatch: ...
+
+    def watch_all(self, resource_type: Any, watcher: Any) -> CancelWatch: ...
 
 
 class Watch:

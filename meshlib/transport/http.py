@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from meshlib.errors import RoutingError, ServiceNotReadyError
+from meshlib.errors import RoutingError, ServiceNotFoundError, ServiceNotReadyError
 from meshlib.observability.metrics import client_metrics
 from meshlib.routing.directory import ServiceDirectory, is_mesh_name
 from meshlib.routing.service import ServiceState
@@ -45,20 +45,19 @@ class HttpRouting:
         host = url.host
         if url.scheme != "http" or host in self.passthrough_hosts or not is_mesh_name(host):
             return None
-        target = f"{host}:{url.port or 80}"
-        if self.directory.known_absent(target):
-            return None
-        return target
+        return f"{host}:{url.port or 80}"
 
     def snapshot_from(
         self, state: ServiceState, view: ServiceView, request: httpx.Request
     ) -> ServiceSnapshot | None:
-        """The snapshot to route with; None when the service is not in the mesh."""
+        """The snapshot to route with; None when the service has just left the mesh."""
         if type(view) is ServiceSnapshot:
             return view
-        if self.directory.settle_absent(state, view):
-            return None
         assert isinstance(view, ServiceFailure)
+        if view.error_type is ServiceNotFoundError and self.directory.known_non_member(
+            state.target
+        ):
+            return None
         raise as_httpx_error(view.error(), request)
 
     def not_ready(self, error: ServiceNotReadyError, request: httpx.Request) -> Exception:
@@ -137,13 +136,15 @@ class MeshTransport(httpx.BaseTransport):
         target = routing.target_for(request.url)
         if target is None:
             return self._passthrough.handle_request(request)
-        state = routing.directory.service(target)
-        view = state.view
-        if view is None:
-            try:
+        try:
+            if not routing.directory.is_member(target, routing.timeout):
+                return self._passthrough.handle_request(request)
+            state = routing.directory.service(target)
+            view = state.view
+            if view is None:
                 view = state.wait_settled(routing.timeout)
-            except ServiceNotReadyError as exc:
-                raise routing.not_ready(exc, request) from exc
+        except ServiceNotReadyError as exc:
+            raise routing.not_ready(exc, request) from exc
         snapshot = routing.snapshot_from(state, view, request)
         if snapshot is None:
             return self._passthrough.handle_request(request)
@@ -192,13 +193,15 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         target = routing.target_for(request.url)
         if target is None:
             return await self._passthrough.handle_async_request(request)
-        state = routing.directory.service(target)
-        view = state.view
-        if view is None:
-            try:
+        try:
+            if not await routing.directory.is_member_async(target, routing.timeout):
+                return await self._passthrough.handle_async_request(request)
+            state = routing.directory.service(target)
+            view = state.view
+            if view is None:
                 view = await state.wait_settled_async(routing.timeout)
-            except ServiceNotReadyError as exc:
-                raise routing.not_ready(exc, request) from exc
+        except ServiceNotReadyError as exc:
+            raise routing.not_ready(exc, request) from exc
         snapshot = routing.snapshot_from(state, view, request)
         if snapshot is None:
             return await self._passthrough.handle_async_request(request)

@@ -2,6 +2,7 @@
 
 client = XdsClient(load_bootstrap())
 cancel = client.watch(LISTENER, "sessions:50051", CallbackWatcher(on_changed=print))
+cancel_all = client.watch_all(LISTENER, CallbackWatcher(on_changed=print))  # {name: listener}
 """
 
 from meshlib.xds_client.bootstrap import (

@@ -74,3 +74,76 @@ def check_regex(ctx: DecodeContext, pattern: str, where: str) -> str:
 def config_source_is_ads(source: Any) -> bool:
     """gRPC accepts only ``ads`` or ``self`` config sources (xDS over this stream)."""
     return source.WhichOneof("config_source_specifier") in ("ads", "self")
+
+
+# FractionalPercent denominators (HUNDRED, TEN_THOUSAND, MILLION) -> factor to "per million".
+_PER_MILLION_FACTOR = {0: 10_000, 1: 100, 2: 1}
+_MAX_DURATION_SECONDS = 315_576_000_000  # google.protobuf.Duration's range
+
+
+def per_million(fraction: Any) -> int:
+    """An ``envoy.type.v3.FractionalPercent`` as a count per million, capped at 100%."""
+    factor = _PER_MILLION_FACTOR.get(fraction.denominator, 1)
+    return int(min(1_000_000, fraction.numerator * factor))
+
+
+def checked_duration_s(ctx: DecodeContext, duration: Any, where: str) -> float:
+    """A Duration in seconds, rejecting negative or out-of-range values (as gRPC does)."""
+    seconds, nanos = duration.seconds, duration.nanos
+    if seconds < 0 or nanos < 0 or nanos >= 1_000_000_000 or seconds > _MAX_DURATION_SECONDS:
+        raise ctx.error(f"{where}: invalid duration (seconds={seconds}, nanos={nanos})")
+    return duration_s(duration)
+
+
+def optional_duration_s(ctx: DecodeContext, msg: Any, field: str, where: str) -> float | None:
+    """``msg.field`` in seconds when set (checked), else None."""
+    if not msg.HasField(field):
+        return None
+    return checked_duration_s(ctx, getattr(msg, field), f"{where}.{field}")
+
+
+def positive_duration_s(ctx: DecodeContext, msg: Any, field: str, where: str) -> float | None:
+    """Like :func:`optional_duration_s`, but a set value must be above 0."""
+    value = optional_duration_s(ctx, msg, field, where)
+    if value is not None and value <= 0:
+        raise ctx.error(f"{where}.{field}: must be greater than 0")
+    return value
+
+
+def wrapped(msg: Any, field: str, default: Any) -> Any:
+    """The value of a wrapper-typed field (UInt32Value, BoolValue...), or ``default``."""
+    return getattr(msg, field).value if msg.HasField(field) else default
+
+
+def percent(ctx: DecodeContext, msg: Any, field: str, where: str, default: float) -> float:
+    """An ``envoy.type.v3.Percent`` field in 0..100 (``default`` when unset)."""
+    if not msg.HasField(field):
+        return default
+    value = float(getattr(msg, field).value)
+    if not 0.0 <= value <= 100.0:
+        raise ctx.error(f"{where}.{field}: {value} is not a percentage in 0..100")
+    return value
+
+
+def at_most_100(ctx: DecodeContext, value: int, where: str) -> int:
+    """A percentage given as an integer; gRFC A50 rejects anything above 100."""
+    if value > 100:
+        raise ctx.error(f"{where}: {value} is above 100")
+    return value
+
+
+def reject_if_set(ctx: DecodeContext, msg: Any, fields: tuple[str, ...], where: str) -> None:
+    """Refuse fields meshlib does not implement and that would change traffic if ignored."""
+    for name in fields:
+        descriptor = msg.DESCRIPTOR.fields_by_name.get(name)
+        if descriptor is None:
+            continue  # not in this proto version
+        value = getattr(msg, name)
+        if descriptor.is_repeated:
+            is_set = len(value) > 0
+        elif descriptor.message_type is not None:
+            is_set = msg.HasField(name)
+        else:
+            is_set = bool(value)
+        if is_set:
+            raise ctx.error(f"{where}.{name}: not supported")

@@ -320,6 +320,16 @@ class XdsClient:
         tc = self._type_cache(type_url)
         decoded = decode_response(rtype, response.resources)
         subscribed = {n for t, n in self._watches if t == type_url}
+        # Wildcard watchers hear first, so "is it in the mesh?" never lags a named deletion.
+        # A resource whose name cannot be read leaves the response's name list unknown.
+        names = decoded.valid.keys() | decoded.errors.keys()
+        complete = (
+            rtype.all_resources_required_in_sotw
+            and not decoded.unnamed_errors
+            and self._is_complete(type_url, names)
+        )
+        if complete:
+            self._deliver_world(type_url, decoded.valid, decoded.errors, response)
         for name in sorted(subscribed & decoded.valid.keys()):
             self._cancel_timer((type_url, name))
             if tc.entry(name).accept(decoded.valid[name], response.version_info):
@@ -331,11 +341,7 @@ class XdsClient:
             method = "on_ambient_error" if entry.resource is not None else "on_resource_error"
             self._notify(type_url, name, method, XdsValidationError(decoded.errors[name]))
         if rtype.all_resources_required_in_sotw:
-            gone = subscribed - decoded.valid.keys() - decoded.errors.keys()
-            complete = self._is_complete(type_url, decoded.valid.keys() | decoded.errors.keys())
-            self._delete_absent(rtype, tc, gone, complete=complete)
-            if complete:
-                self._deliver_world(type_url, decoded.valid, decoded.errors, response)
+            self._delete_absent(rtype, tc, subscribed - names, complete=complete)
         if decoded.errors or decoded.unnamed_errors:
             self._nack(type_url, response, decoded.error_detail())
         else:

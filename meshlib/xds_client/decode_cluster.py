@@ -1,11 +1,11 @@
 """Cluster (CDS) -> ClusterResource, validated as gRPC's client validates it.
 
 Discovery types EDS (over ADS), LOGICAL_DNS (exactly one endpoint) and
-AGGREGATE (gRFC A37). The LB policy comes from ``load_balancing_policy`` (the
-first supported entry, gRFC A52) or else the ``lb_policy`` enum; either way it
-becomes a name in meshlib.balancing's registry. Settings that change traffic
-and that meshlib does not implement yet (TLS, outlier detection, circuit
-breakers) are rejected instead of silently ignored.
+AGGREGATE (gRFC A37). The LB policy and its config (decode_cluster_lb), outlier
+detection, circuit breakers, upstream HTTP options and the degraded switch
+(decode_cluster_policies) are decoded into the model. Settings that change
+traffic and that meshlib does not implement yet (TLS) are rejected instead of
+silently ignored.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.extensions.clusters.aggregate.v3 import cluster_pb2 as aggregate_pb2
-from envoy.extensions.load_balancing_policies.wrr_locality.v3 import wrr_locality_pb2
 
 from meshlib.xds_client._decode_util import (
     DecodeContext,
@@ -22,29 +21,18 @@ from meshlib.xds_client._decode_util import (
     duration_s,
     unpack_any,
 )
+from meshlib.xds_client.decode_cluster_lb import common_lb_config, lb_choice
+from meshlib.xds_client.decode_cluster_policies import (
+    circuit_breakers,
+    degraded,
+    http_protocol_options,
+    outlier_detection,
+)
 from meshlib.xds_client.decode_endpoints import socket_address
 from meshlib.xds_client.resources import ClusterResource, ClusterType
 
 _Cluster = cluster_pb2.Cluster
-
-_LB_POLICY_NAMES = {
-    _Cluster.ROUND_ROBIN: "round_robin",
-    _Cluster.RING_HASH: "ring_hash",
-    _Cluster.LEAST_REQUEST: "least_request",
-    _Cluster.RANDOM: "random",
-    _Cluster.MAGLEV: "maglev",
-}
-_POLICY_PREFIX = "type.googleapis.com/envoy.extensions.load_balancing_policies."
-_TYPED_LB_POLICY_NAMES = {
-    _POLICY_PREFIX + "round_robin.v3.RoundRobin": "round_robin",
-    _POLICY_PREFIX + "ring_hash.v3.RingHash": "ring_hash",
-    _POLICY_PREFIX + "least_request.v3.LeastRequest": "least_request",
-    _POLICY_PREFIX + "random.v3.Random": "random",
-    _POLICY_PREFIX + "maglev.v3.Maglev": "maglev",
-}
-_WRR_LOCALITY_URL = "type.googleapis.com/" + wrr_locality_pb2.WrrLocality.DESCRIPTOR.full_name
 _AGGREGATE_URL = "type.googleapis.com/" + aggregate_pb2.ClusterConfig.DESCRIPTOR.full_name
-_MAX_RING_SIZE = 8 * 1024 * 1024
 _DEFAULT_CONNECT_TIMEOUT_S = 5.0
 
 
@@ -59,10 +47,17 @@ def decode_cluster(msg: Any) -> ClusterResource:
         connect_timeout_s = duration_s(msg.connect_timeout)
         if connect_timeout_s <= 0:
             raise ctx.error("connect_timeout: must be greater than 0")
+    choice = lb_choice(ctx, msg)
     common: dict[str, Any] = {
         "name": msg.name,
-        "lb_policy": _lb_policy(ctx, msg),
+        "lb_policy": choice.name,
         "connect_timeout_s": connect_timeout_s,
+        "lb_config": choice.config,
+        "common_lb_config": common_lb_config(ctx, msg, choice),
+        "outlier_detection": outlier_detection(ctx, msg),
+        "circuit_breakers": circuit_breakers(ctx, msg),
+        "http_protocol_options": http_protocol_options(ctx, msg),
+        "degraded": degraded(ctx, msg),
     }
     kind = msg.WhichOneof("cluster_discovery_type")
     if kind == "cluster_type":
@@ -93,61 +88,13 @@ def decode_cluster(msg: Any) -> ClusterResource:
 
 
 def _reject_unsupported(ctx: DecodeContext, msg: Any) -> None:
-    for field in ("transport_socket", "outlier_detection", "circuit_breakers"):
-        if msg.HasField(field):
-            raise ctx.error(f"{field}: not supported yet")
+    if msg.HasField("transport_socket"):
+        raise ctx.error("transport_socket: not supported yet")
     if msg.transport_socket_matches:
         raise ctx.error("transport_socket_matches: not supported")
     lrs = msg.lrs_server
     if msg.HasField("lrs_server") and lrs.WhichOneof("config_source_specifier") != "self":
         raise ctx.error("lrs_server: must be self")
-
-
-def _lb_policy(ctx: DecodeContext, msg: Any) -> str:
-    if msg.HasField("load_balancing_policy"):
-        return _typed_lb_policy(ctx, msg.load_balancing_policy, "load_balancing_policy")
-    name = _LB_POLICY_NAMES.get(msg.lb_policy)
-    if name is None:
-        policy = _Cluster.LbPolicy.Name(msg.lb_policy)
-        raise ctx.error(f"lb_policy {policy} is not supported")
-    if name == "ring_hash" and msg.HasField("ring_hash_lb_config"):
-        _check_ring_hash(ctx, msg.ring_hash_lb_config)
-    if name == "least_request" and msg.least_request_lb_config.HasField("choice_count"):
-        count = msg.least_request_lb_config.choice_count.value
-        if count < 2:  # gRFC A48
-            raise ctx.error(f"least_request_lb_config.choice_count: must be >= 2, got {count}")
-    return name
-
-
-def _check_ring_hash(ctx: DecodeContext, config: Any) -> None:
-    if config.hash_function != _Cluster.RingHashLbConfig.XX_HASH:
-        raise ctx.error("ring_hash_lb_config.hash_function: only XX_HASH is supported")
-    has = config.HasField
-    low = config.minimum_ring_size.value if has("minimum_ring_size") else 1024
-    high = config.maximum_ring_size.value if has("maximum_ring_size") else _MAX_RING_SIZE
-    if high > _MAX_RING_SIZE:
-        raise ctx.error(f"ring_hash_lb_config.maximum_ring_size: above {_MAX_RING_SIZE}")
-    if low > high:
-        raise ctx.error("ring_hash_lb_config: minimum_ring_size is above maximum_ring_size")
-
-
-def _typed_lb_policy(ctx: DecodeContext, policy: Any, where: str) -> str:
-    """The first policy in the list meshlib supports (gRFC A52); wrr_locality is unwrapped
-    because meshlib always weights localities."""
-    seen: list[str] = []
-    for i, entry in enumerate(policy.policies):
-        config = entry.typed_extension_config.typed_config
-        if config.type_url == _WRR_LOCALITY_URL:
-            at = f"{where}.policies[{i}]"
-            wrr = unpack_any(ctx, config, wrr_locality_pb2.WrrLocality, at)
-            inner = wrr.endpoint_picking_policy
-            return _typed_lb_policy(ctx, inner, f"{at}.endpoint_picking_policy")
-        name = _TYPED_LB_POLICY_NAMES.get(config.type_url)
-        if name is not None:
-            return name
-        seen.append(config.type_url or "(no typed_config)")
-    listed = ", ".join(seen) or "none"
-    raise ctx.error(f"{where}: no supported policy (got {listed})")
 
 
 def _aggregate_clusters(ctx: DecodeContext, cluster_type: Any) -> tuple[str, ...]:

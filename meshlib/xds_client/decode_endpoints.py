@@ -4,14 +4,17 @@ gRFC A27: a locality needs an ID; a locality with weight 0 (or unset) is
 ignored; priorities must run 0..N without gaps; an endpoint needs a socket
 address with a port; an endpoint weight, when set, must be above 0; a locality
 appears once per priority and an address once per resource. Drop overloads
-are kept (per million).
+are kept (per million); the overprovisioning factor must be above 0. Endpoint
+labels come from the ``envoy.lb`` filter metadata (as Envoy's subset LB reads).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from meshlib.xds_client._decode_util import DecodeContext
+from meshlib.xds_client._decode_util import DecodeContext, per_million
+from meshlib.xds_client.frozen_map import EMPTY, FrozenMap
 from meshlib.xds_client.resources import (
     DropOverload,
     Endpoint,
@@ -22,7 +25,7 @@ from meshlib.xds_client.resources import (
 )
 
 _MAX_WEIGHT_SUM = 2**32 - 1
-_PER_MILLION = {0: 10_000, 1: 100, 2: 1}  # FractionalPercent HUNDRED, TEN_THOUSAND, MILLION
+_LB_METADATA = "envoy.lb"  # the filter_metadata key Envoy's subset LB reads
 
 
 def decode_cluster_load_assignment(msg: Any) -> EndpointsResource:
@@ -72,6 +75,8 @@ def decode_cluster_load_assignment(msg: Any) -> EndpointsResource:
     factor = 140
     if policy.HasField("overprovisioning_factor"):
         factor = policy.overprovisioning_factor.value
+        if factor == 0:
+            raise ctx.error("policy.overprovisioning_factor: must be greater than 0")
     return EndpointsResource(
         cluster_name=msg.cluster_name,
         localities=tuple(localities),
@@ -126,7 +131,12 @@ def _endpoints(
             ) from exc
         out.append(
             Endpoint(
-                address=host, port=port, health=health, weight=weight, hostname=endpoint.hostname
+                address=host,
+                port=port,
+                health=health,
+                weight=weight,
+                hostname=endpoint.hostname,
+                labels=_labels(ctx, lb_endpoint.metadata, f"{at}.metadata"),
             )
         )
     return tuple(out)
@@ -145,6 +155,25 @@ def _check_priorities(ctx: DecodeContext, localities: list[LocalityEndpoints]) -
 def _drop_overload(ctx: DecodeContext, drop: Any, where: str) -> DropOverload:
     if not drop.category:
         raise ctx.error(f"{where}.category: required")
-    pct = drop.drop_percentage
-    per_million = min(1_000_000, pct.numerator * _PER_MILLION.get(pct.denominator, 1))
-    return DropOverload(category=drop.category, per_million=per_million)
+    return DropOverload(category=drop.category, per_million=per_million(drop.drop_percentage))
+
+
+def _labels(ctx: DecodeContext, metadata: Any, where: str) -> Mapping[str, str]:
+    """filter_metadata["envoy.lb"] as strings (bools as true/false, whole numbers as ints)."""
+    if _LB_METADATA not in metadata.filter_metadata:
+        return EMPTY
+    out: dict[str, str] = {}
+    for key, value in sorted(metadata.filter_metadata[_LB_METADATA].fields.items()):
+        kind = value.WhichOneof("kind")
+        if kind == "string_value":
+            out[key] = value.string_value
+        elif kind == "bool_value":
+            out[key] = "true" if value.bool_value else "false"
+        elif kind == "number_value":
+            number = value.number_value
+            out[key] = str(int(number)) if number.is_integer() else repr(number)
+        else:
+            raise ctx.error(
+                f'{where}.filter_metadata["{_LB_METADATA}"].{key}: must be a string, bool or number'
+            )
+    return FrozenMap(out)

@@ -3,8 +3,9 @@
 A client-side listener must be an ``api_listener`` holding an
 HttpConnectionManager (gRFC A27). Its routes come over RDS on this ADS stream
 (config source ``ads`` or ``self``) or inline. HTTP filters (gRFC A39): names
-unique, each with a typed config of a known type (unknown ones only when
-``is_optional``), and the router last.
+unique, each with a typed config of a known type (unknown ones skipped when
+``is_optional``, refused otherwise), and the router last. The router, fault
+(listener-level defaults) and local rate limit filters are decoded into models.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from typing import Any
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
-from udpa.type.v1 import typed_struct_pb2 as udpa_typed_struct_pb2
-from xds.type.v3 import typed_struct_pb2 as xds_typed_struct_pb2
 
 from meshlib.errors import XdsValidationError
 from meshlib.xds_client._decode_util import (
@@ -24,17 +23,21 @@ from meshlib.xds_client._decode_util import (
     duration_s,
     unpack_any,
 )
+from meshlib.xds_client.decode_filters import (
+    SUPPORTED_FILTER_TYPE_URLS,
+    config_type_url,
+    filter_config,
+)
 from meshlib.xds_client.decode_route import decode_route_configuration
-from meshlib.xds_client.resources import ListenerResource, RouteConfigResource
+from meshlib.xds_client.filter_models import ROUTER_FILTER_TYPE_URL
+from meshlib.xds_client.resources import (
+    HttpFilter,
+    ListenerResource,
+    RouteConfigResource,
+    RouterConfig,
+)
 
-ROUTER_FILTER_TYPE_URL = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-# Filter config type URLs meshlib implements; the router is the only one so far.
-SUPPORTED_FILTER_TYPE_URLS = frozenset({ROUTER_FILTER_TYPE_URL})
-
-_TYPED_STRUCT_URLS = {
-    "type.googleapis.com/" + cls.DESCRIPTOR.full_name: cls
-    for cls in (udpa_typed_struct_pb2.TypedStruct, xds_typed_struct_pb2.TypedStruct)
-}
+__all__ = ["ROUTER_FILTER_TYPE_URL", "SUPPORTED_FILTER_TYPE_URLS", "decode_listener"]
 
 
 def decode_listener(msg: Any) -> ListenerResource:
@@ -52,12 +55,14 @@ def decode_listener(msg: Any) -> ListenerResource:
     options = hcm.common_http_protocol_options
     if hcm.HasField("common_http_protocol_options") and options.HasField("max_stream_duration"):
         max_stream_duration_s = duration_s(options.max_stream_duration) or None
+    chain = _http_filters(ctx, hcm.http_filters)
     return ListenerResource(
         name=msg.name,
         route_config_name=route_config_name,
         route_config=route_config,
-        http_filters=_http_filters(ctx, hcm.http_filters),
+        http_filters=tuple(f.name for f in chain),
         max_stream_duration_s=max_stream_duration_s,
+        filters=chain,
     )
 
 
@@ -80,39 +85,35 @@ def _route_specifier(ctx: DecodeContext, hcm: Any) -> tuple[str | None, RouteCon
     raise ctx.error(f"{where}.{spec}: not supported")
 
 
-def _http_filters(ctx: DecodeContext, filters: Any) -> tuple[str, ...]:
+def _http_filters(ctx: DecodeContext, filters: Any) -> tuple[HttpFilter, ...]:
     where = "api_listener.http_connection_manager.http_filters"
-    names: list[str] = []
-    router_at: int | None = None
+    chain: list[HttpFilter] = []
+    names: set[str] = set()
+    router_seen = False
     for i, flt in enumerate(filters):
         at = f"{where}[{i}]"
         if not flt.name:
             raise ctx.error(f"{at}.name: required")
         if flt.name in names:
             raise ctx.error(f'{at}: duplicate filter name "{flt.name}"')
-        if router_at is not None:
+        names.add(flt.name)
+        if router_seen:
             raise ctx.error(f'{at}: filter "{flt.name}" comes after the router')
-        type_url = _filter_type_url(ctx, flt, at)
-        if type_url is None or type_url not in SUPPORTED_FILTER_TYPE_URLS:
+        if flt.WhichOneof("config_type") != "typed_config":
             if flt.is_optional:
                 continue
-            what = type_url or "no typed_config"
-            raise ctx.error(f'{at} "{flt.name}": filter {what} is not supported')
-        names.append(flt.name)
-        if type_url == ROUTER_FILTER_TYPE_URL:
-            router_at = i
-    if router_at is None:
+            raise ctx.error(f'{at} "{flt.name}": filter with no typed_config is not supported')
+        config = filter_config(ctx, flt.typed_config, f"{at}.typed_config")
+        if config is None:
+            if flt.is_optional:
+                continue
+            url = config_type_url(ctx, flt.typed_config, f"{at}.typed_config")
+            raise ctx.error(f'{at} "{flt.name}": filter {url or "(none)"} is not supported')
+        if isinstance(config, RouterConfig):
+            router_seen = True
+            if flt.disabled:
+                raise ctx.error(f"{at}.disabled: the router cannot be disabled")
+        chain.append(HttpFilter(name=flt.name, config=config, disabled=flt.disabled))
+    if not router_seen:
         raise ctx.error(f"{where}: the router filter ({ROUTER_FILTER_TYPE_URL}) must be last")
-    return tuple(names)
-
-
-def _filter_type_url(ctx: DecodeContext, flt: Any, at: str) -> str | None:
-    """The filter's config type URL, looking inside a TypedStruct wrapper."""
-    if flt.WhichOneof("config_type") != "typed_config":
-        return None
-    config = flt.typed_config
-    wrapper = _TYPED_STRUCT_URLS.get(config.type_url)
-    if wrapper is None:
-        return str(config.type_url)
-    typed_struct = unpack_any(ctx, config, wrapper, f"{at}.typed_config")
-    return str(typed_struct.type_url)
+    return tuple(chain)

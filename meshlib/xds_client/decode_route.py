@@ -1,14 +1,19 @@
 """RouteConfiguration (RDS, or inline in a Listener) -> RouteConfigResource.
 
-Validation follows gRPC's xDS client (gRFC A28 and follow-ups):
+Validation follows gRPC's xDS client (gRFC A28 and follow-ups) and Envoy:
 
 - a route whose path specifier or cluster specifier gRPC does not know
   (``connect_matcher``, ``cluster_header``, cluster specifier plugins) is
   skipped, not fatal;
-- a route whose action is not ``route``  (``redirect``, ``direct_response``,
-  ``non_forwarding_action``) is kept with no action, so matching requests fail;
-- bad regexes, unknown header matchers and weighted clusters whose weights sum
-  to 0 reject the whole resource.
+- ``redirect`` and ``direct_response`` routes are decoded; other non-forwarding
+  actions (``non_forwarding_action``, ``filter_action``) keep the route with no
+  action, so matching requests fail;
+- bad regexes, unknown header matchers, bad header mutations, unknown required
+  per-filter configs and weighted clusters whose weights sum to 0 reject the
+  whole resource.
+
+Retry, hedge and mirror policies of a virtual host (mirrors also of the route
+configuration) are resolved into each RouteAction that sets none of its own.
 """
 
 from __future__ import annotations
@@ -17,16 +22,28 @@ from typing import Any
 
 import structlog
 
-from meshlib.xds_client._decode_util import DecodeContext, check_regex, duration_s
+from meshlib.xds_client._decode_util import (
+    DecodeContext,
+    check_regex,
+    per_million,
+    reject_if_set,
+    wrapped,
+)
+from meshlib.xds_client.decode_filters import filter_overrides
+from meshlib.xds_client.decode_headers import header_mutations
+from meshlib.xds_client.decode_matchers import header_matchers, query_matcher
+from meshlib.xds_client.decode_retry import hedge_policy, retry_policy
+from meshlib.xds_client.decode_route_action import (
+    RouteDefaults,
+    mirror_policies,
+    regex_rewrite_of,
+    route_action,
+)
 from meshlib.xds_client.resources import (
-    ClusterWeight,
-    HashPolicy,
-    HeaderMatcher,
-    HeaderMatchKind,
+    DirectResponseAction,
     PathMatchKind,
-    QueryParameterMatcher,
+    RedirectAction,
     Route,
-    RouteAction,
     RouteConfigResource,
     RouteMatch,
     VirtualHost,
@@ -34,23 +51,8 @@ from meshlib.xds_client.resources import (
 
 log = structlog.get_logger(__name__)
 
-_MAX_TOTAL_WEIGHT = 2**32 - 1
-# FractionalPercent denominators -> multiplier to "per million".
-_PER_MILLION = {0: 10_000, 1: 100, 2: 1}  # HUNDRED, TEN_THOUSAND, MILLION
-
-_STRING_KINDS = {
-    "exact": HeaderMatchKind.EXACT,
-    "prefix": HeaderMatchKind.PREFIX,
-    "suffix": HeaderMatchKind.SUFFIX,
-    "contains": HeaderMatchKind.CONTAINS,
-    "safe_regex": HeaderMatchKind.SAFE_REGEX,
-}
-_LEGACY_HEADER_KINDS = {
-    "exact_match": HeaderMatchKind.EXACT,
-    "prefix_match": HeaderMatchKind.PREFIX,
-    "suffix_match": HeaderMatchKind.SUFFIX,
-    "contains_match": HeaderMatchKind.CONTAINS,
-}
+_DEFAULT_MAX_BODY_BYTES = 4096  # RouteConfiguration.max_direct_response_body_size_bytes
+_REDIRECT_CODES = (301, 302, 303, 307, 308)  # RedirectResponseCode enum order
 
 
 def decode_route_configuration(msg: Any) -> RouteConfigResource:
@@ -60,36 +62,93 @@ def decode_route_configuration(msg: Any) -> RouteConfigResource:
         raise ctx.error("name: required")
     if msg.HasField("vhds"):
         raise ctx.error("vhds: not supported")
-    hosts = tuple(_virtual_host(ctx, vh, i) for i, vh in enumerate(msg.virtual_hosts))
-    return RouteConfigResource(name=msg.name, virtual_hosts=hosts)
+    max_body = wrapped(msg, "max_direct_response_body_size_bytes", _DEFAULT_MAX_BODY_BYTES)
+    mirrors = mirror_policies(ctx, msg.request_mirror_policies, "request_mirror_policies")
+    hosts = tuple(
+        _virtual_host(ctx, vh, i, max_body, mirrors) for i, vh in enumerate(msg.virtual_hosts)
+    )
+    return RouteConfigResource(
+        name=msg.name,
+        virtual_hosts=hosts,
+        headers=header_mutations(ctx, msg, ""),
+        typed_per_filter_config=filter_overrides(
+            ctx, msg.typed_per_filter_config, "typed_per_filter_config"
+        ),
+        most_specific_header_mutations_wins=msg.most_specific_header_mutations_wins,
+    )
 
 
-def _virtual_host(ctx: DecodeContext, vh: Any, index: int) -> VirtualHost:
+def _virtual_host(
+    ctx: DecodeContext, vh: Any, index: int, max_body: int, mirrors: Any
+) -> VirtualHost:
     where = f"virtual_hosts[{index}]" + (f' "{vh.name}"' if vh.name else "")
     if not vh.domains:
         raise ctx.error(f"{where}.domains: must not be empty")
+    reject_if_set(ctx, vh, ("rate_limits", "retry_policy_typed_config"), where)
+    retry = (
+        retry_policy(ctx, vh.retry_policy, f"{where}.retry_policy")
+        if vh.HasField("retry_policy")
+        else None
+    )
+    hedge = (
+        hedge_policy(ctx, vh.hedge_policy, f"{where}.hedge_policy")
+        if vh.HasField("hedge_policy")
+        else None
+    )
+    own_mirrors = mirror_policies(
+        ctx, vh.request_mirror_policies, f"{where}.request_mirror_policies"
+    )
+    defaults = RouteDefaults(retry=retry, hedge=hedge, mirrors=own_mirrors or mirrors)
     routes: list[Route] = []
     for j, route in enumerate(vh.routes):
-        decoded = _route(ctx, route, f"{where}.routes[{j}]")
+        decoded = _route(ctx, route, f"{where}.routes[{j}]", defaults, max_body)
         if decoded is not None:
             routes.append(decoded)
-    return VirtualHost(name=vh.name, domains=tuple(vh.domains), routes=tuple(routes))
+    return VirtualHost(
+        name=vh.name,
+        domains=tuple(vh.domains),
+        routes=tuple(routes),
+        headers=header_mutations(ctx, vh, where),
+        typed_per_filter_config=filter_overrides(
+            ctx, vh.typed_per_filter_config, f"{where}.typed_per_filter_config"
+        ),
+        retry_policy=retry,
+        hedge_policy=hedge,
+    )
 
 
-def _route(ctx: DecodeContext, route: Any, where: str) -> Route | None:
+def _route(
+    ctx: DecodeContext, route: Any, where: str, defaults: RouteDefaults, max_body: int
+) -> Route | None:
     if not route.HasField("match"):
         raise ctx.error(f"{where}.match: required")
     match = _route_match(ctx, route.match, f"{where}.match")
     if match is None:
         return None
+    common: dict[str, Any] = {
+        "name": route.name,
+        "match": match,
+        "headers": header_mutations(ctx, route, where),
+        "typed_per_filter_config": filter_overrides(
+            ctx, route.typed_per_filter_config, f"{where}.typed_per_filter_config"
+        ),
+    }
     kind = route.WhichOneof("action")
-    if kind != "route":
-        # gRPC keeps the route: requests it matches fail (non-forwarding / unsupported).
-        return Route(name=route.name, match=match, action=None)
-    action = _route_action(ctx, route.route, f"{where}.route")
-    if action is None:
-        return None
-    return Route(name=route.name, match=match, action=action)
+    if kind == "route":
+        action = route_action(ctx, route.route, f"{where}.route", defaults)
+        if action is None:
+            return None
+        return Route(action=action, **common)
+    if kind == "redirect":
+        redirect = _redirect(ctx, route.redirect, f"{where}.redirect")
+        return Route(action=None, redirect=redirect, **common)
+    if kind == "direct_response":
+        response = _direct_response(
+            ctx, route.direct_response, f"{where}.direct_response", max_body
+        )
+        return Route(action=None, direct_response=response, **common)
+    # gRPC keeps the route: requests it matches fail (non-forwarding / unsupported).
+    return Route(action=None, **common)
 
 
 def _route_match(ctx: DecodeContext, match: Any, where: str) -> RouteMatch | None:
@@ -110,169 +169,74 @@ def _route_match(ctx: DecodeContext, match: Any, where: str) -> RouteMatch | Non
         return None
     fraction: int | None = None
     if match.HasField("runtime_fraction"):
-        value = match.runtime_fraction.default_value
-        fraction = min(1_000_000, value.numerator * _PER_MILLION.get(value.denominator, 1))
+        fraction = per_million(match.runtime_fraction.default_value)
     return RouteMatch(
         path_kind=kind,
         path=path,
         case_sensitive=match.case_sensitive.value if match.HasField("case_sensitive") else True,
-        headers=tuple(
-            _header_matcher(ctx, h, f"{where}.headers[{i}]") for i, h in enumerate(match.headers)
-        ),
+        headers=header_matchers(ctx, match.headers, f"{where}.headers"),
         query_parameters=tuple(
-            _query_matcher(ctx, q, f"{where}.query_parameters[{i}]")
+            query_matcher(ctx, q, f"{where}.query_parameters[{i}]")
             for i, q in enumerate(match.query_parameters)
         ),
         fraction_per_million=fraction,
     )
 
 
-def _header_matcher(ctx: DecodeContext, header: Any, where: str) -> HeaderMatcher:
-    if not header.name:
-        raise ctx.error(f"{where}.name: required")
-    spec = header.WhichOneof("header_match_specifier")
-    common: dict[str, Any] = {"name": header.name, "invert": header.invert_match}
-    if spec in _LEGACY_HEADER_KINDS:
-        return HeaderMatcher(kind=_LEGACY_HEADER_KINDS[spec], value=getattr(header, spec), **common)
-    if spec == "safe_regex_match":
-        pattern = check_regex(ctx, header.safe_regex_match.regex, f"{where}.safe_regex_match")
-        return HeaderMatcher(kind=HeaderMatchKind.SAFE_REGEX, value=pattern, **common)
-    if spec == "range_match":
-        rng = header.range_match
-        return HeaderMatcher(
-            kind=HeaderMatchKind.RANGE, range_start=rng.start, range_end=rng.end, **common
-        )
-    if spec == "present_match":
-        return HeaderMatcher(kind=HeaderMatchKind.PRESENT, present=header.present_match, **common)
-    if spec == "string_match":
-        kind, value = _string_matcher(ctx, header.string_match, f"{where}.string_match")
-        return HeaderMatcher(
-            kind=kind, value=value, ignore_case=header.string_match.ignore_case, **common
-        )
-    raise ctx.error(f"{where}: header match specifier required")
-
-
-def _query_matcher(ctx: DecodeContext, query: Any, where: str) -> QueryParameterMatcher:
-    if not query.name:
-        raise ctx.error(f"{where}.name: required")
-    spec = query.WhichOneof("query_parameter_match_specifier")
-    if spec == "string_match":
-        kind, value = _string_matcher(ctx, query.string_match, f"{where}.string_match")
-        return QueryParameterMatcher(
-            name=query.name, kind=kind, value=value, ignore_case=query.string_match.ignore_case
-        )
-    if spec == "present_match" and not query.present_match:
-        raise ctx.error(f"{where}.present_match: false is not supported")
-    return QueryParameterMatcher(name=query.name, kind=HeaderMatchKind.PRESENT)
-
-
-def _string_matcher(ctx: DecodeContext, matcher: Any, where: str) -> tuple[HeaderMatchKind, str]:
-    spec = matcher.WhichOneof("match_pattern")
-    if spec == "safe_regex":
-        return HeaderMatchKind.SAFE_REGEX, check_regex(
-            ctx, matcher.safe_regex.regex, f"{where}.safe_regex"
-        )
-    if spec in _STRING_KINDS:
-        return _STRING_KINDS[spec], getattr(matcher, spec)
-    if spec is None:
-        raise ctx.error(f"{where}: match pattern required")
-    raise ctx.error(f"{where}.{spec}: not supported")
-
-
-def _route_action(ctx: DecodeContext, action: Any, where: str) -> RouteAction | None:
-    spec = action.WhichOneof("cluster_specifier")
-    cluster: str | None = None
-    weighted: tuple[ClusterWeight, ...] = ()
-    if spec == "cluster":
-        if not action.cluster:
-            raise ctx.error(f"{where}.cluster: must not be empty")
-        cluster = action.cluster
-    elif spec == "weighted_clusters":
-        weighted = _weighted_clusters(ctx, action.weighted_clusters, f"{where}.weighted_clusters")
-    elif spec is None:
-        raise ctx.error(f"{where}: cluster specifier required (cluster or weighted_clusters)")
-    else:
-        log.warning("xds_route_skipped", where=where, reason=f"cluster specifier {spec}")
-        return None
-    host_rewrite = None
-    if action.WhichOneof("host_rewrite_specifier") == "host_rewrite_literal":
-        host_rewrite = action.host_rewrite_literal
-    return RouteAction(
-        cluster=cluster,
-        weighted_clusters=weighted,
-        timeout_s=_timeout_s(action),
-        hash_policies=tuple(
-            p
-            for i, h in enumerate(action.hash_policy)
-            if (p := _hash_policy(ctx, h, f"{where}.hash_policy[{i}]")) is not None
-        ),
-        prefix_rewrite=action.prefix_rewrite or None,
-        host_rewrite=host_rewrite,
+def _redirect(ctx: DecodeContext, redirect: Any, where: str) -> RedirectAction:
+    scheme_spec = redirect.WhichOneof("scheme_rewrite_specifier")
+    scheme: str | None = None
+    if scheme_spec == "https_redirect" and redirect.https_redirect:
+        scheme = "https"
+    elif scheme_spec == "scheme_redirect" and redirect.scheme_redirect:
+        scheme = redirect.scheme_redirect.lower()
+    if redirect.port_redirect > 65535:
+        raise ctx.error(f"{where}.port_redirect: {redirect.port_redirect} is out of range")
+    path_spec = redirect.WhichOneof("path_rewrite_specifier")
+    path_redirect = prefix_rewrite = None
+    regex_rewrite = None
+    if path_spec == "path_redirect":
+        path_redirect = redirect.path_redirect
+        if path_redirect and not path_redirect.startswith("/"):
+            raise ctx.error(f"{where}.path_redirect: must start with /")
+    elif path_spec == "prefix_rewrite":
+        prefix_rewrite = redirect.prefix_rewrite
+    elif path_spec == "regex_rewrite":
+        regex_rewrite = regex_rewrite_of(ctx, redirect.regex_rewrite, f"{where}.regex_rewrite")
+    if not 0 <= redirect.response_code < len(_REDIRECT_CODES):
+        raise ctx.error(f"{where}.response_code: unknown value {redirect.response_code}")
+    return RedirectAction(
+        scheme=scheme,
+        host=redirect.host_redirect or None,
+        port=redirect.port_redirect or None,
+        path_redirect=path_redirect,
+        prefix_rewrite=prefix_rewrite,
+        regex_rewrite=regex_rewrite,
+        response_code=_REDIRECT_CODES[redirect.response_code],
+        strip_query=redirect.strip_query,
     )
 
 
-def _weighted_clusters(ctx: DecodeContext, wc: Any, where: str) -> tuple[ClusterWeight, ...]:
-    out: list[ClusterWeight] = []
-    total = 0
-    for i, entry in enumerate(wc.clusters):
-        if not entry.name:
-            raise ctx.error(f"{where}.clusters[{i}].name: required")
-        weight = entry.weight.value
-        if weight == 0:
-            continue  # as gRPC: a zero-weight cluster is never picked
-        total += weight
-        out.append(ClusterWeight(name=entry.name, weight=weight))
-    if total == 0:
-        raise ctx.error(f"{where}: cluster weights must sum to more than 0")
-    if total > _MAX_TOTAL_WEIGHT:
-        raise ctx.error(f"{where}: cluster weights sum to {total}, more than {_MAX_TOTAL_WEIGHT}")
-    return tuple(out)
-
-
-def _timeout_s(action: Any) -> float | None:
-    """gRPC's order: max_stream_duration.grpc_timeout_header_max, then max_stream_duration;
-    Envoy's ``timeout`` last. A zero duration disables the timeout."""
-    candidates = []
-    if action.HasField("max_stream_duration"):
-        msd = action.max_stream_duration
-        if msd.HasField("grpc_timeout_header_max"):
-            candidates.append(msd.grpc_timeout_header_max)
-        if msd.HasField("max_stream_duration"):
-            candidates.append(msd.max_stream_duration)
-    if action.HasField("timeout"):
-        candidates.append(action.timeout)
-    if not candidates:
-        return None
-    seconds = duration_s(candidates[0])
-    return seconds if seconds > 0 else None
-
-
-def _hash_policy(ctx: DecodeContext, policy: Any, where: str) -> HashPolicy | None:
-    spec = policy.WhichOneof("policy_specifier")
-    terminal = policy.terminal
-    if spec == "header":
-        header = policy.header
-        if not header.header_name:
-            raise ctx.error(f"{where}.header.header_name: required")
-        regex: str | None = None
-        substitution = ""
-        if header.HasField("regex_rewrite"):
-            regex = check_regex(
-                ctx, header.regex_rewrite.pattern.regex, f"{where}.header.regex_rewrite"
+def _direct_response(
+    ctx: DecodeContext, response: Any, where: str, max_body: int
+) -> DirectResponseAction:
+    reject_if_set(ctx, response, ("body_format",), where)
+    if not 200 <= response.status < 600:
+        raise ctx.error(f"{where}.status: {response.status} is not in 200..599")
+    body = b""
+    if response.HasField("body"):
+        spec = response.body.WhichOneof("specifier")
+        if spec == "inline_bytes":
+            body = response.body.inline_bytes
+        elif spec == "inline_string":
+            body = response.body.inline_string.encode("utf-8")
+        elif spec is not None:
+            raise ctx.error(
+                f"{where}.body.{spec}: not supported (use inline_bytes or inline_string)"
             )
-            substitution = header.regex_rewrite.substitution
-        return HashPolicy(
-            "header", header.header_name, terminal, regex=regex, substitution=substitution
+    if len(body) > max_body:
+        raise ctx.error(
+            f"{where}.body: {len(body)} bytes, more than max_direct_response_body_size_bytes "
+            f"({max_body})"
         )
-    if spec == "cookie":
-        return HashPolicy("cookie", policy.cookie.name, terminal)
-    if spec == "connection_properties":
-        if not policy.connection_properties.source_ip:
-            return None
-        return HashPolicy("source_ip", "", terminal)
-    if spec == "query_parameter":
-        return HashPolicy("query_parameter", policy.query_parameter.name, terminal)
-    if spec == "filter_state":
-        return HashPolicy("filter_state", policy.filter_state.key, terminal)
-    log.info("xds_hash_policy_ignored", where=where, reason="no policy specifier")
-    return None
+    return DirectResponseAction(status=response.status, body=body)

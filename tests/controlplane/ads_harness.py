@@ -31,8 +31,14 @@ _END = None
 class RawAdsClient:
     """One ADS stream; responses are collected in the background."""
 
-    def __init__(self, channel: grpc.aio.Channel, node_id: str) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        node_id: str,
+        metadata: dict[str, object] | None = None,
+    ) -> None:
         self.node_id = node_id
+        self.metadata = metadata
         self._requests: asyncio.Queue[discovery_pb2.DiscoveryRequest | None] = asyncio.Queue()
         self._responses: asyncio.Queue[discovery_pb2.DiscoveryResponse] = asyncio.Queue()
         self._node_sent = False
@@ -73,6 +79,8 @@ class RawAdsClient:
         )
         if with_node or (with_node is None and not self._node_sent):
             request.node.CopyFrom(base_pb2.Node(id=self.node_id, cluster="test"))
+            if self.metadata:
+                request.node.metadata.update(self.metadata)
             self._node_sent = True
         if error is not None:
             request.error_detail.code = grpc.StatusCode.INVALID_ARGUMENT.value[0]

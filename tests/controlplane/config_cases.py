@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
+from pathlib import Path
+
+import pytest
+
+from controlplane.config import ConfigError, load_config
+from controlplane.model import MeshConfig
 
 API = "networking.istio.io/v1"
 
@@ -24,6 +31,41 @@ def workload_entry(spec: str, name: str = "wl", namespace: str = "conference") -
     return (
         f"apiVersion: {API}\nkind: WorkloadEntry\n"
         f"metadata: {{name: {name}, namespace: {namespace}}}\nspec:\n{_indent(spec)}"
+    )
+
+
+def _metadata(name: str, namespace: str, annotations: dict[str, str] | None) -> str:
+    lines = f"metadata:\n  name: {name}\n  namespace: {namespace}\n"
+    if annotations:
+        lines += "  annotations:\n" + "".join(
+            f"    {key}: {json.dumps(value)}\n" for key, value in annotations.items()
+        )
+    return lines
+
+
+def virtual_service(
+    spec: str,
+    name: str = "vs",
+    namespace: str = "conference",
+    annotations: dict[str, str] | None = None,
+) -> str:
+    """A VirtualService document around ``spec``; annotation values are written as given."""
+    return (
+        f"apiVersion: {API}\nkind: VirtualService\n"
+        f"{_metadata(name, namespace, annotations)}spec:\n{_indent(spec)}"
+    )
+
+
+def destination_rule(
+    spec: str,
+    name: str = "dr",
+    namespace: str = "conference",
+    annotations: dict[str, str] | None = None,
+) -> str:
+    """A DestinationRule document around ``spec``."""
+    return (
+        f"apiVersion: {API}\nkind: DestinationRule\n"
+        f"{_metadata(name, namespace, annotations)}spec:\n{_indent(spec)}"
     )
 
 
@@ -74,3 +116,45 @@ spec:
   labels: {app: sessions, version: v1}
   locality: us-east/zone-a
 """
+
+
+# Two services for VirtualService / DestinationRule tests: `svc` on one port,
+# `multi` on two (so a destination to it must name its port).
+SERVICES = """\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: svc, namespace: conference}
+spec:
+  hosts: [svc]
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, labels: {version: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: multi, namespace: conference}
+spec:
+  hosts: [multi]
+  ports:
+  - {number: 8080, name: http, protocol: HTTP}
+  - {number: 9090, name: grpc, protocol: GRPC}
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+"""
+
+
+def assert_refused(file: Path, text: str, document: int, path: str, message: str) -> None:
+    """Loading ``text`` from ``file`` fails with a line ``FILE#DOC: PATH: ...MESSAGE...``."""
+    file.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+    prefix = f"{file}#{document}: {path}: "
+    lines = str(caught.value).splitlines()
+    assert any(line.startswith(prefix) and message in line for line in lines), (
+        f"expected a line starting {prefix!r} containing {message!r}, got:\n{caught.value}"
+    )
+
+
+def load_text(file: Path, text: str) -> MeshConfig:
+    file.write_text(text)
+    return load_config(file)

@@ -287,6 +287,26 @@ async def test_first_request_without_node_is_refused(connect: Connect) -> None:
     assert "node.id" in (client.error.details() or "")
 
 
+async def test_sidecar_with_bad_metadata_is_refused_alone(
+    service: XdsService, connect: Connect, channel: grpc.aio.Channel
+) -> None:
+    """A node's bad metadata fails its own stream, never the rebuild others share."""
+    service.update(config=mesh(service_entry("a")))
+    bad = RawAdsClient(channel, "bad-sidecar", {"mesh.proxy": "sidecar", "mesh.outbound_port": "x"})
+    bad.send(LDS)
+    await bad.wait_closed()
+    assert bad.error is not None
+    assert bad.error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "mesh.outbound_port" in (bad.error.details() or "")
+    await bad.close()
+
+    good = await connect("good")
+    good.send(CDS)
+    assert resource_names(await good.recv()) == [A_CLUSTER]
+    service.update(config=mesh(service_entry("a"), service_entry("b")))
+    assert resource_names(await good.recv()) == [A_CLUSTER, B_CLUSTER]
+
+
 async def test_delta_is_unimplemented(channel: grpc.aio.Channel) -> None:
     stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
     call = stub.DeltaAggregatedResources(iter([discovery_pb2.DeltaDiscoveryRequest()]))

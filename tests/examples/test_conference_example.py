@@ -85,11 +85,12 @@ def stdout_lines(process: subprocess.Popen[str]) -> Iterator[str]:
 
 
 def test_scaled_out_instance_gets_traffic_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    """--scale-out: a v2 instance registering mid-run gets calls, no restart; then Ctrl-C."""
+    """The async app; --scale-out: a v2 instance registering mid-run gets calls with no
+    restart; then Ctrl-C stops every process."""
     summary_path = tmp_path / "summary.json"
     process = subprocess.Popen(
-        [sys.executable, str(RUN_PY), "--forever", "--interval", "0.05", "--scale-out", "0.5",
-         "--summary-json", str(summary_path)],
+        [sys.executable, str(RUN_PY), "--forever", "--async", "--interval", "0.05",
+         "--scale-out", "0.5", "--summary-json", str(summary_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:

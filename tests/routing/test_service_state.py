@@ -13,7 +13,7 @@ from meshlib.errors import (
     ServiceNotFoundError,
     ServiceNotReadyError,
 )
-from meshlib.routing.directory import ServiceDirectory, is_mesh_name, split_target
+from meshlib.routing.directory import is_mesh_name, split_target
 from meshlib.routing.service import ServiceState
 from meshlib.routing.snapshot import ServiceSnapshot
 from meshlib.xds_client.resources import ClusterResource, ClusterType
@@ -129,19 +129,6 @@ def test_ambient_errors_keep_the_last_snapshot(feed: FakeXds) -> None:
     feed.flush()
     assert state.view is snapshot
     state.close()
-
-
-def test_directory_caches_not_found_and_drops_the_watch(feed: FakeXds) -> None:
-    directory = ServiceDirectory(lambda: feed, negative_ttl_s=0.2)
-    feed.remove("lds", "ext:80")
-    state = directory.service("ext:80")
-    view = state.wait_settled(3)
-    assert directory.settle_absent(state, view)
-    assert directory.known_absent("ext:80")
-    feed.flush()
-    assert "ext:80" not in feed.active("lds")
-    eventually(lambda: not directory.known_absent("ext:80"))
-    directory.close()
 
 
 def test_target_parsing_and_mesh_names() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -66,17 +67,34 @@ def test_sync_channel_routing_failures_are_unavailable(feed: FakeXds) -> None:
     feed.remove("lds", "missing:1")
     down = endpoints("echo", [("127.0.0.1", 9)], health=HealthStatus.UNHEALTHY)
     feed.set_service(TARGET, {"echo": down})
-    with meshlib.Mesh.with_xds_client(feed, ready_timeout_s=0.1) as mesh:
+    with meshlib.Mesh.with_xds_client(feed, ready_timeout_s=5) as mesh:
         for target, text in (
             (TARGET, "no usable endpoint"),
             ("missing:1", "missing:1 is not available"),
-            ("silent:1", "no xDS config after"),
+            ("silent:1", "silent:1 is not available"),  # outside the mesh: fails at once
         ):
+            started = time.monotonic()
             with mesh.grpc_channel(target) as channel, pytest.raises(grpc.RpcError) as info:
                 channel.unary_unary(UNARY)(b"x", timeout=5)
+            assert time.monotonic() - started < 1
             assert info.value.code() is grpc.StatusCode.UNAVAILABLE
             assert text in (info.value.details() or "")
             assert isinstance(info.value, meshlib.RoutingError)
+
+
+def test_sync_channel_without_xds_answer_is_unavailable_after_the_timeout() -> None:
+    feed = FakeXds(hold_wildcard=True)
+    try:
+        with (
+            meshlib.Mesh.with_xds_client(feed, ready_timeout_s=0.1) as mesh,
+            mesh.grpc_channel("silent:1") as channel,
+            pytest.raises(grpc.RpcError) as info,
+        ):
+            channel.unary_unary(UNARY)(b"x", timeout=5)
+        assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert "no xDS config after" in (info.value.details() or "")
+    finally:
+        feed.close()
 
 
 def test_sync_channel_closes_sub_channel_of_removed_endpoint(feed: FakeXds) -> None:

@@ -72,11 +72,12 @@ def test_non_mesh_hosts_pass_through(feed: FakeXds) -> None:
             transport=httpx.MockTransport(handler), passthrough_hosts=["never-asked"]
         ) as http:
             assert http.get("http://outside/one").status_code == 204
-            assert http.get("http://outside/two").status_code == 204  # cached negative answer
+            assert http.get("http://outside/two").status_code == 204
             assert http.get("http://never-asked:9/").status_code == 204
         assert seen == ["http://outside/one", "http://outside/two", "http://never-asked:9/"]
         feed.flush()
-        assert feed.active("lds") == set()
+        assert feed.active("lds") == set()  # non-members start no watch
+        assert feed.wildcard_active("lds")  # membership: one wildcard LDS watch
 
 
 def test_endpoint_removal_closes_its_pool(feed: FakeXds) -> None:
@@ -128,9 +129,38 @@ def test_routing_errors_are_httpx_errors_too(feed: FakeXds) -> None:
         with pytest.raises(httpx.RequestError, match="no virtual host") as no_route:
             http.get("http://other:1/")
         assert isinstance(no_route.value, meshlib.NoRouteError)
-        with pytest.raises(meshlib.ServiceNotReadyError) as not_ready:
+
+
+def test_unknown_service_list_is_not_ready_after_the_timeout() -> None:
+    feed = FakeXds(hold_wildcard=True)
+    try:
+        with (
+            meshlib.Mesh.with_xds_client(feed, ready_timeout_s=0.1) as mesh,
+            mesh.http_client(transport=httpx.MockTransport(lambda r: httpx.Response(204))) as http,
+            pytest.raises(meshlib.ServiceNotReadyError, match="service list") as not_ready,
+        ):
             http.get("http://silent:1/")
         assert isinstance(not_ready.value, httpx.ConnectError)
+    finally:
+        feed.close()
+
+
+async def test_membership_changes_take_effect_at_once(feed: FakeXds) -> None:
+    def outside(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="direct")
+
+    with echo_servers(1) as servers:
+        async with (
+            meshlib.Mesh.with_xds_client(feed, ready_timeout_s=5) as mesh,
+            mesh.async_http_client(transport=httpx.MockTransport(outside)) as http,
+        ):
+            assert (await http.get(f"http://{TARGET}/")).text == "direct"
+            serve(feed, servers)
+            await eventually_async(lambda: mesh.directory.is_member(TARGET))
+            assert (await http.get(f"http://{TARGET}/")).json()["port"] == servers[0].port
+            feed.remove("lds", TARGET)
+            await eventually_async(lambda: mesh.directory.known_non_member(TARGET))
+            assert (await http.get(f"http://{TARGET}/")).text == "direct"
 
 
 def test_requests_are_measured(feed: FakeXds, monkeypatch: pytest.MonkeyPatch) -> None:

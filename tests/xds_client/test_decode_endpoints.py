@@ -126,7 +126,40 @@ INVALID: list[tuple[str, Callable[[], Any], str]] = [
         ),
         "policy.drop_overloads[0].category: required",
     ),
+    (
+        "zero overprovisioning factor",
+        lambda: _with_policy(lambda m: m.policy.overprovisioning_factor.SetInParent()),
+        'ClusterLoadAssignment "c1": policy.overprovisioning_factor: must be greater than 0',
+    ),
+    (
+        "label of a list",
+        lambda: _labelled({"version": ["v1"]}),
+        'ClusterLoadAssignment "c1": endpoints[0].lb_endpoints[0].metadata'
+        '.filter_metadata["envoy.lb"].version: must be a string, bool or number',
+    ),
 ]
+
+
+def _with_policy(change: Callable[[Any], None]) -> Any:
+    msg = b.cluster_load_assignment("c1")
+    change(msg)
+    return msg
+
+
+def _labelled(labels: dict[str, Any]) -> Any:
+    msg = b.cluster_load_assignment("c1")
+    msg.endpoints[0].lb_endpoints[0].metadata.filter_metadata["envoy.lb"].update(labels)
+    return msg
+
+
+def test_endpoint_labels_from_envoy_lb_metadata() -> None:
+    msg = _labelled({"version": "v1", "canary": True, "shard": 3, "ratio": 0.5})
+    msg.endpoints[0].lb_endpoints[0].metadata.filter_metadata["other"].update({"x": "y"})
+    (endpoint,) = decode(msg).all_endpoints()
+    assert endpoint.labels == {"version": "v1", "canary": "true", "shard": "3", "ratio": "0.5"}
+    assert hash(endpoint) == hash(decode(msg).all_endpoints()[0])
+    (plain,) = decode(b.cluster_load_assignment("c1")).all_endpoints()
+    assert plain.labels == {}
 
 
 @pytest.mark.parametrize(

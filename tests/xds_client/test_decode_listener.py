@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 from envoy.config.core.v3 import config_source_pb2
-from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
@@ -16,7 +16,8 @@ from meshlib.errors import XdsValidationError
 from meshlib.xds_client import LISTENER
 from tests.xds_client import xds_builders as b
 
-FAULT = hcm_pb2.HttpFilter(name="fault", typed_config=b.pack(fault_pb2.HTTPFault()))
+# A filter type meshlib does not run (yet).
+UNKNOWN = hcm_pb2.HttpFilter(name="rbac", typed_config=b.pack(rbac_pb2.RBAC()))
 
 
 def decode(message: Any) -> Any:
@@ -52,7 +53,7 @@ def test_inline_route_config_and_max_stream_duration() -> None:
 def test_optional_unknown_filter_is_skipped() -> None:
     def change(m: Any) -> None:
         optional = hcm_pb2.HttpFilter(
-            name="fault", typed_config=FAULT.typed_config, is_optional=True
+            name="rbac", typed_config=UNKNOWN.typed_config, is_optional=True
         )
         m.http_filters.insert(0, optional)
 
@@ -121,8 +122,8 @@ INVALID: list[tuple[str, Callable[[], Any], str]] = [
     ),
     (
         "filter after router",
-        lambda: with_hcm(lambda m: m.http_filters.append(FAULT)),
-        'http_filters[1]: filter "fault" comes after the router',
+        lambda: with_hcm(lambda m: m.http_filters.append(UNKNOWN)),
+        'http_filters[1]: filter "rbac" comes after the router',
     ),
     (
         "duplicate filter names",
@@ -131,14 +132,14 @@ INVALID: list[tuple[str, Callable[[], Any], str]] = [
     ),
     (
         "unknown required filter",
-        lambda: with_hcm(lambda m: m.http_filters.insert(0, FAULT)),
-        'http_filters[0] "fault": filter type.googleapis.com/envoy.extensions.filters.http.fault'
-        ".v3.HTTPFault is not supported",
+        lambda: with_hcm(lambda m: m.http_filters.insert(0, UNKNOWN)),
+        'http_filters[0] "rbac": filter type.googleapis.com/envoy.extensions.filters.http.rbac'
+        ".v3.RBAC is not supported",
     ),
     (
         "filter without config",
         lambda: with_hcm(lambda m: m.http_filters.insert(0, hcm_pb2.HttpFilter(name="x"))),
-        'http_filters[0] "x": filter no typed_config is not supported',
+        'http_filters[0] "x": filter with no typed_config is not supported',
     ),
     (
         "bad inline route config",

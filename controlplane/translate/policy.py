@@ -1,0 +1,142 @@
+"""Which DestinationRule governs a service, and the traffic policy in force
+for one of its clusters.
+
+Precedence follows Istio's ``MergeTrafficPolicy``, at the level of whole
+blocks (``loadBalancer``, ``connectionPool``, ``outlierDetection``):
+
+1. the rule's top-level ``trafficPolicy``;
+2. its ``portLevelSettings`` entry for the service port overrides (1);
+3. the subset's ``trafficPolicy`` overrides (2), block by block;
+4. the subset's ``portLevelSettings`` entry for the port overrides (3).
+
+A block set at a lower level replaces the whole block above it (Istio does not
+merge fields inside a block).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from controlplane.traffic_model import (
+    ConnectionPoolSettings,
+    DestinationRule,
+    LoadBalancerSettings,
+    OutlierDetection,
+    PortTrafficPolicy,
+    Subset,
+    TrafficPolicy,
+    TrafficPolicyExtensions,
+)
+from controlplane.translate.errors import TranslationError
+
+
+@dataclass(frozen=True, slots=True)
+class EffectivePolicy:
+    """The blocks in force for one cluster, and where they came from."""
+
+    load_balancer: LoadBalancerSettings | None = None
+    connection_pool: ConnectionPoolSettings | None = None
+    outlier_detection: OutlierDetection | None = None
+    extensions: TrafficPolicyExtensions = field(default_factory=TrafficPolicyExtensions)
+    where: str = ""  # "DestinationRule NS/NAME (file#doc)", for error messages
+
+    @property
+    def outlier_detection_enabled(self) -> bool:
+        """Whether the cluster ejects outliers (Istio's condition for locality failover)."""
+        ext = self.extensions
+        return (
+            self.outlier_detection is not None
+            or ext.success_rate_ejection is not None
+            or ext.failure_percentage_ejection is not None
+        )
+
+
+NO_POLICY = EffectivePolicy()
+
+
+def rule_origin(rule: DestinationRule) -> str:
+    where = f" ({rule.source})" if rule.source is not None else ""
+    return f"DestinationRule {rule.namespace}/{rule.name}{where}"
+
+
+def destination_rule_for(
+    rules: Iterable[DestinationRule], host: str, namespace: str
+) -> DestinationRule | None:
+    """The rule for ``host``: an exact host beats the longest ``*.suffix`` wildcard.
+
+    Among equally specific rules, one in the service's own namespace wins; two
+    left over is an error (Istio would merge them; meshlib refuses to guess).
+    """
+    best: list[DestinationRule] = []
+    best_rank = -1
+    for rule in rules:
+        rank = _host_match_rank(rule.host, host)
+        if rank < 0 or rank < best_rank:
+            continue
+        if rank > best_rank:
+            best, best_rank = [], rank
+        best.append(rule)
+    if len(best) > 1:
+        local = [r for r in best if r.namespace == namespace]
+        best = local or best
+    if len(best) > 1:
+        names = ", ".join(sorted(rule_origin(r) for r in best))
+        raise TranslationError(f"host {host!r} has several DestinationRules: {names}")
+    return best[0] if best else None
+
+
+def _host_match_rank(pattern: str, host: str) -> int:
+    """-1: no match; otherwise larger is more specific (exact is largest)."""
+    if pattern == host:
+        return 1 << 16
+    if pattern == "*":
+        return 0
+    if pattern.startswith("*.") and host.endswith(pattern[1:]):
+        return len(pattern)
+    return -1
+
+
+def find_subset(rule: DestinationRule, name: str) -> Subset:
+    for subset in rule.subsets:
+        if subset.name == name:
+            return subset
+    raise TranslationError(f"{rule_origin(rule)}: no subset named {name!r}")
+
+
+def effective_policy(rule: DestinationRule | None, port: int, subset: str = "") -> EffectivePolicy:
+    """The policy for cluster ``outbound|port|subset|rule.host`` (see the module doc)."""
+    if rule is None:
+        return NO_POLICY
+    policy = EffectivePolicy(extensions=rule.extensions, where=rule_origin(rule))
+    policy = _apply_level(policy, rule.traffic_policy, port)
+    if subset:
+        policy = _apply_level(policy, find_subset(rule, subset).traffic_policy, port)
+    return policy
+
+
+def _apply_level(
+    policy: EffectivePolicy, level: TrafficPolicy | None, port: int
+) -> EffectivePolicy:
+    if level is None:
+        return policy
+    policy = _override(policy, level)
+    port_level = _port_settings(level.port_level_settings, port)
+    return _override(policy, port_level) if port_level is not None else policy
+
+
+def _override(policy: EffectivePolicy, level: TrafficPolicy | PortTrafficPolicy) -> EffectivePolicy:
+    lb, pool, outlier = level.load_balancer, level.connection_pool, level.outlier_detection
+    return replace(
+        policy,
+        load_balancer=lb if lb is not None else policy.load_balancer,
+        connection_pool=pool if pool is not None else policy.connection_pool,
+        outlier_detection=outlier if outlier is not None else policy.outlier_detection,
+    )
+
+
+def _port_settings(settings: Iterable[PortTrafficPolicy], port: int) -> PortTrafficPolicy | None:
+    for entry in settings:
+        if entry.port == port:
+            return entry
+    return None

@@ -1,0 +1,199 @@
+"""Deadlines: one time budget shared by a call, its retries and the calls it makes.
+
+A :class:`Deadline` is an absolute point on a monotonic clock. The current one
+lives in a context variable, so nested calls (and asyncio tasks, which copy the
+context) share it; :func:`deadline_scope` can only shorten it, never extend it.
+Downstream it travels as gRPC's ``grpc-timeout`` (set by grpcio from the call's
+``timeout=``) or, for HTTP, ``x-meshlib-deadline-ms`` = remaining milliseconds.
+A server reads either (and Envoy's ``x-envoy-expected-rq-timeout-ms``) back with
+:func:`incoming_deadline_scope`. Expired work is not started: :func:`check_deadline`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final, TypeAlias
+
+from meshlib.errors import DeadlineExceeded, ResilienceValueError
+
+Clock = Callable[[], float]
+
+DEADLINE_HEADER: Final = "x-meshlib-deadline-ms"
+ENVOY_TIMEOUT_HEADER: Final = "x-envoy-expected-rq-timeout-ms"
+GRPC_TIMEOUT_HEADER: Final = "grpc-timeout"
+
+# grpc-timeout units (PROTOCOL-HTTP2.md): value of at most 8 ASCII digits + unit.
+_GRPC_UNITS_NS: Final = {
+    "H": 3600 * 10**9,
+    "M": 60 * 10**9,
+    "S": 10**9,
+    "m": 10**6,
+    "u": 10**3,
+    "n": 1,
+}
+_GRPC_MAX_VALUE: Final = 99_999_999
+
+Headers: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str | bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """An absolute deadline ``at`` on ``clock`` (``time.monotonic`` unless injected)."""
+
+    at: float
+    clock: Clock = field(default=time.monotonic, compare=False, repr=False)
+
+    @classmethod
+    def after(cls, seconds: float, *, clock: Clock = time.monotonic) -> Deadline:
+        """The deadline ``seconds`` from now."""
+        if math.isnan(seconds):
+            raise ResilienceValueError("deadline: seconds is NaN")
+        return cls(clock() + seconds, clock)
+
+    def remaining(self) -> float:
+        """Seconds left, never negative."""
+        return max(0.0, self.at - self.clock())
+
+    def expired(self) -> bool:
+        return self.clock() >= self.at
+
+    def earliest(self, other: Deadline | None) -> Deadline:
+        """The earlier of this deadline and ``other`` (a budget can only shrink)."""
+        if other is None or self.at <= other.at:
+            return self
+        return other
+
+    def check(self, what: str = "call") -> None:
+        """Raise :class:`DeadlineExceeded` if the deadline has passed."""
+        if self.expired():
+            raise DeadlineExceeded(f"deadline exceeded before the {what} started", timeout_s=0.0)
+
+
+_CURRENT: Final[contextvars.ContextVar[Deadline | None]] = contextvars.ContextVar(
+    "meshlib_deadline", default=None
+)
+
+
+def current_deadline() -> Deadline | None:
+    """The deadline of the running call, if any."""
+    return _CURRENT.get()
+
+
+def remaining_time() -> float | None:
+    """Seconds left on the current deadline (``None`` when there is none)."""
+    deadline = _CURRENT.get()
+    return None if deadline is None else deadline.remaining()
+
+
+def check_deadline(what: str = "call") -> None:
+    """Refuse to start work whose deadline has already passed."""
+    deadline = _CURRENT.get()
+    if deadline is not None:
+        deadline.check(what)
+
+
+@contextlib.contextmanager
+def deadline_scope(
+    seconds: float | None = None,
+    *,
+    deadline: Deadline | None = None,
+    clock: Clock = time.monotonic,
+) -> Iterator[Deadline | None]:
+    """Run the block under a deadline ``seconds`` from now (or ``deadline``).
+
+    The effective deadline is the earliest of the new one and the enclosing one,
+    so a nested scope never extends its caller's budget. With neither argument the
+    block runs under the enclosing deadline unchanged. Works in sync code and in
+    coroutines alike (the context variable is per thread / per task).
+    """
+    new = deadline
+    if seconds is not None:
+        new = Deadline.after(seconds, clock=clock).earliest(new)
+    effective = new.earliest(_CURRENT.get()) if new is not None else _CURRENT.get()
+    token = _CURRENT.set(effective)
+    try:
+        yield effective
+    finally:
+        _CURRENT.reset(token)
+
+
+def encode_grpc_timeout(seconds: float) -> str:
+    """``seconds`` as a ``grpc-timeout`` value, rounded up to the unit used.
+
+    Milliseconds are preferred (``"1500m"``); coarser units when the value would
+    not fit 8 digits, microseconds below one millisecond.
+    """
+    if math.isnan(seconds):
+        raise ResilienceValueError("grpc-timeout: seconds is NaN")
+    nanos = max(0, round(seconds * 1e9))
+    units = ("u", "m", "S", "M", "H") if nanos < _GRPC_UNITS_NS["m"] else ("m", "S", "M", "H")
+    for unit in units:
+        value = -(-nanos // _GRPC_UNITS_NS[unit])
+        if value <= _GRPC_MAX_VALUE:
+            return f"{value}{unit}"
+    return f"{_GRPC_MAX_VALUE}H"
+
+
+def decode_grpc_timeout(value: str) -> float:
+    """Seconds from a ``grpc-timeout`` value such as ``"2S"`` or ``"1500m"``."""
+    text = value.strip()
+    digits, unit = text[:-1], text[-1:]
+    if unit not in _GRPC_UNITS_NS or not digits.isdigit() or len(digits) > 8:
+        raise ResilienceValueError(
+            f"{GRPC_TIMEOUT_HEADER}: {value!r} is not 1-8 digits followed by one of H M S m u n"
+        )
+    return int(digits) * _GRPC_UNITS_NS[unit] / 1e9
+
+
+def deadline_headers(deadline: Deadline | None = None) -> dict[str, str]:
+    """HTTP headers that carry ``deadline`` (default: the current one) downstream."""
+    deadline = deadline if deadline is not None else _CURRENT.get()
+    if deadline is None:
+        return {}
+    return {DEADLINE_HEADER: str(math.ceil(deadline.remaining() * 1000))}
+
+
+def _header_items(headers: Headers) -> Iterator[tuple[str, str]]:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    for key, value in items:
+        text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+        yield key.lower(), text
+
+
+def _milliseconds(name: str, value: str) -> float:
+    text = value.strip()
+    if not text.isdigit():
+        raise ResilienceValueError(f"{name}: {value!r} is not a whole number of milliseconds")
+    return int(text) / 1000.0
+
+
+def deadline_from_headers(headers: Headers, *, clock: Clock = time.monotonic) -> Deadline | None:
+    """The deadline incoming headers or gRPC metadata carry (the earliest if several).
+
+    Reads ``grpc-timeout``, ``x-meshlib-deadline-ms`` and Envoy's
+    ``x-envoy-expected-rq-timeout-ms``; a malformed value is a
+    :class:`ResilienceValueError` naming the header.
+    """
+    budgets: list[float] = []
+    for name, value in _header_items(headers):
+        if name == GRPC_TIMEOUT_HEADER:
+            budgets.append(decode_grpc_timeout(value))
+        elif name in (DEADLINE_HEADER, ENVOY_TIMEOUT_HEADER):
+            budgets.append(_milliseconds(name, value))
+    if not budgets:
+        return None
+    return Deadline.after(min(budgets), clock=clock)
+
+
+@contextlib.contextmanager
+def incoming_deadline_scope(
+    headers: Headers, *, clock: Clock = time.monotonic
+) -> Iterator[Deadline | None]:
+    """Server side: run the handler under the deadline the caller sent."""
+    with deadline_scope(deadline=deadline_from_headers(headers, clock=clock)) as effective:
+        yield effective

@@ -1,0 +1,236 @@
+"""Fault injection decisions, as Envoy's HTTP fault filter makes them.
+
+A :class:`FaultPolicy` holds a delay and/or an abort, each with a percentage
+(per million, Envoy's FractionalPercent), an optional request predicate (the
+route's header matchers: only requests that opt in, e.g. ``x-testing: true``,
+are faulted) and ``max_active_faults``. With ``headers_enabled`` the caller can
+ask for faults itself with Envoy's headers:
+
+- ``x-envoy-fault-delay-request``: delay in milliseconds;
+- ``x-envoy-fault-abort-request``: HTTP status in [200, 600);
+- ``x-envoy-fault-abort-grpc-request``: gRPC status (ignored when the HTTP one is set);
+- ``x-envoy-fault-delay-request-percentage`` / ``x-envoy-fault-abort-request-percentage``:
+  percent of such requests to fault, capped by the configured percentage
+  (100% when only headers are enabled).
+
+Invalid header values are ignored, as Envoy does. The delay comes first, then
+the abort. While a fault is active (from the decision to the end of the
+request) it counts toward ``max_active_faults``; beyond it no fault is
+injected. The random source is injectable (seed it in tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from meshlib.errors import InjectedFaultError, ResilienceValueError
+from meshlib.resilience.deadline import Headers
+
+_log = structlog.get_logger(__name__)
+
+PER_MILLION = 1_000_000
+DELAY_HEADER = "x-envoy-fault-delay-request"
+DELAY_PERCENT_HEADER = "x-envoy-fault-delay-request-percentage"
+ABORT_HEADER = "x-envoy-fault-abort-request"
+ABORT_GRPC_HEADER = "x-envoy-fault-abort-grpc-request"
+ABORT_PERCENT_HEADER = "x-envoy-fault-abort-request-percentage"
+
+
+def per_million(percent: float) -> int:
+    """A percentage (0..100, fractions allowed) as parts per million."""
+    if not 0.0 <= percent <= 100.0:
+        raise ResilienceValueError(f"fault percentage {percent} is not 0..100")
+    return round(percent * PER_MILLION / 100.0)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultDelay:
+    fixed_delay_s: float
+    per_million: int = PER_MILLION
+
+    def __post_init__(self) -> None:
+        if self.fixed_delay_s < 0:
+            raise ResilienceValueError("fault delay: fixed_delay must be >= 0")
+        if not 0 <= self.per_million <= PER_MILLION:
+            raise ResilienceValueError("fault delay: percentage is not 0..100%")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultAbort:
+    """Abort with ``http_status`` or ``grpc_status`` (exactly one)."""
+
+    http_status: int | None = None
+    grpc_status: int | None = None
+    per_million: int = PER_MILLION
+
+    def __post_init__(self) -> None:
+        if (self.http_status is None) == (self.grpc_status is None):
+            raise ResilienceValueError("fault abort: set exactly one of http_status, grpc_status")
+        if self.http_status is not None and not 200 <= self.http_status < 600:
+            raise ResilienceValueError(f"fault abort: http_status {self.http_status} not 200..599")
+        if not 0 <= self.per_million <= PER_MILLION:
+            raise ResilienceValueError("fault abort: percentage is not 0..100%")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPolicy:
+    delay: FaultDelay | None = None
+    abort: FaultAbort | None = None
+    applies_to: Callable[[Mapping[str, str]], bool] | None = None
+    headers_enabled: bool = False
+    max_active_faults: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FaultDecision:
+    delay_s: float = 0.0
+    abort: FaultAbort | None = None
+
+    @property
+    def is_fault(self) -> bool:
+        return self.delay_s > 0 or self.abort is not None
+
+    def error(self) -> InjectedFaultError | None:
+        if self.abort is None:
+            return None
+        if self.abort.http_status is not None:
+            status = f"HTTP {self.abort.http_status}"
+        else:
+            status = f"gRPC status {self.abort.grpc_status}"
+        return InjectedFaultError(
+            f"fault injection aborted the request with {status}",
+            http_status=self.abort.http_status,
+            grpc_status=self.abort.grpc_status,
+        )
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value.strip())
+
+
+def _lower(headers: Headers) -> dict[str, str]:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return {k.lower(): (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in items}
+
+
+class FaultInjector:
+    """Decides and applies a route's faults; counts what it injected."""
+
+    def __init__(self, policy: FaultPolicy, *, rng: random.Random | None = None) -> None:
+        self.policy = policy
+        self.rng = rng if rng is not None else random.Random()
+        self._lock = threading.Lock()
+        self.active = 0
+        self.delays_injected = 0
+        self.aborts_injected = 0
+        self.faults_overflow = 0
+
+    def _roll(self, chance_per_million: int) -> bool:
+        return self.rng.randrange(PER_MILLION) < chance_per_million
+
+    def _delay(self, headers: Mapping[str, str]) -> float:
+        configured = self.policy.delay
+        delay_s = configured.fixed_delay_s if configured is not None else None
+        chance = configured.per_million if configured is not None else PER_MILLION
+        if self.policy.headers_enabled:
+            header_ms = _int_header(headers, DELAY_HEADER)
+            if header_ms is not None:
+                delay_s = header_ms / 1000.0
+                percent = _int_header(headers, DELAY_PERCENT_HEADER)
+                if percent is not None:
+                    chance = min(chance, per_million(min(percent, 100)))
+        if delay_s is None or not self._roll(chance):
+            return 0.0
+        return delay_s
+
+    def _abort(self, headers: Mapping[str, str]) -> FaultAbort | None:
+        abort = self.policy.abort
+        chance = abort.per_million if abort is not None else PER_MILLION
+        if self.policy.headers_enabled:
+            http = _int_header(headers, ABORT_HEADER)
+            grpc = _int_header(headers, ABORT_GRPC_HEADER)
+            if http is not None and not 200 <= http < 600:
+                http = None
+            if http is not None or grpc is not None:
+                chance_header = _int_header(headers, ABORT_PERCENT_HEADER)
+                if chance_header is not None:
+                    chance = min(chance, per_million(min(chance_header, 100)))
+                grpc_status = None if http is not None else grpc
+                abort = FaultAbort(http_status=http, grpc_status=grpc_status, per_million=chance)
+        if abort is None or not self._roll(chance):
+            return None
+        return abort
+
+    def decide(self, headers: Headers) -> FaultDecision:
+        """The faults for one request (random draws only; nothing is counted)."""
+        lowered = _lower(headers)
+        if self.policy.applies_to is not None and not self.policy.applies_to(lowered):
+            return FaultDecision()
+        return FaultDecision(self._delay(lowered), self._abort(lowered))
+
+    def _admit(self, decision: FaultDecision) -> FaultDecision:
+        if not decision.is_fault:
+            return decision
+        with self._lock:
+            limit = self.policy.max_active_faults
+            if limit is not None and self.active >= limit:
+                self.faults_overflow += 1
+                return FaultDecision()
+            self.active += 1
+            self.delays_injected += decision.delay_s > 0
+            self.aborts_injected += decision.abort is not None
+        _log.info(
+            "fault_injected",
+            delay_s=decision.delay_s,
+            abort_http=None if decision.abort is None else decision.abort.http_status,
+            abort_grpc=None if decision.abort is None else decision.abort.grpc_status,
+        )
+        return decision
+
+    def _finish(self, decision: FaultDecision) -> None:
+        if decision.is_fault:
+            with self._lock:
+                self.active -= 1
+
+    @contextlib.contextmanager
+    def inject(
+        self, headers: Headers, *, sleep: Callable[[float], None] = time.sleep
+    ) -> Iterator[FaultDecision]:
+        """Around one request: delay, then raise :class:`InjectedFaultError` if aborted."""
+        decision = self._admit(self.decide(headers))
+        try:
+            if decision.delay_s > 0:
+                sleep(decision.delay_s)
+            error = decision.error()
+            if error is not None:
+                raise error
+            yield decision
+        finally:
+            self._finish(decision)
+
+    @contextlib.asynccontextmanager
+    async def async_inject(
+        self, headers: Headers, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> AsyncIterator[FaultDecision]:
+        """The async twin of :meth:`inject`."""
+        decision = self._admit(self.decide(headers))
+        try:
+            if decision.delay_s > 0:
+                await sleep(decision.delay_s)
+            error = decision.error()
+            if error is not None:
+                raise error
+            yield decision
+        finally:
+            self._finish(decision)
