@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from meshlib.balancing.picker import Picker
+from meshlib.balancing.picker import NO_PICK_CONTEXT, PickContext, Picker
 from meshlib.balancing.schedule import WeightedSchedule
 from meshlib.xds_client.resources import Endpoint, LocalityEndpoints
 
@@ -26,7 +26,7 @@ class SingleLocalityPicker:
     def __init__(self, endpoints: Sequence[Endpoint]) -> None:
         self._next = endpoint_schedule(endpoints).next
 
-    def pick(self, request_hash: int | None = None) -> Endpoint:
+    def pick(self, ctx: PickContext = NO_PICK_CONTEXT) -> Endpoint:
         return self._next()
 
 
@@ -39,7 +39,7 @@ class LocalityWeightedPicker:
         inner = [endpoint_schedule(loc.endpoints).next for loc in localities]
         self._next_locality = WeightedSchedule(inner, [loc.weight for loc in localities]).next
 
-    def pick(self, request_hash: int | None = None) -> Endpoint:
+    def pick(self, ctx: PickContext = NO_PICK_CONTEXT) -> Endpoint:
         return self._next_locality()()
 
 

@@ -100,7 +100,7 @@ class RetryBudget:
                 return True
             self._retry_overflow += 1
             active_retries, active_requests = self._active_retries, self._active_requests
-        _log.info(
+        _log.debug(
             "retry_budget_exhausted",
             budget=self.name,
             active_retries=active_retries,

@@ -20,6 +20,7 @@ import concurrent.futures
 import contextlib
 import contextvars
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -107,7 +108,13 @@ class _HedgeRace(Generic[T, K]):
             excluded = self.previous | {
                 f.attempt.endpoint for f in self.flights.values() if f.attempt.endpoint
             }
-        return Attempt(self._number, frozenset(excluded), self.deadline, hedge=self._number > 1)
+        return Attempt(
+            self._number,
+            frozenset(excluded),
+            self.deadline,
+            hedge=self._number > 1,
+            abandoned=threading.Event(),
+        )
 
     def add(self, attempt: Attempt, handle: K, *, holds_slot: bool) -> None:
         hedge_at = self.clock() + self.per_try_timeout_s
@@ -187,7 +194,8 @@ class _HedgeRace(Generic[T, K]):
         """Mark every in-flight try as lost and give back their budget slots."""
         handles = list(self.flights)
         for flight in self.flights.values():
-            flight.attempt.abandoned.set()
+            if flight.attempt.abandoned is not None:
+                flight.attempt.abandoned.set()
             self._release(flight)
         self.flights.clear()
         return handles
@@ -196,6 +204,10 @@ class _HedgeRace(Generic[T, K]):
         if flight.holds_slot and self.budget is not None:
             self.budget.release_retry()
         flight.holds_slot = False
+
+
+def _can_hedge(policy: RetryPolicy, replayable: bool) -> bool:
+    return policy.hedge_on_per_try_timeout and policy.per_try_timeout_s is not None and replayable
 
 
 def _unwrap(finish: _Finish) -> object:
@@ -218,8 +230,13 @@ def run_hedged(
     clock: Callable[[], float] = time.monotonic,
     name: str = "",
 ) -> T:
-    """Sync hedged call on a small thread pool (falls back to plain retries if it can't hedge)."""
-    if policy.per_try_timeout_s is None or not replayable:
+    """Sync hedged call on a small thread pool.
+
+    Without ``hedge_on_per_try_timeout``, a per-try timeout or a replayable
+    request this is exactly :func:`run_with_retries`, so a transport can always
+    call this entry point.
+    """
+    if not _can_hedge(policy, replayable):
         return run_with_retries(
             attempt_fn, policy, describe_result=describe_result, describe_error=describe_error,
             budget=budget, idempotent=idempotent, replayable=replayable, deadline=deadline,
@@ -228,6 +245,7 @@ def run_hedged(
     deadline = deadline if deadline is not None else current_deadline()
     if deadline is not None:
         deadline.check(name or "call")
+    assert policy.per_try_timeout_s is not None
     race: _HedgeRace[T, concurrent.futures.Future[T]] = _HedgeRace(
         policy, policy.per_try_timeout_s, describe_result=describe_result,
         describe_error=describe_error, budget=budget, idempotent=idempotent,
@@ -306,7 +324,7 @@ async def async_run_hedged(
     name: str = "",
 ) -> T:
     """The async twin of :func:`run_hedged`: losers' tasks are cancelled."""
-    if policy.per_try_timeout_s is None or not replayable:
+    if not _can_hedge(policy, replayable):
         return await async_run_with_retries(
             attempt_fn, policy, describe_result=describe_result, describe_error=describe_error,
             budget=budget, idempotent=idempotent, replayable=replayable, deadline=deadline,
@@ -315,6 +333,7 @@ async def async_run_hedged(
     deadline = deadline if deadline is not None else current_deadline()
     if deadline is not None:
         deadline.check(name or "call")
+    assert policy.per_try_timeout_s is not None
     race: _HedgeRace[T, asyncio.Task[T]] = _HedgeRace(
         policy, policy.per_try_timeout_s, describe_result=describe_result,
         describe_error=describe_error, budget=budget, idempotent=idempotent,

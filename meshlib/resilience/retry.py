@@ -124,8 +124,8 @@ class Attempt:
     deadline: Deadline | None
     hedge: bool = False
     endpoint: str | None = None
-    # Set when a hedged try lost the race; a sync try may poll it and stop early.
-    abandoned: threading.Event = field(default_factory=threading.Event)
+    # Hedged tries only: set when the try lost the race (a sync try may poll it and stop).
+    abandoned: threading.Event | None = None
 
     @property
     def timeout_s(self) -> float | None:
@@ -223,7 +223,7 @@ class RetryPlan(Generic[T]):
             name=self.name,
             attempt=state.attempt_number + 1,
             reason=self.last_reason,
-            backoff_s=round(state.upcoming_sleep, 4),
+            backoff_s=round(state.next_action.sleep, 4) if state.next_action else None,
             excluded=sorted(self.excluded),
         )
 
@@ -284,7 +284,9 @@ class _StopPastDeadline(stop_base):
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         deadline = self.plan.deadline
-        return deadline is not None and deadline.remaining() <= retry_state.upcoming_sleep
+        # tenacity >= 8.3 computes the back-off before asking stop strategies.
+        upcoming = float(getattr(retry_state, "upcoming_sleep", 0.0))
+        return deadline is not None and deadline.remaining() <= upcoming
 
 
 class _StopUnlessReplayable(stop_base):

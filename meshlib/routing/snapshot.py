@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 import structlog
 
 from meshlib.balancing.locality import build_picker
-from meshlib.balancing.picker import FailingPicker, Picker
+from meshlib.balancing.picker import (
+    NO_PICK_CONTEXT,
+    NOOP_REPORTER,
+    FailingPicker,
+    LoadReporter,
+    PickContext,
+    Picker,
+)
 from meshlib.balancing.policy import UnknownPolicyError, get_policy
 from meshlib.balancing.round_robin import SingleLocalityPicker
 from meshlib.errors import NoHealthyEndpointError, RoutingError
@@ -34,6 +41,8 @@ class ClusterState:
     endpoints: EndpointsResource | None = None
     #: Authorities (``host:port``) of every endpoint in EDS, usable or not.
     authorities: frozenset[str] = frozenset()
+    #: Told about every call (least request, outlier detection); outlives rebuilds.
+    reporter: LoadReporter = NOOP_REPORTER
 
 
 def failed_cluster(name: str, reason: str) -> ClusterState:
@@ -79,7 +88,11 @@ class ServiceSnapshot:
     authorities: frozenset[str] = field(default=frozenset())
 
     def route(
-        self, authority: str, path: str, headers: Mapping[str, str]
+        self,
+        authority: str,
+        path: str,
+        headers: Mapping[str, str],
+        ctx: PickContext = NO_PICK_CONTEXT,
     ) -> tuple[RouteResult, ClusterState, Endpoint]:
         """Match a route, then pick an endpoint of its cluster. Raises RoutingError."""
         result = self.route_table.match(authority, path, headers, fallback_authority=self.target)
@@ -89,7 +102,7 @@ class ServiceSnapshot:
                 f"service {self.target}: route {result.route.name!r} names unknown cluster "
                 f"{result.cluster!r}"
             )
-        return result, cluster, cluster.picker.pick()
+        return result, cluster, cluster.picker.pick(ctx)
 
 
 @dataclass(frozen=True, slots=True)

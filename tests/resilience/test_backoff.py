@@ -80,7 +80,11 @@ def test_rate_limited_wait_falls_back_to_jitter() -> None:
     headers: dict[str, str] = {"retry-after": "2"}
     fallback = wait_envoy_jitter(BackOff(), FixedRandom(0.5))
     wait = wait_rate_limited(
-        RateLimitedBackOff(), lambda: headers, fallback, rng=FixedRandom(0.0), wall_clock=lambda: 0.0
+        RateLimitedBackOff(),
+        lambda: headers,
+        fallback,
+        rng=FixedRandom(0.0),
+        wall_clock=lambda: 0.0,
     )
     assert wait(_state(1)) == 2.0
     headers.clear()

@@ -124,7 +124,11 @@ def test_http_header_round_trip() -> None:
 
 def test_incoming_headers_take_the_earliest_of_all_formats() -> None:
     clock = FakeClock()
-    metadata = [("grpc-timeout", "2S"), (ENVOY_TIMEOUT_HEADER, b"800"), ("X-Meshlib-Deadline-Ms", "900")]
+    metadata: list[tuple[str, str | bytes]] = [
+        ("grpc-timeout", "2S"),
+        (ENVOY_TIMEOUT_HEADER, b"800"),
+        ("X-Meshlib-Deadline-Ms", "900"),
+    ]
     received = deadline_from_headers(metadata, clock=clock)
     assert received is not None and received.remaining() == pytest.approx(0.8)
     assert deadline_from_headers({"content-type": "text/plain"}, clock=clock) is None

@@ -4,8 +4,12 @@ import asyncio
 
 import pytest
 
-from meshlib.errors import DeadlineExceeded, PerTryTimeoutError, RequestNotReplayable
-from meshlib.errors import ResilienceValueError
+from meshlib.errors import (
+    DeadlineExceeded,
+    PerTryTimeoutError,
+    RequestNotReplayable,
+    ResilienceValueError,
+)
 from meshlib.resilience.backoff import BackOff, RateLimitedBackOff
 from meshlib.resilience.budget import RetryBudget
 from meshlib.resilience.conditions import FailureKind, Outcome, RetryOn

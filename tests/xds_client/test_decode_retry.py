@@ -28,6 +28,7 @@ from meshlib.xds_client.resources import (
     RouteConfigResource,
 )
 from tests.xds_client import xds_builders as b
+from tests.xds_client.change_steps import all_of
 
 WHERE = 'RouteConfiguration "rc": virtual_hosts[0] "vh".routes[0].route.retry_policy'
 
@@ -36,7 +37,7 @@ def decode(message: Any) -> RouteConfigResource:
     return ROUTE_CONFIG.decode(b.pack(message))
 
 
-def with_retry(change: Callable[[Any], None]) -> Any:
+def with_retry(change: Callable[[Any], object]) -> Any:
     config = b.route_config()
     policy = config.virtual_hosts[0].routes[0].route.retry_policy
     policy.SetInParent()
@@ -156,7 +157,7 @@ def test_hedge_policy() -> None:
     assert action_of(decode(b.route_config())).retry_policy is None
 
 
-INVALID: list[tuple[str, Callable[[Any], None], str]] = [
+INVALID: list[tuple[str, Callable[[Any], object], str]] = [
     (
         "zero base interval",
         lambda p: p.retry_back_off.max_interval.SetInParent(),
@@ -169,9 +170,9 @@ INVALID: list[tuple[str, Callable[[Any], None], str]] = [
     ),
     (
         "max below base",
-        lambda p: (
-            setattr(p.retry_back_off.base_interval, "seconds", 2),
-            setattr(p.retry_back_off.max_interval, "seconds", 1),
+        all_of(
+            lambda p: setattr(p.retry_back_off.base_interval, "seconds", 2),
+            lambda p: setattr(p.retry_back_off.max_interval, "seconds", 1),
         ),
         f"{WHERE}.retry_back_off.max_interval: must not be less than base_interval",
     ),
@@ -214,9 +215,9 @@ INVALID: list[tuple[str, Callable[[Any], None], str]] = [
     ),
     (
         "reset max interval",
-        lambda p: (
-            p.rate_limited_retry_back_off.reset_headers.add(name="a"),
-            p.rate_limited_retry_back_off.max_interval.SetInParent(),
+        all_of(
+            lambda p: p.rate_limited_retry_back_off.reset_headers.add(name="a"),
+            lambda p: p.rate_limited_retry_back_off.max_interval.SetInParent(),
         ),
         f"{WHERE}.rate_limited_retry_back_off.max_interval: must be greater than 0",
     ),
@@ -241,7 +242,7 @@ INVALID: list[tuple[str, Callable[[Any], None], str]] = [
 @pytest.mark.parametrize(
     ("change", "expected"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID]
 )
-def test_invalid_retry_policy(change: Callable[[Any], None], expected: str) -> None:
+def test_invalid_retry_policy(change: Callable[[Any], object], expected: str) -> None:
     with pytest.raises(XdsValidationError) as info:
         decode(with_retry(change))
     assert expected in str(info.value)
