@@ -125,7 +125,8 @@ class HTTPRewrite:
 class HTTPRetry:
     attempts: int  # retries after the first try, as Istio means it
     per_try_timeout_s: float | None = None
-    retry_on: tuple[str, ...] = ()  # Envoy x-envoy-retry-on / x-envoy-retry-grpc-on names, or status codes
+    # Envoy's x-envoy-retry-on / x-envoy-retry-grpc-on condition names, or status codes.
+    retry_on: tuple[str, ...] = ()
     retry_remote_localities: bool = False
 
 

@@ -11,11 +11,11 @@ library's internals unless they ask for ``__cause__``.
     │   ├── XdsResourceNotFound   the control plane says it does not exist / timer fired
     │   └── XdsConnectionError    the ADS stream failed (ambient; fail static)
     ├── RegistrationError         the control plane refused or lost a registration
-    └── RoutingError              (also an httpx.RequestError for the HTTP path)
-        ├── ServiceNotFoundError  the mesh has no listener HOST:PORT for the service
-        ├── NoRouteError          no virtual host / route matches the request
-        ├── ServiceNotReadyError  the service's config did not arrive in time
-        └── NoHealthyEndpointError  the cluster has no endpoint to pick
+    ├── RoutingError              (also an httpx.RequestError for the HTTP path)
+    │   ├── ServiceNotFoundError  the mesh has no listener HOST:PORT for the service
+    │   ├── NoRouteError          no virtual host / route matches the request
+    │   ├── ServiceNotReadyError  the service's config did not arrive in time
+    │   └── NoHealthyEndpointError  the cluster has no endpoint to pick
     └── ResilienceError           a resilience mechanism stopped the call (carries
         │                         ``http_status`` / ``grpc_status`` for the transport)
         ├── DeadlineExceeded      the call's deadline passed; expired work is not started
@@ -170,9 +170,12 @@ class RateLimitedError(ResilienceError):
         retry_after_s: float | None = None,
         http_status: int | None = None,
         grpc_status: int | None = None,
+        response_headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         super().__init__(message, http_status=http_status, grpc_status=grpc_status)
         self.retry_after_s = retry_after_s
+        #: Headers the limiter adds to its answer (Envoy ``response_headers_to_add``).
+        self.response_headers = response_headers
 
 
 class InjectedFaultError(ResilienceError):

@@ -74,7 +74,11 @@ class Mesh:
         self._closeables: list[Any] = []
         self._async_closeables: list[Any] = []
         self._registrations: list[Registration] = []
-        self.directory = ServiceDirectory(self._xds, ready_timeout_s=ready_timeout_s)
+        self.directory = ServiceDirectory(
+            self._xds,
+            ready_timeout_s=ready_timeout_s,
+            local_locality=bootstrap.node.locality if bootstrap is not None else None,
+        )
 
     def _xds(self) -> WatchSource:
         """The shared xDS client, started on first use."""

@@ -21,12 +21,18 @@ class PickContext:
     """What one pick may depend on.
 
     ``request_hash``: the route's hash policy result (ring_hash, maglev), None
-    when the route has none. ``excluded``: authorities (``host:port``) to avoid
-    when another endpoint exists — the hosts a retry already tried.
+    when the route has none (hash policies then use a random hash, as Envoy
+    and gRPC do). ``excluded``: authorities (``host:port``) to avoid when
+    another endpoint exists — the hosts a retry already tried.
+    ``host_selection_retry_max_attempts``: how many times the balancer re-runs
+    its own choice before scanning for any endpoint not excluded (Envoy's
+    field of the same name; the scan guarantees another endpoint when one
+    exists).
     """
 
     request_hash: int | None = None
     excluded: frozenset[str] = frozenset()
+    host_selection_retry_max_attempts: int = 1
 
 
 NO_PICK_CONTEXT = PickContext()

@@ -1,24 +1,32 @@
 """Load-balancing policies by name, as CDS names them.
 
-A policy turns the localities of the chosen priority (usable endpoints only)
-into a :class:`~meshlib.balancing.picker.Picker`. Built-in policies live one
-per module and are imported on first use; add one by writing the module with a
-module-level ``POLICY`` and listing it in ``_BUILTIN``, or at run time with
-:func:`register_policy`.
+A policy turns the localities of one host set (a priority's healthy, degraded
+or — in panic — all endpoints; or one locality of it for zone-aware routing)
+into a :class:`~meshlib.balancing.hosts.HostPicker`. The priority and
+locality layer above (locality.py) decides which host set a request uses.
+Built-in policies live one per module and are imported on first use; add one
+by writing the module with a module-level ``POLICY`` and listing it in
+``_BUILTIN``, or at run time with :func:`register_policy`.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from meshlib.balancing.picker import Picker
-from meshlib.xds_client.resources import LocalityEndpoints
+from meshlib.balancing.hosts import BuildContext, HostPicker
+from meshlib.balancing.schedule import WeightedSchedule
+from meshlib.xds_client.resources import Endpoint, LocalityEndpoints
 
 _BUILTIN = {
     "round_robin": "meshlib.balancing.round_robin",
+    "least_request": "meshlib.balancing.least_request",
+    "random": "meshlib.balancing.random_pick",
+    "ring_hash": "meshlib.balancing.ring_hash",
+    "maglev": "meshlib.balancing.maglev",
+    "pick_first": "meshlib.balancing.pick_first",
 }
 
 _lock = threading.Lock()
@@ -26,17 +34,44 @@ _policies: dict[str, LbPolicy] = {}
 
 
 class LbPolicy(Protocol):
-    """Builds pickers for one LB policy."""
+    """Builds host pickers for one LB policy."""
 
     name: str
+    #: Picks depend on the request hash: one table per priority (no zone-aware split).
+    hash_based: bool
 
-    def build(self, cluster: str, localities: Sequence[LocalityEndpoints]) -> Picker:
-        """``localities`` is non-empty and each holds at least one usable endpoint."""
+    def build(self, localities: Sequence[LocalityEndpoints], ctx: BuildContext) -> HostPicker:
+        """``localities`` is non-empty, each with at least one endpoint and a weight > 0
+        (the effective locality weight). Raises ValueError for a config it cannot use."""
         ...
 
 
 class UnknownPolicyError(ValueError):
     """No LB policy is registered under the requested name."""
+
+
+class LocalityRotation:
+    """Localities take turns by (effective) weight, exactly per cycle; then the inner picker."""
+
+    __slots__ = ("_next",)
+
+    def __init__(self, pickers: Sequence[HostPicker], weights: Sequence[int]) -> None:
+        self._next = WeightedSchedule(pickers, weights).next
+
+    def choose(self, h: int | None, attempt: int) -> Endpoint:
+        return self._next().choose(h, attempt)
+
+
+def per_locality(
+    localities: Sequence[LocalityEndpoints],
+    build_one: Callable[[Sequence[Endpoint]], HostPicker],
+) -> HostPicker:
+    """One picker per locality, rotated by locality weight (one locality: itself)."""
+    if len(localities) == 1:
+        return build_one(localities[0].endpoints)
+    return LocalityRotation(
+        [build_one(loc.endpoints) for loc in localities], [loc.weight for loc in localities]
+    )
 
 
 def register_policy(policy: LbPolicy) -> None:

@@ -1,55 +1,58 @@
 """``round_robin``: weighted rotation over localities, then over their endpoints.
 
-Localities take turns in proportion to their locality weight; inside one,
-endpoints take turns in proportion to their endpoint weight (all 1: plain
-round robin). Both rotations are exact over a cycle (see schedule.py).
+Localities take turns in proportion to their (effective) locality weight;
+inside one, endpoints take turns in proportion to their endpoint weight (all
+1: plain round robin). Both rotations are exact over a cycle (schedule.py).
+With slow start and a host still warming up, the endpoint level becomes EDF
+over the ramped weights (as Envoy does), so the ramp follows the clock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from meshlib.balancing.picker import NO_PICK_CONTEXT, PickContext, Picker
+from meshlib.balancing.edf import EdfPicker
+from meshlib.balancing.hosts import BuildContext, HostPicker
+from meshlib.balancing.policy import per_locality
 from meshlib.balancing.schedule import WeightedSchedule
-from meshlib.xds_client.resources import Endpoint, LocalityEndpoints
+from meshlib.balancing.slow_start import any_warming, slow_start_factor
+from meshlib.xds_client.resources import Endpoint, LocalityEndpoints, RoundRobinConfig
 
 
-def endpoint_schedule(endpoints: Sequence[Endpoint]) -> WeightedSchedule[Endpoint]:
-    return WeightedSchedule(endpoints, [max(1, e.weight) for e in endpoints])
-
-
-class SingleLocalityPicker:
-    """Round robin inside one locality (the common case: skip the outer level)."""
+class RoundRobinPicker:
+    """Exact weighted rotation over a fixed host list."""
 
     __slots__ = ("_next",)
 
     def __init__(self, endpoints: Sequence[Endpoint]) -> None:
-        self._next = endpoint_schedule(endpoints).next
+        self._next = WeightedSchedule(endpoints, [max(1, e.weight) for e in endpoints]).next
 
-    def pick(self, ctx: PickContext = NO_PICK_CONTEXT) -> Endpoint:
+    def choose(self, h: int | None, attempt: int) -> Endpoint:
         return self._next()
-
-
-class LocalityWeightedPicker:
-    """Pick a locality by weight, then an endpoint inside it."""
-
-    __slots__ = ("_next_locality",)
-
-    def __init__(self, localities: Sequence[LocalityEndpoints]) -> None:
-        inner = [endpoint_schedule(loc.endpoints).next for loc in localities]
-        self._next_locality = WeightedSchedule(inner, [loc.weight for loc in localities]).next
-
-    def pick(self, ctx: PickContext = NO_PICK_CONTEXT) -> Endpoint:
-        return self._next_locality()()
 
 
 class RoundRobin:
     name = "round_robin"
+    hash_based = False
 
-    def build(self, cluster: str, localities: Sequence[LocalityEndpoints]) -> Picker:
-        if len(localities) == 1:
-            return SingleLocalityPicker(localities[0].endpoints)
-        return LocalityWeightedPicker(localities)
+    def build(self, localities: Sequence[LocalityEndpoints], ctx: BuildContext) -> HostPicker:
+        config = ctx.config if isinstance(ctx.config, RoundRobinConfig) else RoundRobinConfig()
+        slow_start = config.slow_start
+
+        def build_one(endpoints: Sequence[Endpoint]) -> HostPicker:
+            if slow_start is None:
+                return RoundRobinPicker(endpoints)
+            stats = [ctx.stats(e) for e in endpoints]
+            if not any_warming(slow_start, stats, ctx.clock()):
+                return RoundRobinPicker(endpoints)
+            weights = [max(1, e.weight) for e in endpoints]
+
+            def weight(i: int, now: float) -> float:
+                return weights[i] * slow_start_factor(slow_start, stats[i].first_seen, now)
+
+            return EdfPicker(endpoints, weight, ctx.clock)
+
+        return per_locality(localities, build_one)
 
 
 POLICY = RoundRobin()

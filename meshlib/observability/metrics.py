@@ -17,6 +17,7 @@ METER_NAME: Final = "meshlib"
 HTTP_DURATION: Final = "http.client.request.duration"
 RPC_DURATION: Final = "rpc.client.call.duration"
 REQUESTS: Final = "meshlib.client.requests"
+OUTLIER_EJECTIONS: Final = "meshlib.outlier.ejections"
 
 # The buckets semconv recommends for request durations (seconds).
 _DURATION_BUCKETS: Final = (
@@ -45,6 +46,17 @@ class ClientMetrics:
         )
         self._requests = meter.create_counter(
             REQUESTS, unit="{request}", description="Client requests sent through the mesh."
+        )
+        self._ejections = meter.create_counter(
+            OUTLIER_EJECTIONS,
+            unit="{ejection}",
+            description="Endpoints ejected by outlier detection.",
+        )
+
+    def record_ejection(self, cluster: str, endpoint: str, reason: str) -> None:
+        """One outlier ejection (``reason``: the detector, e.g. consecutive_5xx)."""
+        self._ejections.add(
+            1, {"mesh.cluster": cluster, "mesh.endpoint": endpoint, "mesh.ejection.reason": reason}
         )
 
     def record_http(
@@ -120,3 +132,114 @@ def client_metrics() -> ClientMetrics:
     if _default is None:
         _default = ClientMetrics()
     return _default
+
+
+# --- resilience events ------------------------------------------------------------
+
+RETRIES: Final = "meshlib.client.retries"
+RETRY_BUDGET_OVERFLOWS: Final = "meshlib.client.retry_budget.overflows"
+HEDGES: Final = "meshlib.client.hedges"
+BREAKER_TRANSITIONS: Final = "meshlib.circuit_breaker.transitions"
+BREAKER_REJECTIONS: Final = "meshlib.circuit_breaker.rejections"
+RATE_LIMITED: Final = "meshlib.rate_limit.rejections"
+FAULTS_INJECTED: Final = "meshlib.fault.injections"
+FALLBACKS: Final = "meshlib.fallbacks"
+
+
+def mesh_attributes(name: str) -> Attributes:
+    """``mesh.*`` attributes for a resilience object's name.
+
+    A cluster name (``outbound|PORT|SUBSET|HOST``) gives ``mesh.cluster`` and
+    ``mesh.service``; a service name (``HOST:PORT``) gives ``mesh.service``;
+    anything else (a decorated function, a breaker you named) ``meshlib.name``.
+    """
+    parts = name.split("|")
+    if len(parts) == 4 and parts[1].isdigit():
+        return {"mesh.cluster": name, "mesh.service": f"{parts[3]}:{parts[1]}"}
+    host, sep, port = name.rpartition(":")
+    if sep and host and port.isdigit():
+        return {"mesh.service": name}
+    return {"meshlib.name": name}
+
+
+class ResilienceMetrics:
+    """Counters for every decision that changes traffic: retry, hedge, trip, limit, fault.
+
+    Recorded only on those (rare) paths, never on a successful first try.
+    """
+
+    def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
+        meter = metrics.get_meter(METER_NAME, meter_provider=meter_provider)
+        self._retries = meter.create_counter(
+            RETRIES, unit="{retry}", description="Retries started (hedges excluded)."
+        )
+        self._budget = meter.create_counter(
+            RETRY_BUDGET_OVERFLOWS,
+            unit="{retry}",
+            description="Retries the retry budget (or max_retries) refused.",
+        )
+        self._hedges = meter.create_counter(
+            HEDGES, unit="{request}", description="Hedged tries started on per-try timeout."
+        )
+        self._transitions = meter.create_counter(
+            BREAKER_TRANSITIONS, unit="{transition}", description="Circuit breaker state changes."
+        )
+        self._rejections = meter.create_counter(
+            BREAKER_REJECTIONS,
+            unit="{request}",
+            description="Calls failed fast by an open breaker or a full cluster threshold.",
+        )
+        self._rate_limited = meter.create_counter(
+            RATE_LIMITED, unit="{request}", description="Requests refused by a local rate limit."
+        )
+        self._faults = meter.create_counter(
+            FAULTS_INJECTED, unit="{fault}", description="Faults injected (delays and aborts)."
+        )
+        self._fallbacks = meter.create_counter(
+            FALLBACKS, unit="{call}", description="Calls answered by a fallback handler."
+        )
+
+    def retry(self, name: str, reason: str | None) -> None:
+        attributes = mesh_attributes(name)
+        attributes["meshlib.retry.reason"] = reason or "unknown"
+        self._retries.add(1, attributes)
+
+    def budget_overflow(self, budget: str) -> None:
+        self._budget.add(1, mesh_attributes(budget))
+
+    def hedge(self, name: str) -> None:
+        self._hedges.add(1, mesh_attributes(name))
+
+    def breaker_transition(self, breaker: str, old: str, new: str) -> None:
+        attributes = mesh_attributes(breaker)
+        attributes.update({"meshlib.breaker.from": old, "meshlib.breaker.to": new})
+        self._transitions.add(1, attributes)
+
+    def breaker_rejection(self, name: str, reason: str) -> None:
+        """``reason``: ``circuit_open`` or the threshold (``max_requests``, ...)."""
+        attributes = mesh_attributes(name)
+        attributes["meshlib.rejection.reason"] = reason
+        self._rejections.add(1, attributes)
+
+    def rate_limited(self, limiter: str) -> None:
+        self._rate_limited.add(1, mesh_attributes(limiter))
+
+    def fault(self, name: str, kind: str) -> None:
+        """``kind``: ``delay`` or ``abort``."""
+        attributes = mesh_attributes(name)
+        attributes["meshlib.fault.kind"] = kind
+        self._faults.add(1, attributes)
+
+    def fallback(self, function: str, reason: str) -> None:
+        self._fallbacks.add(1, {"code.function": function, "meshlib.fallback.reason": reason})
+
+
+_resilience: ResilienceMetrics | None = None
+
+
+def resilience_metrics() -> ResilienceMetrics:
+    """The process-wide resilience counters (created on first use)."""
+    global _resilience
+    if _resilience is None:
+        _resilience = ResilienceMetrics()
+    return _resilience

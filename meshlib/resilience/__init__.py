@@ -2,11 +2,20 @@
 
 Transport-independent mechanisms (one module each) that the httpx and gRPC
 transports drive per request, plus decorators for application code. The
-order a transport applies them in, per request::
+order a transport applies them in, per request (:mod:`meshlib.resilience.call`
+does all of it around a transport's ``send(attempt)``)::
 
-    check_deadline() -> fault (inject) -> local rate limit (acquire)
-      -> breaker (acquire) -> run_with_retries / run_hedged (budget) -> per try:
-         thresholds.request() -> pick endpoint (excluding previous hosts) -> send
+    check_deadline() -> fault / local rate limit (filter chain order)
+      -> breaker (acquire) -> first try directly; only if it is retriable:
+         run_with_retries / run_hedged (budget) -> per try:
+         admission (max_requests, max_connections / pending)
+         -> pick endpoint (excluding previous hosts) -> send
+
+The xDS side: :mod:`~meshlib.resilience.xds_route`, :mod:`~meshlib.resilience.xds_filters`
+and :mod:`~meshlib.resilience.xds_cluster` map decoded RDS / LDS / CDS models to
+these policies; :class:`ResilienceCompiler` compiles a service's routes once per
+snapshot and :class:`ClusterResilienceRegistry` keeps per-cluster state across
+snapshots.
 """
 
 from meshlib.resilience.backoff import BackOff, RateLimitedBackOff, ResetFormat, ResetHeader
@@ -20,6 +29,7 @@ from meshlib.resilience.breaker import (
 )
 from meshlib.resilience.breaker_thresholds import ClusterThresholds, Threshold
 from meshlib.resilience.budget import RetryBudget
+from meshlib.resilience.call import async_resilient_call, resilient_call
 from meshlib.resilience.conditions import FailureKind, Outcome, RetryOn, is_idempotent_method
 from meshlib.resilience.deadline import (
     Deadline,
@@ -42,10 +52,17 @@ from meshlib.resilience.hedging import async_run_hedged, run_hedged
 from meshlib.resilience.rate_limit import TokenBucket
 from meshlib.resilience.retry import (
     Attempt,
+    FirstTry,
     RetryPolicy,
     async_run_with_retries,
     run_with_retries,
 )
+from meshlib.resilience.route_resilience import (
+    ResilienceCompiler,
+    RouteResilience,
+    ServiceResilience,
+)
+from meshlib.resilience.xds_cluster import ClusterResilience, ClusterResilienceRegistry
 
 __all__ = [
     "Attempt",
@@ -54,6 +71,8 @@ __all__ = [
     "BreakerRegistry",
     "BreakerState",
     "CircuitBreaker",
+    "ClusterResilience",
+    "ClusterResilienceRegistry",
     "ClusterThresholds",
     "Deadline",
     "DegradedServices",
@@ -62,17 +81,22 @@ __all__ = [
     "FaultDelay",
     "FaultInjector",
     "FaultPolicy",
+    "FirstTry",
     "GrpcCode",
     "Outcome",
     "RateLimitedBackOff",
     "ResetFormat",
     "ResetHeader",
+    "ResilienceCompiler",
     "RetryBudget",
     "RetryOn",
     "RetryPolicy",
+    "RouteResilience",
+    "ServiceResilience",
     "Threshold",
     "TokenBucket",
     "WindowType",
+    "async_resilient_call",
     "async_run_hedged",
     "async_run_with_retries",
     "breakers",
@@ -90,6 +114,7 @@ __all__ = [
     "incoming_deadline_scope",
     "is_idempotent_method",
     "remaining_time",
+    "resilient_call",
     "retry",
     "run_hedged",
     "run_with_retries",

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from meshlib.errors import CircuitOpenError, ResilienceValueError
+from meshlib.observability.metrics import resilience_metrics
 from meshlib.resilience.sliding_window import CountWindow, TimeWindow, WindowSnapshot
 
 _log = structlog.get_logger(__name__)
@@ -148,6 +149,7 @@ class CircuitBreaker:
             if state is BreakerState.OPEN:
                 wait = self.config.wait_duration_in_open_state_s
                 retry_after = max(0.0, self._opened_at + wait - self.clock())
+        resilience_metrics().breaker_rejection(self.name, "circuit_open")
         raise CircuitOpenError(
             f"circuit breaker {self.name!r} is {state.value}: call not permitted",
             name=self.name,
@@ -255,6 +257,7 @@ class CircuitBreaker:
             failure_rate=None if snapshot is None else round(snapshot.failure_rate, 2),
             slow_call_rate=None if snapshot is None else round(snapshot.slow_call_rate, 2),
         )
+        resilience_metrics().breaker_transition(self.name, old.value, new.value)
         for listener in self._listeners:
             listener(self.name, old, new)
 
@@ -275,6 +278,10 @@ class BreakerRegistry:
                 breaker = CircuitBreaker(name, config, clock=self.clock)
                 self._breakers[name] = breaker
             return breaker
+
+    def find(self, name: str) -> CircuitBreaker | None:
+        """The breaker ``name`` if one exists (lock-free: one dict read, for the request path)."""
+        return self._breakers.get(name)
 
     def names(self) -> list[str]:
         with self._lock:

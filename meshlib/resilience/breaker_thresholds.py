@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import structlog
 
 from meshlib.errors import CircuitBreakerOverflow, ResilienceValueError
+from meshlib.observability.metrics import resilience_metrics
 from meshlib.resilience.budget import ENVOY_DEFAULT_MAX_RETRIES, RetryBudget
 
 _log = structlog.get_logger(__name__)
@@ -65,6 +66,7 @@ class Threshold:
                 threshold=self.name,
                 limit=self.limit,
             )
+            resilience_metrics().breaker_rejection(self.cluster, self.name)
             raise CircuitBreakerOverflow(
                 f"cluster {self.cluster!r}: {self.name} ({self.limit}) reached, failing fast",
                 cluster=self.cluster,

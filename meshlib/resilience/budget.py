@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import structlog
 
 from meshlib.errors import ResilienceValueError
+from meshlib.observability.metrics import resilience_metrics
 
 _log = structlog.get_logger(__name__)
 
@@ -82,13 +83,20 @@ class RetryBudget:
     @contextlib.contextmanager
     def track_request(self) -> Iterator[None]:
         """Count one logical call as active for the duration of the block."""
-        with self._lock:
-            self._active_requests += 1
+        self.request_started()
         try:
             yield
         finally:
-            with self._lock:
-                self._active_requests -= 1
+            self.request_finished()
+
+    def request_started(self) -> None:
+        """One logical call became active (pair with :meth:`request_finished`)."""
+        with self._lock:
+            self._active_requests += 1
+
+    def request_finished(self) -> None:
+        with self._lock:
+            self._active_requests -= 1
 
     def try_acquire_retry(self) -> bool:
         """Take a retry slot if the budget allows; count an overflow if not."""
@@ -100,6 +108,7 @@ class RetryBudget:
                 return True
             self._retry_overflow += 1
             active_retries, active_requests = self._active_retries, self._active_requests
+        resilience_metrics().budget_overflow(self.name or "retry_budget")
         _log.debug(
             "retry_budget_exhausted",
             budget=self.name,

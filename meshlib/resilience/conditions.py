@@ -111,6 +111,11 @@ def on_envoy_ratelimited(outcome: Outcome) -> bool:
     return "x-envoy-ratelimited" in outcome.headers
 
 
+def on_http3_post_connect_failure(outcome: Outcome) -> bool:
+    """meshlib speaks no HTTP/3, so this Envoy condition never matches (accepted, inert)."""
+    return False
+
+
 _HTTP_CONDITIONS: Final[Mapping[str, RetryCondition]] = MappingProxyType(
     {
         "5xx": on_5xx,
@@ -121,6 +126,7 @@ _HTTP_CONDITIONS: Final[Mapping[str, RetryCondition]] = MappingProxyType(
         "refused-stream": on_refused_stream,
         "retriable-4xx": on_retriable_4xx,
         "envoy-ratelimited": on_envoy_ratelimited,
+        "http3-post-connect-failure": on_http3_post_connect_failure,
     }
 )
 # Conditions that need data from the policy rather than a fixed function.

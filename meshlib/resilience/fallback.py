@@ -18,6 +18,7 @@ from typing import Any, Final, ParamSpec, TypeVar, cast
 
 import structlog
 
+from meshlib.observability.metrics import resilience_metrics
 from meshlib.resilience.degraded import DegradedServices, degraded_services
 
 _log = structlog.get_logger(__name__)
@@ -60,6 +61,7 @@ def fallback(
         def is_degraded() -> bool:
             if service is not None and degraded.is_degraded(service):
                 _log.info("fallback", function=name, reason="degraded", service=service)
+                resilience_metrics().fallback(name, "degraded")
                 return True
             return False
 
@@ -75,6 +77,7 @@ def fallback(
                     return await async_func(*args, **kwargs)
                 except on as error:
                     _log.info("fallback", function=name, reason=type(error).__name__)
+                    resilience_metrics().fallback(name, type(error).__name__)
                     token = _CAUSE.set(error)
                     try:
                         return await async_handler(*args, **kwargs)
@@ -91,6 +94,7 @@ def fallback(
                 return func(*args, **kwargs)
             except on as error:
                 _log.info("fallback", function=name, reason=type(error).__name__)
+                resilience_metrics().fallback(name, type(error).__name__)
                 token = _CAUSE.set(error)
                 try:
                     return handler(*args, **kwargs)

@@ -13,6 +13,9 @@ ask for faults itself with Envoy's headers:
   percent of such requests to fault, capped by the configured percentage
   (100% when only headers are enabled).
 
+A delay without ``fixed_delay_s`` or an abort with ``header_controlled`` (Envoy's
+``header_delay`` / ``header_abort``) takes its value from these headers only.
+
 Invalid header values are ignored, as Envoy does. The delay comes first, then
 the abort. While a fault is active (from the decision to the end of the
 request) it counts toward ``max_active_faults``; beyond it no fault is
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 import structlog
 
 from meshlib.errors import InjectedFaultError, ResilienceValueError
+from meshlib.observability.metrics import resilience_metrics
 from meshlib.resilience.deadline import Headers
 
 _log = structlog.get_logger(__name__)
@@ -53,11 +57,13 @@ def per_million(percent: float) -> int:
 
 @dataclass(frozen=True, slots=True)
 class FaultDelay:
-    fixed_delay_s: float
+    """A delay; ``fixed_delay_s=None`` takes it from ``x-envoy-fault-delay-request`` only."""
+
+    fixed_delay_s: float | None = None
     per_million: int = PER_MILLION
 
     def __post_init__(self) -> None:
-        if self.fixed_delay_s < 0:
+        if self.fixed_delay_s is not None and self.fixed_delay_s < 0:
             raise ResilienceValueError("fault delay: fixed_delay must be >= 0")
         if not 0 <= self.per_million <= PER_MILLION:
             raise ResilienceValueError("fault delay: percentage is not 0..100%")
@@ -65,15 +71,20 @@ class FaultDelay:
 
 @dataclass(frozen=True, slots=True)
 class FaultAbort:
-    """Abort with ``http_status`` or ``grpc_status`` (exactly one)."""
+    """Abort with ``http_status``, ``grpc_status`` or the status the abort headers
+    name (``header_controlled``, Envoy's ``header_abort``): exactly one."""
 
     http_status: int | None = None
     grpc_status: int | None = None
+    header_controlled: bool = False
     per_million: int = PER_MILLION
 
     def __post_init__(self) -> None:
-        if (self.http_status is None) == (self.grpc_status is None):
-            raise ResilienceValueError("fault abort: set exactly one of http_status, grpc_status")
+        http, grpc = self.http_status is not None, self.grpc_status is not None
+        if http + grpc + self.header_controlled != 1:
+            raise ResilienceValueError(
+                "fault abort: set exactly one of http_status, grpc_status, header_controlled"
+            )
         if self.http_status is not None and not 200 <= self.http_status < 600:
             raise ResilienceValueError(f"fault abort: http_status {self.http_status} not 200..599")
         if not 0 <= self.per_million <= PER_MILLION:
@@ -127,8 +138,11 @@ def _lower(headers: Headers) -> dict[str, str]:
 class FaultInjector:
     """Decides and applies a route's faults; counts what it injected."""
 
-    def __init__(self, policy: FaultPolicy, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, policy: FaultPolicy, *, rng: random.Random | None = None, name: str = ""
+    ) -> None:
         self.policy = policy
+        self.name = name
         self.rng = rng if rng is not None else random.Random()
         self._lock = threading.Lock()
         self.active = 0
@@ -143,7 +157,8 @@ class FaultInjector:
         configured = self.policy.delay
         delay_s = configured.fixed_delay_s if configured is not None else None
         chance = configured.per_million if configured is not None else PER_MILLION
-        if self.policy.headers_enabled:
+        by_header = configured is not None and configured.fixed_delay_s is None
+        if self.policy.headers_enabled or by_header:
             header_ms = _int_header(headers, DELAY_HEADER)
             if header_ms is not None:
                 delay_s = header_ms / 1000.0
@@ -155,9 +170,11 @@ class FaultInjector:
         return delay_s
 
     def _abort(self, headers: Mapping[str, str]) -> FaultAbort | None:
-        abort = self.policy.abort
-        chance = abort.per_million if abort is not None else PER_MILLION
-        if self.policy.headers_enabled:
+        configured = self.policy.abort
+        chance = configured.per_million if configured is not None else PER_MILLION
+        by_header = configured is not None and configured.header_controlled
+        abort = None if configured is None or by_header else configured
+        if self.policy.headers_enabled or by_header:
             http = _int_header(headers, ABORT_HEADER)
             grpc = _int_header(headers, ABORT_GRPC_HEADER)
             if http is not None and not 200 <= http < 600:
@@ -190,8 +207,14 @@ class FaultInjector:
             self.active += 1
             self.delays_injected += decision.delay_s > 0
             self.aborts_injected += decision.abort is not None
+        metrics = resilience_metrics()
+        if decision.delay_s > 0:
+            metrics.fault(self.name or "fault", "delay")
+        if decision.abort is not None:
+            metrics.fault(self.name or "fault", "abort")
         _log.info(
             "fault_injected",
+            name=self.name,
             delay_s=decision.delay_s,
             abort_http=None if decision.abort is None else decision.abort.http_status,
             abort_grpc=None if decision.abort is None else decision.abort.grpc_status,

@@ -29,6 +29,7 @@ from typing import Generic, TypeVar, cast
 import structlog
 
 from meshlib.errors import DeadlineExceeded
+from meshlib.observability.metrics import resilience_metrics
 from meshlib.resilience.backoff import Random, wait_envoy_jitter
 from meshlib.resilience.budget import RetryBudget
 from meshlib.resilience.conditions import Outcome
@@ -100,7 +101,7 @@ class _HedgeRace(Generic[T, K]):
         self._number = 0
         self._jitter = wait_envoy_jitter(policy.back_off, rng)
 
-    def new_attempt(self) -> Attempt:
+    def new_attempt(self, *, hedge: bool) -> Attempt:
         """The next try: it avoids previous and in-flight endpoints (previous-hosts)."""
         self._number += 1
         excluded: set[str] = set()
@@ -112,7 +113,7 @@ class _HedgeRace(Generic[T, K]):
             self._number,
             frozenset(excluded),
             self.deadline,
-            hedge=self._number > 1,
+            hedge=hedge,
             abandoned=threading.Event(),
         )
 
@@ -128,6 +129,10 @@ class _HedgeRace(Generic[T, K]):
             return False
         self.tries_left -= 1
         self.retries += 1
+        if why == "per-try-timeout":
+            resilience_metrics().hedge(self.name)
+        else:
+            resilience_metrics().retry(self.name, why)
         _log.info("hedge_try" if why == "per-try-timeout" else "retry", name=self.name, why=why)
         return True
 
@@ -173,8 +178,16 @@ class _HedgeRace(Generic[T, K]):
             return finish
         self.last = finish
         if self.tries_left > 0 and self.retry_at is None:
-            self.retry_at = self.clock() + self.rng() * self._jitter.ceiling(self._number)
+            self.retry_at = self.clock() + self._backoff_s(outcome)
         return self.exhausted()
+
+    def _backoff_s(self, outcome: Outcome) -> float:
+        rate_limited = self.policy.rate_limited_back_off
+        if rate_limited is not None:
+            interval = rate_limited.interval(outcome.headers, wall_clock=time.time)
+            if interval is not None:
+                return interval * (1.0 + 0.5 * self.rng())
+        return self.rng() * self._jitter.ceiling(self._number)
 
     def exhausted(self) -> _Finish | None:
         """The last answer, once nothing is in flight and nothing more may start."""
@@ -255,8 +268,8 @@ def run_hedged(
         max_workers=policy.num_retries + 1, thread_name_prefix="meshlib-hedge"
     )
 
-    def launch(holds_slot: bool) -> None:
-        attempt = race.new_attempt()
+    def launch(holds_slot: bool, hedge: bool) -> None:
+        attempt = race.new_attempt(hedge=hedge)
         context = contextvars.copy_context()
         future = pool.submit(context.run, _run_sync_try, attempt_fn, attempt)
         race.add(attempt, future, holds_slot=holds_slot)
@@ -264,7 +277,7 @@ def run_hedged(
     tracked = budget.track_request() if budget is not None else contextlib.nullcontext()
     try:
         with tracked:
-            launch(holds_slot=False)
+            launch(holds_slot=False, hedge=False)
             while True:
                 wakeup = race.next_wakeup()
                 if race.flights:
@@ -284,9 +297,9 @@ def run_hedged(
                 if finish is not None:
                     return _unwrap(finish)  # type: ignore[return-value]
                 for _ in range(race.due_hedges()):
-                    launch(holds_slot=budget is not None)
+                    launch(holds_slot=budget is not None, hedge=True)
                 if race.retry_due():
-                    launch(holds_slot=budget is not None)
+                    launch(holds_slot=budget is not None, hedge=False)
                 finish = race.exhausted()
                 if finish is not None:
                     return _unwrap(finish)  # type: ignore[return-value]
@@ -344,14 +357,14 @@ async def async_run_hedged(
         with deadline_scope(deadline=attempt.deadline):
             return await attempt_fn(attempt)
 
-    def launch(holds_slot: bool) -> None:
-        attempt = race.new_attempt()
+    def launch(holds_slot: bool, hedge: bool) -> None:
+        attempt = race.new_attempt(hedge=hedge)
         race.add(attempt, asyncio.ensure_future(one_try(attempt)), holds_slot=holds_slot)
 
     tracked = budget.track_request() if budget is not None else contextlib.nullcontext()
     try:
         with tracked:
-            launch(holds_slot=False)
+            launch(holds_slot=False, hedge=False)
             while True:
                 wakeup = race.next_wakeup()
                 if race.flights:
@@ -371,9 +384,9 @@ async def async_run_hedged(
                 if finish is not None:
                     return _unwrap(finish)  # type: ignore[return-value]
                 for _ in range(race.due_hedges()):
-                    launch(holds_slot=budget is not None)
+                    launch(holds_slot=budget is not None, hedge=True)
                 if race.retry_due():
-                    launch(holds_slot=budget is not None)
+                    launch(holds_slot=budget is not None, hedge=False)
                 finish = race.exhausted()
                 if finish is not None:
                     return _unwrap(finish)  # type: ignore[return-value]

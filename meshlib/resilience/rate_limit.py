@@ -17,6 +17,7 @@ from collections.abc import Callable
 import structlog
 
 from meshlib.errors import RateLimitedError, ResilienceValueError
+from meshlib.observability.metrics import resilience_metrics
 from meshlib.resilience.grpc_codes import GrpcCode
 
 _log = structlog.get_logger(__name__)
@@ -82,12 +83,16 @@ class TokenBucket:
 
     def acquire(self) -> None:
         """Take one token or raise :class:`RateLimitedError`."""
-        if self.try_acquire():
-            return
+        if not self.try_acquire():
+            raise self.rejection()
+
+    def rejection(self) -> RateLimitedError:
+        """The error for a request this bucket had no token for (logged and counted)."""
         with self._lock:
             retry_after = max(0.0, self._last_fill + self.fill_interval_s - self.clock())
         _log.info("rate_limited", limiter=self.name, retry_after_s=round(retry_after, 4))
-        raise RateLimitedError(
+        resilience_metrics().rate_limited(self.name or "local_rate_limit")
+        return RateLimitedError(
             f"{self.name or 'local rate limit'}: token bucket empty",
             retry_after_s=retry_after,
             http_status=self.status,

@@ -47,6 +47,7 @@ from meshlib.errors import (
     RequestNotReplayable,
     ResilienceValueError,
 )
+from meshlib.observability.metrics import resilience_metrics
 from meshlib.resilience.backoff import (
     BackOff,
     Random,
@@ -109,6 +110,20 @@ def _reason(condition: RetryCondition, outcome: Outcome) -> str | None:
         found = explain(outcome)
         return found if isinstance(found, str) else None
     return "retry_on" if condition(outcome) else None
+
+
+@dataclass(frozen=True, slots=True)
+class FirstTry(Generic[T]):
+    """A first try the caller already made itself (its fast path) and what it produced.
+
+    Given to the runners, it stands in for try 1: no work is repeated, the
+    back-off numbering, previous hosts and stop rules carry on from it. The
+    caller counts the call as an active request in the budget itself.
+    """
+
+    attempt: Attempt
+    value: T | None = None
+    error: BaseException | None = None
 
 
 @dataclass(slots=True)
@@ -218,6 +233,7 @@ class RetryPlan(Generic[T]):
 
     def before_sleep(self, state: tenacity.RetryCallState) -> None:
         self.retries += 1
+        resilience_metrics().retry(self.name or "call", self.last_reason)
         _log.info(
             "retry",
             name=self.name,
@@ -319,6 +335,14 @@ class _StopWhenBudgetRefuses(stop_base):
         return True
 
 
+def _replay(plan: RetryPlan[T], first_try: FirstTry[T]) -> T:
+    """Stand in for try 1 with what the caller's own first try produced."""
+    plan.finish_attempt(first_try.attempt)
+    if first_try.error is not None:
+        raise first_try.error
+    return first_try.value  # type: ignore[return-value]
+
+
 def _plan(
     policy: RetryPolicy,
     describe_result: Callable[[T], Outcome],
@@ -359,19 +383,22 @@ def run_with_retries(
     rng: Random = random.random,
     clock: Callable[[], float] = time.monotonic,
     name: str = "",
+    first_try: FirstTry[T] | None = None,
 ) -> T:
     """Run ``attempt_fn`` until an outcome is not retriable or retries run out."""
     plan: RetryPlan[T] = _plan(
         policy, describe_result, describe_error, budget, idempotent, replayable, deadline,
         rng, clock, name,
     )  # fmt: skip
-    if plan.deadline is not None:
+    if plan.deadline is not None and first_try is None:
         plan.deadline.check(name or "call")
     number = 0
 
     def one_try() -> T:
         nonlocal number
         number += 1
+        if number == 1 and first_try is not None:
+            return _replay(plan, first_try)
         attempt = plan.next_attempt(number)
         try:
             with deadline_scope(deadline=attempt.deadline):
@@ -387,7 +414,7 @@ def run_with_retries(
         before_sleep=plan.before_sleep,
         retry_error_callback=plan.on_give_up,
     )
-    with plan.tracked():
+    with plan.tracked() if first_try is None else contextlib.nullcontext():
         try:
             return retrying(one_try)
         finally:
@@ -408,19 +435,22 @@ async def async_run_with_retries(
     rng: Random = random.random,
     clock: Callable[[], float] = time.monotonic,
     name: str = "",
+    first_try: FirstTry[T] | None = None,
 ) -> T:
     """The async twin of :func:`run_with_retries`; it cancels a try at its per-try deadline."""
     plan: RetryPlan[T] = _plan(
         policy, describe_result, describe_error, budget, idempotent, replayable, deadline,
         rng, clock, name,
     )  # fmt: skip
-    if plan.deadline is not None:
+    if plan.deadline is not None and first_try is None:
         plan.deadline.check(name or "call")
     number = 0
 
     async def one_try() -> T:
         nonlocal number
         number += 1
+        if number == 1 and first_try is not None:
+            return _replay(plan, first_try)
         attempt = plan.next_attempt(number)
         try:
             with deadline_scope(deadline=attempt.deadline):
@@ -441,7 +471,7 @@ async def async_run_with_retries(
         before_sleep=plan.before_sleep,
         retry_error_callback=plan.on_give_up,
     )
-    with plan.tracked():
+    with plan.tracked() if first_try is None else contextlib.nullcontext():
         try:
             return await retrying(one_try)
         finally:

@@ -18,6 +18,7 @@ from meshlib.routing.membership import Membership
 from meshlib.routing.service import ServiceState
 from meshlib.routing.watch import WatchSource
 from meshlib.xds_client.resource_types import LISTENER
+from meshlib.xds_client.resources import Locality
 
 
 def split_target(target: str) -> tuple[str, int]:
@@ -31,8 +32,26 @@ def split_target(target: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+_MESH_NAME_CACHE: dict[str, bool] = {}
+_MESH_NAME_CACHE_LIMIT = 4096
+
+
 def is_mesh_name(host: str) -> bool:
-    """False for names that can never be a mesh service (IP literals, localhost)."""
+    """False for names that can never be a mesh service (IP literals, localhost).
+
+    Asked on every request, so answers are cached per host (bounded: once
+    full, new hosts are computed each time rather than evicting).
+    """
+    cached = _MESH_NAME_CACHE.get(host)
+    if cached is not None:
+        return cached
+    answer = _is_mesh_name(host)
+    if len(_MESH_NAME_CACHE) < _MESH_NAME_CACHE_LIMIT:
+        _MESH_NAME_CACHE[host] = answer
+    return answer
+
+
+def _is_mesh_name(host: str) -> bool:
     lowered = host.lower()
     if lowered == "localhost" or lowered.endswith(".localhost"):
         return False
@@ -47,9 +66,15 @@ class ServiceDirectory:
     """Mesh membership (one wildcard LDS watch) and service states by target."""
 
     def __init__(
-        self, source_factory: Callable[[], WatchSource], *, ready_timeout_s: float = 5.0
+        self,
+        source_factory: Callable[[], WatchSource],
+        *,
+        ready_timeout_s: float = 5.0,
+        local_locality: Locality | None = None,
     ) -> None:
         self._source_factory = source_factory
+        #: The caller's locality (bootstrap node), handed to each service for zone-aware routing.
+        self.local_locality = local_locality
         self.ready_timeout_s = ready_timeout_s
         self._lock = threading.Lock()
         self._services: dict[str, ServiceState] = {}
@@ -100,7 +125,9 @@ class ServiceDirectory:
                 raise RuntimeError("the mesh is closed")
             state = self._services.get(target)
             if state is None:
-                state = ServiceState(target, self._source_factory())
+                state = ServiceState(
+                    target, self._source_factory(), local_locality=self.local_locality
+                )
                 self._services[target] = state
         return state
 

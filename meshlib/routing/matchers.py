@@ -3,15 +3,20 @@
 Each xDS ``RouteMatch`` becomes a :class:`CompiledRouteMatch`: a path test plus
 optional header, query-parameter and runtime-fraction tests, each prepared
 (lower-cased, regex-compiled, bounds parsed) so that matching a request only
-walks these objects. Semantics follow gRPC's xDS routing (gRFC A28): a header
-that is absent fails every string matcher whatever ``invert`` says; ``present``
-compares presence; ``range`` is ``[start, end)`` on an integer value.
+walks these objects. Semantics follow Envoy's (and gRFC A28's): a header that
+is absent fails every string and range matcher whatever ``invert`` says;
+``present`` compares presence (then ``invert`` flips it); ``range`` is
+``[start, end)`` on an integer value; a header sent several times is matched
+on its values joined by ``","``. ``safe_regex`` is an RE2 full match and
+ignores ``ignore_case`` / ``case_sensitive``, as Envoy does. The
+``runtime_fraction`` draw is made once per request by the route table and
+shared by every route it evaluates, as Envoy shares its per-request random value.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Mapping
+from typing import Protocol
 from urllib.parse import parse_qsl
 
 from meshlib.routing.regex import compile_re2
@@ -25,13 +30,19 @@ from meshlib.xds_client.resources import (
 
 StringTest = Callable[[str], bool]
 
-_random = random.random
+
+class HeaderSource(Protocol):
+    """Request headers as matchers read them: lower-case names, pseudo-headers
+    (``:authority``, ``:method``, ``:path``, ``:scheme``) included, several
+    values joined by ``","``."""
+
+    def get(self, name: str) -> str | None: ...
 
 
 def string_test(kind: HeaderMatchKind, value: str, ignore_case: bool, where: str) -> StringTest:
     """A predicate on one string value for the string-valued matcher kinds."""
-    if kind is HeaderMatchKind.SAFE_REGEX:
-        regex = compile_re2(value, ignore_case=ignore_case, where=where)
+    if kind is HeaderMatchKind.SAFE_REGEX:  # ignore_case has no effect on regexes (Envoy)
+        regex = compile_re2(value, where=where)
         return lambda s: regex.fullmatch(s) is not None
     if kind is HeaderMatchKind.PRESENT:
         return lambda s: True
@@ -70,7 +81,7 @@ class CompiledHeaderMatch:
         elif m.kind is not HeaderMatchKind.PRESENT:
             self._test = string_test(m.kind, m.value, m.ignore_case, where)
 
-    def matches(self, headers: Mapping[str, str]) -> bool:
+    def matches(self, headers: HeaderSource) -> bool:
         value = headers.get(self.name)
         if self._present is not None:
             return ((value is not None) == self._present) != self._invert
@@ -105,8 +116,8 @@ class CompiledQueryMatch:
 
 def _path_test(match: RouteMatch, where: str) -> StringTest:
     kind, path, sensitive = match.path_kind, match.path, match.case_sensitive
-    if kind is PathMatchKind.SAFE_REGEX:
-        regex = compile_re2(path, ignore_case=not sensitive, where=f"{where}.safe_regex")
+    if kind is PathMatchKind.SAFE_REGEX:  # case_sensitive is ignored for regexes (Envoy)
+        regex = compile_re2(path, where=f"{where}.safe_regex")
         return lambda p: regex.fullmatch(p) is not None
     want = path if sensitive else path.lower()
     if kind is PathMatchKind.PREFIX:
@@ -134,9 +145,14 @@ def parse_query(query: str) -> dict[str, str]:
 
 
 class CompiledRouteMatch:
-    """Everything a route's ``match`` asks of a request, prepared."""
+    """Everything a route's ``match`` asks of a request, prepared.
 
-    __slots__ = ("_fraction", "_headers", "_path", "_query")
+    ``fraction_per_million`` is left to the caller (None: always), which
+    draws once per request; ``prefix_length`` is how much of the path a
+    ``prefix_rewrite`` replaces (None: the whole path, for exact and regex).
+    """
+
+    __slots__ = ("_headers", "_path", "_query", "fraction_per_million", "prefix_length")
 
     def __init__(self, match: RouteMatch, where: str) -> None:
         self._path = _path_test(match, where)
@@ -150,21 +166,30 @@ class CompiledRouteMatch:
         fraction = match.fraction_per_million
         if fraction is not None and not 0 <= fraction <= 1_000_000:
             raise ValueError(f"{where}.runtime_fraction: {fraction} is not in [0, 1000000]")
-        self._fraction = None if fraction is None or fraction >= 1_000_000 else fraction / 1e6
+        self.fraction_per_million = None if fraction is None or fraction >= 1_000_000 else fraction
+        prefixed = (PathMatchKind.PREFIX, PathMatchKind.PATH_SEPARATED_PREFIX)
+        self.prefix_length = len(match.path) if match.path_kind in prefixed else None
 
     @property
     def uses_headers(self) -> bool:
         return bool(self._headers)
 
-    def matches(self, path: str, query: str, headers: Mapping[str, str]) -> bool:
+    @property
+    def uses_query(self) -> bool:
+        return bool(self._query)
+
+    def matches(
+        self, path: str, headers: HeaderSource, params: Mapping[str, str] | None = None
+    ) -> bool:
+        """Path, headers and query (``params``: parsed query, needed when ``uses_query``)."""
         if not self._path(path):
             return False
         for header in self._headers:
             if not header.matches(headers):
                 return False
         if self._query:
-            params = parse_query(query)
+            assert params is not None
             for param in self._query:
                 if not param.matches(params):
                     return False
-        return self._fraction is None or _random() < self._fraction
+        return True

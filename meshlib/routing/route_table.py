@@ -1,22 +1,33 @@
 """An immutable route table built from one RDS resource.
 
-Built once per RouteConfiguration (everything compiled up front, bad input
-refused with the failing field named); the request path only calls
-:meth:`RouteTable.match`, which walks prepared matchers and never allocates
-beyond its result.
+Built once per RouteConfiguration (matchers, actions, rewrites, header
+mutations all compiled up front, bad input refused with the failing field
+named); the request path calls :meth:`RouteTable.resolve` (or the older
+:meth:`RouteTable.match`), which walks prepared matchers. Routes are tried in
+order, first match wins; ``runtime_fraction`` uses one draw per request,
+shared by every route evaluated, and the query string is parsed at most once.
 """
 
 from __future__ import annotations
 
-import bisect
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from meshlib.errors import NoRouteError
+from meshlib.routing.actions import ForwardAction, LevelMutations
 from meshlib.routing.domains import DomainIndex
-from meshlib.routing.matchers import CompiledRouteMatch
-from meshlib.xds_client.resources import Route, RouteAction, RouteConfigResource, VirtualHost
+from meshlib.routing.header_mutation import CompiledMutation, MutationChain, ordered_chain
+from meshlib.routing.matchers import CompiledRouteMatch, HeaderSource, parse_query
+from meshlib.routing.rewrite import RedirectBuilder
+from meshlib.xds_client.resources import (
+    DirectResponseAction,
+    HeaderMutations,
+    Route,
+    RouteAction,
+    RouteConfigResource,
+    VirtualHost,
+)
 
 _randrange = random.randrange
 
@@ -31,60 +42,78 @@ class RouteResult:
     cluster: str
 
 
-class _ClusterChooser:
-    """Picks the cluster of a route: fixed, or a weighted draw per request."""
-
-    __slots__ = ("_cumulative", "_names", "_single", "_total")
-
-    def __init__(self, action: RouteAction, where: str) -> None:
-        self._single = action.cluster
-        self._names: tuple[str, ...] = ()
-        self._cumulative: list[int] = []
-        self._total = 0
-        if self._single is not None:
-            if action.weighted_clusters:
-                raise ValueError(f"{where}: both cluster and weighted_clusters are set")
-            return
-        if not action.weighted_clusters:
-            raise ValueError(f"{where}: neither cluster nor weighted_clusters is set")
-        names = []
-        for i, choice in enumerate(action.weighted_clusters):
-            if choice.weight < 0:
-                raise ValueError(f"{where}.weighted_clusters[{i}].weight: negative")
-            if choice.weight == 0:
-                continue
-            self._total += choice.weight
-            self._cumulative.append(self._total)
-            names.append(choice.name)
-        if self._total == 0:
-            raise ValueError(f"{where}.weighted_clusters: the weights sum to 0")
-        self._names = tuple(names)
-
-    def choose(self) -> str:
-        if self._single is not None:
-            return self._single
-        draw = _randrange(self._total)
-        return self._names[bisect.bisect_right(self._cumulative, draw)]
+def _level(m: HeaderMutations, where: str) -> tuple[CompiledMutation, CompiledMutation]:
+    return (
+        CompiledMutation(
+            m.request_headers_to_add, m.request_headers_to_remove, f"{where}.request_headers"
+        ),
+        CompiledMutation(
+            m.response_headers_to_add, m.response_headers_to_remove, f"{where}.response_headers"
+        ),
+    )
 
 
-class _CompiledRoute:
-    __slots__ = ("chooser", "match", "route")
+class CompiledRoute:
+    """One route: its match and exactly one of forward / redirect / direct
+    response, or none (a non-forwarding route)."""
 
-    def __init__(self, route: Route, where: str) -> None:
+    __slots__ = ("direct_response", "forward", "local_headers", "match", "redirect", "route")
+
+    def __init__(
+        self,
+        route: Route,
+        vhost_level: tuple[CompiledMutation, CompiledMutation],
+        config_level: tuple[CompiledMutation, CompiledMutation],
+        most_specific_wins: bool,
+        where: str,
+    ) -> None:
         self.route = route
         self.match = CompiledRouteMatch(route.match, f"{where}.match")
-        self.chooser = (
-            _ClusterChooser(route.action, f"{where}.action") if route.action is not None else None
+        kinds = [route.action, route.redirect, route.direct_response]
+        if sum(k is not None for k in kinds) > 1:
+            raise ValueError(f"{where}: more than one of route, redirect, direct_response")
+        levels = LevelMutations(
+            _level(route.headers, where), vhost_level, config_level, most_specific_wins
         )
+        prefix_length = self.match.prefix_length
+        self.forward = (
+            ForwardAction(route.action, levels, prefix_length, f"{where}.route")
+            if route.action is not None
+            else None
+        )
+        self.redirect = (
+            RedirectBuilder(route.redirect, prefix_length, f"{where}.redirect")
+            if route.redirect is not None
+            else None
+        )
+        direct = route.direct_response
+        if direct is not None and not 200 <= direct.status <= 599:
+            raise ValueError(f"{where}.direct_response.status: {direct.status} not in 200..599")
+        self.direct_response: DirectResponseAction | None = direct
+        chain: MutationChain = ordered_chain(
+            None, levels.route[1], levels.vhost[1], levels.config[1], most_specific_wins
+        )
+        #: Response header mutations for redirects and direct responses.
+        self.local_headers = chain if chain else None
 
 
-class _CompiledVirtualHost:
+class CompiledVirtualHost:
     __slots__ = ("name", "routes")
 
-    def __init__(self, vhost: VirtualHost, where: str) -> None:
+    def __init__(
+        self,
+        vhost: VirtualHost,
+        config_level: tuple[CompiledMutation, CompiledMutation],
+        most_specific_wins: bool,
+        where: str,
+    ) -> None:
         self.name = vhost.name
+        vhost_level = _level(vhost.headers, where)
         self.routes = tuple(
-            _CompiledRoute(route, f"{where}.routes[{i}]") for i, route in enumerate(vhost.routes)
+            CompiledRoute(
+                route, vhost_level, config_level, most_specific_wins, f"{where}.routes[{i}]"
+            )
+            for i, route in enumerate(vhost.routes)
         )
 
 
@@ -95,12 +124,14 @@ class RouteTable:
 
     def __init__(self, config: RouteConfigResource) -> None:
         where = f"route_config {config.name!r}"
+        config_level = _level(config.headers, where)
+        wins = config.most_specific_header_mutations_wins
         vhosts = [
-            _CompiledVirtualHost(vh, f"{where}.virtual_hosts[{i}]")
+            CompiledVirtualHost(vh, config_level, wins, f"{where}.virtual_hosts[{i}]")
             for i, vh in enumerate(config.virtual_hosts)
         ]
         self.name = config.name
-        self._domains: DomainIndex[_CompiledVirtualHost] = DomainIndex(
+        self._domains: DomainIndex[CompiledVirtualHost] = DomainIndex(
             [
                 (vh.domains, compiled)
                 for vh, compiled in zip(config.virtual_hosts, vhosts, strict=True)
@@ -108,7 +139,49 @@ class RouteTable:
             f"{where}.virtual_hosts",
         )
         #: Whether any route looks at headers (callers may skip building them).
-        self.uses_headers = any(r.match.uses_headers for vh in vhosts for r in vh.routes)
+        self.uses_headers = any(
+            r.match.uses_headers or (r.forward is not None and r.forward.hash_policy is not None)
+            for vh in vhosts
+            for r in vh.routes
+        )
+
+    def resolve(
+        self,
+        authority: str,
+        path: str,
+        headers: HeaderSource,
+        *,
+        fallback_authority: str | None = None,
+    ) -> tuple[str, CompiledRoute]:
+        """(virtual host name, matched route) for a request; ``path`` may carry a
+        ``?query``. Raises NoRouteError when no virtual host or route matches."""
+        vhost = self._domains.lookup(authority)
+        if vhost is None and fallback_authority is not None:
+            vhost = self._domains.lookup(fallback_authority)
+        if vhost is None:
+            raise NoRouteError(
+                f"no virtual host in route config {self.name!r} matches authority {authority!r}"
+            )
+        bare_path, _, query = path.partition("?")
+        params: dict[str, str] | None = None
+        draw = -1
+        for compiled in vhost.routes:
+            match = compiled.match
+            if match.uses_query and params is None:
+                params = parse_query(query)
+            if not match.matches(bare_path, headers, params):
+                continue
+            fraction = match.fraction_per_million
+            if fraction is not None:
+                if draw < 0:
+                    draw = _randrange(1_000_000)
+                if draw >= fraction:
+                    continue
+            return vhost.name, compiled
+        raise NoRouteError(
+            f"no route in virtual host {vhost.name!r} (route config {self.name!r}) "
+            f"matches path {bare_path!r}"
+        )
 
     def match(
         self,
@@ -118,25 +191,13 @@ class RouteTable:
         *,
         fallback_authority: str | None = None,
     ) -> RouteResult:
-        """Route a request; ``path`` may carry a ``?query``. Raises NoRouteError."""
-        vhost = self._domains.lookup(authority)
-        if vhost is None and fallback_authority is not None:
-            vhost = self._domains.lookup(fallback_authority)
-        if vhost is None:
-            raise NoRouteError(
-                f"no virtual host in route config {self.name!r} matches authority {authority!r}"
-            )
-        bare_path, _, query = path.partition("?")
-        for compiled in vhost.routes:
-            if compiled.match.matches(bare_path, query, headers):
-                chooser = compiled.chooser
-                route = compiled.route
-                if chooser is None or route.action is None:
-                    raise NoRouteError(
-                        f"route {route.name!r} in virtual host {vhost.name!r} does not forward"
-                    )
-                return RouteResult(vhost.name, route, route.action, chooser.choose())
-        raise NoRouteError(
-            f"no route in virtual host {vhost.name!r} (route config {self.name!r}) "
-            f"matches path {bare_path!r}"
+        """Route a forwarded request and choose its cluster. Raises NoRouteError,
+        also for a route that redirects or answers directly."""
+        vhost, compiled = self.resolve(
+            authority, path, headers, fallback_authority=fallback_authority
         )
+        forward = compiled.forward
+        route = compiled.route
+        if forward is None or route.action is None:
+            raise NoRouteError(f"route {route.name!r} in virtual host {vhost!r} does not forward")
+        return RouteResult(vhost, route, route.action, forward.choose().name)

@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from meshlib.balancing.runtime import ClusterRuntime
 from meshlib.errors import (
     RoutingError,
     ServiceNotFoundError,
@@ -42,6 +43,7 @@ from meshlib.xds_client.resources import (
     ClusterType,
     EndpointsResource,
     ListenerResource,
+    Locality,
     RouteConfigResource,
 )
 
@@ -53,8 +55,12 @@ ViewListener = Callable[[ServiceView], None]
 class ServiceState:
     """Watches one service's resources and keeps its current view."""
 
-    def __init__(self, target: str, source: WatchSource) -> None:
+    def __init__(
+        self, target: str, source: WatchSource, *, local_locality: Locality | None = None
+    ) -> None:
         self.target = target
+        #: The caller's own locality (bootstrap node), for zone-aware routing.
+        self.local_locality = local_locality
         self._source = source
         self._lock = threading.RLock()
         self._settled = threading.Event()
@@ -75,6 +81,8 @@ class ServiceState:
         self._endpoints: dict[str, EndpointsResource] = {}
         self._eds_errors: dict[str, str] = {}
         self._cluster_states: dict[str, ClusterState] = {}
+        #: Per-cluster runtime (active requests, ejections, slow start) across rebuilds.
+        self._runtimes: dict[str, ClusterRuntime] = {}
         self._lds = self._start(LISTENER, "listener", target)
 
     # --- reading --------------------------------------------------------------
@@ -269,6 +277,7 @@ class ServiceState:
                 self._clusters.pop(name, None)
                 self._cluster_errors.pop(name, None)
                 self._cluster_states.pop(name, None)
+                self._runtimes.pop(name, None)
         for name in sorted(wanted):
             if name not in self._cds:
                 self._cds[name] = self._start(CLUSTER, "cluster", name)
@@ -300,6 +309,7 @@ class ServiceState:
         self._endpoints.clear()
         self._eds_errors.clear()
         self._cluster_states.clear()
+        self._runtimes.clear()
 
     # --- publishing -------------------------------------------------------------
 
@@ -325,7 +335,11 @@ class ServiceState:
             and previous.endpoints is endpoints
         ):
             return previous
-        return build_cluster_state(cluster, endpoints)
+        runtime = self._runtimes.get(name)
+        if runtime is None:
+            runtime = ClusterRuntime(name, local_locality=self.local_locality)
+            self._runtimes[name] = runtime
+        return build_cluster_state(cluster, endpoints, runtime)
 
     def _rebuild(self) -> None:
         config, table = self._route_config, self._table

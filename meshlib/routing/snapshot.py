@@ -9,11 +9,10 @@ one consistent version.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
-from meshlib.balancing.locality import build_picker
 from meshlib.balancing.picker import (
     NO_PICK_CONTEXT,
     NOOP_REPORTER,
@@ -23,10 +22,17 @@ from meshlib.balancing.picker import (
     Picker,
 )
 from meshlib.balancing.policy import UnknownPolicyError, get_policy
-from meshlib.balancing.round_robin import SingleLocalityPicker
+from meshlib.balancing.runtime import ClusterRuntime
 from meshlib.errors import NoHealthyEndpointError, RoutingError
 from meshlib.routing.route_table import RouteResult, RouteTable
-from meshlib.xds_client.resources import ClusterResource, ClusterType, Endpoint, EndpointsResource
+from meshlib.xds_client.resources import (
+    ClusterResource,
+    ClusterType,
+    Endpoint,
+    EndpointsResource,
+    Locality,
+    LocalityEndpoints,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -50,18 +56,26 @@ def failed_cluster(name: str, reason: str) -> ClusterState:
 
 
 def build_cluster_state(
-    cluster: ClusterResource, endpoints: EndpointsResource | None
+    cluster: ClusterResource,
+    endpoints: EndpointsResource | None,
+    runtime: ClusterRuntime | None = None,
+    *,
+    local_locality: Locality | None = None,
 ) -> ClusterState:
-    """The cluster state for a CDS resource and (for EDS clusters) its endpoints."""
+    """The cluster state for a CDS resource and (for EDS clusters) its endpoints.
+
+    ``runtime`` carries active requests, slow-start clocks and ejections across
+    rebuilds (pass the cluster's previous one); None starts a fresh one.
+    ``local_locality`` (the bootstrap node's) drives zone-aware routing.
+    """
     name = cluster.name
     if cluster.type is ClusterType.LOGICAL_DNS:
         if not cluster.dns_host or cluster.dns_port is None:
             return failed_cluster(name, f"LOGICAL_DNS cluster {name!r} has no host and port")
         endpoint = Endpoint(address=cluster.dns_host, port=cluster.dns_port)
-        return ClusterState(
-            name, SingleLocalityPicker([endpoint]), cluster, None, frozenset({endpoint.authority})
-        )
-    if cluster.type is not ClusterType.EDS:
+        endpoints = EndpointsResource(name, (LocalityEndpoints(Locality(), 1, 0, (endpoint,)),))
+        cluster = replace(cluster, lb_policy="pick_first", lb_config=None)
+    elif cluster.type is not ClusterType.EDS:
         return failed_cluster(
             name, f"cluster {name!r}: cluster type {cluster.type.value} is not supported yet"
         )
@@ -71,10 +85,13 @@ def build_cluster_state(
         policy = get_policy(cluster.lb_policy)
     except UnknownPolicyError as exc:
         return failed_cluster(name, f"cluster {name!r}: {exc}")
-    authorities = frozenset(e.authority for e in endpoints.all_endpoints())
-    return ClusterState(
-        name, build_picker(name, endpoints, policy), cluster, endpoints, authorities
-    )
+    if runtime is None:
+        runtime = ClusterRuntime(name, local_locality=local_locality)
+    try:
+        runtime.update(cluster, endpoints, policy)
+    except ValueError as exc:
+        return failed_cluster(name, f"cluster {name!r}: {exc}")
+    return ClusterState(name, runtime, cluster, endpoints, runtime.authorities, runtime)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,56 +5,87 @@ and grpc's own aio call object is returned (no extra task per call); before
 that, or when routing fails, a :class:`DeferredCall` stands in. Sub-channels
 are ``grpc.aio`` channels, one per endpoint, closed on the event loop when
 their endpoint leaves EDS.
+
+One call: plan (pure) → mirrors (unary-unary only; streamed requests are not
+mirrored) → one try to one endpoint with a
+:class:`~meshlib.transport.grpc_routing.CallReport` closed by the call's
+done callback. Resilience wraps the try.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from meshlib.errors import RoutingError
-from meshlib.routing.snapshot import ServiceSnapshot, ServiceView
-from meshlib.transport.endpoint_pool import EndpointPool, LoopCloser
+from meshlib.routing.plan import ForwardPlan, MirrorTarget
+from meshlib.routing.snapshot import ClusterState, ServiceSnapshot, ServiceView
+from meshlib.transport.endpoint_pool import LoopCloser
 from meshlib.transport.grpc_aio_deferred import DeferredCall
 from meshlib.transport.grpc_errors import aio_unavailable
-from meshlib.transport.grpc_routing import ChannelOptions, GrpcRouting, Metadata, _perf_counter
+from meshlib.transport.grpc_routing import (
+    CallReport,
+    ChannelOptions,
+    GrpcRouting,
+    Metadata,
+    outgoing_metadata,
+)
+from meshlib.transport.grpc_subchannels import SubChannels
+from meshlib.transport.mirror import MirrorStats, TaskMirror
 from meshlib.xds_client.resources import Endpoint
 
 if TYPE_CHECKING:
     from meshlib.mesh import Mesh
+
+_NO_EXCLUSIONS: frozenset[str] = frozenset()
 
 
 class AioMeshChannel(grpc.aio.Channel):
     """An asyncio gRPC channel over every endpoint of one mesh service."""
 
     def __init__(self, mesh: Mesh, target: str, options: ChannelOptions = ()) -> None:
-        self._routing = GrpcRouting(mesh, target)
-        sub_options = self._routing.sub_channel_options(options)
+        self._routing = routing = GrpcRouting(mesh, target)
+        user_options = list(options)
         self._closer: LoopCloser[grpc.aio.Channel] = LoopCloser(_close_channel)
-        self._pool: EndpointPool[grpc.aio.Channel] = EndpointPool(
-            lambda ep: grpc.aio.insecure_channel(ep.authority, options=sub_options),
+        self._subs: SubChannels[grpc.aio.Channel] = SubChannels(
+            routing.state,
+            routing.target,
+            lambda ep, authority: grpc.aio.insecure_channel(
+                ep.authority, options=routing.sub_channel_options(user_options, authority)
+            ),
             self._closer.schedule,
         )
-        self._pool.track(self._routing.state)
+        self._mirrors = TaskMirror()
         self._closed = False
-        self.target = self._routing.target
+        self.target = routing.target
 
     def endpoint_channels(self) -> list[str]:
         """Endpoints (``host:port``) that have an open sub-channel."""
-        return self._pool.authorities()
+        return self._subs.default.authorities()
+
+    def mirror_stats(self) -> MirrorStats:
+        """Counters of shadow calls sent by this channel."""
+        return self._mirrors.stats
 
     # --- routing ---------------------------------------------------------------
 
-    def _route(
-        self, snapshot: ServiceSnapshot, method: str, metadata: Metadata | None
-    ) -> tuple[str, Endpoint, grpc.aio.Channel]:
-        cluster, endpoint = self._routing.pick(snapshot, method, metadata)
+    def _pick(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        cluster_name: str,
+        authority: str,
+        excluded: frozenset[str] = _NO_EXCLUSIONS,
+    ) -> tuple[ClusterState, Endpoint, grpc.aio.Channel]:
+        """One try's endpoint and sub-channel. Raises RoutingError."""
+        cluster, endpoint = self._routing.pick(snapshot, cluster_name, plan.request_hash, excluded)
         self._closer.bind_running()
-        return cluster, endpoint, self._pool.get(endpoint)
+        return cluster, endpoint, self._subs.get(endpoint, authority)
 
     async def _snapshot(self) -> ServiceSnapshot:
         routing = self._routing
@@ -63,13 +94,45 @@ class AioMeshChannel(grpc.aio.Channel):
         except RoutingError as exc:
             raise aio_unavailable(routing.describe(exc)) from exc
 
-    def _record(
-        self, started: float, method: str, cluster: str, endpoint: Endpoint
-    ) -> Callable[[Any], None]:
-        def done(call: Any) -> None:
-            self._routing.record(started, method, _finished_code(call), cluster, endpoint)
+    def _mirror(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        method: str,
+        request: Any,
+        kwargs: dict[str, Any],
+        serializer: Callable[[Any], bytes] | None,
+    ) -> None:
+        for mirror in plan.mirrors:
+            self._mirrors.submit(
+                partial(self._shadow, snapshot, plan, mirror, method, request, kwargs, serializer)
+            )
 
-        return done
+    async def _shadow(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        mirror: MirrorTarget,
+        method: str,
+        request: Any,
+        kwargs: dict[str, Any],
+        serializer: Callable[[Any], bytes] | None,
+    ) -> None:
+        cluster, endpoint, sub = self._pick(snapshot, plan, mirror.cluster, mirror.authority)
+        kwargs = {**kwargs, "metadata": outgoing_metadata(plan, kwargs.get("metadata"))}
+        report = CallReport(self._routing, cluster, endpoint, method)
+        try:
+            shadow = sub.unary_unary(
+                method, request_serializer=serializer, response_deserializer=None
+            )
+            await shadow(request, **kwargs)
+        except grpc.aio.AioRpcError as exc:
+            report.finished(exc.code(), exc.details())
+            raise
+        except BaseException:
+            report.finished(grpc.StatusCode.CANCELLED)
+            raise
+        report.finished(grpc.StatusCode.OK)
 
     # --- grpc.aio.Channel --------------------------------------------------------
 
@@ -149,7 +212,8 @@ class AioMeshChannel(grpc.aio.Channel):
         if self._closed:
             return
         self._closed = True
-        await self._closer.aclose_all(self._pool.drain())
+        await self._mirrors.aclose()
+        await self._closer.aclose_all(self._subs.drain())
 
     async def __aenter__(self) -> AioMeshChannel:
         return self
@@ -172,22 +236,27 @@ def _set_done(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _finished_code(call: Any) -> grpc.StatusCode | None:
-    """The status of a finished aio call, read without scheduling a task.
-
-    ``code()`` is a coroutine that completes at once when the call is done;
-    step it once and take its result (None if it would have to wait).
-    """
-    coroutine = call.code()
+def _step(coroutine: Any) -> Any:
+    """The result of a coroutine that completes without waiting (else None)."""
     try:
         coroutine.send(None)
     except StopIteration as stop:
-        code: grpc.StatusCode = stop.value
-        return code
+        return stop.value
     except Exception:
         return None
     coroutine.close()
     return None
+
+
+def _finished_status(call: Any) -> tuple[grpc.StatusCode | None, str | None]:
+    """The status of a finished aio call, read without scheduling a task.
+
+    ``code()`` and ``details()`` are coroutines that complete at once when the
+    call is done; step each once and take its result.
+    """
+    code: grpc.StatusCode | None = _step(call.code())
+    details: str | None = _step(call.details())
+    return code, details
 
 
 class _AioMultiCallable:
@@ -206,11 +275,18 @@ class _AioMultiCallable:
         self._method = method
         self._serializer = serializer
         self._deserializer = deserializer
-        self._cache: dict[str, tuple[grpc.aio.Channel, Any]] = {}
+        self._cache: dict[tuple[str, str], tuple[grpc.aio.Channel, Any]] = {}
 
     def _start(self, snapshot: ServiceSnapshot, request: Any, kwargs: dict[str, Any]) -> Any:
-        cluster, endpoint, sub = self._channel._route(snapshot, self._method, kwargs["metadata"])
-        cached = self._cache.get(endpoint.authority)
+        """Plan (pure), mirror, then one try to one endpoint. Raises RoutingError."""
+        channel = self._channel
+        routing = channel._routing
+        plan = routing.decide(snapshot, self._method, kwargs["metadata"])
+        if plan.mirrors and self._kind == "unary_unary":
+            channel._mirror(snapshot, plan, self._method, request, dict(kwargs), self._serializer)
+        cluster, endpoint, sub = channel._pick(snapshot, plan, plan.cluster, plan.authority)
+        key = (plan.authority, endpoint.authority)
+        cached = self._cache.get(key)
         if cached is None or cached[0] is not sub:
             factory = getattr(sub, self._kind)
             cached = (
@@ -222,11 +298,12 @@ class _AioMultiCallable:
                     _registered_method=True,
                 ),
             )
-            self._cache[endpoint.authority] = cached
+            self._cache[key] = cached
+        if plan.request_headers is not None:
+            kwargs = {**kwargs, "metadata": outgoing_metadata(plan, kwargs["metadata"])}
+        report = CallReport(routing, cluster, endpoint, self._method)
         call = cached[1](request, **kwargs)
-        call.add_done_callback(
-            self._channel._record(_perf_counter(), self._method, cluster, endpoint)
-        )
+        call.add_done_callback(lambda done: report.finished(*_finished_status(done)))
         return call
 
     async def _start_later(self, request: Any, kwargs: dict[str, Any]) -> Any:

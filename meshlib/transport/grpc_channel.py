@@ -5,22 +5,37 @@ sub-channel per endpoint (created on first use, closed when the endpoint
 leaves EDS) and each call is routed and balanced before it is handed to the
 chosen sub-channel's own multicallable. Routing failures raise
 :class:`~meshlib.transport.grpc_errors.MeshRpcError` (UNAVAILABLE).
+
+One call: ``_plan`` (pure: route, cluster, hash, metadata mutations,
+mirrors) → mirrors (unary-unary calls only: a streamed request cannot be
+replayed) → ``_start`` = one try to one endpoint (pick, sub-channel,
+:class:`~meshlib.transport.grpc_routing.CallReport` around the call).
+Resilience wraps ``_start``.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from meshlib.errors import RoutingError
-from meshlib.routing.snapshot import ServiceSnapshot, ServiceView
-from meshlib.transport.endpoint_pool import EndpointPool
+from meshlib.routing.plan import ForwardPlan, MirrorTarget
+from meshlib.routing.snapshot import ClusterState, ServiceSnapshot, ServiceView
 from meshlib.transport.grpc_errors import MeshRpcError
-from meshlib.transport.grpc_routing import ChannelOptions, GrpcRouting, Metadata, _perf_counter
+from meshlib.transport.grpc_routing import (
+    CallReport,
+    ChannelOptions,
+    GrpcRouting,
+    Metadata,
+    outgoing_metadata,
+)
+from meshlib.transport.grpc_subchannels import SubChannels
+from meshlib.transport.mirror import MirrorStats, ThreadMirror
 from meshlib.xds_client.resources import Endpoint
 
 if TYPE_CHECKING:
@@ -28,40 +43,102 @@ if TYPE_CHECKING:
 
 Kind = str  # "unary_unary" | "unary_stream" | "stream_unary" | "stream_stream"
 Connectivity = Callable[[grpc.ChannelConnectivity], None]
+_NO_EXCLUSIONS: frozenset[str] = frozenset()
 
 
 class MeshChannel(grpc.Channel):
     """A sync gRPC channel over every endpoint of one mesh service."""
 
     def __init__(self, mesh: Mesh, target: str, options: ChannelOptions = ()) -> None:
-        self._routing = GrpcRouting(mesh, target)
-        sub_options = self._routing.sub_channel_options(options)
-        self._pool: EndpointPool[grpc.Channel] = EndpointPool(
-            lambda ep: grpc.insecure_channel(ep.authority, options=sub_options), _close_channels
+        self._routing = routing = GrpcRouting(mesh, target)
+        user_options = list(options)
+        self._subs: SubChannels[grpc.Channel] = SubChannels(
+            routing.state,
+            routing.target,
+            lambda ep, authority: grpc.insecure_channel(
+                ep.authority, options=routing.sub_channel_options(user_options, authority)
+            ),
+            _close_channels,
         )
-        self._pool.track(self._routing.state)
+        self._mirrors = ThreadMirror()
         self._subscribers: list[Connectivity] = []
         self._lock = threading.Lock()
         self._closed = False
-        self.target = self._routing.target
+        self.target = routing.target
 
     # --- routing (per call) ----------------------------------------------------
 
-    def _route(self, method: str, metadata: Metadata | None) -> tuple[str, Endpoint, Any]:
+    def _plan(self, method: str, metadata: Metadata | None) -> tuple[ServiceSnapshot, ForwardPlan]:
         routing = self._routing
         try:
             snapshot = routing.state.snapshot(routing.timeout)
-            cluster, endpoint = routing.pick(snapshot, method, metadata)
-            channel = self._pool.get(endpoint)
+            return snapshot, routing.decide(snapshot, method, metadata)
+        except RoutingError as exc:
+            raise MeshRpcError(routing.describe(exc)) from exc
+
+    def _pick(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        cluster_name: str,
+        authority: str,
+        excluded: frozenset[str] = _NO_EXCLUSIONS,
+    ) -> tuple[ClusterState, Endpoint, grpc.Channel]:
+        routing = self._routing
+        try:
+            cluster, endpoint = routing.pick(snapshot, cluster_name, plan.request_hash, excluded)
+            return cluster, endpoint, self._subs.get(endpoint, authority)
         except RoutingError as exc:
             raise MeshRpcError(routing.describe(exc)) from exc
         except RuntimeError as exc:  # closed
-            raise MeshRpcError(f"meshlib: {routing.target}: {exc}") from exc
-        return cluster, endpoint, channel
+            raise MeshRpcError(routing.describe(exc)) from exc
+
+    def _mirror(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        method: str,
+        request: Any,
+        kwargs: dict[str, Any],
+        serializer: Callable[[Any], bytes] | None,
+    ) -> None:
+        for mirror in plan.mirrors:
+            self._mirrors.submit(
+                partial(self._shadow, snapshot, plan, mirror, method, request, kwargs, serializer)
+            )
+
+    def _shadow(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        mirror: MirrorTarget,
+        method: str,
+        request: Any,
+        kwargs: dict[str, Any],
+        serializer: Callable[[Any], bytes] | None,
+    ) -> None:
+        cluster, endpoint, sub = self._pick(snapshot, plan, mirror.cluster, mirror.authority)
+        call = sub.unary_unary(method, request_serializer=serializer, response_deserializer=None)
+        kwargs = {**kwargs, "metadata": outgoing_metadata(plan, kwargs.get("metadata"))}
+        report = CallReport(self._routing, cluster, endpoint, method)
+        try:
+            call(request, **kwargs)
+        except grpc.RpcError as exc:
+            call_error = exc if isinstance(exc, grpc.Call) else None
+            report.finished(
+                call_error.code() if call_error else None,
+                call_error.details() if call_error else None,
+            )
+            raise
+        report.finished(grpc.StatusCode.OK)
 
     def endpoint_channels(self) -> list[str]:
         """Endpoints (``host:port``) that have an open sub-channel."""
-        return self._pool.authorities()
+        return self._subs.default.authorities()
+
+    def mirror_stats(self) -> MirrorStats:
+        """Counters of shadow calls sent by this channel."""
+        return self._mirrors.stats
 
     # --- grpc.Channel ----------------------------------------------------------
 
@@ -133,7 +210,8 @@ class MeshChannel(grpc.Channel):
             self._closed = True
             self._subscribers.clear()
         self._routing.state.remove_listener(self._on_view)
-        _close_channels(self._pool.drain())
+        self._mirrors.close()
+        _close_channels(self._subs.drain())
 
     def __enter__(self) -> MeshChannel:
         return self
@@ -179,12 +257,29 @@ class _MultiCallable:
         self._method = method
         self._serializer = serializer
         self._deserializer = deserializer
-        # endpoint authority -> (sub-channel, its multicallable for this method)
-        self._cache: dict[str, tuple[grpc.Channel, Any]] = {}
+        # (authority, endpoint authority) -> (sub-channel, its multicallable for this method)
+        self._cache: dict[tuple[str, str], tuple[grpc.Channel, Any]] = {}
 
-    def _target(self, metadata: Metadata | None) -> tuple[str, Endpoint, Any]:
-        cluster, endpoint, sub = self._channel._route(self._method, metadata)
-        cached = self._cache.get(endpoint.authority)
+    def _plan(self, request: Any, kwargs: dict[str, Any]) -> tuple[ServiceSnapshot, ForwardPlan]:
+        channel = self._channel
+        snapshot, plan = channel._plan(self._method, kwargs["metadata"])
+        if plan.mirrors and self._kind == "unary_unary":
+            channel._mirror(snapshot, plan, self._method, request, dict(kwargs), self._serializer)
+        return snapshot, plan
+
+    def _start(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        kwargs: dict[str, Any],
+        excluded: frozenset[str] = _NO_EXCLUSIONS,
+    ) -> tuple[CallReport, Any, dict[str, Any]]:
+        """One try to one endpoint: (report to close, multicallable, call kwargs)."""
+        cluster, endpoint, sub = self._channel._pick(
+            snapshot, plan, plan.cluster, plan.authority, excluded
+        )
+        key = (plan.authority, endpoint.authority)
+        cached = self._cache.get(key)
         if cached is None or cached[0] is not sub:
             factory = getattr(sub, self._kind)
             cached = (
@@ -196,38 +291,39 @@ class _MultiCallable:
                     _registered_method=True,
                 ),
             )
-            self._cache[endpoint.authority] = cached
-        return cluster, endpoint, cached[1]
-
-    def _record(
-        self, started: float, code: grpc.StatusCode | None, cluster: str, ep: Endpoint
-    ) -> None:
-        self._channel._routing.record(started, self._method, code, cluster, ep)
+            self._cache[key] = cached
+        if plan.request_headers is not None:
+            kwargs = {**kwargs, "metadata": outgoing_metadata(plan, kwargs["metadata"])}
+        report = CallReport(self._channel._routing, cluster, endpoint, self._method)
+        return report, cached[1], kwargs
 
     def _blocking(self, request: Any, kwargs: dict[str, Any], with_call: bool) -> Any:
-        cluster, endpoint, call = self._target(kwargs.get("metadata"))
-        started = _perf_counter()
+        snapshot, plan = self._plan(request, kwargs)
+        report, call, kwargs = self._start(snapshot, plan, kwargs)
         try:
             result = call.with_call(request, **kwargs) if with_call else call(request, **kwargs)
         except grpc.RpcError as exc:
-            code = exc.code() if isinstance(exc, grpc.Call) else None
-            self._record(started, code, cluster, endpoint)
+            failed = exc if isinstance(exc, grpc.Call) else None
+            report.finished(failed.code() if failed else None, failed.details() if failed else None)
             raise
-        self._record(started, grpc.StatusCode.OK, cluster, endpoint)
+        except BaseException:
+            report.finished(grpc.StatusCode.CANCELLED)
+            raise
+        report.finished(grpc.StatusCode.OK)
         return result
 
     def _future(self, request: Any, kwargs: dict[str, Any]) -> Any:
-        cluster, endpoint, call = self._target(kwargs.get("metadata"))
-        started = _perf_counter()
+        snapshot, plan = self._plan(request, kwargs)
+        report, call, kwargs = self._start(snapshot, plan, kwargs)
         future = call.future(request, **kwargs)
-        future.add_done_callback(lambda f: self._record(started, f.code(), cluster, endpoint))
+        future.add_done_callback(lambda f: report.finished(f.code(), f.details()))
         return future
 
     def _streaming(self, request: Any, kwargs: dict[str, Any]) -> Any:
-        cluster, endpoint, call = self._target(kwargs.get("metadata"))
-        started = _perf_counter()
+        snapshot, plan = self._plan(request, kwargs)
+        report, call, kwargs = self._start(snapshot, plan, kwargs)
         rendezvous = call(request, **kwargs)
-        rendezvous.add_done_callback(lambda c: self._record(started, c.code(), cluster, endpoint))
+        rendezvous.add_done_callback(lambda c: report.finished(c.code(), c.details()))
         return rendezvous
 
 

@@ -1,22 +1,31 @@
-"""What the sync and aio gRPC channels share: target, routing, errors, metrics.
+"""What the sync and aio gRPC channels share: target, plan, pick, report, metrics.
 
-A call's route is matched on its method path (``/pkg.Service/Method``) with
-its metadata as headers (only built when some route looks at headers), then
-the cluster's picker names the endpoint whose sub-channel carries the call.
+A call is routed like an HTTP/2 request through Envoy: ``:path`` is the
+method (``/pkg.Service/Method``), ``:authority`` the target, ``:method``
+POST, and its metadata are the headers (gRFC A28: ``-bin`` keys skipped,
+repeated keys joined by ``,``). The plan settles cluster (weighted draw),
+request hash (hash policy on metadata), metadata mutations (request header
+mutations; response mutations are not applied to gRPC responses) and
+mirrors. Routes that redirect or answer directly cannot carry a gRPC call:
+the call fails UNAVAILABLE, as gRPC's own xDS client fails it.
+``host_rewrite`` sets the sub-channel's ``:authority``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from meshlib.errors import RoutingError
+from meshlib.balancing.picker import PickContext
+from meshlib.errors import NoHealthyEndpointError, NoRouteError
 from meshlib.observability.metrics import client_metrics
 from meshlib.routing.directory import split_target
-from meshlib.routing.snapshot import ServiceSnapshot
+from meshlib.routing.plan import ForwardPlan, LocalReply, plan_request
+from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
+from meshlib.transport.outcome import grpc_outcome
 from meshlib.xds_client.resources import Endpoint
 
 if TYPE_CHECKING:
@@ -25,9 +34,9 @@ if TYPE_CHECKING:
 Metadata = Sequence[tuple[str, str | bytes]]
 ChannelOptions = Sequence[tuple[str, Any]]
 
-_NO_HEADERS: Mapping[str, str] = {}
 _perf_counter = time.perf_counter
 _STATUS_NUMBER = {code: code.value[0] for code in grpc.StatusCode}
+_NO_EXCLUSIONS: frozenset[str] = frozenset()
 
 
 def metadata_headers(metadata: Metadata | None) -> dict[str, str]:
@@ -41,6 +50,77 @@ def metadata_headers(metadata: Metadata | None) -> dict[str, str]:
     return headers
 
 
+class GrpcHeaderView:
+    """One call's metadata and pseudo-headers, as matchers and hash policies read them."""
+
+    __slots__ = ("_authority", "_headers", "_metadata", "_method")
+
+    def __init__(self, metadata: Metadata | None, authority: str, method: str) -> None:
+        self._metadata = metadata
+        self._authority = authority
+        self._method = method
+        self._headers: dict[str, str] | None = None  # built on first use only
+
+    def get(self, name: str) -> str | None:
+        headers = self._headers
+        if headers is None:
+            headers = metadata_headers(self._metadata)
+            headers[":authority"] = self._authority
+            headers[":path"] = self._method
+            headers[":method"] = "POST"
+            headers[":scheme"] = "http"
+            self._headers = headers
+        return headers.get(name)
+
+    def values_of(self, name: str) -> list[str]:
+        if name.startswith(":") or name == "content-type":
+            value = self.get(name)
+            return [] if value is None else [value]
+        return [
+            v
+            for k, v in self._metadata or ()
+            if isinstance(v, str) and k.lower() == name and not name.endswith("-bin")
+        ]
+
+
+def outgoing_metadata(plan: ForwardPlan, metadata: Metadata | None) -> Metadata | None:
+    """``metadata`` with the plan's request header mutations (a new list; binary
+    entries pass through untouched)."""
+    chain = plan.request_headers
+    if chain is None:
+        return metadata
+    text: list[tuple[str, str]] = []
+    binary: list[tuple[str, str | bytes]] = []
+    for key, value in metadata or ():
+        if isinstance(value, str) and not key.endswith("-bin"):
+            text.append((key, value))
+        else:
+            binary.append((key, value))
+    chain.apply(text)
+    return [*text, *binary]
+
+
+class CallReport:
+    """Closes the books on one call to one endpoint: reporter and metrics."""
+
+    __slots__ = ("_cluster", "_endpoint", "_method", "_routing", "_started")
+
+    def __init__(
+        self, routing: GrpcRouting, cluster: ClusterState, endpoint: Endpoint, method: str
+    ) -> None:
+        self._routing = routing
+        self._cluster = cluster
+        self._endpoint = endpoint
+        self._method = method
+        cluster.reporter.call_started(endpoint)
+        self._started = _perf_counter()
+
+    def finished(self, code: grpc.StatusCode | None, details: str | None = None) -> None:
+        elapsed = _perf_counter() - self._started
+        self._cluster.reporter.call_finished(self._endpoint, grpc_outcome(code, details), elapsed)
+        self._routing.record(elapsed, self._method, code, self._cluster.name, self._endpoint)
+
+
 class GrpcRouting:
     """Routes calls of one channel's target (``HOST:PORT``)."""
 
@@ -52,23 +132,57 @@ class GrpcRouting:
         self.state = mesh.directory.service(self.target)
         self.metrics = client_metrics()
 
-    def sub_channel_options(self, options: ChannelOptions) -> list[tuple[str, Any]]:
-        """User options plus ``:authority`` = the service name, as xDS clients send it."""
+    def sub_channel_options(
+        self, options: ChannelOptions, authority: str | None = None
+    ) -> list[tuple[str, Any]]:
+        """User options plus ``:authority`` (default: the service name, as xDS clients send it)."""
         merged = [(k, v) for k, v in options if k != "grpc.default_authority"]
-        merged.append(("grpc.default_authority", self.target))
+        merged.append(("grpc.default_authority", authority or self.target))
         return merged
 
-    def pick(
+    def decide(
         self, snapshot: ServiceSnapshot, method: str, metadata: Metadata | None
-    ) -> tuple[str, Endpoint]:
-        """(cluster, endpoint) for one call; raises RoutingError."""
-        headers = metadata_headers(metadata) if snapshot.route_table.uses_headers else _NO_HEADERS
-        _result, cluster, endpoint = snapshot.route(self.target, method, headers)
-        return cluster.name, endpoint
+    ) -> ForwardPlan:
+        """The plan for one call (pure). Raises RoutingError."""
+        view = GrpcHeaderView(metadata, self.target, method)
+        decision = plan_request(
+            snapshot.route_table,
+            target=self.target,
+            scheme="http",
+            authority=self.target,
+            path=method,
+            headers=view,
+            values_of=view.values_of,
+        )
+        if type(decision) is LocalReply:
+            kind = "redirects" if decision.route.redirect is not None else "answers directly"
+            raise NoRouteError(
+                f"route {decision.route.name!r} {kind} (status {decision.status}); "
+                "a gRPC call cannot follow it"
+            )
+        assert isinstance(decision, ForwardPlan)
+        return decision
+
+    def pick(
+        self,
+        snapshot: ServiceSnapshot,
+        cluster_name: str,
+        request_hash: int | None,
+        excluded: frozenset[str] = _NO_EXCLUSIONS,
+    ) -> tuple[ClusterState, Endpoint]:
+        """The endpoint for one try. Raises RoutingError."""
+        cluster = snapshot.clusters.get(cluster_name)
+        if cluster is None:
+            raise NoHealthyEndpointError(
+                f"service {snapshot.target}: cluster {cluster_name!r} is unknown"
+            )
+        if request_hash is None and not excluded:
+            return cluster, cluster.picker.pick()
+        return cluster, cluster.picker.pick(PickContext(request_hash, excluded))
 
     def record(
         self,
-        started: float,
+        elapsed: float,
         method: str,
         code: grpc.StatusCode | None,
         cluster: str,
@@ -76,7 +190,7 @@ class GrpcRouting:
     ) -> None:
         status = code if code is not None else grpc.StatusCode.UNKNOWN
         self.metrics.record_rpc(
-            _perf_counter() - started,
+            elapsed,
             full_method=method,
             status_code=_STATUS_NUMBER[status],
             error_type=None if status is grpc.StatusCode.OK else status.name,
@@ -87,5 +201,5 @@ class GrpcRouting:
             server_port=self.port,
         )
 
-    def describe(self, error: RoutingError) -> str:
+    def describe(self, error: Exception) -> str:
         return f"meshlib: {self.target}: {error}"

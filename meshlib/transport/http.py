@@ -1,106 +1,52 @@
 """httpx transports that route mesh hosts in-process and pass the rest through.
 
 ``http://HOST[:PORT]/...`` where ``HOST:PORT`` (port 80 by default) is a mesh
-service is matched against its routes, sent to an endpoint picked by the
-cluster's balancer (the URL rewritten to the endpoint, the Host header kept as
-the service authority), through one connection pool per endpoint. Any other
-URL goes to the pass-through transport unchanged. The sync and async twins
-share :class:`HttpRouting` so they cannot drift.
+service is routed as Envoy would route it and sent to an endpoint picked by
+the cluster's balancer, through one connection pool per endpoint. Any other
+URL goes to the pass-through transport unchanged.
+
+One request, in both twins (the shared steps live in
+:mod:`meshlib.transport.http_routing`)::
+
+    target_for ─► snapshot ─► decide (pure plan) ─┬─► LocalReply → httpx.Response
+                                                  └─► mirrors (fire and forget)
+                                                      _send_once (pick, build, report)
+                                                      finish_response (response headers)
+
+``_send_once`` is "one try to one endpoint": resilience (timeouts, retries,
+hedging, breakers) wraps it, calling it again with ``excluded`` hosts.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from meshlib.errors import RoutingError, ServiceNotFoundError, ServiceNotReadyError
-from meshlib.observability.metrics import client_metrics
-from meshlib.routing.directory import ServiceDirectory, is_mesh_name
-from meshlib.routing.service import ServiceState
-from meshlib.routing.snapshot import ServiceFailure, ServiceSnapshot, ServiceView
+from meshlib.errors import ServiceNotReadyError
+from meshlib.routing.plan import ForwardPlan, LocalReply, MirrorTarget
+from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
 from meshlib.transport.endpoint_pool import EndpointPool, LoopCloser
 from meshlib.transport.errors import as_httpx_error
+from meshlib.transport.http_routing import (
+    HttpRouting,
+    finish_response,
+    local_response,
+    outgoing_request,
+    replayable_body,
+)
+from meshlib.transport.mirror import MirrorStats, TaskMirror, ThreadMirror
+from meshlib.transport.outcome import http_error_outcome, http_outcome
 from meshlib.xds_client.resources import Endpoint
 
 if TYPE_CHECKING:
     from meshlib.mesh import Mesh
 
 _perf_counter = time.perf_counter
-
-
-class HttpRouting:
-    """The decisions both transports share: mesh or not, route, pick, rewrite, record."""
-
-    def __init__(self, mesh: Mesh, passthrough_hosts: Iterable[str]) -> None:
-        self.directory: ServiceDirectory = mesh.directory
-        self.timeout = mesh.ready_timeout_s
-        self.passthrough_hosts = frozenset(h.lower() for h in passthrough_hosts)
-        self.metrics = client_metrics()
-
-    def target_for(self, url: httpx.URL) -> str | None:
-        """``HOST:PORT`` when ``url`` may be a mesh service; None to pass it through."""
-        host = url.host
-        if url.scheme != "http" or host in self.passthrough_hosts or not is_mesh_name(host):
-            return None
-        return f"{host}:{url.port or 80}"
-
-    def snapshot_from(
-        self, state: ServiceState, view: ServiceView, request: httpx.Request
-    ) -> ServiceSnapshot | None:
-        """The snapshot to route with; None when the service has just left the mesh."""
-        if type(view) is ServiceSnapshot:
-            return view
-        assert isinstance(view, ServiceFailure)
-        if view.error_type is ServiceNotFoundError and self.directory.known_non_member(
-            state.target
-        ):
-            return None
-        raise as_httpx_error(view.error(), request)
-
-    def not_ready(self, error: ServiceNotReadyError, request: httpx.Request) -> Exception:
-        return as_httpx_error(error, request)
-
-    def pick(self, snapshot: ServiceSnapshot, request: httpx.Request) -> tuple[str, Endpoint]:
-        authority = request.headers.get("host") or snapshot.target
-        path = request.url.raw_path.decode("ascii", "replace")
-        try:
-            _result, cluster, endpoint = snapshot.route(authority, path, request.headers)
-        except RoutingError as exc:
-            raise as_httpx_error(exc, request) from exc
-        return cluster.name, endpoint
-
-    def record(
-        self,
-        started: float,
-        request: httpx.Request,
-        target: str,
-        cluster: str,
-        endpoint: Endpoint,
-        status: int | None,
-        error: BaseException | None,
-    ) -> None:
-        self.metrics.record_http(
-            _perf_counter() - started,
-            method=request.method,
-            status_code=status,
-            error_type=None if error is None else type(error).__qualname__,
-            service=target,
-            cluster=cluster,
-            endpoint=endpoint.authority,
-            server_address=request.url.host,
-            server_port=request.url.port or 80,
-        )
-
-
-def endpoint_request(request: httpx.Request, endpoint: Endpoint) -> httpx.Request:
-    """A shallow copy of ``request`` aimed at ``endpoint``; headers (Host) unchanged."""
-    outgoing: httpx.Request = httpx.Request.__new__(httpx.Request)
-    outgoing.__dict__.update(request.__dict__)
-    outgoing.url = request.url.copy_with(host=endpoint.address, port=endpoint.port)
-    return outgoing
+_NO_EXCLUSIONS: frozenset[str] = frozenset()
 
 
 class MeshTransport(httpx.BaseTransport):
@@ -126,41 +72,114 @@ class MeshTransport(httpx.BaseTransport):
         self._pools: EndpointPool[httpx.HTTPTransport] = EndpointPool(
             lambda _endpoint: httpx.HTTPTransport(**options), _close_all
         )
+        self._mirrors = ThreadMirror()
 
     def endpoint_pools(self) -> list[str]:
         """Endpoints (``host:port``) with an open connection pool."""
         return self._pools.authorities()
+
+    def mirror_stats(self) -> MirrorStats:
+        """Counters of shadow traffic sent by this transport."""
+        return self._mirrors.stats
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         routing = self._routing
         target = routing.target_for(request.url)
         if target is None:
             return self._passthrough.handle_request(request)
+        snapshot = self._snapshot(target, request)
+        if snapshot is None:
+            return self._passthrough.handle_request(request)
+        decision = routing.decide(snapshot, request)
+        if type(decision) is LocalReply:
+            return local_response(decision, request)
+        assert isinstance(decision, ForwardPlan)
+        if decision.mirrors:
+            self._mirror(snapshot, decision, request)
+        response = self._send_once(snapshot, decision, request)
+        return finish_response(decision, response)
+
+    def _snapshot(self, target: str, request: httpx.Request) -> ServiceSnapshot | None:
+        routing = self._routing
         try:
             if not routing.directory.is_member(target, routing.timeout):
-                return self._passthrough.handle_request(request)
+                return None
             state = routing.directory.service(target)
             view = state.view
             if view is None:
                 view = state.wait_settled(routing.timeout)
         except ServiceNotReadyError as exc:
-            raise routing.not_ready(exc, request) from exc
+            raise as_httpx_error(exc, request) from exc
         snapshot = routing.snapshot_from(state, view, request)
-        if snapshot is None:
-            return self._passthrough.handle_request(request)
-        self._pools.track(state)
-        cluster, endpoint = routing.pick(snapshot, request)
-        pool = self._pools.get(endpoint)
+        if snapshot is not None:
+            self._pools.track(state)
+        return snapshot
+
+    def _send_once(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        request: httpx.Request,
+        excluded: frozenset[str] = _NO_EXCLUSIONS,
+    ) -> httpx.Response:
+        """One try to one endpoint: pick, build, send, report, record."""
+        routing = self._routing
+        cluster, endpoint = routing.pick(
+            snapshot, plan.cluster, plan.request_hash, request, excluded
+        )
         started = _perf_counter()
         try:
-            response = pool.handle_request(endpoint_request(request, endpoint))
+            response = self._exchange(cluster, endpoint, outgoing_request(request, plan, endpoint))
         except BaseException as exc:
-            routing.record(started, request, target, cluster, endpoint, None, exc)
+            routing.record(started, request, snapshot.target, cluster.name, endpoint, None, exc)
             raise
-        routing.record(started, request, target, cluster, endpoint, response.status_code, None)
+        routing.record(
+            started, request, snapshot.target, cluster.name, endpoint, response.status_code, None
+        )
         return response
 
+    def _exchange(
+        self, cluster: ClusterState, endpoint: Endpoint, outgoing: httpx.Request
+    ) -> httpx.Response:
+        """Send to ``endpoint``, telling the cluster's reporter how it went."""
+        pool = self._pools.get(endpoint)
+        reporter = cluster.reporter
+        reporter.call_started(endpoint)
+        started = _perf_counter()
+        try:
+            response = pool.handle_request(outgoing)
+        except BaseException as exc:
+            reporter.call_finished(endpoint, http_error_outcome(exc), _perf_counter() - started)
+            raise
+        reporter.call_finished(
+            endpoint, http_outcome(response.status_code), _perf_counter() - started
+        )
+        return response
+
+    def _mirror(self, snapshot: ServiceSnapshot, plan: ForwardPlan, request: httpx.Request) -> None:
+        if not replayable_body(request):
+            self._mirrors.stats.count("skipped_streaming")
+            return
+        for mirror in plan.mirrors:
+            self._mirrors.submit(partial(self._shadow, snapshot, plan, mirror, request))
+
+    def _shadow(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        mirror: MirrorTarget,
+        request: httpx.Request,
+    ) -> None:
+        cluster, endpoint = self._routing.pick(snapshot, mirror.cluster, plan.request_hash, request)
+        outgoing = outgoing_request(request, plan, endpoint, authority=mirror.authority)
+        response = self._exchange(cluster, endpoint, outgoing)
+        try:
+            response.read()
+        finally:
+            response.close()
+
     def close(self) -> None:
+        self._mirrors.close()
         _close_all(self._pools.drain())
         self._passthrough.close()
 
@@ -183,42 +202,116 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         self._pools: EndpointPool[httpx.AsyncHTTPTransport] = EndpointPool(
             lambda _endpoint: httpx.AsyncHTTPTransport(**options), self._closer.schedule
         )
+        self._mirrors = TaskMirror()
 
     def endpoint_pools(self) -> list[str]:
         """Endpoints (``host:port``) with an open connection pool."""
         return self._pools.authorities()
+
+    def mirror_stats(self) -> MirrorStats:
+        """Counters of shadow traffic sent by this transport."""
+        return self._mirrors.stats
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         routing = self._routing
         target = routing.target_for(request.url)
         if target is None:
             return await self._passthrough.handle_async_request(request)
+        snapshot = await self._snapshot(target, request)
+        if snapshot is None:
+            return await self._passthrough.handle_async_request(request)
+        decision = routing.decide(snapshot, request)
+        if type(decision) is LocalReply:
+            return local_response(decision, request)
+        assert isinstance(decision, ForwardPlan)
+        if decision.mirrors:
+            self._mirror(snapshot, decision, request)
+        response = await self._send_once(snapshot, decision, request)
+        return finish_response(decision, response)
+
+    async def _snapshot(self, target: str, request: httpx.Request) -> ServiceSnapshot | None:
+        routing = self._routing
         try:
             if not await routing.directory.is_member_async(target, routing.timeout):
-                return await self._passthrough.handle_async_request(request)
+                return None
             state = routing.directory.service(target)
             view = state.view
             if view is None:
                 view = await state.wait_settled_async(routing.timeout)
         except ServiceNotReadyError as exc:
-            raise routing.not_ready(exc, request) from exc
+            raise as_httpx_error(exc, request) from exc
         snapshot = routing.snapshot_from(state, view, request)
-        if snapshot is None:
-            return await self._passthrough.handle_async_request(request)
-        self._pools.track(state)
-        cluster, endpoint = routing.pick(snapshot, request)
-        pool = self._pools.get(endpoint)
-        self._closer.bind_running()
+        if snapshot is not None:
+            self._pools.track(state)
+        return snapshot
+
+    async def _send_once(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        request: httpx.Request,
+        excluded: frozenset[str] = _NO_EXCLUSIONS,
+    ) -> httpx.Response:
+        """One try to one endpoint: pick, build, send, report, record."""
+        routing = self._routing
+        cluster, endpoint = routing.pick(
+            snapshot, plan.cluster, plan.request_hash, request, excluded
+        )
         started = _perf_counter()
         try:
-            response = await pool.handle_async_request(endpoint_request(request, endpoint))
+            outgoing = outgoing_request(request, plan, endpoint)
+            response = await self._exchange(cluster, endpoint, outgoing)
         except BaseException as exc:
-            routing.record(started, request, target, cluster, endpoint, None, exc)
+            routing.record(started, request, snapshot.target, cluster.name, endpoint, None, exc)
             raise
-        routing.record(started, request, target, cluster, endpoint, response.status_code, None)
+        routing.record(
+            started, request, snapshot.target, cluster.name, endpoint, response.status_code, None
+        )
         return response
 
+    async def _exchange(
+        self, cluster: ClusterState, endpoint: Endpoint, outgoing: httpx.Request
+    ) -> httpx.Response:
+        """Send to ``endpoint``, telling the cluster's reporter how it went."""
+        pool = self._pools.get(endpoint)
+        self._closer.bind_running()
+        reporter = cluster.reporter
+        reporter.call_started(endpoint)
+        started = _perf_counter()
+        try:
+            response = await pool.handle_async_request(outgoing)
+        except BaseException as exc:
+            reporter.call_finished(endpoint, http_error_outcome(exc), _perf_counter() - started)
+            raise
+        reporter.call_finished(
+            endpoint, http_outcome(response.status_code), _perf_counter() - started
+        )
+        return response
+
+    def _mirror(self, snapshot: ServiceSnapshot, plan: ForwardPlan, request: httpx.Request) -> None:
+        if not replayable_body(request):
+            self._mirrors.stats.count("skipped_streaming")
+            return
+        for mirror in plan.mirrors:
+            self._mirrors.submit(partial(self._shadow, snapshot, plan, mirror, request))
+
+    async def _shadow(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        mirror: MirrorTarget,
+        request: httpx.Request,
+    ) -> None:
+        cluster, endpoint = self._routing.pick(snapshot, mirror.cluster, plan.request_hash, request)
+        outgoing = outgoing_request(request, plan, endpoint, authority=mirror.authority)
+        response = await self._exchange(cluster, endpoint, outgoing)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+
     async def aclose(self) -> None:
+        await self._mirrors.aclose()
         await self._closer.aclose_all(self._pools.drain())
         await self._passthrough.aclose()
 

@@ -106,7 +106,17 @@ def test_registered_workload_joins_and_leaves(mesh_env: tuple, tmp_path: Path) -
             service="checkin", port=50051, target_port=backend.port, address="127.0.0.1"
         )
         who = client_mesh.grpc_channel("xds:///checkin:50051").unary_unary(WHO)
-        assert who(b"", timeout=5) == b"reg0"
+
+        def answers() -> bool:
+            # Until the registration reaches the config (debounced), checkin:50051 is
+            # not a mesh service and calls fail fast: retry rather than wait once.
+            try:
+                return who(b"", timeout=5) == b"reg0"
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+                return False
+
+        wait_for(answers, timeout=5, what="registered workload to join")
         registration.close()
 
         def gone() -> bool:

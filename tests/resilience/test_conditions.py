@@ -81,6 +81,8 @@ def test_retriable_headers_take_predicates_and_need_an_answer() -> None:
 def test_comma_string_and_grpc_names_in_either_spelling() -> None:
     retry_on = RetryOn.parse("5xx, UNAVAILABLE ,deadline_exceeded")
     assert retry_on.conditions == {"5xx", "unavailable", "deadline-exceeded"}
+    inert = RetryOn.parse(["http3-post-connect-failure"])  # Envoy's; meshlib has no HTTP/3
+    assert not inert(CONNECT) and not inert(status(503))
 
 
 @pytest.mark.parametrize("bad", ["5xxx", "retry-everything", "999"])

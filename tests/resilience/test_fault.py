@@ -121,6 +121,20 @@ def test_delay_percentage_header() -> None:
     _within_binomial(delayed, N, 0.25)
 
 
+def test_header_controlled_delay_and_abort_need_the_headers() -> None:
+    policy = FaultPolicy(
+        delay=FaultDelay(None, per_million=per_million(100)),
+        abort=FaultAbort(header_controlled=True, per_million=per_million(100)),
+    )
+    injector = FaultInjector(policy, rng=random.Random(3))
+    assert not injector.decide({}).is_fault  # nothing to inject without the headers
+    decision = injector.decide(
+        {"x-envoy-fault-delay-request": "20", "x-envoy-fault-abort-grpc-request": "14"}
+    )
+    assert decision.delay_s == pytest.approx(0.02)
+    assert decision.abort is not None and decision.abort.grpc_status == 14
+
+
 def test_invalid_fault_headers_are_ignored() -> None:
     injector = FaultInjector(FaultPolicy(headers_enabled=True), rng=random.Random(1))
     bad = {"x-envoy-fault-abort-request": "700", "x-envoy-fault-delay-request": "soon"}
@@ -144,6 +158,8 @@ def test_validation() -> None:
         FaultAbort()
     with pytest.raises(ResilienceValueError, match="exactly one"):
         FaultAbort(http_status=503, grpc_status=14)
+    with pytest.raises(ResilienceValueError, match="exactly one"):
+        FaultAbort(http_status=503, header_controlled=True)
     with pytest.raises(ResilienceValueError, match="http_status"):
         FaultAbort(http_status=99)
     with pytest.raises(ResilienceValueError, match="percentage"):

@@ -78,11 +78,15 @@ def test_sync_hedges_are_bounded_by_num_retries_and_the_deadline() -> None:
     assert sorted(started) == [1, 2, 3]
 
 
-def test_sync_retriable_answer_retries_while_others_run() -> None:
+def test_sync_retriable_answer_is_retried_not_hedged() -> None:
+    attempts: list[Attempt] = []
+
     def one_try(attempt: Attempt) -> str:
+        attempts.append(attempt)
         return "503" if attempt.number == 1 else "ok"
 
     assert run_hedged(one_try, POLICY, describe_result=describe) == "ok"
+    assert [a.hedge for a in attempts] == [False, False]
 
 
 def test_sync_tries_see_the_call_deadline() -> None:

@@ -2,11 +2,14 @@
 
 Every reply names the serving port, so tests can see which endpoint a call hit.
 Methods: /test.Echo/Unary, /ServerStream (3 replies), /ClientStream (joins),
-/BidiStream (one reply per request).
+/BidiStream (one reply per request), /Metadata (the call's metadata as JSON).
+``RECEIVED[port]`` lists the unary requests each server got.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
@@ -19,6 +22,10 @@ UNARY = f"/{SERVICE}/Unary"
 SERVER_STREAM = f"/{SERVICE}/ServerStream"
 CLIENT_STREAM = f"/{SERVICE}/ClientStream"
 BIDI = f"/{SERVICE}/BidiStream"
+METADATA = f"/{SERVICE}/Metadata"
+
+RECEIVED: dict[int, list[bytes]] = {}
+_received_lock = threading.Lock()
 
 
 def _handler(port: int) -> grpc.GenericRpcHandler[Any, Any]:
@@ -26,9 +33,15 @@ def _handler(port: int) -> grpc.GenericRpcHandler[Any, Any]:
         return f"{port}:".encode() + data
 
     def unary(request: bytes, context: Any) -> bytes:
+        with _received_lock:
+            RECEIVED.setdefault(port, []).append(request)
         if request == b"fail":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "asked to fail")
         return tag(request)
+
+    def metadata(request: bytes, context: Any) -> bytes:
+        pairs = [[k, v] for k, v in context.invocation_metadata() if isinstance(v, str)]
+        return tag(json.dumps(pairs).encode())
 
     def server_stream(request: bytes, context: Any) -> Iterator[bytes]:
         for i in range(3):
@@ -45,6 +58,7 @@ def _handler(port: int) -> grpc.GenericRpcHandler[Any, Any]:
         SERVICE,
         {
             "Unary": grpc.unary_unary_rpc_method_handler(unary),
+            "Metadata": grpc.unary_unary_rpc_method_handler(metadata),
             "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
             "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
             "BidiStream": grpc.stream_stream_rpc_method_handler(bidi),

@@ -121,35 +121,42 @@ async def _requests(*items: bytes) -> AsyncIterator[bytes]:
         yield item
 
 
-async def test_aio_channel_all_call_kinds_round_robin(feed: FakeXds) -> None:
-    with echo_grpc_servers(3) as ports:
-        async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            channel = mesh.aio_grpc_channel(f"xds:///{TARGET}")
-            unary = channel.unary_unary(UNARY)
-            early = unary(b"early", timeout=5)  # before any config: a deferred call
-            serve(feed, ports)
-            assert (await early).endswith(b":early")
-            replies = [await unary(b"hi", timeout=5) for _ in range(6)]
-            assert Counter(port_of(r) for r in replies) == {p: 2 for p in ports}
+async def test_aio_channel_all_call_kinds_round_robin() -> None:
+    # The service list is held back until the service exists, so the early call
+    # waits for config instead of racing a "does not exist" answer.
+    feed = FakeXds(hold_wildcard=True)
+    try:
+        with echo_grpc_servers(3) as ports:
+            async with meshlib.Mesh.with_xds_client(feed) as mesh:
+                channel = mesh.aio_grpc_channel(f"xds:///{TARGET}")
+                unary = channel.unary_unary(UNARY)
+                early = unary(b"early", timeout=5)  # before any config: a deferred call
+                serve(feed, ports)
+                feed.release_wildcard()
+                assert (await early).endswith(b":early")
+                replies = [await unary(b"hi", timeout=5) for _ in range(6)]
+                assert Counter(port_of(r) for r in replies) == {p: 2 for p in ports}
 
-            streamed = [r async for r in channel.unary_stream(SERVER_STREAM)(b"s", timeout=5)]
-            assert [r.split(b":")[1] for r in streamed] == [b"s0", b"s1", b"s2"]
+                streamed = [r async for r in channel.unary_stream(SERVER_STREAM)(b"s", timeout=5)]
+                assert [r.split(b":")[1] for r in streamed] == [b"s0", b"s1", b"s2"]
 
-            joined = await channel.stream_unary(CLIENT_STREAM)(_requests(b"a", b"b"), timeout=5)
-            assert joined.endswith(b":a+b")
+                joined = await channel.stream_unary(CLIENT_STREAM)(_requests(b"a", b"b"), timeout=5)
+                assert joined.endswith(b":a+b")
 
-            bidi_call = channel.stream_stream(BIDI)(timeout=5)
-            await bidi_call.write(b"x")
-            first = await bidi_call.read()
-            await bidi_call.done_writing()
-            assert first.endswith(b":x")
-            assert await bidi_call.code() is grpc.StatusCode.OK
+                bidi_call = channel.stream_stream(BIDI)(timeout=5)
+                await bidi_call.write(b"x")
+                first = await bidi_call.read()
+                await bidi_call.done_writing()
+                assert first.endswith(b":x")
+                assert await bidi_call.code() is grpc.StatusCode.OK
 
-            with pytest.raises(grpc.aio.AioRpcError) as failed:
-                await unary(b"fail", timeout=5)
-            assert failed.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-            await channel.channel_ready()
-            assert channel.get_state() is grpc.ChannelConnectivity.READY
+                with pytest.raises(grpc.aio.AioRpcError) as failed:
+                    await unary(b"fail", timeout=5)
+                assert failed.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+                await channel.channel_ready()
+                assert channel.get_state() is grpc.ChannelConnectivity.READY
+    finally:
+        feed.close()
 
 
 async def test_aio_channel_routing_failure_is_unavailable(feed: FakeXds) -> None:

@@ -1,0 +1,391 @@
+"""One mesh call with the route's and the cluster's resilience, sync and async twins.
+
+A transport routes the request (route + cluster chosen), then hands this
+module a ``send(attempt)`` function that picks an endpoint (avoiding
+``attempt.excluded_endpoints``, recording ``attempt.endpoint``), sends ONE try
+within ``attempt.timeout_s`` and returns the answer. The order, per request::
+
+    deadline (route timeout, caller's deadline; expired work is not started)
+      -> fault / local rate limit stages (filter chain order)
+      -> failure-rate breaker (if one is registered for the cluster or service)
+      -> first try: admission (max_requests, max_connections / pending) -> send
+      -> only if that try is retriable: tenacity-driven retries (budget,
+         back-off, previous hosts), or hedging on per-try timeout
+
+The first try runs directly: no retry machinery is built unless it is needed,
+so a call that succeeds costs a few counter updates more than a bare send.
+Errors raised are meshlib's (:mod:`meshlib.errors`); the transport maps them to
+its own flavour (:mod:`meshlib.transport.resilience_errors`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Final, TypeVar
+
+from meshlib.errors import CircuitBreakerOverflow, DeadlineExceeded, PerTryTimeoutError
+from meshlib.resilience.breaker import CircuitBreaker
+from meshlib.resilience.conditions import Outcome
+from meshlib.resilience.deadline import Deadline, current_deadline, deadline_scope
+from meshlib.resilience.hedging import async_run_hedged, run_hedged
+from meshlib.resilience.retry import (
+    Attempt,
+    FirstTry,
+    RetryPolicy,
+    async_run_with_retries,
+    run_with_retries,
+)
+from meshlib.resilience.route_resilience import (
+    RouteResilience,
+    apply_stages,
+    async_apply_stages,
+)
+from meshlib.resilience.xds_cluster import ClusterResilience
+
+T = TypeVar("T")
+
+NO_RETRY: Final = RetryPolicy(num_retries=0)
+_NOTHING_EXCLUDED: Final[frozenset[str]] = frozenset()
+# gRPC statuses a failure-rate breaker counts as failures (server-side trouble).
+_GRPC_FAILURES: Final = frozenset({2, 4, 13, 14, 15})
+
+_monotonic = time.monotonic
+
+
+def is_failure(outcome: Outcome) -> bool:
+    """Whether a try's outcome counts as a failure for a failure-rate breaker."""
+    if outcome.failure is not None:
+        return True
+    if outcome.status is not None and outcome.status >= 500:
+        return True
+    return outcome.grpc_status in _GRPC_FAILURES
+
+
+def call_deadline(timeout_s: float | None, name: str) -> Deadline | None:
+    """The call's deadline: the route timeout, capped by the caller's; refuse if expired."""
+    deadline = current_deadline()
+    if timeout_s is not None:
+        deadline = Deadline.after(timeout_s).earliest(deadline)
+    if deadline is not None:
+        deadline.check(name)
+    return deadline
+
+
+def _policy(route: RouteResilience, headers: Mapping[str, str], method: str | None) -> RetryPolicy:
+    retry = route.retry
+    if retry is None:
+        return NO_RETRY
+    return retry.policy if retry.allows(headers, method) else retry.single
+
+
+def _idempotent(route: RouteResilience, method: str | None) -> bool:
+    retry = route.retry
+    return method is None or retry is None or retry.idempotent(method)
+
+
+def _first_deadline(policy: RetryPolicy, deadline: Deadline | None) -> Deadline | None:
+    if policy.per_try_timeout_s is None:
+        return deadline
+    return Deadline.after(policy.per_try_timeout_s).earliest(deadline)
+
+
+def _settled(route: RouteResilience, outcome: Outcome) -> bool:
+    """A plain success no retry condition can match (skips the full classification)."""
+    if outcome.failure is not None or (route.retry is not None and route.retry.checks_answers):
+        return False
+    status = outcome.status
+    return (status is None or status < 400) and outcome.grpc_status in (None, 0)
+
+
+def _final(route: RouteResilience, policy: RetryPolicy, outcome: Outcome, idempotent: bool) -> bool:
+    """Whether a first try's answer is the call's answer (no retry condition matches)."""
+    return _settled(route, outcome) or policy.retry_reason(outcome, idempotent=idempotent) is None
+
+
+def _breaker_record(
+    breaker: CircuitBreaker, outcome: Outcome | None, error: BaseException | None, started: float
+) -> None:
+    elapsed = _monotonic() - started
+    if isinstance(error, CircuitBreakerOverflow):
+        breaker.release()  # failed fast before reaching the upstream: not an outcome
+    elif outcome is not None and is_failure(outcome):
+        breaker.on_failure(elapsed)
+    else:
+        breaker.on_success(elapsed)
+
+
+# --- sync ---------------------------------------------------------------------------
+
+
+def resilient_call(
+    send: Callable[[Attempt], T],
+    *,
+    route: RouteResilience,
+    cluster: ClusterResilience,
+    headers: Mapping[str, str],
+    method: str | None,
+    timeout_s: float | None,
+    describe_result: Callable[[T], Outcome],
+    describe_error: Callable[[BaseException], Outcome],
+    replayable: bool = True,
+    name: str,
+) -> T:
+    """Run one call (see the module doc). ``method`` is None for gRPC (idempotent)."""
+    deadline = call_deadline(timeout_s, name)
+    stages = route.stages_for(cluster.name)
+    breaker = cluster.breaker()
+
+    def tries() -> T:
+        return _tries(
+            send, route, cluster, headers, method, deadline,
+            describe_result, describe_error, replayable, name,
+        )  # fmt: skip
+
+    if deadline is None and not stages and breaker is None:
+        return tries()
+    with (
+        deadline_scope(deadline=deadline),
+        apply_stages(stages, headers) if stages else contextlib.nullcontext(),
+    ):
+        if breaker is None:
+            return tries()
+        breaker.acquire()
+        started = _monotonic()
+        try:
+            result = tries()
+        except Exception as error:
+            _breaker_record(breaker, describe_error(error), error, started)
+            raise
+        _breaker_record(breaker, describe_result(result), None, started)
+        return result
+
+
+def _admitted(send: Callable[[Attempt], T], cluster: ClusterResilience) -> Callable[[Attempt], T]:
+    admission = cluster.admission
+
+    def one(attempt: Attempt) -> T:
+        admission.enter(attempt.deadline)
+        try:
+            return send(attempt)
+        finally:
+            admission.exit()
+
+    return one
+
+
+def _tries(
+    send: Callable[[Attempt], T],
+    route: RouteResilience,
+    cluster: ClusterResilience,
+    headers: Mapping[str, str],
+    method: str | None,
+    deadline: Deadline | None,
+    describe_result: Callable[[T], Outcome],
+    describe_error: Callable[[BaseException], Outcome],
+    replayable: bool,
+    name: str,
+) -> T:
+    policy = _policy(route, headers, method)
+    idempotent = _idempotent(route, method)
+    budget = cluster.budget
+    if policy.hedge_on_per_try_timeout and policy.num_retries > 0 and replayable:
+        return run_hedged(
+            _admitted(send, cluster), policy, describe_result=describe_result,
+            describe_error=describe_error, budget=budget, idempotent=idempotent,
+            replayable=replayable, deadline=deadline, name=name,
+        )  # fmt: skip
+    attempt = Attempt(1, _NOTHING_EXCLUDED, _first_deadline(policy, deadline))
+    admission = cluster.admission
+    budget.request_started()
+    try:
+        try:
+            admission.enter(attempt.deadline)
+            try:
+                if attempt.deadline is not None and attempt.deadline is not deadline:
+                    with deadline_scope(deadline=attempt.deadline):
+                        value = send(attempt)
+                else:
+                    value = send(attempt)
+            finally:
+                admission.exit()
+        except Exception as error:
+            if policy.num_retries == 0:
+                raise
+            if policy.retry_reason(describe_error(error), idempotent=idempotent) is None:
+                raise
+            first: FirstTry[T] = FirstTry(attempt, error=error)
+        else:
+            if policy.num_retries == 0:
+                return value
+            outcome = describe_result(value)
+            if (
+                _settled(route, outcome)
+                or policy.retry_reason(outcome, idempotent=idempotent) is None
+            ):
+                return value
+            first = FirstTry(attempt, value=value)
+        return run_with_retries(
+            _admitted(send, cluster), policy, describe_result=describe_result,
+            describe_error=describe_error, budget=budget, idempotent=idempotent,
+            replayable=replayable, deadline=deadline, name=name, first_try=first,
+        )  # fmt: skip
+    finally:
+        budget.request_finished()
+
+
+# --- async --------------------------------------------------------------------------
+
+
+async def async_resilient_call(
+    send: Callable[[Attempt], Awaitable[T]],
+    *,
+    route: RouteResilience,
+    cluster: ClusterResilience,
+    headers: Mapping[str, str],
+    method: str | None,
+    timeout_s: float | None,
+    describe_result: Callable[[T], Outcome],
+    describe_error: Callable[[BaseException], Outcome],
+    replayable: bool = True,
+    name: str,
+) -> T:
+    """The async twin of :func:`resilient_call`; a try is cancelled at its deadline."""
+    deadline = call_deadline(timeout_s, name)
+    stages = route.stages_for(cluster.name)
+    breaker = cluster.breaker()
+
+    async def tries() -> T:
+        return await _async_tries(
+            send, route, cluster, headers, method, deadline,
+            describe_result, describe_error, replayable, name,
+        )  # fmt: skip
+
+    if deadline is None and not stages and breaker is None:
+        return await tries()
+    with deadline_scope(deadline=deadline):
+        async with async_apply_stages(stages, headers) if stages else _async_null():
+            if breaker is None:
+                return await tries()
+            breaker.acquire()
+            started = _monotonic()
+            try:
+                result = await tries()
+            except Exception as error:
+                _breaker_record(breaker, describe_error(error), error, started)
+                raise
+            _breaker_record(breaker, describe_result(result), None, started)
+            return result
+
+
+@contextlib.asynccontextmanager
+async def _async_null() -> AsyncIterator[None]:
+    yield
+
+
+def _async_admitted(
+    send: Callable[[Attempt], Awaitable[T]], cluster: ClusterResilience
+) -> Callable[[Attempt], Awaitable[T]]:
+    admission = cluster.admission
+
+    async def one(attempt: Attempt) -> T:
+        await admission.enter_async(attempt.deadline)
+        try:
+            return await send(attempt)
+        finally:
+            admission.exit()
+
+    return one
+
+
+def _timeout_error(
+    attempt: Attempt, deadline: Deadline | None, policy: RetryPolicy, name: str
+) -> DeadlineExceeded:
+    if attempt.deadline is deadline or policy.per_try_timeout_s is None:
+        return DeadlineExceeded(f"{name}: deadline exceeded during try {attempt.number}")
+    return PerTryTimeoutError(
+        f"{name}: try {attempt.number} exceeded the per-try timeout of {policy.per_try_timeout_s}s",
+        timeout_s=policy.per_try_timeout_s,
+    )
+
+
+async def _bounded(
+    admitted: Callable[[Attempt], Awaitable[T]],
+    attempt: Attempt,
+    deadline: Deadline | None,
+    policy: RetryPolicy,
+    name: str,
+) -> T:
+    """Run one try, cancelling it at its deadline (per-try or the call's)."""
+    assert attempt.deadline is not None
+    with deadline_scope(deadline=attempt.deadline):
+        try:
+            return await asyncio.wait_for(admitted(attempt), attempt.deadline.remaining())
+        except asyncio.TimeoutError:
+            raise _timeout_error(attempt, deadline, policy, name) from None
+
+
+async def _async_tries(
+    send: Callable[[Attempt], Awaitable[T]],
+    route: RouteResilience,
+    cluster: ClusterResilience,
+    headers: Mapping[str, str],
+    method: str | None,
+    deadline: Deadline | None,
+    describe_result: Callable[[T], Outcome],
+    describe_error: Callable[[BaseException], Outcome],
+    replayable: bool,
+    name: str,
+) -> T:
+    policy = _policy(route, headers, method)
+    idempotent = _idempotent(route, method)
+    admitted = _async_admitted(send, cluster)
+    budget = cluster.budget
+    if policy.hedge_on_per_try_timeout and policy.num_retries > 0 and replayable:
+        return await async_run_hedged(
+            admitted, policy, describe_result=describe_result, describe_error=describe_error,
+            budget=budget, idempotent=idempotent, replayable=replayable, deadline=deadline,
+            name=name,
+        )  # fmt: skip
+    attempt = Attempt(1, _NOTHING_EXCLUDED, _first_deadline(policy, deadline))
+    budget.request_started()
+    try:
+        try:
+            if attempt.deadline is None:
+                value = await admitted(attempt)
+            else:
+                with deadline_scope(deadline=attempt.deadline):
+                    try:
+                        value = await asyncio.wait_for(
+                            admitted(attempt), attempt.deadline.remaining()
+                        )
+                    except asyncio.TimeoutError:
+                        raise _timeout_error(attempt, deadline, policy, name) from None
+        except Exception as error:
+            if policy.num_retries == 0:
+                raise
+            if policy.retry_reason(describe_error(error), idempotent=idempotent) is None:
+                raise
+            first: FirstTry[T] = FirstTry(attempt, error=error)
+        else:
+            if policy.num_retries == 0:
+                return value
+            outcome = describe_result(value)
+            if (
+                _settled(route, outcome)
+                or policy.retry_reason(outcome, idempotent=idempotent) is None
+            ):
+                return value
+            first = FirstTry(attempt, value=value)
+        return await async_run_with_retries(
+            admitted, policy, describe_result=describe_result, describe_error=describe_error,
+            budget=budget, idempotent=idempotent, replayable=replayable, deadline=deadline,
+            name=name, first_try=first,
+        )  # fmt: skip
+    finally:
+        budget.request_finished()
+
+
+__all__ = ["async_resilient_call", "call_deadline", "is_failure", "resilient_call"]

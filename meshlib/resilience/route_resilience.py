@@ -1,0 +1,196 @@
+"""Everything resilience needs per route, compiled once per route table build.
+
+:class:`RouteResilience` bundles a route's compiled retry behaviour, its
+timeouts and the fault / rate-limit stages that run for it (per weighted
+cluster when a weighted cluster overrides a filter). A
+:class:`ResilienceCompiler` (one per service, living as long as the service's
+state) builds them from the listener and route configuration and keeps the
+runtime objects (token buckets, fault counters) across rebuilds while their
+config is unchanged, so an EDS update does not refill a bucket.
+
+The request path only reads: ``compiled.for_route(route)`` (a dict lookup by
+identity), ``route_resilience.stages_for(cluster)``, and enters the stages with
+:func:`apply_stages` / :func:`async_apply_stages` when there are any.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import structlog
+
+from meshlib.resilience.deadline import Headers
+from meshlib.resilience.fault import FaultInjector
+from meshlib.resilience.xds_filters import (
+    EffectiveFilter,
+    LocalRateLimiter,
+    effective_filter_configs,
+    fault_policy,
+    rate_limit,
+)
+from meshlib.resilience.xds_route import RouteRetry, RouteTimeouts, route_retry, route_timeouts
+from meshlib.xds_client import resources as xds
+
+_log = structlog.get_logger(__name__)
+
+Stage = FaultInjector | LocalRateLimiter
+NO_STAGES: Final[tuple[Stage, ...]] = ()
+_EMPTY_OVERRIDES: Final[Mapping[str, xds.FilterOverride]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResilience:
+    """One route's compiled resilience (read-only on the request path)."""
+
+    retry: RouteRetry | None
+    timeouts: RouteTimeouts
+    stages: tuple[Stage, ...] = NO_STAGES
+    #: Weighted clusters whose filter overrides give them other stages.
+    stages_by_cluster: Mapping[str, tuple[Stage, ...]] = field(default_factory=dict)
+
+    def stages_for(self, cluster: str) -> tuple[Stage, ...]:
+        """The fault / rate-limit stages for a request the route sends to ``cluster``."""
+        if self.stages_by_cluster:
+            return self.stages_by_cluster.get(cluster, self.stages)
+        return self.stages
+
+
+NO_ROUTE_RESILIENCE: Final = RouteResilience(None, RouteTimeouts(None, None))
+
+
+class ServiceResilience:
+    """The compiled resilience of every route of one route configuration."""
+
+    __slots__ = ("_by_route",)
+
+    def __init__(self, by_route: dict[int, tuple[xds.Route, RouteResilience]]) -> None:
+        self._by_route = by_route  # id(route) -> (route kept alive, compiled)
+
+    def for_route(self, route: xds.Route) -> RouteResilience:
+        entry = self._by_route.get(id(route))
+        if entry is None or entry[0] is not route:
+            return NO_ROUTE_RESILIENCE
+        return entry[1]
+
+
+class ResilienceCompiler:
+    """Compiles a service's routes; reuses stateful stages across rebuilds."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._stages: dict[tuple[object, ...], Stage | None] = {}
+
+    def compile(
+        self, listener: xds.ListenerResource, route_config: xds.RouteConfigResource
+    ) -> ServiceResilience:
+        """Compile every forwarding route (bad values raise ``ValueError`` naming the field)."""
+        used: dict[tuple[object, ...], Stage | None] = {}
+        by_route: dict[int, tuple[xds.Route, RouteResilience]] = {}
+        for v, vhost in enumerate(route_config.virtual_hosts):
+            for r, route in enumerate(vhost.routes):
+                if route.action is None:
+                    continue
+                where = f"route_config {route_config.name!r}.virtual_hosts[{v}].routes[{r}]"
+                compiled = self.compile_route(
+                    listener, route_config, vhost, route, where=where, used=used
+                )
+                by_route[id(route)] = (route, compiled)
+        self._stages = used
+        return ServiceResilience(by_route)
+
+    def compile_route(
+        self,
+        listener: xds.ListenerResource,
+        route_config: xds.RouteConfigResource,
+        vhost: xds.VirtualHost,
+        route: xds.Route,
+        *,
+        where: str,
+        used: dict[tuple[object, ...], Stage | None] | None = None,
+    ) -> RouteResilience:
+        """One route's :class:`RouteResilience` (``route.action`` must be set)."""
+        assert route.action is not None
+        used = used if used is not None else {}
+        levels = (route.typed_per_filter_config, vhost.typed_per_filter_config,
+                  route_config.typed_per_filter_config)  # fmt: skip
+        scopes = ((vhost.name, route.name, where), (vhost.name,), ("route_config",))
+        stages = self._stages_for(listener, (_EMPTY_OVERRIDES, *levels), (None, *scopes), used)
+        by_cluster: dict[str, tuple[Stage, ...]] = {}
+        for weight in route.action.weighted_clusters:
+            if not weight.typed_per_filter_config:
+                continue
+            cluster_scope = (vhost.name, route.name, where, weight.name)
+            by_cluster[weight.name] = self._stages_for(
+                listener, (weight.typed_per_filter_config, *levels), (cluster_scope, *scopes), used
+            )
+        return RouteResilience(
+            retry=route_retry(route.action, where=where),
+            timeouts=route_timeouts(route.action),
+            stages=stages,
+            stages_by_cluster=by_cluster,
+        )
+
+    def _stages_for(
+        self,
+        listener: xds.ListenerResource,
+        overrides: tuple[Mapping[str, xds.FilterOverride], ...],
+        scopes: tuple[tuple[str, ...] | None, ...],
+        used: dict[tuple[object, ...], Stage | None],
+    ) -> tuple[Stage, ...]:
+        stages: list[Stage] = []
+        for effective in effective_filter_configs(listener.filters, overrides):
+            scope = scopes[effective.level] if effective.level < len(scopes) else ("listener",)
+            key = (listener.name, effective.name, scope, effective.config)
+            if key not in used:
+                used[key] = (
+                    self._stages[key] if key in self._stages else self._build(effective, key)
+                )
+            stage = used[key]
+            if stage is not None:
+                stages.append(stage)
+        return tuple(stages)
+
+    def _build(self, effective: EffectiveFilter, key: tuple[object, ...]) -> Stage | None:
+        name = f"{self.target}/{effective.name}"
+        config = effective.config
+        if isinstance(config, xds.HTTPFault):
+            policy = fault_policy(config, where=f"{name}.fault")
+            return FaultInjector(policy, name=self.target) if policy is not None else None
+        return rate_limit(config, name=self.target)
+
+
+@contextlib.contextmanager
+def apply_stages(
+    stages: tuple[Stage, ...], headers: Headers, *, sleep: Callable[[float], None] = time.sleep
+) -> Iterator[None]:
+    """Run a request's fault / rate-limit stages in chain order around the block."""
+    with contextlib.ExitStack() as stack:
+        for stage in stages:
+            if isinstance(stage, LocalRateLimiter):
+                stage.check()
+            else:
+                stack.enter_context(stage.inject(headers, sleep=sleep))
+        yield
+
+
+@contextlib.asynccontextmanager
+async def async_apply_stages(
+    stages: tuple[Stage, ...],
+    headers: Headers,
+    *,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> AsyncIterator[None]:
+    """The async twin of :func:`apply_stages` (fault delays are awaited)."""
+    async with contextlib.AsyncExitStack() as stack:
+        for stage in stages:
+            if isinstance(stage, LocalRateLimiter):
+                stage.check()
+            elif sleep is None:
+                await stack.enter_async_context(stage.async_inject(headers))
+            else:
+                await stack.enter_async_context(stage.async_inject(headers, sleep=sleep))
+        yield

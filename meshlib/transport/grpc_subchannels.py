@@ -1,0 +1,64 @@
+"""Sub-channels by (``:authority``, endpoint) for the gRPC channels.
+
+grpcio fixes ``:authority`` per channel, so a call that must carry another
+authority (a ``host_rewrite``, or a mirror's ``-shadow`` host) goes through
+a sub-channel made for that authority. Each authority has its own
+:class:`EndpointPool`, so endpoints that leave EDS are closed for all of them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from meshlib.routing.service import ServiceState
+from meshlib.transport.endpoint_pool import EndpointPool
+from meshlib.xds_client.resources import Endpoint
+
+T = TypeVar("T")
+
+
+class SubChannels(Generic[T]):
+    """One :class:`EndpointPool` per authority, made on first use."""
+
+    def __init__(
+        self,
+        state: ServiceState,
+        default_authority: str,
+        factory: Callable[[Endpoint, str], T],
+        on_stale: Callable[[list[T]], None],
+    ) -> None:
+        self._state = state
+        self._factory = factory
+        self._on_stale = on_stale
+        self._lock = threading.Lock()
+        self.default = self._make(default_authority)
+        self._pools: dict[str, EndpointPool[T]] = {default_authority: self.default}
+
+    def _make(self, authority: str) -> EndpointPool[T]:
+        pool: EndpointPool[T] = EndpointPool(
+            lambda endpoint: self._factory(endpoint, authority), self._on_stale
+        )
+        pool.track(self._state)
+        return pool
+
+    def get(self, endpoint: Endpoint, authority: str) -> T:
+        """The sub-channel to ``endpoint`` that sends ``authority``."""
+        pool = self._pools.get(authority)
+        if pool is None:
+            with self._lock:
+                pool = self._pools.get(authority)
+                if pool is None:
+                    pool = self._make(authority)
+                    self._pools[authority] = pool
+        return pool.get(endpoint)
+
+    def drain(self) -> list[T]:
+        """Every sub-channel, for the caller to close; the pools stop tracking."""
+        with self._lock:
+            pools = list(self._pools.values())
+        channels: list[T] = []
+        for pool in pools:
+            channels.extend(pool.drain())
+        return channels

@@ -1,0 +1,113 @@
+"""The httpx side of resilience: how a try's answer or error reads, and how a try is bounded.
+
+- :func:`describe_response` / :func:`describe_error` turn an httpx answer or
+  exception into the :class:`~meshlib.resilience.Outcome` the retry conditions
+  read (connect errors are ``connect-failure``; a dropped connection or a
+  protocol error mid-request is ``reset``; httpx read / write timeouts of a
+  try are ``per-try-timeout``).
+- :func:`bounded_request` gives one try its budget: httpx's per-operation
+  timeouts capped by what the try has left, the per-try idle timeout as the
+  read timeout, and the deadline header ``x-meshlib-deadline-ms`` for the
+  next hop. The caller's request is never modified (a copy is returned).
+- :func:`is_replayable`: only a request whose body is in memory can be retried.
+- :func:`timed_out`: an httpx timeout that ended a try's budget, as meshlib's
+  :class:`~meshlib.errors.PerTryTimeoutError` / :class:`~meshlib.errors.DeadlineExceeded`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import httpx
+
+from meshlib.errors import DeadlineExceeded, PerTryTimeoutError, ResilienceError, RoutingError
+from meshlib.resilience.conditions import FailureKind, Outcome
+from meshlib.resilience.deadline import DEADLINE_HEADER, Deadline
+from meshlib.resilience.retry import Attempt
+
+_TIMEOUT_KEYS: Final = ("connect", "read", "write", "pool")
+
+
+def describe_response(response: httpx.Response) -> Outcome:
+    """An answer as the retry conditions see it (status and response headers)."""
+    return Outcome(status=response.status_code, headers=response.headers)
+
+
+def describe_error(error: BaseException) -> Outcome:
+    """An exception from one try as the retry conditions see it."""
+    if isinstance(error, PerTryTimeoutError):
+        return Outcome(failure=FailureKind.TIMEOUT, error=error)
+    if isinstance(error, (ResilienceError, RoutingError)):
+        return Outcome(failure=FailureKind.OTHER, error=error)
+    if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return Outcome(failure=FailureKind.CONNECT_FAILURE, error=error)
+    if isinstance(error, httpx.TimeoutException):
+        return Outcome(failure=FailureKind.TIMEOUT, error=error)
+    if isinstance(error, (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)):
+        return Outcome(failure=FailureKind.RESET, error=error)
+    if isinstance(error, ConnectionRefusedError):
+        return Outcome(failure=FailureKind.CONNECT_FAILURE, error=error)
+    if isinstance(error, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+        return Outcome(failure=FailureKind.RESET, error=error)
+    return Outcome(failure=FailureKind.OTHER, error=error)
+
+
+def is_replayable(request: httpx.Request) -> bool:
+    """Whether the body can be sent again (in memory, not a one-shot stream)."""
+    return isinstance(request.stream, httpx.ByteStream)
+
+
+def bounded_request(
+    request: httpx.Request, attempt: Attempt, idle_timeout_s: float | None = None
+) -> httpx.Request:
+    """The request for one try: timeouts capped by the try's budget, deadline header set.
+
+    Returns ``request`` itself when there is nothing to bound.
+    """
+    remaining = attempt.timeout_s
+    if remaining is None and idle_timeout_s is None:
+        return request
+    if remaining is not None and remaining <= 0:
+        raise DeadlineExceeded(f"try {attempt.number}: no time left to send the request")
+    outgoing: httpx.Request = httpx.Request.__new__(httpx.Request)
+    outgoing.__dict__.update(request.__dict__)
+    extensions = dict(request.extensions)
+    current = extensions.get("timeout") or {}
+    timeouts: dict[str, float | None] = {key: current.get(key) for key in _TIMEOUT_KEYS}
+    if remaining is not None:
+        for key, value in timeouts.items():
+            timeouts[key] = remaining if value is None else min(value, remaining)
+    if idle_timeout_s is not None:
+        read = timeouts["read"]
+        timeouts["read"] = idle_timeout_s if read is None else min(read, idle_timeout_s)
+    extensions["timeout"] = timeouts
+    outgoing.extensions = extensions
+    if remaining is not None:
+        headers = request.headers.copy()
+        headers[DEADLINE_HEADER] = str(math.ceil(remaining * 1000))
+        outgoing.headers = headers
+    return outgoing
+
+
+def timed_out(
+    error: httpx.TimeoutException,
+    attempt: Attempt,
+    per_try_s: float | None,
+    call_deadline: Deadline | None,
+) -> Exception:
+    """An httpx timeout of a bounded try, as meshlib's deadline error when the budget ran out.
+
+    A try cut by the call's deadline is :class:`DeadlineExceeded`, by the
+    per-try timeout :class:`PerTryTimeoutError`; an httpx timeout the caller
+    set tighter than the budget stays as it is.
+    """
+    deadline = attempt.deadline
+    if deadline is None or deadline.remaining() > 0.001:
+        return error
+    if per_try_s is not None and (call_deadline is None or call_deadline.remaining() > 0.001):
+        return PerTryTimeoutError(
+            f"try {attempt.number} exceeded the per-try timeout of {per_try_s}s",
+            timeout_s=per_try_s,
+        )
+    return DeadlineExceeded(f"deadline exceeded during try {attempt.number}")

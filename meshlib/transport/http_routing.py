@@ -1,0 +1,234 @@
+"""What the sync and async httpx transports share: decide, then build each try.
+
+The per-request flow (one place, both twins, see :mod:`meshlib.transport.http`):
+
+1. ``target_for`` — is the URL a mesh name at all (cached per host)?
+2. ``decide`` — pure: route match, cluster draw, rewrites, hash, header
+   mutations, mirrors → a :class:`~meshlib.routing.plan.ForwardPlan`, or a
+   :class:`~meshlib.routing.plan.LocalReply` for redirects / direct responses;
+3. per try: ``pick`` an endpoint (``PickContext(request_hash, excluded)``),
+   ``outgoing`` builds the request for it (never touching the caller's),
+   the transport sends it between ``call_started`` / ``call_finished``;
+4. ``finish`` applies the response header mutations.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import httpx
+
+from meshlib.balancing.picker import PickContext
+from meshlib.errors import NoHealthyEndpointError, RoutingError, ServiceNotFoundError
+from meshlib.observability.metrics import client_metrics
+from meshlib.routing.directory import ServiceDirectory, is_mesh_name
+from meshlib.routing.plan import ForwardPlan, LocalReply, RoutingDecision, plan_request
+from meshlib.routing.service import ServiceState
+from meshlib.routing.snapshot import ClusterState, ServiceFailure, ServiceSnapshot, ServiceView
+from meshlib.transport.errors import as_httpx_error
+from meshlib.xds_client.resources import Endpoint
+
+if TYPE_CHECKING:
+    from meshlib.mesh import Mesh
+
+_perf_counter = time.perf_counter
+_NO_EXCLUSIONS: frozenset[str] = frozenset()
+
+
+class HttpHeaderView:
+    """An httpx request's headers as route matchers and hash policies read them."""
+
+    __slots__ = ("_authority", "_headers", "_method", "_path")
+
+    def __init__(self, request: httpx.Request, authority: str, path: str) -> None:
+        self._headers = request.headers
+        self._method = request.method
+        self._authority = authority
+        self._path = path
+
+    def get(self, name: str) -> str | None:
+        if name.startswith(":") or name == "host":
+            if name in (":authority", "host"):
+                return self._authority
+            if name == ":method":
+                return self._method
+            if name == ":path":
+                return self._path
+            return "http" if name == ":scheme" else None
+        values = self._headers.get_list(name)
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else ",".join(values)
+
+    def values_of(self, name: str) -> list[str]:
+        value = self.get(name) if name.startswith(":") else None
+        return [value] if value is not None else self._headers.get_list(name)
+
+
+def _fast_url_supported() -> bool:
+    reference = getattr(httpx.URL("http://a/"), "_uri_reference", None)
+    return isinstance(reference, tuple) and hasattr(reference, "_replace")
+
+
+_FAST_URL = _fast_url_supported()
+
+
+def endpoint_url(url: httpx.URL, endpoint: Endpoint, path: str | None) -> httpx.URL:
+    """``url`` aimed at ``endpoint`` (and at ``path``, raw with query, when given).
+
+    httpx's ``copy_with`` re-parses and re-validates the whole URL; the parts
+    here are already valid, so the parsed reference is copied with two (or
+    four) fields replaced. Falls back to ``copy_with`` if httpx changes inside.
+    """
+    if not _FAST_URL:
+        if path is None:
+            return url.copy_with(host=endpoint.address, port=endpoint.port)
+        return url.copy_with(host=endpoint.address, port=endpoint.port, raw_path=path.encode())
+    reference = url._uri_reference
+    if path is None:
+        new = reference._replace(host=endpoint.address, port=endpoint.port)
+    else:
+        bare, sep, query = path.partition("?")
+        new = reference._replace(
+            host=endpoint.address, port=endpoint.port, path=bare, query=query if sep else None
+        )
+    outgoing: httpx.URL = httpx.URL.__new__(httpx.URL)
+    outgoing._uri_reference = new
+    return outgoing
+
+
+class HttpRouting:
+    """The decisions both transports share: mesh or not, plan, pick, build, record."""
+
+    def __init__(self, mesh: Mesh, passthrough_hosts: Iterable[str]) -> None:
+        self.directory: ServiceDirectory = mesh.directory
+        self.timeout = mesh.ready_timeout_s
+        self.passthrough_hosts = frozenset(h.lower() for h in passthrough_hosts)
+        self.metrics = client_metrics()
+
+    def target_for(self, url: httpx.URL) -> str | None:
+        """``HOST:PORT`` when ``url`` may be a mesh service; None to pass it through."""
+        host = url.host
+        if url.scheme != "http" or host in self.passthrough_hosts or not is_mesh_name(host):
+            return None
+        port = url.port
+        return f"{host}:{port}" if port else f"{host}:80"
+
+    def snapshot_from(
+        self, state: ServiceState, view: ServiceView, request: httpx.Request
+    ) -> ServiceSnapshot | None:
+        """The snapshot to route with; None when the service has just left the mesh."""
+        if type(view) is ServiceSnapshot:
+            return view
+        assert isinstance(view, ServiceFailure)
+        if view.error_type is ServiceNotFoundError and self.directory.known_non_member(
+            state.target
+        ):
+            return None
+        raise as_httpx_error(view.error(), request)
+
+    def decide(self, snapshot: ServiceSnapshot, request: httpx.Request) -> RoutingDecision:
+        """Step 2 (pure): the plan for ``request``. Raises a Mesh*Error (httpx error)."""
+        authority = request.headers.get("host") or snapshot.target
+        path = request.url.raw_path.decode("ascii", "replace")
+        view = HttpHeaderView(request, authority, path)
+        try:
+            return plan_request(
+                snapshot.route_table,
+                target=snapshot.target,
+                scheme="http",
+                authority=authority,
+                path=path,
+                headers=view,
+                values_of=view.values_of,
+            )
+        except RoutingError as exc:
+            raise as_httpx_error(exc, request) from exc
+
+    def pick(
+        self,
+        snapshot: ServiceSnapshot,
+        cluster_name: str,
+        request_hash: int | None,
+        request: httpx.Request,
+        excluded: frozenset[str] = _NO_EXCLUSIONS,
+    ) -> tuple[ClusterState, Endpoint]:
+        """Step 3a: the endpoint for one try (``excluded``: authorities to avoid)."""
+        try:
+            cluster = snapshot.clusters.get(cluster_name)
+            if cluster is None:
+                raise NoHealthyEndpointError(
+                    f"service {snapshot.target}: cluster {cluster_name!r} is unknown"
+                )
+            if request_hash is None and not excluded:
+                return cluster, cluster.picker.pick()
+            return cluster, cluster.picker.pick(PickContext(request_hash, excluded))
+        except RoutingError as exc:
+            raise as_httpx_error(exc, request) from exc
+
+    def record(
+        self,
+        started: float,
+        request: httpx.Request,
+        target: str,
+        cluster: str,
+        endpoint: Endpoint,
+        status: int | None,
+        error: BaseException | None,
+    ) -> None:
+        self.metrics.record_http(
+            _perf_counter() - started,
+            method=request.method,
+            status_code=status,
+            error_type=None if error is None else type(error).__qualname__,
+            service=target,
+            cluster=cluster,
+            endpoint=endpoint.authority,
+            server_address=request.url.host,
+            server_port=request.url.port or 80,
+        )
+
+
+def outgoing_request(
+    request: httpx.Request, plan: ForwardPlan, endpoint: Endpoint, authority: str | None = None
+) -> httpx.Request:
+    """Step 3b: a shallow copy of ``request`` for ``endpoint`` with the plan's
+    rewrites and header mutations (``authority``: override, for shadows)."""
+    outgoing: httpx.Request = httpx.Request.__new__(httpx.Request)
+    outgoing.__dict__.update(request.__dict__)
+    outgoing.url = endpoint_url(request.url, endpoint, plan.path if plan.path_rewritten else None)
+    chain = plan.request_headers
+    if chain is not None or authority is not None or plan.host_rewritten:
+        items = [(k, v) for k, v in request.headers.multi_items() if k != "host"]
+        if chain is not None:
+            chain.apply(items)
+        items.insert(0, ("host", authority if authority is not None else plan.authority))
+        outgoing.headers = httpx.Headers(items)
+    return outgoing
+
+
+def local_response(reply: LocalReply, request: httpx.Request) -> httpx.Response:
+    """A redirect or direct response as a real httpx response (httpx follows
+    redirects itself when the client asks it to)."""
+    return httpx.Response(reply.status, headers=reply.headers, content=reply.body, request=request)
+
+
+def finish_response(plan: ForwardPlan, response: httpx.Response) -> httpx.Response:
+    """Step 4: the plan's response header mutations, applied to ``response``."""
+    chain = plan.response_headers
+    if chain is not None:
+        items = list(response.headers.multi_items())
+        chain.apply(items)
+        response.headers = httpx.Headers(items)
+    return response
+
+
+def replayable_body(request: httpx.Request) -> bool:
+    """Whether the body can be sent twice (bytes content, not a stream)."""
+    try:
+        request.content  # noqa: B018 - raises when the body is a stream not yet read
+    except httpx.RequestNotRead:
+        return False
+    return True
