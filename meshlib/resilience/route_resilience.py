@@ -52,6 +52,13 @@ class RouteResilience:
     #: Weighted clusters whose filter overrides give them other stages.
     stages_by_cluster: Mapping[str, tuple[Stage, ...]] = field(default_factory=dict)
 
+    def needs_headers(self, cluster: str) -> bool:
+        """Whether deciding this request reads its headers (stages, retriable_request_headers)."""
+        retry = self.retry
+        return bool(self.stages_for(cluster)) or (
+            retry is not None and bool(retry.request_matchers)
+        )
+
     def stages_for(self, cluster: str) -> tuple[Stage, ...]:
         """The fault / rate-limit stages for a request the route sends to ``cluster``."""
         if self.stages_by_cluster:
@@ -75,6 +82,9 @@ class ServiceResilience:
         if entry is None or entry[0] is not route:
             return NO_ROUTE_RESILIENCE
         return entry[1]
+
+
+NO_SERVICE_RESILIENCE: Final = ServiceResilience({})
 
 
 class ResilienceCompiler:

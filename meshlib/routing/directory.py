@@ -14,6 +14,7 @@ import ipaddress
 import threading
 from collections.abc import Callable, Iterable
 
+from meshlib.resilience.xds_cluster import ClusterResilienceRegistry
 from meshlib.routing.membership import Membership
 from meshlib.routing.service import ServiceState
 from meshlib.routing.watch import WatchSource
@@ -75,6 +76,8 @@ class ServiceDirectory:
         self._source_factory = source_factory
         #: The caller's locality (bootstrap node), handed to each service for zone-aware routing.
         self.local_locality = local_locality
+        #: Per-cluster thresholds, retry budgets and degraded marks, shared by every service.
+        self.cluster_resilience = ClusterResilienceRegistry()
         self.ready_timeout_s = ready_timeout_s
         self._lock = threading.Lock()
         self._services: dict[str, ServiceState] = {}
@@ -126,7 +129,10 @@ class ServiceDirectory:
             state = self._services.get(target)
             if state is None:
                 state = ServiceState(
-                    target, self._source_factory(), local_locality=self.local_locality
+                    target,
+                    self._source_factory(),
+                    local_locality=self.local_locality,
+                    cluster_resilience=self.cluster_resilience,
                 )
                 self._services[target] = state
         return state

@@ -27,6 +27,8 @@ from meshlib.errors import (
     XdsError,
     XdsResourceNotFound,
 )
+from meshlib.resilience.route_resilience import ResilienceCompiler, ServiceResilience
+from meshlib.resilience.xds_cluster import ClusterResilience, ClusterResilienceRegistry
 from meshlib.routing.route_table import RouteTable
 from meshlib.routing.snapshot import (
     ClusterState,
@@ -56,9 +58,18 @@ class ServiceState:
     """Watches one service's resources and keeps its current view."""
 
     def __init__(
-        self, target: str, source: WatchSource, *, local_locality: Locality | None = None
+        self,
+        target: str,
+        source: WatchSource,
+        *,
+        local_locality: Locality | None = None,
+        cluster_resilience: ClusterResilienceRegistry | None = None,
     ) -> None:
         self.target = target
+        #: Per-cluster thresholds / budgets / degraded marks, shared by the mesh's services.
+        self._cluster_resilience = cluster_resilience or ClusterResilienceRegistry()
+        self._compiler = ResilienceCompiler(target)
+        self._compiled: tuple[object, object, ServiceResilience] | None = None
         #: The caller's own locality (bootstrap node), for zone-aware routing.
         self.local_locality = local_locality
         self._source = source
@@ -351,10 +362,50 @@ class ServiceState:
             if state is None:
                 return  # wait for it; the previous snapshot keeps serving
             states[name] = state
+        resilience = self._route_resilience(config)
+        if resilience is None:
+            return
         self._cluster_states = dict(states)
         self._version += 1
         authorities = frozenset(a for s in states.values() for a in s.authorities)
-        self._publish(ServiceSnapshot(self.target, table, states, self._version, authorities))
+        snapshot = ServiceSnapshot(
+            self.target,
+            table,
+            states,
+            self._version,
+            authorities,
+            resilience=resilience,
+            cluster_resilience=self._clusters_resilience(states),
+        )
+        self._publish(snapshot)
+
+    def _route_resilience(self, config: RouteConfigResource) -> ServiceResilience | None:
+        """The routes' compiled resilience, rebuilt only when the listener or routes change."""
+        listener = self._listener_res
+        compiled = self._compiled
+        if compiled is not None and compiled[0] is listener and compiled[1] is config:
+            return compiled[2]
+        filters = listener if listener is not None else _NO_FILTERS
+        try:
+            resilience = self._compiler.compile(filters, config)
+        except ValueError as exc:
+            log.error("resilience_config_rejected", service=self.target, error=str(exc))
+            if not isinstance(self.view, ServiceSnapshot):
+                self._publish(
+                    ServiceFailure(self.target, RoutingError, f"service {self.target}: {exc}")
+                )
+            return None
+        self._compiled = (listener, config, resilience)
+        return resilience
+
+    def _clusters_resilience(self, states: dict[str, ClusterState]) -> dict[str, ClusterResilience]:
+        registry = self._cluster_resilience
+        return {
+            name: registry.update(state.resource)
+            if state.resource is not None
+            else registry.get(name)
+            for name, state in states.items()
+        }
 
     def _publish(self, view: ServiceView) -> None:
         self.view = view
@@ -375,6 +426,10 @@ class ServiceState:
                 listener(view)
             except Exception:
                 log.exception("service_listener_failed", service=self.target)
+
+
+# A listener with the router alone (no fault / rate-limit filters), for inline configs.
+_NO_FILTERS = ListenerResource(name="", route_config_name="", route_config=None)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -24,6 +24,8 @@ from meshlib.balancing.picker import (
 from meshlib.balancing.policy import UnknownPolicyError, get_policy
 from meshlib.balancing.runtime import ClusterRuntime
 from meshlib.errors import NoHealthyEndpointError, RoutingError
+from meshlib.resilience.route_resilience import NO_SERVICE_RESILIENCE, ServiceResilience
+from meshlib.resilience.xds_cluster import ClusterResilience
 from meshlib.routing.route_table import RouteResult, RouteTable
 from meshlib.xds_client.resources import (
     ClusterResource,
@@ -103,6 +105,15 @@ class ServiceSnapshot:
     clusters: Mapping[str, ClusterState]
     version: int
     authorities: frozenset[str] = field(default=frozenset())
+    #: Each route's compiled retry / timeout / fault / rate-limit policy.
+    resilience: ServiceResilience = NO_SERVICE_RESILIENCE
+    #: Each cluster's thresholds, retry budget and breaker (outlive snapshots).
+    cluster_resilience: Mapping[str, ClusterResilience] = field(default_factory=dict)
+
+    def resilience_of(self, cluster: str) -> ClusterResilience:
+        """The cluster's resilience runtime (default thresholds if CDS sent none yet)."""
+        found = self.cluster_resilience.get(cluster)
+        return found if found is not None else _fallback_resilience(cluster)
 
     def route(
         self,
@@ -135,3 +146,13 @@ class ServiceFailure:
 
 
 ServiceView = ServiceSnapshot | ServiceFailure
+
+_FALLBACK_RESILIENCE: dict[str, ClusterResilience] = {}
+
+
+def _fallback_resilience(cluster: str) -> ClusterResilience:
+    """Default thresholds for a cluster a snapshot has no runtime for (tests, aggregates)."""
+    found = _FALLBACK_RESILIENCE.get(cluster)
+    if found is None:
+        found = _FALLBACK_RESILIENCE.setdefault(cluster, ClusterResilience(cluster))
+    return found

@@ -9,7 +9,12 @@ their endpoint leaves EDS.
 One call: plan (pure) → mirrors (unary-unary only; streamed requests are not
 mirrored) → one try to one endpoint with a
 :class:`~meshlib.transport.grpc_routing.CallReport` closed by the call's
-done callback. Resilience wraps the try.
+done callback. Unary calls run their tries under
+:func:`meshlib.resilience.call.async_resilient_call` (deadline, faults, rate
+limit, breaker, thresholds, retries / hedging) in a task, behind a
+:class:`DeferredCall` that resolves to the last try's call; streaming calls
+get the deadline and the fault / rate-limit stages in a single try.
+Resilience errors surface as ``AioRpcError`` with the matching status.
 """
 
 from __future__ import annotations
@@ -22,12 +27,25 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from meshlib.errors import RoutingError
+from meshlib.errors import ResilienceError, RoutingError
+from meshlib.resilience.call import async_resilient_call
+from meshlib.resilience.retry import Attempt
+from meshlib.resilience.route_resilience import RouteResilience, async_apply_stages
 from meshlib.routing.plan import ForwardPlan, MirrorTarget
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot, ServiceView
 from meshlib.transport.endpoint_pool import LoopCloser
 from meshlib.transport.grpc_aio_deferred import DeferredCall
 from meshlib.transport.grpc_errors import aio_unavailable
+from meshlib.transport.grpc_resilience import (
+    bounded_kwargs,
+    call_headers,
+    call_timeout,
+    describe_error,
+    describe_value,
+    per_try_timeout,
+    timed_out,
+    try_kwargs,
+)
 from meshlib.transport.grpc_routing import (
     CallReport,
     ChannelOptions,
@@ -37,6 +55,7 @@ from meshlib.transport.grpc_routing import (
 )
 from meshlib.transport.grpc_subchannels import SubChannels
 from meshlib.transport.mirror import MirrorStats, TaskMirror
+from meshlib.transport.resilience_errors import as_aio_rpc_error
 from meshlib.xds_client.resources import Endpoint
 
 if TYPE_CHECKING:
@@ -231,6 +250,10 @@ async def _close_channel(channel: grpc.aio.Channel) -> None:
     await channel.close(None)
 
 
+async def _raise(error: BaseException) -> Any:
+    raise error
+
+
 def _set_done(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -278,13 +301,101 @@ class _AioMultiCallable:
         self._cache: dict[tuple[str, str], tuple[grpc.aio.Channel, Any]] = {}
 
     def _start(self, snapshot: ServiceSnapshot, request: Any, kwargs: dict[str, Any]) -> Any:
-        """Plan (pure), mirror, then one try to one endpoint. Raises RoutingError."""
+        """Plan (pure), mirror, then the call's tries under its resilience. Raises RoutingError."""
         channel = self._channel
-        routing = channel._routing
-        plan = routing.decide(snapshot, self._method, kwargs["metadata"])
+        plan = channel._routing.decide(snapshot, self._method, kwargs["metadata"])
         if plan.mirrors and self._kind == "unary_unary":
             channel._mirror(snapshot, plan, self._method, request, dict(kwargs), self._serializer)
-        cluster, endpoint, sub = channel._pick(snapshot, plan, plan.cluster, plan.authority)
+        route = snapshot.resilience.for_route(plan.route)
+        if self._kind == "unary_unary":
+            return DeferredCall(self._unary(snapshot, plan, route, request, kwargs))
+        try:
+            kwargs = bounded_kwargs(route, kwargs, snapshot.target)
+        except ResilienceError as exc:
+            return DeferredCall(_raise(as_aio_rpc_error(exc)))
+        if route.stages_for(plan.cluster):
+            return DeferredCall(self._after_stages(snapshot, plan, route, request, kwargs))
+        return self._try_call(snapshot, plan, request, kwargs)
+
+    async def _unary(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        route: RouteResilience,
+        request: Any,
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """The tries of a unary call; resolves to the last try's (finished) call."""
+        try:
+            return await async_resilient_call(
+                partial(self._try_unary, snapshot, plan, route, request, kwargs),
+                route=route,
+                cluster=snapshot.resilience_of(plan.cluster),
+                headers=call_headers(route, plan.cluster, kwargs["metadata"]),
+                method=None,
+                timeout_s=call_timeout(route, kwargs["timeout"]),
+                describe_result=describe_value,
+                describe_error=describe_error,
+                name=snapshot.target,
+            )
+        except ResilienceError as exc:
+            raise as_aio_rpc_error(exc) from exc
+        except RoutingError as exc:
+            raise aio_unavailable(self._channel._routing.describe(exc)) from exc
+
+    async def _try_unary(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        route: RouteResilience,
+        request: Any,
+        kwargs: dict[str, Any],
+        attempt: Attempt,
+    ) -> Any:
+        call = self._try_call(snapshot, plan, request, try_kwargs(kwargs, attempt), attempt)
+        try:
+            await call
+        except grpc.aio.AioRpcError as exc:
+            mapped = timed_out(exc, attempt, per_try_timeout(route))
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        return call
+
+    async def _after_stages(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        route: RouteResilience,
+        request: Any,
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """A streaming call after its fault / rate-limit stages (one try)."""
+        headers = call_headers(route, plan.cluster, kwargs["metadata"])
+        try:
+            async with async_apply_stages(route.stages_for(plan.cluster), headers):
+                pass
+        except ResilienceError as exc:
+            raise as_aio_rpc_error(exc) from exc
+        return self._try_call(snapshot, plan, request, kwargs)
+
+    def _try_call(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        request: Any,
+        kwargs: dict[str, Any],
+        attempt: Attempt | None = None,
+    ) -> Any:
+        """One try to one endpoint: grpc's own aio call. Raises RoutingError."""
+        channel = self._channel
+        routing = channel._routing
+        excluded = attempt.excluded_endpoints if attempt is not None else _NO_EXCLUSIONS
+        cluster, endpoint, sub = channel._pick(
+            snapshot, plan, plan.cluster, plan.authority, excluded
+        )
+        if attempt is not None:
+            attempt.endpoint = endpoint.authority
         key = (plan.authority, endpoint.authority)
         cached = self._cache.get(key)
         if cached is None or cached[0] is not sub:

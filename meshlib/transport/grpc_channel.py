@@ -10,13 +10,14 @@ One call: ``_plan`` (pure: route, cluster, hash, metadata mutations,
 mirrors) → mirrors (unary-unary calls only: a streamed request cannot be
 replayed) → ``_start`` = one try to one endpoint (pick, sub-channel,
 :class:`~meshlib.transport.grpc_routing.CallReport` around the call).
-Resilience wraps ``_start``.
+The multicallables (:mod:`meshlib.transport.grpc_calls`) run each call's
+tries under the route's and the cluster's resilience.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ import grpc
 from meshlib.errors import RoutingError
 from meshlib.routing.plan import ForwardPlan, MirrorTarget
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot, ServiceView
+from meshlib.transport.grpc_calls import StreamStream, StreamUnary, UnaryStream, UnaryUnary
 from meshlib.transport.grpc_errors import MeshRpcError
 from meshlib.transport.grpc_routing import (
     CallReport,
@@ -149,7 +151,7 @@ class MeshChannel(grpc.Channel):
         response_deserializer: Callable[[bytes], Any] | None = None,
         _registered_method: bool | None = False,
     ) -> grpc.UnaryUnaryMultiCallable[Any, Any]:
-        return _UnaryUnary(self, "unary_unary", method, request_serializer, response_deserializer)
+        return UnaryUnary(self, "unary_unary", method, request_serializer, response_deserializer)
 
     def unary_stream(
         self,
@@ -158,7 +160,7 @@ class MeshChannel(grpc.Channel):
         response_deserializer: Callable[[bytes], Any] | None = None,
         _registered_method: bool | None = False,
     ) -> grpc.UnaryStreamMultiCallable[Any, Any]:
-        return _UnaryStream(self, "unary_stream", method, request_serializer, response_deserializer)
+        return UnaryStream(self, "unary_stream", method, request_serializer, response_deserializer)
 
     def stream_unary(
         self,
@@ -167,7 +169,7 @@ class MeshChannel(grpc.Channel):
         response_deserializer: Callable[[bytes], Any] | None = None,
         _registered_method: bool | None = False,
     ) -> grpc.StreamUnaryMultiCallable[Any, Any]:
-        return _StreamUnary(self, "stream_unary", method, request_serializer, response_deserializer)
+        return StreamUnary(self, "stream_unary", method, request_serializer, response_deserializer)
 
     def stream_stream(
         self,
@@ -176,7 +178,7 @@ class MeshChannel(grpc.Channel):
         response_deserializer: Callable[[bytes], Any] | None = None,
         _registered_method: bool | None = False,
     ) -> grpc.StreamStreamMultiCallable[Any, Any]:
-        return _StreamStream(
+        return StreamStream(
             self, "stream_stream", method, request_serializer, response_deserializer
         )
 
@@ -237,223 +239,3 @@ def _connectivity(view: ServiceView | None) -> grpc.ChannelConnectivity:
 def _close_channels(channels: list[grpc.Channel]) -> None:
     for channel in channels:
         channel.close()
-
-
-class _MultiCallable:
-    """Per method: routes each call, then delegates to the endpoint's own multicallable."""
-
-    __slots__ = ("_cache", "_channel", "_deserializer", "_kind", "_method", "_serializer")
-
-    def __init__(
-        self,
-        channel: MeshChannel,
-        kind: Kind,
-        method: str,
-        serializer: Callable[[Any], bytes] | None,
-        deserializer: Callable[[bytes], Any] | None,
-    ) -> None:
-        self._channel = channel
-        self._kind = kind
-        self._method = method
-        self._serializer = serializer
-        self._deserializer = deserializer
-        # (authority, endpoint authority) -> (sub-channel, its multicallable for this method)
-        self._cache: dict[tuple[str, str], tuple[grpc.Channel, Any]] = {}
-
-    def _plan(self, request: Any, kwargs: dict[str, Any]) -> tuple[ServiceSnapshot, ForwardPlan]:
-        channel = self._channel
-        snapshot, plan = channel._plan(self._method, kwargs["metadata"])
-        if plan.mirrors and self._kind == "unary_unary":
-            channel._mirror(snapshot, plan, self._method, request, dict(kwargs), self._serializer)
-        return snapshot, plan
-
-    def _start(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        kwargs: dict[str, Any],
-        excluded: frozenset[str] = _NO_EXCLUSIONS,
-    ) -> tuple[CallReport, Any, dict[str, Any]]:
-        """One try to one endpoint: (report to close, multicallable, call kwargs)."""
-        cluster, endpoint, sub = self._channel._pick(
-            snapshot, plan, plan.cluster, plan.authority, excluded
-        )
-        key = (plan.authority, endpoint.authority)
-        cached = self._cache.get(key)
-        if cached is None or cached[0] is not sub:
-            factory = getattr(sub, self._kind)
-            cached = (
-                sub,
-                factory(
-                    self._method,
-                    request_serializer=self._serializer,
-                    response_deserializer=self._deserializer,
-                    _registered_method=True,
-                ),
-            )
-            self._cache[key] = cached
-        if plan.request_headers is not None:
-            kwargs = {**kwargs, "metadata": outgoing_metadata(plan, kwargs["metadata"])}
-        report = CallReport(self._channel._routing, cluster, endpoint, self._method)
-        return report, cached[1], kwargs
-
-    def _blocking(self, request: Any, kwargs: dict[str, Any], with_call: bool) -> Any:
-        snapshot, plan = self._plan(request, kwargs)
-        report, call, kwargs = self._start(snapshot, plan, kwargs)
-        try:
-            result = call.with_call(request, **kwargs) if with_call else call(request, **kwargs)
-        except grpc.RpcError as exc:
-            failed = exc if isinstance(exc, grpc.Call) else None
-            report.finished(failed.code() if failed else None, failed.details() if failed else None)
-            raise
-        except BaseException:
-            report.finished(grpc.StatusCode.CANCELLED)
-            raise
-        report.finished(grpc.StatusCode.OK)
-        return result
-
-    def _future(self, request: Any, kwargs: dict[str, Any]) -> Any:
-        snapshot, plan = self._plan(request, kwargs)
-        report, call, kwargs = self._start(snapshot, plan, kwargs)
-        future = call.future(request, **kwargs)
-        future.add_done_callback(lambda f: report.finished(f.code(), f.details()))
-        return future
-
-    def _streaming(self, request: Any, kwargs: dict[str, Any]) -> Any:
-        snapshot, plan = self._plan(request, kwargs)
-        report, call, kwargs = self._start(snapshot, plan, kwargs)
-        rendezvous = call(request, **kwargs)
-        rendezvous.add_done_callback(lambda c: report.finished(c.code(), c.details()))
-        return rendezvous
-
-
-def _kwargs(
-    timeout: float | None,
-    metadata: Metadata | None,
-    credentials: grpc.CallCredentials | None,
-    wait_for_ready: bool | None,
-    compression: grpc.Compression | None,
-) -> dict[str, Any]:
-    return {
-        "timeout": timeout,
-        "metadata": metadata,
-        "credentials": credentials,
-        "wait_for_ready": wait_for_ready,
-        "compression": compression,
-    }
-
-
-class _UnaryUnary(_MultiCallable, grpc.UnaryUnaryMultiCallable):  # type: ignore[type-arg]
-    __slots__ = ()
-
-    def __call__(
-        self,
-        request: Any,
-        timeout: float | None = None,
-        metadata: Metadata | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> Any:
-        kwargs = _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
-        return self._blocking(request, kwargs, with_call=False)
-
-    def with_call(
-        self,
-        request: Any,
-        timeout: float | None = None,
-        metadata: Metadata | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> Any:
-        kwargs = _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
-        return self._blocking(request, kwargs, with_call=True)
-
-    def future(
-        self,
-        request: Any,
-        timeout: float | None = None,
-        metadata: Metadata | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> Any:
-        return self._future(
-            request, _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
-        )
-
-
-class _UnaryStream(_MultiCallable, grpc.UnaryStreamMultiCallable):  # type: ignore[type-arg]
-    __slots__ = ()
-
-    def __call__(
-        self,
-        request: Any,
-        timeout: float | None = None,
-        metadata: Metadata | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> Any:
-        return self._streaming(
-            request, _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
-        )
-
-
-class _StreamUnary(_MultiCallable, grpc.StreamUnaryMultiCallable):  # type: ignore[type-arg]
-    __slots__ = ()
-
-    def __call__(
-        self,
-        request_iterator: Iterator[Any],
-        timeout: float | None = None,
-        metadata: Metadata | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> Any:
-        kwargs = _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
-        return self._blocking(request_iterator, kwargs, with_call=False)
-
-    def with_call(
-        self,
-        request_iterator: Iterator[Any],
-        timeout: float | None = None,
-        metadata: Metadata | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> Any:
-        kwargs = _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
-        return self._blocking(request_iterator, kwargs, with_call=True)
-
-    def future(
-        self,
-        request_iterator: Iterator[Any],
-        timeout: float | None = None,
-        metadata: Metadata | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> Any:
-        return self._future(
-            request_iterator, _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
-        )
-
-
-class _StreamStream(_MultiCallable, grpc.StreamStreamMultiCallable):  # type: ignore[type-arg]
-    __slots__ = ()
-
-    def __call__(
-        self,
-        request_iterator: Iterator[Any],
-        timeout: float | None = None,
-        metadata: Metadata | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> Any:
-        return self._streaming(
-            request_iterator, _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
-        )

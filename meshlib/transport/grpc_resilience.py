@@ -10,8 +10,12 @@
 - :func:`try_timeout`: the ``timeout=`` to give grpcio for one try (what the
   try has left, or the caller's own timeout when there is no budget).
 - :func:`timed_out`: a DEADLINE_EXCEEDED that ended a try's per-try budget
-  (not the call's) becomes :class:`~meshlib.errors.PerTryTimeoutError`, which
-  the retry conditions read as ``per-try-timeout``.
+  becomes :class:`~meshlib.errors.PerTryTimeoutError`, which the retry
+  conditions read as ``per-try-timeout``.
+- :func:`call_timeout`, :func:`try_kwargs`, :func:`bounded_kwargs`,
+  :func:`call_headers`: what the channels hand to the resilience driver and
+  to grpcio per try (the deadline travels as grpcio's ``timeout=``, i.e.
+  ``grpc-timeout``).
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from typing import Any, Final
 import grpc
 
 from meshlib.errors import PerTryTimeoutError, ResilienceError, RoutingError
+from meshlib.resilience.call import call_deadline
 from meshlib.resilience.conditions import FailureKind, Outcome
-from meshlib.resilience.deadline import Deadline
 from meshlib.resilience.retry import Attempt
+from meshlib.resilience.route_resilience import RouteResilience
+from meshlib.transport.grpc_routing import Metadata, metadata_headers
 
 OK_OUTCOME: Final = Outcome(grpc_status=0)
 # grpcio's details when no connection could be made (the request was never sent).
@@ -83,7 +89,6 @@ def timed_out(
     error: BaseException,
     attempt: Attempt,
     per_try_s: float | None,
-    call_deadline: Deadline | None,
 ) -> BaseException:
     """DEADLINE_EXCEEDED at the end of a per-try budget, as :class:`PerTryTimeoutError`."""
     code_of = getattr(error, "code", None)
@@ -94,10 +99,49 @@ def timed_out(
     deadline = attempt.deadline
     if deadline is None or deadline.remaining() > 0.001:
         return error
-    if call_deadline is not None and call_deadline.remaining() <= 0.001:
-        return error
     timeout = PerTryTimeoutError(
         f"try {attempt.number} exceeded the per-try timeout of {per_try_s}s", timeout_s=per_try_s
     )
     timeout.__cause__ = error
     return timeout
+
+
+_NO_HEADERS: Final[Mapping[str, str]] = {}
+
+
+def call_headers(
+    route: RouteResilience, cluster: str, metadata: Metadata | None
+) -> Mapping[str, str]:
+    """The call's metadata as headers, built only when the route's resilience reads them."""
+    return metadata_headers(metadata) if route.needs_headers(cluster) else _NO_HEADERS
+
+
+def call_timeout(route: RouteResilience, caller_timeout: float | None) -> float | None:
+    """gRFC A31: the route's max (grpc_timeout_header_max, ...) caps the caller's timeout."""
+    cap = route.timeouts.grpc_max_timeout_s
+    if cap is None:
+        return caller_timeout
+    return cap if caller_timeout is None else min(cap, caller_timeout)
+
+
+def per_try_timeout(route: RouteResilience) -> float | None:
+    return route.retry.policy.per_try_timeout_s if route.retry is not None else None
+
+
+def try_kwargs(kwargs: dict[str, Any], attempt: Attempt) -> dict[str, Any]:
+    """The call's keyword arguments for one try: ``timeout`` = what the try has left."""
+    remaining = attempt.timeout_s
+    if remaining is None:
+        return kwargs
+    return {**kwargs, "timeout": remaining}
+
+
+def bounded_kwargs(route: RouteResilience, kwargs: dict[str, Any], name: str) -> dict[str, Any]:
+    """A single-try (streaming) call's kwargs: the caller's deadline, capped by the route.
+
+    Raises :class:`~meshlib.errors.DeadlineExceeded` when it has already passed.
+    """
+    deadline = call_deadline(call_timeout(route, kwargs.get("timeout")), name)
+    if deadline is None:
+        return kwargs
+    return {**kwargs, "timeout": deadline.remaining()}

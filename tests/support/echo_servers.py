@@ -15,6 +15,7 @@ import json
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent import futures
 from contextlib import ExitStack, contextmanager
@@ -41,6 +42,7 @@ class SeenRequest:
 class _State:
     name: str
     failing: bool = False
+    delay_s: float = 0.0  # answer this much later (a slow backend)
     seen: list[SeenRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -65,6 +67,8 @@ class _EchoHandler(BaseHTTPRequestHandler):
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         seen = SeenRequest(self.command, self.path, headers.get("host", ""), headers)
         state.record(seen)
+        if state.delay_s:
+            time.sleep(state.delay_s)
         if state.failing:
             body = json.dumps({"served_by": state.name, "failing": True}).encode()
             self.send_response(503)
@@ -167,6 +171,8 @@ def _who_handler(state: _State) -> grpc.GenericRpcHandler[Any, Any]:
     def who(request: bytes, context: grpc.ServicerContext) -> bytes:
         metadata = {key: str(value) for key, value in context.invocation_metadata()}
         state.record(SeenRequest("POST", WHO, metadata.get(":authority", ""), metadata))
+        if state.delay_s:
+            time.sleep(state.delay_s)
         if state.failing:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"{state.name} is failing")
         return state.name.encode()
@@ -197,7 +203,7 @@ class GrpcEcho:
         self.state.failing = value
 
     def start(self) -> None:
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
         server.add_generic_rpc_handlers((_who_handler(self.state),))
         bound = server.add_insecure_port(f"127.0.0.1:{self.port}")
         if bound == 0:

@@ -35,11 +35,21 @@ class NativeGrpcClient:
         self._lines.put("")
 
     def calls(
-        self, target: str, count: int, metadata: Mapping[str, str] | None = None
+        self,
+        target: str,
+        count: int,
+        metadata: Mapping[str, str] | None = None,
+        concurrency: int = 1,
     ) -> list[str]:
-        """``count`` calls to ``/test.Echo/Who``: backend names or ``"error: CODE"``."""
+        """``count`` calls to ``/test.Echo/Who`` (``concurrency`` in flight at a time):
+        backend names or ``"error: CODE"``."""
         assert self._process.stdin is not None
-        command = {"target": target, "count": count, "metadata": sorted((metadata or {}).items())}
+        command = {
+            "target": target,
+            "count": count,
+            "metadata": sorted((metadata or {}).items()),
+            "concurrency": concurrency,
+        }
         self._process.stdin.write(json.dumps(command) + "\n")
         self._process.stdin.flush()
         try:

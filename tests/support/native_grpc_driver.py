@@ -4,14 +4,16 @@ grpc's xDS client is process-global (one per bootstrap), so every test gets a
 fresh process. Bootstrap from GRPC_XDS_BOOTSTRAP. Each stdin line
 ``{"target": "xds:///HOST:PORT", "count": N, "metadata": [[key, value], ...]}``
 makes N calls to ``/test.Echo/Who`` on one channel per target (kept open between
-lines) and prints the replies as one JSON list: the backend's name, or
-``"error: CODE"``. Ends when stdin closes.
+lines; optional ``"concurrency": K`` keeps K calls in flight) and prints the
+replies as one JSON list: the backend's name, or ``"error: CODE"``. Ends when
+stdin closes.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
@@ -37,7 +39,13 @@ def main() -> None:
             if channel is None:
                 channel = channels[target] = grpc.insecure_channel(target)
             metadata = tuple((str(k), str(v)) for k, v in command.get("metadata", ()))
-            replies = [_call(channel, metadata) for _ in range(int(command["count"]))]
+            count, workers = int(command["count"]), int(command.get("concurrency", 1))
+            if workers > 1:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    calls = [pool.submit(_call, channel, metadata) for _ in range(count)]
+                    replies = [call.result() for call in calls]
+            else:
+                replies = [_call(channel, metadata) for _ in range(count)]
             print(json.dumps(replies), flush=True)
     finally:
         for channel in channels.values():

@@ -1,6 +1,7 @@
 """More hash keys and maglev, meshlib against Envoy (grpc's own client supports
 only ring hash on a header, covered in test_ring_hash.py): a query parameter, a
-cookie, and maglev on a header (HTTP and gRPC). Every key must reach the
+cookie, maglev on a header (HTTP and gRPC), and a small ring (minimumRingSize 64,
+also through grpc's own client). Every key must reach the
 endpoint Envoy sends it to, keys must stick, and keys must spread."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.clients import ENVOY_GRPC, ENVOY_HTTP, MESHLIB_GRPC, MESHLIB_HTTPX
+from tests.support.clients import ENVOY_GRPC, ENVOY_HTTP, GRPCIO, MESHLIB_GRPC, MESHLIB_HTTPX
 from tests.support.echo_servers import grpc_echoes, http_echoes
 from tests.support.traffic_config import Doc, destination_rule, endpoint, service
 from tests.traffic.harness import TrafficEnv, traffic_env
@@ -27,7 +28,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "cookie": ({"httpCookie": {"name": "session"}}, "HTTP"),
     "maglev-http": ({"httpHeaderName": "x-user", "maglev": {"tableSize": 65537}}, "HTTP"),
     "maglev-grpc": ({"httpHeaderName": "x-user", "maglev": {"tableSize": 65537}}, "GRPC"),
+    "small-ring-http": ({"httpHeaderName": "x-user", "ringHash": {"minimumRingSize": 64}}, "HTTP"),
+    "small-ring-grpc": ({"httpHeaderName": "x-user", "ringHash": {"minimumRingSize": 64}}, "GRPC"),
 }
+SOURCE_IP = {"source-ip": ({"useSourceIp": True}, "HTTP")}
+SOURCE_IP_CALLS = 20
 PORTS = {"HTTP": 8080, "GRPC": 50051}
 
 
@@ -44,7 +49,7 @@ def _send(variant: str, key: str) -> tuple[dict[str, str], str]:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrafficEnv]:
     with http_echoes(BACKENDS) as https, grpc_echoes(BACKENDS) as grpcs:
         docs: list[Doc] = []
-        for variant, (consistent_hash, protocol) in VARIANTS.items():
+        for variant, (consistent_hash, protocol) in {**VARIANTS, **SOURCE_IP}.items():
             backends = https if protocol == "HTTP" else grpcs
             policy = {"loadBalancer": {"consistentHash": consistent_hash}}
             endpoints = [endpoint(b.port) for b in backends]
@@ -77,3 +82,20 @@ def test_meshlib_hashes_each_key_to_the_endpoint_envoy_picks(env: TrafficEnv, va
     mine = _key_map(env, MESHLIB_GRPC if grpc else MESHLIB_HTTPX, variant)
     differences = [f"{k}: {mine[k]} (envoy {envoy[k]})" for k in KEYS if mine[k] != envoy[k]]
     assert not differences, f"{variant}: {len(differences)}/{len(KEYS)} keys differ: {differences}"
+
+
+def test_grpcio_honours_the_minimum_ring_size_as_envoy_does(env: TrafficEnv) -> None:
+    envoy = _key_map(env, ENVOY_GRPC, "small-ring-grpc")
+    mine = _key_map(env, GRPCIO, "small-ring-grpc")
+    differences = [f"{k}: {mine[k]} (envoy {envoy[k]})" for k in KEYS if mine[k] != envoy[k]]
+    assert not differences, f"{len(differences)}/{len(KEYS)} keys differ: {differences}"
+
+
+def test_source_ip_hash_picks_the_endpoint_envoy_picks(env: TrafficEnv) -> None:
+    """Every caller here is 127.0.0.1: one endpoint takes every call, Envoy's one."""
+    picked = {}
+    for kind in (ENVOY_HTTP, MESHLIB_HTTPX):
+        with env.caller(kind, "source-ip:8080") as caller:
+            picked[kind] = set(caller.calls(SOURCE_IP_CALLS))
+    assert len(picked[ENVOY_HTTP]) == 1, picked
+    assert picked[MESHLIB_HTTPX] == picked[ENVOY_HTTP], picked

@@ -47,6 +47,10 @@ RULES: list[dict[str, Any]] = [
         "redirect": {"scheme": "https", "port": 8443, "redirectCode": 308},
     },
     {
+        "match": [{"uri": {"exact": "/derived"}}],
+        "redirect": {"scheme": "https", "derivePort": "FROM_REQUEST_PORT"},
+    },
+    {
         "match": [{"uri": {"exact": "/teapot"}}],
         "directResponse": {"status": 418, "body": {"string": "short and stout"}},
     },
@@ -141,6 +145,12 @@ def test_redirect_scheme_and_port(caller: HttpCaller) -> None:
     response = caller.request("GET", "/secure")
     assert response.status_code == 308
     assert response.headers["location"] == f"https://{HOST}:8443/secure"
+
+
+def test_redirect_keeps_the_request_port(caller: HttpCaller) -> None:
+    response = caller.request("GET", "/derived")
+    assert response.status_code == 301
+    assert response.headers["location"] == f"https://{SERVICE}/derived"
 
 
 def test_direct_response(caller: HttpCaller) -> None:

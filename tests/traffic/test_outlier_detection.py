@@ -1,7 +1,10 @@
-"""Outlier detection by failure percentage (annotation
-``meshlib.dev/outlier-failure-percentage`` + outlierDetection interval /
-baseEjectionTime): one of three backends fails every call (gRPC UNAVAILABLE,
+"""Outlier detection: one of three backends fails every call (gRPC UNAVAILABLE,
 HTTP 503); it is ejected and the calls go to the two healthy ones.
+
+* failure percentage (annotation ``meshlib.dev/outlier-failure-percentage`` +
+  outlierDetection interval / baseEjectionTime): every client, grpcio included;
+* consecutive 5xx (``consecutive5xxErrors``, short baseEjectionTime): meshlib and
+  Envoy (gRPC ignores it, gRFC A50); once healed, the backend comes back.
 
 The route turns retries off (``retries.attempts: 0``): Istio's default retry
 policy (2 retries on unavailable / 503, on another host) would hide the failures

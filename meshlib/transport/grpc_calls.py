@@ -1,0 +1,315 @@
+"""The sync multicallables of :class:`~meshlib.transport.grpc_channel.MeshChannel`.
+
+Per method: each call is planned by the channel (route, cluster, hash,
+metadata mutations, mirrors), then its tries are sent to the chosen
+endpoint's own multicallable. Blocking unary calls (``__call__`` /
+``with_call``) run under :func:`meshlib.resilience.call.resilient_call`
+(deadline, faults, rate limit, breaker, thresholds, retries / hedging; only
+unary requests are replayed); ``future()`` and streaming calls get the
+deadline and the fault / rate-limit stages in a single try. Resilience
+errors surface as ``grpc.RpcError`` with the matching status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from meshlib.errors import ResilienceError
+from meshlib.resilience.call import resilient_call
+from meshlib.resilience.retry import Attempt
+from meshlib.resilience.route_resilience import RouteResilience, apply_stages
+from meshlib.routing.plan import ForwardPlan
+from meshlib.routing.snapshot import ServiceSnapshot
+from meshlib.transport.grpc_resilience import (
+    bounded_kwargs,
+    call_headers,
+    call_timeout,
+    describe_error,
+    describe_value,
+    per_try_timeout,
+    timed_out,
+    try_kwargs,
+)
+from meshlib.transport.grpc_routing import CallReport, Metadata, outgoing_metadata
+from meshlib.transport.resilience_errors import as_rpc_error
+
+if TYPE_CHECKING:
+    from meshlib.transport.grpc_channel import MeshChannel
+
+Kind = str  # "unary_unary" | "unary_stream" | "stream_unary" | "stream_stream"
+_NO_EXCLUSIONS: frozenset[str] = frozenset()
+
+
+class MultiCallable:
+    """Per method: routes each call, then delegates to the endpoint's own multicallable."""
+
+    __slots__ = ("_cache", "_channel", "_deserializer", "_kind", "_method", "_serializer")
+
+    def __init__(
+        self,
+        channel: MeshChannel,
+        kind: Kind,
+        method: str,
+        serializer: Callable[[Any], bytes] | None,
+        deserializer: Callable[[bytes], Any] | None,
+    ) -> None:
+        self._channel = channel
+        self._kind = kind
+        self._method = method
+        self._serializer = serializer
+        self._deserializer = deserializer
+        # (authority, endpoint authority) -> (sub-channel, its multicallable for this method)
+        self._cache: dict[tuple[str, str], tuple[grpc.Channel, Any]] = {}
+
+    def _plan(self, request: Any, kwargs: dict[str, Any]) -> tuple[ServiceSnapshot, ForwardPlan]:
+        channel = self._channel
+        snapshot, plan = channel._plan(self._method, kwargs["metadata"])
+        if plan.mirrors and self._kind == "unary_unary":
+            channel._mirror(snapshot, plan, self._method, request, dict(kwargs), self._serializer)
+        return snapshot, plan
+
+    def _start(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        kwargs: dict[str, Any],
+        attempt: Attempt | None = None,
+    ) -> tuple[CallReport, Any, dict[str, Any]]:
+        """One try to one endpoint: (report to close, multicallable, call kwargs).
+
+        With an ``attempt`` the pick avoids its excluded hosts and records the one chosen.
+        """
+        excluded = attempt.excluded_endpoints if attempt is not None else _NO_EXCLUSIONS
+        cluster, endpoint, sub = self._channel._pick(
+            snapshot, plan, plan.cluster, plan.authority, excluded
+        )
+        if attempt is not None:
+            attempt.endpoint = endpoint.authority
+        key = (plan.authority, endpoint.authority)
+        cached = self._cache.get(key)
+        if cached is None or cached[0] is not sub:
+            factory = getattr(sub, self._kind)
+            cached = (
+                sub,
+                factory(
+                    self._method,
+                    request_serializer=self._serializer,
+                    response_deserializer=self._deserializer,
+                    _registered_method=True,
+                ),
+            )
+            self._cache[key] = cached
+        if plan.request_headers is not None:
+            kwargs = {**kwargs, "metadata": outgoing_metadata(plan, kwargs["metadata"])}
+        report = CallReport(self._channel._routing, cluster, endpoint, self._method)
+        return report, cached[1], kwargs
+
+    def _blocking(self, request: Any, kwargs: dict[str, Any], with_call: bool) -> Any:
+        snapshot, plan = self._plan(request, kwargs)
+        route = snapshot.resilience.for_route(plan.route)
+        try:
+            return resilient_call(
+                partial(self._try, snapshot, plan, route, request, kwargs, with_call),
+                route=route,
+                cluster=snapshot.resilience_of(plan.cluster),
+                headers=call_headers(route, plan.cluster, kwargs["metadata"]),
+                method=None,
+                timeout_s=call_timeout(route, kwargs["timeout"]),
+                describe_result=describe_value,
+                describe_error=describe_error,
+                replayable=self._kind == "unary_unary",
+                name=snapshot.target,
+            )
+        except ResilienceError as exc:
+            raise as_rpc_error(exc) from exc
+
+    def _try(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        route: RouteResilience,
+        request: Any,
+        kwargs: dict[str, Any],
+        with_call: bool,
+        attempt: Attempt,
+    ) -> Any:
+        """One try, its ``timeout`` what the try has left (sent as ``grpc-timeout``)."""
+        report, call, kwargs = self._start(snapshot, plan, try_kwargs(kwargs, attempt), attempt)
+        try:
+            result = call.with_call(request, **kwargs) if with_call else call(request, **kwargs)
+        except grpc.RpcError as exc:
+            failed = exc if isinstance(exc, grpc.Call) else None
+            report.finished(failed.code() if failed else None, failed.details() if failed else None)
+            mapped = timed_out(exc, attempt, per_try_timeout(route))
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        except BaseException:
+            report.finished(grpc.StatusCode.CANCELLED)
+            raise
+        report.finished(grpc.StatusCode.OK)
+        return result
+
+    def _single(
+        self, request: Any, kwargs: dict[str, Any]
+    ) -> tuple[CallReport, Any, dict[str, Any]]:
+        """A single-try call (future, streaming): deadline and fault / rate-limit stages."""
+        snapshot, plan = self._plan(request, kwargs)
+        route = snapshot.resilience.for_route(plan.route)
+        try:
+            kwargs = bounded_kwargs(route, kwargs, snapshot.target)
+            stages = route.stages_for(plan.cluster)
+            if stages:
+                with apply_stages(stages, call_headers(route, plan.cluster, kwargs["metadata"])):
+                    pass
+        except ResilienceError as exc:
+            raise as_rpc_error(exc) from exc
+        return self._start(snapshot, plan, kwargs)
+
+    def _future(self, request: Any, kwargs: dict[str, Any]) -> Any:
+        report, call, kwargs = self._single(request, kwargs)
+        future = call.future(request, **kwargs)
+        future.add_done_callback(lambda f: report.finished(f.code(), f.details()))
+        return future
+
+    def _streaming(self, request: Any, kwargs: dict[str, Any]) -> Any:
+        report, call, kwargs = self._single(request, kwargs)
+        rendezvous = call(request, **kwargs)
+        rendezvous.add_done_callback(lambda c: report.finished(c.code(), c.details()))
+        return rendezvous
+
+
+def _kwargs(
+    timeout: float | None,
+    metadata: Metadata | None,
+    credentials: grpc.CallCredentials | None,
+    wait_for_ready: bool | None,
+    compression: grpc.Compression | None,
+) -> dict[str, Any]:
+    return {
+        "timeout": timeout,
+        "metadata": metadata,
+        "credentials": credentials,
+        "wait_for_ready": wait_for_ready,
+        "compression": compression,
+    }
+
+
+class UnaryUnary(MultiCallable, grpc.UnaryUnaryMultiCallable):  # type: ignore[type-arg]
+    __slots__ = ()
+
+    def __call__(
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        kwargs = _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
+        return self._blocking(request, kwargs, with_call=False)
+
+    def with_call(
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        kwargs = _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
+        return self._blocking(request, kwargs, with_call=True)
+
+    def future(
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        return self._future(
+            request, _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
+        )
+
+
+class UnaryStream(MultiCallable, grpc.UnaryStreamMultiCallable):  # type: ignore[type-arg]
+    __slots__ = ()
+
+    def __call__(
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        return self._streaming(
+            request, _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
+        )
+
+
+class StreamUnary(MultiCallable, grpc.StreamUnaryMultiCallable):  # type: ignore[type-arg]
+    __slots__ = ()
+
+    def __call__(
+        self,
+        request_iterator: Iterator[Any],
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        kwargs = _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
+        return self._blocking(request_iterator, kwargs, with_call=False)
+
+    def with_call(
+        self,
+        request_iterator: Iterator[Any],
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        kwargs = _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
+        return self._blocking(request_iterator, kwargs, with_call=True)
+
+    def future(
+        self,
+        request_iterator: Iterator[Any],
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        return self._future(
+            request_iterator, _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
+        )
+
+
+class StreamStream(MultiCallable, grpc.StreamStreamMultiCallable):  # type: ignore[type-arg]
+    __slots__ = ()
+
+    def __call__(
+        self,
+        request_iterator: Iterator[Any],
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        return self._streaming(
+            request_iterator, _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
+        )
