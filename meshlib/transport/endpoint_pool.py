@@ -2,10 +2,13 @@
 first use and closed when its endpoint leaves every service it serves.
 
 The pool listens to the service states it has routed for; each published
-view (on the xDS thread) recomputes the endpoints still listed and hands the
-clients of the others to ``on_stale`` — closed right there for sync clients,
-scheduled onto their event loop for asyncio ones (:class:`LoopCloser`).
-Lookups are a dict read; only creation takes the lock.
+view (on the xDS thread) recomputes the endpoints still listed. A client whose
+endpoint left is drained, not cut: no new request picks it, and it is handed
+to ``on_stale`` ``drain_s`` seconds later, so calls already in flight on it
+can finish (closed right there for sync clients, scheduled onto their event
+loop for asyncio ones: :class:`LoopCloser`). An endpoint that comes back
+while draining gets its client back. Lookups are a dict read; only creation
+takes the lock.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -26,17 +30,27 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
+#: How long a removed endpoint's client stays open for the calls already on it.
+DEFAULT_DRAIN_S = 1.0
+
 
 class EndpointPool(Generic[T]):
     """Clients by endpoint authority (``host:port``)."""
 
     def __init__(
-        self, factory: Callable[[Endpoint], T], on_stale: Callable[[list[T]], None]
+        self,
+        factory: Callable[[Endpoint], T],
+        on_stale: Callable[[list[T]], None],
+        *,
+        drain_s: float = DEFAULT_DRAIN_S,
     ) -> None:
         self._factory = factory
         self._on_stale = on_stale
+        self._drain_s = drain_s
         self._lock = threading.Lock()
         self._clients: dict[str, T] = {}
+        self._draining: dict[str, tuple[T, float]] = {}  # authority -> (client, close at)
+        self._timer: threading.Timer | None = None
         self._states: dict[str, ServiceState] = {}
         self._closed = False
 
@@ -49,7 +63,8 @@ class EndpointPool(Generic[T]):
                 raise RuntimeError("this mesh transport is closed")
             client = self._clients.get(endpoint.authority)
             if client is None:
-                client = self._factory(endpoint)
+                revived = self._draining.pop(endpoint.authority, None)
+                client = revived[0] if revived is not None else self._factory(endpoint)
                 self._clients[endpoint.authority] = client
                 log.debug("endpoint_client_opened", endpoint=endpoint.authority)
             return client
@@ -76,17 +91,44 @@ class EndpointPool(Generic[T]):
                 if isinstance(view, ServiceSnapshot):
                     live |= view.authorities
             stale = [a for a in self._clients if a not in live]
-            removed = [self._clients.pop(a) for a in stale]
+            close_at = time.monotonic() + self._drain_s
+            for authority in stale:
+                self._draining[authority] = (self._clients.pop(authority), close_at)
+            if stale:
+                self._arm_timer()
+        if stale:
+            log.info("endpoint_clients_draining", endpoints=stale, drain_s=self._drain_s)
+
+    def _arm_timer(self) -> None:
+        """(Under the lock.) Wake up when the next draining client is due."""
+        if self._timer is not None or not self._draining or self._closed:
+            return
+        due = min(at for _, at in self._draining.values())
+        self._timer = threading.Timer(max(0.0, due - time.monotonic()), self._close_due)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _close_due(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._timer = None
+            due = [a for a, (_, at) in self._draining.items() if at <= now]
+            removed = [self._draining.pop(a)[0] for a in due]
+            self._arm_timer()
         if removed:
-            log.info("endpoint_clients_closing", endpoints=stale)
+            log.info("endpoint_clients_closing", endpoints=due)
             self._on_stale(removed)
 
     def drain(self) -> list[T]:
         """Stop tracking, and hand back every client for the caller to close."""
         with self._lock:
             self._closed = True
-            clients = list(self._clients.values())
+            clients = list(self._clients.values()) + [c for c, _ in self._draining.values()]
             self._clients.clear()
+            self._draining.clear()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             states = list(self._states.values())
             self._states.clear()
         for state in states:

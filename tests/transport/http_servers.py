@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +32,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.open_connections -= 1
 
     def do_GET(self) -> None:
+        if self.path.startswith("/sleep/"):  # /sleep/<seconds>: answer late
+            time.sleep(float(self.path.split("/")[2]))
         length = int(self.headers.get("Content-Length") or 0)
         received = self.rfile.read(length) if length else b""
         seen = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections import Counter
 
 import httpx
@@ -97,6 +98,24 @@ def test_endpoint_removal_closes_its_pool(feed: FakeXds) -> None:
                 servers[0].port
             }
             assert servers[0].open_connections == 1
+
+
+def test_request_in_flight_on_a_removed_endpoint_completes(feed: FakeXds) -> None:
+    """A removed endpoint's pool drains: the call already on it still gets its answer."""
+    with echo_servers(2) as (old, new), meshlib.Mesh.with_xds_client(feed) as mesh:
+        serve(feed, [old])
+        transport = meshlib.MeshTransport(mesh)
+        with httpx.Client(transport=transport, timeout=5) as http:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                slow = pool.submit(http.get, f"http://{TARGET}/sleep/0.5")
+                eventually(lambda: old.open_connections == 1)
+                serve(feed, [new])
+                eventually(lambda: transport.endpoint_pools() == [])  # old is draining
+                answer = slow.result(timeout=5)
+            assert answer.status_code == 200
+            assert answer.json()["port"] == old.port
+            assert http.get(f"http://{TARGET}/").json()["port"] == new.port
+            eventually(lambda: old.open_connections == 0)
 
 
 async def test_async_endpoint_removal_closes_its_pool(feed: FakeXds) -> None:
