@@ -1,13 +1,15 @@
 """The admin HTTP API: health, workload registration and the status views.
 
     GET    /livez                         200 while the process runs
-    GET    /readyz                        200 once config is loaded and xDS is serving, else 503
+    GET    /readyz                        200 once config is loaded and xDS is serving (and
+                                          its latest rebuild was not refused), else 503
     POST   /v1/workloads                  register (JSON body) -> 201 {id, ttl_seconds} | 400
     PUT    /v1/workloads/{id}/heartbeat   200 {id, ttl_seconds} | 404
     DELETE /v1/workloads/{id}             204 (also for unknown ids)
     GET    /v1/workloads                  the live registrations
     GET    /v1/clients                    per xDS client and type: version ACKed / NACK error
-    GET    /v1/config                     the config in force and the last refused edit
+    GET    /v1/config                     the config in force, the last refused edit
+                                          (parse or translation) and any xDS rebuild error
 
 Errors are JSON ``{"error": "field: message", "field": "field"}``. The API has
 no authentication yet, so it listens on loopback unless the operator says

@@ -9,6 +9,13 @@ One grpc.aio server on ``xds_address`` serves ADS and the workload
 registration service; the admin API listens on ``admin_address``. The config
 file (or folder) is watched: a good edit is fed to the xDS service, a bad one
 is refused and shown by ``GET /v1/config`` while the last good config stays.
+
+"Good" means parsed *and* translatable: every new config, and every new
+registration, is first translated on trial (:meth:`XdsService.check`) for the
+connected nodes, a proxyless client and a sidecar. A config translate refuses
+is refused like a parse error (at start: ConfigError, nothing served); a
+registration that would break translation is refused at the API, so no single
+change can leave every client without config.
 ``data_dir`` is reserved for the store (coming with the store issue): it is
 created if missing and checked to be a writable folder, nothing is kept there yet.
 """
@@ -16,7 +23,9 @@ created if missing and checked to be a writable folder, nothing is kept there ye
 from __future__ import annotations
 
 import asyncio
+import re
 import tempfile
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,11 +35,18 @@ import structlog
 
 from controlplane.addresses import HostPort, parse_host_port
 from controlplane.admin import AdminServer, build_admin_app, check_admin_address
-from controlplane.config import ConfigError, ConfigWatcher, load_config
-from controlplane.model import MeshConfig, RegisteredWorkload
+from controlplane.config import ConfigError, ConfigIssue, ConfigWatcher, load_config
+from controlplane.model import MeshConfig, RegisteredWorkload, Source
 from controlplane.registration_service import RegistrationService
-from controlplane.registry import Registry
-from controlplane.xds import XdsService
+from controlplane.registry import RegistrationRejected, Registry
+from controlplane.translate import translate
+from controlplane.xds import (
+    AmbiguousDestinationError,
+    SnapshotError,
+    TranslationError,
+    XdsService,
+)
+from controlplane.xds.updater import Translate
 
 log = structlog.get_logger(__name__)
 
@@ -66,9 +82,24 @@ def prepare_data_dir(path: Path) -> Path:
 
 
 def _config_files(config: MeshConfig) -> list[str]:
-    sources = [r.source for r in config.service_entries]
-    sources += [r.source for r in config.workload_entries]
+    sources = [row[3] for row in _resource_rows(config)]
     return sorted({source.file for source in sources if source is not None})
+
+
+# Translate names a resource "Kind namespace/name (FILE#DOC): ..." in its errors.
+_TRANSLATE_ORIGIN = re.compile(r"^(\w+ [\w.-]+/[\w.-]+) \((.+)#(\d+)\): (.*)$", re.DOTALL)
+
+
+def untranslatable(error: TranslationError | SnapshotError, config_path: Path) -> ConfigError:
+    """A translation refusal as a config error: ``FILE#DOC: ...`` when the message
+    names the resource, else the config path."""
+    found = _TRANSLATE_ORIGIN.match(str(error))
+    if found is None:
+        issue = ConfigIssue(str(config_path), None, "", f"cannot be served over xDS: {error}")
+    else:
+        what, file, document, rest = found.groups()
+        issue = ConfigIssue(file, int(document), "", f"{what} cannot be served over xDS: {rest}")
+    return ConfigError([issue])
 
 
 class ControlPlane:
@@ -84,8 +115,11 @@ class ControlPlane:
         *,
         max_debounce_s: float = 1.0,
         admin_allow_remote: bool = False,
+        translate_fn: Translate = translate,
     ) -> None:
-        """Checks the arguments only (AddressError, AdminAddressError); starts nothing."""
+        """Checks the arguments only (AddressError, AdminAddressError); starts nothing.
+
+        ``translate_fn`` replaces the translation (tests of the refusal paths)."""
         self.config_path = Path(config_path)
         self._xds_address = parse_host_port(xds_address, what="--xds-address", allow_port_zero=True)
         self._admin_address = parse_host_port(
@@ -95,8 +129,10 @@ class ControlPlane:
         if debounce_s < 0 or max_debounce_s < debounce_s:
             raise ValueError(f"debounce {debounce_s}s must be >= 0 and <= {max_debounce_s}s")
         self.data_dir = Path(data_dir) if data_dir is not None else None
-        self.registry = Registry(on_change=self._workloads_changed)
-        self.xds = XdsService(debounce_s=debounce_s, max_debounce_s=max_debounce_s)
+        self.registry = Registry(on_change=self._workloads_changed, admission=self._admit)
+        self.xds = XdsService(
+            debounce_s=debounce_s, max_debounce_s=max_debounce_s, translate_fn=translate_fn
+        )
         self._grpc: grpc.aio.Server | None = None
         self._admin: AdminServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -143,6 +179,9 @@ class ControlPlane:
         if self.data_dir is not None:
             self.data_dir = await asyncio.to_thread(prepare_data_dir, self.data_dir)
         config = await asyncio.to_thread(load_config, self.config_path)  # ConfigError
+        refusal = self._translation_refusal(config)
+        if refusal is not None:
+            raise refusal
         self._config, self._config_loaded_at = config, _now_iso()
         self._grpc = grpc.aio.server(options=_SERVER_OPTIONS)
         self.xds.register(self._grpc)
@@ -194,6 +233,10 @@ class ControlPlane:
             log.info("controlplane_stopped")
 
     def _config_changed(self, config: MeshConfig) -> None:
+        refusal = self._translation_refusal(config)
+        if refusal is not None:
+            self._config_refused(refusal)
+            return
         self._config, self._config_loaded_at = config, _now_iso()
         self._config_error = None
         self.xds.update(config=config)
@@ -202,6 +245,28 @@ class ControlPlane:
         self._config_error = (error, _now_iso())
         for issue in error.issues:
             log.warning("config_issue", issue=str(issue))
+
+    def _translation_refusal(self, config: MeshConfig) -> ConfigError | None:
+        """None when ``config`` translates with the live registrations, else why not."""
+        try:
+            self.xds.check(config=config)
+        except (TranslationError, SnapshotError) as exc:
+            log.error("config_untranslatable", path=str(self.config_path), error=str(exc))
+            return untranslatable(exc, self.config_path)
+        return None
+
+    def _admit(self, workloads: tuple[RegisteredWorkload, ...]) -> None:
+        """The registry's admission check: refuse a registration translate cannot serve."""
+        try:
+            self.xds.check(workloads=workloads)
+        except AmbiguousDestinationError as exc:
+            raise RegistrationRejected(
+                "ports", f"refused, it would leave a route without its port: {exc}"
+            ) from exc
+        except (TranslationError, SnapshotError) as exc:
+            raise RegistrationRejected(
+                "service", f"refused, the mesh could not be served with it: {exc}"
+            ) from exc
 
     def _workloads_changed(self, workloads: tuple[RegisteredWorkload, ...]) -> None:
         self.xds.update(workloads=workloads)
@@ -214,6 +279,8 @@ class ControlPlane:
             reasons.append("config not loaded")
         if not self._serving:
             reasons.append("xDS server not serving")
+        if self.xds.last_error is not None:
+            reasons.append(f"xDS rebuild refused, clients keep older config: {self.xds.last_error}")
         return reasons
 
     def clients_status(self) -> list[dict[str, Any]]:
@@ -228,6 +295,7 @@ class ControlPlane:
             "files": [] if config is None else _config_files(config),
             "resources": [] if config is None else _resources(config),
             "last_error": None,
+            "xds_error": self.xds.last_error,
         }
         if self._config_error is not None:
             error, at = self._config_error
@@ -245,10 +313,18 @@ def _log_crash(task: asyncio.Task[None]) -> None:
         log.error("background_task_failed", task=task.get_name(), exc_info=task.exception())
 
 
+def _resource_rows(config: MeshConfig) -> list[tuple[str, str, str, Source | None]]:
+    kinds: list[tuple[str, Sequence[Any]]] = [
+        ("ServiceEntry", config.service_entries),
+        ("WorkloadEntry", config.workload_entries),
+        ("VirtualService", config.virtual_services),
+        ("DestinationRule", config.destination_rules),
+    ]
+    return [(kind, r.namespace, r.name, r.source) for kind, rs in kinds for r in rs]
+
+
 def _resources(config: MeshConfig) -> list[dict[str, str]]:
-    rows = [("ServiceEntry", r.namespace, r.name, r.source) for r in config.service_entries]
-    rows += [("WorkloadEntry", r.namespace, r.name, r.source) for r in config.workload_entries]
     return [
         {"kind": kind, "namespace": ns, "name": name, "source": str(src) if src else ""}
-        for kind, ns, name, src in rows
+        for kind, ns, name, src in _resource_rows(config)
     ]

@@ -7,7 +7,10 @@ Every change to the set of workloads calls ``on_change`` with the new
 
 A registration is validated as a whole before anything is stored: a bad one
 raises :class:`RegistrationRejected` naming the field, and the registry is
-left exactly as it was. The registry is used from one event loop thread.
+left exactly as it was. ``admission`` (optional) then sees the workloads the
+registry would hold and may refuse them the same way: the control plane uses
+it to refuse a registration its translation could not serve. The registry is
+used from one event loop thread.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -39,6 +42,8 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 Clock = Callable[[], float]
 ChangeCallback = Callable[[tuple[RegisteredWorkload, ...]], None]
+# Raises RegistrationRejected when the registry must not hold these workloads.
+AdmissionCheck = Callable[[tuple[RegisteredWorkload, ...]], None]
 
 
 class RegistryError(Exception):
@@ -168,8 +173,10 @@ class Registry:
         on_change: ChangeCallback | None = None,
         clock: Clock = time.monotonic,
         default_ttl_s: float = DEFAULT_TTL_S,
+        admission: AdmissionCheck | None = None,
     ) -> None:
         self.on_change = on_change
+        self.admission = admission
         self._clock = clock
         self._default_ttl_s = default_ttl_s
         self._workloads: dict[str, RegisteredWorkload] = {}
@@ -181,6 +188,8 @@ class Registry:
         """Add or replace (same id) a workload; raises RegistrationRejected."""
         workload = validate(request, default_ttl_s=self._default_ttl_s)
         previous = self._workloads.get(workload.id)
+        if previous != workload and self.admission is not None:
+            self.admission(_ordered({**self._workloads, workload.id: workload}.values()))
         self._workloads[workload.id] = workload
         self._deadlines[workload.id] = self._clock() + workload.ttl_s
         self._wakeup.set()
@@ -255,12 +264,15 @@ class Registry:
             raise UnknownRegistration(workload_id)
 
     def _changed(self) -> None:
-        self._snapshot = tuple(
-            sorted(self._workloads.values(), key=lambda w: (w.namespace, w.service, w.id))
-        )
+        self._snapshot = _ordered(self._workloads.values())
         if self.on_change is None:
             return
         try:
             self.on_change(self._snapshot)
         except Exception:
             log.exception("registry_on_change_failed")
+
+
+def _ordered(workloads: Iterable[RegisteredWorkload]) -> tuple[RegisteredWorkload, ...]:
+    """The snapshot order: (namespace, service, id)."""
+    return tuple(sorted(workloads, key=lambda w: (w.namespace, w.service, w.id)))

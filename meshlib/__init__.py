@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from meshlib.errors import (
     BootstrapError,
+    CircuitBreakerOverflow,
+    CircuitOpenError,
+    DeadlineExceeded,
+    InjectedFaultError,
     MeshError,
     NoHealthyEndpointError,
     NoRouteError,
+    PerTryTimeoutError,
+    RateLimitedError,
     RegistrationError,
+    RequestNotReplayable,
+    ResilienceError,
     RoutingError,
     ServiceNotFoundError,
     ServiceNotReadyError,
@@ -23,6 +31,16 @@ from meshlib.errors import (
     XdsValidationError,
 )
 from meshlib.mesh import Mesh
+from meshlib.resilience import (
+    BreakerConfig,
+    CircuitBreaker,
+    circuit_breaker,
+    deadline_scope,
+    fallback,
+    fallback_cause,
+    retry,
+    timeout,
+)
 from meshlib.transport.errors import MeshRequestError
 from meshlib.transport.grpc_aio_channel import AioMeshChannel
 from meshlib.transport.grpc_channel import MeshChannel
@@ -36,6 +54,12 @@ __all__ = [
     "AioMeshChannel",
     "AsyncMeshTransport",
     "BootstrapError",
+    "BreakerConfig",
+    "CircuitBreaker",
+    "CircuitBreakerOverflow",
+    "CircuitOpenError",
+    "DeadlineExceeded",
+    "InjectedFaultError",
     "Mesh",
     "MeshChannel",
     "MeshError",
@@ -44,8 +68,12 @@ __all__ = [
     "MeshTransport",
     "NoHealthyEndpointError",
     "NoRouteError",
+    "PerTryTimeoutError",
+    "RateLimitedError",
     "Registration",
     "RegistrationError",
+    "RequestNotReplayable",
+    "ResilienceError",
     "RoutingError",
     "ServiceNotFoundError",
     "ServiceNotReadyError",
@@ -54,4 +82,10 @@ __all__ = [
     "XdsResourceNotFound",
     "XdsValidationError",
     "__version__",
+    "circuit_breaker",
+    "deadline_scope",
+    "fallback",
+    "fallback_cause",
+    "retry",
+    "timeout",
 ]

@@ -12,6 +12,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
+from envoy.type.v3 import http_status_pb2
+
 from controlplane.config.durations import as_duration
 from controlplane.config.fields import DocContext, Fields, child
 from controlplane.config.resource import MESHLIB_PREFIX
@@ -35,6 +37,8 @@ FAILURE_PERCENTAGE = "meshlib.dev/outlier-failure-percentage"
 DEGRADED = "meshlib.dev/degraded"
 MAX_UINT32 = 2**32 - 1
 MIN_FILL_INTERVAL_MS = 50  # Envoy's token bucket refuses a shorter fill_interval
+# The rate limit's status goes into Envoy's HttpStatus, an enum of named codes only.
+_ENVOY_STATUS_CODES = frozenset(http_status_pb2.StatusCode.values())
 
 T = TypeVar("T")
 
@@ -152,6 +156,11 @@ def _local_rate_limit(fields: Fields) -> LocalRateLimit | None:
     else:
         ctx.error(fields.at("fillInterval"), "is required")
     status = fields.integer("status", minimum=400, maximum=599)
+    if status is not None and status not in _ENVOY_STATUS_CODES:
+        ctx.error(
+            fields.at("status"),
+            f"{status} is not a status code Envoy's HttpStatus knows (e.g. 429 or 503)",
+        )
     if ctx.count != before or max_tokens is None or interval is None:
         return None
     return LocalRateLimit(

@@ -4,6 +4,8 @@
 ``localityLbSetting`` and ``warmupDurationSecs``. ``LEAST_CONN`` is Istio's
 deprecated name for ``LEAST_REQUEST`` and is read as such; ``UNSPECIFIED`` means
 "not set". The deprecated ``consistentHash.minimumRingSize`` is read as ringHash.
+``PASSTHROUGH`` (forward to the caller's original destination address) is refused:
+a proxyless client has no original destination, so no xDS client could honour it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from controlplane.traffic_model import (
 
 LB_FIELDS = ("simple", "consistentHash", "localityLbSetting", "warmupDurationSecs")
 LB_NOT_YET = ("warmup",)
-SIMPLE = tuple(policy.value for policy in SimpleLB)
+SIMPLE = tuple(policy.value for policy in SimpleLB if policy is not SimpleLB.PASSTHROUGH)
 SIMPLE_ALIASES = {"LEAST_CONN": SimpleLB.LEAST_REQUEST}
 HASH_KEYS = ("httpHeaderName", "httpCookie", "useSourceIp", "httpQueryParameterName")
 HASH_FIELDS = (*HASH_KEYS, "ringHash", "maglev", "minimumRingSize")
@@ -66,6 +68,13 @@ def _simple(fields: Fields) -> SimpleLB | None:
     if value in SIMPLE_ALIASES:
         return SIMPLE_ALIASES[str(value)]
     if value == "UNSPECIFIED":
+        return None
+    if value == SimpleLB.PASSTHROUGH.value:
+        fields.ctx.error(
+            fields.at("simple"),
+            "PASSTHROUGH is not supported: proxyless clients have no original destination "
+            "to pass through to (use ROUND_ROBIN, LEAST_REQUEST, RANDOM or consistentHash)",
+        )
         return None
     text = fields.choice("simple", supported=SIMPLE, what="load balancer")
     return SimpleLB(text) if text is not None else None

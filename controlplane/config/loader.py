@@ -20,6 +20,7 @@ from controlplane.config.cross_checks import (
 from controlplane.config.destination_rule import parse_destination_rule
 from controlplane.config.errors import ConfigError, ConfigIssue
 from controlplane.config.fields import DocContext, Fields
+from controlplane.config.policy_checks import check_dns_subsets, check_route_hash_keys
 from controlplane.config.resource import Header, parse_header
 from controlplane.config.service_entry import parse_service_entry
 from controlplane.config.traffic_checks import (
@@ -109,4 +110,8 @@ def _cross_check(
         *check_one_virtual_service_per_host(config.virtual_services),
         *check_one_destination_rule_per_host(config.destination_rules),
         *check_destinations(services, config.destination_rules, config.service_entries),
+        *check_route_hash_keys(
+            config.virtual_services, config.destination_rules, config.service_entries
+        ),
+        *check_dns_subsets(config.destination_rules, config.service_entries),
     ]

@@ -1,10 +1,15 @@
 """Where a VirtualService destination points: its cluster name.
 
-``outbound|PORT|SUBSET|HOST`` (see :mod:`.naming`). The port is the
-destination's own, else the port of the service being routed when the
-destination host serves it (or is unknown), else the destination host's only
-port; a host with several ports and none of them the routed one needs an
-explicit port.
+``outbound|PORT|SUBSET|HOST`` (see :mod:`.naming`). The port is Istio's
+choice (``GetDestinationCluster``): the destination's own, else the
+destination host's only port, else the port of the service being routed.
+
+The last case never fails, so run-time registrations cannot break translation
+for everyone; but when the host has several ports and none is the routed one,
+the route points at a cluster that does not exist. The config parser refuses
+that for ServiceEntry hosts; :func:`ambiguous_destinations` finds it for hosts
+whose ports come from registrations, so a registration that would cause it is
+refused at the API.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from types import MappingProxyType
 
 from controlplane.traffic_model import Destination
 from controlplane.translate import naming
-from controlplane.translate.errors import TranslationError
 from controlplane.translate.services import MeshService
 
 
@@ -24,33 +28,32 @@ class PortDirectory:
     """The service ports of every host in the mesh."""
 
     ports_by_host: Mapping[str, tuple[int, ...]]
-    namespace_by_host: Mapping[str, str]
 
     @classmethod
     def of(cls, services: Iterable[MeshService]) -> PortDirectory:
         ports: dict[str, list[int]] = {}
-        namespaces: dict[str, str] = {}
         for service in services:
             ports.setdefault(service.host, []).append(service.number)
-            namespaces.setdefault(service.host, service.namespace)
-        return cls(
-            MappingProxyType({h: tuple(sorted(p)) for h, p in sorted(ports.items())}),
-            MappingProxyType(dict(sorted(namespaces.items()))),
-        )
+        return cls(MappingProxyType({h: tuple(sorted(p)) for h, p in sorted(ports.items())}))
 
-    def cluster_for(self, destination: Destination, routed_port: int, where: str) -> str:
-        port = self.port_for(destination, routed_port, where)
+    def cluster_for(self, destination: Destination, routed_port: int) -> str:
+        port = self.port_for(destination, routed_port)
         return naming.cluster_name(destination.host, port, destination.subset)
 
-    def port_for(self, destination: Destination, routed_port: int, where: str) -> int:
+    def port_for(self, destination: Destination, routed_port: int) -> int:
         if destination.port is not None:
             return destination.port
-        known = self.ports_by_host.get(destination.host)
-        if not known or routed_port in known:
-            return routed_port
+        known = self.ports_by_host.get(destination.host, ())
         if len(known) == 1:
             return known[0]
-        raise TranslationError(
-            f"{where}.destination: host {destination.host!r} has ports "
-            f"{', '.join(map(str, known))}; name one with destination.port"
+        return routed_port
+
+    def ambiguity(self, destination: Destination, routed_port: int) -> str | None:
+        """Why the destination's port is a guess (see the module doc), or None."""
+        known = self.ports_by_host.get(destination.host, ())
+        if destination.port is not None or len(known) < 2 or routed_port in known:
+            return None
+        return (
+            f"host {destination.host!r} has ports {', '.join(map(str, known))} and none is "
+            f"the routed port {routed_port}; name one with destination.port"
         )

@@ -23,14 +23,14 @@ _Policy = rc.RouteAction.HashPolicy
 
 
 def hash_policy_for(
-    rules: Sequence[DestinationRule], host: str, namespace: str, port: int, subset: str
+    rules: Sequence[DestinationRule], host: str, port: int, subset: str
 ) -> rc.RouteAction.HashPolicy | None:
     """The hash policy of cluster ``outbound|port|subset|host``, if it hashes.
 
     A subset the rule does not define has no policy here (its cluster does not
     exist; the cluster side reports that).
     """
-    rule = destination_rule_for(rules, host, namespace)
+    rule = destination_rule_for(rules, host)
     if rule is None or (subset and all(s.name != subset for s in rule.subsets)):
         return None
     settings = effective_policy(rule, port, subset).load_balancer

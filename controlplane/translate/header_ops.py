@@ -38,14 +38,34 @@ def header_edits(headers: Headers | None, where: str) -> HeaderEdits:
     return HeaderEdits(request_add, request_remove, response_add, response_remove)
 
 
-def merge(*edits: HeaderEdits) -> HeaderEdits:
-    """Concatenate edits (rule-level first, then a single destination's)."""
-    return HeaderEdits(
-        request_add=tuple(o for e in edits for o in e.request_add),
-        request_remove=tuple(n for e in edits for n in e.request_remove),
-        response_add=tuple(o for e in edits for o in e.response_add),
-        response_remove=tuple(n for e in edits for n in e.response_remove),
+def merge(rule: HeaderEdits, destination: HeaderEdits) -> HeaderEdits:
+    """A rule's edits followed by its chosen destination's, the destination winning.
+
+    Istio applies a destination's ``headers`` when that destination is chosen, so
+    they are the more specific edits: the rule's ``set`` / ``add`` of a header the
+    destination sets or removes is dropped (Envoy runs removals before additions
+    within one level, so dropping is the only way a destination's removal wins).
+    """
+    request_add = _without(rule.request_add, destination.request_add, destination.request_remove)
+    response_add = _without(
+        rule.response_add, destination.response_add, destination.response_remove
     )
+    return HeaderEdits(
+        request_add=request_add + destination.request_add,
+        request_remove=rule.request_remove + destination.request_remove,
+        response_add=response_add + destination.response_add,
+        response_remove=rule.response_remove + destination.response_remove,
+    )
+
+
+def _without(
+    options: tuple[base_pb2.HeaderValueOption, ...],
+    overriding: tuple[base_pb2.HeaderValueOption, ...],
+    removed: tuple[str, ...],
+) -> tuple[base_pb2.HeaderValueOption, ...]:
+    names = {o.header.key.lower() for o in overriding if o.append_action == _OVERWRITE}
+    names.update(name.lower() for name in removed)
+    return tuple(o for o in options if o.header.key.lower() not in names)
 
 
 def _operations(

@@ -60,41 +60,10 @@ def rule_origin(rule: DestinationRule) -> str:
     return f"DestinationRule {rule.namespace}/{rule.name}{where}"
 
 
-def destination_rule_for(
-    rules: Iterable[DestinationRule], host: str, namespace: str
-) -> DestinationRule | None:
-    """The rule for ``host``: an exact host beats the longest ``*.suffix`` wildcard.
-
-    Among equally specific rules, one in the service's own namespace wins; two
-    left over is an error (Istio would merge them; meshlib refuses to guess).
-    """
-    best: list[DestinationRule] = []
-    best_rank = -1
-    for rule in rules:
-        rank = _host_match_rank(rule.host, host)
-        if rank < 0 or rank < best_rank:
-            continue
-        if rank > best_rank:
-            best, best_rank = [], rank
-        best.append(rule)
-    if len(best) > 1:
-        local = [r for r in best if r.namespace == namespace]
-        best = local or best
-    if len(best) > 1:
-        names = ", ".join(sorted(rule_origin(r) for r in best))
-        raise TranslationError(f"host {host!r} has several DestinationRules: {names}")
-    return best[0] if best else None
-
-
-def _host_match_rank(pattern: str, host: str) -> int:
-    """-1: no match; otherwise larger is more specific (exact is largest)."""
-    if pattern == host:
-        return 1 << 16
-    if pattern == "*":
-        return 0
-    if pattern.startswith("*.") and host.endswith(pattern[1:]):
-        return len(pattern)
-    return -1
+def destination_rule_for(rules: Iterable[DestinationRule], host: str) -> DestinationRule | None:
+    """The rule for ``host``. The config parser refuses wildcard hosts and a second
+    rule for a host, so the first rule naming the host is the only one."""
+    return next((rule for rule in rules if rule.host == host), None)
 
 
 def find_subset(rule: DestinationRule, name: str) -> Subset:

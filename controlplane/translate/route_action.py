@@ -30,7 +30,7 @@ from controlplane.translate.common import duration, per_million
 from controlplane.translate.destinations import PortDirectory
 from controlplane.translate.errors import TranslationError
 from controlplane.translate.hash_policy import hash_policy_for, single_policy
-from controlplane.translate.header_ops import HeaderEdits, header_edits
+from controlplane.translate.header_ops import HeaderEdits, header_edits, merge
 from controlplane.translate.retry_policy import retry_policy
 
 WHOLE_PATH = "^.*$"
@@ -46,37 +46,45 @@ class RouteContext:
     hedge: HedgePolicy | None = None
     destination_rules: tuple[DestinationRule, ...] = ()
 
-    def hash_for(self, destination: Destination, where: str) -> rc.RouteAction.HashPolicy | None:
+    def hash_for(self, destination: Destination) -> rc.RouteAction.HashPolicy | None:
         """The consistent-hash key of the destination's cluster, if it hashes."""
-        host = destination.host
-        namespace = self.ports.namespace_by_host.get(host, "")
-        port = self.ports.port_for(destination, self.port, where)
-        return hash_policy_for(self.destination_rules, host, namespace, port, destination.subset)
+        port = self.ports.port_for(destination, self.port)
+        return hash_policy_for(self.destination_rules, destination.host, port, destination.subset)
 
 
 @dataclass(frozen=True, slots=True)
 class Forwarding:
     action: rc.RouteAction
-    edits: HeaderEdits  # a single destination's header edits, for the route itself
+    edits: HeaderEdits  # the header edits that go on the route itself
 
 
 def forwarding(
-    rule: HTTPRoute, block: HTTPMatchRequest | None, ctx: RouteContext, where: str
+    rule: HTTPRoute,
+    block: HTTPMatchRequest | None,
+    ctx: RouteContext,
+    where: str,
+    rule_edits: HeaderEdits,
 ) -> Forwarding:
-    """The RouteAction of a rule with ``route`` destinations, for one match block."""
+    """The RouteAction of a rule with ``route`` destinations, for one match block.
+
+    A destination's header edits win over the rule's (:func:`.header_ops.merge`),
+    whether it is the only destination or one of several: Envoy applies a weighted
+    cluster's edits *before* the route's, so when some destination of a split has
+    edits, the rule's edits move into every weighted cluster, ahead of its own.
+    """
     action = rc.RouteAction()
     chosen = _chosen_destinations(rule.route, where)
-    edits = HeaderEdits()
+    edits = rule_edits
     if len(chosen) == 1:
         index, only = chosen[0]
-        at = f"{where}.route[{index}]"
-        action.cluster = ctx.ports.cluster_for(only.destination, ctx.port, at)
-        edits = header_edits(only.headers, f"{at}.headers")
+        action.cluster = ctx.ports.cluster_for(only.destination, ctx.port)
+        edits = merge(rule_edits, header_edits(only.headers, f"{where}.route[{index}].headers"))
     else:
-        action.weighted_clusters.CopyFrom(_weighted(chosen, ctx, where))
-    hashing = single_policy(
-        [ctx.hash_for(d.destination, f"{where}.route[{i}]") for i, d in chosen], where
-    )
+        per_cluster = any(d.headers is not None for _, d in chosen)
+        inner = rule_edits if per_cluster else HeaderEdits()
+        action.weighted_clusters.CopyFrom(_weighted(chosen, ctx, where, inner))
+        edits = HeaderEdits() if per_cluster else rule_edits
+    hashing = single_policy([ctx.hash_for(d.destination) for _, d in chosen], where)
     if hashing is not None:
         action.hash_policy.append(hashing)
     _apply_rewrite(action, rule, block, where)
@@ -138,15 +146,18 @@ def _chosen_destinations(
 
 
 def _weighted(
-    chosen: list[tuple[int, HTTPRouteDestination]], ctx: RouteContext, where: str
+    chosen: list[tuple[int, HTTPRouteDestination]],
+    ctx: RouteContext,
+    where: str,
+    rule_edits: HeaderEdits,
 ) -> rc.WeightedCluster:
     clusters = []
     for index, dest in chosen:
-        at = f"{where}.route[{index}]"
-        edits = header_edits(dest.headers, f"{at}.headers")
+        own = header_edits(dest.headers, f"{where}.route[{index}].headers")
+        edits = merge(rule_edits, own)
         clusters.append(
             rc.WeightedCluster.ClusterWeight(
-                name=ctx.ports.cluster_for(dest.destination, ctx.port, at),
+                name=ctx.ports.cluster_for(dest.destination, ctx.port),
                 weight=wrappers_pb2.UInt32Value(value=dest.weight),
                 request_headers_to_add=list(edits.request_add),
                 request_headers_to_remove=list(edits.request_remove),
@@ -197,6 +208,6 @@ def _mirror(
 ) -> rc.RouteAction.RequestMirrorPolicy:
     fraction = per_million(mirror.percentage, f"{where}.percentage")
     return rc.RouteAction.RequestMirrorPolicy(
-        cluster=ctx.ports.cluster_for(mirror.destination, ctx.port, where),
+        cluster=ctx.ports.cluster_for(mirror.destination, ctx.port),
         runtime_fraction=base_pb2.RuntimeFractionalPercent(default_value=fraction),
     )

@@ -31,7 +31,7 @@ def route_match(block: HTTPMatchRequest | None, where: str) -> rc.RouteMatch:
     """The RouteMatch for one match block (None: a rule without match blocks)."""
     if block is None:
         return catch_all()
-    match = _path_match(block.uri, where, ignore_case=block.ignore_uri_case)
+    match = _path_match(block.uri, where)
     if block.ignore_uri_case:
         match.case_sensitive.CopyFrom(wrappers_pb2.BoolValue(value=False))
     for attribute, header in _PSEUDO_HEADERS:
@@ -77,7 +77,7 @@ def header_matcher(
     )
 
 
-def _path_match(uri: StringMatch | None, where: str, *, ignore_case: bool) -> rc.RouteMatch:
+def _path_match(uri: StringMatch | None, where: str) -> rc.RouteMatch:
     if uri is None:
         return catch_all()
     if uri.kind is MatchKind.EXACT:
@@ -85,10 +85,10 @@ def _path_match(uri: StringMatch | None, where: str, *, ignore_case: bool) -> rc
     if uri.kind is MatchKind.PREFIX:
         return rc.RouteMatch(prefix=uri.value or "/")
     if uri.kind is MatchKind.REGEX:
+        # The parser refuses ignoreUriCase with a regex (Envoy's case_sensitive does
+        # not apply to regexes; users write RE2's (?i) themselves).
         _require_pattern(uri.value, f"{where}.uri")
-        # case_sensitive does not apply to regexes in Envoy: RE2's (?i) does.
-        pattern = f"(?i){uri.value}" if ignore_case else uri.value
-        return rc.RouteMatch(safe_regex=regex_matcher(pattern))
+        return rc.RouteMatch(safe_regex=regex_matcher(uri.value))
     raise TranslationError(f"{where}.uri: a uri match must be exact, prefix or regex")
 
 

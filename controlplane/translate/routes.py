@@ -34,7 +34,7 @@ from controlplane.translate.common import pack
 from controlplane.translate.destinations import PortDirectory
 from controlplane.translate.errors import TranslationError
 from controlplane.translate.faults import header_faults, local_rate_limit, rule_fault
-from controlplane.translate.header_ops import HeaderEdits, header_edits, merge
+from controlplane.translate.header_ops import HeaderEdits, header_edits
 from controlplane.translate.http_filters import (
     FAULT_FILTER_NAME,
     LOCAL_RATE_LIMIT_FILTER_NAME,
@@ -87,7 +87,7 @@ def service_routing(
 ) -> ServiceRouting:
     own = Destination(service.host)
     ctx = RouteContext(service.host, service.number, ports, None, destination_rules)
-    hashing = ctx.hash_for(own, f"service {service.host}:{service.number}")
+    hashing = ctx.hash_for(own)
     default = ServiceRouting(service, default_routes(_own_cluster(service), hashing))
     if vs is None:
         return default
@@ -187,9 +187,9 @@ def _route(
             direct_response_action(rule.direct_response, f"{where}.directResponse")
         )
     else:
-        forward = forwarding(rule, block, ctx, where)
+        forward = forwarding(rule, block, ctx, where, rule_edits)
         route.route.CopyFrom(forward.action)
-        edits = merge(rule_edits, forward.edits)
+        edits = forward.edits
     route.request_headers_to_add.extend(edits.request_add)
     route.request_headers_to_remove.extend(edits.request_remove)
     route.response_headers_to_add.extend(edits.response_add)

@@ -3,7 +3,8 @@
 A subset cluster ``outbound|PORT|SUBSET|HOST`` holds only the endpoints whose
 labels include all of the subset's labels (labels come from WorkloadEntries,
 inline endpoints and registrations). The whole-service cluster
-(``outbound|PORT||HOST``) always exists, subsets or not.
+(``outbound|PORT||HOST``) always exists, subsets or not. Subset names are
+unique within a rule (the config parser refuses a repeated one).
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from dataclasses import dataclass, field
 from controlplane.model import MeshConfig
 from controlplane.traffic_model import DestinationRule
 from controlplane.translate import naming
-from controlplane.translate.errors import TranslationError
 from controlplane.translate.policy import (
     EffectivePolicy,
     destination_rule_for,
     effective_policy,
-    rule_origin,
 )
 from controlplane.translate.services import MeshEndpoint, MeshService
 
@@ -40,7 +39,7 @@ def plan_clusters(config: MeshConfig, services: Sequence[MeshService]) -> tuple[
     """Every cluster of the mesh, in (host, port, subset) order."""
     plans: list[ClusterPlan] = []
     for service in services:
-        rule = destination_rule_for(config.destination_rules, service.host, service.namespace)
+        rule = destination_rule_for(config.destination_rules, service.host)
         plans.extend(service_clusters(service, rule))
     return tuple(plans)
 
@@ -58,10 +57,6 @@ def service_clusters(service: MeshService, rule: DestinationRule | None) -> list
     ]
     if rule is None:
         return plans
-    names = [s.name for s in rule.subsets]
-    if len(set(names)) != len(names):
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        raise TranslationError(f"{rule_origin(rule)}: subset names repeat: {repeated}")
     for subset in sorted(rule.subsets, key=lambda s: s.name):
         plans.append(
             ClusterPlan(

@@ -1,9 +1,8 @@
 """Which VirtualService routes a service, and which of its rules apply to a port.
 
-A VirtualService host is a service host, ``*`` or ``*.suffix``; the most
-specific one wins (exact, then the longest wildcard). Two VirtualServices
-equally specific for the same host are an error (Istio would pick one by
-creation time, which a config file does not have). A rule applies to a port
+A VirtualService host is a service host: the config parser refuses wildcard
+hosts and a second VirtualService for a host, so the first one naming the
+host is the only one. A rule applies to a port
 when one of its match blocks names no port or that port (only those blocks
 are kept); a rule without match blocks applies to every port.
 """
@@ -14,7 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from controlplane.traffic_model import HTTPMatchRequest, HTTPRoute, VirtualService
-from controlplane.translate.errors import TranslationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,19 +32,7 @@ def virtual_service_origin(vs: VirtualService) -> str:
 def virtual_service_for(
     virtual_services: Iterable[VirtualService], host: str
 ) -> VirtualService | None:
-    best: VirtualService | None = None
-    best_rank = -1
-    for vs in virtual_services:
-        rank = max((_rank(pattern, host) for pattern in vs.hosts), default=-1)
-        if rank < 0 or rank < best_rank:
-            continue
-        if rank == best_rank and best is not None:
-            raise TranslationError(
-                f"{virtual_service_origin(best)} and {virtual_service_origin(vs)} "
-                f"both route host {host!r}; keep one VirtualService per host"
-            )
-        best, best_rank = vs, rank
-    return best
+    return next((vs for vs in virtual_services if host in vs.hosts), None)
 
 
 def rules_for_port(vs: VirtualService, port: int) -> list[PortRule]:
@@ -59,14 +45,3 @@ def rules_for_port(vs: VirtualService, port: int) -> list[PortRule]:
         if blocks:
             chosen.append(PortRule(index, rule, blocks))
     return chosen
-
-
-def _rank(pattern: str, host: str) -> int:
-    """-1: no match; higher is more specific (exact beats every wildcard)."""
-    if pattern == host:
-        return 1_000_000
-    if pattern == "*":
-        return 0
-    if pattern.startswith("*.") and host.endswith(pattern[1:]):
-        return len(pattern)
-    return -1

@@ -1,10 +1,11 @@
 """xds: serve the translated mesh over ADS (state of the world).
 
 :class:`XdsService` is the facade the control plane wires in: register it on
-a ``grpc.aio.Server``, feed it config and workloads with :meth:`~XdsService.update`,
-and read :meth:`~XdsService.clients_status` for the status view. Inside:
-cache (snapshots per node), stream (protocol), server (servicer), updater
-(translate per node), debounce (coalesce bursts).
+a ``grpc.aio.Server``, check a change first with :meth:`~XdsService.check`,
+feed it config and workloads with :meth:`~XdsService.update`, and read
+:meth:`~XdsService.clients_status` and :attr:`~XdsService.last_error` for the
+status view. Inside: cache (snapshots per node), stream (protocol), server
+(servicer), updater (translate per node), debounce (coalesce bursts).
 """
 
 from __future__ import annotations
@@ -16,14 +17,22 @@ import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from controlplane.model import MeshConfig, RegisteredWorkload
+from controlplane.translate import TranslationError, translate
+from controlplane.translate.ambiguity import AmbiguousDestinationError
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.debounce import Debouncer
 from controlplane.xds.errors import InconsistentSnapshotError, SnapshotError
 from controlplane.xds.server import AdsServicer
 from controlplane.xds.status import stream_status
-from controlplane.xds.updater import SnapshotUpdater
+from controlplane.xds.updater import SnapshotUpdater, Translate
 
-__all__ = ["InconsistentSnapshotError", "SnapshotError", "XdsService"]
+__all__ = [
+    "AmbiguousDestinationError",
+    "InconsistentSnapshotError",
+    "SnapshotError",
+    "TranslationError",
+    "XdsService",
+]
 
 
 class XdsService:
@@ -35,9 +44,10 @@ class XdsService:
         debounce_s: float = 0.1,
         max_debounce_s: float = 1.0,
         clock: Callable[[], float] = time.time,
+        translate_fn: Translate = translate,
     ) -> None:
         self._cache = SnapshotCache()
-        self._updater = SnapshotUpdater(self._cache)
+        self._updater = SnapshotUpdater(self._cache, translate_fn)
         self._servicer = AdsServicer(self._cache, self._updater, clock=clock)
         self._debouncer = Debouncer(
             self._updater.rebuild, delay_s=debounce_s, max_delay_s=max_debounce_s
@@ -63,6 +73,24 @@ class XdsService:
         self._updater.set_inputs(config=config, workloads=workloads)
         if self._started:
             self._debouncer.trigger()
+
+    def check(
+        self,
+        *,
+        config: MeshConfig | None = None,
+        workloads: Sequence[RegisteredWorkload] | None = None,
+    ) -> None:
+        """Raise TranslationError / SnapshotError if these inputs (None: the latest)
+        could not be served to a connected node, a proxyless client or a sidecar.
+
+        Changes nothing: call it before :meth:`update` to refuse a bad change whole.
+        """
+        self._updater.check(config=config, workloads=workloads)
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the latest rebuild was refused (the last good snapshots stay), or None."""
+        return self._updater.last_error
 
     async def start(self) -> None:
         """Begin rebuilding on updates; applies what arrived before start at once."""

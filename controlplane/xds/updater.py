@@ -7,6 +7,11 @@ latest inputs are broken still gets the last good config.
 
 Nodes that look alike to translate (same cluster, locality and metadata; the
 id is not an input of translate) share one translation and one snapshot.
+
+:meth:`SnapshotUpdater.check` translates candidate inputs without setting
+anything, for every connected node and for the two node shapes that may
+connect later (a proxyless client and an Envoy sidecar): the control plane
+uses it to refuse a config or a registration before it can break a rebuild.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import structlog
 
 from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload
 from controlplane.translate import Resources, TranslationError, translate
+from controlplane.translate.ambiguity import AmbiguousDestinationError, ambiguous_destinations
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.consistency import check_consistency
 from controlplane.xds.errors import SnapshotError
@@ -27,6 +33,12 @@ from controlplane.xds.snapshot import Snapshot
 log = structlog.get_logger(__name__)
 
 Translate = Callable[[MeshConfig, Sequence[RegisteredWorkload], NodeInfo], Resources]
+
+# The node shapes a trial translation covers besides the connected nodes.
+TRIAL_NODES = (
+    NodeInfo(id="trial-proxyless"),
+    NodeInfo(id="trial-sidecar", metadata={"mesh.proxy": "sidecar", "mesh.outbound_port": 15001}),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +64,37 @@ class SnapshotUpdater:
         workloads: Sequence[RegisteredWorkload] | None = None,
     ) -> None:
         """Replace config and/or workloads; takes effect at the next :meth:`rebuild`."""
-        self._inputs = Inputs(
+        self._inputs = self._candidate(config, workloads)
+
+    def check(
+        self,
+        *,
+        config: MeshConfig | None = None,
+        workloads: Sequence[RegisteredWorkload] | None = None,
+    ) -> None:
+        """Translate the latest inputs with ``config`` and/or ``workloads`` replaced, for
+        every connected node and :data:`TRIAL_NODES`; raise TranslationError or
+        SnapshotError when any fails, AmbiguousDestinationError when the change
+        would leave a destination's port to a guess it did not need before.
+        Sets nothing."""
+        candidate = self._candidate(config, workloads)
+        self._build_all(candidate, [*TRIAL_NODES, *self._nodes.values()])
+        before = self._ambiguities(self._inputs)
+        new = [p for p in sorted(self._ambiguities(candidate)) if p not in before]
+        if new:
+            raise AmbiguousDestinationError("; ".join(new))
+
+    @staticmethod
+    def _ambiguities(inputs: Inputs) -> set[str]:
+        try:
+            return set(ambiguous_destinations(inputs.config, inputs.workloads))
+        except TranslationError:  # inputs that do not translate: nothing to compare
+            return set()
+
+    def _candidate(
+        self, config: MeshConfig | None, workloads: Sequence[RegisteredWorkload] | None
+    ) -> Inputs:
+        return Inputs(
             config if config is not None else self._inputs.config,
             tuple(workloads) if workloads is not None else self._inputs.workloads,
         )

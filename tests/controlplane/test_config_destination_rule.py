@@ -32,6 +32,7 @@ from tests.controlplane.config_cases import (
     destination_rule,
     documents,
     load_text,
+    service_entry,
 )
 
 TP = "spec.trafficPolicy"
@@ -70,7 +71,12 @@ def outlier(body: str) -> str:
     return policy(f"outlierDetection: {{{body}}}")
 
 
-# (id, YAML, document, field path, message fragment)
+DNS_SERVICE = service_entry(
+    "hosts: [svc]\nports: [{number: 8080, name: http, protocol: HTTP}]\nresolution: DNS\n"
+    "endpoints: [{address: svc.example.com, labels: {region: us}}]",
+)
+
+# (id, YAML, document, field path, message fragment; {file} is the file's path)
 # fmt: off
 BAD_DESTINATION_RULES: list[tuple[str, str, int, str, str]] = [
     # --- spec
@@ -91,6 +97,19 @@ BAD_DESTINATION_RULES: list[tuple[str, str, int, str, str]] = [
      f"{TP}.loadBalancing", "unknown field; did you mean 'loadBalancer'?"),
     # --- loadBalancer
     ("simple-unknown", lb("simple: FASTEST"), 1, f"{LB}.simple", "unknown load balancer 'FASTEST'"),
+    ("simple-passthrough", lb("simple: PASSTHROUGH"), 1, f"{LB}.simple",
+     "PASSTHROUGH is not supported: proxyless clients have no original destination to pass "
+     "through to (use ROUND_ROBIN, LEAST_REQUEST, RANDOM or consistentHash)"),
+    ("subset-port-passthrough",
+     dr("subsets: [{name: v1, trafficPolicy: {portLevelSettings: [{port: {number: 8080}, "
+        "loadBalancer: {simple: PASSTHROUGH}}]}}]"), 1,
+     "spec.subsets[0].trafficPolicy.portLevelSettings[0].loadBalancer.simple",
+     "PASSTHROUGH is not supported: proxyless clients have no original destination"),
+    ("dns-subset-selects-nothing",
+     documents(DNS_SERVICE, dr("subsets: [{name: eu, labels: {region: eu}}]")), 2,
+     "spec.subsets[0].labels",
+     "subset 'eu' selects no endpoint of ServiceEntry conference/svc at {file}#1: with "
+     "resolution DNS a subset's cluster resolves one endpoint, so its labels must match one"),
     ("simple-and-hash", lb("simple: RANDOM, consistentHash: {useSourceIp: true}"), 1,
      CH, "cannot be combined with simple"),
     ("warmup-with-random", lb("simple: RANDOM, warmupDurationSecs: 30s"), 1,
@@ -211,7 +230,8 @@ BAD_DESTINATION_RULES: list[tuple[str, str, int, str, str]] = [
 def test_bad_destination_rule_is_refused_with_place_and_reason(
     tmp_path: Path, text: str, document: int, path: str, message: str
 ) -> None:
-    assert_refused(tmp_path / "mesh.yaml", text, document, path, message)
+    file = tmp_path / "mesh.yaml"
+    assert_refused(file, text, document, path, message.replace("{file}", str(file)))
 
 
 def test_table_is_big_enough() -> None:
@@ -263,7 +283,7 @@ def test_subsets_with_per_subset_and_per_port_policies(tmp_path: Path) -> None:
                 loadBalancer: {simple: ROUND_ROBIN, warmupDurationSecs: 60s}
                 portLevelSettings:
                 - port: {number: 8080}
-                  loadBalancer: {simple: PASSTHROUGH}
+                  loadBalancer: {simple: RANDOM}
             """,
             name="multi-rule",
         ),
@@ -296,7 +316,7 @@ def test_subsets_with_per_subset_and_per_port_policies(tmp_path: Path) -> None:
                     ),
                     port_level_settings=(
                         PortTrafficPolicy(
-                            8080, load_balancer=LoadBalancerSettings(simple=SimpleLB.PASSTHROUGH)
+                            8080, load_balancer=LoadBalancerSettings(simple=SimpleLB.RANDOM)
                         ),
                     ),
                 ),

@@ -64,9 +64,29 @@ def with_services(vs: str) -> str:
 
 
 H0 = "spec.http[0]"
+SPLIT = rule(
+    "route: [{destination: {host: svc}, weight: 50},"
+    " {destination: {host: multi, port: {number: 8080}}, weight: 50}]"
+)
+HASH_SVC = destination_rule(
+    "host: svc\ntrafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}"
+)
+HASH_MULTI = destination_rule(
+    "host: multi\ntrafficPolicy: {portLevelSettings: [{port: {number: 8080},"
+    " loadBalancer: {consistentHash: {httpCookie: {name: sid}}}}]}",
+    name="multi-dr",
+)
+HASH_MULTI_9090 = HASH_MULTI.replace("8080", "9090")
 # (id, YAML, document, field path, message fragment)
 # fmt: off
 BAD_VIRTUAL_SERVICES: list[tuple[str, str, int, str, str]] = [
+    # --- destinations against DestinationRules
+    ("split-hash-keys-differ", documents(SERVICES, HASH_SVC, HASH_MULTI, SPLIT), 5,
+     f"{H0}.route",
+     "the destinations hash on different consistentHash keys: route[0] hashes on "
+     "httpHeaderName 'x-user' (DestinationRule conference/dr); route[1] hashes on httpCookie "
+     "'sid' (DestinationRule conference/multi-dr); one route hashes one way, so give their "
+     "DestinationRules the same key"),
     # --- spec
     ("hosts-missing", virtual_service(f"http: [{{{TO_SVC}}}]"), 1, "spec.hosts", "is required"),
     ("hosts-empty", virtual_service(f"hosts: []\nhttp: [{{{TO_SVC}}}]"), 1,
@@ -514,3 +534,18 @@ def test_rules_keep_their_order_and_route_to_any_host(tmp_path: Path) -> None:
         (to("registered-only"),),
         (to("multi", port=8080, weight=70), to("multi", port=9090, weight=30)),
     ]
+
+
+def test_split_hash_keys_follow_the_port_in_force(tmp_path: Path) -> None:
+    """Only the policy in force for the destination's port counts; a destination that
+    gets no traffic (weight 0) hashes nothing."""
+    config = load_text(
+        tmp_path / "mesh.yaml", documents(SERVICES, HASH_SVC, HASH_MULTI_9090, SPLIT)
+    )
+    assert len(config.virtual_services) == 1
+    idle = rule(
+        "route: [{destination: {host: svc}, weight: 100},"
+        " {destination: {host: multi, port: {number: 8080}}, weight: 0}]"
+    )
+    config = load_text(tmp_path / "mesh.yaml", documents(SERVICES, HASH_SVC, HASH_MULTI, idle))
+    assert len(config.virtual_services) == 1

@@ -282,3 +282,26 @@ def test_json_body_parses_to_a_request() -> None:
         namespace="conf",
         id="s1",
     )
+
+
+def test_admission_sees_the_would_be_snapshot_and_a_refusal_changes_nothing(
+    clock: FakeClock, changes: Recorder
+) -> None:
+    seen: list[tuple[str, ...]] = []
+
+    def admission(workloads: tuple[RegisteredWorkload, ...]) -> None:
+        seen.append(tuple(w.id for w in workloads))
+        if any(w.address == "10.0.0.9" for w in workloads):
+            raise RegistrationRejected("ports", "refused by the admission check")
+
+    registry = Registry(clock=clock, on_change=changes, admission=admission)
+    kept = registry.register(request(id="b"))
+    with pytest.raises(RegistrationRejected, match=r"^ports: refused by the admission check$"):
+        registry.register(request(id="a", address="10.0.0.9"))
+    with pytest.raises(RegistrationRejected):
+        registry.register(request(id="b", address="10.0.0.9"))  # a replacement too
+    registry.register(request(id="b"))  # identical: nothing to admit
+    assert seen == [("b",), ("a", "b"), ("b",)]
+    assert registry.snapshot() == (kept,)
+    assert registry.remaining_ttl("a") is None
+    assert len(changes.snapshots) == 1

@@ -176,15 +176,6 @@ def test_subset_selecting_nothing_is_an_empty_assignment() -> None:
     assert list(assignment.endpoints) == []
 
 
-def test_repeated_subset_names_are_refused() -> None:
-    config = MeshConfig(
-        service_entries=(service("svc", endpoint("10.0.0.1")),),
-        destination_rules=(rule("svc", None, Subset("a"), Subset("a")),),
-    )
-    with pytest.raises(TranslationError, match=r"DestinationRule default/svc-rule .*repeat"):
-        run(config)
-
-
 def test_dns_service_subsets_are_logical_dns_clusters_of_the_selected_endpoint() -> None:
     dns = service(
         "api.example.com",
@@ -203,32 +194,6 @@ def test_dns_service_subsets_are_logical_dns_clusters_of_the_selected_endpoint()
 
 
 # --- which rule, and precedence ---------------------------------------------------
-
-
-def test_exact_host_beats_wildcard_and_wildcard_applies_otherwise() -> None:
-    config = MeshConfig(
-        service_entries=(
-            service("a.example.com", endpoint("10.0.0.1")),
-            service("b.example.com", endpoint("10.0.0.2")),
-        ),
-        destination_rules=(
-            replace(rule("*.example.com", lb(simple=SimpleLB.RANDOM)), name="wild"),
-            rule("a.example.com", lb(simple=SimpleLB.ROUND_ROBIN)),
-        ),
-    )
-    resources = run(config)
-    assert cluster(resources, "outbound|50051||a.example.com").lb_policy == Cluster.ROUND_ROBIN
-    wild = cluster(resources, "outbound|50051||b.example.com")
-    assert wild.load_balancing_policy.policies[0].typed_extension_config.name.endswith("random")
-
-
-def test_two_rules_for_one_host_are_refused_naming_both() -> None:
-    config = MeshConfig(
-        service_entries=(service("svc", endpoint("10.0.0.1")),),
-        destination_rules=(rule("svc"), replace(rule("svc"), name="other")),
-    )
-    with pytest.raises(TranslationError, match=r"default/other .* default/svc-rule"):
-        run(config)
 
 
 def _ring(size: int) -> LoadBalancerSettings:
@@ -598,21 +563,17 @@ def test_hash_policies_for_each_hash_key() -> None:
     header = hash_policy_for(
         _hash_config(ConsistentHash(http_header_name="x-user")).destination_rules,
         "svc",
-        "default",
         50051,
         "",
     )
     assert header is not None and header.header.header_name == "x-user"
     cookie_key = ConsistentHash(http_cookie=HashCookie(name="sid", path="/", ttl_s=60))
-    cookie = hash_policy_for(
-        _hash_config(cookie_key).destination_rules, "svc", "default", 50051, ""
-    )
+    cookie = hash_policy_for(_hash_config(cookie_key).destination_rules, "svc", 50051, "")
     assert cookie is not None
     assert (cookie.cookie.name, cookie.cookie.path, cookie.cookie.ttl.seconds) == ("sid", "/", 60)
     source = hash_policy_for(
         _hash_config(ConsistentHash(use_source_ip=True)).destination_rules,
         "svc",
-        "default",
         50051,
         "",
     )
@@ -620,7 +581,6 @@ def test_hash_policies_for_each_hash_key() -> None:
     query = hash_policy_for(
         _hash_config(ConsistentHash(http_query_parameter_name="u")).destination_rules,
         "svc",
-        "default",
         50051,
         "",
     )
@@ -629,10 +589,10 @@ def test_hash_policies_for_each_hash_key() -> None:
 
 def test_hash_policy_follows_the_subset_and_is_none_without_consistent_hash() -> None:
     rules = _hash_config(ConsistentHash(http_header_name="x-user")).destination_rules
-    subset = hash_policy_for(rules, "svc", "default", 50051, "v2")
+    subset = hash_policy_for(rules, "svc", 50051, "v2")
     assert subset is not None and subset.header.header_name == "x-v2"
-    assert hash_policy_for(rules, "other", "default", 50051, "") is None
-    assert hash_policy_for((), "svc", "default", 50051, "") is None
+    assert hash_policy_for(rules, "other", 50051, "") is None
+    assert hash_policy_for((), "svc", 50051, "") is None
 
 
 def test_translation_is_deterministic() -> None:

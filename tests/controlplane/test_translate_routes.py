@@ -46,6 +46,7 @@ from controlplane.traffic_model import (
     VirtualServiceExtensions,
 )
 from controlplane.translate import TranslationError
+from controlplane.translate.ambiguity import ambiguous_destinations
 from controlplane.translate.http_filters import (
     FAULT_FILTER_NAME,
     LOCAL_RATE_LIMIT_FILTER_NAME,
@@ -169,17 +170,6 @@ def test_virtual_service_for_other_hosts_leaves_defaults() -> None:
     assert route.name == "default"
 
 
-def test_two_virtual_services_for_one_host_is_an_error() -> None:
-    with pytest.raises(TranslationError, match="both route host 'attendees'"):
-        resources(config(vs(rule()), vs(rule(), name="other")))
-
-
-def test_exact_host_beats_wildcard() -> None:
-    mesh = config(vs(rule(name="exact")), vs(rule(name="wild"), hosts=("*",), name="all"))
-    assert [r.name for r in routes_of(mesh)] == ["exact"]
-    assert [r.name for r in routes_of(mesh, "sessions:8080")] == ["wild"]
-
-
 # --- destinations ----------------------------------------------------------
 
 
@@ -213,13 +203,19 @@ def test_destination_port_defaults() -> None:
     assert routes_of(mesh)[0].route.cluster == "outbound|9000||other"
 
 
-def test_destination_host_with_several_other_ports_needs_a_port() -> None:
+def test_destination_host_with_several_other_ports_goes_to_the_routed_port() -> None:
+    # Istio's GetDestinationCluster: no port, several ports -> the routed (listener) port.
     mesh = config(
         vs(rule(route=(to("other"),))),
         entries=(entry("attendees", 8080), entry("other", 9000, 9001)),
     )
-    with pytest.raises(TranslationError, match=r"name one with destination\.port"):
-        resources(mesh)
+    assert routes_of(mesh)[0].route.cluster == "outbound|8080||other"
+    (problem,) = ambiguous_destinations(mesh, ())
+    assert problem == (
+        "VirtualService default/attendees: http[0].route[0].destination: host 'other' has "
+        "ports 9000, 9001 and none is the routed port 8080; name one with destination.port"
+    )
+    assert ambiguous_destinations(config(vs(rule(route=(to("sessions"),)))), ()) == ()
 
 
 def test_rule_needs_exactly_one_action() -> None:
@@ -525,9 +521,7 @@ def test_meshlib_decoder_accepts_every_feature() -> None:
         decode_listener(listener)
 
 
-def test_regex_ignore_case_uses_re2_flag_and_empty_prefix_means_present() -> None:
-    block = HTTPMatchRequest(uri=StringMatch(REGEX, "/a+"), ignore_uri_case=True)
-    assert only_route(rule(block)).match.safe_regex.regex == "(?i)/a+"
+def test_empty_prefix_means_present() -> None:
     block = HTTPMatchRequest(
         headers={"x-h": StringMatch(PREFIX, "")}, query_params={"q": StringMatch(PREFIX, "")}
     )
