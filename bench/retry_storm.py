@@ -217,7 +217,8 @@ async def run_phase(
         nonlocal remaining, ok
         while remaining > 0:
             remaining -= 1
-            ok += await get(client, url) == 200
+            status = await get(client, url)  # not "ok += await ...": ok would be read first
+            ok += status == 200
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return Phase(caller, failure_rate, calls, ok, upstream.requests - before,
@@ -284,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="happy path: calls per client")
     parser.add_argument("--warmup", type=int, default=200, help="happy path: warm-up calls")
     parser.add_argument("--skip-happy-path", action="store_true")
+    parser.add_argument("--skip-storm", action="store_true")
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args(argv)
     structlog.configure(
@@ -294,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         # grpcio's own xDS client (in the happy-path table) reads the bootstrap from here.
         os.environ["GRPC_XDS_BOOTSTRAP"] = str(stack.bootstrap)
         with meshlib.Mesh(bootstrap=str(stack.bootstrap)) as mesh:
-            phases = asyncio.run(storm(mesh, upstream, args.calls, args.concurrency))
-            print_storm(phases, args.concurrency)
+            if not args.skip_storm:
+                phases = asyncio.run(storm(mesh, upstream, args.calls, args.concurrency))
+                print_storm(phases, args.concurrency)
             if not args.skip_happy_path:
                 happy = argparse.Namespace(requests=args.requests, warmup=args.warmup,
                                            concurrency=16)  # fmt: skip

@@ -34,6 +34,7 @@ from meshlib.mesh import Mesh
 from meshlib.resilience import (
     BreakerConfig,
     CircuitBreaker,
+    TokenBucket,
     circuit_breaker,
     deadline_scope,
     fallback,
@@ -41,16 +42,19 @@ from meshlib.resilience import (
     retry,
     timeout,
 )
+from meshlib.transport.asgi import DeadlineMiddleware
 from meshlib.transport.errors import MeshRequestError
 from meshlib.transport.grpc_aio_channel import AioMeshChannel
 from meshlib.transport.grpc_channel import MeshChannel
 from meshlib.transport.grpc_errors import MeshRpcError
+from meshlib.transport.grpc_server import AioDeadlineServerInterceptor, DeadlineServerInterceptor
 from meshlib.transport.http import AsyncMeshTransport, MeshTransport
 from meshlib.transport.registration import Registration
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AioDeadlineServerInterceptor",
     "AioMeshChannel",
     "AsyncMeshTransport",
     "BootstrapError",
@@ -59,6 +63,8 @@ __all__ = [
     "CircuitBreakerOverflow",
     "CircuitOpenError",
     "DeadlineExceeded",
+    "DeadlineMiddleware",
+    "DeadlineServerInterceptor",
     "InjectedFaultError",
     "Mesh",
     "MeshChannel",
@@ -77,6 +83,7 @@ __all__ = [
     "RoutingError",
     "ServiceNotFoundError",
     "ServiceNotReadyError",
+    "TokenBucket",
     "XdsConnectionError",
     "XdsError",
     "XdsResourceNotFound",

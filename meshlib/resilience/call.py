@@ -21,15 +21,20 @@ its own flavour (:mod:`meshlib.transport.resilience_errors`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, TypeVar
 
 from meshlib.errors import CircuitBreakerOverflow, DeadlineExceeded, PerTryTimeoutError
 from meshlib.resilience.breaker import CircuitBreaker
 from meshlib.resilience.conditions import Outcome
-from meshlib.resilience.deadline import Deadline, current_deadline, deadline_scope
+from meshlib.resilience.deadline import (
+    Deadline,
+    current_deadline,
+    deadline_scope,
+    enter_deadline,
+    exit_deadline,
+)
 from meshlib.resilience.hedging import async_run_hedged, run_hedged
 from meshlib.resilience.retry import (
     Attempt,
@@ -39,9 +44,11 @@ from meshlib.resilience.retry import (
     run_with_retries,
 )
 from meshlib.resilience.route_resilience import (
+    Faulted,
     RouteResilience,
-    apply_stages,
-    async_apply_stages,
+    async_enter_stages,
+    enter_stages,
+    finish_stages,
 )
 from meshlib.resilience.xds_cluster import ClusterResilience
 
@@ -49,6 +56,7 @@ T = TypeVar("T")
 
 NO_RETRY: Final = RetryPolicy(num_retries=0)
 _NOTHING_EXCLUDED: Final[frozenset[str]] = frozenset()
+_NOTHING_FAULTED: Final[Faulted] = []
 # gRPC statuses a failure-rate breaker counts as failures (server-side trouble).
 _GRPC_FAILURES: Final = frozenset({2, 4, 13, 14, 15})
 
@@ -146,21 +154,36 @@ def resilient_call(
 
     if deadline is None and not stages and breaker is None:
         return tries()
-    with (
-        deadline_scope(deadline=deadline),
-        apply_stages(stages, headers) if stages else contextlib.nullcontext(),
-    ):
-        if breaker is None:
-            return tries()
-        breaker.acquire()
-        started = _monotonic()
+    token = enter_deadline(deadline) if deadline is not None else None
+    try:
+        faulted = enter_stages(stages, headers) if stages else _NOTHING_FAULTED
         try:
-            result = tries()
-        except Exception as error:
-            _breaker_record(breaker, describe_error(error), error, started)
-            raise
-        _breaker_record(breaker, describe_result(result), None, started)
-        return result
+            if breaker is None:
+                return tries()
+            return _guarded(breaker, tries, describe_result, describe_error)
+        finally:
+            if faulted:
+                finish_stages(faulted)
+    finally:
+        if token is not None:
+            exit_deadline(token)
+
+
+def _guarded(
+    breaker: CircuitBreaker,
+    tries: Callable[[], T],
+    describe_result: Callable[[T], Outcome],
+    describe_error: Callable[[BaseException], Outcome],
+) -> T:
+    breaker.acquire()
+    started = _monotonic()
+    try:
+        result = tries()
+    except Exception as error:
+        _breaker_record(breaker, describe_error(error), error, started)
+        raise
+    _breaker_record(breaker, describe_result(result), None, started)
+    return result
 
 
 def _admitted(send: Callable[[Attempt], T], cluster: ClusterResilience) -> Callable[[Attempt], T]:
@@ -205,8 +228,11 @@ def _tries(
             admission.enter(attempt.deadline)
             try:
                 if attempt.deadline is not None and attempt.deadline is not deadline:
-                    with deadline_scope(deadline=attempt.deadline):
+                    token = enter_deadline(attempt.deadline)
+                    try:
                         value = send(attempt)
+                    finally:
+                        exit_deadline(token)
                 else:
                     value = send(attempt)
             finally:
@@ -251,8 +277,13 @@ async def async_resilient_call(
     describe_error: Callable[[BaseException], Outcome],
     replayable: bool = True,
     name: str,
+    send_bounds_itself: bool = False,
 ) -> T:
-    """The async twin of :func:`resilient_call`; a try is cancelled at its deadline."""
+    """The async twin of :func:`resilient_call`; a try is cancelled at its deadline.
+
+    ``send_bounds_itself``: the send enforces ``attempt.timeout_s`` itself (gRPC's
+    ``timeout=``), so the first try is not wrapped in a cancelling timer (a task).
+    """
     deadline = call_deadline(timeout_s, name)
     stages = route.stages_for(cluster.name)
     breaker = cluster.breaker()
@@ -260,13 +291,15 @@ async def async_resilient_call(
     async def tries() -> T:
         return await _async_tries(
             send, route, cluster, headers, method, deadline,
-            describe_result, describe_error, replayable, name,
+            describe_result, describe_error, replayable, name, send_bounds_itself,
         )  # fmt: skip
 
     if deadline is None and not stages and breaker is None:
         return await tries()
-    with deadline_scope(deadline=deadline):
-        async with async_apply_stages(stages, headers) if stages else _async_null():
+    token = enter_deadline(deadline) if deadline is not None else None
+    try:
+        faulted = await async_enter_stages(stages, headers) if stages else _NOTHING_FAULTED
+        try:
             if breaker is None:
                 return await tries()
             breaker.acquire()
@@ -278,11 +311,12 @@ async def async_resilient_call(
                 raise
             _breaker_record(breaker, describe_result(result), None, started)
             return result
-
-
-@contextlib.asynccontextmanager
-async def _async_null() -> AsyncIterator[None]:
-    yield
+        finally:
+            if faulted:
+                finish_stages(faulted)
+    finally:
+        if token is not None:
+            exit_deadline(token)
 
 
 def _async_admitted(
@@ -338,6 +372,7 @@ async def _async_tries(
     describe_error: Callable[[BaseException], Outcome],
     replayable: bool,
     name: str,
+    send_bounds_itself: bool,
 ) -> T:
     policy = _policy(route, headers, method)
     idempotent = _idempotent(route, method)
@@ -355,14 +390,14 @@ async def _async_tries(
         try:
             if attempt.deadline is None:
                 value = await admitted(attempt)
+            elif send_bounds_itself:
+                token = enter_deadline(attempt.deadline)
+                try:
+                    value = await admitted(attempt)
+                finally:
+                    exit_deadline(token)
             else:
-                with deadline_scope(deadline=attempt.deadline):
-                    try:
-                        value = await asyncio.wait_for(
-                            admitted(attempt), attempt.deadline.remaining()
-                        )
-                    except asyncio.TimeoutError:
-                        raise _timeout_error(attempt, deadline, policy, name) from None
+                value = await _bounded(admitted, attempt, deadline, policy, name)
         except Exception as error:
             if policy.num_retries == 0:
                 raise

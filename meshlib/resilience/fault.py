@@ -226,6 +226,14 @@ class FaultInjector:
             with self._lock:
                 self.active -= 1
 
+    def start(self, headers: Headers) -> FaultDecision:
+        """Decide and count one request's faults; pair a fault with :meth:`finish`."""
+        return self._admit(self.decide(headers))
+
+    def finish(self, decision: FaultDecision) -> None:
+        """The faulted request ended (frees its ``max_active_faults`` slot)."""
+        self._finish(decision)
+
     @contextlib.contextmanager
     def inject(
         self, headers: Headers, *, sleep: Callable[[float], None] = time.sleep

@@ -15,6 +15,7 @@ identity), ``route_resilience.stages_for(cluster)``, and enters the stages with
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -23,8 +24,9 @@ from typing import Final
 
 import structlog
 
+from meshlib.errors import InjectedFaultError
 from meshlib.resilience.deadline import Headers
-from meshlib.resilience.fault import FaultInjector
+from meshlib.resilience.fault import FaultDecision, FaultInjector
 from meshlib.resilience.xds_filters import (
     EffectiveFilter,
     LocalRateLimiter,
@@ -173,18 +175,93 @@ class ResilienceCompiler:
         return rate_limit(config, name=self.target)
 
 
+Faulted = list[tuple[FaultInjector, FaultDecision]]
+
+
+def _decide(stages: tuple[Stage, ...], headers: Headers) -> tuple[Faulted, float]:
+    """Run the rate limits and decide the faults, in chain order (no waiting yet).
+
+    Returns the faults injected (to finish when the request ends) and the total
+    delay; raises the first abort or rate limit (finishing what was started).
+    """
+    faulted: Faulted = []
+    delay = 0.0
+    try:
+        for stage in stages:
+            if isinstance(stage, LocalRateLimiter):
+                stage.check()
+                continue
+            decision = stage.start(headers)
+            if decision.is_fault:
+                faulted.append((stage, decision))
+                delay += decision.delay_s
+    except BaseException:
+        finish_stages(faulted)
+        raise
+    return faulted, delay
+
+
+def _abort_of(faulted: Faulted) -> InjectedFaultError | None:
+    for _stage, decision in faulted:
+        error = decision.error()
+        if error is not None:
+            return error
+    return None
+
+
+def enter_stages(
+    stages: tuple[Stage, ...], headers: Headers, *, sleep: Callable[[float], None] = time.sleep
+) -> Faulted:
+    """Apply a request's stages (limits, delay, abort); end with :func:`finish_stages`."""
+    faulted, delay = _decide(stages, headers)
+    try:
+        if delay > 0:
+            sleep(delay)
+        error = _abort_of(faulted)
+        if error is not None:
+            raise error
+    except BaseException:
+        finish_stages(faulted)
+        raise
+    return faulted
+
+
+async def async_enter_stages(
+    stages: tuple[Stage, ...],
+    headers: Headers,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Faulted:
+    """The async twin of :func:`enter_stages` (the delay is awaited)."""
+    faulted, delay = _decide(stages, headers)
+    try:
+        if delay > 0:
+            await sleep(delay)
+        error = _abort_of(faulted)
+        if error is not None:
+            raise error
+    except BaseException:
+        finish_stages(faulted)
+        raise
+    return faulted
+
+
+def finish_stages(faulted: Faulted) -> None:
+    """The request ended: free the ``max_active_faults`` slots its faults held."""
+    for stage, decision in faulted:
+        stage.finish(decision)
+
+
 @contextlib.contextmanager
 def apply_stages(
     stages: tuple[Stage, ...], headers: Headers, *, sleep: Callable[[float], None] = time.sleep
 ) -> Iterator[None]:
     """Run a request's fault / rate-limit stages in chain order around the block."""
-    with contextlib.ExitStack() as stack:
-        for stage in stages:
-            if isinstance(stage, LocalRateLimiter):
-                stage.check()
-            else:
-                stack.enter_context(stage.inject(headers, sleep=sleep))
+    faulted = enter_stages(stages, headers, sleep=sleep)
+    try:
         yield
+    finally:
+        finish_stages(faulted)
 
 
 @contextlib.asynccontextmanager
@@ -192,15 +269,11 @@ async def async_apply_stages(
     stages: tuple[Stage, ...],
     headers: Headers,
     *,
-    sleep: Callable[[float], Awaitable[None]] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AsyncIterator[None]:
     """The async twin of :func:`apply_stages` (fault delays are awaited)."""
-    async with contextlib.AsyncExitStack() as stack:
-        for stage in stages:
-            if isinstance(stage, LocalRateLimiter):
-                stage.check()
-            elif sleep is None:
-                await stack.enter_async_context(stage.async_inject(headers))
-            else:
-                await stack.enter_async_context(stage.async_inject(headers, sleep=sleep))
+    faulted = await async_enter_stages(stages, headers, sleep=sleep)
+    try:
         yield
+    finally:
+        finish_stages(faulted)

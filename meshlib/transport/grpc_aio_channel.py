@@ -11,8 +11,8 @@ mirrored) → one try to one endpoint with a
 :class:`~meshlib.transport.grpc_routing.CallReport` closed by the call's
 done callback. Unary calls run their tries under
 :func:`meshlib.resilience.call.async_resilient_call` (deadline, faults, rate
-limit, breaker, thresholds, retries / hedging) in a task, behind a
-:class:`DeferredCall` that resolves to the last try's call; streaming calls
+limit, breaker, thresholds, retries / hedging) in the task that awaits them
+(:class:`~meshlib.transport.grpc_aio_lazy.LazyUnaryCall`); streaming calls
 get the deadline and the fault / rate-limit stages in a single try.
 Resilience errors surface as ``AioRpcError`` with the matching status.
 """
@@ -35,6 +35,7 @@ from meshlib.routing.plan import ForwardPlan, MirrorTarget
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot, ServiceView
 from meshlib.transport.endpoint_pool import LoopCloser
 from meshlib.transport.grpc_aio_deferred import DeferredCall
+from meshlib.transport.grpc_aio_lazy import LazyUnaryCall
 from meshlib.transport.grpc_errors import aio_unavailable
 from meshlib.transport.grpc_resilience import (
     bounded_kwargs,
@@ -308,7 +309,7 @@ class _AioMultiCallable:
             channel._mirror(snapshot, plan, self._method, request, dict(kwargs), self._serializer)
         route = snapshot.resilience.for_route(plan.route)
         if self._kind == "unary_unary":
-            return DeferredCall(self._unary(snapshot, plan, route, request, kwargs))
+            return LazyUnaryCall(partial(self._unary, snapshot, plan, route, request, kwargs))
         try:
             kwargs = bounded_kwargs(route, kwargs, snapshot.target)
         except ResilienceError as exc:
@@ -337,6 +338,7 @@ class _AioMultiCallable:
                 describe_result=describe_value,
                 describe_error=describe_error,
                 name=snapshot.target,
+                send_bounds_itself=True,
             )
         except ResilienceError as exc:
             raise as_aio_rpc_error(exc) from exc
