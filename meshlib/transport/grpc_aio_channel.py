@@ -143,7 +143,7 @@ class AioMeshChannel(grpc.aio.Channel):
         report = CallReport(self._routing, cluster, endpoint, method)
         try:
             shadow = sub.unary_unary(
-                method, request_serializer=serializer, response_deserializer=None
+                plan.path, request_serializer=serializer, response_deserializer=None
             )
             await shadow(request, **kwargs)
         except grpc.aio.AioRpcError as exc:
@@ -299,7 +299,7 @@ class _AioMultiCallable:
         self._method = method
         self._serializer = serializer
         self._deserializer = deserializer
-        self._cache: dict[tuple[str, str], tuple[grpc.aio.Channel, Any]] = {}
+        self._cache: dict[tuple[str, str, str], tuple[grpc.aio.Channel, Any]] = {}
 
     def _start(self, snapshot: ServiceSnapshot, request: Any, kwargs: dict[str, Any]) -> Any:
         """Plan (pure), mirror, then the call's tries under its resilience. Raises RoutingError."""
@@ -398,14 +398,16 @@ class _AioMultiCallable:
         )
         if attempt is not None:
             attempt.endpoint = endpoint.authority
-        key = (plan.authority, endpoint.authority)
+        # The plan's path is the method after any prefix / regex rewrite (Envoy
+        # rewrites a gRPC call's :path too); one multicallable per method path.
+        key = (plan.authority, endpoint.authority, plan.path)
         cached = self._cache.get(key)
         if cached is None or cached[0] is not sub:
             factory = getattr(sub, self._kind)
             cached = (
                 sub,
                 factory(
-                    self._method,
+                    plan.path,
                     request_serializer=self._serializer,
                     response_deserializer=self._deserializer,
                     _registered_method=True,

@@ -63,7 +63,7 @@ class MultiCallable:
         self._serializer = serializer
         self._deserializer = deserializer
         # (authority, endpoint authority) -> (sub-channel, its multicallable for this method)
-        self._cache: dict[tuple[str, str], tuple[grpc.Channel, Any]] = {}
+        self._cache: dict[tuple[str, str, str], tuple[grpc.Channel, Any]] = {}
 
     def _plan(self, request: Any, kwargs: dict[str, Any]) -> tuple[ServiceSnapshot, ForwardPlan]:
         channel = self._channel
@@ -89,14 +89,16 @@ class MultiCallable:
         )
         if attempt is not None:
             attempt.endpoint = endpoint.authority
-        key = (plan.authority, endpoint.authority)
+        # The plan's path is the method after any prefix / regex rewrite (Envoy
+        # rewrites a gRPC call's :path too); one multicallable per method path.
+        key = (plan.authority, endpoint.authority, plan.path)
         cached = self._cache.get(key)
         if cached is None or cached[0] is not sub:
             factory = getattr(sub, self._kind)
             cached = (
                 sub,
                 factory(
-                    self._method,
+                    plan.path,
                     request_serializer=self._serializer,
                     response_deserializer=self._deserializer,
                     _registered_method=True,

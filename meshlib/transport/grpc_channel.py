@@ -120,7 +120,7 @@ class MeshChannel(grpc.Channel):
         serializer: Callable[[Any], bytes] | None,
     ) -> None:
         cluster, endpoint, sub = self._pick(snapshot, plan, mirror.cluster, mirror.authority)
-        call = sub.unary_unary(method, request_serializer=serializer, response_deserializer=None)
+        call = sub.unary_unary(plan.path, request_serializer=serializer, response_deserializer=None)
         kwargs = {**kwargs, "metadata": outgoing_metadata(plan, kwargs.get("metadata"))}
         report = CallReport(self._routing, cluster, endpoint, method)
         try:
