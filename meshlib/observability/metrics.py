@@ -3,8 +3,11 @@
 Names and attributes follow OpenTelemetry's stable semantic conventions
 (``http.client.request.duration``, ``rpc.client.call.duration`` in seconds)
 plus meshlib's own ``mesh.*`` attributes. Without an SDK the API hands out
-no-op instruments, so recording costs one dict and a call; when an SDK
-provider is installed later, the proxy instruments start recording.
+no-op (proxy) instruments: :attr:`ClientMetrics.active` is then False and the
+transports skip recording altogether (no attribute dicts on the request
+path). When an SDK provider is installed later, the global provider is no
+longer the proxy, ``active`` turns True for good, and the proxy instruments
+(already bound to the real provider) record.
 """
 
 from __future__ import annotations
@@ -12,6 +15,11 @@ from __future__ import annotations
 from typing import Final
 
 from opentelemetry import metrics
+
+try:  # the API's stand-in provider until an SDK one is set (private: checked by type)
+    from opentelemetry.metrics._internal import _ProxyMeterProvider as _ProxyProvider
+except ImportError:  # pragma: no cover - another API version: always record
+    _ProxyProvider = None  # type: ignore[assignment,misc]
 
 METER_NAME: Final = "meshlib"
 HTTP_DURATION: Final = "http.client.request.duration"
@@ -32,6 +40,10 @@ class ClientMetrics:
 
     def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
         meter = metrics.get_meter(METER_NAME, meter_provider=meter_provider)
+        # An explicit provider always records; the global one once an SDK is set.
+        self._recording = meter_provider is not None and not isinstance(
+            meter_provider, metrics.NoOpMeterProvider
+        )
         self._http = meter.create_histogram(
             HTTP_DURATION,
             unit="s",
@@ -52,6 +64,19 @@ class ClientMetrics:
             unit="{ejection}",
             description="Endpoints ejected by outlier detection.",
         )
+
+    @property
+    def active(self) -> bool:
+        """Whether recording reaches a real provider (False: skip building attributes)."""
+        if self._recording:
+            return True
+        provider = metrics.get_meter_provider()
+        if isinstance(provider, metrics.NoOpMeterProvider) or (
+            _ProxyProvider is not None and isinstance(provider, _ProxyProvider)
+        ):
+            return False
+        self._recording = True  # a global provider is set once and for all
+        return True
 
     def record_ejection(self, cluster: str, endpoint: str, reason: str) -> None:
         """One outlier ejection (``reason``: the detector, e.g. consecutive_5xx)."""

@@ -26,6 +26,7 @@ from meshlib.balancing.runtime import ClusterRuntime
 from meshlib.errors import NoHealthyEndpointError, RoutingError
 from meshlib.resilience.route_resilience import NO_SERVICE_RESILIENCE, ServiceResilience
 from meshlib.resilience.xds_cluster import ClusterResilience
+from meshlib.routing.connection_pool import DEFAULT_POOL_SETTINGS, PoolSettings, pool_settings
 from meshlib.routing.route_table import RouteResult, RouteTable
 from meshlib.xds_client.resources import (
     ClusterResource,
@@ -51,6 +52,8 @@ class ClusterState:
     authorities: frozenset[str] = frozenset()
     #: Told about every call (least request, outlier detection); outlives rebuilds.
     reporter: LoadReporter = NOOP_REPORTER
+    #: Connection-pool settings for the endpoint clients (connect / idle timeouts, HTTP/2).
+    pool: PoolSettings = DEFAULT_POOL_SETTINGS
 
 
 def failed_cluster(name: str, reason: str) -> ClusterState:
@@ -93,7 +96,9 @@ def build_cluster_state(
         runtime.update(cluster, endpoints, policy)
     except ValueError as exc:
         return failed_cluster(name, f"cluster {name!r}: {exc}")
-    return ClusterState(name, runtime, cluster, endpoints, runtime.authorities, runtime)
+    return ClusterState(
+        name, runtime, cluster, endpoints, runtime.authorities, runtime, pool_settings(cluster)
+    )
 
 
 @dataclass(frozen=True, slots=True)

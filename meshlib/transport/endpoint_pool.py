@@ -1,6 +1,11 @@
 """One client per endpoint (an httpx transport or a gRPC channel), made on
 first use and closed when its endpoint leaves every service it serves.
 
+Clients are made with the cluster's connection-pool settings
+(:class:`~meshlib.routing.connection_pool.PoolSettings`) and kept per
+(endpoint, settings): when a cluster's settings change, the next call opens a
+client with the new ones and the cluster's old client is drained.
+
 The pool listens to the service states it has routed for; each published
 view (on the xDS thread) recomputes the endpoints still listed. A client whose
 endpoint left is drained, not cut: no new request picks it, and it is handed
@@ -22,6 +27,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
+from meshlib.routing.connection_pool import DEFAULT_POOL_SETTINGS, PoolSettings
 from meshlib.routing.service import ServiceState
 from meshlib.routing.snapshot import ServiceSnapshot, ServiceView
 from meshlib.xds_client.resources import Endpoint
@@ -39,7 +45,7 @@ class EndpointPool(Generic[T]):
 
     def __init__(
         self,
-        factory: Callable[[Endpoint], T],
+        factory: Callable[[Endpoint, PoolSettings], T],
         on_stale: Callable[[list[T]], None],
         *,
         drain_s: float = DEFAULT_DRAIN_S,
@@ -48,26 +54,48 @@ class EndpointPool(Generic[T]):
         self._on_stale = on_stale
         self._drain_s = drain_s
         self._lock = threading.Lock()
-        self._clients: dict[str, T] = {}
-        self._draining: dict[str, tuple[T, float]] = {}  # authority -> (client, close at)
+        # authority -> settings -> client
+        self._clients: dict[str, dict[PoolSettings, T]] = {}
+        # (authority, settings) -> (client, close at)
+        self._draining: dict[tuple[str, PoolSettings], tuple[T, float]] = {}
         self._timer: threading.Timer | None = None
         self._states: dict[str, ServiceState] = {}
         self._closed = False
 
-    def get(self, endpoint: Endpoint) -> T:
-        client = self._clients.get(endpoint.authority)
-        if client is not None:
-            return client
+    def get(self, endpoint: Endpoint, settings: PoolSettings = DEFAULT_POOL_SETTINGS) -> T:
+        by_settings = self._clients.get(endpoint.authority)
+        if by_settings is not None:
+            client = by_settings.get(settings)
+            if client is not None:
+                return client
+        return self._open(endpoint, settings)
+
+    def _open(self, endpoint: Endpoint, settings: PoolSettings) -> T:
+        authority = endpoint.authority
+        replaced: list[PoolSettings] = []
         with self._lock:
             if self._closed:
                 raise RuntimeError("this mesh transport is closed")
-            client = self._clients.get(endpoint.authority)
-            if client is None:
-                revived = self._draining.pop(endpoint.authority, None)
-                client = revived[0] if revived is not None else self._factory(endpoint)
-                self._clients[endpoint.authority] = client
-                log.debug("endpoint_client_opened", endpoint=endpoint.authority)
-            return client
+            by_settings = self._clients.setdefault(authority, {})
+            client = by_settings.get(settings)
+            if client is not None:
+                return client
+            revived = self._draining.pop((authority, settings), None)
+            client = revived[0] if revived is not None else self._factory(endpoint, settings)
+            # The same cluster's client with its previous settings: drained.
+            replaced = [s for s in by_settings if s.cluster == settings.cluster]
+            close_at = time.monotonic() + self._drain_s
+            for old in replaced:
+                self._draining[(authority, old)] = (by_settings.pop(old), close_at)
+            by_settings[settings] = client
+            if replaced:
+                self._arm_timer()
+        log.debug("endpoint_client_opened", endpoint=authority, cluster=settings.cluster)
+        if replaced:
+            log.info(
+                "endpoint_client_settings_changed", endpoint=authority, cluster=settings.cluster
+            )
+        return client
 
     def track(self, state: ServiceState) -> None:
         """Close clients of endpoints ``state`` drops (call once per routed request; cheap)."""
@@ -81,7 +109,7 @@ class EndpointPool(Generic[T]):
 
     def authorities(self) -> list[str]:
         """Endpoints that currently have an open client (for tests and debugging)."""
-        return sorted(self._clients)
+        return sorted(a for a, by_settings in self._clients.items() if by_settings)
 
     def _on_view(self, _view: ServiceView) -> None:
         with self._lock:
@@ -93,7 +121,8 @@ class EndpointPool(Generic[T]):
             stale = [a for a in self._clients if a not in live]
             close_at = time.monotonic() + self._drain_s
             for authority in stale:
-                self._draining[authority] = (self._clients.pop(authority), close_at)
+                for settings, client in self._clients.pop(authority).items():
+                    self._draining[(authority, settings)] = (client, close_at)
             if stale:
                 self._arm_timer()
         if stale:
@@ -112,18 +141,19 @@ class EndpointPool(Generic[T]):
         now = time.monotonic()
         with self._lock:
             self._timer = None
-            due = [a for a, (_, at) in self._draining.items() if at <= now]
-            removed = [self._draining.pop(a)[0] for a in due]
+            due = [key for key, (_, at) in self._draining.items() if at <= now]
+            removed = [self._draining.pop(key)[0] for key in due]
             self._arm_timer()
         if removed:
-            log.info("endpoint_clients_closing", endpoints=due)
+            log.info("endpoint_clients_closing", endpoints=sorted({a for a, _ in due}))
             self._on_stale(removed)
 
     def drain(self) -> list[T]:
         """Stop tracking, and hand back every client for the caller to close."""
         with self._lock:
             self._closed = True
-            clients = list(self._clients.values()) + [c for c, _ in self._draining.values()]
+            clients = [c for by_settings in self._clients.values() for c in by_settings.values()]
+            clients += [c for c, _ in self._draining.values()]
             self._clients.clear()
             self._draining.clear()
             if self._timer is not None:

@@ -75,8 +75,8 @@ class AioMeshChannel(grpc.aio.Channel):
         self._subs: SubChannels[grpc.aio.Channel] = SubChannels(
             routing.state,
             routing.target,
-            lambda ep, authority: grpc.aio.insecure_channel(
-                ep.authority, options=routing.sub_channel_options(user_options, authority)
+            lambda ep, authority, settings: grpc.aio.insecure_channel(
+                ep.authority, options=routing.sub_channel_options(user_options, authority, settings)
             ),
             self._closer.schedule,
         )
@@ -105,7 +105,7 @@ class AioMeshChannel(grpc.aio.Channel):
         """One try's endpoint and sub-channel. Raises RoutingError."""
         cluster, endpoint = self._routing.pick(snapshot, cluster_name, plan.request_hash, excluded)
         self._closer.bind_running()
-        return cluster, endpoint, self._subs.get(endpoint, authority)
+        return cluster, endpoint, self._subs.get(endpoint, authority, cluster.pool)
 
     async def _snapshot(self) -> ServiceSnapshot:
         routing = self._routing
@@ -396,11 +396,12 @@ class _AioMultiCallable:
         cluster, endpoint, sub = channel._pick(
             snapshot, plan, plan.cluster, plan.authority, excluded
         )
+        endpoint_authority = endpoint.authority
         if attempt is not None:
-            attempt.endpoint = endpoint.authority
+            attempt.endpoint = endpoint_authority
         # The plan's path is the method after any prefix / regex rewrite (Envoy
         # rewrites a gRPC call's :path too); one multicallable per method path.
-        key = (plan.authority, endpoint.authority, plan.path)
+        key = (plan.authority, endpoint_authority, plan.path)
         cached = self._cache.get(key)
         if cached is None or cached[0] is not sub:
             factory = getattr(sub, self._kind)

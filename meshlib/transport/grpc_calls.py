@@ -87,11 +87,12 @@ class MultiCallable:
         cluster, endpoint, sub = self._channel._pick(
             snapshot, plan, plan.cluster, plan.authority, excluded
         )
+        endpoint_authority = endpoint.authority
         if attempt is not None:
-            attempt.endpoint = endpoint.authority
+            attempt.endpoint = endpoint_authority
         # The plan's path is the method after any prefix / regex rewrite (Envoy
         # rewrites a gRPC call's :path too); one multicallable per method path.
-        key = (plan.authority, endpoint.authority, plan.path)
+        key = (plan.authority, endpoint_authority, plan.path)
         cached = self._cache.get(key)
         if cached is None or cached[0] is not sub:
             factory = getattr(sub, self._kind)

@@ -57,8 +57,8 @@ class MeshChannel(grpc.Channel):
         self._subs: SubChannels[grpc.Channel] = SubChannels(
             routing.state,
             routing.target,
-            lambda ep, authority: grpc.insecure_channel(
-                ep.authority, options=routing.sub_channel_options(user_options, authority)
+            lambda ep, authority, settings: grpc.insecure_channel(
+                ep.authority, options=routing.sub_channel_options(user_options, authority, settings)
             ),
             _close_channels,
         )
@@ -89,7 +89,7 @@ class MeshChannel(grpc.Channel):
         routing = self._routing
         try:
             cluster, endpoint = routing.pick(snapshot, cluster_name, plan.request_hash, excluded)
-            return cluster, endpoint, self._subs.get(endpoint, authority)
+            return cluster, endpoint, self._subs.get(endpoint, authority, cluster.pool)
         except RoutingError as exc:
             raise MeshRpcError(routing.describe(exc)) from exc
         except RuntimeError as exc:  # closed

@@ -22,10 +22,12 @@ import grpc
 from meshlib.balancing.picker import PickContext
 from meshlib.errors import NoHealthyEndpointError, NoRouteError
 from meshlib.observability.metrics import client_metrics
+from meshlib.routing.connection_pool import DEFAULT_POOL_SETTINGS, PoolSettings
 from meshlib.routing.directory import split_target
 from meshlib.routing.plan import ForwardPlan, LocalReply, plan_request
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
 from meshlib.transport.outcome import grpc_outcome
+from meshlib.transport.pool_settings import grpc_pool_options
 from meshlib.xds_client.resources import Endpoint
 
 if TYPE_CHECKING:
@@ -118,7 +120,9 @@ class CallReport:
     def finished(self, code: grpc.StatusCode | None, details: str | None = None) -> None:
         elapsed = _perf_counter() - self._started
         self._cluster.reporter.call_finished(self._endpoint, grpc_outcome(code, details), elapsed)
-        self._routing.record(elapsed, self._method, code, self._cluster.name, self._endpoint)
+        routing = self._routing
+        if routing.metrics.active:  # no SDK: skip building the attributes
+            routing.record(elapsed, self._method, code, self._cluster.name, self._endpoint)
 
 
 class GrpcRouting:
@@ -133,10 +137,17 @@ class GrpcRouting:
         self.metrics = client_metrics()
 
     def sub_channel_options(
-        self, options: ChannelOptions, authority: str | None = None
+        self,
+        options: ChannelOptions,
+        authority: str | None = None,
+        settings: PoolSettings = DEFAULT_POOL_SETTINGS,
     ) -> list[tuple[str, Any]]:
-        """User options plus ``:authority`` (default: the service name, as xDS clients send it)."""
-        merged = [(k, v) for k, v in options if k != "grpc.default_authority"]
+        """User options plus ``:authority`` (default: the service name, as xDS clients
+        send it) and the cluster's connection-pool settings (which win over the user's)."""
+        cluster_options = grpc_pool_options(settings)
+        overridden = {"grpc.default_authority", *(k for k, _ in cluster_options)}
+        merged = [(k, v) for k, v in options if k not in overridden]
+        merged.extend(cluster_options)
         merged.append(("grpc.default_authority", authority or self.target))
         return merged
 

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from meshlib.routing.connection_pool import PoolSettings
 from meshlib.routing.service import ServiceState
 from meshlib.transport.endpoint_pool import EndpointPool
 from meshlib.xds_client.resources import Endpoint
@@ -26,7 +27,7 @@ class SubChannels(Generic[T]):
         self,
         state: ServiceState,
         default_authority: str,
-        factory: Callable[[Endpoint, str], T],
+        factory: Callable[[Endpoint, str, PoolSettings], T],
         on_stale: Callable[[list[T]], None],
     ) -> None:
         self._state = state
@@ -38,13 +39,15 @@ class SubChannels(Generic[T]):
 
     def _make(self, authority: str) -> EndpointPool[T]:
         pool: EndpointPool[T] = EndpointPool(
-            lambda endpoint: self._factory(endpoint, authority), self._on_stale
+            lambda endpoint, settings: self._factory(endpoint, authority, settings),
+            self._on_stale,
         )
         pool.track(self._state)
         return pool
 
-    def get(self, endpoint: Endpoint, authority: str) -> T:
-        """The sub-channel to ``endpoint`` that sends ``authority``."""
+    def get(self, endpoint: Endpoint, authority: str, settings: PoolSettings) -> T:
+        """The sub-channel to ``endpoint`` that sends ``authority``, made with the
+        cluster's connection-pool ``settings``."""
         pool = self._pools.get(authority)
         if pool is None:
             with self._lock:
@@ -52,7 +55,7 @@ class SubChannels(Generic[T]):
                 if pool is None:
                     pool = self._make(authority)
                     self._pools[authority] = pool
-        return pool.get(endpoint)
+        return pool.get(endpoint, settings)
 
     def drain(self) -> list[T]:
         """Every sub-channel, for the caller to close; the pools stop tracking."""

@@ -52,6 +52,11 @@ from meshlib.transport.http_routing import (
 )
 from meshlib.transport.mirror import MirrorStats, TaskMirror, ThreadMirror
 from meshlib.transport.outcome import http_error_outcome, http_outcome
+from meshlib.transport.pool_settings import (
+    AsyncClusterHTTPTransport,
+    ClusterHTTPTransport,
+    httpx_pool_options,
+)
 from meshlib.transport.resilience_errors import as_httpx_error as as_httpx_resilience_error
 from meshlib.xds_client.resources import Endpoint
 
@@ -83,7 +88,10 @@ class MeshTransport(httpx.BaseTransport):
         options = dict(pool_options or {})
         self._passthrough = passthrough or httpx.HTTPTransport(**options)
         self._pools: EndpointPool[httpx.HTTPTransport] = EndpointPool(
-            lambda _endpoint: httpx.HTTPTransport(**options), _close_all
+            lambda _endpoint, settings: ClusterHTTPTransport(
+                settings.connect_timeout_s, **httpx_pool_options(options, settings)
+            ),
+            _close_all,
         )
         self._mirrors = ThreadMirror()
 
@@ -186,6 +194,8 @@ class MeshTransport(httpx.BaseTransport):
         )
         if attempt is not None:
             attempt.endpoint = endpoint.authority
+        if not routing.metrics.active:  # no SDK: nothing to record
+            return self._exchange(cluster, endpoint, outgoing_request(request, plan, endpoint))
         started = _perf_counter()
         try:
             response = self._exchange(cluster, endpoint, outgoing_request(request, plan, endpoint))
@@ -201,7 +211,7 @@ class MeshTransport(httpx.BaseTransport):
         self, cluster: ClusterState, endpoint: Endpoint, outgoing: httpx.Request
     ) -> httpx.Response:
         """Send to ``endpoint``, telling the cluster's reporter how it went."""
-        pool = self._pools.get(endpoint)
+        pool = self._pools.get(endpoint, cluster.pool)
         reporter = cluster.reporter
         reporter.call_started(endpoint)
         started = _perf_counter()
@@ -259,7 +269,10 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         self._passthrough = passthrough or httpx.AsyncHTTPTransport(**options)
         self._closer: LoopCloser[httpx.AsyncHTTPTransport] = LoopCloser(_aclose)
         self._pools: EndpointPool[httpx.AsyncHTTPTransport] = EndpointPool(
-            lambda _endpoint: httpx.AsyncHTTPTransport(**options), self._closer.schedule
+            lambda _endpoint, settings: AsyncClusterHTTPTransport(
+                settings.connect_timeout_s, **httpx_pool_options(options, settings)
+            ),
+            self._closer.schedule,
         )
         self._mirrors = TaskMirror()
 
@@ -362,6 +375,9 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         )
         if attempt is not None:
             attempt.endpoint = endpoint.authority
+        if not routing.metrics.active:  # no SDK: nothing to record
+            outgoing = outgoing_request(request, plan, endpoint)
+            return await self._exchange(cluster, endpoint, outgoing)
         started = _perf_counter()
         try:
             outgoing = outgoing_request(request, plan, endpoint)
@@ -378,7 +394,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         self, cluster: ClusterState, endpoint: Endpoint, outgoing: httpx.Request
     ) -> httpx.Response:
         """Send to ``endpoint``, telling the cluster's reporter how it went."""
-        pool = self._pools.get(endpoint)
+        pool = self._pools.get(endpoint, cluster.pool)
         self._closer.bind_running()
         reporter = cluster.reporter
         reporter.call_started(endpoint)

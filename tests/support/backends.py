@@ -7,7 +7,9 @@ b"<name>". HTTP: a threaded stdlib server answering JSON {"served_by": name}.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -27,7 +29,7 @@ class Backend:
     port: int
 
 
-def _echo_handler(name: str) -> grpc.GenericRpcHandler:
+def _echo_handler(name: str) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
     def who(request: bytes, context: grpc.ServicerContext) -> bytes:
         return name.encode()
 
@@ -66,6 +68,15 @@ def grpc_backends(count: int, prefix: str = "g") -> Iterator[list[Backend]]:
 class _Handler(BaseHTTPRequestHandler):
     server_version = "backend"
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections.add(self.connection)  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        self.server.connections.discard(self.connection)  # type: ignore[attr-defined]
+        super().finish()
 
     def do_GET(self) -> None:
         name = self.server.backend_name  # type: ignore[attr-defined]
@@ -91,6 +102,7 @@ def http_backends(count: int, prefix: str = "h") -> Iterator[list[Backend]]:
             server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
             server.daemon_threads = True
             server.backend_name = f"{prefix}{i}"  # type: ignore[attr-defined]
+            server.connections = set()  # type: ignore[attr-defined]
             threading.Thread(target=server.serve_forever, daemon=True).start()
             servers.append(server)
             backends.append(Backend(f"{prefix}{i}", server.server_address[1]))
@@ -99,3 +111,7 @@ def http_backends(count: int, prefix: str = "h") -> Iterator[list[Backend]]:
         for server in servers:
             server.shutdown()
             server.server_close()
+            # A stopped backend must not keep answering on keep-alive connections.
+            for connection in list(server.connections):  # type: ignore[attr-defined]
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)

@@ -23,6 +23,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         with self.server.lock:
             self.server.open_connections += 1
+            self.server.accepted += 1
 
     def finish(self) -> None:
         try:
@@ -68,6 +69,7 @@ class EchoServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.lock = threading.Lock()
         self.open_connections = 0
+        self.accepted = 0  # connections accepted so far
         self.seen: list[dict[str, object]] = []  # every request received, in order
         self.status = 200  # what every response answers
         self.port: int = self.server_address[1]

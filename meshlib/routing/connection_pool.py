@@ -1,0 +1,58 @@
+"""A cluster's connection-pool settings, as the endpoint clients can apply them.
+
+Computed once per CDS update (on :class:`~meshlib.routing.snapshot.ClusterState`)
+so the request path reads a ready object. Equal settings are one interned
+object, compared and hashed by identity (cheap on the request path): the
+endpoint pools key their clients by (endpoint, settings), so a config change
+opens clients with the new settings instead of reusing the old ones.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from meshlib.xds_client.resources import ClusterResource, UpstreamProtocol
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PoolSettings:
+    """What the clients apply of ``Cluster.connect_timeout`` and ``HttpProtocolOptions``.
+
+    ``idle_timeout_s``: None = not configured (the client's default), 0 = never.
+    ``not_applied``: the configured settings no client of meshlib can apply
+    (Envoy applies them), by their xDS name.
+    """
+
+    cluster: str = ""
+    connect_timeout_s: float | None = None
+    idle_timeout_s: float | None = None
+    http2: bool = False
+    not_applied: tuple[str, ...] = ()
+
+
+DEFAULT_POOL_SETTINGS = PoolSettings()
+
+_interned: dict[tuple[object, ...], PoolSettings] = {}
+_intern_lock = threading.Lock()
+
+
+def pool_settings(cluster: ClusterResource) -> PoolSettings:
+    """The settings of ``cluster`` (connect timeout is always set: Envoy's default is 5 s)."""
+    options = cluster.http_protocol_options
+    not_applied: list[str] = []
+    if options.max_connection_duration_s is not None:
+        not_applied.append("max_connection_duration")
+    if options.max_requests_per_connection is not None:
+        not_applied.append("max_requests_per_connection")
+    connect_timeout_s = cluster.connect_timeout_s if cluster.connect_timeout_s > 0 else None
+    http2 = options.upstream_protocol is UpstreamProtocol.HTTP2
+    key = (cluster.name, connect_timeout_s, options.idle_timeout_s, http2, tuple(not_applied))
+    found = _interned.get(key)
+    if found is None:
+        made = PoolSettings(
+            cluster.name, connect_timeout_s, options.idle_timeout_s, http2, tuple(not_applied)
+        )
+        with _intern_lock:
+            found = _interned.setdefault(key, made)
+    return found

@@ -1,0 +1,150 @@
+"""Applying a cluster's connection-pool settings to the endpoint clients.
+
+httpx endpoint transports: ``Cluster.connect_timeout`` caps the connect phase
+of each request (the caller's timeout still governs the rest, and a shorter
+connect timeout of the caller's wins), ``HttpProtocolOptions.idle_timeout``
+becomes the pool's ``keepalive_expiry``, and ``upstream_protocol: HTTP2``
+speaks HTTP/2 with prior knowledge (h2c) when the ``h2`` package is
+installed (else HTTP/1.1, logged once).
+
+gRPC sub-channels: the idle timeout becomes ``grpc.client_idle_timeout_ms``
+(the channel drops its connection when no call ran that long); the connect
+timeout becomes ``grpc.min_reconnect_backoff_ms``, which grpc-core uses as the
+minimum time it gives one connection attempt (an attempt's deadline is the
+later of that and the current reconnect backoff).
+
+What no client can apply (``max_requests_per_connection``,
+``max_connection_duration``) is logged once per cluster as
+``cluster_setting_not_applied``; Envoy sidecars apply it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import structlog
+
+from meshlib.routing.connection_pool import PoolSettings
+
+log = structlog.get_logger(__name__)
+
+#: grpc-core's cap for integer channel arguments ("never").
+_GRPC_INT_MAX = 2**31 - 1
+#: grpc-core's floor for ``grpc.client_idle_timeout_ms``.
+_GRPC_MIN_IDLE_MS = 1000
+
+_reported: set[tuple[str, str, str]] = set()
+_reported_lock = threading.Lock()
+
+
+def has_h2() -> bool:
+    """Whether httpx can speak HTTP/2 here (the optional ``h2`` package)."""
+    return importlib.util.find_spec("h2") is not None
+
+
+def report_not_applied(settings: PoolSettings, client: str) -> None:
+    """Log, once per (cluster, setting, client), each setting ``client`` leaves to Envoy."""
+    skipped = list(settings.not_applied)
+    if client == "httpx" and settings.http2 and not has_h2():
+        skipped.append("upstream_protocol")
+    for setting in skipped:
+        key = (settings.cluster, setting, client)
+        with _reported_lock:
+            if key in _reported:
+                continue
+            _reported.add(key)
+        reason = (
+            "the h2 package is not installed: HTTP/1.1 is used"
+            if setting == "upstream_protocol"
+            else "meshlib cannot apply it (Envoy applies it)"
+        )
+        log.warning(
+            "cluster_setting_not_applied",
+            cluster=settings.cluster,
+            setting=setting,
+            client=client,
+            reason=reason,
+        )
+
+
+def httpx_pool_options(base: Mapping[str, Any], settings: PoolSettings) -> dict[str, Any]:
+    """Keyword arguments for one endpoint's httpx transport: ``base`` (the user's
+    ``pool_options``) with the cluster's idle timeout and protocol."""
+    options = dict(base)
+    if settings.idle_timeout_s is not None:
+        limits = options.get("limits", httpx.Limits())
+        options["limits"] = httpx.Limits(
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=settings.idle_timeout_s or None,  # 0: never expire
+        )
+    if settings.http2 and has_h2():
+        options["http1"] = False  # HTTP/2 with prior knowledge on plain connections
+        options["http2"] = True
+    report_not_applied(settings, "httpx")
+    return options
+
+
+def capped_connect(request: httpx.Request, connect_timeout_s: float | None) -> None:
+    """Cap the connect phase of ``request`` at the cluster's connect timeout (in place;
+    the extensions dict is replaced, never mutated: it may be the caller's)."""
+    if connect_timeout_s is None:
+        return
+    extensions = request.extensions
+    timeout = extensions.get("timeout")
+    if timeout is None:
+        request.extensions = {**extensions, "timeout": {"connect": connect_timeout_s}}
+        return
+    current = timeout.get("connect")
+    if current is None or current > connect_timeout_s:
+        request.extensions = {**extensions, "timeout": {**timeout, "connect": connect_timeout_s}}
+
+
+class ClusterHTTPTransport(httpx.HTTPTransport):
+    """An endpoint's httpx transport that caps each request's connect timeout."""
+
+    def __init__(self, connect_timeout_s: float | None, **options: Any) -> None:
+        super().__init__(**options)
+        self.connect_timeout_s = connect_timeout_s
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        capped_connect(request, self.connect_timeout_s)
+        return super().handle_request(request)
+
+
+class AsyncClusterHTTPTransport(httpx.AsyncHTTPTransport):
+    """Async twin of :class:`ClusterHTTPTransport`."""
+
+    def __init__(self, connect_timeout_s: float | None, **options: Any) -> None:
+        super().__init__(**options)
+        self.connect_timeout_s = connect_timeout_s
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        capped_connect(request, self.connect_timeout_s)
+        return await super().handle_async_request(request)
+
+
+def grpc_pool_options(settings: PoolSettings) -> list[tuple[str, int]]:
+    """Channel arguments for one endpoint's gRPC sub-channel from the cluster's settings."""
+    options: list[tuple[str, int]] = []
+    if settings.connect_timeout_s is not None:
+        options.append(
+            ("grpc.min_reconnect_backoff_ms", _grpc_ms(settings.connect_timeout_s, minimum=1))
+        )
+    if settings.idle_timeout_s is not None:
+        idle_ms = (
+            _grpc_ms(settings.idle_timeout_s, minimum=_GRPC_MIN_IDLE_MS)
+            if settings.idle_timeout_s > 0
+            else _GRPC_INT_MAX
+        )
+        options.append(("grpc.client_idle_timeout_ms", idle_ms))
+    report_not_applied(settings, "grpc")
+    return options
+
+
+def _grpc_ms(seconds: float, *, minimum: int) -> int:
+    return max(minimum, min(_GRPC_INT_MAX, round(seconds * 1000)))
