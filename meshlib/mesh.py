@@ -14,8 +14,8 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-import structlog
 
+from meshlib.observability.logging import get_logger
 from meshlib.routing.directory import ServiceDirectory
 from meshlib.routing.snapshot import ServiceSnapshot
 from meshlib.routing.watch import WatchSource
@@ -25,7 +25,7 @@ from meshlib.transport.http import AsyncMeshTransport, MeshTransport
 from meshlib.transport.registration import Registration, build_request, detect_address
 from meshlib.xds_client import Bootstrap, XdsClient, load_bootstrap, open_channel
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # httpx.Client arguments that configure its transport; we hand them to the mesh's pools too.
 _TRANSPORT_KWARGS = ("verify", "cert", "trust_env", "http1", "http2", "limits")

@@ -16,13 +16,12 @@ import threading
 import time
 from dataclasses import dataclass
 
-import structlog
-
 from meshlib.balancing.hosts import BuildContext, Clock, HostStats
 from meshlib.balancing.locality import build_picker
 from meshlib.balancing.outlier import Change, OutlierDetector
 from meshlib.balancing.picker import NO_PICK_CONTEXT, FailingPicker, Outcome, PickContext, Picker
 from meshlib.balancing.policy import LbPolicy
+from meshlib.observability.logging import get_logger
 from meshlib.observability.metrics import client_metrics
 from meshlib.xds_client.resources import (
     ClusterResource,
@@ -31,7 +30,7 @@ from meshlib.xds_client.resources import (
     Locality,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

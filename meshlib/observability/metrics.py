@@ -16,10 +16,24 @@ from typing import Final
 
 from opentelemetry import metrics
 
-try:  # the API's stand-in provider until an SDK one is set (private: checked by type)
-    from opentelemetry.metrics._internal import _ProxyMeterProvider as _ProxyProvider
-except ImportError:  # pragma: no cover - another API version: always record
-    _ProxyProvider = None  # type: ignore[assignment,misc]
+try:  # where the API keeps the global provider (None until one is set)
+    from opentelemetry.metrics import _internal as _otel_global
+except ImportError:  # pragma: no cover - another API layout: ask the public getter
+    _otel_global = None  # type: ignore[assignment]
+_READ_GLOBAL: Final = _otel_global is not None and hasattr(_otel_global, "_METER_PROVIDER")
+
+
+def _global_provider() -> object | None:
+    """The global meter provider, None while none is set (the API's proxy stands in).
+
+    One attribute read: the public getter looks at the environment on every
+    call while no provider is set, which costs more than recording itself.
+    """
+    if _READ_GLOBAL:
+        provider: object | None = _otel_global._METER_PROVIDER
+        return provider
+    return metrics.get_meter_provider()
+
 
 METER_NAME: Final = "meshlib"
 HTTP_DURATION: Final = "http.client.request.duration"
@@ -40,8 +54,10 @@ class ClientMetrics:
 
     def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
         meter = metrics.get_meter(METER_NAME, meter_provider=meter_provider)
-        # An explicit provider always records; the global one once an SDK is set.
-        self._recording = meter_provider is not None and not isinstance(
+        # An explicit provider decides for good (a no-op one never records); the
+        # global one records once an SDK provider is set.
+        self._explicit = meter_provider is not None
+        self._recording = self._explicit and not isinstance(
             meter_provider, metrics.NoOpMeterProvider
         )
         self._http = meter.create_histogram(
@@ -70,12 +86,16 @@ class ClientMetrics:
         """Whether recording reaches a real provider (False: skip building attributes)."""
         if self._recording:
             return True
-        provider = metrics.get_meter_provider()
-        if isinstance(provider, metrics.NoOpMeterProvider) or (
-            _ProxyProvider is not None and isinstance(provider, _ProxyProvider)
+        if self._explicit:
+            return False
+        provider = _global_provider()
+        if (
+            provider is None
+            or isinstance(provider, metrics.NoOpMeterProvider)
+            or type(provider).__name__ == "_ProxyMeterProvider"
         ):
             return False
-        self._recording = True  # a global provider is set once and for all
+        self._recording = True  # the global provider is set once and for all
         return True
 
     def record_ejection(self, cluster: str, endpoint: str, reason: str) -> None:

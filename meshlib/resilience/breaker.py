@@ -26,13 +26,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import structlog
-
 from meshlib.errors import CircuitOpenError, ResilienceValueError
+from meshlib.observability.logging import get_logger
 from meshlib.observability.metrics import resilience_metrics
 from meshlib.resilience.sliding_window import CountWindow, TimeWindow, WindowSnapshot
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 
 class BreakerState(enum.Enum):

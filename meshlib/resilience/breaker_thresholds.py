@@ -16,13 +16,12 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-import structlog
-
 from meshlib.errors import CircuitBreakerOverflow, ResilienceValueError
+from meshlib.observability.logging import get_logger
 from meshlib.observability.metrics import resilience_metrics
 from meshlib.resilience.budget import ENVOY_DEFAULT_MAX_RETRIES, RetryBudget
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 ENVOY_DEFAULT_LIMIT = 1024
 

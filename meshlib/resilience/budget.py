@@ -19,12 +19,11 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import structlog
-
 from meshlib.errors import ResilienceValueError
+from meshlib.observability.logging import get_logger
 from meshlib.observability.metrics import resilience_metrics
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 ENVOY_DEFAULT_MAX_RETRIES = 3
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
-import structlog
+from meshlib.observability.logging import get_logger
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 DegradedListener = Callable[[str, bool], None]
 

@@ -16,12 +16,11 @@ import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
-import structlog
-
+from meshlib.observability.logging import get_logger
 from meshlib.observability.metrics import resilience_metrics
 from meshlib.resilience.degraded import DegradedServices, degraded_services
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")

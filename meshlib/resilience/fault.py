@@ -32,13 +32,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-import structlog
-
 from meshlib.errors import InjectedFaultError, ResilienceValueError
+from meshlib.observability.logging import get_logger
 from meshlib.observability.metrics import resilience_metrics
 from meshlib.resilience.deadline import Headers
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 PER_MILLION = 1_000_000
 DELAY_HEADER = "x-envoy-fault-delay-request"

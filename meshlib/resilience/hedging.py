@@ -26,9 +26,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
 
-import structlog
-
 from meshlib.errors import DeadlineExceeded
+from meshlib.observability.logging import get_logger
 from meshlib.observability.metrics import resilience_metrics
 from meshlib.resilience.backoff import Random, wait_envoy_jitter
 from meshlib.resilience.budget import RetryBudget
@@ -43,7 +42,7 @@ from meshlib.resilience.retry import (
     run_with_retries,
 )
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 T = TypeVar("T")
 K = TypeVar("K")  # the driver's handle for a running try (task or future)

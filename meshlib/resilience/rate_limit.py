@@ -14,13 +14,12 @@ import threading
 import time
 from collections.abc import Callable
 
-import structlog
-
 from meshlib.errors import RateLimitedError, ResilienceValueError
+from meshlib.observability.logging import get_logger
 from meshlib.observability.metrics import resilience_metrics
 from meshlib.resilience.grpc_codes import GrpcCode
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 
 class TokenBucket:

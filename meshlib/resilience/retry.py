@@ -36,7 +36,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-import structlog
 import tenacity
 from tenacity.stop import stop_after_attempt, stop_base
 from tenacity.wait import wait_base
@@ -47,6 +46,7 @@ from meshlib.errors import (
     RequestNotReplayable,
     ResilienceValueError,
 )
+from meshlib.observability.logging import get_logger
 from meshlib.observability.metrics import resilience_metrics
 from meshlib.resilience.backoff import (
     BackOff,
@@ -65,7 +65,7 @@ from meshlib.resilience.conditions import (
 )
 from meshlib.resilience.deadline import Deadline, current_deadline, deadline_scope
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 T = TypeVar("T")
 

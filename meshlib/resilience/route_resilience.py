@@ -22,9 +22,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass, field
 from typing import Final
 
-import structlog
-
 from meshlib.errors import InjectedFaultError
+from meshlib.observability.logging import get_logger
 from meshlib.resilience.deadline import Headers
 from meshlib.resilience.fault import FaultDecision, FaultInjector
 from meshlib.resilience.xds_filters import (
@@ -37,7 +36,7 @@ from meshlib.resilience.xds_filters import (
 from meshlib.resilience.xds_route import RouteRetry, RouteTimeouts, route_retry, route_timeouts
 from meshlib.xds_client import resources as xds
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 Stage = FaultInjector | LocalRateLimiter
 NO_STAGES: Final[tuple[Stage, ...]] = ()

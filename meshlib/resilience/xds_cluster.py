@@ -30,8 +30,7 @@ from __future__ import annotations
 import threading
 from typing import Final
 
-import structlog
-
+from meshlib.observability.logging import get_logger
 from meshlib.resilience.admission import Admission
 from meshlib.resilience.breaker import BreakerRegistry, CircuitBreaker, breakers
 from meshlib.resilience.breaker_thresholds import ClusterThresholds
@@ -40,7 +39,7 @@ from meshlib.resilience.degraded import DegradedServices, degraded_services
 from meshlib.xds_client import resources as xds
 from meshlib.xds_client.cluster_policies import DEFAULT_CIRCUIT_BREAKERS
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 DEFAULT_BUDGET_PERCENT: Final = 20.0
 DEFAULT_MIN_RETRY_CONCURRENCY: Final = 3

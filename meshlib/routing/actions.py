@@ -176,6 +176,11 @@ class ForwardAction:
             )
         self._targets = tuple(targets)
 
+    @property
+    def static(self) -> bool:
+        """Whether every request gets the same cluster, hash-free and unmirrored."""
+        return self._single is not None and self.hash_policy is None and not self.mirrors
+
     def cluster_names(self) -> tuple[str, ...]:
         if self._single is not None:
             return (self._single.name,)

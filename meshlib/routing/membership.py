@@ -14,12 +14,11 @@ import contextlib
 import threading
 from collections.abc import Mapping
 
-import structlog
-
 from meshlib.errors import ServiceNotReadyError, XdsError
+from meshlib.observability.logging import get_logger
 from meshlib.xds_client.watchers import CancelWatch
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class Membership:

@@ -51,6 +51,7 @@ class ForwardPlan:
         "request_hash",
         "request_headers",
         "response_headers",
+        "reusable",
         "route",
         "virtual_host",
     )
@@ -69,6 +70,7 @@ class ForwardPlan:
         mirrors: tuple[MirrorTarget, ...],
         path_rewritten: bool = False,
         host_rewritten: bool = False,
+        reusable: bool = False,
     ) -> None:
         self.virtual_host = virtual_host
         self.route = route
@@ -85,6 +87,10 @@ class ForwardPlan:
         self.request_headers = request_headers
         self.response_headers = response_headers
         self.mirrors = mirrors
+        #: The same request (authority, path) always gets this very plan from this
+        #: route table: no header, query or runtime-fraction matching, one cluster,
+        #: no hash policy, no mirrors. Callers may reuse it while the table stands.
+        self.reusable = reusable
 
 
 class LocalReply:
@@ -156,6 +162,7 @@ def plan_request(
         mirrors,
         forward.path_rewrite is not None,
         chosen.host_rewrite is not None or forward.host_rewrite is not None,
+        table.deterministic and forward.static,
     )
 
 

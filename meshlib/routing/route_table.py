@@ -137,7 +137,7 @@ class CompiledVirtualHost:
 class RouteTable:
     """Virtual hosts by domain, each with its routes in order (first match wins)."""
 
-    __slots__ = ("_domains", "name", "uses_headers")
+    __slots__ = ("_domains", "deterministic", "name", "uses_headers")
 
     def __init__(self, config: RouteConfigResource) -> None:
         where = f"route_config {config.name!r}"
@@ -158,6 +158,14 @@ class RouteTable:
         #: Whether any route looks at headers (callers may skip building them).
         self.uses_headers = any(
             r.match.uses_headers or (r.forward is not None and r.forward.hash_policy is not None)
+            for vh in vhosts
+            for r in vh.routes
+        )
+        #: Whether a route is chosen by authority and path alone (no header,
+        #: query or runtime-fraction matching anywhere): the same request always
+        #: matches the same route.
+        self.deterministic = not self.uses_headers and not any(
+            r.match.uses_query or r.match.fraction_per_million is not None
             for vh in vhosts
             for r in vh.routes
         )

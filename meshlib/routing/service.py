@@ -17,8 +17,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import structlog
-
 from meshlib.balancing.runtime import ClusterRuntime
 from meshlib.errors import (
     RoutingError,
@@ -27,6 +25,7 @@ from meshlib.errors import (
     XdsError,
     XdsResourceNotFound,
 )
+from meshlib.observability.logging import get_logger
 from meshlib.resilience.route_resilience import ResilienceCompiler, ServiceResilience
 from meshlib.resilience.xds_cluster import ClusterResilience, ClusterResilienceRegistry
 from meshlib.routing.route_table import RouteTable
@@ -49,7 +48,7 @@ from meshlib.xds_client.resources import (
     RouteConfigResource,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 ViewListener = Callable[[ServiceView], None]
 

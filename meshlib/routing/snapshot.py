@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-import structlog
-
 from meshlib.balancing.picker import (
     NO_PICK_CONTEXT,
     NOOP_REPORTER,
@@ -24,6 +22,7 @@ from meshlib.balancing.picker import (
 from meshlib.balancing.policy import UnknownPolicyError, get_policy
 from meshlib.balancing.runtime import ClusterRuntime
 from meshlib.errors import NoHealthyEndpointError, RoutingError
+from meshlib.observability.logging import get_logger
 from meshlib.resilience.route_resilience import NO_SERVICE_RESILIENCE, ServiceResilience
 from meshlib.resilience.xds_cluster import ClusterResilience
 from meshlib.routing.connection_pool import DEFAULT_POOL_SETTINGS, PoolSettings, pool_settings
@@ -37,7 +36,7 @@ from meshlib.xds_client.resources import (
     LocalityEndpoints,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

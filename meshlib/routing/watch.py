@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import structlog
-
 from meshlib.errors import XdsError
+from meshlib.observability.logging import get_logger
 from meshlib.xds_client.watchers import CancelWatch
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class WatchOwner(Protocol):

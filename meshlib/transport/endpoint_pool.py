@@ -25,14 +25,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-import structlog
-
+from meshlib.observability.logging import get_logger
 from meshlib.routing.connection_pool import DEFAULT_POOL_SETTINGS, PoolSettings
 from meshlib.routing.service import ServiceState
 from meshlib.routing.snapshot import ServiceSnapshot, ServiceView
 from meshlib.xds_client.resources import Endpoint
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T")
 

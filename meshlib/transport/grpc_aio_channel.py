@@ -52,6 +52,7 @@ from meshlib.transport.grpc_routing import (
     ChannelOptions,
     GrpcRouting,
     Metadata,
+    PlanCache,
     outgoing_metadata,
 )
 from meshlib.transport.grpc_subchannels import SubChannels
@@ -300,11 +301,12 @@ class _AioMultiCallable:
         self._serializer = serializer
         self._deserializer = deserializer
         self._cache: dict[tuple[str, str, str], tuple[grpc.aio.Channel, Any]] = {}
+        self._plans = PlanCache()
 
     def _start(self, snapshot: ServiceSnapshot, request: Any, kwargs: dict[str, Any]) -> Any:
         """Plan (pure), mirror, then the call's tries under its resilience. Raises RoutingError."""
         channel = self._channel
-        plan = channel._routing.decide(snapshot, self._method, kwargs["metadata"])
+        plan = channel._routing.decide(snapshot, self._method, kwargs["metadata"], self._plans)
         if plan.mirrors and self._kind == "unary_unary":
             channel._mirror(snapshot, plan, self._method, request, dict(kwargs), self._serializer)
         route = snapshot.resilience.for_route(plan.route)
@@ -354,14 +356,20 @@ class _AioMultiCallable:
         kwargs: dict[str, Any],
         attempt: Attempt,
     ) -> Any:
-        call = self._try_call(snapshot, plan, request, try_kwargs(kwargs, attempt), attempt)
+        call, report = self._send(snapshot, plan, request, try_kwargs(kwargs, attempt), attempt)
+        # Awaited right here, so the outcome is reported here (no done callback).
         try:
             await call
         except grpc.aio.AioRpcError as exc:
+            report.finished(exc.code(), exc.details())
             mapped = timed_out(exc, attempt, per_try_timeout(route))
             if mapped is exc:
                 raise
             raise mapped from exc
+        except BaseException:
+            report.finished(grpc.StatusCode.CANCELLED)
+            raise
+        report.finished(grpc.StatusCode.OK)
         return call
 
     async def _after_stages(
@@ -387,9 +395,22 @@ class _AioMultiCallable:
         plan: ForwardPlan,
         request: Any,
         kwargs: dict[str, Any],
-        attempt: Attempt | None = None,
     ) -> Any:
-        """One try to one endpoint: grpc's own aio call. Raises RoutingError."""
+        """One single try (streaming): grpc's own aio call, reported when it is done."""
+        call, report = self._send(snapshot, plan, request, kwargs)
+        call.add_done_callback(lambda done: report.finished(*_finished_status(done)))
+        return call
+
+    def _send(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        request: Any,
+        kwargs: dict[str, Any],
+        attempt: Attempt | None = None,
+    ) -> tuple[Any, CallReport]:
+        """One try to one endpoint: (grpc's own aio call, its report for the caller to
+        close). Raises RoutingError."""
         channel = self._channel
         routing = channel._routing
         excluded = attempt.excluded_endpoints if attempt is not None else _NO_EXCLUSIONS
@@ -418,9 +439,12 @@ class _AioMultiCallable:
         if plan.request_headers is not None:
             kwargs = {**kwargs, "metadata": outgoing_metadata(plan, kwargs["metadata"])}
         report = CallReport(routing, cluster, endpoint, self._method)
-        call = cached[1](request, **kwargs)
-        call.add_done_callback(lambda done: report.finished(*_finished_status(done)))
-        return call
+        try:
+            call = cached[1](request, **kwargs)
+        except BaseException:
+            report.finished(grpc.StatusCode.CANCELLED)
+            raise
+        return call, report
 
     async def _start_later(self, request: Any, kwargs: dict[str, Any]) -> Any:
         snapshot = await self._channel._snapshot()

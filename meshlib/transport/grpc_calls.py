@@ -34,7 +34,7 @@ from meshlib.transport.grpc_resilience import (
     timed_out,
     try_kwargs,
 )
-from meshlib.transport.grpc_routing import CallReport, Metadata, outgoing_metadata
+from meshlib.transport.grpc_routing import CallReport, Metadata, PlanCache, outgoing_metadata
 from meshlib.transport.resilience_errors import as_rpc_error
 
 if TYPE_CHECKING:
@@ -47,7 +47,15 @@ _NO_EXCLUSIONS: frozenset[str] = frozenset()
 class MultiCallable:
     """Per method: routes each call, then delegates to the endpoint's own multicallable."""
 
-    __slots__ = ("_cache", "_channel", "_deserializer", "_kind", "_method", "_serializer")
+    __slots__ = (
+        "_cache",
+        "_channel",
+        "_deserializer",
+        "_kind",
+        "_method",
+        "_plans",
+        "_serializer",
+    )
 
     def __init__(
         self,
@@ -64,10 +72,11 @@ class MultiCallable:
         self._deserializer = deserializer
         # (authority, endpoint authority) -> (sub-channel, its multicallable for this method)
         self._cache: dict[tuple[str, str, str], tuple[grpc.Channel, Any]] = {}
+        self._plans = PlanCache()
 
     def _plan(self, request: Any, kwargs: dict[str, Any]) -> tuple[ServiceSnapshot, ForwardPlan]:
         channel = self._channel
-        snapshot, plan = channel._plan(self._method, kwargs["metadata"])
+        snapshot, plan = channel._plan(self._method, kwargs["metadata"], self._plans)
         if plan.mirrors and self._kind == "unary_unary":
             channel._mirror(snapshot, plan, self._method, request, dict(kwargs), self._serializer)
         return snapshot, plan

@@ -34,6 +34,7 @@ from meshlib.transport.grpc_routing import (
     ChannelOptions,
     GrpcRouting,
     Metadata,
+    PlanCache,
     outgoing_metadata,
 )
 from meshlib.transport.grpc_subchannels import SubChannels
@@ -70,11 +71,13 @@ class MeshChannel(grpc.Channel):
 
     # --- routing (per call) ----------------------------------------------------
 
-    def _plan(self, method: str, metadata: Metadata | None) -> tuple[ServiceSnapshot, ForwardPlan]:
+    def _plan(
+        self, method: str, metadata: Metadata | None, cache: PlanCache | None = None
+    ) -> tuple[ServiceSnapshot, ForwardPlan]:
         routing = self._routing
         try:
             snapshot = routing.state.snapshot(routing.timeout)
-            return snapshot, routing.decide(snapshot, method, metadata)
+            return snapshot, routing.decide(snapshot, method, metadata, cache)
         except RoutingError as exc:
             raise MeshRpcError(routing.describe(exc)) from exc
 

@@ -125,6 +125,24 @@ class CallReport:
             routing.record(elapsed, self._method, code, self._cluster.name, self._endpoint)
 
 
+class PlanCache:
+    """One method's last plan, reused while its snapshot is current and the plan
+    is :attr:`~meshlib.routing.plan.ForwardPlan.reusable` (the common case: a
+    route picked by path alone, one cluster). Replaced as one tuple: thread-safe."""
+
+    __slots__ = ("_entry",)
+
+    def __init__(self) -> None:
+        self._entry: tuple[ServiceSnapshot, ForwardPlan] | None = None
+
+    def plan_for(self, snapshot: ServiceSnapshot) -> ForwardPlan | None:
+        entry = self._entry
+        return entry[1] if entry is not None and entry[0] is snapshot else None
+
+    def keep(self, snapshot: ServiceSnapshot, plan: ForwardPlan) -> None:
+        self._entry = (snapshot, plan) if plan.reusable else None
+
+
 class GrpcRouting:
     """Routes calls of one channel's target (``HOST:PORT``)."""
 
@@ -152,9 +170,18 @@ class GrpcRouting:
         return merged
 
     def decide(
-        self, snapshot: ServiceSnapshot, method: str, metadata: Metadata | None
+        self,
+        snapshot: ServiceSnapshot,
+        method: str,
+        metadata: Metadata | None,
+        cache: PlanCache | None = None,
     ) -> ForwardPlan:
-        """The plan for one call (pure). Raises RoutingError."""
+        """The plan for one call (pure; ``cache``: the method's, reused when it can be).
+        Raises RoutingError."""
+        if cache is not None:
+            cached = cache.plan_for(snapshot)
+            if cached is not None:
+                return cached
         view = GrpcHeaderView(metadata, self.target, method)
         decision = plan_request(
             snapshot.route_table,
@@ -172,6 +199,8 @@ class GrpcRouting:
                 "a gRPC call cannot follow it"
             )
         assert isinstance(decision, ForwardPlan)
+        if cache is not None:
+            cache.keep(snapshot, decision)
         return decision
 
     def pick(

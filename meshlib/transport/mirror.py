@@ -16,9 +16,9 @@ import queue
 import threading
 from collections.abc import Awaitable, Callable
 
-import structlog
+from meshlib.observability.logging import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_WORKERS = 2
 DEFAULT_QUEUE = 64

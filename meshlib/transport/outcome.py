@@ -68,6 +68,10 @@ def http_error_outcome(error: BaseException) -> Outcome:
     return Outcome.SUCCESS
 
 
+# Each status's outcome once the connection-failure case is ruled out (500 if unmapped).
+_GRPC_OUTCOMES = {code: http_outcome(_GRPC_TO_HTTP.get(code, 500)) for code in grpc.StatusCode}
+
+
 def grpc_http_status(code: grpc.StatusCode) -> int:
     """Envoy's HTTP status for a gRPC status."""
     return _GRPC_TO_HTTP.get(code, 500)
@@ -81,4 +85,4 @@ def grpc_outcome(code: grpc.StatusCode | None, details: str | None = None) -> Ou
         lowered = details.lower()
         if any(marker in lowered for marker in _CONNECTION_FAILURE_MARKERS):
             return Outcome.LOCAL_ORIGIN_FAILURE
-    return http_outcome(grpc_http_status(code))
+    return _GRPC_OUTCOMES.get(code, Outcome.ERROR_5XX)

@@ -26,11 +26,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-import structlog
 
+from meshlib.observability.logging import get_logger
 from meshlib.routing.connection_pool import PoolSettings
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: grpc-core's cap for integer channel arguments ("never").
 _GRPC_INT_MAX = 2**31 - 1

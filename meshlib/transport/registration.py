@@ -16,12 +16,12 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-import structlog
 
 from meshlib._protos import registry_v1_pb2 as pb
 from meshlib.errors import RegistrationError
+from meshlib.observability.logging import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _SERVICE = "/meshlib.registry.v1.Registry/"
 RPC_TIMEOUT_S = 5.0

@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
-import structlog
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
+from meshlib.observability.logging import get_logger
 from meshlib.xds_client.backoff import Backoff
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _END = object()
 

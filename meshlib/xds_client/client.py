@@ -32,10 +32,10 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
-import structlog
 from envoy.service.discovery.v3 import discovery_pb2
 
 from meshlib.errors import XdsConnectionError, XdsError, XdsResourceNotFound, XdsValidationError
+from meshlib.observability.logging import get_logger
 from meshlib.xds_client.ads_stream import AdsStream, StreamRunner
 from meshlib.xds_client.backoff import Backoff
 from meshlib.xds_client.bootstrap import Bootstrap
@@ -49,7 +49,7 @@ from meshlib.xds_client.watchers import CancelWatch, ResourceWatcher
 from meshlib.xds_client.wildcard import WILDCARD, StreamProof, WildcardState, WildcardWatch
 from meshlib.xds_client.work_loop import TimerHandle, WorkLoop
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T")
 _Key = tuple[str, str]  # (type URL, resource name)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
+from meshlib.observability.logging import get_logger
 from meshlib.xds_client._decode_util import (
     DecodeContext,
     at_most_100,
@@ -31,7 +31,7 @@ from meshlib.xds_client.resources import (
     UpstreamProtocol,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 HTTP_PROTOCOL_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _HTTP_PROTOCOL_OPTIONS_URL = "type.googleapis.com/" + HTTP_PROTOCOL_OPTIONS_KEY

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
 from envoy.extensions.retry.priority.previous_priorities.v3 import (
     previous_priorities_config_pb2 as pp_pb2,
 )
 
+from meshlib.observability.logging import get_logger
 from meshlib.xds_client._decode_util import (
     DecodeContext,
     optional_duration_s,
@@ -36,7 +36,7 @@ from meshlib.xds_client.resources import (
     RetryPolicy,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _PREVIOUS_HOSTS_URL = (
     "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"

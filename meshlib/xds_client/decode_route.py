@@ -20,8 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
-
+from meshlib.observability.logging import get_logger
 from meshlib.xds_client._decode_util import (
     DecodeContext,
     check_regex,
@@ -49,7 +48,7 @@ from meshlib.xds_client.resources import (
     VirtualHost,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _DEFAULT_MAX_BODY_BYTES = 4096  # RouteConfiguration.max_direct_response_body_size_bytes
 _REDIRECT_CODES = (301, 302, 303, 307, 308)  # RedirectResponseCode enum order

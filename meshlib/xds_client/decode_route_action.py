@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
-
+from meshlib.observability.logging import get_logger
 from meshlib.xds_client._decode_util import (
     DecodeContext,
     check_regex,
@@ -37,7 +36,7 @@ from meshlib.xds_client.resources import (
     RouteAction,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _MAX_TOTAL_WEIGHT = 2**32 - 1
 _UNSUPPORTED_ACTION_FIELDS = (

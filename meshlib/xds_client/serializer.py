@@ -11,9 +11,9 @@ import queue
 import threading
 from collections.abc import Callable
 
-import structlog
+from meshlib.observability.logging import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 Callback = Callable[[], None]
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TypeVar
 
-import structlog
+from meshlib.observability.logging import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 R = TypeVar("R")
 Task = Callable[[], None]

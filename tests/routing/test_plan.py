@@ -14,6 +14,8 @@ from meshlib.xds_client.resources import (
     ClusterWeight,
     DirectResponseAction,
     HashPolicy,
+    HeaderMatcher,
+    HeaderMatchKind,
     HeaderMutations,
     HeaderValueOption,
     PathMatchKind,
@@ -173,3 +175,33 @@ def test_non_forwarding_route_fails() -> None:
     t = table(Route("deny", RouteMatch(PathMatchKind.PREFIX, "/"), None))
     with pytest.raises(NoRouteError, match="'deny' in virtual host 'vh' does not forward"):
         plan(t, "/")
+
+
+def test_plans_are_reusable_only_when_nothing_varies_per_request() -> None:
+    catch_all = Route("all", RouteMatch(PathMatchKind.PREFIX, "/"), RouteAction(cluster="api"))
+    sampled = RouteMatch(PathMatchKind.PREFIX, "/", fraction_per_million=500_000)
+    assert not table(Route("s", sampled, RouteAction(cluster="api")), catch_all).deterministic
+    rewritten = Route(
+        "old",
+        RouteMatch(PathMatchKind.PREFIX, "/old/"),
+        RouteAction(cluster="api", prefix_rewrite="/new/"),
+    )
+    simple = table(rewritten, catch_all)
+    assert simple.deterministic
+    first = plan(simple, "/old/x")
+    assert isinstance(first, ForwardPlan) and first.reusable and first.path == "/new/x"
+    split = RouteAction(weighted_clusters=(ClusterWeight("a", 50), ClusterWeight("b", 50)))
+    varying = [
+        RouteAction(cluster="api", hash_policies=(HashPolicy("header", "x-user"),)),
+        RouteAction(cluster="api", request_mirror_policies=(RequestMirrorPolicy("shadow"),)),
+        split,
+    ]
+    for action in varying:
+        decided = plan(table(Route("r", RouteMatch(PathMatchKind.PREFIX, "/"), action)), "/x")
+        assert isinstance(decided, ForwardPlan) and not decided.reusable, action
+    beta = HeaderMatcher("x-g", HeaderMatchKind.EXACT, "b")
+    by_header = Route("h", RouteMatch(PathMatchKind.PREFIX, "/", headers=(beta,)), RouteAction("b"))
+    header_table = table(by_header, catch_all)
+    assert not header_table.deterministic
+    decided = plan(header_table, "/x")
+    assert isinstance(decided, ForwardPlan) and not decided.reusable
