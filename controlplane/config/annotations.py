@@ -120,21 +120,26 @@ def service_entry_degraded(ctx: DocContext, annotations: Mapping[str, str]) -> b
     return value == "true"
 
 
+_HEDGE_NOT_IMPLEMENTED = (
+    "is not supported: no client in the mesh implements it (Envoy's HedgePolicy marks it "
+    "not implemented); hedging happens on per-try timeout only"
+)
+
+
 def _hedge(fields: Fields) -> HedgePolicy | None:
     before = fields.ctx.count
     fields.reject_unknown(
-        ("hedgeOnPerTryTimeout", "initialRequests", "additionalRequestChance"), what="hedge"
+        ("hedgeOnPerTryTimeout",),
+        what="hedge",
+        refused={
+            "initialRequests": f"initialRequests {_HEDGE_NOT_IMPLEMENTED}",
+            "additionalRequestChance": f"additionalRequestChance {_HEDGE_NOT_IMPLEMENTED}",
+        },
     )
     on_timeout = fields.boolean("hedgeOnPerTryTimeout")
-    initial = fields.integer("initialRequests", minimum=1, maximum=MAX_UINT32)
-    chance = fields.number("additionalRequestChance", minimum=0.0, maximum=100.0)
     if fields.ctx.count != before:
         return None
-    return HedgePolicy(
-        hedge_on_per_try_timeout=True if on_timeout is None else on_timeout,
-        initial_requests=1 if initial is None else initial,
-        additional_request_chance=0.0 if chance is None else chance,
-    )
+    return HedgePolicy(hedge_on_per_try_timeout=True if on_timeout is None else on_timeout)
 
 
 def _local_rate_limit(fields: Fields) -> LocalRateLimit | None:

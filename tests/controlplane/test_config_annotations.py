@@ -68,14 +68,14 @@ BAD_ANNOTATIONS: list[tuple[str, str, int, str, str]] = [
         "  namespace: conference\n",
         "  namespace: conference\n  annotations: {meshlib.dev/hedge: 1}\n"), 1,
      at(HEDGE), "must be a string, got integer 1 (quote it)"),
-    ("hedge-initial-zero", vs(HEDGE, '{"initialRequests": 0}'), 1,
-     at(HEDGE, "initialRequests"), "must be between 1 and 4294967295, got 0"),
-    ("hedge-chance-over", vs(HEDGE, '{"additionalRequestChance": 150}'), 1,
-     at(HEDGE, "additionalRequestChance"), "must be between 0 and 100, got 150"),
+    ("hedge-initial-requests", vs(HEDGE, '{"initialRequests": 2}'), 1,
+     at(HEDGE, "initialRequests"), "initialRequests is not supported: no client in the mesh"),
+    ("hedge-chance", vs(HEDGE, '{"additionalRequestChance": 12.5}'), 1,
+     at(HEDGE, "additionalRequestChance"), "additionalRequestChance is not supported"),
     ("hedge-flag-string", vs(HEDGE, '{"hedgeOnPerTryTimeout": "yes"}'), 1,
      at(HEDGE, "hedgeOnPerTryTimeout"), 'must be true or false, got string "yes"'),
-    ("hedge-unknown", vs(HEDGE, '{"initialRequest": 2}'), 1,
-     at(HEDGE, "initialRequest"), "unknown field; did you mean 'initialRequests'?"),
+    ("hedge-unknown", vs(HEDGE, '{"hedgeOnPerTryTimout": true}'), 1,
+     at(HEDGE, "hedgeOnPerTryTimout"), "unknown field; did you mean 'hedgeOnPerTryTimeout'?"),
     ("rate-max-tokens-zero", vs(RATE, '{"maxTokens": 0, "fillInterval": "1s"}'), 1,
      at(RATE, "maxTokens"), "must be between 1 and 4294967295, got 0"),
     ("rate-max-tokens-missing", vs(RATE, '{"fillInterval": "1s"}'), 1,
@@ -141,8 +141,7 @@ def test_virtual_service_annotations(tmp_path: Path) -> None:
     text = virtual_service(
         VS_SPEC,
         annotations={
-            HEDGE: '{"hedgeOnPerTryTimeout": true, "initialRequests": 2,'
-            ' "additionalRequestChance": 12.5}',
+            HEDGE: '{"hedgeOnPerTryTimeout": true}',
             RATE: '{"maxTokens": 100, "tokensPerFill": 10, "fillInterval": "500ms", "status": 503}',
             FAULTS: '{"enabled": true, "maxActiveFaults": 5}',
             "kubectl.kubernetes.io/last-applied-configuration": "{not json, ignored}",
@@ -150,9 +149,7 @@ def test_virtual_service_annotations(tmp_path: Path) -> None:
     )
     [service] = load_text(tmp_path / "mesh.yaml", text).virtual_services
     assert service.extensions == VirtualServiceExtensions(
-        hedge=HedgePolicy(
-            hedge_on_per_try_timeout=True, initial_requests=2, additional_request_chance=12.5
-        ),
+        hedge=HedgePolicy(hedge_on_per_try_timeout=True),
         local_rate_limit=LocalRateLimit(
             max_tokens=100, tokens_per_fill=10, fill_interval_s=0.5, status=503
         ),
