@@ -55,7 +55,7 @@ from meshlib.transport.grpc_routing import (
     PlanCache,
     outgoing_metadata,
 )
-from meshlib.transport.grpc_subchannels import SubChannels
+from meshlib.transport.grpc_subchannels import MethodCallables, SubChannels
 from meshlib.transport.mirror import MirrorStats, TaskMirror
 from meshlib.transport.resilience_errors import as_aio_rpc_error
 from meshlib.xds_client.resources import Endpoint
@@ -300,7 +300,7 @@ class _AioMultiCallable:
         self._method = method
         self._serializer = serializer
         self._deserializer = deserializer
-        self._cache: dict[tuple[str, str, str], tuple[grpc.aio.Channel, Any]] = {}
+        self._callables = MethodCallables(kind, serializer, deserializer)
         self._plans = PlanCache()
 
     def _start(self, snapshot: ServiceSnapshot, request: Any, kwargs: dict[str, Any]) -> Any:
@@ -422,25 +422,12 @@ class _AioMultiCallable:
             attempt.endpoint = endpoint_authority
         # The plan's path is the method after any prefix / regex rewrite (Envoy
         # rewrites a gRPC call's :path too); one multicallable per method path.
-        key = (plan.authority, endpoint_authority, plan.path)
-        cached = self._cache.get(key)
-        if cached is None or cached[0] is not sub:
-            factory = getattr(sub, self._kind)
-            cached = (
-                sub,
-                factory(
-                    plan.path,
-                    request_serializer=self._serializer,
-                    response_deserializer=self._deserializer,
-                    _registered_method=True,
-                ),
-            )
-            self._cache[key] = cached
+        send = self._callables.get(sub, plan.authority, endpoint_authority, plan.path)
         if plan.request_headers is not None:
             kwargs = {**kwargs, "metadata": outgoing_metadata(plan, kwargs["metadata"])}
         report = CallReport(routing, cluster, endpoint, self._method)
         try:
-            call = cached[1](request, **kwargs)
+            call = send(request, **kwargs)
         except BaseException:
             report.finished(grpc.StatusCode.CANCELLED)
             raise

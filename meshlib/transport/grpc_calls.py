@@ -35,6 +35,7 @@ from meshlib.transport.grpc_resilience import (
     try_kwargs,
 )
 from meshlib.transport.grpc_routing import CallReport, Metadata, PlanCache, outgoing_metadata
+from meshlib.transport.grpc_subchannels import MethodCallables
 from meshlib.transport.resilience_errors import as_rpc_error
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class MultiCallable:
     """Per method: routes each call, then delegates to the endpoint's own multicallable."""
 
     __slots__ = (
-        "_cache",
+        "_callables",
         "_channel",
         "_deserializer",
         "_kind",
@@ -70,8 +71,7 @@ class MultiCallable:
         self._method = method
         self._serializer = serializer
         self._deserializer = deserializer
-        # (authority, endpoint authority) -> (sub-channel, its multicallable for this method)
-        self._cache: dict[tuple[str, str, str], tuple[grpc.Channel, Any]] = {}
+        self._callables = MethodCallables(kind, serializer, deserializer)
         self._plans = PlanCache()
 
     def _plan(self, request: Any, kwargs: dict[str, Any]) -> tuple[ServiceSnapshot, ForwardPlan]:
@@ -101,24 +101,11 @@ class MultiCallable:
             attempt.endpoint = endpoint_authority
         # The plan's path is the method after any prefix / regex rewrite (Envoy
         # rewrites a gRPC call's :path too); one multicallable per method path.
-        key = (plan.authority, endpoint_authority, plan.path)
-        cached = self._cache.get(key)
-        if cached is None or cached[0] is not sub:
-            factory = getattr(sub, self._kind)
-            cached = (
-                sub,
-                factory(
-                    plan.path,
-                    request_serializer=self._serializer,
-                    response_deserializer=self._deserializer,
-                    _registered_method=True,
-                ),
-            )
-            self._cache[key] = cached
+        send = self._callables.get(sub, plan.authority, endpoint_authority, plan.path)
         if plan.request_headers is not None:
             kwargs = {**kwargs, "metadata": outgoing_metadata(plan, kwargs["metadata"])}
         report = CallReport(self._channel._routing, cluster, endpoint, self._method)
-        return report, cached[1], kwargs
+        return report, send, kwargs
 
     def _blocking(self, request: Any, kwargs: dict[str, Any], with_call: bool) -> Any:
         snapshot, plan = self._plan(request, kwargs)

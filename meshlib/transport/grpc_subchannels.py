@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from meshlib.routing.connection_pool import PoolSettings
 from meshlib.routing.service import ServiceState
@@ -65,3 +65,39 @@ class SubChannels(Generic[T]):
         for pool in pools:
             channels.extend(pool.drain())
         return channels
+
+
+class MethodCallables:
+    """One grpc multicallable per (authority, endpoint, method path), made on first use.
+
+    Shared by the sync and aio channels: a call reuses the multicallable of the
+    sub-channel it was routed to; a sub-channel replaced for the same endpoint
+    (new settings, or reopened) gets a fresh one.
+    """
+
+    __slots__ = ("_cache", "_deserializer", "_kind", "_serializer")
+
+    def __init__(
+        self,
+        kind: str,
+        serializer: Callable[[Any], bytes] | None,
+        deserializer: Callable[[bytes], Any] | None,
+    ) -> None:
+        self._kind = kind
+        self._serializer = serializer
+        self._deserializer = deserializer
+        self._cache: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def get(self, sub: Any, authority: str, endpoint: str, path: str) -> Any:
+        key = (authority, endpoint, path)
+        cached = self._cache.get(key)
+        if cached is None or cached[0] is not sub:
+            factory = getattr(sub, self._kind)
+            callable_ = factory(
+                path,
+                request_serializer=self._serializer,
+                response_deserializer=self._deserializer,
+                _registered_method=True,
+            )
+            cached = self._cache[key] = (sub, callable_)
+        return cached[1]
