@@ -101,7 +101,19 @@ class _Child:
         self._log.close()
 
 
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 def _mesh_config(http_port: int, grpc_port: int) -> list[dict[str, Any]]:
+    """Both services with every resilience feature on, as a production mesh would run them.
+
+    Route timeout, retries with a per-try timeout, a local rate limit (never
+    reached), fault injection that requests opt into by header (none do here),
+    Envoy circuit-breaker thresholds, a retry budget and outlier detection.
+    The overhead benchmark adds a failure-rate breaker per service on the client.
+    """
+
     def entry(host: str, port: int, name: str, protocol: str, target: int) -> dict[str, Any]:
         return {
             "apiVersion": "networking.istio.io/v1",
@@ -115,9 +127,72 @@ def _mesh_config(http_port: int, grpc_port: int) -> list[dict[str, Any]]:
             },
         }
 
+    def routes(host: str, port: int, retry_on: str) -> dict[str, Any]:
+        limit = {"maxTokens": 1_000_000, "fillInterval": "1s", "tokensPerFill": 1_000_000}
+        return {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {
+                "name": host,
+                "namespace": "bench",
+                "annotations": {
+                    "meshlib.dev/local-rate-limit": _json(limit),
+                    "meshlib.dev/fault-headers": _json({"enabled": True}),
+                },
+            },
+            "spec": {
+                "hosts": [host],
+                "http": [
+                    {
+                        "timeout": "10s",
+                        "retries": {"attempts": 3, "perTryTimeout": "5s", "retryOn": retry_on},
+                        "route": [{"destination": {"host": host, "port": {"number": port}}}],
+                    }
+                ],
+            },
+        }
+
+    def policy(host: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "DestinationRule",
+            "metadata": {
+                "name": host,
+                "namespace": "bench",
+                "annotations": {
+                    "meshlib.dev/retry-budget": _json(
+                        {"budgetPercent": 20, "minRetryConcurrency": 3}
+                    ),
+                },
+            },
+            "spec": {
+                "host": host,
+                "trafficPolicy": {
+                    "connectionPool": {
+                        "tcp": {"maxConnections": 10_000, "connectTimeout": "1s"},
+                        "http": {
+                            "http1MaxPendingRequests": 10_000,
+                            "http2MaxRequests": 10_000,
+                            "maxRetries": 100,
+                            "idleTimeout": "60s",
+                        },
+                    },
+                    "outlierDetection": {
+                        "consecutive5xxErrors": 5,
+                        "interval": "10s",
+                        "baseEjectionTime": "30s",
+                    },
+                },
+            },
+        }
+
     return [
         entry(HTTP_HOST, HTTP_PORT, "http", "HTTP", http_port),
+        routes(HTTP_HOST, HTTP_PORT, "5xx,reset,connect-failure,refused-stream"),
+        policy(HTTP_HOST),
         entry(GRPC_HOST, GRPC_PORT, "grpc", "GRPC", grpc_port),
+        routes(GRPC_HOST, GRPC_PORT, "unavailable,cancelled,resource-exhausted"),
+        policy(GRPC_HOST),
     ]
 
 

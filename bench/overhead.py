@@ -40,7 +40,7 @@ from bench_clients import (
     http_sync_variants,
 )
 from bench_report import Result, print_table, with_ratios
-from bench_stack import Stack, running_stack
+from bench_stack import GRPC_HOST, GRPC_PORT, HTTP_HOST, HTTP_PORT, Stack, running_stack
 
 import meshlib
 
@@ -222,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         # grpcio's own xDS client reads the bootstrap from the environment.
         os.environ["GRPC_XDS_BOOTSTRAP"] = str(stack.bootstrap)
         with meshlib.Mesh(bootstrap=str(stack.bootstrap)) as mesh:
+            # The last resilience feature the stack's config cannot set: failure-rate
+            # breakers, registered per service as an application would.
+            for service in (f"{HTTP_HOST}:{HTTP_PORT}", f"{GRPC_HOST}:{GRPC_PORT}"):
+                meshlib.breakers.get(service, meshlib.BreakerConfig(failure_rate_threshold=50))
             results = run_sync(stack, mesh, args)
             results += asyncio.run(run_async(stack, mesh, args))
     took = time.perf_counter() - started

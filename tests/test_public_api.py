@@ -27,6 +27,7 @@ def test_curated_names() -> None:
         "ServiceNotReadyError",
         "NoHealthyEndpointError",
         "RegistrationError",
+        "breakers",  # docs/resilience.md: a breaker registered here guards mesh calls
         "__version__",
     ):
         assert name in meshlib.__all__

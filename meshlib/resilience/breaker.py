@@ -106,6 +106,18 @@ class CircuitBreaker:
         self.transitions: dict[tuple[BreakerState, BreakerState], int] = {}
         self.rejected = 0
         self._listeners: list[StateListener] = []
+        config = self.config
+        count_based = config.sliding_window_type is WindowType.COUNT_BASED
+        #: Calls a CLOSED window needs before its rates are judged.
+        self._needed = (
+            min(config.minimum_number_of_calls, config.sliding_window_size)
+            if count_based
+            else config.minimum_number_of_calls
+        )
+        # In a count window that already holds enough calls, a fast success cannot
+        # raise a rate, so it is recorded without judging (time windows age out calls,
+        # so they are judged every time).
+        self._plain_success_skips_judging = count_based
 
     def _closed_window(self) -> CountWindow | TimeWindow:
         if self.config.sliding_window_type is WindowType.TIME_BASED:
@@ -128,11 +140,14 @@ class CircuitBreaker:
 
     # -- permission ---------------------------------------------------------------
     def try_acquire(self) -> bool:
+        if self._state is BreakerState.CLOSED:  # no timers run while CLOSED: no lock needed
+            return True
         with self._lock:
             self._advance_timers()
-            if self._state is BreakerState.CLOSED:
+            state: BreakerState = self._state  # the timers may have moved it
+            if state is BreakerState.CLOSED:
                 return True
-            if self._state is BreakerState.HALF_OPEN and self._permits_left > 0:
+            if state is BreakerState.HALF_OPEN and self._permits_left > 0:
                 self._permits_left -= 1
                 return True
             self.rejected += 1
@@ -199,15 +214,25 @@ class CircuitBreaker:
     def _record(self, *, failed: bool, duration_s: float) -> None:
         slow = duration_s >= self.config.slow_call_duration_s
         with self._lock:
-            self._advance_timers()
-            if self._state is BreakerState.OPEN:
-                return  # a call permitted before the trip finished late: ignored
-            snapshot = self._window.record(failed, slow)
-            if self._state is BreakerState.CLOSED:
-                needed = self.config.minimum_number_of_calls
-                if self.config.sliding_window_type is WindowType.COUNT_BASED:
-                    needed = min(needed, self.config.sliding_window_size)
-                if snapshot.calls >= needed and self._over_threshold(snapshot):
+            closed = self._state is BreakerState.CLOSED
+            if not closed:
+                self._advance_timers()
+                if self._state is BreakerState.OPEN:
+                    return  # a call permitted before the trip finished late: ignored
+            window = self._window
+            if (
+                closed
+                and not failed
+                and not slow
+                and self._plain_success_skips_judging
+                and window.calls >= self._needed
+            ):
+                window.record(False, False)
+                return
+            window.record(failed, slow)
+            snapshot = window.snapshot()
+            if closed:
+                if snapshot.calls >= self._needed and self._over_threshold(snapshot):
                     self._transition(BreakerState.OPEN, snapshot)
             elif snapshot.calls >= self.config.permitted_number_of_calls_in_half_open_state:
                 over = self._over_threshold(snapshot)
@@ -268,6 +293,9 @@ class BreakerRegistry:
         self.clock = clock
         self._lock = threading.Lock()
         self._breakers: dict[str, CircuitBreaker] = {}
+        #: Bumped whenever a breaker is created: request paths that cached "no breaker
+        #: for this cluster" look again when it moved.
+        self.generation = 0
 
     def get(self, name: str, config: BreakerConfig | None = None) -> CircuitBreaker:
         """The breaker ``name``; ``config`` applies only when it is created here."""
@@ -276,6 +304,7 @@ class BreakerRegistry:
             if breaker is None:
                 breaker = CircuitBreaker(name, config, clock=self.clock)
                 self._breakers[name] = breaker
+                self.generation += 1
             return breaker
 
     def find(self, name: str) -> CircuitBreaker | None:

@@ -56,6 +56,14 @@ class Threshold:
             self._count += 1
             return True
 
+    def try_take(self) -> bool:
+        """Take a slot if one is free now; no overflow is counted (the caller queues)."""
+        with self._lock:
+            if self._count >= self.limit:
+                return False
+            self._count += 1
+            return True
+
     def acquire(self) -> None:
         """Take a slot or raise :class:`CircuitBreakerOverflow` naming this threshold."""
         if not self.try_acquire():

@@ -113,9 +113,10 @@ def _final(route: RouteResilience, policy: RetryPolicy, outcome: Outcome, idempo
     return _settled(route, outcome) or policy.retry_reason(outcome, idempotent=idempotent) is None
 
 
-def _breaker_record(
+def record_breaker(
     breaker: CircuitBreaker, outcome: Outcome | None, error: BaseException | None, started: float
 ) -> None:
+    """Close a call the failure-rate breaker admitted: its outcome and duration."""
     elapsed = _monotonic() - started
     if isinstance(error, CircuitBreakerOverflow):
         breaker.release()  # failed fast before reaching the upstream: not an outcome
@@ -180,13 +181,14 @@ def _guarded(
     try:
         result = tries()
     except Exception as error:
-        _breaker_record(breaker, describe_error(error), error, started)
+        record_breaker(breaker, describe_error(error), error, started)
         raise
-    _breaker_record(breaker, describe_result(result), None, started)
+    record_breaker(breaker, describe_result(result), None, started)
     return result
 
 
-def _admitted(send: Callable[[Attempt], T], cluster: ClusterResilience) -> Callable[[Attempt], T]:
+def admitted(send: Callable[[Attempt], T], cluster: ClusterResilience) -> Callable[[Attempt], T]:
+    """``send`` with each try admitted by the cluster's thresholds first."""
     admission = cluster.admission
 
     def one(attempt: Attempt) -> T:
@@ -216,7 +218,7 @@ def _tries(
     budget = cluster.budget
     if policy.hedge_on_per_try_timeout and policy.num_retries > 0 and replayable:
         return run_hedged(
-            _admitted(send, cluster), policy, describe_result=describe_result,
+            admitted(send, cluster), policy, describe_result=describe_result,
             describe_error=describe_error, budget=budget, idempotent=idempotent,
             replayable=replayable, deadline=deadline, name=name,
         )  # fmt: skip
@@ -254,7 +256,7 @@ def _tries(
                 return value
             first = FirstTry(attempt, value=value)
         return run_with_retries(
-            _admitted(send, cluster), policy, describe_result=describe_result,
+            admitted(send, cluster), policy, describe_result=describe_result,
             describe_error=describe_error, budget=budget, idempotent=idempotent,
             replayable=replayable, deadline=deadline, name=name, first_try=first,
         )  # fmt: skip
@@ -307,9 +309,9 @@ async def async_resilient_call(
             try:
                 result = await tries()
             except Exception as error:
-                _breaker_record(breaker, describe_error(error), error, started)
+                record_breaker(breaker, describe_error(error), error, started)
                 raise
-            _breaker_record(breaker, describe_result(result), None, started)
+            record_breaker(breaker, describe_result(result), None, started)
             return result
         finally:
             if faulted:
@@ -319,9 +321,10 @@ async def async_resilient_call(
             exit_deadline(token)
 
 
-def _async_admitted(
+def async_admitted(
     send: Callable[[Attempt], Awaitable[T]], cluster: ClusterResilience
 ) -> Callable[[Attempt], Awaitable[T]]:
+    """The async twin of :func:`admitted` (a pending try never blocks the loop)."""
     admission = cluster.admission
 
     async def one(attempt: Attempt) -> T:
@@ -376,7 +379,7 @@ async def _async_tries(
 ) -> T:
     policy = _policy(route, headers, method)
     idempotent = _idempotent(route, method)
-    admitted = _async_admitted(send, cluster)
+    admitted = async_admitted(send, cluster)
     budget = cluster.budget
     if policy.hedge_on_per_try_timeout and policy.num_retries > 0 and replayable:
         return await async_run_hedged(
@@ -423,4 +426,12 @@ async def _async_tries(
         budget.request_finished()
 
 
-__all__ = ["async_resilient_call", "call_deadline", "is_failure", "resilient_call"]
+__all__ = [
+    "admitted",
+    "async_admitted",
+    "async_resilient_call",
+    "call_deadline",
+    "is_failure",
+    "record_breaker",
+    "resilient_call",
+]

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from meshlib.errors import InjectedFaultError, ResilienceValueError
 from meshlib.observability.logging import get_logger
@@ -129,6 +130,20 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
     return int(value.strip())
 
 
+#: The headers that can make a fault happen (the percentage headers only narrow one).
+_TRIGGER_HEADERS: Final = frozenset({DELAY_HEADER, ABORT_HEADER, ABORT_GRPC_HEADER})
+_NO_FAULT: Final = FaultDecision()
+
+
+def _may_trigger(headers: Headers) -> bool:
+    """Whether ``headers`` carry a fault header (True when they cannot be read cheaply)."""
+    if isinstance(headers, dict):
+        return any(name.lower() in _TRIGGER_HEADERS for name in headers)
+    if isinstance(headers, Mapping):  # e.g. httpx.Headers: case-insensitive lookups
+        return any(name in headers for name in _TRIGGER_HEADERS)
+    return True
+
+
 def _lower(headers: Headers) -> dict[str, str]:
     items = headers.items() if isinstance(headers, Mapping) else headers
     return {k.lower(): (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in items}
@@ -148,6 +163,12 @@ class FaultInjector:
         self.delays_injected = 0
         self.aborts_injected = 0
         self.faults_overflow = 0
+        delay, abort = policy.delay, policy.abort
+        #: Faults come only from request headers (Envoy's header_delay / header_abort, or
+        #: x-envoy-fault-* enabled): a request without one is decided without parsing.
+        self._header_triggered = (delay is None or delay.fixed_delay_s is None) and (
+            abort is None or abort.header_controlled
+        )
 
     def _roll(self, chance_per_million: int) -> bool:
         return self.rng.randrange(PER_MILLION) < chance_per_million
@@ -190,6 +211,8 @@ class FaultInjector:
 
     def decide(self, headers: Headers) -> FaultDecision:
         """The faults for one request (random draws only; nothing is counted)."""
+        if self._header_triggered and not _may_trigger(headers):
+            return _NO_FAULT
         lowered = _lower(headers)
         if self.policy.applies_to is not None and not self.policy.applies_to(lowered):
             return FaultDecision()

@@ -45,7 +45,11 @@ class CountWindow:
         self._failures = 0
         self._slow = 0
 
-    def record(self, failed: bool, slow: bool) -> WindowSnapshot:
+    @property
+    def calls(self) -> int:
+        return len(self._ring)
+
+    def record(self, failed: bool, slow: bool) -> None:
         if len(self._ring) == self.size:
             old_failed, old_slow = self._ring.popleft()
             self._failures -= old_failed
@@ -53,7 +57,6 @@ class CountWindow:
         self._ring.append((failed, slow))
         self._failures += failed
         self._slow += slow
-        return self.snapshot()
 
     def snapshot(self) -> WindowSnapshot:
         return WindowSnapshot(len(self._ring), self._failures, self._slow)
@@ -80,7 +83,12 @@ class TimeWindow:
             self._failures -= failures
             self._slow -= slow
 
-    def record(self, failed: bool, slow: bool) -> WindowSnapshot:
+    @property
+    def calls(self) -> int:
+        """Calls recorded in the window (some may be due to age out)."""
+        return self._calls
+
+    def record(self, failed: bool, slow: bool) -> None:
         second = math.floor(self.clock())
         self._evict(second)
         if not self._buckets or self._buckets[-1][0] != second:
@@ -92,7 +100,6 @@ class TimeWindow:
         self._calls += 1
         self._failures += failed
         self._slow += slow
-        return WindowSnapshot(self._calls, self._failures, self._slow)
 
     def snapshot(self) -> WindowSnapshot:
         self._evict(math.floor(self.clock()))

@@ -98,6 +98,11 @@ class ClusterResilience:
         """The cluster's retry budget (or static ``max_retries`` gate)."""
         return self.thresholds.retries
 
+    @property
+    def breaker_generation(self) -> int:
+        """Moves whenever a breaker is registered (:meth:`breaker` may answer otherwise)."""
+        return self._breakers.generation
+
     def breaker(self) -> CircuitBreaker | None:
         """The failure-rate breaker registered for this cluster or its service, if any."""
         found = self._breakers.find(self.name)

@@ -27,16 +27,18 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from meshlib.errors import ResilienceError, RoutingError
+from meshlib.errors import NoHealthyEndpointError, ResilienceError, RoutingError
 from meshlib.resilience.call import async_resilient_call
 from meshlib.resilience.retry import Attempt
 from meshlib.resilience.route_resilience import RouteResilience, async_apply_stages
+from meshlib.routing.connection_pool import PoolSettings
 from meshlib.routing.plan import ForwardPlan, MirrorTarget
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot, ServiceView
 from meshlib.transport.endpoint_pool import LoopCloser
 from meshlib.transport.grpc_aio_deferred import DeferredCall
 from meshlib.transport.grpc_aio_lazy import LazyUnaryCall
 from meshlib.transport.grpc_errors import aio_unavailable
+from meshlib.transport.grpc_fast_path import FastRoutes
 from meshlib.transport.grpc_resilience import (
     bounded_kwargs,
     call_headers,
@@ -105,8 +107,17 @@ class AioMeshChannel(grpc.aio.Channel):
     ) -> tuple[ClusterState, Endpoint, grpc.aio.Channel]:
         """One try's endpoint and sub-channel. Raises RoutingError."""
         cluster, endpoint = self._routing.pick(snapshot, cluster_name, plan.request_hash, excluded)
+        return cluster, endpoint, self._sub_channel(endpoint, authority, cluster.pool)
+
+    def _sub_channel(
+        self, endpoint: Endpoint, authority: str, settings: PoolSettings
+    ) -> grpc.aio.Channel:
+        """The sub-channel for one try. Raises RoutingError once the channel is closed."""
         self._closer.bind_running()
-        return cluster, endpoint, self._subs.get(endpoint, authority, cluster.pool)
+        try:
+            return self._subs.get(endpoint, authority, settings)
+        except RuntimeError as exc:  # closed
+            raise NoHealthyEndpointError(str(exc)) from exc
 
     async def _snapshot(self) -> ServiceSnapshot:
         routing = self._routing
@@ -302,6 +313,10 @@ class _AioMultiCallable:
         self._deserializer = deserializer
         self._callables = MethodCallables(kind, serializer, deserializer)
         self._plans = PlanCache()
+        self._fast = FastRoutes()
+
+    def _plan_of(self, snapshot: ServiceSnapshot) -> ForwardPlan:
+        return self._channel._routing.decide(snapshot, self._method, None, self._plans)
 
     def _start(self, snapshot: ServiceSnapshot, request: Any, kwargs: dict[str, Any]) -> Any:
         """Plan (pure), mirror, then the call's tries under its resilience. Raises RoutingError."""
@@ -456,7 +471,13 @@ class _AioMultiCallable:
             "wait_for_ready": wait_for_ready,
             "compression": compression,
         }
-        view = self._channel._routing.state.view
+        channel = self._channel
+        view = channel._routing.state.view
+        if self._kind == "unary_unary" and not channel._closed:
+            fast = self._fast.get(channel._routing, view, self._plan_of)
+            if fast is not None:
+                resolve = partial(fast.unary, self, request, kwargs, channel._sub_channel)
+                return LazyUnaryCall(resolve)
         if type(view) is ServiceSnapshot:
             try:
                 return self._start(view, request, kwargs)

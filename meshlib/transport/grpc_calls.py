@@ -24,6 +24,7 @@ from meshlib.resilience.retry import Attempt
 from meshlib.resilience.route_resilience import RouteResilience, apply_stages
 from meshlib.routing.plan import ForwardPlan
 from meshlib.routing.snapshot import ServiceSnapshot
+from meshlib.transport.grpc_fast_path import FastRoute, FastRoutes
 from meshlib.transport.grpc_resilience import (
     bounded_kwargs,
     call_headers,
@@ -52,6 +53,7 @@ class MultiCallable:
         "_callables",
         "_channel",
         "_deserializer",
+        "_fast",
         "_kind",
         "_method",
         "_plans",
@@ -73,6 +75,18 @@ class MultiCallable:
         self._deserializer = deserializer
         self._callables = MethodCallables(kind, serializer, deserializer)
         self._plans = PlanCache()
+        self._fast = FastRoutes()
+
+    def _fast_route(self) -> FastRoute | None:
+        """The compiled first try for this method's current plan (unary-unary only)."""
+        channel = self._channel
+        if channel._closed:
+            return None
+        routing = channel._routing
+        return self._fast.get(routing, routing.state.view, self._plan_of)
+
+    def _plan_of(self, snapshot: ServiceSnapshot) -> ForwardPlan:
+        return self._channel._routing.decide(snapshot, self._method, None, self._plans)
 
     def _plan(self, request: Any, kwargs: dict[str, Any]) -> tuple[ServiceSnapshot, ForwardPlan]:
         channel = self._channel
@@ -211,6 +225,9 @@ class UnaryUnary(MultiCallable, grpc.UnaryUnaryMultiCallable):  # type: ignore[t
         compression: grpc.Compression | None = None,
     ) -> Any:
         kwargs = _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
+        fast = self._fast_route()
+        if fast is not None:
+            return fast.blocking(self, request, kwargs, False, self._channel._sub_channel)
         return self._blocking(request, kwargs, with_call=False)
 
     def with_call(
@@ -223,6 +240,9 @@ class UnaryUnary(MultiCallable, grpc.UnaryUnaryMultiCallable):  # type: ignore[t
         compression: grpc.Compression | None = None,
     ) -> Any:
         kwargs = _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
+        fast = self._fast_route()
+        if fast is not None:
+            return fast.blocking(self, request, kwargs, True, self._channel._sub_channel)
         return self._blocking(request, kwargs, with_call=True)
 
     def future(

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from meshlib.errors import RoutingError
+from meshlib.routing.connection_pool import PoolSettings
 from meshlib.routing.plan import ForwardPlan, MirrorTarget
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot, ServiceView
 from meshlib.transport.grpc_calls import StreamStream, StreamUnary, UnaryStream, UnaryUnary
@@ -97,6 +98,15 @@ class MeshChannel(grpc.Channel):
             raise MeshRpcError(routing.describe(exc)) from exc
         except RuntimeError as exc:  # closed
             raise MeshRpcError(routing.describe(exc)) from exc
+
+    def _sub_channel(
+        self, endpoint: Endpoint, authority: str, settings: PoolSettings
+    ) -> grpc.Channel:
+        """The sub-channel for one try (the fast path's lookup). Raises MeshRpcError."""
+        try:
+            return self._subs.get(endpoint, authority, settings)
+        except RuntimeError as exc:  # closed
+            raise MeshRpcError(self._routing.describe(exc)) from exc
 
     def _mirror(
         self,

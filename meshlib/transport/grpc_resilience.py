@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import grpc
 
-from meshlib.errors import PerTryTimeoutError, ResilienceError, RoutingError
+from meshlib.errors import DeadlineExceeded, PerTryTimeoutError, ResilienceError, RoutingError
 from meshlib.resilience.call import call_deadline
 from meshlib.resilience.conditions import FailureKind, Outcome
 from meshlib.resilience.retry import Attempt
@@ -129,10 +129,19 @@ def per_try_timeout(route: RouteResilience) -> float | None:
 
 
 def try_kwargs(kwargs: dict[str, Any], attempt: Attempt) -> dict[str, Any]:
-    """The call's keyword arguments for one try: ``timeout`` = what the try has left."""
-    remaining = attempt.timeout_s
-    if remaining is None:
+    """The call's keyword arguments for one try: ``timeout`` = what the try has left.
+
+    Raises :class:`~meshlib.errors.DeadlineExceeded` when nothing is left (a fault
+    delay or a back-off spent it): expired work is not started.
+    """
+    deadline = attempt.deadline
+    if deadline is None:
         return kwargs
+    remaining = deadline.remaining()
+    if remaining <= 0:
+        raise DeadlineExceeded(
+            f"deadline exceeded before try {attempt.number} started", timeout_s=0.0
+        )
     return {**kwargs, "timeout": remaining}
 
 

@@ -49,6 +49,7 @@ from meshlib.transport.http_routing import (
     local_response,
     outgoing_request,
     replayable_body,
+    request_headers,
 )
 from meshlib.transport.mirror import MirrorStats, TaskMirror, ThreadMirror
 from meshlib.transport.outcome import http_error_outcome, http_outcome
@@ -130,7 +131,7 @@ class MeshTransport(httpx.BaseTransport):
                 partial(self._try, snapshot, plan, request, route),
                 route=route,
                 cluster=snapshot.resilience_of(plan.cluster),
-                headers=request.headers,
+                headers=request_headers(request) if route.needs_headers(plan.cluster) else {},
                 method=request.method,
                 timeout_s=route.timeouts.http_timeout_s,
                 describe_result=describe_response,
@@ -311,7 +312,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
                 partial(self._try, snapshot, plan, request, route),
                 route=route,
                 cluster=snapshot.resilience_of(plan.cluster),
-                headers=request.headers,
+                headers=request_headers(request) if route.needs_headers(plan.cluster) else {},
                 method=request.method,
                 timeout_s=route.timeouts.http_timeout_s,
                 describe_result=describe_response,

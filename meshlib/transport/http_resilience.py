@@ -27,6 +27,7 @@ from meshlib.resilience.deadline import DEADLINE_HEADER
 from meshlib.resilience.retry import Attempt
 
 _TIMEOUT_KEYS: Final = ("connect", "read", "write", "pool")
+_NO_TIMEOUTS: Final[dict[str, float | None]] = {}
 
 
 def describe_response(response: httpx.Response) -> Outcome:
@@ -72,19 +73,18 @@ def bounded_request(
         raise DeadlineExceeded(f"try {attempt.number}: no time left to send the request")
     outgoing: httpx.Request = httpx.Request.__new__(httpx.Request)
     outgoing.__dict__.update(request.__dict__)
-    extensions = dict(request.extensions)
-    current = extensions.get("timeout") or {}
+    extensions = request.extensions
+    current = extensions.get("timeout") or _NO_TIMEOUTS
     timeouts: dict[str, float | None] = {key: current.get(key) for key in _TIMEOUT_KEYS}
     if remaining is not None:
         for key, value in timeouts.items():
-            timeouts[key] = remaining if value is None else min(value, remaining)
+            timeouts[key] = remaining if value is None or value > remaining else value
     if idle_timeout_s is not None:
         read = timeouts["read"]
         timeouts["read"] = idle_timeout_s if read is None else min(read, idle_timeout_s)
-    extensions["timeout"] = timeouts
-    outgoing.extensions = extensions
+    outgoing.extensions = {**extensions, "timeout": timeouts}
     if remaining is not None:
-        headers = request.headers.copy()
+        headers = httpx.Headers(request.headers)  # a copy of the list, nothing re-parsed
         headers[DEADLINE_HEADER] = str(math.ceil(remaining * 1000))
         outgoing.headers = headers
     return outgoing

@@ -99,6 +99,52 @@ def endpoint_url(url: httpx.URL, endpoint: Endpoint, path: str | None) -> httpx.
     return outgoing
 
 
+def request_headers(request: httpx.Request) -> dict[str, str]:
+    """The request's headers as resilience reads them: lower-case names, repeated
+    values joined by ``,`` (Envoy's view), built from the raw list in one pass."""
+    joined: dict[str, str] = {}
+    for key, value in request.headers.raw:
+        name = key.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        joined[name] = f"{joined[name]},{text}" if name in joined else text
+    return joined
+
+
+def _host_header(request: httpx.Request) -> str | None:
+    for key, value in request.headers.raw:
+        if key.lower() == b"host":
+            return value.decode("latin-1")
+    return None
+
+
+class PlanCache:
+    """Plans by (authority, path) for one snapshot, kept while they are
+    :attr:`~meshlib.routing.plan.ForwardPlan.reusable` (no header, query or runtime
+    matching in the table, one cluster, no hash, no mirrors). Bounded; replaced
+    whole when the snapshot changes, so readers on other threads see one or the other."""
+
+    __slots__ = ("_entry",)
+
+    MAX_PLANS = 1024
+
+    def __init__(self) -> None:
+        self._entry: tuple[ServiceSnapshot, dict[tuple[str, str], ForwardPlan]] | None = None
+
+    def get(self, snapshot: ServiceSnapshot, key: tuple[str, str]) -> ForwardPlan | None:
+        entry = self._entry
+        if entry is None or entry[0] is not snapshot:
+            return None
+        return entry[1].get(key)
+
+    def keep(self, snapshot: ServiceSnapshot, key: tuple[str, str], plan: ForwardPlan) -> None:
+        if not plan.reusable:
+            return
+        entry = self._entry
+        if entry is None or entry[0] is not snapshot or len(entry[1]) >= self.MAX_PLANS:
+            entry = self._entry = (snapshot, {})
+        entry[1][key] = plan
+
+
 class HttpRouting:
     """The decisions both transports share: mesh or not, plan, pick, build, record."""
 
@@ -107,6 +153,7 @@ class HttpRouting:
         self.timeout = mesh.ready_timeout_s
         self.passthrough_hosts = frozenset(h.lower() for h in passthrough_hosts)
         self.metrics = client_metrics()
+        self.plans = PlanCache()
 
     def target_for(self, url: httpx.URL) -> str | None:
         """``HOST:PORT`` when ``url`` may be a mesh service; None to pass it through."""
@@ -131,11 +178,15 @@ class HttpRouting:
 
     def decide(self, snapshot: ServiceSnapshot, request: httpx.Request) -> RoutingDecision:
         """Step 2 (pure): the plan for ``request``. Raises a Mesh*Error (httpx error)."""
-        authority = request.headers.get("host") or snapshot.target
+        authority = _host_header(request) or snapshot.target
         path = request.url.raw_path.decode("ascii", "replace")
+        key = (authority, path)
+        cached = self.plans.get(snapshot, key)
+        if cached is not None:
+            return cached
         view = HttpHeaderView(request, authority, path)
         try:
-            return plan_request(
+            decision = plan_request(
                 snapshot.route_table,
                 target=snapshot.target,
                 scheme="http",
@@ -146,6 +197,9 @@ class HttpRouting:
             )
         except RoutingError as exc:
             raise as_httpx_error(exc, request) from exc
+        if type(decision) is ForwardPlan:
+            self.plans.keep(snapshot, key, decision)
+        return decision
 
     def pick(
         self,

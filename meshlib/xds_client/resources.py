@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from meshlib.xds_client.cluster_policies import (
     DEFAULT_CIRCUIT_BREAKERS,
@@ -320,12 +320,13 @@ class Endpoint:
     weight: int = 1
     hostname: str = ""
     labels: Mapping[str, str] = EMPTY  # metadata filter_metadata["envoy.lb"] (a FrozenMap)
+    #: ``host:port`` with IPv6 bracketed, as URLs and gRPC targets want it (computed
+    #: once: the data path reads it several times per call).
+    authority: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def authority(self) -> str:
-        """``host:port`` with IPv6 bracketed, as URLs and gRPC targets want it."""
+    def __post_init__(self) -> None:
         host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}"
+        object.__setattr__(self, "authority", f"{host}:{self.port}")
 
 
 @dataclass(frozen=True, slots=True)
