@@ -6,8 +6,10 @@
 Groups: httpx sync and async (bare vs meshlib), gRPC sync and aio (bare vs
 meshlib vs grpcio's own ``xds:///`` client), each against one server. Per
 client: median and p99 latency of sequential calls, sequential and concurrent
-throughput, and the ratio to the bare client of its group. The clients of a
-group take turns in rounds, so drift on a shared machine hits them alike.
+throughput, and the ratio to the bare client of its group. In each of the
+rounds, the sequential calls of a group's clients are interleaved call by call
+(then each client runs its concurrent burst), so drift on a shared machine hits
+them alike; the median ratio is the median of the per-round ratios.
 Not a test: the numbers depend on the machine.
 """
 
@@ -94,15 +96,18 @@ def run_sync_group(
             variant.call()
     per_round = max(1, requests // ROUNDS)
     per_worker = max(1, per_round // concurrency)
+    pairs = list(zip(variants, samples, strict=True))
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         for _ in range(ROUNDS):
-            for variant, sample in zip(variants, samples, strict=True):
-                started = time.perf_counter()
-                for _ in range(per_round):
+            # Sequential calls interleaved client by client: drift hits all alike.
+            for _ in range(per_round):
+                for variant, sample in pairs:
                     t0 = time.perf_counter_ns()
                     variant.call()
-                    sample.latencies_ns.append(time.perf_counter_ns() - t0)
-                sample.sequential_s += time.perf_counter() - started
+                    elapsed = time.perf_counter_ns() - t0
+                    sample.latencies_ns.append(elapsed)
+                    sample.sequential_s += elapsed / 1e9
+            for variant, sample in pairs:
                 sample.round_medians_ns.append(statistics.median(sample.latencies_ns[-per_round:]))
 
                 def worker(call: Any = variant.call) -> None:
@@ -127,14 +132,17 @@ async def run_async_group(
             await variant.call()
     per_round = max(1, requests // ROUNDS)
     per_worker = max(1, per_round // concurrency)
+    pairs = list(zip(variants, samples, strict=True))
     for _ in range(ROUNDS):
-        for variant, sample in zip(variants, samples, strict=True):
-            started = time.perf_counter()
-            for _ in range(per_round):
+        # Sequential calls interleaved client by client: drift hits all alike.
+        for _ in range(per_round):
+            for variant, sample in pairs:
                 t0 = time.perf_counter_ns()
                 await variant.call()
-                sample.latencies_ns.append(time.perf_counter_ns() - t0)
-            sample.sequential_s += time.perf_counter() - started
+                elapsed = time.perf_counter_ns() - t0
+                sample.latencies_ns.append(elapsed)
+                sample.sequential_s += elapsed / 1e9
+        for variant, sample in pairs:
             sample.round_medians_ns.append(statistics.median(sample.latencies_ns[-per_round:]))
 
             async def worker(variant: AsyncVariant = variant) -> None:

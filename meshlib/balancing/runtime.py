@@ -84,7 +84,6 @@ class ClusterRuntime:
             stats = self._stats.get(endpoint.authority)
             if stats is not None:
                 stats.active += 1
-        self.tick()
 
     def call_finished(self, endpoint: Endpoint, outcome: Outcome, latency_s: float) -> None:
         detector = self._detector

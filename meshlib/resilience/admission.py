@@ -68,6 +68,18 @@ class Admission:
             requests.release()
             raise
 
+    def start_call(self) -> bool:
+        """Admit a call's first try without waiting, counting the call in the retry budget
+        too, in one step; False (nothing held) when it would overflow or queue."""
+        return self.thresholds.start_call()
+
+    def end_call(self) -> None:
+        """The call ended with its first try: its slots and its budget count, in one step."""
+        self.thresholds.end_call()
+        if self._waiting:
+            with self._freed:
+                self._freed.notify()
+
     def exit(self) -> None:
         """The try ended: free its connection and request slots."""
         self.thresholds.connections.release()

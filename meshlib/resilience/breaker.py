@@ -181,6 +181,17 @@ class CircuitBreaker:
     def on_success(self, duration_s: float) -> None:
         self._record(failed=False, duration_s=duration_s)
 
+    def record_success(self, duration_s: float) -> None:
+        """:meth:`on_success` for the request path: a fast success in a CLOSED count
+        window that already holds enough calls is recorded without judging."""
+        if self._plain_success_skips_judging and duration_s < self.config.slow_call_duration_s:
+            with self._lock:
+                window = self._window
+                if self._state is BreakerState.CLOSED and window.calls >= self._needed:
+                    window.record(False, False)
+                    return
+        self._record(failed=False, duration_s=duration_s)
+
     def on_failure(self, duration_s: float) -> None:
         self._record(failed=True, duration_s=duration_s)
 

@@ -29,13 +29,15 @@ ENVOY_DEFAULT_LIMIT = 1024
 class Threshold:
     """One counted limit (thread-safe); ``hold()`` raises when it is full."""
 
-    def __init__(self, cluster: str, name: str, limit: int) -> None:
+    def __init__(
+        self, cluster: str, name: str, limit: int, lock: threading.Lock | None = None
+    ) -> None:
         if limit < 0:
             raise ResilienceValueError(f"cluster {cluster!r}: {name} {limit} is negative")
         self.cluster = cluster
         self.name = name
         self.limit = limit
-        self._lock = threading.Lock()
+        self._lock = lock if lock is not None else threading.Lock()
         self._count = 0
         self._overflows = 0
 
@@ -111,15 +113,45 @@ class ClusterThresholds:
         min_retry_concurrency: int = 3,
     ) -> None:
         self.cluster = cluster
-        self.connections = Threshold(cluster, "max_connections", max_connections)
-        self.pending_requests = Threshold(cluster, "max_pending_requests", max_pending_requests)
-        self.requests = Threshold(cluster, "max_requests", max_requests)
+        # One lock for every counter of the cluster: a call's first try takes its
+        # slots and counts itself in the budget in one step (start_call / end_call).
+        self.lock = lock = threading.Lock()
+        self.connections = Threshold(cluster, "max_connections", max_connections, lock)
+        self.pending_requests = Threshold(
+            cluster, "max_pending_requests", max_pending_requests, lock
+        )
+        self.requests = Threshold(cluster, "max_requests", max_requests, lock)
         self.retries = RetryBudget(
             budget_percent=retry_budget_percent,
             min_retry_concurrency=min_retry_concurrency,
             max_retries=max_retries,
             name=cluster,
+            lock=lock,
         )
+
+    def start_call(self) -> bool:
+        """A call and its first try, counted in one step: active in the retry budget,
+        holding a ``max_requests`` and a ``max_connections`` slot. False, with nothing
+        taken or counted, when a slot is full (the caller then goes the general way,
+        which fails fast or queues as pending). Pair with :meth:`end_call`."""
+        requests, connections = self.requests, self.connections
+        with self.lock:
+            if requests._count >= requests.limit or connections._count >= connections.limit:
+                return False
+            requests._count += 1
+            connections._count += 1
+            self.retries._active_requests += 1
+            return True
+
+    def end_call(self) -> None:
+        """The call ended with its first try: undo :meth:`start_call` in one step."""
+        requests, connections = self.requests, self.connections
+        with self.lock:
+            if requests._count <= 0 or connections._count <= 0:
+                raise RuntimeError(f"cluster {self.cluster!r}: a call ended more than started")
+            requests._count -= 1
+            connections._count -= 1
+            self.retries._active_requests -= 1
 
     def connection(self) -> contextlib.AbstractContextManager[None]:
         """Hold a ``max_connections`` slot while a connection is open."""

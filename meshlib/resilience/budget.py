@@ -49,8 +49,12 @@ class RetryBudget:
         min_retry_concurrency: int = 3,
         max_retries: int = ENVOY_DEFAULT_MAX_RETRIES,
         name: str = "",
+        lock: threading.Lock | None = None,
     ) -> None:
-        """``budget_percent=None`` means no budget: ``max_retries`` caps concurrent retries."""
+        """``budget_percent=None`` means no budget: ``max_retries`` caps concurrent retries.
+
+        ``lock``: shared with the cluster's other counters, so a call's first try can
+        count itself everywhere in one step (:meth:`ClusterThresholds.start_call`)."""
         where = f"retry budget {name!r}" if name else "retry budget"
         if budget_percent is not None and not 0.0 <= budget_percent <= 100.0:
             raise ResilienceValueError(f"{where}: budget_percent {budget_percent} is not 0..100")
@@ -62,7 +66,7 @@ class RetryBudget:
         self.budget_percent = budget_percent
         self.min_retry_concurrency = min_retry_concurrency
         self.max_retries = max_retries
-        self._lock = threading.Lock()
+        self._lock = lock if lock is not None else threading.Lock()
         self._active_requests = 0
         self._active_retries = 0
         self._retries_started = 0

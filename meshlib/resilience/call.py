@@ -26,14 +26,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, TypeVar
 
 from meshlib.errors import CircuitBreakerOverflow, DeadlineExceeded, PerTryTimeoutError
+from meshlib.resilience.admission import Admission
 from meshlib.resilience.breaker import CircuitBreaker
+from meshlib.resilience.budget import RetryBudget
 from meshlib.resilience.conditions import Outcome
 from meshlib.resilience.deadline import (
     Deadline,
     current_deadline,
-    deadline_scope,
     enter_deadline,
     exit_deadline,
+    run_within,
 )
 from meshlib.resilience.hedging import async_run_hedged, run_hedged
 from meshlib.resilience.retry import (
@@ -187,6 +189,30 @@ def _guarded(
     return result
 
 
+def admit_first(admission: Admission, budget: RetryBudget, deadline: Deadline | None) -> None:
+    """A call's first try when :meth:`Admission.start_call` said no: count the call in
+    the budget and admit the try through the thresholds (overflow, or pending until
+    ``deadline``)."""
+    budget.request_started()
+    try:
+        admission.enter(deadline)
+    except BaseException:
+        budget.request_finished()
+        raise
+
+
+async def admit_first_async(
+    admission: Admission, budget: RetryBudget, deadline: Deadline | None
+) -> None:
+    """The async twin of :func:`admit_first`."""
+    budget.request_started()
+    try:
+        await admission.enter_async(deadline)
+    except BaseException:
+        budget.request_finished()
+        raise
+
+
 def admitted(send: Callable[[Attempt], T], cluster: ClusterResilience) -> Callable[[Attempt], T]:
     """``send`` with each try admitted by the cluster's thresholds first."""
     admission = cluster.admission
@@ -224,21 +250,19 @@ def _tries(
         )  # fmt: skip
     attempt = Attempt(1, _NOTHING_EXCLUDED, _first_deadline(policy, deadline))
     admission = cluster.admission
-    budget.request_started()
+    if not admission.start_call():
+        admit_first(admission, budget, attempt.deadline)
+    # The call is active in the budget and its first try holds its slots.
     try:
         try:
-            admission.enter(attempt.deadline)
-            try:
-                if attempt.deadline is not None and attempt.deadline is not deadline:
-                    token = enter_deadline(attempt.deadline)
-                    try:
-                        value = send(attempt)
-                    finally:
-                        exit_deadline(token)
-                else:
+            if attempt.deadline is not None and attempt.deadline is not deadline:
+                token = enter_deadline(attempt.deadline)
+                try:
                     value = send(attempt)
-            finally:
-                admission.exit()
+                finally:
+                    exit_deadline(token)
+            else:
+                value = send(attempt)
         except Exception as error:
             if policy.num_retries == 0:
                 raise
@@ -247,14 +271,21 @@ def _tries(
             first: FirstTry[T] = FirstTry(attempt, error=error)
         else:
             if policy.num_retries == 0:
+                admission.end_call()
                 return value
             outcome = describe_result(value)
             if (
                 _settled(route, outcome)
                 or policy.retry_reason(outcome, idempotent=idempotent) is None
             ):
+                admission.end_call()
                 return value
             first = FirstTry(attempt, value=value)
+    except BaseException:
+        admission.end_call()
+        raise
+    admission.exit()  # the first try's slots; the call stays active while it retries
+    try:
         return run_with_retries(
             admitted(send, cluster), policy, describe_result=describe_result,
             describe_error=describe_error, budget=budget, idempotent=idempotent,
@@ -337,9 +368,10 @@ def async_admitted(
     return one
 
 
-def _timeout_error(
+def try_timeout_error(
     attempt: Attempt, deadline: Deadline | None, policy: RetryPolicy, name: str
 ) -> DeadlineExceeded:
+    """The error for a try cancelled at its deadline: per-try timeout or the call's."""
     if attempt.deadline is deadline or policy.per_try_timeout_s is None:
         return DeadlineExceeded(f"{name}: deadline exceeded during try {attempt.number}")
     return PerTryTimeoutError(
@@ -357,11 +389,13 @@ async def _bounded(
 ) -> T:
     """Run one try, cancelling it at its deadline (per-try or the call's)."""
     assert attempt.deadline is not None
-    with deadline_scope(deadline=attempt.deadline):
-        try:
-            return await asyncio.wait_for(admitted(attempt), attempt.deadline.remaining())
-        except asyncio.TimeoutError:
-            raise _timeout_error(attempt, deadline, policy, name) from None
+    token = enter_deadline(attempt.deadline)
+    try:
+        return await run_within(admitted(attempt), attempt.deadline.remaining())
+    except asyncio.TimeoutError:
+        raise try_timeout_error(attempt, deadline, policy, name) from None
+    finally:
+        exit_deadline(token)
 
 
 async def _async_tries(
@@ -388,19 +422,22 @@ async def _async_tries(
             name=name,
         )  # fmt: skip
     attempt = Attempt(1, _NOTHING_EXCLUDED, _first_deadline(policy, deadline))
-    budget.request_started()
+    admission = cluster.admission
+    if not admission.start_call():
+        await admit_first_async(admission, budget, attempt.deadline)
+    # The call is active in the budget and its first try holds its slots.
     try:
         try:
             if attempt.deadline is None:
-                value = await admitted(attempt)
+                value = await send(attempt)
             elif send_bounds_itself:
                 token = enter_deadline(attempt.deadline)
                 try:
-                    value = await admitted(attempt)
+                    value = await send(attempt)
                 finally:
                     exit_deadline(token)
             else:
-                value = await _bounded(admitted, attempt, deadline, policy, name)
+                value = await _bounded(send, attempt, deadline, policy, name)
         except Exception as error:
             if policy.num_retries == 0:
                 raise
@@ -409,14 +446,21 @@ async def _async_tries(
             first: FirstTry[T] = FirstTry(attempt, error=error)
         else:
             if policy.num_retries == 0:
+                admission.end_call()
                 return value
             outcome = describe_result(value)
             if (
                 _settled(route, outcome)
                 or policy.retry_reason(outcome, idempotent=idempotent) is None
             ):
+                admission.end_call()
                 return value
             first = FirstTry(attempt, value=value)
+    except BaseException:
+        admission.end_call()
+        raise
+    admission.exit()  # the first try's slots; the call stays active while it retries
+    try:
         return await async_run_with_retries(
             admitted, policy, describe_result=describe_result, describe_error=describe_error,
             budget=budget, idempotent=idempotent, replayable=replayable, deadline=deadline,
@@ -427,6 +471,8 @@ async def _async_tries(
 
 
 __all__ = [
+    "admit_first",
+    "admit_first_async",
     "admitted",
     "async_admitted",
     "async_resilient_call",
@@ -434,4 +480,5 @@ __all__ = [
     "is_failure",
     "record_breaker",
     "resilient_call",
+    "try_timeout_error",
 ]

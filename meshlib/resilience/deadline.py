@@ -11,17 +11,20 @@ A server reads either (and Envoy's ``x-envoy-expected-rq-timeout-ms``) back with
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import math
+import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias
+from typing import Final, TypeAlias, TypeVar
 
 from meshlib.errors import DeadlineExceeded, ResilienceValueError
 
 Clock = Callable[[], float]
+T = TypeVar("T")
 
 DEADLINE_HEADER: Final = "x-meshlib-deadline-ms"
 ENVOY_TIMEOUT_HEADER: Final = "x-envoy-expected-rq-timeout-ms"
@@ -39,6 +42,13 @@ _GRPC_UNITS_NS: Final = {
 _GRPC_MAX_VALUE: Final = 99_999_999
 
 Headers: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str | bytes]]
+
+
+class LowerHeaders(dict[str, str]):
+    """Request headers whose names are all lower-case (what the transports hand the
+    resilience stages), so a stage can test names without normalising them."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +142,21 @@ def enter_deadline(deadline: Deadline) -> contextvars.Token[Deadline | None]:
 
 def exit_deadline(token: contextvars.Token[Deadline | None]) -> None:
     _CURRENT.reset(token)
+
+
+if sys.version_info >= (3, 11):
+
+    async def run_within(awaitable: Awaitable[T], seconds: float) -> T:
+        """Await ``awaitable`` in the current task, cancelled after ``seconds``
+        (``TimeoutError``). No task per call, unlike ``asyncio.wait_for`` on 3.10."""
+        async with asyncio.timeout(seconds):
+            return await awaitable
+
+else:  # pragma: no cover - Python 3.10
+
+    async def run_within(awaitable: Awaitable[T], seconds: float) -> T:
+        """Await ``awaitable``, cancelled after ``seconds`` (``asyncio.TimeoutError``)."""
+        return await asyncio.wait_for(awaitable, seconds)
 
 
 def encode_grpc_timeout(seconds: float) -> str:

@@ -34,7 +34,7 @@ from meshlib.resilience.backoff import BackOff
 from meshlib.resilience.breaker import BreakerConfig, BreakerRegistry, CircuitBreaker, breakers
 from meshlib.resilience.budget import RetryBudget
 from meshlib.resilience.conditions import FailureKind, Outcome
-from meshlib.resilience.deadline import deadline_scope
+from meshlib.resilience.deadline import deadline_scope, run_within
 from meshlib.resilience.fallback import ExceptionTypes, fallback
 from meshlib.resilience.retry import (
     Attempt,
@@ -159,9 +159,7 @@ def timeout(seconds: float) -> Callable[[Callable[P, R]], Callable[P, R]]:
                     assert deadline is not None
                     deadline.check(name)
                     try:
-                        return await asyncio.wait_for(
-                            async_func(*args, **kwargs), deadline.remaining()
-                        )
+                        return await run_within(async_func(*args, **kwargs), deadline.remaining())
                     except asyncio.TimeoutError:
                         if deadline.expired():
                             raise late() from None

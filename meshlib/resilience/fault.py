@@ -36,7 +36,7 @@ from typing import Final
 from meshlib.errors import InjectedFaultError, ResilienceValueError
 from meshlib.observability.logging import get_logger
 from meshlib.observability.metrics import resilience_metrics
-from meshlib.resilience.deadline import Headers
+from meshlib.resilience.deadline import Headers, LowerHeaders
 
 _log = get_logger(__name__)
 
@@ -137,6 +137,8 @@ _NO_FAULT: Final = FaultDecision()
 
 def _may_trigger(headers: Headers) -> bool:
     """Whether ``headers`` carry a fault header (True when they cannot be read cheaply)."""
+    if type(headers) is LowerHeaders:
+        return not _TRIGGER_HEADERS.isdisjoint(headers)
     if isinstance(headers, dict):
         return any(name.lower() in _TRIGGER_HEADERS for name in headers)
     if isinstance(headers, Mapping):  # e.g. httpx.Headers: case-insensitive lookups

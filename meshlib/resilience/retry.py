@@ -63,7 +63,7 @@ from meshlib.resilience.conditions import (
     Outcome,
     RetryCondition,
 )
-from meshlib.resilience.deadline import Deadline, current_deadline, deadline_scope
+from meshlib.resilience.deadline import Deadline, current_deadline, deadline_scope, run_within
 
 _log = get_logger(__name__)
 
@@ -457,7 +457,7 @@ async def async_run_with_retries(
                 if attempt.deadline is None:
                     return await attempt_fn(attempt)
                 try:
-                    return await asyncio.wait_for(attempt_fn(attempt), attempt.deadline.remaining())
+                    return await run_within(attempt_fn(attempt), attempt.deadline.remaining())
                 except asyncio.TimeoutError:
                     raise plan.timeout_error(attempt) from None
         finally:

@@ -343,9 +343,9 @@ class _AioMultiCallable:
         request: Any,
         kwargs: dict[str, Any],
     ) -> Any:
-        """The tries of a unary call; resolves to the last try's (finished) call."""
+        """The tries of a unary call: (the last try's finished call, its answer)."""
         try:
-            return await async_resilient_call(
+            call = await async_resilient_call(
                 partial(self._try_unary, snapshot, plan, route, request, kwargs),
                 route=route,
                 cluster=snapshot.resilience_of(plan.cluster),
@@ -357,6 +357,7 @@ class _AioMultiCallable:
                 name=snapshot.target,
                 send_bounds_itself=True,
             )
+            return call, await call
         except ResilienceError as exc:
             raise as_aio_rpc_error(exc) from exc
         except RoutingError as exc:

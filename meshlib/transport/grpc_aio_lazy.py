@@ -1,7 +1,7 @@
 """An aio unary call whose tries run in the task that awaits it (no task per call).
 
 A unary call with resilience (retries, deadline, faults...) is a coroutine
-that resolves to the last try's finished grpc call. Awaiting a
+that resolves to the last try's finished grpc call and its answer. Awaiting a
 :class:`LazyUnaryCall` runs that coroutine inline in the caller's task, so the
 common ``await stub.Method(request)`` costs no extra task or event-loop turn.
 Anything else done with the call before it is awaited (``cancel()``,
@@ -18,7 +18,8 @@ from typing import Any
 
 from meshlib.transport.grpc_aio_deferred import DeferredCall
 
-Resolve = Callable[[], Coroutine[Any, Any, Any]]
+# Resolves to (the finished grpc call, its answer).
+Resolve = Callable[[], Coroutine[Any, Any, tuple[Any, Any]]]
 
 
 async def _resolved(call: Any, error: BaseException | None) -> Any:
@@ -27,8 +28,13 @@ async def _resolved(call: Any, error: BaseException | None) -> Any:
     return call
 
 
+async def _call_of(resolving: Coroutine[Any, Any, tuple[Any, Any]]) -> Any:
+    call, _answer = await resolving
+    return call
+
+
 class LazyUnaryCall:
-    """See the module docstring; ``resolve()`` returns the finished grpc call."""
+    """See the module docstring; ``resolve()`` returns the finished grpc call and its answer."""
 
     __slots__ = ("_call", "_deferred", "_error", "_resolve")
 
@@ -48,16 +54,18 @@ class LazyUnaryCall:
         if resolve is None:  # awaited again after an inline run
             return await self._started()
         try:
-            self._call = await resolve()
+            self._call, answer = await resolve()
         except BaseException as error:
             self._error = error
             raise
-        return await self._call
+        return answer
 
     def _started(self) -> DeferredCall:
         if self._deferred is None:
             resolve, self._resolve = self._resolve, None
-            coroutine = resolve() if resolve is not None else _resolved(self._call, self._error)
+            coroutine = (
+                _call_of(resolve()) if resolve is not None else _resolved(self._call, self._error)
+            )
             self._deferred = DeferredCall(coroutine)
         return self._deferred
 

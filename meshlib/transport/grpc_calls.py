@@ -56,6 +56,8 @@ class MultiCallable:
         "_fast",
         "_kind",
         "_method",
+        "_open_sub",
+        "_plan_of",
         "_plans",
         "_serializer",
     )
@@ -76,6 +78,11 @@ class MultiCallable:
         self._callables = MethodCallables(kind, serializer, deserializer)
         self._plans = PlanCache()
         self._fast = FastRoutes()
+        # Bound once: the fast path passes them on every call.
+        self._plan_of = partial(
+            channel._routing.decide, method=method, metadata=None, cache=self._plans
+        )
+        self._open_sub = channel._sub_channel
 
     def _fast_route(self) -> FastRoute | None:
         """The compiled first try for this method's current plan (unary-unary only)."""
@@ -84,9 +91,6 @@ class MultiCallable:
             return None
         routing = channel._routing
         return self._fast.get(routing, routing.state.view, self._plan_of)
-
-    def _plan_of(self, snapshot: ServiceSnapshot) -> ForwardPlan:
-        return self._channel._routing.decide(snapshot, self._method, None, self._plans)
 
     def _plan(self, request: Any, kwargs: dict[str, Any]) -> tuple[ServiceSnapshot, ForwardPlan]:
         channel = self._channel
@@ -227,7 +231,7 @@ class UnaryUnary(MultiCallable, grpc.UnaryUnaryMultiCallable):  # type: ignore[t
         kwargs = _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
         fast = self._fast_route()
         if fast is not None:
-            return fast.blocking(self, request, kwargs, False, self._channel._sub_channel)
+            return fast.blocking(self, request, kwargs, False, self._open_sub)
         return self._blocking(request, kwargs, with_call=False)
 
     def with_call(
@@ -242,7 +246,7 @@ class UnaryUnary(MultiCallable, grpc.UnaryUnaryMultiCallable):  # type: ignore[t
         kwargs = _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
         fast = self._fast_route()
         if fast is not None:
-            return fast.blocking(self, request, kwargs, True, self._channel._sub_channel)
+            return fast.blocking(self, request, kwargs, True, self._open_sub)
         return self._blocking(request, kwargs, with_call=True)
 
     def future(

@@ -1,26 +1,19 @@
 """The first try of a unary gRPC call, compiled once per method and snapshot.
 
-Most calls are alike: the route is chosen by the method alone, one cluster,
-and the first try succeeds. For them the general path (plan, then
-:func:`~meshlib.resilience.call.resilient_call` with its attempt objects,
-closures and reports) costs more Python than grpcio's own call, and that code
-runs with cold caches because the thread has just slept through the network
-wait, so every step counts several times over. A :class:`FastRoute` holds
-what such a call needs, resolved once while the snapshot stands: the plan,
-the route's stages and retry policy, the cluster's thresholds, budget, picker
-and reporter, the breaker (if one is registered) and one grpc multicallable
-per endpoint. A call then runs, inline and in the general path's order::
+A :class:`FastRoute` is a :class:`~meshlib.transport.compiled_route.CompiledRoute`
+(why there is a fast path at all is said there) plus the gRPC parts: the
+route's max-timeout cap and one grpc multicallable per endpoint. A call whose
+plan compiles runs, inline and in the general path's order::
 
-    deadline -> fault / rate-limit stages -> breaker -> budget -> admission
+    deadline -> fault / rate-limit stages -> breaker -> budget + admission
       -> pick -> send -> report
 
-A try that fails hands over to the general retry runner with that first
-try as try 1 (:class:`~meshlib.resilience.retry.FirstTry`), so retries,
-budgets, back-off, previous hosts and error mapping are the general path's.
-Anything the compiled form does not cover (a plan that depends on metadata,
-hedging, a caller deadline on another clock, a connection slot to queue for)
-is left to the general path. Sync and aio calls share everything but the
-send itself.
+A failed first try goes to the general retry runner as try 1. A plan that
+does not compile (metadata-dependent routing, mirrors, hashing, hedging), a
+caller deadline on another clock or an expired one take the general path
+(:meth:`~meshlib.transport.grpc_calls.MultiCallable._blocking`,
+:meth:`~meshlib.transport.grpc_aio_channel._AioMultiCallable._unary`). Sync and
+aio calls share everything but the send itself.
 """
 
 from __future__ import annotations
@@ -32,10 +25,15 @@ from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 
-from meshlib.errors import DeadlineExceeded, ResilienceError, RoutingError
-from meshlib.resilience.breaker import CircuitBreaker
-from meshlib.resilience.call import NO_RETRY, admitted, async_admitted, record_breaker
-from meshlib.resilience.deadline import Deadline, current_deadline
+from meshlib.errors import ResilienceError, RoutingError
+from meshlib.resilience.call import (
+    admit_first,
+    admit_first_async,
+    admitted,
+    async_admitted,
+    record_breaker,
+)
+from meshlib.resilience.deadline import Deadline
 from meshlib.resilience.retry import (
     Attempt,
     FirstTry,
@@ -46,7 +44,6 @@ from meshlib.resilience.retry import (
 from meshlib.resilience.route_resilience import (
     Faulted,
     RouteResilience,
-    Stage,
     async_enter_stages,
     enter_stages,
     finish_stages,
@@ -55,6 +52,7 @@ from meshlib.resilience.xds_cluster import ClusterResilience
 from meshlib.routing.connection_pool import PoolSettings
 from meshlib.routing.plan import ForwardPlan
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
+from meshlib.transport.compiled_route import CompiledRoute, Expired, compilable
 from meshlib.transport.grpc_errors import MeshRpcError, aio_unavailable
 from meshlib.transport.grpc_resilience import describe_error, describe_value, timed_out
 from meshlib.transport.grpc_routing import (
@@ -84,37 +82,11 @@ _NOTHING_FAULTED: Final[Faulted] = []
 SubChannelOf = Callable[[Endpoint, str, PoolSettings], Any]
 
 
-class Expired(Exception):
-    """The call's deadline passed before it started: the general path says so."""
+class FastRoute(CompiledRoute):
+    """One method's compiled first try (see :class:`CompiledRoute`), with its gRPC
+    parts: the route's max-timeout cap and one multicallable per endpoint."""
 
-
-class FastRoute:
-    """One method's compiled first try; valid while ``snapshot`` is the service's view
-    and ``breaker_generation`` the breaker registry's generation."""
-
-    __slots__ = (
-        "breaker",
-        "breaker_generation",
-        "budget",
-        "cap_s",
-        "cluster",
-        "connections",
-        "metrics",
-        "needs_headers",
-        "per_try_s",
-        "pick",
-        "plan",
-        "policy",
-        "reporter",
-        "requests",
-        "retry_policy_of",
-        "route",
-        "routing",
-        "sends",
-        "snapshot",
-        "stages",
-        "state",
-    )
+    __slots__ = ("cap_s", "metrics", "per_try_s", "routing", "sends")
 
     def __init__(
         self,
@@ -125,29 +97,11 @@ class FastRoute:
         cluster: ClusterResilience,
         state: ClusterState,
     ) -> None:
+        super().__init__(snapshot, plan, route, cluster, state)
         self.routing = routing
-        self.snapshot = snapshot
-        self.plan = plan
-        self.route = route
-        self.cluster = cluster
-        self.state = state
-        self.pick = state.picker.pick
-        self.reporter = state.reporter
         self.metrics = routing.metrics
-        thresholds = cluster.thresholds
-        self.requests = thresholds.requests
-        self.connections = thresholds.connections
-        self.budget = cluster.budget
-        self.breaker_generation = cluster.breaker_generation
-        self.breaker: CircuitBreaker | None = cluster.breaker()
-        self.stages: tuple[Stage, ...] = route.stages_for(plan.cluster)
-        self.needs_headers = route.needs_headers(plan.cluster)
         self.cap_s = route.timeouts.grpc_max_timeout_s
         retry = route.retry
-        # A policy that depends on the request's headers is chosen per call.
-        self.policy: RetryPolicy | None = (
-            NO_RETRY if retry is None else retry.policy if not retry.request_matchers else None
-        )
         self.per_try_s = retry.policy.per_try_timeout_s if retry is not None else None
         #: endpoint id -> (endpoint, grpc multicallable); filled on first use.
         self.sends: dict[int, tuple[Endpoint, Any]] = {}
@@ -157,74 +111,25 @@ class FastRoute:
         routing: GrpcRouting, snapshot: ServiceSnapshot, plan: ForwardPlan
     ) -> FastRoute | None:
         """The compiled form of ``plan``, or None when its calls need the general path."""
-        if not plan.reusable or plan.mirrors or plan.request_hash is not None:
-            return None
-        state = snapshot.clusters.get(plan.cluster)
-        if state is None:
-            return None
-        route = snapshot.resilience.for_route(plan.route)
-        retry = route.retry
-        if retry is not None and retry.policy.hedge_on_per_try_timeout:
-            return None
-        cluster = snapshot.resilience_of(plan.cluster)
-        return FastRoute(routing, snapshot, plan, route, cluster, state)
+        parts = compilable(snapshot, plan)
+        return None if parts is None else FastRoute(routing, snapshot, plan, *parts)
 
     # --- the steps sync and aio share --------------------------------------------
 
-    def call_at(self, timeout: float | None, now: float) -> float | None:
-        """When the call must end: the caller's timeout (capped by the route's gRPC
-        max) and the enclosing deadline. Raises :class:`Expired`."""
+    def deadline(self, timeout: float | None) -> float | None:
+        """When the call must end: the caller's timeout capped by the route's gRPC max
+        (gRFC A31), and the enclosing deadline. Raises :class:`Expired`."""
         cap = self.cap_s
         if cap is not None and (timeout is None or cap < timeout):
             timeout = cap
-        at = None if timeout is None else now + timeout
-        enclosing = current_deadline()
-        if enclosing is not None:
-            if enclosing.clock is not _monotonic:
-                raise Expired  # another clock: the general path reads it
-            if at is None or enclosing.at < at:
-                at = enclosing.at
-        if at is not None and at <= now:
-            raise Expired
-        return at
+        return self.call_at(timeout, _monotonic())
 
     def headers(self, metadata: Metadata | None) -> Mapping[str, str]:
         return metadata_headers(metadata) if self.needs_headers else _NO_HEADERS
 
-    def policy_for(self, headers: Mapping[str, str]) -> RetryPolicy:
-        policy = self.policy
-        if policy is not None:
-            return policy
-        retry = self.route.retry
-        assert retry is not None
-        return retry.policy if retry.allows(headers, None) else retry.single
-
-    def try_at(self, policy: RetryPolicy, call_at: float | None) -> float | None:
-        per_try = policy.per_try_timeout_s
-        if per_try is None:
-            return call_at
-        at = _monotonic() + per_try
-        return at if call_at is None or at < call_at else call_at
-
     def try_timeout(self, caller_timeout: float | None, try_at: float | None) -> float | None:
-        """grpc's ``timeout=`` for the try; expired work is not started (a fault delay
-        may have spent the budget). Raises DeadlineExceeded."""
-        if try_at is None:
-            return caller_timeout
-        remaining = try_at - _monotonic()
-        if remaining <= 0:
-            raise DeadlineExceeded("deadline exceeded before try 1 started", timeout_s=0.0)
-        return remaining
-
-    def admit(self) -> bool:
-        """Hold a request and a connection slot; False (nothing held) when a connection
-        slot must be queued for. Raises the ``max_requests`` overflow."""
-        requests = self.requests
-        requests.acquire()
-        if self.connections.try_take():
-            return True
-        requests.release()
-        return False
+        """grpc's ``timeout=`` for the first try. Raises DeadlineExceeded."""
+        return caller_timeout if try_at is None else self.remaining(try_at)
 
     def send_for(self, endpoint: Endpoint, open_sub: SubChannelOf, method_callables: Any) -> Any:
         entry = self.sends.get(id(endpoint))
@@ -290,7 +195,7 @@ class FastRoute:
     ) -> Any:
         """One blocking unary call (``kwargs``: grpc's, unchanged)."""
         try:
-            call_at = self.call_at(kwargs["timeout"], _monotonic())
+            call_at = self.deadline(kwargs["timeout"])
         except Expired:
             return owner._blocking(request, kwargs, with_call)
         metadata = kwargs["metadata"]
@@ -313,7 +218,7 @@ class FastRoute:
                 except Exception as error:
                     record_breaker(breaker, describe_error(error), error, started)
                     raise
-                record_breaker(breaker, describe_value(result), None, started)
+                breaker.record_success(_monotonic() - started)
                 return result
             finally:
                 if faulted:
@@ -331,56 +236,59 @@ class FastRoute:
         headers: Mapping[str, str],
         call_at: float | None,
     ) -> Any:
-        policy = self.policy_for(headers)
+        policy = self.policy_for(headers, None)
         try_at = self.try_at(policy, call_at)
-        budget = self.budget
-        budget.request_started()
+        admission = self.cluster.admission
+        if not admission.start_call():
+            admit_first(admission, self.budget, None if try_at is None else Deadline(try_at))
+        # The call is active in the budget and its first try holds its slots.
         try:
-            admitted_now = self.admit()
-            if not admitted_now:
-                self.cluster.admission.enter(None if try_at is None else Deadline(try_at))
             try:
-                try:
-                    endpoint = self.pick()
-                except RoutingError as exc:
-                    raise MeshRpcError(self.routing.describe(exc)) from exc
-                if owner._channel._closed:  # closed while this call waited: its sends are too
-                    open_sub(endpoint, self.plan.authority, self.state.pool)  # raises
-                send = self.send_for(endpoint, open_sub, owner._callables)
-                plan = self.plan
-                metadata = kwargs["metadata"]
-                if plan.request_headers is not None:
-                    metadata = outgoing_metadata(plan, metadata)
-                timeout = self.try_timeout(kwargs["timeout"], try_at)
-                method = owner._method
-                self.reporter.call_started(endpoint)
-                started = _perf_counter()
-                try:
-                    if with_call:
-                        result = send.with_call(
-                            request, timeout=timeout, metadata=metadata,
-                            credentials=kwargs["credentials"],
-                            wait_for_ready=kwargs["wait_for_ready"],
-                            compression=kwargs["compression"],
-                        )  # fmt: skip
-                    else:
-                        result = send(
-                            request, timeout=timeout, metadata=metadata,
-                            credentials=kwargs["credentials"],
-                            wait_for_ready=kwargs["wait_for_ready"],
-                            compression=kwargs["compression"],
-                        )  # fmt: skip
-                except Exception as error:
-                    failure = error
-                    attempt, mapped = self.failed(error, endpoint, method, started, try_at)
-                except BaseException:
-                    self.finished(endpoint, method, started, _CANCELLED)
-                    raise
+                endpoint = self.pick()
+            except RoutingError as exc:
+                raise MeshRpcError(self.routing.describe(exc)) from exc
+            if owner._channel._closed:  # closed while this call waited: its sends are too
+                open_sub(endpoint, self.plan.authority, self.state.pool)  # raises
+            send = self.send_for(endpoint, open_sub, owner._callables)
+            plan = self.plan
+            metadata = kwargs["metadata"]
+            if plan.request_headers is not None:
+                metadata = outgoing_metadata(plan, metadata)
+            timeout = self.try_timeout(kwargs["timeout"], try_at)
+            method = owner._method
+            self.reporter.call_started(endpoint)
+            started = _perf_counter()
+            try:
+                if with_call:
+                    result = send.with_call(
+                        request, timeout=timeout, metadata=metadata,
+                        credentials=kwargs["credentials"], wait_for_ready=kwargs["wait_for_ready"],
+                        compression=kwargs["compression"],
+                    )  # fmt: skip
                 else:
-                    self.finished(endpoint, method, started, _OK)
-                    return result
-            finally:
-                self.cluster.admission.exit()
+                    result = send(
+                        request, timeout=timeout, metadata=metadata,
+                        credentials=kwargs["credentials"], wait_for_ready=kwargs["wait_for_ready"],
+                        compression=kwargs["compression"],
+                    )  # fmt: skip
+            except Exception as error:
+                failure = error
+                attempt, mapped = self.failed(error, endpoint, method, started, try_at)
+            except BaseException:
+                self.finished(endpoint, method, started, _CANCELLED)
+                raise
+            else:
+                elapsed = _perf_counter() - started
+                self.reporter.call_finished(endpoint, _OK_LB_OUTCOME, elapsed)
+                if self.metrics.active:
+                    self.routing.record(elapsed, method, _OK, self.plan.cluster, endpoint)
+                admission.end_call()
+                return result
+        except BaseException:
+            admission.end_call()
+            raise
+        admission.exit()  # the first try's slots; the call stays active while it retries
+        try:
             if not self.retriable(policy, mapped):
                 if mapped is failure:
                     raise failure
@@ -392,12 +300,12 @@ class FastRoute:
                     self.cluster,
                 ),
                 policy, describe_result=describe_value, describe_error=describe_error,
-                budget=budget, idempotent=True, replayable=True,
+                budget=self.budget, idempotent=True, replayable=True,
                 deadline=None if call_at is None else Deadline(call_at),
                 name=self.snapshot.target, first_try=FirstTry(attempt, error=mapped),
             )  # fmt: skip
         finally:
-            budget.request_finished()
+            self.budget.request_finished()
 
     # --- aio -----------------------------------------------------------------------
 
@@ -408,9 +316,9 @@ class FastRoute:
         kwargs: dict[str, Any],
         open_sub: SubChannelOf,
     ) -> Any:
-        """One aio unary call; resolves to the finished grpc call whose answer is final."""
+        """One aio unary call: (the finished grpc call whose answer is final, that answer)."""
         try:
-            call_at = self.call_at(kwargs["timeout"], _monotonic())
+            call_at = self.deadline(kwargs["timeout"])
         except Expired:
             return await owner._unary(self.snapshot, self.plan, self.route, request, kwargs)
         headers = self.headers(kwargs["metadata"])
@@ -432,7 +340,7 @@ class FastRoute:
                 except Exception as error:
                     record_breaker(breaker, describe_error(error), error, started)
                     raise
-                record_breaker(breaker, describe_value(result), None, started)
+                breaker.record_success(_monotonic() - started)
                 return result
             finally:
                 if faulted:
@@ -451,63 +359,69 @@ class FastRoute:
         headers: Mapping[str, str],
         call_at: float | None,
     ) -> Any:
-        policy = self.policy_for(headers)
+        policy = self.policy_for(headers, None)
         try_at = self.try_at(policy, call_at)
-        budget = self.budget
-        budget.request_started()
+        admission = self.cluster.admission
+        if not admission.start_call():
+            deadline = None if try_at is None else Deadline(try_at)
+            await admit_first_async(admission, self.budget, deadline)
+        # The call is active in the budget and its first try holds its slots.
         try:
-            if not self.admit():
-                await self.cluster.admission.enter_async(
-                    None if try_at is None else Deadline(try_at)
-                )
+            endpoint = self.pick()
+            if owner._channel._closed:  # closed while this call waited: its sends are too
+                open_sub(endpoint, self.plan.authority, self.state.pool)  # raises
+            send = self.send_for(endpoint, open_sub, owner._callables)
+            plan = self.plan
+            metadata = kwargs["metadata"]
+            if plan.request_headers is not None:
+                metadata = outgoing_metadata(plan, metadata)
+            timeout = self.try_timeout(kwargs["timeout"], try_at)
+            method = owner._method
+            self.reporter.call_started(endpoint)
+            started = _perf_counter()
             try:
-                endpoint = self.pick()
-                if owner._channel._closed:  # closed while this call waited: its sends are too
-                    open_sub(endpoint, self.plan.authority, self.state.pool)  # raises
-                send = self.send_for(endpoint, open_sub, owner._callables)
-                plan = self.plan
-                metadata = kwargs["metadata"]
-                if plan.request_headers is not None:
-                    metadata = outgoing_metadata(plan, metadata)
-                timeout = self.try_timeout(kwargs["timeout"], try_at)
-                method = owner._method
-                self.reporter.call_started(endpoint)
-                started = _perf_counter()
-                try:
-                    call = send(
-                        request, timeout=timeout, metadata=metadata,
-                        credentials=kwargs["credentials"], wait_for_ready=kwargs["wait_for_ready"],
-                        compression=kwargs["compression"],
-                    )  # fmt: skip
-                    await call
-                except Exception as error:
-                    failure = error
-                    attempt, mapped = self.failed(error, endpoint, method, started, try_at)
-                except BaseException:
-                    self.finished(endpoint, method, started, _CANCELLED)
-                    raise
-                else:
-                    self.finished(endpoint, method, started, _OK)
-                    return call
-            finally:
-                self.cluster.admission.exit()
+                call = send(
+                    request, timeout=timeout, metadata=metadata,
+                    credentials=kwargs["credentials"], wait_for_ready=kwargs["wait_for_ready"],
+                    compression=kwargs["compression"],
+                )  # fmt: skip
+                response = await call
+            except Exception as error:
+                failure = error
+                attempt, mapped = self.failed(error, endpoint, method, started, try_at)
+            except BaseException:
+                self.finished(endpoint, method, started, _CANCELLED)
+                raise
+            else:
+                elapsed = _perf_counter() - started
+                self.reporter.call_finished(endpoint, _OK_LB_OUTCOME, elapsed)
+                if self.metrics.active:
+                    self.routing.record(elapsed, method, _OK, self.plan.cluster, endpoint)
+                admission.end_call()
+                return call, response
+        except BaseException:
+            admission.end_call()
+            raise
+        admission.exit()  # the first try's slots; the call stays active while it retries
+        try:
             if not self.retriable(policy, mapped):
                 if mapped is failure:
                     raise failure
                 raise mapped from failure
-            return await async_run_with_retries(
+            last = await async_run_with_retries(
                 async_admitted(
                     partial(owner._try_unary, self.snapshot, self.plan, self.route, request,
                             kwargs),
                     self.cluster,
                 ),
                 policy, describe_result=describe_value, describe_error=describe_error,
-                budget=budget, idempotent=True, replayable=True,
+                budget=self.budget, idempotent=True, replayable=True,
                 deadline=None if call_at is None else Deadline(call_at),
                 name=self.snapshot.target, first_try=FirstTry(attempt, error=mapped),
             )  # fmt: skip
+            return last, await last
         finally:
-            budget.request_finished()
+            self.budget.request_finished()
 
 
 class FastRoutes:
@@ -528,7 +442,7 @@ class FastRoutes:
         entry = self._entry
         if entry is not None and entry[0] is view:
             fast = entry[1]
-            if fast is None or fast.breaker_generation == fast.cluster.breaker_generation:
+            if fast is None or fast.current():
                 return fast
         if type(view) is not ServiceSnapshot:
             return None

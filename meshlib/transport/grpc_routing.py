@@ -22,6 +22,7 @@ import grpc
 from meshlib.balancing.picker import PickContext
 from meshlib.errors import NoHealthyEndpointError, NoRouteError
 from meshlib.observability.metrics import client_metrics
+from meshlib.resilience.deadline import LowerHeaders
 from meshlib.routing.connection_pool import DEFAULT_POOL_SETTINGS, PoolSettings
 from meshlib.routing.directory import split_target
 from meshlib.routing.plan import ForwardPlan, LocalReply, plan_request
@@ -39,11 +40,12 @@ ChannelOptions = Sequence[tuple[str, Any]]
 _perf_counter = time.perf_counter
 _STATUS_NUMBER = {code: code.value[0] for code in grpc.StatusCode}
 _NO_EXCLUSIONS: frozenset[str] = frozenset()
+_GRPC_CONTENT_TYPE = {"content-type": "application/grpc"}
 
 
-def metadata_headers(metadata: Metadata | None) -> dict[str, str]:
+def metadata_headers(metadata: Metadata | None) -> LowerHeaders:
     """Call metadata as route-matching headers (gRFC A28: no ``-bin`` keys, joined by ',')."""
-    headers = {"content-type": "application/grpc"}
+    headers = LowerHeaders(_GRPC_CONTENT_TYPE)
     for key, value in metadata or ():
         name = key.lower()
         if name.endswith("-bin") or not isinstance(value, str):

@@ -16,7 +16,9 @@ One request, in both twins (the shared steps live in
 ``_send_once`` is "one try to one endpoint": ``_forward`` wraps it in the
 route's and cluster's resilience (:func:`meshlib.resilience.call.resilient_call`:
 deadline, faults, rate limit, breaker, thresholds, retries / hedging), each
-try bounded by its budget and avoiding the hosts already tried.
+try bounded by its budget and avoiding the hosts already tried. A plan that
+compiles (:mod:`meshlib.transport.http_fast_path`, the common case) runs its
+first try inline instead and hands a failed one to the same retry runner.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from meshlib.routing.plan import ForwardPlan, LocalReply, MirrorTarget
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
 from meshlib.transport.endpoint_pool import EndpointPool, LoopCloser
 from meshlib.transport.errors import as_httpx_error
+from meshlib.transport.http_fast_path import HttpFastRoutes
 from meshlib.transport.http_resilience import (
     bounded_request,
     describe_error,
@@ -95,6 +98,7 @@ class MeshTransport(httpx.BaseTransport):
             _close_all,
         )
         self._mirrors = ThreadMirror()
+        self._fast = HttpFastRoutes()
 
     def endpoint_pools(self) -> list[str]:
         """Endpoints (``host:port``) with an open connection pool."""
@@ -118,6 +122,9 @@ class MeshTransport(httpx.BaseTransport):
         assert isinstance(decision, ForwardPlan)
         if decision.mirrors:
             self._mirror(snapshot, decision, request)
+        fast = self._fast.get(routing, snapshot, decision)
+        if fast is not None:
+            return finish_response(decision, fast.send(self, request))
         response = self._forward(snapshot, decision, request)
         return finish_response(decision, response)
 
@@ -276,6 +283,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             self._closer.schedule,
         )
         self._mirrors = TaskMirror()
+        self._fast = HttpFastRoutes()
 
     def endpoint_pools(self) -> list[str]:
         """Endpoints (``host:port``) with an open connection pool."""
@@ -299,6 +307,9 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         assert isinstance(decision, ForwardPlan)
         if decision.mirrors:
             self._mirror(snapshot, decision, request)
+        fast = self._fast.get(routing, snapshot, decision)
+        if fast is not None:
+            return finish_response(decision, await fast.send_async(self, request))
         response = await self._forward(snapshot, decision, request)
         return finish_response(decision, response)
 

@@ -67,10 +67,17 @@ def bounded_request(
     Returns ``request`` itself when there is nothing to bound.
     """
     remaining = attempt.timeout_s
-    if remaining is None and idle_timeout_s is None:
-        return request
     if remaining is not None and remaining <= 0:
         raise DeadlineExceeded(f"try {attempt.number}: no time left to send the request")
+    return bound_request(request, remaining, idle_timeout_s)
+
+
+def bound_request(
+    request: httpx.Request, remaining: float | None, idle_timeout_s: float | None
+) -> httpx.Request:
+    """:func:`bounded_request` for a budget already known to be left (``remaining`` > 0)."""
+    if remaining is None and idle_timeout_s is None:
+        return request
     outgoing: httpx.Request = httpx.Request.__new__(httpx.Request)
     outgoing.__dict__.update(request.__dict__)
     extensions = request.extensions

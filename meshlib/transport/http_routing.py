@@ -23,6 +23,7 @@ import httpx
 from meshlib.balancing.picker import PickContext
 from meshlib.errors import NoHealthyEndpointError, RoutingError, ServiceNotFoundError
 from meshlib.observability.metrics import client_metrics
+from meshlib.resilience.deadline import LowerHeaders
 from meshlib.routing.directory import ServiceDirectory, is_mesh_name
 from meshlib.routing.plan import ForwardPlan, LocalReply, RoutingDecision, plan_request
 from meshlib.routing.service import ServiceState
@@ -67,9 +68,12 @@ class HttpHeaderView:
         return [value] if value is not None else self._headers.get_list(name)
 
 
+_URL_FIELDS = ("scheme", "userinfo", "host", "port", "path", "query", "fragment")
+
+
 def _fast_url_supported() -> bool:
     reference = getattr(httpx.URL("http://a/"), "_uri_reference", None)
-    return isinstance(reference, tuple) and hasattr(reference, "_replace")
+    return isinstance(reference, tuple) and getattr(reference, "_fields", None) == _URL_FIELDS
 
 
 _FAST_URL = _fast_url_supported()
@@ -79,30 +83,35 @@ def endpoint_url(url: httpx.URL, endpoint: Endpoint, path: str | None) -> httpx.
     """``url`` aimed at ``endpoint`` (and at ``path``, raw with query, when given).
 
     httpx's ``copy_with`` re-parses and re-validates the whole URL; the parts
-    here are already valid, so the parsed reference is copied with two (or
-    four) fields replaced. Falls back to ``copy_with`` if httpx changes inside.
+    here are already valid, so the parsed reference (a 7-field named tuple) is
+    rebuilt with two (or four) fields replaced. Falls back to ``copy_with`` if
+    httpx changes inside.
     """
     if not _FAST_URL:
         if path is None:
             return url.copy_with(host=endpoint.address, port=endpoint.port)
         return url.copy_with(host=endpoint.address, port=endpoint.port, raw_path=path.encode())
     reference = url._uri_reference
+    scheme, userinfo, _host, _port, old_path, old_query, fragment = reference
     if path is None:
-        new = reference._replace(host=endpoint.address, port=endpoint.port)
+        new = type(reference)(
+            scheme, userinfo, endpoint.address, endpoint.port, old_path, old_query, fragment
+        )
     else:
         bare, sep, query = path.partition("?")
-        new = reference._replace(
-            host=endpoint.address, port=endpoint.port, path=bare, query=query if sep else None
-        )
+        new = type(reference)(
+            scheme, userinfo, endpoint.address, endpoint.port, bare, query if sep else None,
+            fragment,
+        )  # fmt: skip
     outgoing: httpx.URL = httpx.URL.__new__(httpx.URL)
     outgoing._uri_reference = new
     return outgoing
 
 
-def request_headers(request: httpx.Request) -> dict[str, str]:
+def request_headers(request: httpx.Request) -> LowerHeaders:
     """The request's headers as resilience reads them: lower-case names, repeated
     values joined by ``,`` (Envoy's view), built from the raw list in one pass."""
-    joined: dict[str, str] = {}
+    joined = LowerHeaders()
     for key, value in request.headers.raw:
         name = key.decode("latin-1").lower()
         text = value.decode("latin-1")
@@ -246,12 +255,21 @@ class HttpRouting:
 
 
 def outgoing_request(
-    request: httpx.Request, plan: ForwardPlan, endpoint: Endpoint, authority: str | None = None
+    request: httpx.Request,
+    plan: ForwardPlan,
+    endpoint: Endpoint,
+    authority: str | None = None,
+    *,
+    owned: bool = False,
 ) -> httpx.Request:
     """Step 3b: a shallow copy of ``request`` for ``endpoint`` with the plan's
-    rewrites and header mutations (``authority``: override, for shadows)."""
-    outgoing: httpx.Request = httpx.Request.__new__(httpx.Request)
-    outgoing.__dict__.update(request.__dict__)
+    rewrites and header mutations (``authority``: override, for shadows).
+    ``owned``: ``request`` is already this try's own copy; it is changed in place."""
+    if owned:
+        outgoing = request
+    else:
+        outgoing = httpx.Request.__new__(httpx.Request)
+        outgoing.__dict__.update(request.__dict__)
     outgoing.url = endpoint_url(request.url, endpoint, plan.path if plan.path_rewritten else None)
     chain = plan.request_headers
     if chain is not None or authority is not None or plan.host_rewritten:

@@ -1,0 +1,152 @@
+"""What a route's first try needs, resolved once per snapshot: the core that the
+gRPC and HTTP fast paths share (:mod:`~meshlib.transport.grpc_fast_path`,
+:mod:`~meshlib.transport.http_fast_path`).
+
+Most requests are alike: the route is chosen without reading headers, it
+sends to one cluster, and the first try succeeds. The general path
+(:func:`~meshlib.resilience.call.resilient_call`) looks everything up and
+builds its closures and attempt objects per request; after the thread has
+slept through a network wait that code runs cold, so each step costs several
+times what it costs in a loop. A :class:`CompiledRoute` resolves the route's
+stages and retry policy, the cluster's budget, thresholds, breaker, picker and
+reporter once, while its snapshot stands. The transports then run the first
+try inline, in the general path's order, and hand a failed or retriable try
+to the general retry runner as try 1
+(:class:`~meshlib.resilience.retry.FirstTry`), so retries, budgets,
+back-off and previous hosts behave as on the general path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Final
+
+from meshlib.errors import DeadlineExceeded
+from meshlib.resilience.breaker import CircuitBreaker
+from meshlib.resilience.call import NO_RETRY
+from meshlib.resilience.deadline import current_deadline
+from meshlib.resilience.retry import RetryPolicy
+from meshlib.resilience.route_resilience import RouteResilience, Stage
+from meshlib.resilience.xds_cluster import ClusterResilience
+from meshlib.routing.plan import ForwardPlan
+from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
+
+_monotonic: Final = time.monotonic
+
+
+class Expired(Exception):
+    """The request's deadline passed before it started: the general path says so."""
+
+
+def compilable(
+    snapshot: ServiceSnapshot, plan: ForwardPlan
+) -> tuple[RouteResilience, ClusterResilience, ClusterState] | None:
+    """What a compiled route of ``plan`` is made of, or None when its requests need
+    the general path (a plan that depends on headers, mirrors, hashing, hedging)."""
+    if not plan.reusable or plan.mirrors or plan.request_hash is not None:
+        return None
+    state = snapshot.clusters.get(plan.cluster)
+    if state is None:
+        return None
+    route = snapshot.resilience.for_route(plan.route)
+    retry = route.retry
+    if retry is not None and retry.policy.hedge_on_per_try_timeout:
+        return None
+    return route, snapshot.resilience_of(plan.cluster), state
+
+
+class CompiledRoute:
+    """One plan's first-try essentials; valid while ``snapshot`` is the service's view
+    and no breaker was registered since (:meth:`current`)."""
+
+    __slots__ = (
+        "breaker",
+        "breaker_generation",
+        "budget",
+        "cluster",
+        "needs_headers",
+        "pick",
+        "plan",
+        "policy",
+        "reporter",
+        "route",
+        "snapshot",
+        "stages",
+        "state",
+    )
+
+    def __init__(
+        self,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        route: RouteResilience,
+        cluster: ClusterResilience,
+        state: ClusterState,
+    ) -> None:
+        self.snapshot = snapshot
+        self.plan = plan
+        self.route = route
+        self.cluster = cluster
+        self.state = state
+        self.pick = state.picker.pick
+        self.reporter = state.reporter
+        self.budget = cluster.budget
+        self.breaker_generation = cluster.breaker_generation
+        self.breaker: CircuitBreaker | None = cluster.breaker()
+        self.stages: tuple[Stage, ...] = route.stages_for(plan.cluster)
+        self.needs_headers = route.needs_headers(plan.cluster)
+        retry = route.retry
+        # A policy that depends on the request's headers is chosen per request.
+        self.policy: RetryPolicy | None = (
+            NO_RETRY if retry is None else retry.policy if not retry.request_matchers else None
+        )
+
+    def current(self) -> bool:
+        """False once a breaker was registered: :meth:`breaker` may answer otherwise now."""
+        return self.breaker_generation == self.cluster.breaker_generation
+
+    def call_at(self, timeout: float | None, now: float) -> float | None:
+        """When the request must end: ``timeout`` from ``now`` and the enclosing
+        deadline, whichever is first. Raises :class:`Expired`."""
+        at = None if timeout is None else now + timeout
+        enclosing = current_deadline()
+        if enclosing is not None:
+            if enclosing.clock is not _monotonic:
+                raise Expired  # another clock: the general path reads it
+            if at is None or enclosing.at < at:
+                at = enclosing.at
+        if at is not None and at <= now:
+            raise Expired
+        return at
+
+    def policy_for(self, headers: Mapping[str, str], method: str | None) -> RetryPolicy:
+        policy = self.policy
+        if policy is not None:
+            return policy
+        retry = self.route.retry
+        assert retry is not None
+        return retry.policy if retry.allows(headers, method) else retry.single
+
+    def idempotent(self, method: str | None) -> bool:
+        """Whether retries may resend a request that reached the server (gRPC: always)."""
+        retry = self.route.retry
+        return method is None or retry is None or retry.idempotent(method)
+
+    @staticmethod
+    def try_at(policy: RetryPolicy, call_at: float | None) -> float | None:
+        """When the first try must end: its per-try timeout or the call's end."""
+        per_try = policy.per_try_timeout_s
+        if per_try is None:
+            return call_at
+        at = _monotonic() + per_try
+        return at if call_at is None or at < call_at else call_at
+
+    @staticmethod
+    def remaining(try_at: float) -> float:
+        """Seconds the first try has; expired work is not started (a fault delay may
+        have spent the budget). Raises DeadlineExceeded."""
+        left = try_at - _monotonic()
+        if left <= 0:
+            raise DeadlineExceeded("deadline exceeded before try 1 started", timeout_s=0.0)
+        return left

@@ -1,0 +1,410 @@
+"""The first try of an httpx request, compiled once per plan and snapshot.
+
+An :class:`HttpFastRoute` is a :class:`~meshlib.transport.compiled_route.CompiledRoute`
+(why there is a fast path at all is said there) plus the HTTP parts: the
+route timeout, the per-try idle timeout and how answers are judged. A request
+whose plan compiles runs, inline and in the general path's order::
+
+    deadline -> fault / rate-limit stages -> breaker -> budget + admission
+      -> pick -> bounded request for the endpoint -> send -> report
+
+A failed try, or an answer a retry condition matches, goes to the general
+retry runner as try 1 (its body read first, to free the connection, as the
+general path does). A plan that does not compile (header- or query-dependent
+routing, mirrors, hashing, hedging), or a deadline already passed, takes the
+general path (``MeshTransport._forward``). Sync and async share everything but
+the send itself; the async send is cancelled at the try's deadline, as on the
+general path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Final
+
+import httpx
+
+from meshlib.errors import ResilienceError, RoutingError
+from meshlib.resilience.call import (
+    admit_first,
+    admit_first_async,
+    admitted,
+    async_admitted,
+    record_breaker,
+    try_timeout_error,
+)
+from meshlib.resilience.deadline import Deadline, run_within
+from meshlib.resilience.retry import (
+    Attempt,
+    FirstTry,
+    RetryPolicy,
+    async_run_with_retries,
+    run_with_retries,
+)
+from meshlib.resilience.route_resilience import (
+    Faulted,
+    RouteResilience,
+    async_enter_stages,
+    enter_stages,
+    finish_stages,
+)
+from meshlib.resilience.xds_cluster import ClusterResilience
+from meshlib.routing.plan import ForwardPlan
+from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
+from meshlib.transport.compiled_route import CompiledRoute, Expired, compilable
+from meshlib.transport.errors import as_httpx_error
+from meshlib.transport.http_resilience import (
+    bound_request,
+    describe_error,
+    describe_response,
+    is_replayable,
+    timed_out,
+)
+from meshlib.transport.http_routing import HttpRouting, outgoing_request, request_headers
+from meshlib.transport.outcome import http_error_outcome, http_outcome
+from meshlib.transport.resilience_errors import as_httpx_error as as_httpx_resilience_error
+from meshlib.xds_client.resources import Endpoint
+
+if TYPE_CHECKING:
+    from meshlib.transport.http import AsyncMeshTransport, MeshTransport
+
+_monotonic: Final = time.monotonic
+_perf_counter: Final = time.perf_counter
+_NO_HEADERS: Final[Mapping[str, str]] = {}
+_NOTHING_EXCLUDED: Final[frozenset[str]] = frozenset()
+_NOTHING_FAULTED: Final[Faulted] = []
+
+
+class HttpFastRoute(CompiledRoute):
+    """One plan's compiled first try (see :class:`CompiledRoute`), with its HTTP parts."""
+
+    __slots__ = ("checks_answers", "idle_s", "per_try_s", "retries", "routing", "timeout_s")
+
+    def __init__(
+        self,
+        routing: HttpRouting,
+        snapshot: ServiceSnapshot,
+        plan: ForwardPlan,
+        route: RouteResilience,
+        cluster: ClusterResilience,
+        state: ClusterState,
+    ) -> None:
+        super().__init__(snapshot, plan, route, cluster, state)
+        self.routing = routing
+        self.timeout_s = route.timeouts.http_timeout_s
+        self.idle_s = route.timeouts.per_try_idle_timeout_s
+        retry = route.retry
+        self.retries = retry is not None
+        self.per_try_s = retry.policy.per_try_timeout_s if retry is not None else None
+        # Header conditions can make even a 2xx answer retriable.
+        self.checks_answers = retry is not None and retry.checks_answers
+
+    @staticmethod
+    def compile(
+        routing: HttpRouting, snapshot: ServiceSnapshot, plan: ForwardPlan
+    ) -> HttpFastRoute | None:
+        """The compiled form of ``plan``, or None when its requests need the general path."""
+        parts = compilable(snapshot, plan)
+        return None if parts is None else HttpFastRoute(routing, snapshot, plan, *parts)
+
+    # --- the steps sync and async share ------------------------------------------
+
+    def headers(self, request: httpx.Request) -> Mapping[str, str]:
+        return request_headers(request) if self.needs_headers else _NO_HEADERS
+
+    def endpoint(self, request: httpx.Request) -> Endpoint:
+        try:
+            return self.pick()
+        except RoutingError as exc:
+            raise as_httpx_error(exc, request) from exc
+
+    def outgoing(
+        self, request: httpx.Request, endpoint: Endpoint, try_at: float | None
+    ) -> httpx.Request:
+        """The request for the first try: bounded by its budget, aimed at ``endpoint``.
+        Raises DeadlineExceeded when nothing is left."""
+        remaining = None if try_at is None else self.remaining(try_at)
+        bounded = bound_request(request, remaining, self.idle_s)
+        return outgoing_request(bounded, self.plan, endpoint, owned=bounded is not request)
+
+    def answered(
+        self, request: httpx.Request, endpoint: Endpoint, started: float, status: int
+    ) -> None:
+        """Tell the load reporter and the metrics about an answer."""
+        self.reporter.call_finished(endpoint, http_outcome(status), _perf_counter() - started)
+        routing = self.routing
+        if routing.metrics.active:
+            routing.record(
+                started, request, self.snapshot.target, self.plan.cluster, endpoint, status, None
+            )
+
+    def failed(
+        self, request: httpx.Request, endpoint: Endpoint, started: float, error: BaseException
+    ) -> None:
+        """Tell the load reporter and the metrics about a try that got no answer."""
+        self.reporter.call_finished(endpoint, http_error_outcome(error), _perf_counter() - started)
+        routing = self.routing
+        if routing.metrics.active:
+            routing.record(
+                started, request, self.snapshot.target, self.plan.cluster, endpoint, None, error
+            )
+
+    def final(self, policy: RetryPolicy, idempotent: bool, response: httpx.Response) -> bool:
+        """Whether an answer is the request's answer (no retry condition matches it)."""
+        if policy.num_retries == 0:
+            return True
+        if response.status_code < 400 and not self.checks_answers:
+            return True
+        return policy.retry_reason(describe_response(response), idempotent=idempotent) is None
+
+    def retriable(self, policy: RetryPolicy, idempotent: bool, error: BaseException) -> bool:
+        if policy.num_retries == 0:
+            return False
+        return policy.retry_reason(describe_error(error), idempotent=idempotent) is not None
+
+    @staticmethod
+    def attempt(endpoint: Endpoint, try_at: float | None) -> Attempt:
+        deadline = None if try_at is None else Deadline(try_at)
+        return Attempt(1, _NOTHING_EXCLUDED, deadline, endpoint=endpoint.authority)
+
+    def deadline_of(self, call_at: float | None) -> Deadline | None:
+        return None if call_at is None else Deadline(call_at)
+
+    # --- sync ----------------------------------------------------------------------
+
+    def send(self, transport: MeshTransport, request: httpx.Request) -> httpx.Response:
+        """One request; the response before the plan's response header mutations."""
+        try:
+            call_at = self.call_at(self.timeout_s, _monotonic())
+        except Expired:
+            return transport._forward(self.snapshot, self.plan, request)
+        headers = self.headers(request)
+        stages = self.stages
+        try:
+            faulted = enter_stages(stages, headers) if stages else _NOTHING_FAULTED
+            try:
+                breaker = self.breaker
+                if breaker is None:
+                    return self._tries(transport, request, headers, call_at)
+                breaker.acquire()
+                started = _monotonic()
+                try:
+                    response = self._tries(transport, request, headers, call_at)
+                except Exception as error:
+                    record_breaker(breaker, describe_error(error), error, started)
+                    raise
+                record_breaker(breaker, describe_response(response), None, started)
+                return response
+            finally:
+                if faulted:
+                    finish_stages(faulted)
+        except ResilienceError as exc:
+            raise as_httpx_resilience_error(exc, request) from exc
+
+    def _tries(
+        self,
+        transport: MeshTransport,
+        request: httpx.Request,
+        headers: Mapping[str, str],
+        call_at: float | None,
+    ) -> httpx.Response:
+        method = request.method
+        policy = self.policy_for(headers, method)
+        idempotent = self.idempotent(method)
+        try_at = self.try_at(policy, call_at)
+        admission = self.cluster.admission
+        if not admission.start_call():
+            admit_first(admission, self.budget, None if try_at is None else Deadline(try_at))
+        # The request is active in the budget and its first try holds its slots.
+        original: BaseException | None = None
+        try:
+            endpoint = self.endpoint(request)
+            outgoing = self.outgoing(request, endpoint, try_at)
+            pool = transport._pools.get(endpoint, self.state.pool)
+            self.reporter.call_started(endpoint)
+            started = _perf_counter()
+            try:
+                response = pool.handle_request(outgoing)
+            except Exception as error:
+                self.failed(request, endpoint, started, error)
+                original = error
+                attempt = self.attempt(endpoint, try_at)
+                failure: BaseException = error
+                if isinstance(error, httpx.TimeoutException):
+                    failure = timed_out(error, attempt, self.per_try_s)
+                first: FirstTry[httpx.Response] = FirstTry(attempt, error=failure)
+            except BaseException as error:
+                self.failed(request, endpoint, started, error)
+                raise
+            else:
+                self.answered(request, endpoint, started, response.status_code)
+                if self.retries and response.status_code >= 400:
+                    response.read()  # frees the connection whether or not it is retried
+                if self.final(policy, idempotent, response):
+                    admission.end_call()
+                    return response
+                first = FirstTry(self.attempt(endpoint, try_at), value=response)
+        except BaseException:
+            admission.end_call()
+            raise
+        admission.exit()  # the first try's slots; the request stays active while it retries
+        try:
+            failed = first.error
+            if failed is not None and not self.retriable(policy, idempotent, failed):
+                if failed is original:
+                    raise failed
+                raise failed from original
+            return run_with_retries(
+                admitted(
+                    partial(transport._try, self.snapshot, self.plan, request, self.route),
+                    self.cluster,
+                ),
+                policy, describe_result=describe_response, describe_error=describe_error,
+                budget=self.budget, idempotent=idempotent, replayable=is_replayable(request),
+                deadline=self.deadline_of(call_at), name=self.snapshot.target, first_try=first,
+            )  # fmt: skip
+        finally:
+            self.budget.request_finished()
+
+    # --- async ---------------------------------------------------------------------
+
+    async def send_async(
+        self, transport: AsyncMeshTransport, request: httpx.Request
+    ) -> httpx.Response:
+        """The async twin of :meth:`send`."""
+        try:
+            call_at = self.call_at(self.timeout_s, _monotonic())
+        except Expired:
+            return await transport._forward(self.snapshot, self.plan, request)
+        headers = self.headers(request)
+        stages = self.stages
+        try:
+            faulted = await async_enter_stages(stages, headers) if stages else _NOTHING_FAULTED
+            try:
+                breaker = self.breaker
+                if breaker is None:
+                    return await self._tries_async(transport, request, headers, call_at)
+                breaker.acquire()
+                started = _monotonic()
+                try:
+                    response = await self._tries_async(transport, request, headers, call_at)
+                except Exception as error:
+                    record_breaker(breaker, describe_error(error), error, started)
+                    raise
+                record_breaker(breaker, describe_response(response), None, started)
+                return response
+            finally:
+                if faulted:
+                    finish_stages(faulted)
+        except ResilienceError as exc:
+            raise as_httpx_resilience_error(exc, request) from exc
+
+    async def _tries_async(
+        self,
+        transport: AsyncMeshTransport,
+        request: httpx.Request,
+        headers: Mapping[str, str],
+        call_at: float | None,
+    ) -> httpx.Response:
+        method = request.method
+        policy = self.policy_for(headers, method)
+        idempotent = self.idempotent(method)
+        try_at = self.try_at(policy, call_at)
+        admission = self.cluster.admission
+        if not admission.start_call():
+            deadline = None if try_at is None else Deadline(try_at)
+            await admit_first_async(admission, self.budget, deadline)
+        # The request is active in the budget and its first try holds its slots.
+        original: BaseException | None = None
+        try:
+            endpoint = self.endpoint(request)
+            outgoing = self.outgoing(request, endpoint, try_at)
+            pool = transport._pools.get(endpoint, self.state.pool)
+            transport._closer.bind_running()
+            self.reporter.call_started(endpoint)
+            started = _perf_counter()
+            try:
+                if try_at is None:
+                    response = await pool.handle_async_request(outgoing)
+                else:  # cancelled at the try's deadline, as the general path does
+                    response = await run_within(
+                        pool.handle_async_request(outgoing), try_at - _monotonic()
+                    )
+            except Exception as error:
+                self.failed(request, endpoint, started, error)
+                original = error
+                attempt = self.attempt(endpoint, try_at)
+                failure: BaseException = error
+                if isinstance(error, asyncio.TimeoutError):
+                    deadline = self.deadline_of(call_at)
+                    failure = try_timeout_error(attempt, deadline, policy, self.snapshot.target)
+                elif isinstance(error, httpx.TimeoutException):
+                    failure = timed_out(error, attempt, self.per_try_s)
+                first: FirstTry[httpx.Response] = FirstTry(attempt, error=failure)
+            except BaseException as error:
+                self.failed(request, endpoint, started, error)
+                raise
+            else:
+                self.answered(request, endpoint, started, response.status_code)
+                if self.retries and response.status_code >= 400:
+                    await response.aread()  # frees the connection whether or not it is retried
+                if self.final(policy, idempotent, response):
+                    admission.end_call()
+                    return response
+                first = FirstTry(self.attempt(endpoint, try_at), value=response)
+        except BaseException:
+            admission.end_call()
+            raise
+        admission.exit()  # the first try's slots; the request stays active while it retries
+        try:
+            failed = first.error
+            if failed is not None and not self.retriable(policy, idempotent, failed):
+                if failed is original:
+                    raise failed
+                raise failed from original
+            return await async_run_with_retries(
+                async_admitted(
+                    partial(transport._try, self.snapshot, self.plan, request, self.route),
+                    self.cluster,
+                ),
+                policy, describe_result=describe_response, describe_error=describe_error,
+                budget=self.budget, idempotent=idempotent, replayable=is_replayable(request),
+                deadline=self.deadline_of(call_at), name=self.snapshot.target, first_try=first,
+            )  # fmt: skip
+        finally:
+            self.budget.request_finished()
+
+
+class HttpFastRoutes:
+    """A transport's compiled plans, per snapshot (replaced whole when it moves on).
+
+    Only reusable plans are compiled; they come from the routing's plan cache,
+    which bounds how many there are.
+    """
+
+    __slots__ = ("_entry",)
+
+    def __init__(self) -> None:
+        self._entry: (
+            tuple[ServiceSnapshot, dict[int, tuple[ForwardPlan, HttpFastRoute | None]]] | None
+        ) = None
+
+    def get(
+        self, routing: HttpRouting, snapshot: ServiceSnapshot, plan: ForwardPlan
+    ) -> HttpFastRoute | None:
+        if not plan.reusable:
+            return None
+        entry = self._entry
+        if entry is None or entry[0] is not snapshot:
+            entry = self._entry = (snapshot, {})
+        found = entry[1].get(id(plan))
+        if found is not None and found[0] is plan:
+            fast = found[1]
+            if fast is None or fast.current():
+                return fast
+        fast = HttpFastRoute.compile(routing, snapshot, plan)
+        entry[1][id(plan)] = (plan, fast)
+        return fast
