@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+import meshlib
+
 HERE = Path(__file__).resolve().parent
 START_TIMEOUT_S = 20.0
 HTTP_HOST, HTTP_PORT = "bench-http", 8080
@@ -101,31 +103,40 @@ class _Child:
         self._log.close()
 
 
+def service_entry(host: str, port: int, name: str, protocol: str, target: int) -> dict[str, Any]:
+    """``host:port`` served by one endpoint on loopback (``target``)."""
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "ServiceEntry",
+        "metadata": {"name": host, "namespace": "bench"},
+        "spec": {
+            "hosts": [host],
+            "ports": [{"number": port, "name": name, "protocol": protocol}],
+            "resolution": "STATIC",
+            "endpoints": [{"address": "127.0.0.1", "ports": {name: target}}],
+        },
+    }
+
+
+def register_breakers() -> None:
+    """The last resilience feature the config cannot set: a failure-rate breaker per
+    service, registered on the client as an application would (never trips here)."""
+    for service in (f"{HTTP_HOST}:{HTTP_PORT}", f"{GRPC_HOST}:{GRPC_PORT}"):
+        meshlib.breakers.get(service, meshlib.BreakerConfig(failure_rate_threshold=50))
+
+
 def _json(value: dict[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _mesh_config(http_port: int, grpc_port: int) -> list[dict[str, Any]]:
+def mesh_config(http_port: int, grpc_port: int) -> list[dict[str, Any]]:
     """Both services with every resilience feature on, as a production mesh would run them.
 
     Route timeout, retries with a per-try timeout, a local rate limit (never
     reached), fault injection that requests opt into by header (none do here),
     Envoy circuit-breaker thresholds, a retry budget and outlier detection.
-    The overhead benchmark adds a failure-rate breaker per service on the client.
+    :func:`register_breakers` adds a failure-rate breaker per service on the client.
     """
-
-    def entry(host: str, port: int, name: str, protocol: str, target: int) -> dict[str, Any]:
-        return {
-            "apiVersion": "networking.istio.io/v1",
-            "kind": "ServiceEntry",
-            "metadata": {"name": host, "namespace": "bench"},
-            "spec": {
-                "hosts": [host],
-                "ports": [{"number": port, "name": name, "protocol": protocol}],
-                "resolution": "STATIC",
-                "endpoints": [{"address": "127.0.0.1", "ports": {name: target}}],
-            },
-        }
 
     def routes(host: str, port: int, retry_on: str) -> dict[str, Any]:
         limit = {"maxTokens": 1_000_000, "fillInterval": "1s", "tokensPerFill": 1_000_000}
@@ -187,10 +198,10 @@ def _mesh_config(http_port: int, grpc_port: int) -> list[dict[str, Any]]:
         }
 
     return [
-        entry(HTTP_HOST, HTTP_PORT, "http", "HTTP", http_port),
+        service_entry(HTTP_HOST, HTTP_PORT, "http", "HTTP", http_port),
         routes(HTTP_HOST, HTTP_PORT, "5xx,reset,connect-failure,refused-stream"),
         policy(HTTP_HOST),
-        entry(GRPC_HOST, GRPC_PORT, "grpc", "GRPC", grpc_port),
+        service_entry(GRPC_HOST, GRPC_PORT, "grpc", "GRPC", grpc_port),
         routes(GRPC_HOST, GRPC_PORT, "unavailable,cancelled,resource-exhausted"),
         policy(GRPC_HOST),
     ]
@@ -213,7 +224,7 @@ def running_stack(keep_logs: bool = False) -> Iterator[Stack]:
         http_port = int(start("http-server", [*server, "http"])["port"])
         grpc_port = int(start("grpc-server", [*server, "grpc"])["port"])
         config = workdir / "mesh.yaml"
-        config.write_text(yaml.safe_dump_all(_mesh_config(http_port, grpc_port)))
+        config.write_text(yaml.safe_dump_all(mesh_config(http_port, grpc_port)))
         xds_address = start(
             "controlplane",
             [console_script("mesh-controlplane"), "serve", "--config", str(config),

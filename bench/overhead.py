@@ -42,7 +42,7 @@ from bench_clients import (
     http_sync_variants,
 )
 from bench_report import Result, print_table, with_ratios
-from bench_stack import GRPC_HOST, GRPC_PORT, HTTP_HOST, HTTP_PORT, Stack, running_stack
+from bench_stack import Stack, register_breakers, running_stack
 
 import meshlib
 
@@ -230,10 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         # grpcio's own xDS client reads the bootstrap from the environment.
         os.environ["GRPC_XDS_BOOTSTRAP"] = str(stack.bootstrap)
         with meshlib.Mesh(bootstrap=str(stack.bootstrap)) as mesh:
-            # The last resilience feature the stack's config cannot set: failure-rate
-            # breakers, registered per service as an application would.
-            for service in (f"{HTTP_HOST}:{HTTP_PORT}", f"{GRPC_HOST}:{GRPC_PORT}"):
-                meshlib.breakers.get(service, meshlib.BreakerConfig(failure_rate_threshold=50))
+            register_breakers()
             results = run_sync(stack, mesh, args)
             results += asyncio.run(run_async(stack, mesh, args))
     took = time.perf_counter() - started

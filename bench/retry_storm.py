@@ -18,9 +18,10 @@ budget, against about 3x naive.
 
 Happy path: bench/overhead.py's comparison (bare vs meshlib, httpx sync/async,
 gRPC sync/aio) with every resilience feature configured on the route and the
-cluster (timeout, retries with per-try timeout, fault filter with header faults,
-local rate limit, connection-pool thresholds, retry budget): meshlib should stay
-within 10% of the bare client's median.
+cluster (bench_stack.mesh_config: timeout, retries with per-try timeout, fault
+filter with header faults, local rate limit, connection-pool thresholds, retry
+budget, outlier detection; plus a failure-rate breaker per service): meshlib
+should stay within 10% of the bare client's median.
 """
 
 from __future__ import annotations
@@ -36,14 +37,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import structlog
 import yaml
 from aiohttp import web
 from bench_report import print_table, with_ratios
-from bench_stack import GRPC_HOST, GRPC_PORT, HTTP_HOST, HTTP_PORT, Stack, running_stack
+from bench_stack import Stack, mesh_config, register_breakers, running_stack, service_entry
 from overhead import run_async, run_sync
 
 import meshlib
@@ -105,59 +105,16 @@ class FailingUpstream:
         self._thread.join(10)
 
 
-def _entry(host: str, port: int, name: str, protocol: str, target: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "ServiceEntry",
-        "metadata": {"name": host, "namespace": "bench"},
-        "spec": {
-            "hosts": [host],
-            "ports": [{"number": port, "name": name, "protocol": protocol}],
-            "resolution": "STATIC",
-            "endpoints": [{"address": "127.0.0.1", "ports": {name: target}}],
-        },
-    }
-
-
-def _everything_enabled(host: str, retry_on: str) -> list[dict[str, Any]]:
-    """A VirtualService and DestinationRule turning every resilience feature on."""
-    meta = {"namespace": "bench", "annotations": {
-        "meshlib.dev/fault-headers": '{"enabled": true}',
-        "meshlib.dev/local-rate-limit":
-            '{"maxTokens": 1000000, "tokensPerFill": 1000000, "fillInterval": "1s"}',
-    }}  # fmt: skip
-    rule = {
-        "route": [{"destination": {"host": host}}],
-        "timeout": "10s",
-        "retries": {"attempts": 2, "perTryTimeout": "5s", "retryOn": retry_on},
-    }
-    pool = {
-        "tcp": {"maxConnections": 10000},
-        "http": {"http1MaxPendingRequests": 10000, "http2MaxRequests": 10000},
-    }
-    return [
-        {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-         "metadata": {"name": f"{host}-vs", **meta}, "spec": {"hosts": [host], "http": [rule]}},
-        {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-         "metadata": {"name": f"{host}-dr", "namespace": "bench", "annotations": {
-             "meshlib.dev/retry-budget": '{"budgetPercent": 20, "minRetryConcurrency": 3}'}},
-         "spec": {"host": host, "trafficPolicy": {"connectionPool": pool}}},
-    ]  # fmt: skip
-
-
 def write_config(stack: Stack, storm_port: int) -> None:
     """Replace the stack's mesh config (the control plane re-reads it on change)."""
     docs = [
-        _entry(HTTP_HOST, HTTP_PORT, "http", "HTTP", stack.http_port),
-        _entry(GRPC_HOST, GRPC_PORT, "grpc", "GRPC", stack.grpc_port),
-        _entry(STORM_HOST, STORM_PORT, "http", "HTTP", storm_port),
+        *mesh_config(stack.http_port, stack.grpc_port),  # every feature on, for the happy path
+        service_entry(STORM_HOST, STORM_PORT, "http", "HTTP", storm_port),
         {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
          "metadata": {"name": "storm-vs", "namespace": "bench"},
          "spec": {"hosts": [STORM_HOST], "http": [{
              "route": [{"destination": {"host": STORM_HOST}}],
              "retries": {"attempts": ATTEMPTS - 1, "retryOn": "5xx"}}]}},
-        *_everything_enabled(HTTP_HOST, "5xx"),
-        *_everything_enabled(GRPC_HOST, "unavailable"),
     ]  # fmt: skip
     config = stack.bootstrap.parent / "mesh.yaml"
     tmp = config.with_suffix(".tmp")
@@ -300,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                 phases = asyncio.run(storm(mesh, upstream, args.calls, args.concurrency))
                 print_storm(phases, args.concurrency)
             if not args.skip_happy_path:
+                register_breakers()
                 happy = argparse.Namespace(requests=args.requests, warmup=args.warmup,
                                            concurrency=16)  # fmt: skip
                 results = run_sync(stack, mesh, happy)

@@ -96,10 +96,13 @@ def _idempotent(route: RouteResilience, method: str | None) -> bool:
     return method is None or retry is None or retry.idempotent(method)
 
 
-def _first_deadline(policy: RetryPolicy, deadline: Deadline | None) -> Deadline | None:
+def _first_attempt(policy: RetryPolicy, deadline: Deadline | None) -> Attempt:
+    """Try 1, bounded by the per-try timeout or the call's deadline, whichever is first."""
     if policy.per_try_timeout_s is None:
-        return deadline
-    return Deadline.after(policy.per_try_timeout_s).earliest(deadline)
+        return Attempt(1, _NOTHING_EXCLUDED, deadline)
+    per_try = Deadline.after(policy.per_try_timeout_s)
+    limit = per_try.earliest(deadline)
+    return Attempt(1, _NOTHING_EXCLUDED, limit, per_try=limit is per_try)
 
 
 def _settled(route: RouteResilience, outcome: Outcome) -> bool:
@@ -125,7 +128,7 @@ def record_breaker(
     elif outcome is not None and is_failure(outcome):
         breaker.on_failure(elapsed)
     else:
-        breaker.on_success(elapsed)
+        breaker.record_success(elapsed)
 
 
 # --- sync ---------------------------------------------------------------------------
@@ -248,7 +251,7 @@ def _tries(
             describe_error=describe_error, budget=budget, idempotent=idempotent,
             replayable=replayable, deadline=deadline, name=name,
         )  # fmt: skip
-    attempt = Attempt(1, _NOTHING_EXCLUDED, _first_deadline(policy, deadline))
+    attempt = _first_attempt(policy, deadline)
     admission = cluster.admission
     if not admission.start_call():
         admit_first(admission, budget, attempt.deadline)
@@ -368,11 +371,9 @@ def async_admitted(
     return one
 
 
-def try_timeout_error(
-    attempt: Attempt, deadline: Deadline | None, policy: RetryPolicy, name: str
-) -> DeadlineExceeded:
+def try_timeout_error(attempt: Attempt, policy: RetryPolicy, name: str) -> DeadlineExceeded:
     """The error for a try cancelled at its deadline: per-try timeout or the call's."""
-    if attempt.deadline is deadline or policy.per_try_timeout_s is None:
+    if not attempt.per_try:
         return DeadlineExceeded(f"{name}: deadline exceeded during try {attempt.number}")
     return PerTryTimeoutError(
         f"{name}: try {attempt.number} exceeded the per-try timeout of {policy.per_try_timeout_s}s",
@@ -381,11 +382,7 @@ def try_timeout_error(
 
 
 async def _bounded(
-    admitted: Callable[[Attempt], Awaitable[T]],
-    attempt: Attempt,
-    deadline: Deadline | None,
-    policy: RetryPolicy,
-    name: str,
+    admitted: Callable[[Attempt], Awaitable[T]], attempt: Attempt, policy: RetryPolicy, name: str
 ) -> T:
     """Run one try, cancelling it at its deadline (per-try or the call's)."""
     assert attempt.deadline is not None
@@ -393,7 +390,7 @@ async def _bounded(
     try:
         return await run_within(admitted(attempt), attempt.deadline.remaining())
     except asyncio.TimeoutError:
-        raise try_timeout_error(attempt, deadline, policy, name) from None
+        raise try_timeout_error(attempt, policy, name) from None
     finally:
         exit_deadline(token)
 
@@ -421,7 +418,7 @@ async def _async_tries(
             budget=budget, idempotent=idempotent, replayable=replayable, deadline=deadline,
             name=name,
         )  # fmt: skip
-    attempt = Attempt(1, _NOTHING_EXCLUDED, _first_deadline(policy, deadline))
+    attempt = _first_attempt(policy, deadline)
     admission = cluster.admission
     if not admission.start_call():
         await admit_first_async(admission, budget, attempt.deadline)
@@ -437,7 +434,7 @@ async def _async_tries(
                 finally:
                     exit_deadline(token)
             else:
-                value = await _bounded(send, attempt, deadline, policy, name)
+                value = await _bounded(send, attempt, policy, name)
         except Exception as error:
             if policy.num_retries == 0:
                 raise

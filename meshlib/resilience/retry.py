@@ -141,6 +141,9 @@ class Attempt:
     endpoint: str | None = None
     # Hedged tries only: set when the try lost the race (a sync try may poll it and stop).
     abandoned: threading.Event | None = None
+    #: The per-try timeout (not the call's deadline) ends this try: running out of
+    #: time is a ``per-try-timeout`` (retriable), not the call's DeadlineExceeded.
+    per_try: bool = False
 
     @property
     def timeout_s(self) -> float | None:
@@ -264,7 +267,9 @@ class RetryPlan(Generic[T]):
         if self.policy.per_try_timeout_s is not None:
             per_try = Deadline.after(self.policy.per_try_timeout_s, clock=self.clock)
         limit = per_try.earliest(self.deadline) if per_try is not None else self.deadline
-        return Attempt(number, frozenset(self.excluded), limit, hedge=hedge)
+        return Attempt(
+            number, frozenset(self.excluded), limit, hedge=hedge, per_try=limit is per_try
+        )
 
     def finish_attempt(self, attempt: Attempt) -> None:
         if self.policy.retry_previous_hosts and attempt.endpoint is not None:
@@ -273,7 +278,7 @@ class RetryPlan(Generic[T]):
 
     def timeout_error(self, attempt: Attempt) -> DeadlineExceeded:
         """The error for a try cut short: per-try timeout unless the call's deadline bound it."""
-        if self.deadline is not None and attempt.deadline is self.deadline:
+        if not attempt.per_try:
             return DeadlineExceeded(
                 f"{self.name or 'call'}: deadline exceeded during try {attempt.number}"
             )

@@ -19,20 +19,33 @@ back-off and previous hosts behave as on the general path.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final, TypeVar
 
 from meshlib.errors import DeadlineExceeded
 from meshlib.resilience.breaker import CircuitBreaker
-from meshlib.resilience.call import NO_RETRY
-from meshlib.resilience.deadline import current_deadline
-from meshlib.resilience.retry import RetryPolicy
-from meshlib.resilience.route_resilience import RouteResilience, Stage
+from meshlib.resilience.call import NO_RETRY, record_breaker
+from meshlib.resilience.conditions import Outcome
+from meshlib.resilience.deadline import Deadline, current_deadline
+from meshlib.resilience.retry import Attempt, RetryPolicy
+from meshlib.resilience.route_resilience import (
+    Faulted,
+    RouteResilience,
+    Stage,
+    async_enter_stages,
+    enter_stages,
+    finish_stages,
+)
 from meshlib.resilience.xds_cluster import ClusterResilience
 from meshlib.routing.plan import ForwardPlan
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
+from meshlib.xds_client.resources import Endpoint
+
+T = TypeVar("T")
 
 _monotonic: Final = time.monotonic
+_NOTHING_FAULTED: Final[Faulted] = []
+_NOTHING_EXCLUDED: Final[frozenset[str]] = frozenset()
 
 
 class Expired(Exception):
@@ -150,3 +163,71 @@ class CompiledRoute:
         if left <= 0:
             raise DeadlineExceeded("deadline exceeded before try 1 started", timeout_s=0.0)
         return left
+
+    def guarded(
+        self,
+        tries: Callable[[], T],
+        headers: Mapping[str, str],
+        describe_result: Callable[[T], Outcome],
+        describe_error: Callable[[BaseException], Outcome],
+    ) -> T:
+        """``tries`` after the fault / rate-limit stages, under the failure-rate breaker
+        (the general path's order). Raises meshlib's errors for the transport to map."""
+        stages = self.stages
+        faulted = enter_stages(stages, headers) if stages else _NOTHING_FAULTED
+        try:
+            breaker = self.breaker
+            if breaker is None:
+                return tries()
+            breaker.acquire()
+            started = _monotonic()
+            try:
+                result = tries()
+            except Exception as error:
+                record_breaker(breaker, describe_error(error), error, started)
+                raise
+            record_breaker(breaker, describe_result(result), None, started)
+            return result
+        finally:
+            if faulted:
+                finish_stages(faulted)
+
+    async def guarded_async(
+        self,
+        tries: Callable[[], Awaitable[T]],
+        headers: Mapping[str, str],
+        describe_result: Callable[[T], Outcome],
+        describe_error: Callable[[BaseException], Outcome],
+    ) -> T:
+        """The async twin of :meth:`guarded` (a fault delay is awaited)."""
+        stages = self.stages
+        faulted = await async_enter_stages(stages, headers) if stages else _NOTHING_FAULTED
+        try:
+            breaker = self.breaker
+            if breaker is None:
+                return await tries()
+            breaker.acquire()
+            started = _monotonic()
+            try:
+                result = await tries()
+            except Exception as error:
+                record_breaker(breaker, describe_error(error), error, started)
+                raise
+            record_breaker(breaker, describe_result(result), None, started)
+            return result
+        finally:
+            if faulted:
+                finish_stages(faulted)
+
+    @staticmethod
+    def first_attempt(endpoint: Endpoint, try_at: float | None, call_at: float | None) -> Attempt:
+        """Try 1 as the retry runner sees it: its deadline, whether the per-try timeout
+        set it, and the endpoint it went to (previous hosts)."""
+        deadline = None if try_at is None else Deadline(try_at)
+        per_try = try_at is not None and try_at != call_at
+        return Attempt(1, _NOTHING_EXCLUDED, deadline, endpoint=endpoint.authority, per_try=per_try)
+
+    @staticmethod
+    def call_deadline(call_at: float | None) -> Deadline | None:
+        """The call's deadline, for the retries after a failed first try."""
+        return None if call_at is None else Deadline(call_at)

@@ -31,7 +31,6 @@ from meshlib.resilience.call import (
     admit_first_async,
     admitted,
     async_admitted,
-    record_breaker,
 )
 from meshlib.resilience.deadline import Deadline
 from meshlib.resilience.retry import (
@@ -42,11 +41,7 @@ from meshlib.resilience.retry import (
     run_with_retries,
 )
 from meshlib.resilience.route_resilience import (
-    Faulted,
     RouteResilience,
-    async_enter_stages,
-    enter_stages,
-    finish_stages,
 )
 from meshlib.resilience.xds_cluster import ClusterResilience
 from meshlib.routing.connection_pool import PoolSettings
@@ -76,7 +71,6 @@ _CANCELLED: Final = grpc.StatusCode.CANCELLED
 _OK_LB_OUTCOME: Final = grpc_outcome(_OK)
 _NO_HEADERS: Final[Mapping[str, str]] = {}
 _NOTHING_EXCLUDED: Final[frozenset[str]] = frozenset()
-_NOTHING_FAULTED: Final[Faulted] = []
 
 # The channel's sub-channel lookup: (endpoint, :authority, pool settings) -> grpc channel.
 SubChannelOf = Callable[[Endpoint, str, PoolSettings], Any]
@@ -162,6 +156,7 @@ class FastRoute(CompiledRoute):
         method: str,
         started: float,
         try_at: float | None,
+        call_at: float | None,
     ) -> tuple[Attempt, BaseException]:
         """Report a failed first try; (its attempt, the error as the retry rules read it)."""
         if isinstance(error, grpc.RpcError):
@@ -172,8 +167,7 @@ class FastRoute(CompiledRoute):
             self.finished(endpoint, method, started, code, details)
         else:
             self.finished(endpoint, method, started, _CANCELLED)
-        deadline = None if try_at is None else Deadline(try_at)
-        attempt = Attempt(1, _NOTHING_EXCLUDED, deadline, endpoint=endpoint.authority)
+        attempt = self.first_attempt(endpoint, try_at, call_at)
         if isinstance(error, grpc.RpcError):
             return attempt, timed_out(error, attempt, self.per_try_s)
         return attempt, error
@@ -198,31 +192,10 @@ class FastRoute(CompiledRoute):
             call_at = self.deadline(kwargs["timeout"])
         except Expired:
             return owner._blocking(request, kwargs, with_call)
-        metadata = kwargs["metadata"]
-        headers = self.headers(metadata)
-        stages = self.stages
+        headers = self.headers(kwargs["metadata"])
+        tries = partial(self._tries, owner, request, kwargs, with_call, open_sub, headers, call_at)
         try:
-            faulted = enter_stages(stages, headers) if stages else _NOTHING_FAULTED
-            try:
-                breaker = self.breaker
-                if breaker is None:
-                    return self._tries(
-                        owner, request, kwargs, with_call, open_sub, headers, call_at
-                    )
-                breaker.acquire()
-                started = _monotonic()
-                try:
-                    result = self._tries(
-                        owner, request, kwargs, with_call, open_sub, headers, call_at
-                    )
-                except Exception as error:
-                    record_breaker(breaker, describe_error(error), error, started)
-                    raise
-                breaker.record_success(_monotonic() - started)
-                return result
-            finally:
-                if faulted:
-                    finish_stages(faulted)
+            return self.guarded(tries, headers, describe_value, describe_error)
         except ResilienceError as exc:
             raise as_rpc_error(exc) from exc
 
@@ -273,7 +246,7 @@ class FastRoute(CompiledRoute):
                     )  # fmt: skip
             except Exception as error:
                 failure = error
-                attempt, mapped = self.failed(error, endpoint, method, started, try_at)
+                attempt, mapped = self.failed(error, endpoint, method, started, try_at, call_at)
             except BaseException:
                 self.finished(endpoint, method, started, _CANCELLED)
                 raise
@@ -301,7 +274,7 @@ class FastRoute(CompiledRoute):
                 ),
                 policy, describe_result=describe_value, describe_error=describe_error,
                 budget=self.budget, idempotent=True, replayable=True,
-                deadline=None if call_at is None else Deadline(call_at),
+                deadline=self.call_deadline(call_at),
                 name=self.snapshot.target, first_try=FirstTry(attempt, error=mapped),
             )  # fmt: skip
         finally:
@@ -322,29 +295,9 @@ class FastRoute(CompiledRoute):
         except Expired:
             return await owner._unary(self.snapshot, self.plan, self.route, request, kwargs)
         headers = self.headers(kwargs["metadata"])
-        stages = self.stages
+        tries = partial(self._async_tries, owner, request, kwargs, open_sub, headers, call_at)
         try:
-            faulted = await async_enter_stages(stages, headers) if stages else _NOTHING_FAULTED
-            try:
-                breaker = self.breaker
-                if breaker is None:
-                    return await self._async_tries(
-                        owner, request, kwargs, open_sub, headers, call_at
-                    )
-                breaker.acquire()
-                started = _monotonic()
-                try:
-                    result = await self._async_tries(
-                        owner, request, kwargs, open_sub, headers, call_at
-                    )
-                except Exception as error:
-                    record_breaker(breaker, describe_error(error), error, started)
-                    raise
-                breaker.record_success(_monotonic() - started)
-                return result
-            finally:
-                if faulted:
-                    finish_stages(faulted)
+            return await self.guarded_async(tries, headers, describe_value, describe_error)
         except ResilienceError as exc:
             raise as_aio_rpc_error(exc) from exc
         except RoutingError as exc:
@@ -388,7 +341,7 @@ class FastRoute(CompiledRoute):
                 response = await call
             except Exception as error:
                 failure = error
-                attempt, mapped = self.failed(error, endpoint, method, started, try_at)
+                attempt, mapped = self.failed(error, endpoint, method, started, try_at, call_at)
             except BaseException:
                 self.finished(endpoint, method, started, _CANCELLED)
                 raise
@@ -416,7 +369,7 @@ class FastRoute(CompiledRoute):
                 ),
                 policy, describe_result=describe_value, describe_error=describe_error,
                 budget=self.budget, idempotent=True, replayable=True,
-                deadline=None if call_at is None else Deadline(call_at),
+                deadline=self.call_deadline(call_at),
                 name=self.snapshot.target, first_try=FirstTry(attempt, error=mapped),
             )  # fmt: skip
             return last, await last

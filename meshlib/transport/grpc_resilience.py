@@ -92,8 +92,8 @@ def timed_out(
 ) -> BaseException:
     """DEADLINE_EXCEEDED at the end of a per-try budget, as :class:`PerTryTimeoutError`."""
     code_of = getattr(error, "code", None)
-    if per_try_s is None or not callable(code_of):
-        return error
+    if per_try_s is None or not attempt.per_try or not callable(code_of):
+        return error  # the call's own deadline ended it: grpc's DEADLINE_EXCEEDED stands
     if code_of() is not grpc.StatusCode.DEADLINE_EXCEEDED:
         return error
     deadline = attempt.deadline

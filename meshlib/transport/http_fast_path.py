@@ -33,7 +33,6 @@ from meshlib.resilience.call import (
     admit_first_async,
     admitted,
     async_admitted,
-    record_breaker,
     try_timeout_error,
 )
 from meshlib.resilience.deadline import Deadline, run_within
@@ -45,11 +44,7 @@ from meshlib.resilience.retry import (
     run_with_retries,
 )
 from meshlib.resilience.route_resilience import (
-    Faulted,
     RouteResilience,
-    async_enter_stages,
-    enter_stages,
-    finish_stages,
 )
 from meshlib.resilience.xds_cluster import ClusterResilience
 from meshlib.routing.plan import ForwardPlan
@@ -75,7 +70,6 @@ _monotonic: Final = time.monotonic
 _perf_counter: Final = time.perf_counter
 _NO_HEADERS: Final[Mapping[str, str]] = {}
 _NOTHING_EXCLUDED: Final[frozenset[str]] = frozenset()
-_NOTHING_FAULTED: Final[Faulted] = []
 
 
 class HttpFastRoute(CompiledRoute):
@@ -165,13 +159,46 @@ class HttpFastRoute(CompiledRoute):
             return False
         return policy.retry_reason(describe_error(error), idempotent=idempotent) is not None
 
-    @staticmethod
-    def attempt(endpoint: Endpoint, try_at: float | None) -> Attempt:
-        deadline = None if try_at is None else Deadline(try_at)
-        return Attempt(1, _NOTHING_EXCLUDED, deadline, endpoint=endpoint.authority)
+    def try_error(self, error: Exception, attempt: Attempt) -> BaseException:
+        """An httpx timeout that used up the try's budget, as meshlib's deadline error."""
+        if isinstance(error, httpx.TimeoutException):
+            return timed_out(error, attempt, self.per_try_s)
+        return error
 
-    def deadline_of(self, call_at: float | None) -> Deadline | None:
-        return None if call_at is None else Deadline(call_at)
+    def _exchange(
+        self, pool: httpx.BaseTransport, outgoing: httpx.Request, request: httpx.Request,
+        endpoint: Endpoint,
+    ) -> httpx.Response:  # fmt: skip
+        """Send the first try and report it; a failed answer's body is read within the
+        try (frees the connection; a reset while reading fails the try)."""
+        self.reporter.call_started(endpoint)
+        started = _perf_counter()
+        try:
+            response = pool.handle_request(outgoing)
+        except BaseException as error:
+            self.failed(request, endpoint, started, error)
+            raise
+        self.answered(request, endpoint, started, response.status_code)
+        if self.retries and response.status_code >= 400:
+            response.read()
+        return response
+
+    async def _exchange_async(
+        self, pool: httpx.AsyncBaseTransport, outgoing: httpx.Request, request: httpx.Request,
+        endpoint: Endpoint,
+    ) -> httpx.Response:  # fmt: skip
+        """The async twin of :meth:`_exchange`."""
+        self.reporter.call_started(endpoint)
+        started = _perf_counter()
+        try:
+            response = await pool.handle_async_request(outgoing)
+        except BaseException as error:
+            self.failed(request, endpoint, started, error)
+            raise
+        self.answered(request, endpoint, started, response.status_code)
+        if self.retries and response.status_code >= 400:
+            await response.aread()
+        return response
 
     # --- sync ----------------------------------------------------------------------
 
@@ -182,25 +209,9 @@ class HttpFastRoute(CompiledRoute):
         except Expired:
             return transport._forward(self.snapshot, self.plan, request)
         headers = self.headers(request)
-        stages = self.stages
+        tries = partial(self._tries, transport, request, headers, call_at)
         try:
-            faulted = enter_stages(stages, headers) if stages else _NOTHING_FAULTED
-            try:
-                breaker = self.breaker
-                if breaker is None:
-                    return self._tries(transport, request, headers, call_at)
-                breaker.acquire()
-                started = _monotonic()
-                try:
-                    response = self._tries(transport, request, headers, call_at)
-                except Exception as error:
-                    record_breaker(breaker, describe_error(error), error, started)
-                    raise
-                record_breaker(breaker, describe_response(response), None, started)
-                return response
-            finally:
-                if faulted:
-                    finish_stages(faulted)
+            return self.guarded(tries, headers, describe_response, describe_error)
         except ResilienceError as exc:
             raise as_httpx_resilience_error(exc, request) from exc
 
@@ -220,33 +231,22 @@ class HttpFastRoute(CompiledRoute):
             admit_first(admission, self.budget, None if try_at is None else Deadline(try_at))
         # The request is active in the budget and its first try holds its slots.
         original: BaseException | None = None
+        first: FirstTry[httpx.Response]
         try:
             endpoint = self.endpoint(request)
             outgoing = self.outgoing(request, endpoint, try_at)
             pool = transport._pools.get(endpoint, self.state.pool)
-            self.reporter.call_started(endpoint)
-            started = _perf_counter()
             try:
-                response = pool.handle_request(outgoing)
+                response = self._exchange(pool, outgoing, request, endpoint)
             except Exception as error:
-                self.failed(request, endpoint, started, error)
                 original = error
-                attempt = self.attempt(endpoint, try_at)
-                failure: BaseException = error
-                if isinstance(error, httpx.TimeoutException):
-                    failure = timed_out(error, attempt, self.per_try_s)
-                first: FirstTry[httpx.Response] = FirstTry(attempt, error=failure)
-            except BaseException as error:
-                self.failed(request, endpoint, started, error)
-                raise
+                attempt = self.first_attempt(endpoint, try_at, call_at)
+                first = FirstTry(attempt, error=self.try_error(error, attempt))
             else:
-                self.answered(request, endpoint, started, response.status_code)
-                if self.retries and response.status_code >= 400:
-                    response.read()  # frees the connection whether or not it is retried
                 if self.final(policy, idempotent, response):
                     admission.end_call()
                     return response
-                first = FirstTry(self.attempt(endpoint, try_at), value=response)
+                first = FirstTry(self.first_attempt(endpoint, try_at, call_at), value=response)
         except BaseException:
             admission.end_call()
             raise
@@ -264,7 +264,8 @@ class HttpFastRoute(CompiledRoute):
                 ),
                 policy, describe_result=describe_response, describe_error=describe_error,
                 budget=self.budget, idempotent=idempotent, replayable=is_replayable(request),
-                deadline=self.deadline_of(call_at), name=self.snapshot.target, first_try=first,
+                deadline=self.call_deadline(call_at), name=self.snapshot.target,
+                first_try=first,
             )  # fmt: skip
         finally:
             self.budget.request_finished()
@@ -280,25 +281,9 @@ class HttpFastRoute(CompiledRoute):
         except Expired:
             return await transport._forward(self.snapshot, self.plan, request)
         headers = self.headers(request)
-        stages = self.stages
+        tries = partial(self._tries_async, transport, request, headers, call_at)
         try:
-            faulted = await async_enter_stages(stages, headers) if stages else _NOTHING_FAULTED
-            try:
-                breaker = self.breaker
-                if breaker is None:
-                    return await self._tries_async(transport, request, headers, call_at)
-                breaker.acquire()
-                started = _monotonic()
-                try:
-                    response = await self._tries_async(transport, request, headers, call_at)
-                except Exception as error:
-                    record_breaker(breaker, describe_error(error), error, started)
-                    raise
-                record_breaker(breaker, describe_response(response), None, started)
-                return response
-            finally:
-                if faulted:
-                    finish_stages(faulted)
+            return await self.guarded_async(tries, headers, describe_response, describe_error)
         except ResilienceError as exc:
             raise as_httpx_resilience_error(exc, request) from exc
 
@@ -319,42 +304,32 @@ class HttpFastRoute(CompiledRoute):
             await admit_first_async(admission, self.budget, deadline)
         # The request is active in the budget and its first try holds its slots.
         original: BaseException | None = None
+        first: FirstTry[httpx.Response]
         try:
             endpoint = self.endpoint(request)
             outgoing = self.outgoing(request, endpoint, try_at)
             pool = transport._pools.get(endpoint, self.state.pool)
             transport._closer.bind_running()
-            self.reporter.call_started(endpoint)
-            started = _perf_counter()
+            exchange = self._exchange_async(pool, outgoing, request, endpoint)
             try:
                 if try_at is None:
-                    response = await pool.handle_async_request(outgoing)
-                else:  # cancelled at the try's deadline, as the general path does
-                    response = await run_within(
-                        pool.handle_async_request(outgoing), try_at - _monotonic()
-                    )
-            except Exception as error:
-                self.failed(request, endpoint, started, error)
+                    response = await exchange
+                else:  # the try as a whole is cut at its deadline, as on the general path
+                    response = await run_within(exchange, try_at - _monotonic())
+            except asyncio.TimeoutError as error:
                 original = error
-                attempt = self.attempt(endpoint, try_at)
-                failure: BaseException = error
-                if isinstance(error, asyncio.TimeoutError):
-                    deadline = self.deadline_of(call_at)
-                    failure = try_timeout_error(attempt, deadline, policy, self.snapshot.target)
-                elif isinstance(error, httpx.TimeoutException):
-                    failure = timed_out(error, attempt, self.per_try_s)
-                first: FirstTry[httpx.Response] = FirstTry(attempt, error=failure)
-            except BaseException as error:
-                self.failed(request, endpoint, started, error)
-                raise
+                attempt = self.first_attempt(endpoint, try_at, call_at)
+                timeout = try_timeout_error(attempt, policy, self.snapshot.target)
+                first = FirstTry(attempt, error=timeout)
+            except Exception as error:
+                original = error
+                attempt = self.first_attempt(endpoint, try_at, call_at)
+                first = FirstTry(attempt, error=self.try_error(error, attempt))
             else:
-                self.answered(request, endpoint, started, response.status_code)
-                if self.retries and response.status_code >= 400:
-                    await response.aread()  # frees the connection whether or not it is retried
                 if self.final(policy, idempotent, response):
                     admission.end_call()
                     return response
-                first = FirstTry(self.attempt(endpoint, try_at), value=response)
+                first = FirstTry(self.first_attempt(endpoint, try_at, call_at), value=response)
         except BaseException:
             admission.end_call()
             raise
@@ -372,7 +347,8 @@ class HttpFastRoute(CompiledRoute):
                 ),
                 policy, describe_result=describe_response, describe_error=describe_error,
                 budget=self.budget, idempotent=idempotent, replayable=is_replayable(request),
-                deadline=self.deadline_of(call_at), name=self.snapshot.target, first_try=first,
+                deadline=self.call_deadline(call_at), name=self.snapshot.target,
+                first_try=first,
             )  # fmt: skip
         finally:
             self.budget.request_finished()

@@ -104,14 +104,14 @@ def timed_out(
 ) -> Exception:
     """An httpx timeout of a bounded try, as meshlib's deadline error when the budget ran out.
 
-    With a per-try timeout configured it is :class:`PerTryTimeoutError` (a
-    :class:`DeadlineExceeded`), else :class:`DeadlineExceeded`; an httpx
-    timeout the caller set tighter than the budget stays as it is.
+    When the per-try timeout ended the try it is :class:`PerTryTimeoutError` (a
+    :class:`DeadlineExceeded`), when the call's deadline did :class:`DeadlineExceeded`;
+    an httpx timeout the caller set tighter than the budget stays as it is.
     """
     deadline = attempt.deadline
     if deadline is None or deadline.remaining() > 0.001:
         return error
-    if per_try_s is not None:
+    if attempt.per_try and per_try_s is not None:
         return PerTryTimeoutError(
             f"try {attempt.number} exceeded the per-try timeout of {per_try_s}s",
             timeout_s=per_try_s,

@@ -95,11 +95,20 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "cue"
     protocol_version = "HTTP/1.1"
 
+    def _drain_chunks(self) -> None:
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            self.rfile.read(size + 2)  # the chunk and its CRLF (the last: just CRLF)
+            if size == 0:
+                return
+
     def _answer(self) -> None:
         cue: Cue = self.server.cue  # type: ignore[attr-defined]
         length = int(self.headers.get("content-length") or 0)
         if length:
             self.rfile.read(length)
+        elif "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+            self._drain_chunks()  # else the next request on this connection reads them
         headers = {name.lower(): value for name, value in self.headers.items()}
         deadline_ms = headers.get("x-meshlib-deadline-ms")
         deadline = None if deadline_ms is None else int(deadline_ms) / 1000.0
