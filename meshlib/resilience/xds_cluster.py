@@ -99,6 +99,11 @@ class ClusterResilience:
         return self.thresholds.retries
 
     @property
+    def breakers(self) -> BreakerRegistry:
+        """The registry :meth:`breaker` looks in."""
+        return self._breakers
+
+    @property
     def breaker_generation(self) -> int:
         """Moves whenever a breaker is registered (:meth:`breaker` may answer otherwise)."""
         return self._breakers.generation

@@ -76,8 +76,13 @@ class CompiledRoute:
     __slots__ = (
         "breaker",
         "breaker_generation",
+        "breakers",
         "budget",
+        "call_finished",
+        "call_started",
         "cluster",
+        "end_call",
+        "guards",
         "needs_headers",
         "pick",
         "plan",
@@ -86,6 +91,7 @@ class CompiledRoute:
         "route",
         "snapshot",
         "stages",
+        "start_call",
         "state",
     )
 
@@ -102,12 +108,20 @@ class CompiledRoute:
         self.route = route
         self.cluster = cluster
         self.state = state
+        # Bound once: a request calls each of them (a cold attribute chain costs more).
         self.pick = state.picker.pick
-        self.reporter = state.reporter
+        self.reporter = reporter = state.reporter
+        self.call_started = reporter.call_started
+        self.call_finished = reporter.call_finished
+        self.start_call = cluster.thresholds.start_call
+        self.end_call = cluster.admission.end_call
         self.budget = cluster.budget
+        self.breakers = cluster.breakers
         self.breaker_generation = cluster.breaker_generation
         self.breaker: CircuitBreaker | None = cluster.breaker()
         self.stages: tuple[Stage, ...] = route.stages_for(plan.cluster)
+        #: Stages or a breaker to go through (else the tries run bare: :meth:`guarded`).
+        self.guards = bool(self.stages) or self.breaker is not None
         self.needs_headers = route.needs_headers(plan.cluster)
         retry = route.retry
         # A policy that depends on the request's headers is chosen per request.
@@ -117,7 +131,7 @@ class CompiledRoute:
 
     def current(self) -> bool:
         """False once a breaker was registered: :meth:`breaker` may answer otherwise now."""
-        return self.breaker_generation == self.cluster.breaker_generation
+        return self.breaker_generation == self.breakers.generation
 
     def call_at(self, timeout: float | None, now: float) -> float | None:
         """When the request must end: ``timeout`` from ``now`` and the enclosing

@@ -60,6 +60,7 @@ class MultiCallable:
         "_plan_of",
         "_plans",
         "_serializer",
+        "_state",
     )
 
     def __init__(
@@ -83,14 +84,20 @@ class MultiCallable:
             channel._routing.decide, method=method, metadata=None, cache=self._plans
         )
         self._open_sub = channel._sub_channel
+        self._state = channel._routing.state
 
     def _fast_route(self) -> FastRoute | None:
         """The compiled first try for this method's current plan (unary-unary only)."""
         channel = self._channel
         if channel._closed:
             return None
-        routing = channel._routing
-        return self._fast.get(routing, routing.state.view, self._plan_of)
+        view = self._state.view
+        entry = self._fast.entry
+        if entry is not None and entry[0] is view:  # the common case, inline
+            fast = entry[1]
+            if fast is None or fast.breaker_generation == fast.breakers.generation:
+                return fast
+        return self._fast.compile(channel._routing, view, self._plan_of)
 
     def _plan(self, request: Any, kwargs: dict[str, Any]) -> tuple[ServiceSnapshot, ForwardPlan]:
         channel = self._channel

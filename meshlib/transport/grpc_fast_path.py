@@ -145,7 +145,7 @@ class FastRoute(CompiledRoute):
         """Tell the load reporter and the metrics how the try ended."""
         elapsed = _perf_counter() - started
         outcome = _OK_LB_OUTCOME if code is _OK else grpc_outcome(code, details)
-        self.reporter.call_finished(endpoint, outcome, elapsed)
+        self.call_finished(endpoint, outcome, elapsed)
         if self.metrics.active:
             self.routing.record(elapsed, method, code, self.plan.cluster, endpoint)
 
@@ -193,8 +193,12 @@ class FastRoute(CompiledRoute):
         except Expired:
             return owner._blocking(request, kwargs, with_call)
         headers = self.headers(kwargs["metadata"])
-        tries = partial(self._tries, owner, request, kwargs, with_call, open_sub, headers, call_at)
         try:
+            if not self.guards:
+                return self._tries(owner, request, kwargs, with_call, open_sub, headers, call_at)
+            tries = partial(
+                self._tries, owner, request, kwargs, with_call, open_sub, headers, call_at
+            )
             return self.guarded(tries, headers, describe_value, describe_error)
         except ResilienceError as exc:
             raise as_rpc_error(exc) from exc
@@ -209,10 +213,10 @@ class FastRoute(CompiledRoute):
         headers: Mapping[str, str],
         call_at: float | None,
     ) -> Any:
-        policy = self.policy_for(headers, None)
-        try_at = self.try_at(policy, call_at)
+        policy = self.policy or self.policy_for(headers, None)
+        try_at = call_at if policy.per_try_timeout_s is None else self.try_at(policy, call_at)
         admission = self.cluster.admission
-        if not admission.start_call():
+        if not self.start_call():
             admit_first(admission, self.budget, None if try_at is None else Deadline(try_at))
         # The call is active in the budget and its first try holds its slots.
         try:
@@ -229,7 +233,7 @@ class FastRoute(CompiledRoute):
                 metadata = outgoing_metadata(plan, metadata)
             timeout = self.try_timeout(kwargs["timeout"], try_at)
             method = owner._method
-            self.reporter.call_started(endpoint)
+            self.call_started(endpoint)
             started = _perf_counter()
             try:
                 if with_call:
@@ -252,10 +256,10 @@ class FastRoute(CompiledRoute):
                 raise
             else:
                 elapsed = _perf_counter() - started
-                self.reporter.call_finished(endpoint, _OK_LB_OUTCOME, elapsed)
+                self.call_finished(endpoint, _OK_LB_OUTCOME, elapsed)
                 if self.metrics.active:
                     self.routing.record(elapsed, method, _OK, self.plan.cluster, endpoint)
-                admission.end_call()
+                self.end_call()
                 return result
         except BaseException:
             admission.end_call()
@@ -295,8 +299,10 @@ class FastRoute(CompiledRoute):
         except Expired:
             return await owner._unary(self.snapshot, self.plan, self.route, request, kwargs)
         headers = self.headers(kwargs["metadata"])
-        tries = partial(self._async_tries, owner, request, kwargs, open_sub, headers, call_at)
         try:
+            if not self.guards:
+                return await self._async_tries(owner, request, kwargs, open_sub, headers, call_at)
+            tries = partial(self._async_tries, owner, request, kwargs, open_sub, headers, call_at)
             return await self.guarded_async(tries, headers, describe_value, describe_error)
         except ResilienceError as exc:
             raise as_aio_rpc_error(exc) from exc
@@ -312,10 +318,10 @@ class FastRoute(CompiledRoute):
         headers: Mapping[str, str],
         call_at: float | None,
     ) -> Any:
-        policy = self.policy_for(headers, None)
-        try_at = self.try_at(policy, call_at)
+        policy = self.policy or self.policy_for(headers, None)
+        try_at = call_at if policy.per_try_timeout_s is None else self.try_at(policy, call_at)
         admission = self.cluster.admission
-        if not admission.start_call():
+        if not self.start_call():
             deadline = None if try_at is None else Deadline(try_at)
             await admit_first_async(admission, self.budget, deadline)
         # The call is active in the budget and its first try holds its slots.
@@ -330,7 +336,7 @@ class FastRoute(CompiledRoute):
                 metadata = outgoing_metadata(plan, metadata)
             timeout = self.try_timeout(kwargs["timeout"], try_at)
             method = owner._method
-            self.reporter.call_started(endpoint)
+            self.call_started(endpoint)
             started = _perf_counter()
             try:
                 call = send(
@@ -347,10 +353,10 @@ class FastRoute(CompiledRoute):
                 raise
             else:
                 elapsed = _perf_counter() - started
-                self.reporter.call_finished(endpoint, _OK_LB_OUTCOME, elapsed)
+                self.call_finished(endpoint, _OK_LB_OUTCOME, elapsed)
                 if self.metrics.active:
                     self.routing.record(elapsed, method, _OK, self.plan.cluster, endpoint)
-                admission.end_call()
+                self.end_call()
                 return call, response
         except BaseException:
             admission.end_call()
@@ -381,22 +387,30 @@ class FastRoutes:
     """A multicallable's compiled first try, recompiled when its snapshot moves on
     (or a breaker is registered); None while its plan needs the general path."""
 
-    __slots__ = ("_entry",)
+    __slots__ = ("entry",)
 
     def __init__(self) -> None:
-        self._entry: tuple[object, FastRoute | None] | None = None
+        #: (the view it was compiled for, the compiled route or None); read lock-free
+        #: by the multicallables, replaced whole.
+        self.entry: tuple[object, FastRoute | None] | None = None
 
-    def get(
+    def current(self, view: object) -> tuple[bool, FastRoute | None]:
+        """(True, the compiled route or None) while it is the one for ``view``;
+        (False, None) when it must be compiled again."""
+        entry = self.entry
+        if entry is not None and entry[0] is view:
+            fast = entry[1]
+            if fast is None or fast.breaker_generation == fast.breakers.generation:
+                return True, fast
+        return False, None
+
+    def compile(
         self,
         routing: GrpcRouting,
         view: object,
         plan_of: Callable[[ServiceSnapshot], ForwardPlan],
     ) -> FastRoute | None:
-        entry = self._entry
-        if entry is not None and entry[0] is view:
-            fast = entry[1]
-            if fast is None or fast.current():
-                return fast
+        """Compile for ``view`` (None: a plan the general path serves, or no snapshot yet)."""
         if type(view) is not ServiceSnapshot:
             return None
         try:
@@ -404,5 +418,5 @@ class FastRoutes:
         except RoutingError:
             return None  # the general path raises it as the call's error
         fast = FastRoute.compile(routing, view, plan)
-        self._entry = (view, fast)
+        self.entry = (view, fast)
         return fast

@@ -128,7 +128,7 @@ class HttpFastRoute(CompiledRoute):
         self, request: httpx.Request, endpoint: Endpoint, started: float, status: int
     ) -> None:
         """Tell the load reporter and the metrics about an answer."""
-        self.reporter.call_finished(endpoint, http_outcome(status), _perf_counter() - started)
+        self.call_finished(endpoint, http_outcome(status), _perf_counter() - started)
         routing = self.routing
         if routing.metrics.active:
             routing.record(
@@ -139,7 +139,7 @@ class HttpFastRoute(CompiledRoute):
         self, request: httpx.Request, endpoint: Endpoint, started: float, error: BaseException
     ) -> None:
         """Tell the load reporter and the metrics about a try that got no answer."""
-        self.reporter.call_finished(endpoint, http_error_outcome(error), _perf_counter() - started)
+        self.call_finished(endpoint, http_error_outcome(error), _perf_counter() - started)
         routing = self.routing
         if routing.metrics.active:
             routing.record(
@@ -171,7 +171,7 @@ class HttpFastRoute(CompiledRoute):
     ) -> httpx.Response:  # fmt: skip
         """Send the first try and report it; a failed answer's body is read within the
         try (frees the connection; a reset while reading fails the try)."""
-        self.reporter.call_started(endpoint)
+        self.call_started(endpoint)
         started = _perf_counter()
         try:
             response = pool.handle_request(outgoing)
@@ -188,7 +188,7 @@ class HttpFastRoute(CompiledRoute):
         endpoint: Endpoint,
     ) -> httpx.Response:  # fmt: skip
         """The async twin of :meth:`_exchange`."""
-        self.reporter.call_started(endpoint)
+        self.call_started(endpoint)
         started = _perf_counter()
         try:
             response = await pool.handle_async_request(outgoing)
@@ -209,8 +209,10 @@ class HttpFastRoute(CompiledRoute):
         except Expired:
             return transport._forward(self.snapshot, self.plan, request)
         headers = self.headers(request)
-        tries = partial(self._tries, transport, request, headers, call_at)
         try:
+            if not self.guards:
+                return self._tries(transport, request, headers, call_at)
+            tries = partial(self._tries, transport, request, headers, call_at)
             return self.guarded(tries, headers, describe_response, describe_error)
         except ResilienceError as exc:
             raise as_httpx_resilience_error(exc, request) from exc
@@ -223,11 +225,11 @@ class HttpFastRoute(CompiledRoute):
         call_at: float | None,
     ) -> httpx.Response:
         method = request.method
-        policy = self.policy_for(headers, method)
+        policy = self.policy or self.policy_for(headers, method)
         idempotent = self.idempotent(method)
-        try_at = self.try_at(policy, call_at)
+        try_at = call_at if policy.per_try_timeout_s is None else self.try_at(policy, call_at)
         admission = self.cluster.admission
-        if not admission.start_call():
+        if not self.start_call():
             admit_first(admission, self.budget, None if try_at is None else Deadline(try_at))
         # The request is active in the budget and its first try holds its slots.
         original: BaseException | None = None
@@ -244,7 +246,7 @@ class HttpFastRoute(CompiledRoute):
                 first = FirstTry(attempt, error=self.try_error(error, attempt))
             else:
                 if self.final(policy, idempotent, response):
-                    admission.end_call()
+                    self.end_call()
                     return response
                 first = FirstTry(self.first_attempt(endpoint, try_at, call_at), value=response)
         except BaseException:
@@ -281,8 +283,10 @@ class HttpFastRoute(CompiledRoute):
         except Expired:
             return await transport._forward(self.snapshot, self.plan, request)
         headers = self.headers(request)
-        tries = partial(self._tries_async, transport, request, headers, call_at)
         try:
+            if not self.guards:
+                return await self._tries_async(transport, request, headers, call_at)
+            tries = partial(self._tries_async, transport, request, headers, call_at)
             return await self.guarded_async(tries, headers, describe_response, describe_error)
         except ResilienceError as exc:
             raise as_httpx_resilience_error(exc, request) from exc
@@ -295,11 +299,11 @@ class HttpFastRoute(CompiledRoute):
         call_at: float | None,
     ) -> httpx.Response:
         method = request.method
-        policy = self.policy_for(headers, method)
+        policy = self.policy or self.policy_for(headers, method)
         idempotent = self.idempotent(method)
-        try_at = self.try_at(policy, call_at)
+        try_at = call_at if policy.per_try_timeout_s is None else self.try_at(policy, call_at)
         admission = self.cluster.admission
-        if not admission.start_call():
+        if not self.start_call():
             deadline = None if try_at is None else Deadline(try_at)
             await admit_first_async(admission, self.budget, deadline)
         # The request is active in the budget and its first try holds its slots.
@@ -327,7 +331,7 @@ class HttpFastRoute(CompiledRoute):
                 first = FirstTry(attempt, error=self.try_error(error, attempt))
             else:
                 if self.final(policy, idempotent, response):
-                    admission.end_call()
+                    self.end_call()
                     return response
                 first = FirstTry(self.first_attempt(endpoint, try_at, call_at), value=response)
         except BaseException:

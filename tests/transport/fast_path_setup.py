@@ -123,7 +123,7 @@ class Caller:
 
     @property
     def fast(self) -> FastRoute | None:
-        entry = self.stub._fast._entry
+        entry = self.stub._fast.entry
         assert entry is not None, "no call has looked for a compiled first try yet"
         fast = entry[1]
         assert fast is None or isinstance(fast, FastRoute)

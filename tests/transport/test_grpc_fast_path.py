@@ -186,7 +186,7 @@ def test_with_call_on_the_fast_path_returns_the_answer_and_the_call(
                 answer, call = stub.with_call(b"", timeout=5.0)
                 assert answer == b"good" and call.code() is grpc.StatusCode.OK
             assert bad.cue.count() >= 1 and good.cue.count() == 4
-            entry = stub._fast._entry
+            entry = stub._fast.entry
             assert entry is not None and isinstance(entry[1], FastRoute) is (path == FAST)
 
 
