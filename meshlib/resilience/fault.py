@@ -132,7 +132,8 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
 
 #: The headers that can make a fault happen (the percentage headers only narrow one).
 _TRIGGER_HEADERS: Final = frozenset({DELAY_HEADER, ABORT_HEADER, ABORT_GRPC_HEADER})
-_NO_FAULT: Final = FaultDecision()
+#: The decision for a request no fault applies to (shared: compare by identity).
+NO_FAULT: Final = FaultDecision()
 
 
 def _may_trigger(headers: Headers) -> bool:
@@ -213,8 +214,12 @@ class FaultInjector:
 
     def decide(self, headers: Headers) -> FaultDecision:
         """The faults for one request (random draws only; nothing is counted)."""
-        if self._header_triggered and not _may_trigger(headers):
-            return _NO_FAULT
+        if self._header_triggered:
+            if type(headers) is LowerHeaders:  # the transports' headers: one set test
+                if _TRIGGER_HEADERS.isdisjoint(headers):
+                    return NO_FAULT
+            elif not _may_trigger(headers):
+                return NO_FAULT
         lowered = _lower(headers)
         if self.policy.applies_to is not None and not self.policy.applies_to(lowered):
             return FaultDecision()
@@ -252,7 +257,8 @@ class FaultInjector:
 
     def start(self, headers: Headers) -> FaultDecision:
         """Decide and count one request's faults; pair a fault with :meth:`finish`."""
-        return self._admit(self.decide(headers))
+        decision = self.decide(headers)
+        return decision if decision is NO_FAULT else self._admit(decision)
 
     def finish(self, decision: FaultDecision) -> None:
         """The faulted request ended (frees its ``max_active_faults`` slot)."""

@@ -25,7 +25,7 @@ from typing import Final
 from meshlib.errors import InjectedFaultError
 from meshlib.observability.logging import get_logger
 from meshlib.resilience.deadline import Headers
-from meshlib.resilience.fault import FaultDecision, FaultInjector
+from meshlib.resilience.fault import NO_FAULT, FaultDecision, FaultInjector
 from meshlib.resilience.xds_filters import (
     EffectiveFilter,
     LocalRateLimiter,
@@ -175,6 +175,7 @@ class ResilienceCompiler:
 
 
 Faulted = list[tuple[FaultInjector, FaultDecision]]
+_NONE_FAULTED: Final[Faulted] = []  # shared, never appended to
 
 
 def _decide(stages: tuple[Stage, ...], headers: Headers) -> tuple[Faulted, float]:
@@ -183,17 +184,21 @@ def _decide(stages: tuple[Stage, ...], headers: Headers) -> tuple[Faulted, float
     Returns the faults injected (to finish when the request ends) and the total
     delay; raises the first abort or rate limit (finishing what was started).
     """
-    faulted: Faulted = []
+    faulted: Faulted = _NONE_FAULTED  # replaced by a list on the first fault (rare)
     delay = 0.0
     try:
         for stage in stages:
-            if isinstance(stage, LocalRateLimiter):
+            if type(stage) is LocalRateLimiter:
                 stage.check()
                 continue
+            assert isinstance(stage, FaultInjector)
             decision = stage.start(headers)
-            if decision.is_fault:
-                faulted.append((stage, decision))
-                delay += decision.delay_s
+            if decision is NO_FAULT or not decision.is_fault:
+                continue
+            if faulted is _NONE_FAULTED:
+                faulted = []
+            faulted.append((stage, decision))
+            delay += decision.delay_s
     except BaseException:
         finish_stages(faulted)
         raise

@@ -128,7 +128,8 @@ class LocalRateLimiter:
 
     def check(self) -> None:
         """Take a token or raise :class:`~meshlib.errors.RateLimitedError`."""
-        if not self._roll(self.enabled_per_million):
+        enabled = self.enabled_per_million
+        if enabled < PER_MILLION and not self._roll(enabled):
             return
         if self.bucket.try_acquire():
             return

@@ -108,6 +108,11 @@ class ServiceDirectory:
         wait = self.ready_timeout_s if timeout is None else timeout
         return await self.membership().contains_async(target, wait)
 
+    def known_member(self, target: str) -> bool:
+        """True when the service list is known and holds ``target`` (no waiting)."""
+        names = self._membership.names if self._membership is not None else None
+        return names is not None and target in names
+
     def known_non_member(self, target: str) -> bool:
         """True when the service list is known and ``target`` is not in it (no waiting)."""
         names = self._membership.names if self._membership is not None else None

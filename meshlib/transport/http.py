@@ -298,9 +298,11 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         target = routing.target_for(request.url)
         if target is None:
             return await self._passthrough.handle_async_request(request)
-        snapshot = await self._snapshot(target, request)
+        snapshot = self._snapshot_at_once(target)
         if snapshot is None:
-            return await self._passthrough.handle_async_request(request)
+            snapshot = await self._snapshot(target, request)
+            if snapshot is None:
+                return await self._passthrough.handle_async_request(request)
         decision = routing.decide(snapshot, request)
         if type(decision) is LocalReply:
             return local_response(decision, request)
@@ -354,6 +356,18 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         if route.retry is not None and response.status_code >= 400:
             await response.aread()
         return response
+
+    def _snapshot_at_once(self, target: str) -> ServiceSnapshot | None:
+        """The snapshot of a known member that has one (the common case, no await)."""
+        directory = self._routing.directory
+        if not directory.known_member(target):
+            return None
+        state = directory.service(target)
+        view = state.view
+        if type(view) is not ServiceSnapshot:
+            return None
+        self._pools.track(state)
+        return view
 
     async def _snapshot(self, target: str, request: httpx.Request) -> ServiceSnapshot | None:
         routing = self._routing
