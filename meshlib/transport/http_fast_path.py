@@ -58,7 +58,12 @@ from meshlib.transport.http_resilience import (
     is_replayable,
     timed_out,
 )
-from meshlib.transport.http_routing import HttpRouting, outgoing_request, request_headers
+from meshlib.transport.http_routing import (
+    HttpRouting,
+    PlanCache,
+    outgoing_request,
+    request_headers,
+)
 from meshlib.transport.outcome import http_error_outcome, http_outcome
 from meshlib.transport.resilience_errors import as_httpx_error as as_httpx_resilience_error
 from meshlib.xds_client.resources import Endpoint
@@ -361,8 +366,8 @@ class HttpFastRoute(CompiledRoute):
 class HttpFastRoutes:
     """A transport's compiled plans, per snapshot (replaced whole when it moves on).
 
-    Only reusable plans are compiled; they come from the routing's plan cache,
-    which bounds how many there are.
+    Only reusable plans are compiled (they come from the routing's plan cache); the
+    table is bounded like that cache, so paths of high cardinality cannot grow it.
     """
 
     __slots__ = ("_entry",)
@@ -378,8 +383,8 @@ class HttpFastRoutes:
         if not plan.reusable:
             return None
         entry = self._entry
-        if entry is None or entry[0] is not snapshot:
-            entry = self._entry = (snapshot, {})
+        if entry is None or entry[0] is not snapshot or len(entry[1]) >= PlanCache.MAX_PLANS:
+            entry = self._entry = (snapshot, {})  # bounded like the plans it compiles
         found = entry[1].get(id(plan))
         if found is not None and found[0] is plan:
             fast = found[1]
