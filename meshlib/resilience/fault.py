@@ -138,8 +138,6 @@ NO_FAULT: Final = FaultDecision()
 
 def _may_trigger(headers: Headers) -> bool:
     """Whether ``headers`` carry a fault header (True when they cannot be read cheaply)."""
-    if type(headers) is LowerHeaders:
-        return not _TRIGGER_HEADERS.isdisjoint(headers)
     if isinstance(headers, dict):
         return any(name.lower() in _TRIGGER_HEADERS for name in headers)
     if isinstance(headers, Mapping):  # e.g. httpx.Headers: case-insensitive lookups

@@ -84,6 +84,7 @@ class CompiledRoute:
         "end_call",
         "guards",
         "needs_headers",
+        "per_try_s",
         "pick",
         "plan",
         "policy",
@@ -124,6 +125,7 @@ class CompiledRoute:
         self.guards = bool(self.stages) or self.breaker is not None
         self.needs_headers = route.needs_headers(plan.cluster)
         retry = route.retry
+        self.per_try_s = retry.policy.per_try_timeout_s if retry is not None else None
         # A policy that depends on the request's headers is chosen per request.
         self.policy: RetryPolicy | None = (
             NO_RETRY if retry is None else retry.policy if not retry.request_matchers else None

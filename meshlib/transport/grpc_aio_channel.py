@@ -475,9 +475,7 @@ class _AioMultiCallable:
         channel = self._channel
         view = channel._routing.state.view
         if self._kind == "unary_unary" and not channel._closed:
-            known, fast = self._fast.current(view)
-            if not known:
-                fast = self._fast.compile(channel._routing, view, self._plan_of)
+            fast = self._fast.get(channel._routing, view, self._plan_of)
             if fast is not None:
                 resolve = partial(fast.unary, self, request, kwargs, channel._sub_channel)
                 return LazyUnaryCall(resolve)

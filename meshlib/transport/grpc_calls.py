@@ -57,10 +57,8 @@ class MultiCallable:
         "_kind",
         "_method",
         "_open_sub",
-        "_plan_of",
         "_plans",
         "_serializer",
-        "_state",
     )
 
     def __init__(
@@ -79,25 +77,18 @@ class MultiCallable:
         self._callables = MethodCallables(kind, serializer, deserializer)
         self._plans = PlanCache()
         self._fast = FastRoutes()
-        # Bound once: the fast path passes them on every call.
-        self._plan_of = partial(
-            channel._routing.decide, method=method, metadata=None, cache=self._plans
-        )
-        self._open_sub = channel._sub_channel
-        self._state = channel._routing.state
+        self._open_sub = channel._sub_channel  # bound once: the fast path passes it per call
 
     def _fast_route(self) -> FastRoute | None:
         """The compiled first try for this method's current plan (unary-unary only)."""
         channel = self._channel
         if channel._closed:
             return None
-        view = self._state.view
-        entry = self._fast.entry
-        if entry is not None and entry[0] is view:  # the common case, inline
-            fast = entry[1]
-            if fast is None or fast.breaker_generation == fast.breakers.generation:
-                return fast
-        return self._fast.compile(channel._routing, view, self._plan_of)
+        routing = channel._routing
+        return self._fast.get(routing, routing.state.view, self._plan_of)
+
+    def _plan_of(self, snapshot: ServiceSnapshot) -> ForwardPlan:
+        return self._channel._routing.decide(snapshot, self._method, None, self._plans)
 
     def _plan(self, request: Any, kwargs: dict[str, Any]) -> tuple[ServiceSnapshot, ForwardPlan]:
         channel = self._channel

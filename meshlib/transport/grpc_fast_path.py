@@ -80,7 +80,7 @@ class FastRoute(CompiledRoute):
     """One method's compiled first try (see :class:`CompiledRoute`), with its gRPC
     parts: the route's max-timeout cap and one multicallable per endpoint."""
 
-    __slots__ = ("cap_s", "metrics", "per_try_s", "routing", "sends")
+    __slots__ = ("cap_s", "metrics", "routing", "sends")
 
     def __init__(
         self,
@@ -95,8 +95,6 @@ class FastRoute(CompiledRoute):
         self.routing = routing
         self.metrics = routing.metrics
         self.cap_s = route.timeouts.grpc_max_timeout_s
-        retry = route.retry
-        self.per_try_s = retry.policy.per_try_timeout_s if retry is not None else None
         #: endpoint id -> (endpoint, grpc multicallable); filled on first use.
         self.sends: dict[int, tuple[Endpoint, Any]] = {}
 
@@ -255,10 +253,7 @@ class FastRoute(CompiledRoute):
                 self.finished(endpoint, method, started, _CANCELLED)
                 raise
             else:
-                elapsed = _perf_counter() - started
-                self.call_finished(endpoint, _OK_LB_OUTCOME, elapsed)
-                if self.metrics.active:
-                    self.routing.record(elapsed, method, _OK, self.plan.cluster, endpoint)
+                self.finished(endpoint, method, started, _OK)
                 self.end_call()
                 return result
         except BaseException:
@@ -352,10 +347,7 @@ class FastRoute(CompiledRoute):
                 self.finished(endpoint, method, started, _CANCELLED)
                 raise
             else:
-                elapsed = _perf_counter() - started
-                self.call_finished(endpoint, _OK_LB_OUTCOME, elapsed)
-                if self.metrics.active:
-                    self.routing.record(elapsed, method, _OK, self.plan.cluster, endpoint)
+                self.finished(endpoint, method, started, _OK)
                 self.end_call()
                 return call, response
         except BaseException:
@@ -390,27 +382,22 @@ class FastRoutes:
     __slots__ = ("entry",)
 
     def __init__(self) -> None:
-        #: (the view it was compiled for, the compiled route or None); read lock-free
-        #: by the multicallables, replaced whole.
-        self.entry: tuple[object, FastRoute | None] | None = None
+        #: (the view it was compiled for, the compiled route or None).
+        self.entry: tuple[object, FastRoute | None] | None = None  # replaced whole
 
-    def current(self, view: object) -> tuple[bool, FastRoute | None]:
-        """(True, the compiled route or None) while it is the one for ``view``;
-        (False, None) when it must be compiled again."""
-        entry = self.entry
-        if entry is not None and entry[0] is view:
-            fast = entry[1]
-            if fast is None or fast.breaker_generation == fast.breakers.generation:
-                return True, fast
-        return False, None
-
-    def compile(
+    def get(
         self,
         routing: GrpcRouting,
         view: object,
         plan_of: Callable[[ServiceSnapshot], ForwardPlan],
     ) -> FastRoute | None:
-        """Compile for ``view`` (None: a plan the general path serves, or no snapshot yet)."""
+        """The compiled route for ``view``, compiled on first use (None: a plan the
+        general path serves, or no snapshot yet)."""
+        entry = self.entry
+        if entry is not None and entry[0] is view:
+            fast = entry[1]
+            if fast is None or fast.current():
+                return fast
         if type(view) is not ServiceSnapshot:
             return None
         try:

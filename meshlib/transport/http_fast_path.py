@@ -80,7 +80,7 @@ _NOTHING_EXCLUDED: Final[frozenset[str]] = frozenset()
 class HttpFastRoute(CompiledRoute):
     """One plan's compiled first try (see :class:`CompiledRoute`), with its HTTP parts."""
 
-    __slots__ = ("checks_answers", "idle_s", "per_try_s", "retries", "routing", "timeout_s")
+    __slots__ = ("checks_answers", "idle_s", "retries", "routing", "timeout_s")
 
     def __init__(
         self,
@@ -97,7 +97,6 @@ class HttpFastRoute(CompiledRoute):
         self.idle_s = route.timeouts.per_try_idle_timeout_s
         retry = route.retry
         self.retries = retry is not None
-        self.per_try_s = retry.policy.per_try_timeout_s if retry is not None else None
         # Header conditions can make even a 2xx answer retriable.
         self.checks_answers = retry is not None and retry.checks_answers
 
