@@ -144,41 +144,64 @@ def exit_deadline(token: contextvars.Token[Deadline | None]) -> None:
     _CURRENT.reset(token)
 
 
-if sys.version_info >= (3, 11):
+_TIMER_CONTEXT: Final = contextvars.Context()
 
-    async def run_within(awaitable: Awaitable[T], seconds: float) -> T:
-        """Await ``awaitable`` in the current task, cancelled after ``seconds``
-        (``TimeoutError``).
 
-        What ``asyncio.timeout`` does, reduced to one timer handle: no task per call
-        (``wait_for``) and no context-manager object, which matters on the request
-        path. A cancellation that is not this timer's passes through unchanged.
-        """
+class TryTimer:
+    """Cancels the current task after ``seconds``: how an async try is bounded.
+
+    What ``asyncio.timeout`` does, reduced to one timer handle (no task per try
+    as ``wait_for`` makes, no context-manager object), which matters on the
+    request path. The awaiting code catches ``CancelledError`` and asks
+    :meth:`fired`; a cancellation that is not this timer's passes through. Always
+    :meth:`cancel` it when the wait ends. (Python 3.10 has no cancel counts: there
+    an outer cancel that races the timer reads as the timeout.)
+    """
+
+    __slots__ = ("_cancelling", "_expired", "_handle", "_task")
+
+    def __init__(self, seconds: float) -> None:
         task = asyncio.current_task()
-        assert task is not None, "run_within needs a running task"
-        cancelling = task.cancelling()
-        expired = False
+        assert task is not None, "TryTimer needs a running task"
+        self._task = task
+        self._cancelling = 0
+        if sys.version_info >= (3, 11):
+            self._cancelling = task.cancelling()
+        self._expired = False
+        # An empty context: the handle need not copy the caller's (it only cancels).
+        self._handle = asyncio.get_running_loop().call_later(
+            seconds, self._expire, context=_TIMER_CONTEXT
+        )
 
-        def expire() -> None:
-            nonlocal expired
-            expired = True
-            task.cancel()
+    def _expire(self) -> None:
+        self._expired = True
+        self._task.cancel()
 
-        timer = asyncio.get_running_loop().call_later(seconds, expire)
-        try:
-            return await awaitable
-        except asyncio.CancelledError:
-            if expired and task.uncancel() <= cancelling:
-                raise TimeoutError from None
-            raise
-        finally:
-            timer.cancel()
+    def fired(self) -> bool:
+        """In ``except CancelledError``: whether this timer's cancel ended the wait
+        (the cancel is then taken back)."""
+        if not self._expired:
+            return False
+        if sys.version_info >= (3, 11):
+            return self._task.uncancel() <= self._cancelling
+        return True
 
-else:  # pragma: no cover - Python 3.10
+    def cancel(self) -> None:
+        self._handle.cancel()
 
-    async def run_within(awaitable: Awaitable[T], seconds: float) -> T:
-        """Await ``awaitable``, cancelled after ``seconds`` (``asyncio.TimeoutError``)."""
-        return await asyncio.wait_for(awaitable, seconds)
+
+async def run_within(awaitable: Awaitable[T], seconds: float) -> T:
+    """Await ``awaitable`` in the current task, cancelled after ``seconds``
+    (``asyncio.TimeoutError``); see :class:`TryTimer`."""
+    timer = TryTimer(seconds)
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        if timer.fired():
+            raise asyncio.TimeoutError from None
+        raise
+    finally:
+        timer.cancel()
 
 
 def encode_grpc_timeout(seconds: float) -> str:

@@ -171,6 +171,12 @@ class FaultInjector:
             abort is None or abort.header_controlled
         )
 
+    @property
+    def trigger_headers(self) -> frozenset[str] | None:
+        """The (lower-case) header names one of which a request must carry to be
+        faulted; None when any request may be (a configured percentage)."""
+        return _TRIGGER_HEADERS if self._header_triggered else None
+
     def _roll(self, chance_per_million: int) -> bool:
         return self.rng.randrange(PER_MILLION) < chance_per_million
 

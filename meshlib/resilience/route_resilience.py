@@ -205,6 +205,21 @@ def _decide(stages: tuple[Stage, ...], headers: Headers) -> tuple[Faulted, float
     return faulted, delay
 
 
+def header_gate(stages: tuple[Stage, ...]) -> frozenset[str] | None:
+    """The lower-case header names whose presence makes ``stages`` read a request's
+    headers (empty: they never do; None: any request's headers may matter)."""
+    names: frozenset[str] = frozenset()
+    for stage in stages:
+        if type(stage) is LocalRateLimiter:
+            continue  # a token bucket reads no header
+        assert isinstance(stage, FaultInjector)
+        triggers = stage.trigger_headers
+        if triggers is None:
+            return None
+        names |= triggers
+    return names
+
+
 def _abort_of(faulted: Faulted) -> InjectedFaultError | None:
     for _stage, decision in faulted:
         error = decision.error()

@@ -19,14 +19,14 @@ back-off and previous hosts behave as on the general path.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Final, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Final
 
 from meshlib.errors import DeadlineExceeded
 from meshlib.resilience.breaker import CircuitBreaker
 from meshlib.resilience.call import NO_RETRY, record_breaker
 from meshlib.resilience.conditions import Outcome
-from meshlib.resilience.deadline import Deadline, current_deadline
+from meshlib.resilience.deadline import Deadline, LowerHeaders, current_deadline
 from meshlib.resilience.retry import Attempt, RetryPolicy
 from meshlib.resilience.route_resilience import (
     Faulted,
@@ -35,17 +35,19 @@ from meshlib.resilience.route_resilience import (
     async_enter_stages,
     enter_stages,
     finish_stages,
+    header_gate,
 )
 from meshlib.resilience.xds_cluster import ClusterResilience
 from meshlib.routing.plan import ForwardPlan
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
 from meshlib.xds_client.resources import Endpoint
 
-T = TypeVar("T")
-
 _monotonic: Final = time.monotonic
 _NOTHING_FAULTED: Final[Faulted] = []
 _NOTHING_EXCLUDED: Final[frozenset[str]] = frozenset()
+_NO_NAMES: Final[frozenset[str]] = frozenset()
+#: The headers of a request whose headers cannot matter (shared: never changed).
+NO_HEADERS: Final[Mapping[str, str]] = LowerHeaders()
 
 
 class Expired(Exception):
@@ -82,8 +84,7 @@ class CompiledRoute:
         "call_started",
         "cluster",
         "end_call",
-        "guards",
-        "needs_headers",
+        "header_gate",
         "per_try_s",
         "pick",
         "plan",
@@ -121,14 +122,20 @@ class CompiledRoute:
         self.breaker_generation = cluster.breaker_generation
         self.breaker: CircuitBreaker | None = cluster.breaker()
         self.stages: tuple[Stage, ...] = route.stages_for(plan.cluster)
-        #: Stages or a breaker to go through (else the tries run bare: :meth:`guarded`).
-        self.guards = bool(self.stages) or self.breaker is not None
-        self.needs_headers = route.needs_headers(plan.cluster)
         retry = route.retry
         self.per_try_s = retry.policy.per_try_timeout_s if retry is not None else None
         # A policy that depends on the request's headers is chosen per request.
         self.policy: RetryPolicy | None = (
             NO_RETRY if retry is None else retry.policy if not retry.request_matchers else None
+        )
+        #: Header names whose presence makes a request's headers worth reading (None: any
+        #: request's may matter, so they are always read; empty: they never matter).
+        self.header_gate: frozenset[str] | None = (
+            _NO_NAMES
+            if not route.needs_headers(plan.cluster)
+            else None
+            if self.policy is None
+            else header_gate(self.stages)
         )
 
     def current(self) -> bool:
@@ -180,57 +187,66 @@ class CompiledRoute:
             raise DeadlineExceeded("deadline exceeded before try 1 started", timeout_s=0.0)
         return left
 
-    def guarded(
-        self,
-        tries: Callable[[], T],
-        headers: Mapping[str, str],
-        describe_result: Callable[[T], Outcome],
-        describe_error: Callable[[BaseException], Outcome],
-    ) -> T:
-        """``tries`` after the fault / rate-limit stages, under the failure-rate breaker
-        (the general path's order). Raises meshlib's errors for the transport to map."""
+    def never_delays(self, headers: Mapping[str, str]) -> bool:
+        """Whether no stage can delay a request with ``headers`` (so the async paths
+        enter without awaiting): no stages, or only header-triggered faults and none
+        of their headers."""
+        return not self.stages or (headers is NO_HEADERS and self.header_gate is not None)
+
+    def enter(self, headers: Mapping[str, str]) -> Faulted:
+        """The fault / rate-limit stages, then the failure-rate breaker's permit (the
+        general path's order); a fault delay is slept. Raises meshlib's errors. Pair
+        with :meth:`leave` or :meth:`leave_with`."""
         stages = self.stages
         faulted = enter_stages(stages, headers) if stages else _NOTHING_FAULTED
-        try:
-            breaker = self.breaker
-            if breaker is None:
-                return tries()
-            breaker.acquire()
-            started = _monotonic()
+        breaker = self.breaker
+        if breaker is not None:
             try:
-                result = tries()
-            except Exception as error:
-                record_breaker(breaker, describe_error(error), error, started)
-                raise
-            record_breaker(breaker, describe_result(result), None, started)
-            return result
-        finally:
-            if faulted:
+                breaker.acquire()
+            except BaseException:
                 finish_stages(faulted)
+                raise
+        return faulted
 
-    async def guarded_async(
-        self,
-        tries: Callable[[], Awaitable[T]],
-        headers: Mapping[str, str],
-        describe_result: Callable[[T], Outcome],
-        describe_error: Callable[[BaseException], Outcome],
-    ) -> T:
-        """The async twin of :meth:`guarded` (a fault delay is awaited)."""
+    async def enter_async(self, headers: Mapping[str, str]) -> Faulted:
+        """The async twin of :meth:`enter` (a fault delay is awaited)."""
         stages = self.stages
         faulted = await async_enter_stages(stages, headers) if stages else _NOTHING_FAULTED
+        breaker = self.breaker
+        if breaker is not None:
+            try:
+                breaker.acquire()
+            except BaseException:
+                finish_stages(faulted)
+                raise
+        return faulted
+
+    def leave(self, faulted: Faulted, started: float, failed: bool) -> None:
+        """The entered tries answered (``failed``: an answer the breaker counts as a
+        failure); ``started``: when they began (monotonic)."""
+        breaker = self.breaker
+        if breaker is not None:
+            elapsed = _monotonic() - started
+            if failed:
+                breaker.on_failure(elapsed)
+            else:
+                breaker.record_success(elapsed)
+        if faulted:
+            finish_stages(faulted)
+
+    def leave_with(
+        self,
+        faulted: Faulted,
+        started: float,
+        error: BaseException,
+        describe_error: Callable[[BaseException], Outcome],
+    ) -> None:
+        """The entered tries raised ``error``; an interruption (not an ``Exception``)
+        is no outcome for the breaker."""
         try:
             breaker = self.breaker
-            if breaker is None:
-                return await tries()
-            breaker.acquire()
-            started = _monotonic()
-            try:
-                result = await tries()
-            except Exception as error:
+            if breaker is not None and isinstance(error, Exception):
                 record_breaker(breaker, describe_error(error), error, started)
-                raise
-            record_breaker(breaker, describe_result(result), None, started)
-            return result
         finally:
             if faulted:
                 finish_stages(faulted)

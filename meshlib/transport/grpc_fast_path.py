@@ -47,7 +47,7 @@ from meshlib.resilience.xds_cluster import ClusterResilience
 from meshlib.routing.connection_pool import PoolSettings
 from meshlib.routing.plan import ForwardPlan
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
-from meshlib.transport.compiled_route import CompiledRoute, Expired, compilable
+from meshlib.transport.compiled_route import NO_HEADERS, CompiledRoute, Expired, compilable
 from meshlib.transport.grpc_errors import MeshRpcError, aio_unavailable
 from meshlib.transport.grpc_resilience import describe_error, describe_value, timed_out
 from meshlib.transport.grpc_routing import (
@@ -69,7 +69,6 @@ _perf_counter: Final = time.perf_counter
 _OK: Final = grpc.StatusCode.OK
 _CANCELLED: Final = grpc.StatusCode.CANCELLED
 _OK_LB_OUTCOME: Final = grpc_outcome(_OK)
-_NO_HEADERS: Final[Mapping[str, str]] = {}
 _NOTHING_EXCLUDED: Final[frozenset[str]] = frozenset()
 
 # The channel's sub-channel lookup: (endpoint, :authority, pool settings) -> grpc channel.
@@ -117,7 +116,12 @@ class FastRoute(CompiledRoute):
         return self.call_at(timeout, _monotonic())
 
     def headers(self, metadata: Metadata | None) -> Mapping[str, str]:
-        return metadata_headers(metadata) if self.needs_headers else _NO_HEADERS
+        gate = self.header_gate
+        if metadata is None or (
+            gate is not None and (not gate or all(key.lower() not in gate for key, _ in metadata))
+        ):
+            return NO_HEADERS
+        return metadata_headers(metadata)
 
     def try_timeout(self, caller_timeout: float | None, try_at: float | None) -> float | None:
         """grpc's ``timeout=`` for the first try. Raises DeadlineExceeded."""
@@ -192,12 +196,15 @@ class FastRoute(CompiledRoute):
             return owner._blocking(request, kwargs, with_call)
         headers = self.headers(kwargs["metadata"])
         try:
-            if not self.guards:
-                return self._tries(owner, request, kwargs, with_call, open_sub, headers, call_at)
-            tries = partial(
-                self._tries, owner, request, kwargs, with_call, open_sub, headers, call_at
-            )
-            return self.guarded(tries, headers, describe_value, describe_error)
+            faulted = self.enter(headers)
+            started = _monotonic()
+            try:
+                result = self._tries(owner, request, kwargs, with_call, open_sub, headers, call_at)
+            except BaseException as error:
+                self.leave_with(faulted, started, error, describe_error)
+                raise
+            self.leave(faulted, started, False)  # an answer is status OK
+            return result
         except ResilienceError as exc:
             raise as_rpc_error(exc) from exc
 
@@ -295,10 +302,18 @@ class FastRoute(CompiledRoute):
             return await owner._unary(self.snapshot, self.plan, self.route, request, kwargs)
         headers = self.headers(kwargs["metadata"])
         try:
-            if not self.guards:
-                return await self._async_tries(owner, request, kwargs, open_sub, headers, call_at)
-            tries = partial(self._async_tries, owner, request, kwargs, open_sub, headers, call_at)
-            return await self.guarded_async(tries, headers, describe_value, describe_error)
+            if self.never_delays(headers):
+                faulted = self.enter(headers)
+            else:
+                faulted = await self.enter_async(headers)
+            started = _monotonic()
+            try:
+                answer = await self._async_tries(owner, request, kwargs, open_sub, headers, call_at)
+            except BaseException as error:
+                self.leave_with(faulted, started, error, describe_error)
+                raise
+            self.leave(faulted, started, False)  # an answer is status OK
+            return answer
         except ResilienceError as exc:
             raise as_aio_rpc_error(exc) from exc
         except RoutingError as exc:

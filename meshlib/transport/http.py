@@ -46,6 +46,7 @@ from meshlib.transport.http_resilience import (
     is_replayable,
     timed_out,
 )
+from meshlib.transport.http_route_memo import Routed, RouteMemo
 from meshlib.transport.http_routing import (
     HttpRouting,
     finish_response,
@@ -91,7 +92,7 @@ class MeshTransport(httpx.BaseTransport):
         self._routing = HttpRouting(mesh, passthrough_hosts)
         options = dict(pool_options or {})
         self._passthrough = passthrough or httpx.HTTPTransport(**options)
-        self._pools: EndpointPool[httpx.HTTPTransport] = EndpointPool(
+        self._pools: EndpointPool[ClusterHTTPTransport] = EndpointPool(
             lambda _endpoint, settings: ClusterHTTPTransport(
                 settings.connect_timeout_s, **httpx_pool_options(options, settings)
             ),
@@ -99,6 +100,7 @@ class MeshTransport(httpx.BaseTransport):
         )
         self._mirrors = ThreadMirror()
         self._fast = HttpFastRoutes()
+        self._memo = RouteMemo(mesh.directory)
 
     def endpoint_pools(self) -> list[str]:
         """Endpoints (``host:port``) with an open connection pool."""
@@ -109,6 +111,18 @@ class MeshTransport(httpx.BaseTransport):
         return self._mirrors.stats
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        routed = self._memo.find(request) or self._route(request)
+        if isinstance(routed, httpx.Response):
+            return routed  # passed through, or the route's local reply
+        plan, fast = routed.plan, routed.fast
+        if fast is not None:
+            return finish_response(plan, fast.send(self, request))
+        return finish_response(plan, self._forward(routed.snapshot, plan, request))
+
+    def _route(self, request: httpx.Request) -> Routed | httpx.Response:
+        """Target, snapshot, plan and compiled try of a request the memo has not
+        seen (kept there when the plan is reusable); or its response when it is not
+        forwarded."""
         routing = self._routing
         target = routing.target_for(request.url)
         if target is None:
@@ -123,10 +137,7 @@ class MeshTransport(httpx.BaseTransport):
         if decision.mirrors:
             self._mirror(snapshot, decision, request)
         fast = self._fast.get(routing, snapshot, decision)
-        if fast is not None:
-            return finish_response(decision, fast.send(self, request))
-        response = self._forward(snapshot, decision, request)
-        return finish_response(decision, response)
+        return self._memo.keep(request, target, snapshot, decision, fast)
 
     def _forward(
         self, snapshot: ServiceSnapshot, plan: ForwardPlan, request: httpx.Request
@@ -275,8 +286,8 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         self._routing = HttpRouting(mesh, passthrough_hosts)
         options = dict(pool_options or {})
         self._passthrough = passthrough or httpx.AsyncHTTPTransport(**options)
-        self._closer: LoopCloser[httpx.AsyncHTTPTransport] = LoopCloser(_aclose)
-        self._pools: EndpointPool[httpx.AsyncHTTPTransport] = EndpointPool(
+        self._closer: LoopCloser[AsyncClusterHTTPTransport] = LoopCloser(_aclose)
+        self._pools: EndpointPool[AsyncClusterHTTPTransport] = EndpointPool(
             lambda _endpoint, settings: AsyncClusterHTTPTransport(
                 settings.connect_timeout_s, **httpx_pool_options(options, settings)
             ),
@@ -284,6 +295,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         )
         self._mirrors = TaskMirror()
         self._fast = HttpFastRoutes()
+        self._memo = RouteMemo(mesh.directory)
 
     def endpoint_pools(self) -> list[str]:
         """Endpoints (``host:port``) with an open connection pool."""
@@ -294,6 +306,16 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         return self._mirrors.stats
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        routed = self._memo.find(request) or await self._route(request)
+        if isinstance(routed, httpx.Response):
+            return routed  # passed through, or the route's local reply
+        plan, fast = routed.plan, routed.fast
+        if fast is not None:
+            return finish_response(plan, await fast.send_async(self, request))
+        return finish_response(plan, await self._forward(routed.snapshot, plan, request))
+
+    async def _route(self, request: httpx.Request) -> Routed | httpx.Response:
+        """The async twin of :meth:`MeshTransport._route`."""
         routing = self._routing
         target = routing.target_for(request.url)
         if target is None:
@@ -310,10 +332,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         if decision.mirrors:
             self._mirror(snapshot, decision, request)
         fast = self._fast.get(routing, snapshot, decision)
-        if fast is not None:
-            return finish_response(decision, await fast.send_async(self, request))
-        response = await self._forward(snapshot, decision, request)
-        return finish_response(decision, response)
+        return self._memo.keep(request, target, snapshot, decision, fast)
 
     async def _forward(
         self, snapshot: ServiceSnapshot, plan: ForwardPlan, request: httpx.Request
@@ -467,7 +486,7 @@ def _per_try_s(route: RouteResilience) -> float | None:
     return route.retry.policy.per_try_timeout_s if route.retry is not None else None
 
 
-def _close_all(transports: list[httpx.HTTPTransport]) -> None:
+def _close_all(transports: list[ClusterHTTPTransport]) -> None:
     for transport in transports:
         transport.close()
 

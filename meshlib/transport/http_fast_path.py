@@ -35,7 +35,7 @@ from meshlib.resilience.call import (
     async_admitted,
     try_timeout_error,
 )
-from meshlib.resilience.deadline import Deadline, run_within
+from meshlib.resilience.deadline import Deadline, TryTimer
 from meshlib.resilience.retry import (
     Attempt,
     FirstTry,
@@ -49,7 +49,7 @@ from meshlib.resilience.route_resilience import (
 from meshlib.resilience.xds_cluster import ClusterResilience
 from meshlib.routing.plan import ForwardPlan
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
-from meshlib.transport.compiled_route import CompiledRoute, Expired, compilable
+from meshlib.transport.compiled_route import NO_HEADERS, CompiledRoute, Expired, compilable
 from meshlib.transport.errors import as_httpx_error
 from meshlib.transport.http_resilience import (
     bound_request,
@@ -65,6 +65,7 @@ from meshlib.transport.http_routing import (
     request_headers,
 )
 from meshlib.transport.outcome import http_error_outcome, http_outcome
+from meshlib.transport.pool_settings import AsyncClusterHTTPTransport, ClusterHTTPTransport
 from meshlib.transport.resilience_errors import as_httpx_error as as_httpx_resilience_error
 from meshlib.xds_client.resources import Endpoint
 
@@ -73,14 +74,15 @@ if TYPE_CHECKING:
 
 _monotonic: Final = time.monotonic
 _perf_counter: Final = time.perf_counter
-_NO_HEADERS: Final[Mapping[str, str]] = {}
-_NOTHING_EXCLUDED: Final[frozenset[str]] = frozenset()
+# The endpoint pools' base sends: :meth:`HttpFastRoute.outgoing` applies their connect cap.
+_send: Final = httpx.HTTPTransport.handle_request
+_send_async: Final = httpx.AsyncHTTPTransport.handle_async_request
 
 
 class HttpFastRoute(CompiledRoute):
     """One plan's compiled first try (see :class:`CompiledRoute`), with its HTTP parts."""
 
-    __slots__ = ("checks_answers", "idle_s", "retries", "routing", "timeout_s")
+    __slots__ = ("checks_answers", "idle_s", "raw_gate", "retries", "routing", "timeout_s")
 
     def __init__(
         self,
@@ -99,6 +101,8 @@ class HttpFastRoute(CompiledRoute):
         self.retries = retry is not None
         # Header conditions can make even a 2xx answer retriable.
         self.checks_answers = retry is not None and retry.checks_answers
+        gate = self.header_gate  # as httpx keeps names (bytes): no header is decoded to test
+        self.raw_gate = None if gate is None else frozenset(name.encode() for name in gate)
 
     @staticmethod
     def compile(
@@ -111,7 +115,10 @@ class HttpFastRoute(CompiledRoute):
     # --- the steps sync and async share ------------------------------------------
 
     def headers(self, request: httpx.Request) -> Mapping[str, str]:
-        return request_headers(request) if self.needs_headers else _NO_HEADERS
+        gate = self.raw_gate
+        if gate is None or (gate and any(key.lower() in gate for key, _ in request.headers.raw)):
+            return request_headers(request)
+        return NO_HEADERS
 
     def endpoint(self, request: httpx.Request) -> Endpoint:
         try:
@@ -120,12 +127,17 @@ class HttpFastRoute(CompiledRoute):
             raise as_httpx_error(exc, request) from exc
 
     def outgoing(
-        self, request: httpx.Request, endpoint: Endpoint, try_at: float | None
+        self,
+        request: httpx.Request,
+        endpoint: Endpoint,
+        try_at: float | None,
+        pool: ClusterHTTPTransport | AsyncClusterHTTPTransport,
     ) -> httpx.Request:
-        """The request for the first try: bounded by its budget, aimed at ``endpoint``.
-        Raises DeadlineExceeded when nothing is left."""
+        """The request for the first try: bounded by its budget and by the pool's
+        connect timeout (so the pool's base send is called directly), aimed at
+        ``endpoint``. Raises DeadlineExceeded when nothing is left."""
         remaining = None if try_at is None else self.remaining(try_at)
-        bounded = bound_request(request, remaining, self.idle_s)
+        bounded = bound_request(request, remaining, self.idle_s, pool.connect_timeout_s)
         return outgoing_request(bounded, self.plan, endpoint, owned=bounded is not request)
 
     def answered(
@@ -158,10 +170,23 @@ class HttpFastRoute(CompiledRoute):
             return True
         return policy.retry_reason(describe_response(response), idempotent=idempotent) is None
 
-    def retriable(self, policy: RetryPolicy, idempotent: bool, error: BaseException) -> bool:
-        if policy.num_retries == 0:
-            return False
-        return policy.retry_reason(describe_error(error), idempotent=idempotent) is not None
+    def raise_unless_retriable(
+        self,
+        policy: RetryPolicy,
+        idempotent: bool,
+        first: FirstTry[httpx.Response],
+        original: BaseException | None,
+    ) -> None:
+        """A failed first try's error, raised when no retry condition matches it."""
+        failed = first.error
+        if failed is None or (
+            policy.num_retries > 0
+            and policy.retry_reason(describe_error(failed), idempotent=idempotent) is not None
+        ):
+            return
+        if failed is original:
+            raise failed
+        raise failed from original
 
     def try_error(self, error: Exception, attempt: Attempt) -> BaseException:
         """An httpx timeout that used up the try's budget, as meshlib's deadline error."""
@@ -169,55 +194,26 @@ class HttpFastRoute(CompiledRoute):
             return timed_out(error, attempt, self.per_try_s)
         return error
 
-    def _exchange(
-        self, pool: httpx.BaseTransport, outgoing: httpx.Request, request: httpx.Request,
-        endpoint: Endpoint,
-    ) -> httpx.Response:  # fmt: skip
-        """Send the first try and report it; a failed answer's body is read within the
-        try (frees the connection; a reset while reading fails the try)."""
-        self.call_started(endpoint)
-        started = _perf_counter()
-        try:
-            response = pool.handle_request(outgoing)
-        except BaseException as error:
-            self.failed(request, endpoint, started, error)
-            raise
-        self.answered(request, endpoint, started, response.status_code)
-        if self.retries and response.status_code >= 400:
-            response.read()
-        return response
-
-    async def _exchange_async(
-        self, pool: httpx.AsyncBaseTransport, outgoing: httpx.Request, request: httpx.Request,
-        endpoint: Endpoint,
-    ) -> httpx.Response:  # fmt: skip
-        """The async twin of :meth:`_exchange`."""
-        self.call_started(endpoint)
-        started = _perf_counter()
-        try:
-            response = await pool.handle_async_request(outgoing)
-        except BaseException as error:
-            self.failed(request, endpoint, started, error)
-            raise
-        self.answered(request, endpoint, started, response.status_code)
-        if self.retries and response.status_code >= 400:
-            await response.aread()
-        return response
-
     # --- sync ----------------------------------------------------------------------
 
     def send(self, transport: MeshTransport, request: httpx.Request) -> httpx.Response:
-        """One request; the response before the plan's response header mutations."""
+        """One request; the response before the plan's response header mutations.
+        The stages and the breaker (:meth:`enter`) guard all of its tries."""
         try:
             call_at = self.call_at(self.timeout_s, _monotonic())
         except Expired:
             return transport._forward(self.snapshot, self.plan, request)
         headers = self.headers(request)
         try:
-            if not self.guards:
-                return self._tries(transport, request, headers, call_at)
-            tries = partial(self._tries, transport, request, headers, call_at)
-            return self.guarded(tries, headers, describe_response, describe_error)
+            faulted = self.enter(headers)
+            started = _monotonic()
+            try:
+                response = self._tries(transport, request, headers, call_at)
+            except BaseException as error:
+                self.leave_with(faulted, started, error, describe_error)
+                raise
+            self.leave(faulted, started, response.status_code >= 500)
+            return response
         except ResilienceError as exc:
             raise as_httpx_resilience_error(exc, request) from exc
 
@@ -240,10 +236,19 @@ class HttpFastRoute(CompiledRoute):
         first: FirstTry[httpx.Response]
         try:
             endpoint = self.endpoint(request)
-            outgoing = self.outgoing(request, endpoint, try_at)
             pool = transport._pools.get(endpoint, self.state.pool)
+            outgoing = self.outgoing(request, endpoint, try_at, pool)
+            self.call_started(endpoint)
+            started = _perf_counter()
             try:
-                response = self._exchange(pool, outgoing, request, endpoint)
+                try:
+                    response = _send(pool, outgoing)
+                except BaseException as error:
+                    self.failed(request, endpoint, started, error)
+                    raise
+                self.answered(request, endpoint, started, response.status_code)
+                if self.retries and response.status_code >= 400:
+                    response.read()  # frees the connection; a reset here fails the try
             except Exception as error:
                 original = error
                 attempt = self.first_attempt(endpoint, try_at, call_at)
@@ -258,11 +263,7 @@ class HttpFastRoute(CompiledRoute):
             raise
         admission.exit()  # the first try's slots; the request stays active while it retries
         try:
-            failed = first.error
-            if failed is not None and not self.retriable(policy, idempotent, failed):
-                if failed is original:
-                    raise failed
-                raise failed from original
+            self.raise_unless_retriable(policy, idempotent, first, original)
             return run_with_retries(
                 admitted(
                     partial(transport._try, self.snapshot, self.plan, request, self.route),
@@ -288,10 +289,18 @@ class HttpFastRoute(CompiledRoute):
             return await transport._forward(self.snapshot, self.plan, request)
         headers = self.headers(request)
         try:
-            if not self.guards:
-                return await self._tries_async(transport, request, headers, call_at)
-            tries = partial(self._tries_async, transport, request, headers, call_at)
-            return await self.guarded_async(tries, headers, describe_response, describe_error)
+            if self.never_delays(headers):
+                faulted = self.enter(headers)
+            else:
+                faulted = await self.enter_async(headers)
+            started = _monotonic()
+            try:
+                response = await self._tries_async(transport, request, headers, call_at)
+            except BaseException as error:
+                self.leave_with(faulted, started, error, describe_error)
+                raise
+            self.leave(faulted, started, response.status_code >= 500)
+            return response
         except ResilienceError as exc:
             raise as_httpx_resilience_error(exc, request) from exc
 
@@ -302,6 +311,8 @@ class HttpFastRoute(CompiledRoute):
         headers: Mapping[str, str],
         call_at: float | None,
     ) -> httpx.Response:
+        """The async twin of :meth:`_tries`; the first try as a whole (its body read
+        included) is cut at its deadline, as on the general path."""
         method = request.method
         policy = self.policy or self.policy_for(headers, method)
         idempotent = self.idempotent(method)
@@ -315,16 +326,24 @@ class HttpFastRoute(CompiledRoute):
         first: FirstTry[httpx.Response]
         try:
             endpoint = self.endpoint(request)
-            outgoing = self.outgoing(request, endpoint, try_at)
             pool = transport._pools.get(endpoint, self.state.pool)
+            outgoing = self.outgoing(request, endpoint, try_at, pool)
             transport._closer.bind_running()
-            exchange = self._exchange_async(pool, outgoing, request, endpoint)
+            self.call_started(endpoint)
+            started = _perf_counter()
+            timer = None if try_at is None else TryTimer(try_at - _monotonic())
             try:
-                if try_at is None:
-                    response = await exchange
-                else:  # the try as a whole is cut at its deadline, as on the general path
-                    response = await run_within(exchange, try_at - _monotonic())
-            except asyncio.TimeoutError as error:
+                try:
+                    response = await _send_async(pool, outgoing)
+                except BaseException as error:
+                    self.failed(request, endpoint, started, error)
+                    raise
+                self.answered(request, endpoint, started, response.status_code)
+                if self.retries and response.status_code >= 400:
+                    await response.aread()  # frees the connection; a reset fails the try
+            except asyncio.CancelledError as error:
+                if timer is None or not timer.fired():
+                    raise
                 original = error
                 attempt = self.first_attempt(endpoint, try_at, call_at)
                 timeout = try_timeout_error(attempt, policy, self.snapshot.target)
@@ -338,16 +357,15 @@ class HttpFastRoute(CompiledRoute):
                     self.end_call()
                     return response
                 first = FirstTry(self.first_attempt(endpoint, try_at, call_at), value=response)
+            finally:
+                if timer is not None:
+                    timer.cancel()
         except BaseException:
             admission.end_call()
             raise
         admission.exit()  # the first try's slots; the request stays active while it retries
         try:
-            failed = first.error
-            if failed is not None and not self.retriable(policy, idempotent, failed):
-                if failed is original:
-                    raise failed
-                raise failed from original
+            self.raise_unless_retriable(policy, idempotent, first, original)
             return await async_run_with_retries(
                 async_admitted(
                     partial(transport._try, self.snapshot, self.plan, request, self.route),

@@ -26,7 +26,6 @@ from meshlib.resilience.conditions import FailureKind, Outcome
 from meshlib.resilience.deadline import DEADLINE_HEADER
 from meshlib.resilience.retry import Attempt
 
-_TIMEOUT_KEYS: Final = ("connect", "read", "write", "pool")
 _NO_TIMEOUTS: Final[dict[str, float | None]] = {}
 
 
@@ -73,22 +72,31 @@ def bounded_request(
 
 
 def bound_request(
-    request: httpx.Request, remaining: float | None, idle_timeout_s: float | None
+    request: httpx.Request,
+    remaining: float | None,
+    idle_timeout_s: float | None,
+    connect_timeout_s: float | None = None,
 ) -> httpx.Request:
-    """:func:`bounded_request` for a budget already known to be left (``remaining`` > 0)."""
-    if remaining is None and idle_timeout_s is None:
+    """:func:`bounded_request` for a budget already known to be left (``remaining`` > 0);
+    ``connect_timeout_s`` also caps the connect phase (the cluster's connect timeout)."""
+    if remaining is None and idle_timeout_s is None and connect_timeout_s is None:
         return request
     outgoing: httpx.Request = httpx.Request.__new__(httpx.Request)
     outgoing.__dict__.update(request.__dict__)
     extensions = request.extensions
     current = extensions.get("timeout") or _NO_TIMEOUTS
-    timeouts: dict[str, float | None] = {key: current.get(key) for key in _TIMEOUT_KEYS}
+    connect, read = current.get("connect"), current.get("read")
+    write, pool = current.get("write"), current.get("pool")
     if remaining is not None:
-        for key, value in timeouts.items():
-            timeouts[key] = remaining if value is None or value > remaining else value
-    if idle_timeout_s is not None:
-        read = timeouts["read"]
-        timeouts["read"] = idle_timeout_s if read is None else min(read, idle_timeout_s)
+        connect = remaining if connect is None or connect > remaining else connect
+        read = remaining if read is None or read > remaining else read
+        write = remaining if write is None or write > remaining else write
+        pool = remaining if pool is None or pool > remaining else pool
+    if idle_timeout_s is not None and (read is None or read > idle_timeout_s):
+        read = idle_timeout_s
+    if connect_timeout_s is not None and (connect is None or connect > connect_timeout_s):
+        connect = connect_timeout_s
+    timeouts = {"connect": connect, "read": read, "write": write, "pool": pool}
     outgoing.extensions = {**extensions, "timeout": timeouts}
     if remaining is not None:
         headers = httpx.Headers(request.headers)  # a copy of the list, nothing re-parsed

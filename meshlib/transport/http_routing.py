@@ -71,12 +71,14 @@ class HttpHeaderView:
 _URL_FIELDS = ("scheme", "userinfo", "host", "port", "path", "query", "fragment")
 
 
-def _fast_url_supported() -> bool:
+def fast_url_supported() -> bool:
+    """Whether httpx keeps a URL as the parsed named tuple read here (else the
+    public, slower API is used)."""
     reference = getattr(httpx.URL("http://a/"), "_uri_reference", None)
     return isinstance(reference, tuple) and getattr(reference, "_fields", None) == _URL_FIELDS
 
 
-_FAST_URL = _fast_url_supported()
+_FAST_URL = fast_url_supported()
 
 
 def endpoint_url(url: httpx.URL, endpoint: Endpoint, path: str | None) -> httpx.URL:
@@ -119,7 +121,8 @@ def request_headers(request: httpx.Request) -> LowerHeaders:
     return joined
 
 
-def _host_header(request: httpx.Request) -> str | None:
+def host_header(request: httpx.Request) -> str | None:
+    """The request's ``Host`` header as sent (httpx puts it first)."""
     for key, value in request.headers.raw:
         if key.lower() == b"host":
             return value.decode("latin-1")
@@ -187,7 +190,7 @@ class HttpRouting:
 
     def decide(self, snapshot: ServiceSnapshot, request: httpx.Request) -> RoutingDecision:
         """Step 2 (pure): the plan for ``request``. Raises a Mesh*Error (httpx error)."""
-        authority = _host_header(request) or snapshot.target
+        authority = host_header(request) or snapshot.target
         path = request.url.raw_path.decode("ascii", "replace")
         key = (authority, path)
         cached = self.plans.get(snapshot, key)
