@@ -87,17 +87,16 @@ class ClusterRuntime:
 
     def call_finished(self, endpoint: Endpoint, outcome: Outcome, latency_s: float) -> None:
         detector = self._detector
+        now = self._clock() if detector is not None else 0.0
         with self._lock:
             stats = self._stats.get(endpoint.authority)
             if stats is not None and stats.active > 0:
                 stats.active -= 1
-            ejected = False
-            if detector is not None:
-                ejected = detector.record(endpoint.authority, outcome, self._clock())
+            ejected = detector is not None and detector.record(endpoint.authority, outcome, now)
         if ejected:
             self._rebuild()
-        else:
-            self.tick()
+        elif detector is not None and now >= detector.next_tick:
+            self.tick()  # the interval's work is due
 
     def tick(self) -> None:
         """Run outlier detection's interval work when due (cheap when not)."""

@@ -23,18 +23,6 @@ except ImportError:  # pragma: no cover - another API layout: ask the public get
 _READ_GLOBAL: Final = _otel_global is not None and hasattr(_otel_global, "_METER_PROVIDER")
 
 
-def _global_provider() -> object | None:
-    """The global meter provider, None while none is set (the API's proxy stands in).
-
-    One attribute read: the public getter looks at the environment on every
-    call while no provider is set, which costs more than recording itself.
-    """
-    if _READ_GLOBAL:
-        provider: object | None = _otel_global._METER_PROVIDER
-        return provider
-    return metrics.get_meter_provider()
-
-
 METER_NAME: Final = "meshlib"
 HTTP_DURATION: Final = "http.client.request.duration"
 RPC_DURATION: Final = "rpc.client.call.duration"
@@ -88,7 +76,9 @@ class ClientMetrics:
             return True
         if self._explicit:
             return False
-        provider = _global_provider()
+        # The global provider in one attribute read (None while none is set): the public
+        # getter looks at the environment on every call, which costs more than recording.
+        provider = _otel_global._METER_PROVIDER if _READ_GLOBAL else metrics.get_meter_provider()
         if (
             provider is None
             or isinstance(provider, metrics.NoOpMeterProvider)

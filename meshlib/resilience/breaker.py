@@ -155,7 +155,7 @@ class CircuitBreaker:
 
     def acquire(self) -> None:
         """Permit one call or raise :class:`CircuitOpenError`."""
-        if self.try_acquire():
+        if self._state is BreakerState.CLOSED or self.try_acquire():
             return
         with self._lock:
             state = self._state

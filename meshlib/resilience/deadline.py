@@ -144,9 +144,6 @@ def exit_deadline(token: contextvars.Token[Deadline | None]) -> None:
     _CURRENT.reset(token)
 
 
-_TIMER_CONTEXT: Final = contextvars.Context()
-
-
 class TryTimer:
     """Cancels the current task after ``seconds``: how an async try is bounded.
 
@@ -168,10 +165,7 @@ class TryTimer:
         if sys.version_info >= (3, 11):
             self._cancelling = task.cancelling()
         self._expired = False
-        # An empty context: the handle need not copy the caller's (it only cancels).
-        self._handle = asyncio.get_running_loop().call_later(
-            seconds, self._expire, context=_TIMER_CONTEXT
-        )
+        self._handle = asyncio.get_running_loop().call_later(seconds, self._expire)
 
     def _expire(self) -> None:
         self._expired = True

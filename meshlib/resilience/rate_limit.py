@@ -75,7 +75,9 @@ class TokenBucket:
 
     def try_acquire(self, tokens: int = 1) -> bool:
         with self._lock:
-            self._refill(self.clock())
+            now = self.clock()
+            if now - self._last_fill >= self.fill_interval_s:  # else no fill is due yet
+                self._refill(now)
             if self._tokens >= tokens:
                 self._tokens -= tokens
                 return True

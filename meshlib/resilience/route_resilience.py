@@ -233,6 +233,8 @@ def enter_stages(
 ) -> Faulted:
     """Apply a request's stages (limits, delay, abort); end with :func:`finish_stages`."""
     faulted, delay = _decide(stages, headers)
+    if not faulted:
+        return faulted
     try:
         if delay > 0:
             sleep(delay)

@@ -44,16 +44,16 @@ class CountWindow:
         self._ring: collections.deque[tuple[bool, bool]] = collections.deque()
         self._failures = 0
         self._slow = 0
-
-    @property
-    def calls(self) -> int:
-        return len(self._ring)
+        #: Calls in the window (a plain attribute: read on every call).
+        self.calls = 0
 
     def record(self, failed: bool, slow: bool) -> None:
-        if len(self._ring) == self.size:
+        if self.calls == self.size:
             old_failed, old_slow = self._ring.popleft()
             self._failures -= old_failed
             self._slow -= old_slow
+        else:
+            self.calls += 1
         self._ring.append((failed, slow))
         self._failures += failed
         self._slow += slow

@@ -38,6 +38,7 @@ from meshlib.resilience.route_resilience import (
     header_gate,
 )
 from meshlib.resilience.xds_cluster import ClusterResilience
+from meshlib.resilience.xds_filters import LocalRateLimiter
 from meshlib.routing.plan import ForwardPlan
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
 from meshlib.xds_client.resources import Endpoint
@@ -46,6 +47,7 @@ _monotonic: Final = time.monotonic
 _NOTHING_FAULTED: Final[Faulted] = []
 _NOTHING_EXCLUDED: Final[frozenset[str]] = frozenset()
 _NO_NAMES: Final[frozenset[str]] = frozenset()
+_MAX_METHODS: Final = 16
 #: The headers of a request whose headers cannot matter (shared: never changed).
 NO_HEADERS: Final[Mapping[str, str]] = LowerHeaders()
 
@@ -85,6 +87,8 @@ class CompiledRoute:
         "cluster",
         "end_call",
         "header_gate",
+        "idempotent_methods",
+        "limiters",
         "per_try_s",
         "pick",
         "plan",
@@ -122,6 +126,8 @@ class CompiledRoute:
         self.breaker_generation = cluster.breaker_generation
         self.breaker: CircuitBreaker | None = cluster.breaker()
         self.stages: tuple[Stage, ...] = route.stages_for(plan.cluster)
+        self.idempotent_methods: dict[str, bool] = {}
+        self.limiters = tuple(s for s in self.stages if type(s) is LocalRateLimiter)
         retry = route.retry
         self.per_try_s = retry.policy.per_try_timeout_s if retry is not None else None
         # A policy that depends on the request's headers is chosen per request.
@@ -169,6 +175,15 @@ class CompiledRoute:
         retry = self.route.retry
         return method is None or retry is None or retry.idempotent(method)
 
+    def idempotent_method(self, method: str) -> bool:
+        """:meth:`idempotent` for an HTTP method, remembered (a few methods are used)."""
+        known = self.idempotent_methods.get(method)
+        if known is None:
+            known = self.idempotent(method)
+            if len(self.idempotent_methods) < _MAX_METHODS:
+                self.idempotent_methods[method] = known
+        return known
+
     @staticmethod
     def try_at(policy: RetryPolicy, call_at: float | None) -> float | None:
         """When the first try must end: its per-try timeout or the call's end."""
@@ -198,7 +213,14 @@ class CompiledRoute:
         general path's order); a fault delay is slept. Raises meshlib's errors. Pair
         with :meth:`leave` or :meth:`leave_with`."""
         stages = self.stages
-        faulted = enter_stages(stages, headers) if stages else _NOTHING_FAULTED
+        if not stages:
+            faulted = _NOTHING_FAULTED
+        elif headers is NO_HEADERS and self.header_gate is not None:
+            for limiter in self.limiters:  # no fault can apply: only the limits act
+                limiter.check()
+            faulted = _NOTHING_FAULTED
+        else:
+            faulted = enter_stages(stages, headers)
         breaker = self.breaker
         if breaker is not None:
             try:

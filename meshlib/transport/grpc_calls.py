@@ -85,7 +85,13 @@ class MultiCallable:
         if channel._closed:
             return None
         routing = channel._routing
-        return self._fast.get(routing, routing.state.view, self._plan_of)
+        view = routing.state.view
+        entry = self._fast.entry  # the common case, checked here: compiled and current
+        if entry is not None and entry[0] is view:
+            fast = entry[1]
+            if fast is None or fast.current():
+                return fast
+        return self._fast.get(routing, view, self._plan_of)
 
     def _plan_of(self, snapshot: ServiceSnapshot) -> ForwardPlan:
         return self._channel._routing.decide(snapshot, self._method, None, self._plans)
@@ -226,7 +232,10 @@ class UnaryUnary(MultiCallable, grpc.UnaryUnaryMultiCallable):  # type: ignore[t
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        kwargs = _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
+        kwargs = {
+            "timeout": timeout, "metadata": metadata, "credentials": credentials,
+            "wait_for_ready": wait_for_ready, "compression": compression,
+        }  # fmt: skip
         fast = self._fast_route()
         if fast is not None:
             return fast.blocking(self, request, kwargs, False, self._open_sub)

@@ -115,26 +115,20 @@ class FastRoute(CompiledRoute):
             timeout = cap
         return self.call_at(timeout, _monotonic())
 
-    def headers(self, metadata: Metadata | None) -> Mapping[str, str]:
+    def headers(self, metadata: Metadata) -> Mapping[str, str]:
         gate = self.header_gate
-        if metadata is None or (
-            gate is not None and (not gate or all(key.lower() not in gate for key, _ in metadata))
-        ):
+        if gate is not None and (not gate or all(key.lower() not in gate for key, _ in metadata)):
             return NO_HEADERS
         return metadata_headers(metadata)
 
-    def try_timeout(self, caller_timeout: float | None, try_at: float | None) -> float | None:
-        """grpc's ``timeout=`` for the first try. Raises DeadlineExceeded."""
-        return caller_timeout if try_at is None else self.remaining(try_at)
-
     def send_for(self, endpoint: Endpoint, open_sub: SubChannelOf, method_callables: Any) -> Any:
-        entry = self.sends.get(id(endpoint))
-        if entry is None or entry[0] is not endpoint:
-            plan = self.plan
-            sub = open_sub(endpoint, plan.authority, self.state.pool)
-            send = method_callables.get(sub, plan.authority, endpoint.authority, plan.path)
-            entry = self.sends[id(endpoint)] = (endpoint, send)
-        return entry[1]
+        """The grpc multicallable for ``endpoint``, kept in :attr:`sends` (the calls
+        read that first)."""
+        plan = self.plan
+        sub = open_sub(endpoint, plan.authority, self.state.pool)
+        send = method_callables.get(sub, plan.authority, endpoint.authority, plan.path)
+        self.sends[id(endpoint)] = (endpoint, send)
+        return send
 
     def finished(
         self,
@@ -194,7 +188,8 @@ class FastRoute(CompiledRoute):
             call_at = self.deadline(kwargs["timeout"])
         except Expired:
             return owner._blocking(request, kwargs, with_call)
-        headers = self.headers(kwargs["metadata"])
+        metadata = kwargs["metadata"]
+        headers = NO_HEADERS if metadata is None else self.headers(metadata)
         try:
             faulted = self.enter(headers)
             started = _monotonic()
@@ -231,12 +226,17 @@ class FastRoute(CompiledRoute):
                 raise MeshRpcError(self.routing.describe(exc)) from exc
             if owner._channel._closed:  # closed while this call waited: its sends are too
                 open_sub(endpoint, self.plan.authority, self.state.pool)  # raises
-            send = self.send_for(endpoint, open_sub, owner._callables)
+            entry = self.sends.get(id(endpoint))
+            send = (
+                entry[1]
+                if entry is not None and entry[0] is endpoint
+                else self.send_for(endpoint, open_sub, owner._callables)
+            )
             plan = self.plan
             metadata = kwargs["metadata"]
             if plan.request_headers is not None:
                 metadata = outgoing_metadata(plan, metadata)
-            timeout = self.try_timeout(kwargs["timeout"], try_at)
+            timeout = kwargs["timeout"] if try_at is None else self.remaining(try_at)
             method = owner._method
             self.call_started(endpoint)
             started = _perf_counter()
@@ -300,7 +300,8 @@ class FastRoute(CompiledRoute):
             call_at = self.deadline(kwargs["timeout"])
         except Expired:
             return await owner._unary(self.snapshot, self.plan, self.route, request, kwargs)
-        headers = self.headers(kwargs["metadata"])
+        metadata = kwargs["metadata"]
+        headers = NO_HEADERS if metadata is None else self.headers(metadata)
         try:
             if self.never_delays(headers):
                 faulted = self.enter(headers)
@@ -339,12 +340,17 @@ class FastRoute(CompiledRoute):
             endpoint = self.pick()
             if owner._channel._closed:  # closed while this call waited: its sends are too
                 open_sub(endpoint, self.plan.authority, self.state.pool)  # raises
-            send = self.send_for(endpoint, open_sub, owner._callables)
+            entry = self.sends.get(id(endpoint))
+            send = (
+                entry[1]
+                if entry is not None and entry[0] is endpoint
+                else self.send_for(endpoint, open_sub, owner._callables)
+            )
             plan = self.plan
             metadata = kwargs["metadata"]
             if plan.request_headers is not None:
                 metadata = outgoing_metadata(plan, metadata)
-            timeout = self.try_timeout(kwargs["timeout"], try_at)
+            timeout = kwargs["timeout"] if try_at is None else self.remaining(try_at)
             method = owner._method
             self.call_started(endpoint)
             started = _perf_counter()

@@ -116,7 +116,8 @@ class MeshTransport(httpx.BaseTransport):
             return routed  # passed through, or the route's local reply
         plan, fast = routed.plan, routed.fast
         if fast is not None:
-            return finish_response(plan, fast.send(self, request))
+            response = fast.send(self, request)
+            return response if plan.response_headers is None else finish_response(plan, response)
         return finish_response(plan, self._forward(routed.snapshot, plan, request))
 
     def _route(self, request: httpx.Request) -> Routed | httpx.Response:
@@ -311,7 +312,8 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             return routed  # passed through, or the route's local reply
         plan, fast = routed.plan, routed.fast
         if fast is not None:
-            return finish_response(plan, await fast.send_async(self, request))
+            response = await fast.send_async(self, request)
+            return response if plan.response_headers is None else finish_response(plan, response)
         return finish_response(plan, await self._forward(routed.snapshot, plan, request))
 
     async def _route(self, request: httpx.Request) -> Routed | httpx.Response:

@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from meshlib.transport.http import AsyncMeshTransport, MeshTransport
 
 _monotonic: Final = time.monotonic
+_SUCCESS: Final = http_outcome(200)
 _perf_counter: Final = time.perf_counter
 # The endpoint pools' base sends: :meth:`HttpFastRoute.outgoing` applies their connect cap.
 _send: Final = httpx.HTTPTransport.handle_request
@@ -116,15 +117,13 @@ class HttpFastRoute(CompiledRoute):
 
     def headers(self, request: httpx.Request) -> Mapping[str, str]:
         gate = self.raw_gate
-        if gate is None or (gate and any(key.lower() in gate for key, _ in request.headers.raw)):
+        if gate is None:
             return request_headers(request)
+        if gate:
+            for key, _ in request.headers.raw:
+                if key.lower() in gate:
+                    return request_headers(request)
         return NO_HEADERS
-
-    def endpoint(self, request: httpx.Request) -> Endpoint:
-        try:
-            return self.pick()
-        except RoutingError as exc:
-            raise as_httpx_error(exc, request) from exc
 
     def outgoing(
         self,
@@ -144,7 +143,8 @@ class HttpFastRoute(CompiledRoute):
         self, request: httpx.Request, endpoint: Endpoint, started: float, status: int
     ) -> None:
         """Tell the load reporter and the metrics about an answer."""
-        self.call_finished(endpoint, http_outcome(status), _perf_counter() - started)
+        outcome = _SUCCESS if status < 500 else http_outcome(status)
+        self.call_finished(endpoint, outcome, _perf_counter() - started)
         routing = self.routing
         if routing.metrics.active:
             routing.record(
@@ -164,9 +164,7 @@ class HttpFastRoute(CompiledRoute):
 
     def final(self, policy: RetryPolicy, idempotent: bool, response: httpx.Response) -> bool:
         """Whether an answer is the request's answer (no retry condition matches it)."""
-        if policy.num_retries == 0:
-            return True
-        if response.status_code < 400 and not self.checks_answers:
+        if policy.num_retries == 0 or (response.status_code < 400 and not self.checks_answers):
             return True
         return policy.retry_reason(describe_response(response), idempotent=idempotent) is None
 
@@ -226,7 +224,9 @@ class HttpFastRoute(CompiledRoute):
     ) -> httpx.Response:
         method = request.method
         policy = self.policy or self.policy_for(headers, method)
-        idempotent = self.idempotent(method)
+        idempotent = self.idempotent_methods.get(method)
+        if idempotent is None:
+            idempotent = self.idempotent_method(method)
         try_at = call_at if policy.per_try_timeout_s is None else self.try_at(policy, call_at)
         admission = self.cluster.admission
         if not self.start_call():
@@ -235,7 +235,10 @@ class HttpFastRoute(CompiledRoute):
         original: BaseException | None = None
         first: FirstTry[httpx.Response]
         try:
-            endpoint = self.endpoint(request)
+            try:
+                endpoint = self.pick()
+            except RoutingError as exc:
+                raise as_httpx_error(exc, request) from exc
             pool = transport._pools.get(endpoint, self.state.pool)
             outgoing = self.outgoing(request, endpoint, try_at, pool)
             self.call_started(endpoint)
@@ -254,7 +257,10 @@ class HttpFastRoute(CompiledRoute):
                 attempt = self.first_attempt(endpoint, try_at, call_at)
                 first = FirstTry(attempt, error=self.try_error(error, attempt))
             else:
-                if self.final(policy, idempotent, response):
+                status = response.status_code
+                if (status < 400 and not self.checks_answers) or self.final(
+                    policy, idempotent, response
+                ):
                     self.end_call()
                     return response
                 first = FirstTry(self.first_attempt(endpoint, try_at, call_at), value=response)
@@ -315,7 +321,9 @@ class HttpFastRoute(CompiledRoute):
         included) is cut at its deadline, as on the general path."""
         method = request.method
         policy = self.policy or self.policy_for(headers, method)
-        idempotent = self.idempotent(method)
+        idempotent = self.idempotent_methods.get(method)
+        if idempotent is None:
+            idempotent = self.idempotent_method(method)
         try_at = call_at if policy.per_try_timeout_s is None else self.try_at(policy, call_at)
         admission = self.cluster.admission
         if not self.start_call():
@@ -325,7 +333,10 @@ class HttpFastRoute(CompiledRoute):
         original: BaseException | None = None
         first: FirstTry[httpx.Response]
         try:
-            endpoint = self.endpoint(request)
+            try:
+                endpoint = self.pick()
+            except RoutingError as exc:
+                raise as_httpx_error(exc, request) from exc
             pool = transport._pools.get(endpoint, self.state.pool)
             outgoing = self.outgoing(request, endpoint, try_at, pool)
             transport._closer.bind_running()
@@ -353,7 +364,10 @@ class HttpFastRoute(CompiledRoute):
                 attempt = self.first_attempt(endpoint, try_at, call_at)
                 first = FirstTry(attempt, error=self.try_error(error, attempt))
             else:
-                if self.final(policy, idempotent, response):
+                status = response.status_code
+                if (status < 400 and not self.checks_answers) or self.final(
+                    policy, idempotent, response
+                ):
                     self.end_call()
                     return response
                 first = FirstTry(self.first_attempt(endpoint, try_at, call_at), value=response)
