@@ -24,7 +24,7 @@ first try inline instead and hands a failed one to the same retry runner.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -306,15 +306,23 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         """Counters of shadow traffic sent by this transport."""
         return self._mirrors.stats
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        routed = self._memo.find(request) or await self._route(request)
-        if isinstance(routed, httpx.Response):
-            return routed  # passed through, or the route's local reply
-        plan, fast = routed.plan, routed.fast
+    def handle_async_request(self, request: httpx.Request) -> Coroutine[Any, Any, httpx.Response]:
+        """httpx awaits what this returns: for a request routed like an earlier one with
+        a compiled try and no response header mutations, the try's own coroutine (an
+        await level less, resumed at every wake-up of the network wait)."""
+        routed = self._memo.find(request)
+        if routed is not None and routed.fast is not None and routed.plan.response_headers is None:
+            return routed.fast.send_async(self, request)
+        return self._handle(request, routed)
+
+    async def _handle(self, request: httpx.Request, routed: Routed | None) -> httpx.Response:
+        found = routed or await self._route(request)
+        if isinstance(found, httpx.Response):
+            return found  # passed through, or the route's local reply
+        plan, fast = found.plan, found.fast
         if fast is not None:
-            response = await fast.send_async(self, request)
-            return response if plan.response_headers is None else finish_response(plan, response)
-        return finish_response(plan, await self._forward(routed.snapshot, plan, request))
+            return finish_response(plan, await fast.send_async(self, request))
+        return finish_response(plan, await self._forward(found.snapshot, plan, request))
 
     async def _route(self, request: httpx.Request) -> Routed | httpx.Response:
         """The async twin of :meth:`MeshTransport._route`."""

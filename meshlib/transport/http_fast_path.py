@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
@@ -268,6 +268,20 @@ class HttpFastRoute(CompiledRoute):
             admission.end_call()
             raise
         admission.exit()  # the first try's slots; the request stays active while it retries
+        return self._retried(transport, request, policy, idempotent, call_at, first, original)
+
+    def _retried(
+        self,
+        transport: MeshTransport,
+        request: httpx.Request,
+        policy: RetryPolicy,
+        idempotent: bool,
+        call_at: float | None,
+        first: FirstTry[httpx.Response],
+        original: BaseException | None,
+    ) -> httpx.Response:
+        """Try 2 on, after a first try that was not the answer: its error raised when no
+        retry condition matches it, else the general retry runner."""
         try:
             self.raise_unless_retriable(policy, idempotent, first, original)
             return run_with_retries(
@@ -285,99 +299,121 @@ class HttpFastRoute(CompiledRoute):
 
     # --- async ---------------------------------------------------------------------
 
-    async def send_async(
+    def send_async(
         self, transport: AsyncMeshTransport, request: httpx.Request
-    ) -> httpx.Response:
-        """The async twin of :meth:`send`."""
+    ) -> Coroutine[Any, Any, httpx.Response]:
+        """The async twin of :meth:`send`, as one coroutine: each await level would be
+        resumed at every wake-up of the network wait, so the guards and the first try
+        share a frame (the retries, rare, run in :meth:`_retried_async`)."""
         try:
             call_at = self.call_at(self.timeout_s, _monotonic())
         except Expired:
-            return await transport._forward(self.snapshot, self.plan, request)
-        headers = self.headers(request)
-        try:
-            if self.never_delays(headers):
-                faulted = self.enter(headers)
-            else:
-                faulted = await self.enter_async(headers)
-            started = _monotonic()
-            try:
-                response = await self._tries_async(transport, request, headers, call_at)
-            except BaseException as error:
-                self.leave_with(faulted, started, error, describe_error)
-                raise
-            self.leave(faulted, started, response.status_code >= 500)
-            return response
-        except ResilienceError as exc:
-            raise as_httpx_resilience_error(exc, request) from exc
+            return transport._forward(self.snapshot, self.plan, request)
+        return self._send_async(transport, request, self.headers(request), call_at)
 
-    async def _tries_async(
+    async def _send_async(
         self,
         transport: AsyncMeshTransport,
         request: httpx.Request,
         headers: Mapping[str, str],
         call_at: float | None,
     ) -> httpx.Response:
-        """The async twin of :meth:`_tries`; the first try as a whole (its body read
-        included) is cut at its deadline, as on the general path."""
-        method = request.method
-        policy = self.policy or self.policy_for(headers, method)
-        idempotent = self.idempotent_methods.get(method)
-        if idempotent is None:
-            idempotent = self.idempotent_method(method)
-        try_at = call_at if policy.per_try_timeout_s is None else self.try_at(policy, call_at)
-        admission = self.cluster.admission
-        if not self.start_call():
-            deadline = None if try_at is None else Deadline(try_at)
-            await admit_first_async(admission, self.budget, deadline)
-        # The request is active in the budget and its first try holds its slots.
-        original: BaseException | None = None
-        first: FirstTry[httpx.Response]
+        """Guards (:meth:`enter` / :meth:`leave`), then the first try as in :meth:`_tries`;
+        the try as a whole (its body read included) is cut at its deadline."""
         try:
-            try:
-                endpoint = self.pick()
-            except RoutingError as exc:
-                raise as_httpx_error(exc, request) from exc
-            pool = transport._pools.get(endpoint, self.state.pool)
-            outgoing = self.outgoing(request, endpoint, try_at, pool)
-            transport._closer.bind_running()
-            self.call_started(endpoint)
-            started = _perf_counter()
-            timer = None if try_at is None else TryTimer(try_at - _monotonic())
-            try:
-                try:
-                    response = await _send_async(pool, outgoing)
-                except BaseException as error:
-                    self.failed(request, endpoint, started, error)
-                    raise
-                self.answered(request, endpoint, started, response.status_code)
-                if self.retries and response.status_code >= 400:
-                    await response.aread()  # frees the connection; a reset fails the try
-            except asyncio.CancelledError as error:
-                if timer is None or not timer.fired():
-                    raise
-                original = error
-                attempt = self.first_attempt(endpoint, try_at, call_at)
-                timeout = try_timeout_error(attempt, policy, self.snapshot.target)
-                first = FirstTry(attempt, error=timeout)
-            except Exception as error:
-                original = error
-                attempt = self.first_attempt(endpoint, try_at, call_at)
-                first = FirstTry(attempt, error=self.try_error(error, attempt))
+            if self.never_delays(headers):
+                faulted = self.enter(headers)
             else:
-                status = response.status_code
-                if (status < 400 and not self.checks_answers) or self.final(
-                    policy, idempotent, response
-                ):
-                    self.end_call()
-                    return response
-                first = FirstTry(self.first_attempt(endpoint, try_at, call_at), value=response)
-            finally:
-                if timer is not None:
-                    timer.cancel()
-        except BaseException:
-            admission.end_call()
-            raise
-        admission.exit()  # the first try's slots; the request stays active while it retries
+                faulted = await self.enter_async(headers)
+            guarded_at = _monotonic()
+            try:
+                method = request.method
+                policy = self.policy or self.policy_for(headers, method)
+                idempotent = self.idempotent_methods.get(method)
+                if idempotent is None:
+                    idempotent = self.idempotent_method(method)
+                try_at = (
+                    call_at if policy.per_try_timeout_s is None else self.try_at(policy, call_at)
+                )
+                admission = self.cluster.admission
+                if not self.start_call():
+                    deadline = None if try_at is None else Deadline(try_at)
+                    await admit_first_async(admission, self.budget, deadline)
+                # The request is active in the budget and its first try holds its slots.
+                original: BaseException | None = None
+                first: FirstTry[httpx.Response]
+                answer: httpx.Response | None = None
+                try:
+                    try:
+                        endpoint = self.pick()
+                    except RoutingError as exc:
+                        raise as_httpx_error(exc, request) from exc
+                    pool = transport._pools.get(endpoint, self.state.pool)
+                    outgoing = self.outgoing(request, endpoint, try_at, pool)
+                    transport._closer.bind_running()
+                    self.call_started(endpoint)
+                    started = _perf_counter()
+                    timer = None if try_at is None else TryTimer(try_at - _monotonic())
+                    try:
+                        try:
+                            response = await _send_async(pool, outgoing)
+                        except BaseException as error:
+                            self.failed(request, endpoint, started, error)
+                            raise
+                        self.answered(request, endpoint, started, response.status_code)
+                        if self.retries and response.status_code >= 400:
+                            await response.aread()  # frees the connection; a reset fails the try
+                    except asyncio.CancelledError as error:
+                        if timer is None or not timer.fired():
+                            raise
+                        original = error
+                        attempt = self.first_attempt(endpoint, try_at, call_at)
+                        timeout = try_timeout_error(attempt, policy, self.snapshot.target)
+                        first = FirstTry(attempt, error=timeout)
+                    except Exception as error:
+                        original = error
+                        attempt = self.first_attempt(endpoint, try_at, call_at)
+                        first = FirstTry(attempt, error=self.try_error(error, attempt))
+                    else:
+                        status = response.status_code
+                        if (status < 400 and not self.checks_answers) or self.final(
+                            policy, idempotent, response
+                        ):
+                            self.end_call()
+                            answer = response
+                        else:
+                            attempt = self.first_attempt(endpoint, try_at, call_at)
+                            first = FirstTry(attempt, value=response)
+                    finally:
+                        if timer is not None:
+                            timer.cancel()
+                except BaseException:
+                    admission.end_call()
+                    raise
+                if answer is None:
+                    admission.exit()  # the first try's slots; the request stays active
+                    answer = await self._retried_async(
+                        transport, request, policy, idempotent, call_at, first, original
+                    )
+            except BaseException as error:
+                self.leave_with(faulted, guarded_at, error, describe_error)
+                raise
+            self.leave(faulted, guarded_at, answer.status_code >= 500)
+            return answer
+        except ResilienceError as exc:
+            raise as_httpx_resilience_error(exc, request) from exc
+
+    async def _retried_async(
+        self,
+        transport: AsyncMeshTransport,
+        request: httpx.Request,
+        policy: RetryPolicy,
+        idempotent: bool,
+        call_at: float | None,
+        first: FirstTry[httpx.Response],
+        original: BaseException | None,
+    ) -> httpx.Response:
+        """The async twin of :meth:`_retried`."""
         try:
             self.raise_unless_retriable(policy, idempotent, first, original)
             return await async_run_with_retries(

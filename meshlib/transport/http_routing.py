@@ -81,19 +81,30 @@ def fast_url_supported() -> bool:
 _FAST_URL = fast_url_supported()
 
 
+#: Outgoing URLs by (parsed URL, endpoint, path): the same request URL aimed at the
+#: same endpoint is the same URL (httpx URLs are immutable), so it is built once.
+_ENDPOINT_URLS: dict[tuple[object, str, str | None], httpx.URL] = {}
+_MAX_ENDPOINT_URLS = 4096
+
+
 def endpoint_url(url: httpx.URL, endpoint: Endpoint, path: str | None) -> httpx.URL:
     """``url`` aimed at ``endpoint`` (and at ``path``, raw with query, when given).
 
     httpx's ``copy_with`` re-parses and re-validates the whole URL; the parts
     here are already valid, so the parsed reference (a 7-field named tuple) is
-    rebuilt with two (or four) fields replaced. Falls back to ``copy_with`` if
-    httpx changes inside.
+    rebuilt with two (or four) fields replaced, and kept for the next request
+    (bounded: once full, started over). Falls back to ``copy_with`` if httpx
+    changes inside.
     """
     if not _FAST_URL:
         if path is None:
             return url.copy_with(host=endpoint.address, port=endpoint.port)
         return url.copy_with(host=endpoint.address, port=endpoint.port, raw_path=path.encode())
     reference = url._uri_reference
+    key = (reference, endpoint.authority, path)
+    built = _ENDPOINT_URLS.get(key)
+    if built is not None:
+        return built
     scheme, userinfo, _host, _port, old_path, old_query, fragment = reference
     if path is None:
         new = type(reference)(
@@ -107,6 +118,9 @@ def endpoint_url(url: httpx.URL, endpoint: Endpoint, path: str | None) -> httpx.
         )  # fmt: skip
     outgoing: httpx.URL = httpx.URL.__new__(httpx.URL)
     outgoing._uri_reference = new
+    if len(_ENDPOINT_URLS) >= _MAX_ENDPOINT_URLS:
+        _ENDPOINT_URLS.clear()
+    _ENDPOINT_URLS[key] = outgoing
     return outgoing
 
 
