@@ -456,14 +456,15 @@ class _AioMultiCallable:
         except RoutingError as exc:
             raise aio_unavailable(self._channel._routing.describe(exc)) from exc
 
-    def _invoke(
+    def __call__(
         self,
-        request: Any,
-        timeout: float | None,
-        metadata: Metadata | None,
-        credentials: grpc.CallCredentials | None,
-        wait_for_ready: bool | None,
-        compression: grpc.Compression | None,
+        request: Any = None,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
     ) -> Any:
         kwargs = {
             "timeout": timeout,
@@ -475,7 +476,11 @@ class _AioMultiCallable:
         channel = self._channel
         view = channel._routing.state.view
         if self._kind == "unary_unary" and not channel._closed:
-            fast = self._fast.get(channel._routing, view, self._plan_of)
+            entry = self._fast.entry  # the common case, checked here: compiled and current
+            if entry is not None and entry[0] is view and (entry[1] is None or entry[1].current()):
+                fast = entry[1]
+            else:
+                fast = self._fast.get(channel._routing, view, self._plan_of)
             if fast is not None:
                 resolve = partial(fast.unary, self, request, kwargs, channel._sub_channel)
                 return LazyUnaryCall(resolve)
@@ -485,18 +490,6 @@ class _AioMultiCallable:
             except RoutingError:
                 pass  # let the deferred call raise it as an AioRpcError where grpc would
         return DeferredCall(self._start_later(request, kwargs))
-
-    def __call__(
-        self,
-        request: Any = None,
-        *,
-        timeout: float | None = None,
-        metadata: Metadata | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> Any:
-        return self._invoke(request, timeout, metadata, credentials, wait_for_ready, compression)
 
 
 class _AioUnaryUnary(_AioMultiCallable, grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[misc,type-arg]

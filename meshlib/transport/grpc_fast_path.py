@@ -19,7 +19,7 @@ aio calls share everything but the send itself.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
@@ -288,39 +288,26 @@ class FastRoute(CompiledRoute):
 
     # --- aio -----------------------------------------------------------------------
 
-    async def unary(
+    def unary(
         self,
         owner: _AioMultiCallable,
         request: Any,
         kwargs: dict[str, Any],
         open_sub: SubChannelOf,
-    ) -> Any:
-        """One aio unary call: (the finished grpc call whose answer is final, that answer)."""
+    ) -> Coroutine[Any, Any, Any]:
+        """One aio unary call, as one coroutine resolving to (the finished grpc call whose
+        answer is final, that answer): each await level would be resumed at every
+        wake-up of the call, so the guards and the first try share a frame (the
+        retries, rare, run in :meth:`_retried_async`)."""
         try:
             call_at = self.deadline(kwargs["timeout"])
         except Expired:
-            return await owner._unary(self.snapshot, self.plan, self.route, request, kwargs)
+            return owner._unary(self.snapshot, self.plan, self.route, request, kwargs)
         metadata = kwargs["metadata"]
         headers = NO_HEADERS if metadata is None else self.headers(metadata)
-        try:
-            if self.never_delays(headers):
-                faulted = self.enter(headers)
-            else:
-                faulted = await self.enter_async(headers)
-            started = _monotonic()
-            try:
-                answer = await self._async_tries(owner, request, kwargs, open_sub, headers, call_at)
-            except BaseException as error:
-                self.leave_with(faulted, started, error, describe_error)
-                raise
-            self.leave(faulted, started, False)  # an answer is status OK
-            return answer
-        except ResilienceError as exc:
-            raise as_aio_rpc_error(exc) from exc
-        except RoutingError as exc:
-            raise aio_unavailable(self.routing.describe(exc)) from exc
+        return self._unary(owner, request, kwargs, open_sub, headers, call_at)
 
-    async def _async_tries(
+    async def _unary(
         self,
         owner: _AioMultiCallable,
         request: Any,
@@ -329,52 +316,93 @@ class FastRoute(CompiledRoute):
         headers: Mapping[str, str],
         call_at: float | None,
     ) -> Any:
-        policy = self.policy or self.policy_for(headers, None)
-        try_at = call_at if policy.per_try_timeout_s is None else self.try_at(policy, call_at)
-        admission = self.cluster.admission
-        if not self.start_call():
-            deadline = None if try_at is None else Deadline(try_at)
-            await admit_first_async(admission, self.budget, deadline)
-        # The call is active in the budget and its first try holds its slots.
+        """Guards (:meth:`enter` / :meth:`leave`), then the first try as in :meth:`_tries`."""
         try:
-            endpoint = self.pick()
-            if owner._channel._closed:  # closed while this call waited: its sends are too
-                open_sub(endpoint, self.plan.authority, self.state.pool)  # raises
-            entry = self.sends.get(id(endpoint))
-            send = (
-                entry[1]
-                if entry is not None and entry[0] is endpoint
-                else self.send_for(endpoint, open_sub, owner._callables)
-            )
-            plan = self.plan
-            metadata = kwargs["metadata"]
-            if plan.request_headers is not None:
-                metadata = outgoing_metadata(plan, metadata)
-            timeout = kwargs["timeout"] if try_at is None else self.remaining(try_at)
-            method = owner._method
-            self.call_started(endpoint)
-            started = _perf_counter()
-            try:
-                call = send(
-                    request, timeout=timeout, metadata=metadata,
-                    credentials=kwargs["credentials"], wait_for_ready=kwargs["wait_for_ready"],
-                    compression=kwargs["compression"],
-                )  # fmt: skip
-                response = await call
-            except Exception as error:
-                failure = error
-                attempt, mapped = self.failed(error, endpoint, method, started, try_at, call_at)
-            except BaseException:
-                self.finished(endpoint, method, started, _CANCELLED)
-                raise
+            if self.never_delays(headers):
+                faulted = self.enter(headers)
             else:
-                self.finished(endpoint, method, started, _OK)
-                self.end_call()
-                return call, response
-        except BaseException:
-            admission.end_call()
-            raise
-        admission.exit()  # the first try's slots; the call stays active while it retries
+                faulted = await self.enter_async(headers)
+            guarded_at = _monotonic()
+            try:
+                policy = self.policy or self.policy_for(headers, None)
+                try_at = (
+                    call_at if policy.per_try_timeout_s is None else self.try_at(policy, call_at)
+                )
+                admission = self.cluster.admission
+                if not self.start_call():
+                    deadline = None if try_at is None else Deadline(try_at)
+                    await admit_first_async(admission, self.budget, deadline)
+                # The call is active in the budget and its first try holds its slots.
+                answered = False
+                try:
+                    endpoint = self.pick()
+                    if owner._channel._closed:  # closed while this call waited: so are its sends
+                        open_sub(endpoint, self.plan.authority, self.state.pool)  # raises
+                    entry = self.sends.get(id(endpoint))
+                    send = (
+                        entry[1]
+                        if entry is not None and entry[0] is endpoint
+                        else self.send_for(endpoint, open_sub, owner._callables)
+                    )
+                    plan = self.plan
+                    metadata = kwargs["metadata"]
+                    if plan.request_headers is not None:
+                        metadata = outgoing_metadata(plan, metadata)
+                    timeout = kwargs["timeout"] if try_at is None else self.remaining(try_at)
+                    method = owner._method
+                    self.call_started(endpoint)
+                    started = _perf_counter()
+                    try:
+                        call = send(
+                            request, timeout=timeout, metadata=metadata,
+                            credentials=kwargs["credentials"],
+                            wait_for_ready=kwargs["wait_for_ready"],
+                            compression=kwargs["compression"],
+                        )  # fmt: skip
+                        response = await call
+                    except Exception as error:
+                        failure = error
+                        attempt, mapped = self.failed(
+                            error, endpoint, method, started, try_at, call_at
+                        )
+                    except BaseException:
+                        self.finished(endpoint, method, started, _CANCELLED)
+                        raise
+                    else:
+                        self.finished(endpoint, method, started, _OK)
+                        self.end_call()
+                        answered = True
+                except BaseException:
+                    admission.end_call()
+                    raise
+                if not answered:
+                    admission.exit()  # the first try's slots; the call stays active
+                    call, response = await self._retried_async(
+                        owner, request, kwargs, policy, call_at, attempt, mapped, failure
+                    )
+            except BaseException as error:
+                self.leave_with(faulted, guarded_at, error, describe_error)
+                raise
+            self.leave(faulted, guarded_at, False)  # an answer is status OK
+            return call, response
+        except ResilienceError as exc:
+            raise as_aio_rpc_error(exc) from exc
+        except RoutingError as exc:
+            raise aio_unavailable(self.routing.describe(exc)) from exc
+
+    async def _retried_async(
+        self,
+        owner: _AioMultiCallable,
+        request: Any,
+        kwargs: dict[str, Any],
+        policy: RetryPolicy,
+        call_at: float | None,
+        attempt: Attempt,
+        mapped: BaseException,
+        failure: BaseException,
+    ) -> tuple[Any, Any]:
+        """Try 2 on, after a failed first try: its error raised when no retry condition
+        matches it, else the general retry runner."""
         try:
             if not self.retriable(policy, mapped):
                 if mapped is failure:
