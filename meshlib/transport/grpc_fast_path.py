@@ -260,7 +260,10 @@ class FastRoute(CompiledRoute):
                 self.finished(endpoint, method, started, _CANCELLED)
                 raise
             else:
-                self.finished(endpoint, method, started, _OK)
+                elapsed = _perf_counter() - started  # finished(), inline: the common case
+                self.call_finished(endpoint, _OK_LB_OUTCOME, elapsed)
+                if self.metrics.active:
+                    self.routing.record(elapsed, method, _OK, plan.cluster, endpoint)
                 self.end_call()
                 return result
         except BaseException:
@@ -369,7 +372,10 @@ class FastRoute(CompiledRoute):
                         self.finished(endpoint, method, started, _CANCELLED)
                         raise
                     else:
-                        self.finished(endpoint, method, started, _OK)
+                        elapsed = _perf_counter() - started  # finished(), inline
+                        self.call_finished(endpoint, _OK_LB_OUTCOME, elapsed)
+                        if self.metrics.active:
+                            self.routing.record(elapsed, method, _OK, plan.cluster, endpoint)
                         self.end_call()
                         answered = True
                 except BaseException:
