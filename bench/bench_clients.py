@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import grpc
 import grpc.aio
 import httpx
-from bench_stack import GRPC_HOST, GRPC_PORT, HTTP_HOST, HTTP_PORT, Stack
+from bench_stack import GRPC_HOST, GRPC_PORT, HTTP_HOST, HTTP_PORT, POOL_IDLE_TIMEOUT_S, Stack
 
 import meshlib
 
@@ -21,6 +21,10 @@ ECHO_METHOD = "/bench.Echo/Ping"
 PAYLOAD = b"x" * 64
 CALL_TIMEOUT_S = 10.0
 BARE = "bare"
+#: The pool settings the mesh config gives meshlib's endpoint pools (its idle timeout):
+#: a bare client with httpx's default 5 s would drop the extra connections a
+#: concurrent burst opened while meshlib's pool keeps them, and each request scans them.
+BARE_LIMITS = httpx.Limits(keepalive_expiry=POOL_IDLE_TIMEOUT_S)
 
 
 @dataclass
@@ -77,8 +81,9 @@ def _grpc_async(group: str, client_name: str, channel: grpc.aio.Channel) -> Asyn
 
 def http_sync_variants(stack: Stack, mesh: meshlib.Mesh) -> list[SyncVariant]:
     group = "httpx sync"
+    bare_url = f"http://127.0.0.1:{stack.http_port}/ping"
     return [
-        _http_sync(group, BARE, httpx.Client(), f"http://127.0.0.1:{stack.http_port}/ping"),
+        _http_sync(group, BARE, httpx.Client(limits=BARE_LIMITS), bare_url),
         _http_sync(group, "meshlib", mesh.http_client(), f"http://{HTTP_HOST}:{HTTP_PORT}/ping"),
     ]
 
@@ -89,7 +94,7 @@ def http_async_variants(stack: Stack, mesh: meshlib.Mesh) -> list[AsyncVariant]:
     bare_url = f"http://127.0.0.1:{stack.http_port}/ping"
     mesh_url = f"http://{HTTP_HOST}:{HTTP_PORT}/ping"
     return [
-        _http_async(group, BARE, httpx.AsyncClient(), bare_url),
+        _http_async(group, BARE, httpx.AsyncClient(limits=BARE_LIMITS), bare_url),
         _http_async(group, "meshlib", mesh.async_http_client(), mesh_url),
     ]
 

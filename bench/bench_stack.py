@@ -29,6 +29,9 @@ import meshlib
 HERE = Path(__file__).resolve().parent
 START_TIMEOUT_S = 20.0
 HTTP_HOST, HTTP_PORT = "bench-http", 8080
+#: The connection-pool idle timeout of the mesh config; the bare httpx clients keep
+#: idle connections as long, so after a concurrent burst both pools hold alike.
+POOL_IDLE_TIMEOUT_S = 60
 GRPC_HOST, GRPC_PORT = "bench-grpc", 50051
 
 
@@ -185,7 +188,7 @@ def mesh_config(http_port: int, grpc_port: int) -> list[dict[str, Any]]:
                             "http1MaxPendingRequests": 10_000,
                             "http2MaxRequests": 10_000,
                             "maxRetries": 100,
-                            "idleTimeout": "60s",
+                            "idleTimeout": f"{POOL_IDLE_TIMEOUT_S}s",
                         },
                     },
                     "outlierDetection": {

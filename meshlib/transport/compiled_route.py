@@ -148,9 +148,11 @@ class CompiledRoute:
         """False once a breaker was registered: :meth:`breaker` may answer otherwise now."""
         return self.breaker_generation == self.breakers.generation
 
-    def call_at(self, timeout: float | None, now: float) -> float | None:
-        """When the request must end: ``timeout`` from ``now`` and the enclosing
-        deadline, whichever is first. Raises :class:`Expired`."""
+    def call_at(self, timeout: float | None, now: float, cap: float | None = None) -> float | None:
+        """When the request must end: ``timeout`` (capped by ``cap``) from ``now`` and
+        the enclosing deadline, whichever is first. Raises :class:`Expired`."""
+        if cap is not None and (timeout is None or cap < timeout):
+            timeout = cap
         at = None if timeout is None else now + timeout
         enclosing = current_deadline()
         if enclosing is not None:

@@ -477,9 +477,8 @@ class _AioMultiCallable:
         view = channel._routing.state.view
         if self._kind == "unary_unary" and not channel._closed:
             entry = self._fast.entry  # the common case, checked here: compiled and current
-            if entry is not None and entry[0] is view and (entry[1] is None or entry[1].current()):
-                fast = entry[1]
-            else:
+            fast = entry[1] if entry is not None and entry[0] is view else None
+            if fast is None or fast.breaker_generation != fast.breakers.generation:
                 fast = self._fast.get(channel._routing, view, self._plan_of)
             if fast is not None:
                 resolve = partial(fast.unary, self, request, kwargs, channel._sub_channel)

@@ -89,7 +89,7 @@ class MultiCallable:
         entry = self._fast.entry  # the common case, checked here: compiled and current
         if entry is not None and entry[0] is view:
             fast = entry[1]
-            if fast is None or fast.current():
+            if fast is None or fast.breaker_generation == fast.breakers.generation:
                 return fast
         return self._fast.get(routing, view, self._plan_of)
 

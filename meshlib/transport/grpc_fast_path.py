@@ -107,14 +107,6 @@ class FastRoute(CompiledRoute):
 
     # --- the steps sync and aio share --------------------------------------------
 
-    def deadline(self, timeout: float | None) -> float | None:
-        """When the call must end: the caller's timeout capped by the route's gRPC max
-        (gRFC A31), and the enclosing deadline. Raises :class:`Expired`."""
-        cap = self.cap_s
-        if cap is not None and (timeout is None or cap < timeout):
-            timeout = cap
-        return self.call_at(timeout, _monotonic())
-
     def headers(self, metadata: Metadata) -> Mapping[str, str]:
         gate = self.header_gate
         if gate is not None and (not gate or all(key.lower() not in gate for key, _ in metadata)):
@@ -185,7 +177,8 @@ class FastRoute(CompiledRoute):
     ) -> Any:
         """One blocking unary call (``kwargs``: grpc's, unchanged)."""
         try:
-            call_at = self.deadline(kwargs["timeout"])
+            # the caller's timeout capped by the route's gRPC max (gRFC A31)
+            call_at = self.call_at(kwargs["timeout"], _monotonic(), self.cap_s)
         except Expired:
             return owner._blocking(request, kwargs, with_call)
         metadata = kwargs["metadata"]
@@ -303,7 +296,8 @@ class FastRoute(CompiledRoute):
         wake-up of the call, so the guards and the first try share a frame (the
         retries, rare, run in :meth:`_retried_async`)."""
         try:
-            call_at = self.deadline(kwargs["timeout"])
+            # the caller's timeout capped by the route's gRPC max (gRFC A31)
+            call_at = self.call_at(kwargs["timeout"], _monotonic(), self.cap_s)
         except Expired:
             return owner._unary(self.snapshot, self.plan, self.route, request, kwargs)
         metadata = kwargs["metadata"]
