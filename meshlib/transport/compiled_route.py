@@ -86,6 +86,7 @@ class CompiledRoute:
         "call_started",
         "cluster",
         "end_call",
+        "faults_need_headers",
         "header_gate",
         "idempotent_methods",
         "limiters",
@@ -136,13 +137,14 @@ class CompiledRoute:
         )
         #: Header names whose presence makes a request's headers worth reading (None: any
         #: request's may matter, so they are always read; empty: they never matter).
-        self.header_gate: frozenset[str] | None = (
-            _NO_NAMES
-            if not route.needs_headers(plan.cluster)
-            else None
-            if self.policy is None
-            else header_gate(self.stages)
-        )
+        self.header_gate: frozenset[str] | None = header_gate(self.stages)
+        if not route.needs_headers(plan.cluster):
+            self.header_gate = _NO_NAMES
+        elif self.policy is None:  # the retry policy is chosen by the request's headers
+            self.header_gate = None
+        #: A request whose headers were not read (NO_HEADERS) has no fault, only limits:
+        #: it enters the stages without awaiting, even on the async paths.
+        self.faults_need_headers = self.header_gate is not None
 
     def current(self) -> bool:
         """False once a breaker was registered: :meth:`breaker` may answer otherwise now."""
@@ -204,12 +206,6 @@ class CompiledRoute:
             raise DeadlineExceeded("deadline exceeded before try 1 started", timeout_s=0.0)
         return left
 
-    def never_delays(self, headers: Mapping[str, str]) -> bool:
-        """Whether no stage can delay a request with ``headers`` (so the async paths
-        enter without awaiting): no stages, or only header-triggered faults and none
-        of their headers."""
-        return not self.stages or (headers is NO_HEADERS and self.header_gate is not None)
-
     def enter(self, headers: Mapping[str, str]) -> Faulted:
         """The fault / rate-limit stages, then the failure-rate breaker's permit (the
         general path's order); a fault delay is slept. Raises meshlib's errors. Pair
@@ -217,7 +213,7 @@ class CompiledRoute:
         stages = self.stages
         if not stages:
             faulted = _NOTHING_FAULTED
-        elif headers is NO_HEADERS and self.header_gate is not None:
+        elif headers is NO_HEADERS and self.faults_need_headers:
             for limiter in self.limiters:  # no fault can apply: only the limits act
                 limiter.check()
             faulted = _NOTHING_FAULTED

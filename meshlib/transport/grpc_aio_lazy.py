@@ -45,16 +45,15 @@ class LazyUnaryCall:
         self._error: BaseException | None = None
 
     def __await__(self) -> Generator[Any, None, Any]:
+        # A generator itself (no coroutine in between): one level less to resume at
+        # each wake-up of the call.
         if self._deferred is not None:
-            return self._deferred.__await__()
-        return self._inline().__await__()
-
-    async def _inline(self) -> Any:
+            return (yield from self._deferred.__await__())
         resolve, self._resolve = self._resolve, None
         if resolve is None:  # awaited again after an inline run
-            return await self._started()
+            return (yield from self._started().__await__())
         try:
-            self._call, answer = await resolve()
+            self._call, answer = yield from resolve().__await__()
         except BaseException as error:
             self._error = error
             raise

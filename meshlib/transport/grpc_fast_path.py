@@ -315,7 +315,7 @@ class FastRoute(CompiledRoute):
     ) -> Any:
         """Guards (:meth:`enter` / :meth:`leave`), then the first try as in :meth:`_tries`."""
         try:
-            if self.never_delays(headers):
+            if not self.stages or (headers is NO_HEADERS and self.faults_need_headers):
                 faulted = self.enter(headers)
             else:
                 faulted = await self.enter_async(headers)

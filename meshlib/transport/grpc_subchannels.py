@@ -72,10 +72,14 @@ class MethodCallables:
 
     Shared by the sync and aio channels: a call reuses the multicallable of the
     sub-channel it was routed to; a sub-channel replaced for the same endpoint
-    (new settings, or reopened) gets a fresh one.
+    (new settings, or reopened) gets a fresh one. Bounded: endpoints come and go
+    over a channel's life, so once full the older half is forgotten (an endpoint
+    still in use gets a new multicallable on its next call).
     """
 
     __slots__ = ("_cache", "_deserializer", "_kind", "_serializer")
+
+    MAX_CALLABLES = 4096
 
     def __init__(
         self,
@@ -99,5 +103,14 @@ class MethodCallables:
                 response_deserializer=self._deserializer,
                 _registered_method=True,
             )
-            cached = self._cache[key] = (sub, callable_)
+            cache = self._cache
+            if len(cache) >= self.MAX_CALLABLES:
+                # The oldest first (dicts keep insertion order); list() copies at once,
+                # so a call on another thread cannot change the dict under the loop.
+                for old in list(cache)[: len(cache) // 2]:
+                    cache.pop(old, None)
+            cached = cache[key] = (sub, callable_)
         return cached[1]
+
+    def __len__(self) -> int:
+        return len(self._cache)

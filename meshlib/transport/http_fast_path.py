@@ -321,7 +321,7 @@ class HttpFastRoute(CompiledRoute):
         """Guards (:meth:`enter` / :meth:`leave`), then the first try as in :meth:`_tries`;
         the try as a whole (its body read included) is cut at its deadline."""
         try:
-            if self.never_delays(headers):
+            if not self.stages or (headers is NO_HEADERS and self.faults_need_headers):
                 faulted = self.enter(headers)
             else:
                 faulted = await self.enter_async(headers)
