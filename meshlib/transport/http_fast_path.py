@@ -59,6 +59,7 @@ from meshlib.transport.http_resilience import (
     timed_out,
 )
 from meshlib.transport.http_routing import (
+    FAST_HEADERS,
     HttpRouting,
     PlanCache,
     outgoing_request,
@@ -120,9 +121,14 @@ class HttpFastRoute(CompiledRoute):
         if gate is None:
             return request_headers(request)
         if gate:
-            for key, _ in request.headers.raw:
-                if key.lower() in gate:
-                    return request_headers(request)
+            if FAST_HEADERS:
+                for _name, lower, _value in request.headers._list:
+                    if lower in gate:
+                        return request_headers(request)
+            else:
+                for key, _ in request.headers.raw:
+                    if key.lower() in gate:
+                        return request_headers(request)
         return NO_HEADERS
 
     def outgoing(

@@ -25,6 +25,7 @@ from meshlib.errors import DeadlineExceeded, PerTryTimeoutError, ResilienceError
 from meshlib.resilience.conditions import FailureKind, Outcome
 from meshlib.resilience.deadline import DEADLINE_HEADER
 from meshlib.resilience.retry import Attempt
+from meshlib.transport.http_routing import FAST_HEADERS
 
 _NO_TIMEOUTS: Final[dict[str, float | None]] = {}
 
@@ -103,13 +104,6 @@ def bound_request(
     return outgoing
 
 
-def _headers_inside_known() -> bool:
-    headers = httpx.Headers({"A": "b"})
-    return getattr(headers, "_list", None) == [(b"A", b"a", b"b")] and hasattr(headers, "_encoding")
-
-
-#: httpx keeps headers as a list of (name, lower-case name, value) bytes.
-_FAST_HEADERS: Final = _headers_inside_known()
 _DEADLINE_NAME: Final = DEADLINE_HEADER.encode()
 
 
@@ -117,7 +111,7 @@ def with_deadline(headers: httpx.Headers, milliseconds: str) -> httpx.Headers:
     """A copy of ``headers`` with the deadline header set to ``milliseconds``: the list
     copied with one item more, unless the header is there already (or httpx changed
     inside), when httpx's own item assignment replaces it."""
-    if _FAST_HEADERS:
+    if FAST_HEADERS:
         items: list[tuple[bytes, bytes, bytes]] = headers._list
         for item in items:
             if item[1] == _DEADLINE_NAME:
