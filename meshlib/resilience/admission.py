@@ -33,12 +33,13 @@ _POLL_S: Final = 0.002  # an async waiter polls this often
 class Admission:
     """Gates the tries of one cluster (shared by every request to it)."""
 
-    __slots__ = ("_freed", "_waiting", "thresholds")
+    __slots__ = ("_freed", "thresholds", "waiting")
 
     def __init__(self, thresholds: ClusterThresholds) -> None:
         self.thresholds = thresholds
         self._freed = threading.Condition()
-        self._waiting = 0  # sync waiters; exit() notifies only when there are some
+        #: Sync waiters (read without the lock): a freed slot is announced only to them.
+        self.waiting = 0
 
     def _pending_timeout(self, deadline: Deadline | None) -> DeadlineExceeded:
         return DeadlineExceeded(
@@ -76,22 +77,25 @@ class Admission:
     def end_call(self) -> None:
         """The call ended with its first try: its slots and its budget count, in one step."""
         self.thresholds.end_call()
-        if self._waiting:
-            with self._freed:
-                self._freed.notify()
+        if self.waiting:
+            self.notify_freed()
+
+    def notify_freed(self) -> None:
+        """Wake one sync waiter: a slot was freed (call when :attr:`waiting`)."""
+        with self._freed:
+            self._freed.notify()
 
     def exit(self) -> None:
         """The try ended: free its connection and request slots."""
         self.thresholds.connections.release()
         self.thresholds.requests.release()
-        if self._waiting:
-            with self._freed:
-                self._freed.notify()
+        if self.waiting:
+            self.notify_freed()
 
     def _wait_pending(self, deadline: Deadline | None) -> None:
         connections = self.thresholds.connections
         with self.thresholds.pending(), self._freed:
-            self._waiting += 1
+            self.waiting += 1
             try:
                 while not connections.try_acquire():
                     remaining = None if deadline is None else deadline.remaining()
@@ -100,7 +104,7 @@ class Admission:
                     wait = _WAIT_SLICE_S if remaining is None else min(remaining, _WAIT_SLICE_S)
                     self._freed.wait(wait)
             finally:
-                self._waiting -= 1
+                self.waiting -= 1
 
     async def _wait_pending_async(self, deadline: Deadline | None) -> None:
         connections = self.thresholds.connections

@@ -121,7 +121,9 @@ class CompiledRoute:
         self.call_started = reporter.call_started
         self.call_finished = reporter.call_finished
         self.start_call = cluster.thresholds.start_call
-        self.end_call = cluster.admission.end_call
+        # The thresholds' end of a call; the fast paths then wake a pending waiter if
+        # any (Admission.end_call, without the call in between).
+        self.end_call = cluster.thresholds.end_call
         self.budget = cluster.budget
         self.breakers = cluster.breakers
         self.breaker_generation = cluster.breaker_generation

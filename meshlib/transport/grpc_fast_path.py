@@ -19,7 +19,7 @@ aio calls share everything but the send itself.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
@@ -258,6 +258,8 @@ class FastRoute(CompiledRoute):
                 if self.metrics.active:
                     self.routing.record(elapsed, method, _OK, plan.cluster, endpoint)
                 self.end_call()
+                if admission.waiting:
+                    admission.notify_freed()
                 return result
         except BaseException:
             admission.end_call()
@@ -284,36 +286,24 @@ class FastRoute(CompiledRoute):
 
     # --- aio -----------------------------------------------------------------------
 
-    def unary(
+    async def unary(
         self,
         owner: _AioMultiCallable,
         request: Any,
         kwargs: dict[str, Any],
         open_sub: SubChannelOf,
-    ) -> Coroutine[Any, Any, Any]:
-        """One aio unary call, as one coroutine resolving to (the finished grpc call whose
-        answer is final, that answer): each await level would be resumed at every
-        wake-up of the call, so the guards and the first try share a frame (the
-        retries, rare, run in :meth:`_retried_async`)."""
+    ) -> Any:
+        """One aio unary call: (the finished grpc call whose answer is final, that answer).
+        The guards (:meth:`enter` / :meth:`leave`) and the first try (as in :meth:`_tries`)
+        share this one coroutine: each await level would be resumed at every wake-up of
+        the call (the retries, rare, run in :meth:`_retried_async`)."""
         try:
             # the caller's timeout capped by the route's gRPC max (gRFC A31)
             call_at = self.call_at(kwargs["timeout"], _monotonic(), self.cap_s)
         except Expired:
-            return owner._unary(self.snapshot, self.plan, self.route, request, kwargs)
+            return await owner._unary(self.snapshot, self.plan, self.route, request, kwargs)
         metadata = kwargs["metadata"]
         headers = NO_HEADERS if metadata is None else self.headers(metadata)
-        return self._unary(owner, request, kwargs, open_sub, headers, call_at)
-
-    async def _unary(
-        self,
-        owner: _AioMultiCallable,
-        request: Any,
-        kwargs: dict[str, Any],
-        open_sub: SubChannelOf,
-        headers: Mapping[str, str],
-        call_at: float | None,
-    ) -> Any:
-        """Guards (:meth:`enter` / :meth:`leave`), then the first try as in :meth:`_tries`."""
         try:
             if not self.stages or (headers is NO_HEADERS and self.faults_need_headers):
                 faulted = self.enter(headers)
@@ -371,6 +361,8 @@ class FastRoute(CompiledRoute):
                         if self.metrics.active:
                             self.routing.record(elapsed, method, _OK, plan.cluster, endpoint)
                         self.end_call()
+                        if admission.waiting:
+                            admission.notify_freed()
                         answered = True
                 except BaseException:
                     admission.end_call()

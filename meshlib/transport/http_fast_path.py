@@ -268,6 +268,8 @@ class HttpFastRoute(CompiledRoute):
                     policy, idempotent, response
                 ):
                     self.end_call()
+                    if admission.waiting:
+                        admission.notify_freed()
                     return response
                 first = FirstTry(self.first_attempt(endpoint, try_at, call_at), value=response)
         except BaseException:
@@ -386,6 +388,8 @@ class HttpFastRoute(CompiledRoute):
                             policy, idempotent, response
                         ):
                             self.end_call()
+                            if admission.waiting:
+                                admission.notify_freed()
                             answer = response
                         else:
                             attempt = self.first_attempt(endpoint, try_at, call_at)
