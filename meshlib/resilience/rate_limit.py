@@ -60,8 +60,7 @@ class TokenBucket:
         self.rejected = 0
 
     def _refill(self, now: float) -> None:
-        if now - self._last_fill < self.fill_interval_s:
-            return  # the common case: no fill is due yet
+        """Add the fills due by ``now`` (none when under one interval passed)."""
         fills = int((now - self._last_fill) // self.fill_interval_s)
         if fills > 0:
             self._tokens = min(self.max_tokens, self._tokens + fills * self.tokens_per_fill)

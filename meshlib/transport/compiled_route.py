@@ -274,6 +274,25 @@ class CompiledRoute:
                 finish_stages(faulted)
 
     @staticmethod
+    def raise_unless_retriable(
+        policy: RetryPolicy,
+        idempotent: bool,
+        error: BaseException | None,
+        original: BaseException | None,
+        describe_error: Callable[[BaseException], Outcome],
+    ) -> None:
+        """A failed first try's ``error`` (as the retry rules read it; ``original``: as
+        raised), raised when no retry condition matches it."""
+        if error is None or (
+            policy.num_retries > 0
+            and policy.retry_reason(describe_error(error), idempotent=idempotent) is not None
+        ):
+            return
+        if error is original:
+            raise error
+        raise error from original
+
+    @staticmethod
     def first_attempt(endpoint: Endpoint, try_at: float | None, call_at: float | None) -> Attempt:
         """Try 1 as the retry runner sees it: its deadline, whether the per-try timeout
         set it, and the endpoint it went to (previous hosts)."""

@@ -160,11 +160,6 @@ class FastRoute(CompiledRoute):
             return attempt, timed_out(error, attempt, self.per_try_s)
         return attempt, error
 
-    def retriable(self, policy: RetryPolicy, error: BaseException) -> bool:
-        if policy.num_retries == 0:
-            return False
-        return policy.retry_reason(describe_error(error), idempotent=True) is not None
-
     # --- sync ----------------------------------------------------------------------
 
     def blocking(
@@ -265,11 +260,26 @@ class FastRoute(CompiledRoute):
             admission.end_call()
             raise
         admission.exit()  # the first try's slots; the call stays active while it retries
+        return self._retried(
+            owner, request, kwargs, with_call, policy, call_at, attempt, mapped, failure
+        )
+
+    def _retried(
+        self,
+        owner: MultiCallable,
+        request: Any,
+        kwargs: dict[str, Any],
+        with_call: bool,
+        policy: RetryPolicy,
+        call_at: float | None,
+        attempt: Attempt,
+        mapped: BaseException,
+        failure: BaseException,
+    ) -> Any:
+        """Try 2 on, after a failed first try: its error raised when no retry condition
+        matches it, else the general retry runner."""
         try:
-            if not self.retriable(policy, mapped):
-                if mapped is failure:
-                    raise failure
-                raise mapped from failure
+            self.raise_unless_retriable(policy, True, mapped, failure, describe_error)
             return run_with_retries(
                 admitted(
                     partial(owner._try, self.snapshot, self.plan, self.route, request, kwargs,
@@ -396,10 +406,7 @@ class FastRoute(CompiledRoute):
         """Try 2 on, after a failed first try: its error raised when no retry condition
         matches it, else the general retry runner."""
         try:
-            if not self.retriable(policy, mapped):
-                if mapped is failure:
-                    raise failure
-                raise mapped from failure
+            self.raise_unless_retriable(policy, True, mapped, failure, describe_error)
             last = await async_run_with_retries(
                 async_admitted(
                     partial(owner._try_unary, self.snapshot, self.plan, self.route, request,

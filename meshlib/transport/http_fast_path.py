@@ -174,24 +174,6 @@ class HttpFastRoute(CompiledRoute):
             return True
         return policy.retry_reason(describe_response(response), idempotent=idempotent) is None
 
-    def raise_unless_retriable(
-        self,
-        policy: RetryPolicy,
-        idempotent: bool,
-        first: FirstTry[httpx.Response],
-        original: BaseException | None,
-    ) -> None:
-        """A failed first try's error, raised when no retry condition matches it."""
-        failed = first.error
-        if failed is None or (
-            policy.num_retries > 0
-            and policy.retry_reason(describe_error(failed), idempotent=idempotent) is not None
-        ):
-            return
-        if failed is original:
-            raise failed
-        raise failed from original
-
     def try_error(self, error: Exception, attempt: Attempt) -> BaseException:
         """An httpx timeout that used up the try's budget, as meshlib's deadline error."""
         if isinstance(error, httpx.TimeoutException):
@@ -291,7 +273,7 @@ class HttpFastRoute(CompiledRoute):
         """Try 2 on, after a first try that was not the answer: its error raised when no
         retry condition matches it, else the general retry runner."""
         try:
-            self.raise_unless_retriable(policy, idempotent, first, original)
+            self.raise_unless_retriable(policy, idempotent, first.error, original, describe_error)
             return run_with_retries(
                 admitted(
                     partial(transport._try, self.snapshot, self.plan, request, self.route),
@@ -425,7 +407,7 @@ class HttpFastRoute(CompiledRoute):
     ) -> httpx.Response:
         """The async twin of :meth:`_retried`."""
         try:
-            self.raise_unless_retriable(policy, idempotent, first, original)
+            self.raise_unless_retriable(policy, idempotent, first.error, original, describe_error)
             return await async_run_with_retries(
                 async_admitted(
                     partial(transport._try, self.snapshot, self.plan, request, self.route),
