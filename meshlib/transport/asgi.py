@@ -7,17 +7,26 @@ so mesh calls the handler makes share that budget and pass on what is left.
 
 - A request whose deadline already passed is answered 504 without running the app.
 - A malformed deadline header is answered 400 naming the header.
+- When the deadline passes while the app runs, the app is cancelled and the
+  request answered 504 (a response already under way is aborted instead), as a
+  gRPC server ends a call whose deadline passed.
 - A resilience error escaping the app before it started its response (a
   downstream deadline, an open breaker, a rate limit...) is answered as an
   Envoy sidecar would (504, 503 + ``x-envoy-overloaded``, 429, ...).
 - With ``rate_limit=TokenBucket(...)`` the server also enforces a local rate
   limit (429, or the bucket's status) before the app runs.
 
+Either way of adding it works, also with an error middleware inside the app
+(Starlette's and FastAPI's ``ServerErrorMiddleware`` answers 500 and then re-raises:
+a 5xx answer is held back until the app ends, so the error's own status replaces it):
+
     app = meshlib.DeadlineMiddleware(app)
+    app.add_middleware(meshlib.DeadlineMiddleware)      # Starlette / FastAPI
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -34,6 +43,7 @@ from meshlib.resilience.deadline import (
     ENVOY_TIMEOUT_HEADER,
     GRPC_TIMEOUT_HEADER,
     Deadline,
+    TryTimer,
     deadline_from_headers,
     deadline_scope,
 )
@@ -85,6 +95,48 @@ async def _answer(send: Send, status: int, body: str, headers: list[tuple[bytes,
     await send({"type": "http.response.body", "body": payload})
 
 
+#: A held-back 5xx answer larger than this is sent on (an error page is small).
+_HOLD_LIMIT = 64 * 1024
+
+
+class _HoldingSend:
+    """The app's ``send``: passes messages on, except a 5xx answer, held until the
+    app ends so that the resilience error behind it can still replace it."""
+
+    __slots__ = ("_held", "_held_bytes", "_send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._held: list[Message] | None = None
+        self._held_bytes = 0
+        self.started = False  # whether a response start went to the server
+
+    async def __call__(self, message: Message) -> None:
+        if self._held is not None:
+            self._held.append(message)
+            self._held_bytes += len(message.get("body", b""))
+            if self._held_bytes > _HOLD_LIMIT:
+                await self.flush()
+        elif message["type"] == "http.response.start" and message.get("status", 200) >= 500:
+            self._held = [message]
+        else:
+            self.started = self.started or message["type"] == "http.response.start"
+            await self._send(message)
+
+    async def flush(self) -> None:
+        """Send what was held back (the app ended without a resilience error)."""
+        held, self._held = self._held, None
+        if held:
+            self.started = True
+            for message in held:
+                await self._send(message)
+
+    def drop(self) -> bool:
+        """Forget a held answer; whether the request can still be answered."""
+        self._held = None
+        return not self.started
+
+
 class DeadlineMiddleware:
     """Puts the caller's deadline (and an optional local rate limit) around an ASGI app."""
 
@@ -111,19 +163,38 @@ class DeadlineMiddleware:
         if deadline is not None and deadline.expired():
             await _answer(send, 504, "meshlib: deadline already exceeded", plain)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message.get("type") == "http.response.start":
-                started = True
-            await send(message)
-
-        with deadline_scope(deadline=deadline):
+        holding = _HoldingSend(send)
+        with deadline_scope(deadline=deadline) as effective:
             try:
-                await self.app(scope, receive, tracking_send)
+                await self._run(scope, receive, holding, effective)
             except ResilienceError as error:
-                if started:
+                if not holding.drop():
                     raise
                 status = 504 if isinstance(error, DeadlineExceeded) else http_status_of(error)
                 await _answer(send, status, f"meshlib: {error}", _response_headers(error))
+            except BaseException:
+                await holding.flush()
+                raise
+            else:
+                await holding.flush()
+
+    async def _run(
+        self, scope: Scope, receive: Receive, send: _HoldingSend, deadline: Deadline | None
+    ) -> None:
+        """The app, cancelled when ``deadline`` passes (then :class:`DeadlineExceeded`)."""
+        if deadline is None:
+            await self.app(scope, receive, send)
+            return
+        timer = TryTimer(deadline.remaining())
+        try:
+            await self.app(scope, receive, send)
+        except asyncio.CancelledError:
+            if timer.fired():
+                raise DeadlineExceeded(
+                    "deadline exceeded while the handler ran", timeout_s=0.0
+                ) from None
+            raise
+        else:
+            timer.fired()  # an app that swallowed the timer's cancel: take it back
+        finally:
+            timer.cancel()
