@@ -53,7 +53,11 @@ class LowerHeaders(dict[str, str]):
 
 @dataclass(frozen=True, slots=True)
 class Deadline:
-    """An absolute deadline ``at`` on ``clock`` (``time.monotonic`` unless injected)."""
+    """An absolute deadline ``at`` on ``clock`` (``time.monotonic`` unless injected).
+
+    ``at`` means something only on its own clock: every comparison goes through
+    ``clock`` (two deadlines on different clocks compare by the time they have left).
+    """
 
     at: float
     clock: Clock = field(default=time.monotonic, compare=False, repr=False)
@@ -74,9 +78,11 @@ class Deadline:
 
     def earliest(self, other: Deadline | None) -> Deadline:
         """The earlier of this deadline and ``other`` (a budget can only shrink)."""
-        if other is None or self.at <= other.at:
+        if other is None:
             return self
-        return other
+        if other.clock is self.clock:
+            return self if self.at <= other.at else other
+        return self if self.at - self.clock() <= other.at - other.clock() else other
 
     def check(self, what: str = "call") -> None:
         """Raise :class:`DeadlineExceeded` if the deadline has passed."""

@@ -157,9 +157,10 @@ class _HedgeRace(Generic[T, K]):
         times = [f.hedge_at for f in self.flights.values() if f.hedge_at is not None]
         if self.retry_at is not None:
             times.append(self.retry_at)
-        if self.deadline is not None:
-            times.append(self.deadline.at)
-        return max(0.0, min(times) - self.clock()) if times else None
+        waits = [t - self.clock() for t in times] if times else []
+        if self.deadline is not None:  # on its own clock, maybe not the race's
+            waits.append(self.deadline.remaining())
+        return max(0.0, min(waits)) if waits else None
 
     def finished(self, handle: K, value: T | None, error: BaseException | None) -> _Finish | None:
         """Record a try's end; return how the race ends, or ``None`` to keep going."""

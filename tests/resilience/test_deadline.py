@@ -52,6 +52,19 @@ def test_nested_scopes_share_one_budget_and_never_extend_it() -> None:
     assert current_deadline() is None
 
 
+@pytest.mark.parametrize("start", [0.0, 1e9])
+def test_deadlines_on_different_clocks_compare_by_time_left(start: float) -> None:
+    clock = FakeClock(start)
+    soon_fake = Deadline.after(1.0, clock=clock)
+    late_fake = Deadline.after(100.0, clock=clock)
+    real = Deadline.after(10.0)
+    assert real.earliest(soon_fake) is soon_fake and soon_fake.earliest(real) is soon_fake
+    assert real.earliest(late_fake) is real and late_fake.earliest(real) is real
+    clock.advance(2.0)
+    with deadline_scope(deadline=real), deadline_scope(1.0, clock=clock) as inner:
+        assert inner is not None and inner.clock is clock and not inner.expired()
+
+
 def test_expired_work_is_not_started() -> None:
     clock = FakeClock()
     check_deadline()  # no deadline: fine

@@ -111,8 +111,14 @@ def test_sync_timeout_sets_the_deadline_and_flags_late_returns() -> None:
         slow()
 
 
-def test_timeout_never_starts_expired_work() -> None:
-    clock = FakeClock()
+# Clocks far from the real monotonic clock on either side: an enclosing deadline on
+# one must be compared with @timeout's (real-clock) deadline by the time each has left.
+FAR_CLOCK_STARTS = [0.0, 1e9]
+
+
+@pytest.mark.parametrize("start", FAR_CLOCK_STARTS)
+def test_timeout_never_starts_expired_work(start: float) -> None:
+    clock = FakeClock(start)
     started: list[int] = []
 
     @timeout(10.0)
@@ -124,6 +130,27 @@ def test_timeout_never_starts_expired_work() -> None:
         with pytest.raises(DeadlineExceeded):
             work()
     assert started == []
+
+
+@pytest.mark.parametrize("start", FAR_CLOCK_STARTS)
+async def test_timeout_shortens_an_enclosing_deadline_on_another_clock(start: float) -> None:
+    clock = FakeClock(start)
+
+    def budget() -> float | None:
+        deadline = current_deadline()
+        return None if deadline is None else deadline.remaining()
+
+    sync_budget = timeout(5.0)(budget)
+
+    @timeout(5.0)
+    async def async_budget() -> float | None:
+        return budget()
+
+    with deadline_scope(100.0, clock=clock):
+        seen = [sync_budget(), await async_budget()]
+        assert all(value is not None and 4.0 < value <= 5.0 for value in seen)
+    with deadline_scope(3.0, clock=clock):  # the enclosing budget is the shorter one
+        assert sync_budget() == pytest.approx(3.0)
 
 
 async def test_async_timeout_cancels() -> None:
