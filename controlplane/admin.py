@@ -83,7 +83,7 @@ def workload_json(workload: RegisteredWorkload, expires_in_s: float | None) -> d
         "address": workload.address,
         "ports": {str(sp): tp for sp, tp in sorted(workload.ports.items())},
         "labels": dict(workload.labels),
-        "locality": workload.locality,
+        "locality": workload.locality.as_dict(),
         "weight": workload.weight,
         "ttl_seconds": workload.ttl_s,
         "namespace": workload.namespace,

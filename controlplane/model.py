@@ -29,6 +29,36 @@ def _empty_int_map() -> Mapping[str, int]:
     return MappingProxyType({})
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Locality:
+    """Where a workload runs, as xDS's ``Locality`` says it: region, zone and
+    sub_zone, each optional ("" = not given; a zone without a region is valid)."""
+
+    region: str = ""
+    zone: str = ""
+    sub_zone: str = ""
+
+    @classmethod
+    def from_path(cls, path: str) -> Locality:
+        """Istio's ``region/zone/subzone`` string (trailing parts optional)."""
+        region, zone, sub_zone = [*path.split("/", 2), "", ""][:3]
+        return cls(region, zone, sub_zone)
+
+    @property
+    def path(self) -> str:
+        """``region/zone/subzone`` by position, trailing empty parts left out (``/z1`` is a
+        zone without a region): how translate carries it; :meth:`from_path` reverses it
+        for parts without a ``/``."""
+        return "/".join((self.region, self.zone, self.sub_zone)).rstrip("/")
+
+    def as_dict(self) -> dict[str, str]:
+        """The JSON shape, with xDS's field names."""
+        return {"region": self.region, "zone": self.zone, "sub_zone": self.sub_zone}
+
+
+NO_LOCALITY = Locality()
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """Where a resource came from: for error messages and the status view."""
@@ -118,7 +148,7 @@ class RegisteredWorkload:
     address: str
     ports: Mapping[int, int]  # service port -> target port
     labels: Mapping[str, str] = field(default_factory=_empty_str_map)
-    locality: str = ""
+    locality: Locality = NO_LOCALITY
     weight: int = 1
     ttl_s: float = 30.0
     namespace: str = "default"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from controlplane.model import Locality
 from controlplane.registry import RegistrationRejected, RegistrationRequest
 
 KNOWN_FIELDS = frozenset(
@@ -70,6 +71,36 @@ def _labels(body: Mapping[str, object]) -> dict[str, str]:
     return labels
 
 
+_LOCALITY_FIELDS = ("region", "zone", "sub_zone")
+
+
+def _locality(body: Mapping[str, object]) -> Locality | str:
+    """``"region/zone/subzone"`` (Istio's string) or ``{"region", "zone", "sub_zone"}``,
+    each field optional, as xDS and gRPC bootstraps have it."""
+    raw = body.get("locality")
+    if raw is None:
+        return ""
+    if isinstance(raw, str):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise RegistrationRejected(
+            "locality",
+            f'expected "region/zone/subzone" or {{"region", "zone", "sub_zone"}}: {raw!r}',
+        )
+    unknown = sorted(str(key) for key in raw if key not in _LOCALITY_FIELDS)
+    if unknown:
+        raise RegistrationRejected(
+            f"locality.{unknown[0]}", f"unknown field (known: {', '.join(_LOCALITY_FIELDS)})"
+        )
+    parts: dict[str, str] = {}
+    for name in _LOCALITY_FIELDS:
+        part = raw.get(name)
+        if part is not None and not isinstance(part, str):
+            raise RegistrationRejected(f"locality.{name}", f"expected a string, got {part!r}")
+        parts[name] = part or ""
+    return Locality(**parts)
+
+
 def registration_from_json(body: object) -> RegistrationRequest:
     """Parse the POST /v1/workloads body; unknown fields are an error, not ignored."""
     if not isinstance(body, Mapping):
@@ -90,7 +121,7 @@ def registration_from_json(body: object) -> RegistrationRequest:
         address=_required_string(body, "address"),
         ports=_ports(body),
         labels=_labels(body),
-        locality=_string(body, "locality", "") or "",
+        locality=_locality(body),
         weight=weight,
         ttl_s=None if ttl is None else float(ttl),
         namespace=_string(body, "namespace", "default") or "default",

@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 import grpc
 import structlog
 
+from controlplane.model import Locality
 from controlplane.registry import (
     RegistrationRejected,
     RegistrationRequest,
@@ -40,18 +41,28 @@ DEREGISTER_METHOD = f"/{SERVICE_NAME}/Deregister"
 
 
 def request_from_proto(message: Any) -> RegistrationRequest:
-    """Map proto defaults to ours: weight 0 -> 1, ttl 0 -> server default, "" -> default."""
+    """Map proto defaults to ours: weight 0 -> 1, ttl 0 -> server default, "" -> default.
+
+    The locality is the ``locality`` message when set, else the deprecated
+    ``locality_path`` string that clients before it sent."""
     return RegistrationRequest(
         service=message.service,
         address=message.address,
         ports=dict(message.ports),
         labels=dict(message.labels),
-        locality=message.locality,
+        locality=_locality(message),
         weight=message.weight or 1,
         ttl_s=message.ttl_seconds or None,
         namespace=message.namespace or "default",
         id=message.id or None,
     )
+
+
+def _locality(message: Any) -> Locality | str:
+    if not message.HasField("locality"):
+        return str(message.locality_path)
+    fields = message.locality
+    return Locality(region=fields.region, zone=fields.zone, sub_zone=fields.sub_zone)
 
 
 async def _abort(

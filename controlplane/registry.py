@@ -28,7 +28,7 @@ from types import MappingProxyType
 import structlog
 
 from controlplane.addresses import is_dns_label, is_dns_name, parse_ip
-from controlplane.model import EMPTY, RegisteredWorkload
+from controlplane.model import EMPTY, NO_LOCALITY, Locality, RegisteredWorkload
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +38,7 @@ MAX_TTL_S = 3600.0
 # Keeps the per-locality weight sum that EDS carries (a uint32) far from overflow.
 MAX_WEIGHT = 1_000_000
 MAX_LABELS = 64
+MAX_LOCALITY_PART = 128
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 Clock = Callable[[], float]
@@ -71,13 +72,16 @@ class UnknownRegistration(RegistryError):
 
 @dataclass(frozen=True, slots=True)
 class RegistrationRequest:
-    """What a caller asks for; ``None`` means "use the default"."""
+    """What a caller asks for; ``None`` means "use the default".
+
+    ``locality`` is the three xDS fields, or Istio's ``region/zone/subzone``
+    string (no empty part), as the admin API and older clients send it."""
 
     service: str
     address: str
     ports: Mapping[int, int]
     labels: Mapping[str, str] = field(default_factory=dict)
-    locality: str = ""
+    locality: Locality | str = NO_LOCALITY
     weight: int = 1
     ttl_s: float | None = None
     namespace: str = "default"
@@ -93,6 +97,37 @@ def _check_port(value: object, where: str) -> int:
         raise RegistrationRejected(where, f"port must be an integer, got {value!r}")
     if not 1 <= value <= 65535:
         raise RegistrationRejected(where, f"port {value} is outside 1..65535")
+    return value
+
+
+def _check_locality(value: object) -> Locality:
+    """Each of region, zone and sub_zone is optional, as in xDS and gRPC bootstraps."""
+    if isinstance(value, str):
+        parts = value.split("/")
+        if value and (len(parts) > 3 or not all(parts)):
+            raise RegistrationRejected(
+                "locality",
+                f"{value!r} is not 'region', 'region/zone' or 'region/zone/subzone' "
+                "(give region, zone and sub_zone as fields for any other combination)",
+            )
+        value = Locality.from_path(value)
+    if not isinstance(value, Locality):
+        raise RegistrationRejected("locality", f"expected region, zone and sub_zone: {value!r}")
+    for name in ("region", "zone", "sub_zone"):
+        part = getattr(value, name)
+        if not isinstance(part, str):
+            raise RegistrationRejected(f"locality.{name}", f"expected a string, got {part!r}")
+        if (
+            len(part) > MAX_LOCALITY_PART
+            or not part.isprintable()
+            or part != part.strip()
+            or "/" in part
+        ):
+            raise RegistrationRejected(
+                f"locality.{name}",
+                f"{part!r} must be at most {MAX_LOCALITY_PART} printable characters, "
+                "no '/' and no spaces around them",
+            )
     return value
 
 
@@ -126,12 +161,7 @@ def validate(
             raise RegistrationRejected("labels", f"label keys must be non-empty strings: {key!r}")
         if not isinstance(value, str):
             raise RegistrationRejected(f"labels[{key}]", f"value must be a string, got {value!r}")
-    locality = request.locality
-    parts = locality.split("/") if isinstance(locality, str) else []
-    if not isinstance(locality, str) or (locality and (len(parts) > 3 or not all(parts))):
-        raise RegistrationRejected(
-            "locality", f"{locality!r} is not 'region', 'region/zone' or 'region/zone/subzone'"
-        )
+    locality = _check_locality(request.locality)
     if not _is_int(request.weight) or not 1 <= request.weight <= MAX_WEIGHT:
         raise RegistrationRejected("weight", f"{request.weight!r} is outside 1..{MAX_WEIGHT}")
     ttl_s = default_ttl_s if request.ttl_s is None else request.ttl_s

@@ -22,8 +22,13 @@ from meshlib.routing.watch import WatchSource
 from meshlib.transport.grpc_aio_channel import AioMeshChannel
 from meshlib.transport.grpc_channel import MeshChannel
 from meshlib.transport.http import AsyncMeshTransport, MeshTransport
-from meshlib.transport.registration import Registration, build_request, detect_address
-from meshlib.xds_client import Bootstrap, XdsClient, load_bootstrap, open_channel
+from meshlib.transport.registration import (
+    Registration,
+    build_request,
+    detect_address,
+    open_registration,
+)
+from meshlib.xds_client import Bootstrap, XdsClient, load_bootstrap
 
 log = get_logger(__name__)
 
@@ -165,25 +170,25 @@ class Mesh:
         namespace: str = "",
     ) -> Registration:
         """Serve ``service:port`` from this process (listening on ``target_port``, default
-        ``port``); heartbeats keep it alive until ``close()`` deregisters it."""
+        ``port``), in the bootstrap's locality; heartbeats keep it alive until ``close()``
+        deregisters it. A refusal raises RegistrationError; while the control plane cannot
+        be reached, the registration is pending and keeps trying in the background."""
         self._check_open()
         if self.bootstrap is None:
             raise RuntimeError("register() needs a bootstrap: this Mesh was built without one")
         server = self.bootstrap.server
-        locality = self.bootstrap.node.locality
         request = build_request(
             service=service,
             port=port,
             target_port=target_port,
             address=address or detect_address(server.server_uri),
             labels=labels,
-            locality=str(locality) if locality.region or locality.zone or locality.sub_zone else "",
+            locality=self.bootstrap.node.locality,
             weight=weight,
             ttl_s=ttl_s,
             namespace=namespace,
         )
-        registration = Registration(open_channel(server), request, on_close=self._forget)
-        registration.start()
+        registration = open_registration(server, request, on_close=self._forget)
         with self._lock:
             self._registrations.append(registration)
         return registration

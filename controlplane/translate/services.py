@@ -183,7 +183,7 @@ def _workload_endpoint(workload: RegisteredWorkload, service_port: int) -> MeshE
         address=workload.address,
         port=workload.ports[service_port],
         weight=_weight(workload.weight, origin),
-        locality=workload.locality,
+        locality=workload.locality.path,
         labels=workload.labels,
         origin=origin,
     )

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"meshlib/registry/v1/registry.proto\x12\x13meshlib.registry.v1\"\xe8\x02\n\x0fRegisterRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12>\n\x05ports\x18\x03 \x03(\x0b\x32/.meshlib.registry.v1.RegisterRequest.PortsEntry\x12@\n\x06labels\x18\x04 \x03(\x0b\x32\x30.meshlib.registry.v1.RegisterRequest.LabelsEntry\x12\x10\n\x08locality\x18\x05 \x01(\t\x12\x0e\n\x06weight\x18\x06 \x01(\r\x12\x13\n\x0bttl_seconds\x18\x07 \x01(\x01\x12\x11\n\tnamespace\x18\x08 \x01(\t\x12\n\n\x02id\x18\t \x01(\t\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"3\n\x10RegisterResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x01\"\x1e\n\x10HeartbeatRequest\x12\n\n\x02id\x18\x01 \x01(\t\"(\n\x11HeartbeatResponse\x12\x13\n\x0bttl_seconds\x18\x01 \x01(\x01\"\x1f\n\x11\x44\x65registerRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65registerResponse2\x9e\x02\n\x08Registry\x12W\n\x08Register\x12$.meshlib.registry.v1.RegisterRequest\x1a%.meshlib.registry.v1.RegisterResponse\x12Z\n\tHeartbeat\x12%.meshlib.registry.v1.HeartbeatRequest\x1a&.meshlib.registry.v1.HeartbeatResponse\x12]\n\nDeregister\x12&.meshlib.registry.v1.DeregisterRequest\x1a\'.meshlib.registry.v1.DeregisterResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"meshlib/registry/v1/registry.proto\x12\x13meshlib.registry.v1\":\n\x08Locality\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x10\n\x08sub_zone\x18\x03 \x01(\t\"\xa2\x03\n\x0fRegisterRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12>\n\x05ports\x18\x03 \x03(\x0b\x32/.meshlib.registry.v1.RegisterRequest.PortsEntry\x12@\n\x06labels\x18\x04 \x03(\x0b\x32\x30.meshlib.registry.v1.RegisterRequest.LabelsEntry\x12\x19\n\rlocality_path\x18\x05 \x01(\tB\x02\x18\x01\x12\x0e\n\x06weight\x18\x06 \x01(\r\x12\x13\n\x0bttl_seconds\x18\x07 \x01(\x01\x12\x11\n\tnamespace\x18\x08 \x01(\t\x12\n\n\x02id\x18\t \x01(\t\x12/\n\x08locality\x18\n \x01(\x0b\x32\x1d.meshlib.registry.v1.Locality\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"3\n\x10RegisterResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x01\"\x1e\n\x10HeartbeatRequest\x12\n\n\x02id\x18\x01 \x01(\t\"(\n\x11HeartbeatResponse\x12\x13\n\x0bttl_seconds\x18\x01 \x01(\x01\"\x1f\n\x11\x44\x65registerRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65registerResponse2\x9e\x02\n\x08Registry\x12W\n\x08Register\x12$.meshlib.registry.v1.RegisterRequest\x1a%.meshlib.registry.v1.RegisterResponse\x12Z\n\tHeartbeat\x12%.meshlib.registry.v1.HeartbeatRequest\x1a&.meshlib.registry.v1.HeartbeatResponse\x12]\n\nDeregister\x12&.meshlib.registry.v1.DeregisterRequest\x1a\'.meshlib.registry.v1.DeregisterResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,22 +35,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERREQUEST_PORTSENTRY']._serialized_options = b'8\001'
   _globals['_REGISTERREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_REGISTERREQUEST']._serialized_start=60
-  _globals['_REGISTERREQUEST']._serialized_end=420
-  _globals['_REGISTERREQUEST_PORTSENTRY']._serialized_start=329
-  _globals['_REGISTERREQUEST_PORTSENTRY']._serialized_end=373
-  _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_start=375
-  _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_end=420
-  _globals['_REGISTERRESPONSE']._serialized_start=422
-  _globals['_REGISTERRESPONSE']._serialized_end=473
-  _globals['_HEARTBEATREQUEST']._serialized_start=475
-  _globals['_HEARTBEATREQUEST']._serialized_end=505
-  _globals['_HEARTBEATRESPONSE']._serialized_start=507
-  _globals['_HEARTBEATRESPONSE']._serialized_end=547
-  _globals['_DEREGISTERREQUEST']._serialized_start=549
-  _globals['_DEREGISTERREQUEST']._serialized_end=580
-  _globals['_DEREGISTERRESPONSE']._serialized_start=582
-  _globals['_DEREGISTERRESPONSE']._serialized_end=602
-  _globals['_REGISTRY']._serialized_start=605
-  _globals['_REGISTRY']._serialized_end=891
+  _globals['_REGISTERREQUEST'].fields_by_name['locality_path']._loaded_options = None
+  _globals['_REGISTERREQUEST'].fields_by_name['locality_path']._serialized_options = b'\030\001'
+  _globals['_LOCALITY']._serialized_start=59
+  _globals['_LOCALITY']._serialized_end=117
+  _globals['_REGISTERREQUEST']._serialized_start=120
+  _globals['_REGISTERREQUEST']._serialized_end=538
+  _globals['_REGISTERREQUEST_PORTSENTRY']._serialized_start=447
+  _globals['_REGISTERREQUEST_PORTSENTRY']._serialized_end=491
+  _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_start=493
+  _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_end=538
+  _globals['_REGISTERRESPONSE']._serialized_start=540
+  _globals['_REGISTERRESPONSE']._serialized_end=591
+  _globals['_HEARTBEATREQUEST']._serialized_start=593
+  _globals['_HEARTBEATREQUEST']._serialized_end=623
+  _globals['_HEARTBEATRESPONSE']._serialized_start=625
+  _globals['_HEARTBEATRESPONSE']._serialized_end=665
+  _globals['_DEREGISTERREQUEST']._serialized_start=667
+  _globals['_DEREGISTERREQUEST']._serialized_end=698
+  _globals['_DEREGISTERRESPONSE']._serialized_start=700
+  _globals['_DEREGISTERRESPONSE']._serialized_end=720
+  _globals['_REGISTRY']._serialized_start=723
+  _globals['_REGISTRY']._serialized_end=1009
 # @@protoc_insertion_point(module_scope)

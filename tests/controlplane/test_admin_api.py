@@ -88,7 +88,8 @@ async def test_register_list_heartbeat_deregister(admin: Admin) -> None:
     listed = (await admin.http.get("/v1/workloads")).json()["workloads"]
     assert len(listed) == 1
     shown = listed[0]
-    assert {k: shown[k] for k in BODY} == {**BODY, "ttl_seconds": 15.0}
+    locality = {"region": "eu", "zone": "west", "sub_zone": "a"}  # shown as xDS's fields
+    assert {k: shown[k] for k in BODY} == {**BODY, "ttl_seconds": 15.0, "locality": locality}
     assert 0 < shown["expires_in_seconds"] <= 15
 
     beat = await admin.http.put(f"/v1/workloads/{workload_id}/heartbeat")
@@ -101,6 +102,24 @@ async def test_register_list_heartbeat_deregister(admin: Admin) -> None:
     gone = await admin.http.put(f"/v1/workloads/{workload_id}/heartbeat")
     assert gone.status_code == 404
     assert "register again" in gone.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("locality", "fields"),
+    [
+        ({"zone": "z1"}, ("", "z1", "")),
+        ({"region": "us-east", "sub_zone": "s1"}, ("us-east", "", "s1")),
+        ({}, ("", "", "")),
+        ("us-east", ("us-east", "", "")),
+    ],
+)
+async def test_locality_is_three_optional_fields(
+    admin: Admin, locality: object, fields: tuple[str, str, str]
+) -> None:
+    created = await admin.http.post("/v1/workloads", json={**BODY, "locality": locality})
+    assert created.status_code == 201, created.text
+    (shown,) = (await admin.http.get("/v1/workloads")).json()["workloads"]
+    assert shown["locality"] == dict(zip(("region", "zone", "sub_zone"), fields, strict=True))
 
 
 async def test_register_with_a_chosen_id_replaces(admin: Admin) -> None:
@@ -124,6 +143,10 @@ async def test_register_with_a_chosen_id_replaces(admin: Admin) -> None:
         ({**BODY, "ttl_seconds": 0}, "ttl_seconds", "outside"),
         ({**BODY, "weight": 0}, "weight", "outside"),
         ({**BODY, "locality": "a/b/c/d"}, "locality", "region"),
+        ({**BODY, "locality": ["eu"]}, "locality", "sub_zone"),
+        ({**BODY, "locality": {"city": "x"}}, "locality.city", "unknown field"),
+        ({**BODY, "locality": {"zone": 1}}, "locality.zone", "expected a string"),
+        ({**BODY, "locality": {"zone": "a/b"}}, "locality.zone", "no '/'"),
         ({**BODY, "extra": True}, "extra", "unknown field"),
         ({k: v for k, v in BODY.items() if k != "service"}, "service", "is required"),
     ],

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 import pytest
 
+from controlplane.model import Locality
 from controlplane.registration_service import (
     DEREGISTER_METHOD,
     HEARTBEAT_METHOD,
@@ -68,7 +69,7 @@ async def test_register_heartbeat_deregister(served: tuple[Registry, Client]) ->
             address="127.0.0.1",
             ports={50051: 50052},
             labels={"version": "v2"},
-            locality="eu/west",
+            locality=pb.Locality(region="eu", zone="west"),
             weight=3,
             ttl_seconds=12.5,
             namespace="conf",
@@ -79,7 +80,11 @@ async def test_register_heartbeat_deregister(served: tuple[Registry, Client]) ->
     assert workload.id == response.id
     assert dict(workload.ports) == {50051: 50052}
     assert dict(workload.labels) == {"version": "v2"}
-    assert (workload.locality, workload.weight, workload.namespace) == ("eu/west", 3, "conf")
+    assert (workload.locality, workload.weight, workload.namespace) == (
+        Locality("eu", "west"),
+        3,
+        "conf",
+    )
 
     beat: Any = await client.heartbeat(pb.HeartbeatRequest(id=response.id))
     assert beat.ttl_seconds == 12.5
@@ -87,6 +92,29 @@ async def test_register_heartbeat_deregister(served: tuple[Registry, Client]) ->
     await client.deregister(pb.DeregisterRequest(id=response.id))
     assert registry.snapshot() == ()
     await client.deregister(pb.DeregisterRequest(id=response.id))  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("fields", "path", "locality"),
+    [
+        (pb.Locality(zone="z1"), "", Locality(zone="z1")),
+        (pb.Locality(region="r1", sub_zone="s1"), "", Locality(region="r1", sub_zone="s1")),
+        (pb.Locality(region="r1", zone="z1"), "ignored/when/fields", Locality("r1", "z1")),
+        (None, "eu/west", Locality("eu", "west")),  # a client from before the message
+        (None, "", Locality()),
+    ],
+)
+async def test_locality_fields_each_optional_and_the_old_path_still_read(
+    served: tuple[Registry, Client], fields: Any, path: str, locality: Locality
+) -> None:
+    registry, client = served
+    message = pb.RegisterRequest(service="s", address="10.0.0.1", ports={80: 80})
+    if fields is not None:
+        message.locality.CopyFrom(fields)
+    message.locality_path = path
+    await client.register(message)
+    (workload,) = registry.snapshot()
+    assert workload.locality == locality
 
 
 async def test_proto_zero_values_mean_defaults(served: tuple[Registry, Client]) -> None:
@@ -109,6 +137,21 @@ async def test_proto_zero_values_mean_defaults(served: tuple[Registry, Client]) 
         (
             pb.RegisterRequest(service="s", address="10.0.0.1", ports={80: 80}, ttl_seconds=9999),
             "ttl_seconds: ",
+        ),
+        (
+            pb.RegisterRequest(
+                service="s", address="10.0.0.1", ports={80: 80}, locality_path="/z1/"
+            ),
+            "locality: ",
+        ),
+        (
+            pb.RegisterRequest(
+                service="s",
+                address="10.0.0.1",
+                ports={80: 80},
+                locality=pb.Locality(zone=" z1"),
+            ),
+            "locality.zone: ",
         ),
     ],
 )

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from controlplane.model import RegisteredWorkload
+from controlplane.model import Locality, RegisteredWorkload
 from controlplane.registration_json import registration_from_json
 from controlplane.registry import (
     RegistrationRejected,
@@ -89,6 +89,12 @@ def test_register_applies_defaults_and_notifies(registry: Registry, changes: Rec
         ({"labels": {"version": 1}}, "labels[version]", "must be a string"),
         ({"locality": "a/b/c/d"}, "locality", "region/zone/subzone"),
         ({"locality": "a//c"}, "locality", "region/zone/subzone"),
+        ({"locality": "eu/ west"}, "locality.zone", "no spaces around"),
+        ({"locality": Locality(zone="a/b")}, "locality.zone", "no '/'"),
+        ({"locality": Locality(region=" eu")}, "locality.region", "no spaces around"),
+        ({"locality": Locality(sub_zone="s\n")}, "locality.sub_zone", "printable"),
+        ({"locality": Locality(zone="z" * 129)}, "locality.zone", "at most 128"),
+        ({"locality": ("eu", "west")}, "locality", "region, zone and sub_zone"),
         ({"weight": 0}, "weight", "outside 1.."),
         ({"weight": 2_000_000}, "weight", "outside 1.."),
         ({"ttl_s": 0.5}, "ttl_seconds", "outside 1.0..3600.0"),
@@ -109,6 +115,24 @@ def test_bad_registration_is_rejected_naming_the_field(
     assert text in str(info.value)
     assert registry.snapshot() == ()
     assert changes.snapshots == []
+
+
+@pytest.mark.parametrize(
+    "locality",
+    [
+        Locality(zone="z1"),
+        Locality(region="r1"),
+        Locality("r1", "z1"),
+        Locality("r1", "z1", "s1"),
+        Locality(zone="z1", sub_zone="s1"),
+        Locality(region="r1", sub_zone="s1"),
+        Locality(),
+    ],
+)
+def test_any_of_region_zone_and_sub_zone_may_be_missing(
+    registry: Registry, locality: Locality
+) -> None:
+    assert registry.register(request(locality=locality)).locality == locality
 
 
 def test_rejected_reregistration_keeps_the_old_one(registry: Registry) -> None:
@@ -133,7 +157,7 @@ def test_good_values_at_the_edges(registry: Registry) -> None:
         )
     )
     assert workload.address == "::1"
-    assert workload.locality == "eu/eu-west-1/a"
+    assert workload.locality == Locality("eu", "eu-west-1", "a")
     assert dict(workload.labels) == {"version": "v2", "app.kubernetes.io/name": "x"}
 
 
@@ -249,6 +273,14 @@ async def test_expiry_task_with_the_real_clock() -> None:
         ),
         ({"service": "s", "address": "10.0.0.1", "ports": {"80": 80}, "colour": "red"}, "colour"),
         ({"service": 7, "address": "10.0.0.1", "ports": {"80": 80}}, "service"),
+        (
+            {"service": "s", "address": "10.0.0.1", "ports": {"80": 80}, "locality": 3},
+            "locality",
+        ),
+        (
+            {"service": "s", "address": "10.0.0.1", "ports": {"80": 80}, "locality": {"zone": 3}},
+            "locality.zone",
+        ),
     ],
 )
 def test_json_body_type_errors_name_the_field(body: object, field: str) -> None:
@@ -282,6 +314,13 @@ def test_json_body_parses_to_a_request() -> None:
         namespace="conf",
         id="s1",
     )
+
+
+def test_json_locality_object_has_xds_field_names() -> None:
+    body = {"service": "s", "address": "10.0.0.1", "ports": {"80": 80}}
+    parsed = registration_from_json({**body, "locality": {"zone": "z1", "sub_zone": None}})
+    assert parsed.locality == Locality(zone="z1")
+    assert registration_from_json(body).locality == ""
 
 
 def test_admission_sees_the_would_be_snapshot_and_a_refusal_changes_nothing(

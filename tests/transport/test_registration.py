@@ -1,4 +1,6 @@
-"""mesh.register() against a real gRPC server implementing meshlib.registry.v1.Registry."""
+"""mesh.register() against a real gRPC server implementing meshlib.registry.v1.Registry
+(a scripted one, to reach every branch; tests/transport/test_registration_live.py runs
+against the control plane itself)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import pytest
 
 import meshlib
 from meshlib._protos import registry_v1_pb2 as pb
-from meshlib.transport.registration import detect_address
+from meshlib.transport.registration import build_request, detect_address
+from meshlib.xds_client.resources import Locality
 from tests.transport.polling import eventually
 
 
@@ -29,8 +32,15 @@ class FakeRegistry:
         self.heartbeats = 0
         self.deregistered: list[str] = []
         self.refuse = False
+        self.unavailable = 0  # answer this many Register calls with UNAVAILABLE
+        self.attempts: list[str] = []  # the id of every Register call
 
     def register(self, request: pb.RegisterRequest, context: Any) -> pb.RegisterResponse:
+        with self.lock:
+            self.attempts.append(request.id)
+            busy, self.unavailable = self.unavailable > 0, max(0, self.unavailable - 1)
+        if busy:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "starting up")
         if self.refuse:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "service 'nope' is not declared")
         with self.lock:
@@ -102,22 +112,75 @@ def test_register_heartbeat_reregister_and_deregister(
         assert request.address == "127.0.0.1"
         assert dict(request.ports) == {50051: 7000}
         assert dict(request.labels) == {"version": "v1"}
-        assert request.locality == "r1/z1/"
-        assert handle.id == "w1"
+        loc = request.locality
+        assert (loc.region, loc.zone, loc.sub_zone) == ("r1", "z1", "")
+        assert request.locality_path == "r1/z1"  # for control planes before the message
+        assert handle.id == request.id != ""  # chosen by the client: retries are idempotent
+        assert handle.registered
 
         eventually(lambda: fake.heartbeats >= 2)
         with fake.lock:
             fake.live.clear()  # the control plane forgot us (restart / expiry)
         eventually(lambda: len(fake.registered) == 2)
-        assert fake.registered[1].id == "w1"  # same identity on re-registration
+        assert fake.registered[1].id == handle.id  # same identity on re-registration
         handle.close()
         handle.close()
-        assert fake.deregistered == ["w1"]
+        assert not handle.registered
+        assert fake.deregistered == [handle.id]
 
-        mesh.register("sessions", 50052, address="10.1.2.3")
+        other = mesh.register("sessions", 50052, address="10.1.2.3")
     # Mesh.close() deregistered the one left open.
-    assert fake.deregistered == ["w1", "w3"]
+    assert fake.deregistered == [handle.id, other.id]
     assert fake.registered[-1].address == "10.1.2.3"
+
+
+def test_unreachable_control_plane_leaves_it_pending_and_retried(
+    registry: tuple[FakeRegistry, Path],
+) -> None:
+    fake, bootstrap = registry
+    fake.unavailable = 3
+    with meshlib.Mesh(bootstrap) as mesh:
+        handle = mesh.register("sessions", 50051)
+        assert not handle.registered
+        assert handle.wait_registered(15)
+        assert fake.attempts == [handle.id] * 4  # the same id every time
+        eventually(lambda: fake.heartbeats >= 1)
+    assert fake.deregistered == [handle.id]
+
+
+def test_pending_registration_closes_without_deregistering(
+    registry: tuple[FakeRegistry, Path],
+) -> None:
+    fake, bootstrap = registry
+    fake.unavailable = 1_000_000
+    with meshlib.Mesh(bootstrap) as mesh:
+        handle = mesh.register("sessions", 50051)
+        assert not handle.registered
+    assert not handle.wait_registered(0)
+    assert fake.deregistered == []
+
+
+@pytest.mark.parametrize(
+    ("locality", "path"),
+    [
+        (Locality("r1", "z1", "s1"), "r1/z1/s1"),
+        (Locality("r1"), "r1"),
+        (Locality(zone="z1"), ""),  # no "region/zone" shape: fields only
+        (Locality("r1", sub_zone="s1"), ""),
+    ],
+)
+def test_locality_fields_and_the_path_older_control_planes_read(
+    locality: Locality, path: str
+) -> None:
+    request = build_request(service="s", port=80, address="10.0.0.1", locality=locality)
+    fields = request.locality
+    assert (fields.region, fields.zone, fields.sub_zone) == (
+        locality.region,
+        locality.zone,
+        locality.sub_zone,
+    )
+    assert request.locality_path == path
+    assert not build_request(service="s", port=80, address="10.0.0.1").HasField("locality")
 
 
 def test_refused_registration_raises(registry: tuple[FakeRegistry, Path]) -> None:
