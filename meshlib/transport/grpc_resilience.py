@@ -15,7 +15,7 @@
 - :func:`call_timeout`, :func:`try_kwargs`, :func:`bounded_kwargs`,
   :func:`call_headers`: what the channels hand to the resilience driver and
   to grpcio per try (the deadline travels as grpcio's ``timeout=``, i.e.
-  ``grpc-timeout``).
+  ``grpc-timeout``; a retry or hedge carries ``grpc-previous-rpc-attempts``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from meshlib.resilience.route_resilience import RouteResilience
 from meshlib.transport.grpc_routing import Metadata, metadata_headers
 
 OK_OUTCOME: Final = Outcome(grpc_status=0)
+#: gRFC A6: how many tries of this call went before (sent from try 2 on).
+PREVIOUS_ATTEMPTS_KEY: Final = "grpc-previous-rpc-attempts"
 # grpcio's details when no connection could be made (the request was never sent).
 _CONNECT_FAILURE_HINTS: Final = (
     "failed to connect",
@@ -129,11 +131,16 @@ def per_try_timeout(route: RouteResilience) -> float | None:
 
 
 def try_kwargs(kwargs: dict[str, Any], attempt: Attempt) -> dict[str, Any]:
-    """The call's keyword arguments for one try: ``timeout`` = what the try has left.
+    """The call's keyword arguments for one try (every try of every gRPC unary call,
+    sync and aio, fast path or not, is sent with these): ``timeout`` = what the try
+    has left, and from try 2 on (retry or hedge) gRFC A6's ``grpc-previous-rpc-attempts``.
 
     Raises :class:`~meshlib.errors.DeadlineExceeded` when nothing is left (a fault
     delay or a back-off spent it): expired work is not started.
     """
+    if attempt.number > 1:
+        previous = (PREVIOUS_ATTEMPTS_KEY, str(attempt.number - 1))
+        kwargs = {**kwargs, "metadata": (*(kwargs.get("metadata") or ()), previous)}
     deadline = attempt.deadline
     if deadline is None:
         return kwargs

@@ -41,6 +41,7 @@ _perf_counter = time.perf_counter
 _STATUS_NUMBER = {code: code.value[0] for code in grpc.StatusCode}
 _NO_EXCLUSIONS: frozenset[str] = frozenset()
 _GRPC_CONTENT_TYPE = {"content-type": "application/grpc"}
+_ENABLE_RETRIES = "grpc.enable_retries"
 
 
 def metadata_headers(metadata: Metadata | None) -> LowerHeaders:
@@ -163,11 +164,16 @@ class GrpcRouting:
         settings: PoolSettings = DEFAULT_POOL_SETTINGS,
     ) -> list[tuple[str, Any]]:
         """User options plus ``:authority`` (default: the service name, as xDS clients
-        send it) and the cluster's connection-pool settings (which win over the user's)."""
+        send it) and the cluster's connection-pool settings (which win over the user's).
+
+        grpcio's own retries are off: meshlib retries, and grpcio's retry layer would
+        strip the ``grpc-previous-rpc-attempts`` a meshlib retry sends (to grpcio each
+        try is a first attempt)."""
         cluster_options = grpc_pool_options(settings)
-        overridden = {"grpc.default_authority", *(k for k, _ in cluster_options)}
+        overridden = {"grpc.default_authority", _ENABLE_RETRIES, *(k for k, _ in cluster_options)}
         merged = [(k, v) for k, v in options if k not in overridden]
         merged.extend(cluster_options)
+        merged.append((_ENABLE_RETRIES, 0))
         merged.append(("grpc.default_authority", authority or self.target))
         return merged
 
