@@ -2,11 +2,13 @@
 
     meshctl bootstrap --xds-address HOST:PORT --node-id ID [--cluster C]
                       [--region R] [--zone Z] [--sub-zone S]
-                      [--metadata KEY=VALUE ...] [--metadata-json KEY=JSON ...] [-o FILE]
+                      [--metadata KEY=VALUE ...] [--metadata-json KEY=JSON ...]
+                      [--label KEY=VALUE ...] [-o FILE]
 
 writes the gRPC xDS bootstrap JSON (gRFC A27) that grpcio's native xDS client
 and meshlib both read from ``GRPC_XDS_BOOTSTRAP``. Empty parts are left out.
 ``--metadata-json`` takes typed values, e.g. ``mesh.outbound_port=15001``.
+``--label app=web`` adds to ``node.metadata.LABELS``, the caller's labels.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from controlplane.addresses import AddressError, parse_host_port
 
+NODE_LABELS_KEY = "LABELS"  # as controlplane.translate.caller_node reads it
 EXIT_OK = 0
 EXIT_USAGE = 2
 
@@ -94,6 +97,36 @@ def parse_metadata(pairs: Sequence[str], typed_pairs: Sequence[str]) -> dict[str
     return metadata
 
 
+def parse_labels(pairs: Sequence[str]) -> dict[str, str]:
+    """``--label KEY=VALUE`` items as Kubernetes labels; a repeated key is an error."""
+    if not pairs:
+        return {}
+    # Imported here: the config package loads YAML and RE2, which plain bootstraps skip.
+    from controlplane.config import names
+
+    labels: dict[str, str] = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        problem = names.label_key(key) or names.label_value(value) if sep else "expected KEY=VALUE"
+        if key in labels:
+            problem = f"label {key!r} given twice"
+        if problem is not None:
+            raise BootstrapArgumentError(f"--label {item!r}: {problem}")
+        labels[key] = value
+    return labels
+
+
+def with_labels(metadata: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+    """``metadata`` with ``labels`` as ``LABELS`` (Istio's key), unless it has its own."""
+    if not labels:
+        return metadata
+    if NODE_LABELS_KEY in metadata:
+        raise BootstrapArgumentError(
+            f"--label: {NODE_LABELS_KEY} is also given with --metadata/--metadata-json"
+        )
+    return {**metadata, NODE_LABELS_KEY: labels}
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so readers never see half a bootstrap."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +154,14 @@ def _parser() -> argparse.ArgumentParser:
     boot.add_argument("--sub-zone", default="")
     boot.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
     boot.add_argument("--metadata-json", action="append", default=[], metavar="KEY=JSON")
+    boot.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a label of this workload, written to node.metadata.LABELS (repeatable): "
+        "what VirtualService sourceLabels and failoverPriority read",
+    )
     boot.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     return parser
 
@@ -134,7 +175,9 @@ def _bootstrap(args: argparse.Namespace) -> int:
             region=args.region,
             zone=args.zone,
             sub_zone=args.sub_zone,
-            metadata=parse_metadata(args.metadata, args.metadata_json),
+            metadata=with_labels(
+                parse_metadata(args.metadata, args.metadata_json), parse_labels(args.label)
+            ),
         )
     except BootstrapArgumentError as exc:
         print(f"meshctl bootstrap: {exc}", file=sys.stderr)

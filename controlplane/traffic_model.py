@@ -58,6 +58,10 @@ class HTTPMatchRequest:
     without_headers: Mapping[str, StringMatch] = field(default_factory=_no_matchers)
     ignore_uri_case: bool = False
     port: int | None = None
+    # Who may use the block (Istio: evaluated per caller when its routes are built):
+    # the caller's labels must include these, its namespace must be this one ("" any).
+    source_labels: Mapping[str, str] = field(default_factory=_no_strings)
+    source_namespace: str = ""
 
 
 @dataclass(frozen=True, slots=True)

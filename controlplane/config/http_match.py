@@ -1,5 +1,8 @@
 """``spec.http[].match[]`` of a VirtualService: Istio's HTTPMatchRequest.
 
+``sourceLabels`` (label key -> value) and ``sourceNamespace`` choose the
+callers a block applies to; translate evaluates them per caller node.
+
 A StringMatch is exactly one of ``exact``, ``prefix``, ``regex`` (RE2, matched
 against the whole value as Envoy's ``safe_regex`` does), or ``{}`` meaning
 "present" where Istio allows it (headers, queryParams, withoutHeaders). Header
@@ -13,6 +16,7 @@ import re
 from types import MappingProxyType
 from typing import Any
 
+from controlplane.config import names
 from controlplane.config.fields import DocContext, Fields
 from controlplane.config.workload_entry import MAX_PORT
 from controlplane.traffic_model import HTTPMatchRequest, MatchKind, StringMatch
@@ -28,8 +32,10 @@ MATCH_FIELDS = (
     "withoutHeaders",
     "ignoreUriCase",
     "port",
+    "sourceLabels",
+    "sourceNamespace",
 )
-MATCH_NOT_YET = ("sourceLabels", "sourceNamespace", "gateways", "statPrefix")
+MATCH_NOT_YET = ("gateways", "statPrefix")
 STRING_MATCH_FIELDS = tuple(kind.value for kind in MatchKind if kind is not MatchKind.PRESENT)
 _HEADER_NAME = re.compile(r"^:?[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
 
@@ -113,6 +119,13 @@ def parse_http_match(fields: Fields) -> HTTPMatchRequest | None:
     without_headers = _matchers(fields, "withoutHeaders", header_names=True)
     ignore_uri_case = fields.boolean("ignoreUriCase")
     port = fields.integer("port", minimum=1, maximum=MAX_PORT)
+    source_labels = fields.string_map(
+        "sourceLabels",
+        key_check=names.label_key,
+        value_check=names.label_value,
+        allow_empty_values=True,
+    )
+    source_namespace = fields.string("sourceNamespace", check=names.dns_label)
     uri = plain.get("uri")
     if ignore_uri_case and uri is not None and uri.kind is MatchKind.REGEX:
         ctx.error(
@@ -132,6 +145,8 @@ def parse_http_match(fields: Fields) -> HTTPMatchRequest | None:
         without_headers=without_headers,
         ignore_uri_case=bool(ignore_uri_case),
         port=port,
+        source_labels=source_labels or MappingProxyType({}),
+        source_namespace=source_namespace or "",
     )
 
 

@@ -14,11 +14,13 @@ from typing import Any
 from google.protobuf.message import Message
 
 from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload, Resolution
+from controlplane.translate.caller_node import node_namespace, own_labels
 from controlplane.translate.clusters import build_cluster
 from controlplane.translate.endpoints import build_load_assignment
 from controlplane.translate.errors import TranslationError
 from controlplane.translate.http_resources import http_resources
 from controlplane.translate.services import collect_services
+from controlplane.translate.sidecar import outbound_port
 from controlplane.translate.subsets import plan_clusters
 from controlplane.translate.typeurls import (
     CLUSTER_TYPE_URL,
@@ -30,7 +32,7 @@ from controlplane.translate.typeurls import (
 # type URL -> resource name -> proto message
 Resources = Mapping[str, Mapping[str, Message]]
 
-__all__ = ["Resources", "TranslationError", "translate"]
+__all__ = ["Resources", "TranslationError", "check_node", "translate"]
 
 
 def translate(
@@ -55,6 +57,16 @@ def translate(
             if p.service.resolution is Resolution.STATIC
         ),
     }
+
+
+def check_node(node: NodeInfo) -> None:
+    """Raise :class:`TranslationError` (naming the metadata key) when no config could
+    be translated for ``node``: a sidecar without a usable outbound port, ``LABELS``
+    that are not a map of strings, a ``NAMESPACE`` that is not a string."""
+    if node.is_sidecar:
+        outbound_port(node.metadata)
+    own_labels(node.metadata)
+    node_namespace(node)
 
 
 def _by_name(messages: Iterable[Any]) -> dict[str, Message]:

@@ -38,7 +38,7 @@ def ambiguous_destinations(
         if vs is None:
             continue
         origin = virtual_service_origin(vs)
-        for port_rule in rules_for_port(vs, service.number):
+        for port_rule in rules_for_port(vs, service.number, None):
             rule, where = port_rule.rule, f"{origin}: http[{port_rule.index}]"
             fields = [
                 *((f"route[{i}].destination", d.destination) for i, d in enumerate(rule.route)),

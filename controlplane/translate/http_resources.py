@@ -4,7 +4,8 @@ A proxyless client (meshlib, gRPC) gets one api_listener and one route table
 ``HOST:PORT`` per service; an Envoy sidecar (``node.is_sidecar``) gets the one
 ``mesh_outbound`` listener and route table instead (see :mod:`.sidecar`).
 Only the node's metadata is read, never its id, so nodes that differ by id
-share a translation.
+share a translation. Route tables depend on the node's labels and namespace
+when a VirtualService matches on the source (:mod:`.source_match`).
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from controlplane.translate.sidecar import (
     build_sidecar_route_configuration,
     outbound_port,
 )
+from controlplane.translate.source_match import Caller
 
 
 def http_resources(
     config: MeshConfig, services: Sequence[MeshService], node: NodeInfo
 ) -> tuple[dict[str, Message], dict[str, Message]]:
     """(listeners by name, route configurations by name) for ``node``."""
-    routings = plan_routing(services, config)
+    routings = plan_routing(services, config, Caller.of(node))
     if node.is_sidecar:
         port = outbound_port(node.metadata)
         name = naming.SIDECAR_OUTBOUND

@@ -1,10 +1,10 @@
 """Locality priorities and weights for one client, as Istio computes them.
 
 The client's locality is the node's bootstrap locality (region/zone/subzone);
-its labels are the node metadata ``LABELS`` (Istio's key). Both sides also get
-Istio's topology labels from their locality (``topology.kubernetes.io/region``,
-``topology.kubernetes.io/zone``, ``topology.istio.io/subzone``) unless set, so
-``failoverPriority`` can name them.
+its labels are the node metadata ``LABELS`` (Istio's key, see :mod:`.caller_node`).
+Both sides also get Istio's topology labels from their locality
+(``topology.kubernetes.io/region``, ``topology.kubernetes.io/zone``,
+``topology.istio.io/subzone``) unless set, so ``failoverPriority`` can name them.
 
 With ``localityLbSetting`` (or the mesh default, which is enabled):
 
@@ -35,13 +35,9 @@ from dataclasses import dataclass, replace
 
 from controlplane.model import NodeInfo
 from controlplane.traffic_model import LocalityDistribute, LocalityFailover, LocalityLbSetting
+from controlplane.translate.caller_node import node_labels, split_locality, topology_labels
 from controlplane.translate.policy import EffectivePolicy
 from controlplane.translate.services import MeshEndpoint
-
-REGION_LABEL = "topology.kubernetes.io/region"
-ZONE_LABEL = "topology.kubernetes.io/zone"
-SUBZONE_LABEL = "topology.istio.io/subzone"
-NODE_LABELS_KEY = "LABELS"
 
 _OTHER_REGION = 3
 _NOT_FAILOVER_REGION = 4
@@ -73,15 +69,10 @@ def locality_groups(
     if not policy.outlier_detection_enabled:
         return groups
     if setting.failover_priority:
-        groups = _label_tiers(groups, _node_labels(node), setting.failover_priority)
+        groups = _label_tiers(groups, node_labels(node), setting.failover_priority)
         if not setting.failover:
             return _sorted(groups)
     return _locality_failover(groups, node.locality, setting.failover)
-
-
-def split_locality(locality: str) -> tuple[str, str, str]:
-    region, zone, subzone = [*locality.split("/", 2), "", ""][:3]
-    return region, zone, subzone
 
 
 def locality_matches(locality: str, pattern: str) -> bool:
@@ -197,17 +188,5 @@ def _sorted(groups: list[LocalityGroup]) -> list[LocalityGroup]:
     return sorted(groups, key=lambda g: (g.priority, g.locality))
 
 
-def _topology_labels(locality: str) -> dict[str, str]:
-    region, zone, subzone = split_locality(locality)
-    pairs = ((REGION_LABEL, region), (ZONE_LABEL, zone), (SUBZONE_LABEL, subzone))
-    return {key: value for key, value in pairs if value}
-
-
 def _endpoint_labels(endpoint: MeshEndpoint) -> dict[str, str]:
-    return {**_topology_labels(endpoint.locality), **endpoint.labels}
-
-
-def _node_labels(node: NodeInfo) -> dict[str, str]:
-    raw = node.metadata.get(NODE_LABELS_KEY)
-    own = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
-    return {**_topology_labels(node.locality), **own}
+    return {**topology_labels(endpoint.locality), **endpoint.labels}

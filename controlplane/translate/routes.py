@@ -1,9 +1,10 @@
 """RDS: the routes of each service, from its VirtualService or the default.
 
 For a service ``HOST:PORT`` routed by a VirtualService, every rule that applies
-to PORT becomes one Envoy route per match block, in order (first match wins,
-no catch-all is appended: an unmatched request gets 404, as in Istio).
-Without a VirtualService (or when none of its rules applies to the port) the
+to PORT and to the calling node becomes one Envoy route per match block, in
+order (first match wins, no catch-all is appended: an unmatched request gets
+404, as in Istio). Without a VirtualService (or when none of its rules applies
+to the port and caller) the
 one route sends everything (prefix "/") to ``outbound|PORT||HOST`` with
 Istio's defaults (no timeout, the default retry policy).
 
@@ -44,6 +45,7 @@ from controlplane.translate.redirect_action import direct_response_action, redir
 from controlplane.translate.route_action import RouteContext, default_action, forwarding
 from controlplane.translate.route_match import catch_all, route_match
 from controlplane.translate.services import MeshService
+from controlplane.translate.source_match import Caller
 from controlplane.translate.virtual_services import (
     PortRule,
     rules_for_port,
@@ -68,13 +70,17 @@ class ServiceRouting:
         return self.uses_fault or self.header_faults is not None
 
 
-def plan_routing(services: Iterable[MeshService], config: MeshConfig) -> tuple[ServiceRouting, ...]:
-    """The routing of every service (same order as ``services``)."""
+def plan_routing(
+    services: Iterable[MeshService], config: MeshConfig, caller: Caller
+) -> tuple[ServiceRouting, ...]:
+    """The routing of every service as ``caller`` gets it (same order as ``services``)."""
     services = tuple(services)
     ports = PortDirectory.of(services)
     rules = tuple(config.destination_rules)
     return tuple(
-        service_routing(s, virtual_service_for(config.virtual_services, s.host), ports, rules)
+        service_routing(
+            s, virtual_service_for(config.virtual_services, s.host), ports, rules, caller
+        )
         for s in services
     )
 
@@ -84,14 +90,16 @@ def service_routing(
     vs: VirtualService | None,
     ports: PortDirectory,
     destination_rules: tuple[DestinationRule, ...] = (),
+    caller: Caller | None = None,
 ) -> ServiceRouting:
+    """The routes ``caller`` gets (None: a caller without labels or namespace)."""
     own = Destination(service.host)
     ctx = RouteContext(service.host, service.number, ports, None, destination_rules)
     hashing = ctx.hash_for(own)
     default = ServiceRouting(service, default_routes(_own_cluster(service), hashing))
     if vs is None:
         return default
-    rules = rules_for_port(vs, service.number)
+    rules = rules_for_port(vs, service.number, caller or Caller())
     if not rules:
         return default
     where = virtual_service_origin(vs)

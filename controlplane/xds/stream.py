@@ -17,8 +17,7 @@ import structlog
 from envoy.service.discovery.v3 import discovery_pb2
 
 from controlplane.model import NodeInfo
-from controlplane.translate import TranslationError
-from controlplane.translate.sidecar import outbound_port
+from controlplane.translate import TranslationError, check_node
 from controlplane.xds.cache import Cancel, SnapshotCache
 from controlplane.xds.nodes import node_info
 from controlplane.xds.snapshot import Snapshot
@@ -139,13 +138,12 @@ class AdsStream:
         if not request.node.id:
             raise StreamProtocolError("the first DiscoveryRequest on a stream must carry node.id")
         node = node_info(request.node)
-        if node.is_sidecar:
-            try:
-                outbound_port(node.metadata)
-            except TranslationError as exc:
-                # A bad node is refused on its own stream; it must never block
-                # the rebuild that every other node shares.
-                raise StreamProtocolError(f"node {node.id!r}: {exc}") from exc
+        try:
+            check_node(node)
+        except TranslationError as exc:
+            # A bad node is refused on its own stream; it must never block
+            # the rebuild that every other node shares.
+            raise StreamProtocolError(f"node {node.id!r}: {exc}") from exc
         self.node = node
         log.info("xds_stream_opened", node=self.node.id, peer=self.peer)
         self._cancel_watch = self._cache.watch(self.node.id, self._on_new_snapshot)

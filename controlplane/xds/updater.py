@@ -6,11 +6,14 @@ The inputs that last built cleanly are kept, so a node that connects while the
 latest inputs are broken still gets the last good config.
 
 Nodes that look alike to translate (same cluster, locality and metadata; the
-id is not an input of translate) share one translation and one snapshot.
+id is not an input of translate) share one translation and one snapshot; labels
+and a namespace that no rule reads are set aside first (``routing_view``), so
+callers differ only by the labels some ``sourceLabels`` names.
 
 :meth:`SnapshotUpdater.check` translates candidate inputs without setting
 anything, for every connected node and for the two node shapes that may
-connect later (a proxyless client and an Envoy sidecar): the control plane
+connect later (a proxyless client and an Envoy sidecar, also as a caller of
+each ``sourceLabels`` / ``sourceNamespace`` selector): the control plane
 uses it to refuse a config or a registration before it can break a rebuild.
 """
 
@@ -25,6 +28,7 @@ import structlog
 from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload
 from controlplane.translate import Resources, TranslationError, translate
 from controlplane.translate.ambiguity import AmbiguousDestinationError, ambiguous_destinations
+from controlplane.translate.source_match import routing_view, selector_nodes
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.consistency import check_consistency
 from controlplane.xds.errors import SnapshotError
@@ -55,6 +59,9 @@ class SnapshotUpdater:
         self._good = self._inputs
         self._nodes: dict[str, NodeInfo] = {}
         self._streams: dict[str, int] = {}  # node id -> open streams
+        # Snapshots of the inputs built last, by node likeness: a node that connects
+        # reuses its look-alikes' translation.
+        self._built: tuple[Inputs, dict[str, Snapshot]] = (self._inputs, {})
         self.last_error: str | None = None
 
     def set_inputs(
@@ -78,7 +85,8 @@ class SnapshotUpdater:
         would leave a destination's port to a guess it did not need before.
         Sets nothing."""
         candidate = self._candidate(config, workloads)
-        self._build_all(candidate, [*TRIAL_NODES, *self._nodes.values()])
+        trials = [*TRIAL_NODES, *selector_nodes(candidate.config, TRIAL_NODES)]
+        self._build_all(candidate, [*trials, *self._nodes.values()])
         before = self._ambiguities(self._inputs)
         new = [p for p in sorted(self._ambiguities(candidate)) if p not in before]
         if new:
@@ -144,13 +152,17 @@ class SnapshotUpdater:
     # --- building ----------------------------------------------------------
 
     def _build_all(self, inputs: Inputs, nodes: list[NodeInfo]) -> dict[str, Snapshot]:
-        shared: dict[str, Snapshot] = {}
+        built_from, shared = self._built
+        if built_from is not inputs:
+            shared = {}
+            self._built = (inputs, shared)
         snapshots: dict[str, Snapshot] = {}
         for node in nodes:
-            key = _likeness(node)
+            view = routing_view(inputs.config, node)
+            key = _likeness(view)
             snapshot = shared.get(key)
             if snapshot is None:
-                resources = self._translate(inputs.config, inputs.workloads, node)
+                resources = self._translate(inputs.config, inputs.workloads, view)
                 check_consistency(resources)
                 snapshot = shared[key] = Snapshot.from_resources(resources)
             snapshots[node.id] = snapshot

@@ -151,10 +151,20 @@ BAD_VIRTUAL_SERVICES: list[tuple[str, str, int, str, str]] = [
     ("route-destination-unknown-field", rule("route: [{destination: {host: svc}, wieght: 1}]"), 1,
      f"{H0}.route[0].wieght", "unknown field; did you mean 'weight'?"),
     # --- match
-    ("match-source-labels", match("{sourceLabels: {app: a}}"), 1,
-     f"{H0}.match[0].sourceLabels", "field is not supported yet"),
-    ("match-source-namespace", match("{sourceNamespace: a}"), 1,
-     f"{H0}.match[0].sourceNamespace", "field is not supported yet"),
+    ("source-labels-list", match("{sourceLabels: [app]}"), 1,
+     f"{H0}.match[0].sourceLabels", "must be a mapping, got a list"),
+    ("source-labels-number", match("{sourceLabels: {version: 2}}"), 1,
+     f"{H0}.match[0].sourceLabels.version", "must be a string, got integer 2"),
+    ("source-labels-null", match("{sourceLabels: {app: null}}"), 1,
+     f"{H0}.match[0].sourceLabels.app", "must be a string, got null"),
+    ("source-labels-bad-key", match("{sourceLabels: {'a b': x}}"), 1,
+     f'{H0}.match[0].sourceLabels["a b"]', "label key 'a b' is invalid"),
+    ("source-labels-bad-value", match("{sourceLabels: {app: 'a b'}}"), 1,
+     f"{H0}.match[0].sourceLabels.app", "label value 'a b' is invalid"),
+    ("source-namespace-number", match("{sourceNamespace: 7}"), 1,
+     f"{H0}.match[0].sourceNamespace", "must be a string, got integer 7"),
+    ("source-namespace-bad", match("{sourceNamespace: Prod_1}"), 1,
+     f"{H0}.match[0].sourceNamespace", "'Prod_1' must be a DNS-1123 label"),
     ("match-gateways", match("{gateways: [mesh]}"), 1,
      f"{H0}.match[0].gateways", "field is not supported yet"),
     ("match-stat-prefix", match("{statPrefix: a}"), 1,
@@ -395,6 +405,18 @@ def test_header_routing_with_every_matcher(tmp_path: Path) -> None:
         HTTPMatchRequest(uri=StringMatch(MatchKind.PREFIX, "/V2"), ignore_uri_case=True),
     )
     assert route.route == (to("svc", "v2"),)
+
+
+def test_source_labels_and_namespace(tmp_path: Path) -> None:
+    route = only_rule(
+        tmp_path,
+        "match: [{sourceLabels: {app: web, version: ''}, sourceNamespace: shop},"
+        " {sourceLabels: {}, uri: {prefix: /a}}], route: [{destination: {host: svc}}]",
+    )
+    assert route.match == (
+        HTTPMatchRequest(source_labels={"app": "web", "version": ""}, source_namespace="shop"),
+        HTTPMatchRequest(uri=StringMatch(MatchKind.PREFIX, "/a")),
+    )
 
 
 def test_mirror_and_mirrors(tmp_path: Path) -> None:

@@ -83,6 +83,16 @@ def test_full_bootstrap_to_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert [p.name for p in target.parent.iterdir()] == ["bootstrap.json"]
 
 
+def test_labels_go_to_node_metadata_labels(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bootstrap", "--xds-address", "h:1", "--node-id", "n", "--metadata", "NAMESPACE=shop"]
+    code, out, _ = run_meshctl(capsys, *argv, "--label", "app=web", "--label", "version=v1")
+    assert code == 0
+    assert json.loads(out)["node"]["metadata"] == {
+        "NAMESPACE": "shop",
+        "LABELS": {"app": "web", "version": "v1"},
+    }
+
+
 def test_ipv6_server_address(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["bootstrap", "--xds-address", "[::1]:15010", "--node-id", "n"]
     code, out, _ = run_meshctl(capsys, *argv)
@@ -108,6 +118,32 @@ def test_ipv6_server_address(capsys: pytest.CaptureFixture[str]) -> None:
         (
             ["--xds-address", "h:1", "--node-id", "n", "--metadata", "a=1", "--metadata", "a=2"],
             "given twice",
+        ),
+        (["--xds-address", "h:1", "--node-id", "n", "--label", "app"], "--label 'app': expected"),
+        (
+            ["--xds-address", "h:1", "--node-id", "n", "--label", "a b=c"],
+            "--label 'a b=c': label key 'a b' is invalid",
+        ),
+        (
+            ["--xds-address", "h:1", "--node-id", "n", "--label", "app=a b"],
+            "--label 'app=a b': label value 'a b' is invalid",
+        ),
+        (
+            ["--xds-address", "h:1", "--node-id", "n", "--label", "a=1", "--label", "a=2"],
+            "--label 'a=2': label 'a' given twice",
+        ),
+        (
+            [
+                "--xds-address",
+                "h:1",
+                "--node-id",
+                "n",
+                "--label",
+                "a=1",
+                "--metadata-json",
+                'LABELS={"b": "2"}',
+            ],
+            "--label: LABELS is also given with --metadata/--metadata-json",
         ),
     ],
 )

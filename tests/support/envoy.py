@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,14 +73,23 @@ def _is_ready(admin_url: str) -> bool:
 
 @contextmanager
 def running_envoy_sidecar(
-    workdir: Path, xds_address: str, node_id: str, *, region: str = "", zone: str = ""
+    workdir: Path,
+    xds_address: str,
+    node_id: str,
+    *,
+    region: str = "",
+    zone: str = "",
+    labels: Mapping[str, str] | None = None,
 ) -> Iterator[EnvoySidecar]:
-    """Run Envoy as a sidecar of this control plane until the block ends."""
+    """Run Envoy as a sidecar of this control plane until the block ends (``labels``:
+    its node metadata LABELS)."""
     binary = envoy_or_skip()
     workdir.mkdir(parents=True, exist_ok=True)
     outbound = free_port()
     locality = {key: value for key, value in (("region", region), ("zone", zone)) if value}
-    metadata = {"mesh.proxy": "sidecar", "mesh.outbound_port": outbound}
+    metadata: dict[str, object] = {"mesh.proxy": "sidecar", "mesh.outbound_port": outbound}
+    if labels:
+        metadata["LABELS"] = dict(labels)
     xds_port = int(xds_address.rsplit(":", 1)[1])
     config = bootstrap(xds_port, node_id, locality=locality or None, metadata=metadata)
     config_path = workdir / "envoy.json"

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,15 +28,27 @@ class ControlPlaneProcess:
         return f"http://{self.admin_address}"
 
     def write_bootstrap(
-        self, path: Path, node_id: str = "test-node", *, zone: str = "", region: str = ""
+        self,
+        path: Path,
+        node_id: str = "test-node",
+        *,
+        zone: str = "",
+        region: str = "",
+        labels: Mapping[str, str] | None = None,
+        namespace: str = "",
     ) -> Path:
-        """Write a bootstrap for this control plane with `meshctl bootstrap`."""
+        """Write a bootstrap for this control plane with `meshctl bootstrap` (``labels``
+        with ``--label``, ``namespace`` as the node metadata NAMESPACE)."""
         args = [sys.executable, "-m", "controlplane.meshctl", "bootstrap"]
         args += ["--xds-address", self.xds_address, "--node-id", node_id, "-o", str(path)]
         if zone:
             args += ["--zone", zone]
         if region:
             args += ["--region", region]
+        for key, value in (labels or {}).items():
+            args += ["--label", f"{key}={value}"]
+        if namespace:
+            args += ["--metadata", f"NAMESPACE={namespace}"]
         subprocess.run(args, check=True, timeout=30)
         return path
 
