@@ -36,6 +36,7 @@ import structlog
 from controlplane.addresses import HostPort, parse_host_port
 from controlplane.admin import AdminServer, build_admin_app, check_admin_address
 from controlplane.config import ConfigError, ConfigIssue, ConfigWatcher, load_config
+from controlplane.config.emptying import check_not_emptied
 from controlplane.model import MeshConfig, RegisteredWorkload, Source
 from controlplane.registration_service import RegistrationService
 from controlplane.registry import RegistrationRejected, Registry
@@ -115,11 +116,14 @@ class ControlPlane:
         *,
         max_debounce_s: float = 1.0,
         admin_allow_remote: bool = False,
+        allow_empty_config: bool = False,
         translate_fn: Translate = translate,
     ) -> None:
         """Checks the arguments only (AddressError, AdminAddressError); starts nothing.
 
-        ``translate_fn`` replaces the translation (tests of the refusal paths)."""
+        ``allow_empty_config`` lets an edit remove every ServiceEntry (refused
+        otherwise, see :mod:`controlplane.config.emptying`); ``translate_fn``
+        replaces the translation (tests of the refusal paths)."""
         self.config_path = Path(config_path)
         self._xds_address = parse_host_port(xds_address, what="--xds-address", allow_port_zero=True)
         self._admin_address = parse_host_port(
@@ -129,6 +133,7 @@ class ControlPlane:
         if debounce_s < 0 or max_debounce_s < debounce_s:
             raise ValueError(f"debounce {debounce_s}s must be >= 0 and <= {max_debounce_s}s")
         self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.allow_empty_config = allow_empty_config
         self.registry = Registry(on_change=self._workloads_changed, admission=self._admit)
         self.xds = XdsService(
             debounce_s=debounce_s, max_debounce_s=max_debounce_s, translate_fn=translate_fn
@@ -182,6 +187,8 @@ class ControlPlane:
         refusal = self._translation_refusal(config)
         if refusal is not None:
             raise refusal
+        if not config.service_entries:
+            log.warning("config_without_services", path=str(self.config_path))
         self._config, self._config_loaded_at = config, _now_iso()
         self._grpc = grpc.aio.server(options=_SERVER_OPTIONS)
         self.xds.register(self._grpc)
@@ -201,7 +208,11 @@ class ControlPlane:
             raise StartupError(str(exc)) from exc
         self._admin = admin
         watcher = ConfigWatcher(
-            self.config_path, self._config_changed, self._config_refused, last_good=config
+            self.config_path,
+            self._config_changed,
+            self._config_refused,
+            on_unchanged=self._config_reread,
+            last_good=config,
         )
         self._tasks = [
             asyncio.create_task(watcher.run(), name="config-watcher"),
@@ -233,13 +244,22 @@ class ControlPlane:
             log.info("controlplane_stopped")
 
     def _config_changed(self, config: MeshConfig) -> None:
+        """A new config that validates: raises ConfigError to refuse it (the watcher
+        then reports it through :meth:`_config_refused`)."""
+        if not self.allow_empty_config:
+            check_not_emptied(self._config, config, self.config_path)
         refusal = self._translation_refusal(config)
         if refusal is not None:
-            self._config_refused(refusal)
-            return
+            raise refusal
         self._config, self._config_loaded_at = config, _now_iso()
         self._config_error = None
         self.xds.update(config=config)
+
+    def _config_reread(self, config: MeshConfig) -> None:
+        """The files validate again as the config in force (a bad edit reverted)."""
+        del config
+        self._config_loaded_at = _now_iso()
+        self._config_error = None
 
     def _config_refused(self, error: ConfigError) -> None:
         self._config_error = (error, _now_iso())

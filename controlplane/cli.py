@@ -1,9 +1,10 @@
 """``mesh-controlplane``: run the control plane until SIGINT / SIGTERM.
 
     mesh-controlplane serve --config PATH [--xds-address 127.0.0.1:15010]
-        [--admin-address 127.0.0.1:15014] [--admin-allow-remote] [--data-dir DIR]
-        [--log-format console|json] [--log-level LEVEL] [--debounce-ms 100]
-        [--max-debounce-ms 1000]
+        [--admin-address 127.0.0.1:15014] [--admin-allow-remote] [--allow-empty-config]
+        [--data-dir DIR] [--log-format console|json] [--log-level LEVEL]
+        [--debounce-ms 100] [--max-debounce-ms 1000]
+    mesh-controlplane --version
 
 Once serving it prints exactly one JSON line on stdout,
 ``{"event": "serving", "xds_address": "HOST:PORT", "admin_address": "HOST:PORT"}``,
@@ -27,6 +28,7 @@ import structlog
 from controlplane.addresses import AddressError
 from controlplane.admin import AdminAddressError
 from controlplane.app import ControlPlane, DataDirError, StartupError
+from controlplane.cli_common import DEFAULT, add_version
 from controlplane.config import ConfigError
 from controlplane.logging_setup import LOG_FORMATS, configure_logging
 
@@ -47,21 +49,55 @@ def _milliseconds(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="The meshlib xDS control plane.")
+    add_version(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser("serve", help="serve xDS and the admin API for a mesh config")
-    serve.add_argument("--config", required=True, help="a YAML file or a folder of them")
-    serve.add_argument("--xds-address", default="127.0.0.1:15010", help="ADS + registration")
-    serve.add_argument("--admin-address", default="127.0.0.1:15014", help="admin HTTP API")
+    serve = commands.add_parser(
+        "serve",
+        help="serve xDS and the admin API for a mesh config",
+        description="Serve xDS and the admin API for a mesh config, until SIGINT or SIGTERM.",
+    )
+    serve.add_argument("--config", required=True, help="a YAML file or a folder of them, watched")
+    serve.add_argument(
+        "--xds-address", default="127.0.0.1:15010", help="ADS + registration (gRPC)" + DEFAULT
+    )
+    serve.add_argument(
+        "--admin-address", default="127.0.0.1:15014", help="admin HTTP API" + DEFAULT
+    )
     serve.add_argument(
         "--admin-allow-remote",
         action="store_true",
         help="allow a non-loopback admin address (the admin API has no authentication yet)",
     )
+    serve.add_argument(
+        "--allow-empty-config",
+        action="store_true",
+        help="accept an edit that removes every ServiceEntry (refused by default, as an "
+        "accident would take every configured service away from every client)",
+    )
     serve.add_argument("--data-dir", help="folder reserved for the store (created if missing)")
-    serve.add_argument("--log-format", choices=LOG_FORMATS, default="console")
-    serve.add_argument("--log-level", choices=LOG_LEVELS, default="info")
-    serve.add_argument("--debounce-ms", type=_milliseconds, default=100, metavar="MS")
-    serve.add_argument("--max-debounce-ms", type=_milliseconds, default=1000, metavar="MS")
+    serve.add_argument(
+        "--log-format", choices=LOG_FORMATS, default="console", help="log lines" + DEFAULT
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="least level logged; xDS protocol chatter is debug" + DEFAULT,
+    )
+    serve.add_argument(
+        "--debounce-ms",
+        type=_milliseconds,
+        default=100,
+        metavar="MS",
+        help="rebuild this long after the last change" + DEFAULT,
+    )
+    serve.add_argument(
+        "--max-debounce-ms",
+        type=_milliseconds,
+        default=1000,
+        metavar="MS",
+        help="rebuild at most this long after the first change of a burst" + DEFAULT,
+    )
     return parser
 
 
@@ -81,6 +117,7 @@ async def serve(args: argparse.Namespace) -> int:
             debounce_s=args.debounce_ms / 1000,
             max_debounce_s=args.max_debounce_ms / 1000,
             admin_allow_remote=args.admin_allow_remote,
+            allow_empty_config=args.allow_empty_config,
         )
     except (AddressError, AdminAddressError, ValueError) as exc:
         return _fail(EXIT_USAGE, str(exc))
@@ -116,7 +153,7 @@ async def serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-    except SystemExit as exc:  # argparse printed the usage error (or --help)
+    except SystemExit as exc:  # argparse printed the usage error (or --help, --version)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     configure_logging(args.log_format, level=getattr(logging, args.log_level.upper()))
     return asyncio.run(serve(args))

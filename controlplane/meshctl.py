@@ -1,5 +1,6 @@
 """``meshctl``: the operator's command line for the mesh.
 
+    meshctl --version
     meshctl bootstrap --xds-address HOST:PORT --node-id ID [--cluster C]
                       [--region R] [--zone Z] [--sub-zone S]
                       [--metadata KEY=VALUE ...] [--metadata-json KEY=JSON ...]
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from controlplane.addresses import AddressError, parse_host_port
+from controlplane.cli_common import add_version
 
 NODE_LABELS_KEY = "LABELS"  # as controlplane.translate.caller_node reads it
 EXIT_OK = 0
@@ -142,18 +144,33 @@ def write_atomically(path: Path, text: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshctl", description="Operate the meshlib mesh.")
+    add_version(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     boot = commands.add_parser(
         "bootstrap", help="write the xDS bootstrap JSON for grpcio and meshlib"
     )
     boot.add_argument("--xds-address", required=True, help="control plane HOST:PORT")
     boot.add_argument("--node-id", required=True, help="this node's id")
-    boot.add_argument("--cluster", default="", help="node cluster (often the service name)")
+    boot.add_argument(
+        "--cluster", default="", help="node cluster, often the service name (default: none)"
+    )
     boot.add_argument("--region", default="")
     boot.add_argument("--zone", default="")
     boot.add_argument("--sub-zone", default="")
-    boot.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
-    boot.add_argument("--metadata-json", action="append", default=[], metavar="KEY=JSON")
+    boot.add_argument(
+        "--metadata",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a node metadata string (repeatable; default: none)",
+    )
+    boot.add_argument(
+        "--metadata-json",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="a typed node metadata value, e.g. mesh.outbound_port=15001 (repeatable)",
+    )
     boot.add_argument(
         "--label",
         action="append",

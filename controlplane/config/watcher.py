@@ -3,7 +3,11 @@
 ``ConfigWatcher.run()`` watches the config path with ``watchfiles`` (inotify and
 friends), groups a burst of changes, re-runs :func:`load_config` off the event
 loop and calls ``on_config`` when the result differs from the last good config,
-or ``on_error`` when the new config is bad (the caller keeps the last good one).
+``on_unchanged`` when it validates and equals it (a reverted bad edit: the
+caller clears the error it shows), or ``on_error`` when the new config is bad
+(the caller keeps the last good one). ``on_config`` may refuse a config that
+validates by raising :class:`ConfigError` (e.g. it cannot be translated): that
+is handled like a bad config.
 
 A single file is watched through its folder: editors save by writing a new file
 and renaming it over the old one, which a watch on the file itself would miss.
@@ -47,6 +51,7 @@ class ConfigWatcher:
         on_config: Callable[[MeshConfig], None],
         on_error: Callable[[ConfigError], None],
         *,
+        on_unchanged: Callable[[MeshConfig], None] | None = None,
         last_good: MeshConfig | None = None,
         quiet_ms: int = 50,
         max_batch_ms: int = 250,
@@ -54,6 +59,7 @@ class ConfigWatcher:
         self.path = Path(path)
         self._on_config = on_config
         self._on_error = on_error
+        self._on_unchanged = on_unchanged
         self._last_good = last_good
         self._last_error: ConfigError | None = None
         self.reloads = 0
@@ -170,32 +176,47 @@ class ConfigWatcher:
             if not isinstance(exc, ConfigError):  # a bug, but the watch must go on
                 log.exception("config_reload_failed", path=str(self.path))
                 exc = ConfigError([ConfigIssue(str(self.path), None, "", f"cannot load: {exc}")])
-            if self._stop.is_set():
-                return
-            self._last_error = exc
-            log.warning("config_rejected", path=str(self.path), issues=len(exc.issues))
-            self._call(self._on_error, exc)
+            if not self._stop.is_set():
+                self._refuse(exc)
             return
         if self._stop.is_set():
             return
-        self._last_error = None
         if config == self._last_good:
             log.debug("config_unchanged", path=str(self.path))
+            self._last_error = None
+            if self._on_unchanged is not None:
+                self._call(self._on_unchanged, config)
             return
-        log.info(
-            "config_changed",
-            path=str(self.path),
-            service_entries=len(config.service_entries),
-            workload_entries=len(config.workload_entries),
-        )
-        if self._call(self._on_config, config):
+        try:
+            handed_over = self._call(self._on_config, config, may_refuse=True)
+        except ConfigError as refusal:  # the caller refuses a config that validates
+            self._refuse(refusal)
+            return
+        self._last_error = None
+        if handed_over:
             self._last_good = config  # a failed hand-over is retried on the next change
+            log.info(
+                "config_changed",
+                path=str(self.path),
+                service_entries=len(config.service_entries),
+                workload_entries=len(config.workload_entries),
+            )
 
-    def _call(self, callback: Callable[[_T], None], argument: _T) -> bool:
-        """Run a caller's callback; its bug is logged, and the watch goes on."""
+    def _refuse(self, error: ConfigError) -> None:
+        self._last_error = error
+        log.warning("config_rejected", path=str(self.path), issues=len(error.issues))
+        self._call(self._on_error, error)
+
+    def _call(
+        self, callback: Callable[[_T], None], argument: _T, *, may_refuse: bool = False
+    ) -> bool:
+        """Run a caller's callback; its bug is logged, and the watch goes on.
+        With ``may_refuse``, a :class:`ConfigError` is a refusal: raised on."""
         try:
             callback(argument)
-        except Exception:
+        except Exception as exc:
+            if may_refuse and isinstance(exc, ConfigError):
+                raise
             log.exception("config_callback_failed", callback=getattr(callback, "__name__", "?"))
             return False
         return True

@@ -2,8 +2,9 @@
 
 A folder means every ``*.yaml`` / ``*.yml`` file below it, sorted by path, skipping
 hidden files and folders (editor swap files, ``.git``, Kubernetes' ``..data``
-mounts). Problems (missing path, unreadable file, YAML syntax, duplicate keys)
-are reported as issues with the file and, where known, document and line.
+mounts). Problems (missing path, unreadable file, YAML syntax, duplicate keys,
+a file with no document at all) are reported as issues with the file and, where
+known, document and line.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ import yaml
 from controlplane.config.errors import ConfigIssue
 
 YAML_SUFFIXES = (".yaml", ".yml")
+# A truncated save or a config-management hiccup looks exactly like this, and
+# taking it would remove every resource of the file from every client.
+EMPTY_FILE_MESSAGE = (
+    "file holds no resources (it is empty or only comments): refused, as a truncated "
+    "save looks the same; to remove its resources, delete the file"
+)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -82,7 +89,8 @@ def config_files(path: Path, issues: list[ConfigIssue]) -> list[Path]:
 
 
 def read_documents(file: Path, issues: list[ConfigIssue]) -> list[Document]:
-    """Every non-empty document of ``file``; a syntax error ends the file with an issue."""
+    """Every non-empty document of ``file``; a syntax error ends the file with an issue,
+    and so does a file without any document (empty, or only comments and ``---``)."""
     name = str(file)
     try:
         text = file.read_bytes().decode("utf-8")
@@ -100,6 +108,9 @@ def read_documents(file: Path, issues: list[ConfigIssue]) -> list[Document]:
                 documents.append(Document(name, index, data))
     except yaml.YAMLError as exc:
         issues.append(ConfigIssue(name, index + 1, "", _syntax_message(exc)))
+        return documents
+    if not documents:
+        issues.append(ConfigIssue(name, None, "", EMPTY_FILE_MESSAGE))
     return documents
 
 

@@ -19,6 +19,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from controlplane.model import NodeInfo
 from controlplane.translate import TranslationError, check_node
 from controlplane.xds.cache import Cancel, SnapshotCache
+from controlplane.xds.dependents import OwedResources
 from controlplane.xds.nodes import node_info
 from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.subscription import Rejection, Sent, Subscription
@@ -71,6 +72,7 @@ class AdsStream:
         self._events: asyncio.Queue[_Event] = asyncio.Queue()
         self._snapshot_pending = False
         self._cancel_watch: Cancel | None = None
+        self._owed = OwedResources()
 
     def close(self) -> None:
         """Ask :meth:`run` to finish (server shutdown)."""
@@ -129,7 +131,9 @@ class AdsStream:
         if nonce and sub.last_sent is not None:
             self._record_reply(node, sub, sub.last_sent, request)
         sub.update_names(request.resource_names)
-        response = self._respond(node, sub)
+        # A request (not a NACK) for resources the client re-created is answered
+        # even when their version did not change (see .dependents).
+        response = self._respond(node, sub, owed_ok=not request.HasField("error_detail"))
         return [response] if response is not None else []
 
     def _node_for(self, request: discovery_pb2.DiscoveryRequest) -> NodeInfo:
@@ -178,7 +182,7 @@ class AdsStream:
             )
         else:
             sub.record_ack(request.version_info)
-            log.info("xds_ack", node=node.id, type=kind, version=request.version_info)
+            log.debug("xds_ack", node=node.id, type=kind, version=request.version_info)
 
     # --- responses ---------------------------------------------------------
 
@@ -199,13 +203,19 @@ class AdsStream:
                 responses.append(response)
         return responses
 
-    def _respond(self, node: NodeInfo, sub: Subscription) -> discovery_pb2.DiscoveryResponse | None:
+    def _respond(
+        self, node: NodeInfo, sub: Subscription, *, owed_ok: bool = False
+    ) -> discovery_pb2.DiscoveryResponse | None:
         snapshot = self._cache.get(node.id)
         if snapshot is None:
             return None
         current = snapshot.get(sub.type_url)
         names = sub.wanted(current.resources)
-        if names is None or not sub.needs_send(current.version, names):
+        if names is None:
+            return None
+        due = sub.needs_send(current.version, names)
+        owed = self._owed.owed(sub.type_url, names) if owed_ok and not due else frozenset()
+        if not due and not owed:
             return None
         nonce = str(next(self._nonces))
         response = discovery_pb2.DiscoveryResponse(
@@ -215,13 +225,15 @@ class AdsStream:
             resources=[current.resources[name] for name in names],
         )
         sub.record_sent(Sent(version=current.version, nonce=nonce, names=names, at=self._clock()))
-        log.info(
+        self._owed.note_sent(sub.type_url, names, snapshot)
+        log.debug(
             "xds_send",
             node=node.id,
             type=short_name(sub.type_url),
             version=current.version,
             nonce=nonce,
             resources=len(names),
+            resent=len(owed),
         )
         return response
 

@@ -149,6 +149,12 @@ class EnvoyProcess:
             response.raise_for_status()
             return response.json()
 
+    async def admin_text(self, path: str) -> str:
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await client.get(self.admin_url + path)
+            response.raise_for_status()
+            return response.text
+
     async def stats(self, prefix: str) -> dict[str, int]:
         """Counters and gauges whose name starts with ``prefix``."""
         async with httpx.AsyncClient(timeout=5) as client:

@@ -8,6 +8,7 @@ from types import MappingProxyType
 import pytest
 
 from controlplane.config import ConfigError, load_config
+from controlplane.config.yaml_files import EMPTY_FILE_MESSAGE
 from controlplane.model import (
     Location,
     MeshConfig,
@@ -179,7 +180,7 @@ def test_folder_loads_yaml_files_recursively_in_path_order(tmp_path: Path) -> No
     write(tmp_path / ".hidden.yaml", "broken: [")
     write(tmp_path / ".git" / "x.yaml", "broken: [")
     write(tmp_path / "mesh.yaml.swp", "broken: [")
-    write(tmp_path / "empty.yaml", "")
+    write(tmp_path / ".empty.yaml", "")
     config = load_config(tmp_path)
     # Path order, folder by folder (as kubectl -R walks): a/ sorts before a.yaml.
     assert [se.name for se in config.service_entries] == ["az", "a", "b"]
@@ -194,6 +195,26 @@ def test_folder_loads_yaml_files_recursively_in_path_order(tmp_path: Path) -> No
 def test_empty_folder_is_an_empty_config(tmp_path: Path) -> None:
     assert load_config(tmp_path) == MeshConfig()
     assert load_config(str(tmp_path)) == MeshConfig()
+
+
+@pytest.mark.parametrize(
+    "text", ["", "\n\n", "# all commented out\n# kind: ServiceEntry\n", "---\n---\n", "~\n"]
+)
+def test_file_without_resources_is_refused(tmp_path: Path, text: str) -> None:
+    """A truncated save looks just like this; deleting the file removes its resources."""
+    empty = write(tmp_path / "mesh.yaml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(empty)
+    assert str(caught.value) == f"{empty}: {EMPTY_FILE_MESSAGE}"
+    assert "delete the file" in str(caught.value)
+
+
+def test_empty_file_in_a_folder_refuses_the_folder(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", service_entry(STATIC_SPEC, name="a"))
+    empty = write(tmp_path / "b.yaml", "")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert [issue.file for issue in caught.value.issues] == [str(empty)]
 
 
 def test_file_given_by_name_loads_whatever_its_extension(tmp_path: Path) -> None:

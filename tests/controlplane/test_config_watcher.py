@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.config import ConfigError, ConfigWatcher, load_config
+from controlplane.config import ConfigError, ConfigIssue, ConfigWatcher, load_config
 from controlplane.model import MeshConfig
 from tests.controlplane.config_cases import CONFERENCE, STATIC_SPEC, service_entry
 
@@ -139,6 +139,67 @@ async def test_fixing_back_to_last_good_clears_the_error(on_file: Running) -> No
     replace_file(on_file.path, CONFERENCE)
     await eventually(lambda: on_file.watcher.last_error is None, "the error to clear")
     assert on_file.recorder.configs == []  # same as the config in force: nothing to apply
+
+
+async def test_a_reread_that_validates_unchanged_calls_on_unchanged(tmp_path: Path) -> None:
+    """So the caller can clear the error it shows once a bad edit is reverted."""
+    path = tmp_path / "mesh.yaml"
+    path.write_text(CONFERENCE)
+    recorder, rereads = Recorder(), []
+    watcher = ConfigWatcher(
+        path,
+        recorder.on_config,
+        recorder.on_error,
+        on_unchanged=rereads.append,
+        last_good=load_config(path),
+    )
+    task = asyncio.create_task(watcher.run())
+    try:
+        await asyncio.wait_for(watcher.ready.wait(), DEADLINE_S)
+        count = len(rereads)  # the re-check once the watch is in place
+        replace_file(path, "kind: Nope\n")
+        await eventually(lambda: bool(recorder.errors), "on_error")
+        path.write_text(CONFERENCE + "# only a comment more\n")
+        await eventually(lambda: len(rereads) > count, "on_unchanged")
+        assert rereads[-1] == watcher.last_good
+        assert watcher.last_error is None
+        assert recorder.configs == []
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, DEADLINE_S)
+
+
+async def test_on_config_refusing_keeps_last_good_and_reports_the_error(tmp_path: Path) -> None:
+    """A caller refuses a config that validates (it cannot be served) by raising
+    ConfigError: that config never becomes last_good, so saving it again is
+    refused again instead of passing as unchanged."""
+    path = tmp_path / "mesh.yaml"
+    path.write_text(CONFERENCE)
+    refusal = ConfigError([ConfigIssue(str(path), 2, "", "cannot be served")])
+    recorder = Recorder()
+
+    def on_config(config: MeshConfig) -> None:
+        recorder.on_config(config)
+        raise refusal
+
+    initial = load_config(path)
+    watcher = ConfigWatcher(path, on_config, recorder.on_error, last_good=initial)
+    task = asyncio.create_task(watcher.run())
+    try:
+        await asyncio.wait_for(watcher.ready.wait(), DEADLINE_S)
+        edited = CONFERENCE.replace("18081", "18071")
+        replace_file(path, edited)
+        await eventually(lambda: len(recorder.errors) == 1, "the refusal")
+        assert recorder.errors[0][1] is refusal and watcher.last_error is refusal
+        assert watcher.last_good == initial
+        replace_file(path, edited)
+        await eventually(lambda: len(recorder.errors) == 2, "the refusal, again")
+        assert len(recorder.configs) == 2
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, DEADLINE_S)
 
 
 async def test_other_files_next_to_the_config_are_ignored(on_file: Running) -> None:
