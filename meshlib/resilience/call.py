@@ -5,8 +5,9 @@ module a ``send(attempt)`` function that picks an endpoint (avoiding
 ``attempt.excluded_endpoints``, recording ``attempt.endpoint``), sends ONE try
 within ``attempt.timeout_s`` and returns the answer. The order, per request::
 
-    deadline (route timeout, caller's deadline; expired work is not started)
-      -> fault / local rate limit stages (filter chain order)
+    deadline (the caller's: gRPC's timeout= capped by the route; expired work is not started)
+      -> fault / local rate limit stages (filter chain order; a delay ends at the deadline)
+      -> HTTP: the route timeout starts (after the fault filter, as Envoy's router's)
       -> failure-rate breaker (if one is registered for the cluster or service)
       -> first try: admission (max_requests, max_connections / pending) -> send
       -> only if that try is retriable: tenacity-driven retries (budget,
@@ -21,6 +22,7 @@ its own flavour (:mod:`meshlib.transport.resilience_errors`).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, TypeVar
@@ -84,6 +86,15 @@ def call_deadline(timeout_s: float | None, name: str) -> Deadline | None:
     return deadline
 
 
+def _enter(deadline: Deadline | None) -> contextvars.Token[Deadline | None] | None:
+    return enter_deadline(deadline) if deadline is not None else None
+
+
+def _exit(token: contextvars.Token[Deadline | None] | None) -> None:
+    if token is not None:
+        exit_deadline(token)
+
+
 def _policy(route: RouteResilience, headers: Mapping[str, str], method: str | None) -> RetryPolicy:
     retry = route.retry
     if retry is None:
@@ -141,38 +152,52 @@ def resilient_call(
     cluster: ClusterResilience,
     headers: Mapping[str, str],
     method: str | None,
-    timeout_s: float | None,
+    timeout_s: float | None = None,
+    caller_timeout_s: float | None = None,
     describe_result: Callable[[T], Outcome],
     describe_error: Callable[[BaseException], Outcome],
     replayable: bool = True,
     name: str,
 ) -> T:
-    """Run one call (see the module doc). ``method`` is None for gRPC (idempotent)."""
-    deadline = call_deadline(timeout_s, name)
+    """Run one call (see the module doc). ``method`` is None for gRPC (idempotent).
+
+    ``caller_timeout_s`` (gRPC's ``timeout=``) bounds the whole call, a fault delay
+    included, as grpcio's deadline does; ``timeout_s`` (HTTP's route timeout) starts
+    after the fault stages, as Envoy's router starts it after the fault filter. The
+    enclosing deadline bounds both.
+    """
+    outer = call_deadline(caller_timeout_s, name)
     stages = route.stages_for(cluster.name)
     breaker = cluster.breaker()
-
-    def tries() -> T:
+    if outer is None and timeout_s is None and not stages and breaker is None:
         return _tries(
-            send, route, cluster, headers, method, deadline,
+            send, route, cluster, headers, method, None,
             describe_result, describe_error, replayable, name,
         )  # fmt: skip
-
-    if deadline is None and not stages and breaker is None:
-        return tries()
-    token = enter_deadline(deadline) if deadline is not None else None
+    token = _enter(outer)
     try:
-        faulted = enter_stages(stages, headers) if stages else _NOTHING_FAULTED
+        faulted = enter_stages(stages, headers, outer) if stages else _NOTHING_FAULTED
         try:
-            if breaker is None:
-                return tries()
-            return _guarded(breaker, tries, describe_result, describe_error)
+            deadline = outer if timeout_s is None else call_deadline(timeout_s, name)
+            inner = _enter(deadline) if deadline is not outer else None
+            try:
+
+                def tries() -> T:
+                    return _tries(
+                        send, route, cluster, headers, method, deadline,
+                        describe_result, describe_error, replayable, name,
+                    )  # fmt: skip
+
+                if breaker is None:
+                    return tries()
+                return _guarded(breaker, tries, describe_result, describe_error)
+            finally:
+                _exit(inner)
         finally:
             if faulted:
                 finish_stages(faulted)
     finally:
-        if token is not None:
-            exit_deadline(token)
+        _exit(token)
 
 
 def _guarded(
@@ -308,7 +333,8 @@ async def async_resilient_call(
     cluster: ClusterResilience,
     headers: Mapping[str, str],
     method: str | None,
-    timeout_s: float | None,
+    timeout_s: float | None = None,
+    caller_timeout_s: float | None = None,
     describe_result: Callable[[T], Outcome],
     describe_error: Callable[[BaseException], Outcome],
     replayable: bool = True,
@@ -320,39 +346,46 @@ async def async_resilient_call(
     ``send_bounds_itself``: the send enforces ``attempt.timeout_s`` itself (gRPC's
     ``timeout=``), so the first try is not wrapped in a cancelling timer (a task).
     """
-    deadline = call_deadline(timeout_s, name)
+    outer = call_deadline(caller_timeout_s, name)
     stages = route.stages_for(cluster.name)
     breaker = cluster.breaker()
-
-    async def tries() -> T:
+    if outer is None and timeout_s is None and not stages and breaker is None:
         return await _async_tries(
-            send, route, cluster, headers, method, deadline,
+            send, route, cluster, headers, method, None,
             describe_result, describe_error, replayable, name, send_bounds_itself,
         )  # fmt: skip
-
-    if deadline is None and not stages and breaker is None:
-        return await tries()
-    token = enter_deadline(deadline) if deadline is not None else None
+    token = _enter(outer)
     try:
-        faulted = await async_enter_stages(stages, headers) if stages else _NOTHING_FAULTED
+        faulted = await async_enter_stages(stages, headers, outer) if stages else _NOTHING_FAULTED
         try:
-            if breaker is None:
-                return await tries()
-            breaker.acquire()
-            started = _monotonic()
+            deadline = outer if timeout_s is None else call_deadline(timeout_s, name)
+            inner = _enter(deadline) if deadline is not outer else None
             try:
-                result = await tries()
-            except Exception as error:
-                record_breaker(breaker, describe_error(error), error, started)
-                raise
-            record_breaker(breaker, describe_result(result), None, started)
-            return result
+
+                async def tries() -> T:
+                    return await _async_tries(
+                        send, route, cluster, headers, method, deadline,
+                        describe_result, describe_error, replayable, name, send_bounds_itself,
+                    )  # fmt: skip
+
+                if breaker is None:
+                    return await tries()
+                breaker.acquire()
+                started = _monotonic()
+                try:
+                    result = await tries()
+                except Exception as error:
+                    record_breaker(breaker, describe_error(error), error, started)
+                    raise
+                record_breaker(breaker, describe_result(result), None, started)
+                return result
+            finally:
+                _exit(inner)
         finally:
             if faulted:
                 finish_stages(faulted)
     finally:
-        if token is not None:
-            exit_deadline(token)
+        _exit(token)
 
 
 def async_admitted(

@@ -17,9 +17,11 @@ A delay without ``fixed_delay_s`` or an abort with ``header_controlled`` (Envoy'
 ``header_delay`` / ``header_abort``) takes its value from these headers only.
 
 Invalid header values are ignored, as Envoy does. The delay comes first, then
-the abort. While a fault is active (from the decision to the end of the
-request) it counts toward ``max_active_faults``; beyond it no fault is
-injected. The random source is injectable (seed it in tests).
+the abort. A delay never outlasts the call's deadline: it is cut there and the
+call ends with :class:`~meshlib.errors.DeadlineExceeded` (:func:`delay_within`);
+an async delay is cancelled with its task. While a fault is active (from the
+decision to the end of the request) it counts toward ``max_active_faults``;
+beyond it no fault is injected. The random source is injectable (seed it in tests).
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass
 from typing import Final
 
-from meshlib.errors import InjectedFaultError, ResilienceValueError
+from meshlib.errors import DeadlineExceeded, InjectedFaultError, ResilienceValueError
 from meshlib.observability.logging import get_logger
 from meshlib.observability.metrics import resilience_metrics
-from meshlib.resilience.deadline import Headers, LowerHeaders
+from meshlib.resilience.deadline import Deadline, Headers, LowerHeaders, current_deadline
 
 _log = get_logger(__name__)
 
@@ -89,6 +91,45 @@ class FaultAbort:
             raise ResilienceValueError(f"fault abort: http_status {self.http_status} not 200..599")
         if not 0 <= self.per_million <= PER_MILLION:
             raise ResilienceValueError("fault abort: percentage is not 0..100%")
+
+
+def _cut_at(delay_s: float, deadline: Deadline | None) -> float | None:
+    """The seconds left before ``deadline`` (default: the current one) when the delay
+    would outlast it, else None."""
+    deadline = deadline if deadline is not None else current_deadline()
+    if deadline is None:
+        return None
+    left = deadline.remaining()
+    return left if left < delay_s else None
+
+
+def _cut_error(delay_s: float) -> DeadlineExceeded:
+    return DeadlineExceeded(
+        f"deadline exceeded during the injected fault delay of {delay_s:g}s", timeout_s=0.0
+    )
+
+
+def delay_within(
+    delay_s: float, deadline: Deadline | None = None, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Sleep an injected delay, but not past ``deadline`` (default: the current one):
+    there it raises :class:`DeadlineExceeded`, as grpcio's fault filter ends the call."""
+    cut = _cut_at(delay_s, deadline)
+    sleep(delay_s if cut is None else cut)
+    if cut is not None:
+        raise _cut_error(delay_s)
+
+
+async def async_delay_within(
+    delay_s: float,
+    deadline: Deadline | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """The async twin of :func:`delay_within` (cancelled with its task)."""
+    cut = _cut_at(delay_s, deadline)
+    await sleep(delay_s if cut is None else cut)
+    if cut is not None:
+        raise _cut_error(delay_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,13 +311,18 @@ class FaultInjector:
 
     @contextlib.contextmanager
     def inject(
-        self, headers: Headers, *, sleep: Callable[[float], None] = time.sleep
+        self,
+        headers: Headers,
+        *,
+        deadline: Deadline | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> Iterator[FaultDecision]:
-        """Around one request: delay, then raise :class:`InjectedFaultError` if aborted."""
+        """Around one request: delay (cut at ``deadline``, default the current one),
+        then raise :class:`InjectedFaultError` if aborted."""
         decision = self._admit(self.decide(headers))
         try:
             if decision.delay_s > 0:
-                sleep(decision.delay_s)
+                delay_within(decision.delay_s, deadline, sleep)
             error = decision.error()
             if error is not None:
                 raise error
@@ -286,13 +332,17 @@ class FaultInjector:
 
     @contextlib.asynccontextmanager
     async def async_inject(
-        self, headers: Headers, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self,
+        headers: Headers,
+        *,
+        deadline: Deadline | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> AsyncIterator[FaultDecision]:
         """The async twin of :meth:`inject`."""
         decision = self._admit(self.decide(headers))
         try:
             if decision.delay_s > 0:
-                await sleep(decision.delay_s)
+                await async_delay_within(decision.delay_s, deadline, sleep)
             error = decision.error()
             if error is not None:
                 raise error

@@ -24,8 +24,14 @@ from typing import Final
 
 from meshlib.errors import InjectedFaultError
 from meshlib.observability.logging import get_logger
-from meshlib.resilience.deadline import Headers
-from meshlib.resilience.fault import NO_FAULT, FaultDecision, FaultInjector
+from meshlib.resilience.deadline import Deadline, Headers
+from meshlib.resilience.fault import (
+    NO_FAULT,
+    FaultDecision,
+    FaultInjector,
+    async_delay_within,
+    delay_within,
+)
 from meshlib.resilience.xds_filters import (
     EffectiveFilter,
     LocalRateLimiter,
@@ -229,15 +235,22 @@ def _abort_of(faulted: Faulted) -> InjectedFaultError | None:
 
 
 def enter_stages(
-    stages: tuple[Stage, ...], headers: Headers, *, sleep: Callable[[float], None] = time.sleep
+    stages: tuple[Stage, ...],
+    headers: Headers,
+    deadline: Deadline | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Faulted:
-    """Apply a request's stages (limits, delay, abort); end with :func:`finish_stages`."""
+    """Apply a request's stages (limits, delay, abort); end with :func:`finish_stages`.
+
+    A delay is cut at ``deadline`` (default: the current one) with DeadlineExceeded.
+    """
     faulted, delay = _decide(stages, headers)
     if not faulted:
         return faulted
     try:
         if delay > 0:
-            sleep(delay)
+            delay_within(delay, deadline, sleep)
         error = _abort_of(faulted)
         if error is not None:
             raise error
@@ -250,14 +263,15 @@ def enter_stages(
 async def async_enter_stages(
     stages: tuple[Stage, ...],
     headers: Headers,
+    deadline: Deadline | None = None,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Faulted:
-    """The async twin of :func:`enter_stages` (the delay is awaited)."""
+    """The async twin of :func:`enter_stages` (the delay is awaited, cancellable)."""
     faulted, delay = _decide(stages, headers)
     try:
         if delay > 0:
-            await sleep(delay)
+            await async_delay_within(delay, deadline, sleep)
         error = _abort_of(faulted)
         if error is not None:
             raise error
@@ -275,10 +289,15 @@ def finish_stages(faulted: Faulted) -> None:
 
 @contextlib.contextmanager
 def apply_stages(
-    stages: tuple[Stage, ...], headers: Headers, *, sleep: Callable[[float], None] = time.sleep
+    stages: tuple[Stage, ...],
+    headers: Headers,
+    deadline: Deadline | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[None]:
-    """Run a request's fault / rate-limit stages in chain order around the block."""
-    faulted = enter_stages(stages, headers, sleep=sleep)
+    """Run a request's fault / rate-limit stages in chain order around the block
+    (a delay cut at ``deadline``, default the current one)."""
+    faulted = enter_stages(stages, headers, deadline, sleep=sleep)
     try:
         yield
     finally:
@@ -289,11 +308,12 @@ def apply_stages(
 async def async_apply_stages(
     stages: tuple[Stage, ...],
     headers: Headers,
+    deadline: Deadline | None = None,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AsyncIterator[None]:
     """The async twin of :func:`apply_stages` (fault delays are awaited)."""
-    faulted = await async_enter_stages(stages, headers, sleep=sleep)
+    faulted = await async_enter_stages(stages, headers, deadline, sleep=sleep)
     try:
         yield
     finally:

@@ -168,6 +168,17 @@ class CompiledRoute:
             raise Expired
         return at
 
+    def after_delay(self, timeout: float | None) -> float | None:
+        """HTTP: when the request must end, ``timeout`` counted from the end of a fault
+        delay (Envoy's router starts the route timeout after the fault filter); the
+        enclosing deadline, which cut the delay, still caps it."""
+        try:
+            return self.call_at(timeout, _monotonic())
+        except Expired:
+            raise DeadlineExceeded(
+                "deadline exceeded during the injected fault delay", timeout_s=0.0
+            ) from None
+
     def policy_for(self, headers: Mapping[str, str], method: str | None) -> RetryPolicy:
         policy = self.policy
         if policy is not None:
@@ -208,10 +219,12 @@ class CompiledRoute:
             raise DeadlineExceeded("deadline exceeded before try 1 started", timeout_s=0.0)
         return left
 
-    def enter(self, headers: Mapping[str, str]) -> Faulted:
+    def enter(self, headers: Mapping[str, str], call_at: float | None = None) -> Faulted:
         """The fault / rate-limit stages, then the failure-rate breaker's permit (the
-        general path's order); a fault delay is slept. Raises meshlib's errors. Pair
-        with :meth:`leave` or :meth:`leave_with`."""
+        general path's order); a fault delay is slept, cut at ``call_at`` (gRPC: the
+        call's deadline counts it) or else at the enclosing deadline (HTTP: the route
+        timeout starts after it). Raises meshlib's errors. Pair with :meth:`leave` or
+        :meth:`leave_with`."""
         stages = self.stages
         if not stages:
             faulted = _NOTHING_FAULTED
@@ -220,7 +233,7 @@ class CompiledRoute:
                 limiter.check()
             faulted = _NOTHING_FAULTED
         else:
-            faulted = enter_stages(stages, headers)
+            faulted = enter_stages(stages, headers, None if call_at is None else Deadline(call_at))
         breaker = self.breaker
         if breaker is not None:
             try:
@@ -230,10 +243,13 @@ class CompiledRoute:
                 raise
         return faulted
 
-    async def enter_async(self, headers: Mapping[str, str]) -> Faulted:
+    async def enter_async(
+        self, headers: Mapping[str, str], call_at: float | None = None
+    ) -> Faulted:
         """The async twin of :meth:`enter` (a fault delay is awaited)."""
         stages = self.stages
-        faulted = await async_enter_stages(stages, headers) if stages else _NOTHING_FAULTED
+        bound = None if call_at is None else Deadline(call_at)
+        faulted = await async_enter_stages(stages, headers, bound) if stages else _NOTHING_FAULTED
         breaker = self.breaker
         if breaker is not None:
             try:

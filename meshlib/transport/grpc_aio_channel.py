@@ -29,6 +29,7 @@ import grpc
 
 from meshlib.errors import NoHealthyEndpointError, ResilienceError, RoutingError
 from meshlib.resilience.call import async_resilient_call
+from meshlib.resilience.deadline import Deadline
 from meshlib.resilience.retry import Attempt
 from meshlib.resilience.route_resilience import RouteResilience, async_apply_stages
 from meshlib.routing.connection_pool import PoolSettings
@@ -46,6 +47,7 @@ from meshlib.transport.grpc_resilience import (
     describe_error,
     describe_value,
     per_try_timeout,
+    single_deadline,
     timed_out,
     try_kwargs,
 )
@@ -328,12 +330,14 @@ class _AioMultiCallable:
         if self._kind == "unary_unary":
             return LazyUnaryCall(partial(self._unary, snapshot, plan, route, request, kwargs))
         try:
-            kwargs = bounded_kwargs(route, kwargs, snapshot.target)
+            deadline = single_deadline(route, kwargs, snapshot.target)
         except ResilienceError as exc:
             return DeferredCall(_raise(as_aio_rpc_error(exc)))
         if route.stages_for(plan.cluster):
-            return DeferredCall(self._after_stages(snapshot, plan, route, request, kwargs))
-        return self._try_call(snapshot, plan, request, kwargs)
+            return DeferredCall(
+                self._after_stages(snapshot, plan, route, request, kwargs, deadline)
+            )
+        return self._try_call(snapshot, plan, request, bounded_kwargs(kwargs, deadline))
 
     async def _unary(
         self,
@@ -351,7 +355,7 @@ class _AioMultiCallable:
                 cluster=snapshot.resilience_of(plan.cluster),
                 headers=call_headers(route, plan.cluster, kwargs["metadata"]),
                 method=None,
-                timeout_s=call_timeout(route, kwargs["timeout"]),
+                caller_timeout_s=call_timeout(route, kwargs["timeout"]),
                 describe_result=describe_value,
                 describe_error=describe_error,
                 name=snapshot.target,
@@ -395,15 +399,16 @@ class _AioMultiCallable:
         route: RouteResilience,
         request: Any,
         kwargs: dict[str, Any],
+        deadline: Deadline | None,
     ) -> Any:
         """A streaming call after its fault / rate-limit stages (one try)."""
         headers = call_headers(route, plan.cluster, kwargs["metadata"])
         try:
-            async with async_apply_stages(route.stages_for(plan.cluster), headers):
+            async with async_apply_stages(route.stages_for(plan.cluster), headers, deadline):
                 pass
         except ResilienceError as exc:
             raise as_aio_rpc_error(exc) from exc
-        return self._try_call(snapshot, plan, request, kwargs)
+        return self._try_call(snapshot, plan, request, bounded_kwargs(kwargs, deadline))
 
     def _try_call(
         self,

@@ -32,6 +32,7 @@ from meshlib.transport.grpc_resilience import (
     describe_error,
     describe_value,
     per_try_timeout,
+    single_deadline,
     timed_out,
     try_kwargs,
 )
@@ -139,7 +140,7 @@ class MultiCallable:
                 cluster=snapshot.resilience_of(plan.cluster),
                 headers=call_headers(route, plan.cluster, kwargs["metadata"]),
                 method=None,
-                timeout_s=call_timeout(route, kwargs["timeout"]),
+                caller_timeout_s=call_timeout(route, kwargs["timeout"]),
                 describe_result=describe_value,
                 describe_error=describe_error,
                 replayable=self._kind == "unary_unary",
@@ -182,14 +183,15 @@ class MultiCallable:
         snapshot, plan = self._plan(request, kwargs)
         route = snapshot.resilience.for_route(plan.route)
         try:
-            kwargs = bounded_kwargs(route, kwargs, snapshot.target)
+            deadline = single_deadline(route, kwargs, snapshot.target)
             stages = route.stages_for(plan.cluster)
             if stages:
-                with apply_stages(stages, call_headers(route, plan.cluster, kwargs["metadata"])):
+                headers = call_headers(route, plan.cluster, kwargs["metadata"])
+                with apply_stages(stages, headers, deadline):
                     pass
         except ResilienceError as exc:
             raise as_rpc_error(exc) from exc
-        return self._start(snapshot, plan, kwargs)
+        return self._start(snapshot, plan, bounded_kwargs(kwargs, deadline))
 
     def _future(self, request: Any, kwargs: dict[str, Any]) -> Any:
         report, call, kwargs = self._single(request, kwargs)

@@ -179,7 +179,7 @@ class FastRoute(CompiledRoute):
         metadata = kwargs["metadata"]
         headers = NO_HEADERS if metadata is None else self.headers(metadata)
         try:
-            faulted = self.enter(headers)
+            faulted = self.enter(headers, call_at)
             started = _monotonic()
             try:
                 result = self._tries(owner, request, kwargs, with_call, open_sub, headers, call_at)
@@ -316,9 +316,9 @@ class FastRoute(CompiledRoute):
         headers = NO_HEADERS if metadata is None else self.headers(metadata)
         try:
             if not self.stages or (headers is NO_HEADERS and self.faults_need_headers):
-                faulted = self.enter(headers)
+                faulted = self.enter(headers, call_at)
             else:
-                faulted = await self.enter_async(headers)
+                faulted = await self.enter_async(headers, call_at)
             guarded_at = _monotonic()
             try:
                 policy = self.policy or self.policy_for(headers, None)

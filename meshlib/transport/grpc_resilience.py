@@ -12,8 +12,8 @@
 - :func:`timed_out`: a DEADLINE_EXCEEDED that ended a try's per-try budget
   becomes :class:`~meshlib.errors.PerTryTimeoutError`, which the retry
   conditions read as ``per-try-timeout``.
-- :func:`call_timeout`, :func:`try_kwargs`, :func:`bounded_kwargs`,
-  :func:`call_headers`: what the channels hand to the resilience driver and
+- :func:`call_timeout`, :func:`try_kwargs`, :func:`single_deadline`,
+  :func:`bounded_kwargs`, :func:`call_headers`: what the channels hand to the resilience driver and
   to grpcio per try (the deadline travels as grpcio's ``timeout=``, i.e.
   ``grpc-timeout``; a retry or hedge carries ``grpc-previous-rpc-attempts``).
 """
@@ -28,6 +28,7 @@ import grpc
 from meshlib.errors import DeadlineExceeded, PerTryTimeoutError, ResilienceError, RoutingError
 from meshlib.resilience.call import call_deadline
 from meshlib.resilience.conditions import FailureKind, Outcome
+from meshlib.resilience.deadline import Deadline
 from meshlib.resilience.retry import Attempt
 from meshlib.resilience.route_resilience import RouteResilience
 from meshlib.transport.grpc_routing import Metadata, metadata_headers
@@ -152,12 +153,16 @@ def try_kwargs(kwargs: dict[str, Any], attempt: Attempt) -> dict[str, Any]:
     return {**kwargs, "timeout": remaining}
 
 
-def bounded_kwargs(route: RouteResilience, kwargs: dict[str, Any], name: str) -> dict[str, Any]:
-    """A single-try (streaming) call's kwargs: the caller's deadline, capped by the route.
+def single_deadline(route: RouteResilience, kwargs: dict[str, Any], name: str) -> Deadline | None:
+    """A single-try (streaming) call's deadline: the caller's, capped by the route (its
+    fault delay counts in it). Raises :class:`~meshlib.errors.DeadlineExceeded` when it
+    has already passed."""
+    return call_deadline(call_timeout(route, kwargs.get("timeout")), name)
 
-    Raises :class:`~meshlib.errors.DeadlineExceeded` when it has already passed.
-    """
-    deadline = call_deadline(call_timeout(route, kwargs.get("timeout")), name)
+
+def bounded_kwargs(kwargs: dict[str, Any], deadline: Deadline | None) -> dict[str, Any]:
+    """A single-try call's kwargs: ``timeout`` = what ``deadline`` has left now (after
+    the fault stages)."""
     if deadline is None:
         return kwargs
     return {**kwargs, "timeout": deadline.remaining()}

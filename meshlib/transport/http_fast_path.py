@@ -194,6 +194,8 @@ class HttpFastRoute(CompiledRoute):
             faulted = self.enter(headers)
             started = _monotonic()
             try:
+                if faulted:  # a fault delay was slept: the route timeout starts after it
+                    call_at = self.after_delay(self.timeout_s)
                 response = self._tries(transport, request, headers, call_at)
             except BaseException as error:
                 self.leave_with(faulted, started, error, describe_error)
@@ -317,6 +319,8 @@ class HttpFastRoute(CompiledRoute):
                 faulted = await self.enter_async(headers)
             guarded_at = _monotonic()
             try:
+                if faulted:  # a fault delay was slept: the route timeout starts after it
+                    call_at = self.after_delay(self.timeout_s)
                 method = request.method
                 policy = self.policy or self.policy_for(headers, method)
                 idempotent = self.idempotent_methods.get(method)

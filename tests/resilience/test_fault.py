@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from meshlib.errors import InjectedFaultError, ResilienceValueError
+from meshlib.errors import DeadlineExceeded, InjectedFaultError, ResilienceValueError
+from meshlib.resilience.deadline import Deadline, deadline_scope
 from meshlib.resilience.fault import (
     FaultAbort,
     FaultDelay,
@@ -70,6 +71,39 @@ def test_inject_delays_then_aborts_with_the_status() -> None:
     assert clock.sleeps == [0.25]
     assert caught.value.http_status == 503 and caught.value.grpc_status is None
     assert injector.active == 0 and injector.aborts_injected == 1 and injector.delays_injected == 1
+
+
+@pytest.mark.parametrize("start", [0.0, 1e9])
+def test_a_delay_is_cut_at_the_deadline(start: float) -> None:
+    clock = FakeClock(start)
+    policy = FaultPolicy(delay=FaultDelay(20.0), abort=FaultAbort(http_status=503))
+    injector = FaultInjector(policy, rng=random.Random(1))
+    deadline = Deadline.after(1.5, clock=clock)
+    cut = pytest.raises(DeadlineExceeded, match="fault delay of 20s")  # not the abort
+    with cut, injector.inject({}, deadline=deadline, sleep=clock.sleep):
+        pass
+    # without one, the current deadline
+    current = deadline_scope(0.5, clock=clock)
+    with current, pytest.raises(DeadlineExceeded), injector.inject({}, sleep=clock.sleep):
+        pass
+    assert clock.sleeps == [pytest.approx(1.5), pytest.approx(0.5)]
+    assert injector.active == 0
+    with pytest.raises(InjectedFaultError), injector.inject(  # a delay within its deadline
+        {}, deadline=Deadline.after(30.0, clock=clock), sleep=clock.sleep
+    ):
+        pass
+    assert clock.sleeps[-1] == 20.0
+
+
+async def test_an_async_delay_is_cut_at_the_deadline() -> None:
+    clock = FakeClock()
+    injector = FaultInjector(FaultPolicy(delay=FaultDelay(20.0)), rng=random.Random(1))
+    with pytest.raises(DeadlineExceeded):
+        async with injector.async_inject(
+            {}, deadline=Deadline.after(2.0, clock=clock), sleep=clock.async_sleep
+        ):
+            pass
+    assert clock.sleeps == [pytest.approx(2.0)] and injector.active == 0
 
 
 async def test_async_inject_grpc_abort() -> None:

@@ -142,8 +142,9 @@ async def test_retry_only_for_requests_matching_retriable_request_headers(
 
 @KINDS
 async def test_fault_delay_longer_than_the_deadline(kind: str, path: str, feed: FakeXds) -> None:
-    """Expired work is not started (docs/resilience.md): a call whose deadline passed
-    during its fault delay ends DEADLINE_EXCEEDED without reaching the server."""
+    """Expired work is not started (docs/resilience.md): a call whose deadline passes
+    during its fault delay ends DEADLINE_EXCEEDED there (the delay is cut at the
+    deadline) without reaching the server."""
     delay = xds.FaultDelay(fixed_delay_s=0.15, per_million=MILLION)
     with grpc_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
@@ -156,7 +157,7 @@ async def test_fault_delay_longer_than_the_deadline(kind: str, path: str, feed: 
                 # time), so three calls make a path that sends expired work fail for sure.
                 for _ in range(3):
                     answer, took = await timed(caller.outcome(timeout=0.05))
-                    assert 0.1 < took < 1.0
+                    assert took < 1.0
                     assert (answer, a.cue.count()) == ("error: DEADLINE_EXCEEDED", 0), (
                         f"{path} path: the deadline passed during the fault delay, yet the "
                         f"call was sent to the server ({a.cue.count()} received, answer {answer})"
