@@ -81,10 +81,21 @@ _PER_MILLION_FACTOR = {0: 10_000, 1: 100, 2: 1}
 _MAX_DURATION_SECONDS = 315_576_000_000  # google.protobuf.Duration's range
 
 
-def per_million(fraction: Any) -> int:
+def per_million(ctx: DecodeContext, fraction: Any, where: str) -> int:
     """An ``envoy.type.v3.FractionalPercent`` as a count per million, capped at 100%."""
-    factor = _PER_MILLION_FACTOR.get(fraction.denominator, 1)
+    factor = _PER_MILLION_FACTOR.get(fraction.denominator)
+    if factor is None:
+        raise ctx.error(f"{where}.denominator: unknown value {fraction.denominator}")
     return int(min(1_000_000, fraction.numerator * factor))
+
+
+def enum_name(ctx: DecodeContext, enum_type: Any, value: int, where: str) -> str:
+    """The name of a proto enum value; proto3 enums are open, so an undefined number
+    (-1, 23...) arrives as is and is rejected here naming ``where``."""
+    try:
+        return str(enum_type.Name(value))
+    except ValueError:
+        raise ctx.error(f"{where}: unknown value {value}") from None
 
 
 def checked_duration_s(ctx: DecodeContext, duration: Any, where: str) -> float:

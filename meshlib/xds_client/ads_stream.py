@@ -3,9 +3,16 @@
 ``AdsStream`` is one StreamAggregatedResources call: requests go in through a
 queue the grpc call drains, responses come out to a callback. ``StreamRunner``
 opens one stream at a time on its own daemon thread and, when a stream ends,
-waits (exponential backoff, full jitter; no wait after a stream that got a
-response) and opens the next. It knows nothing about resources: the client
-reacts to its three events.
+waits (:class:`~meshlib.xds_client.backoff.XdsBackoff`: gRPC's xDS schedule,
+starting over after a stream that got a response) and opens the next.
+
+Each new stream gets a fresh channel (and a subchannel of its own). A
+long-lived grpc channel whose connection failed keeps reconnecting on grpc's
+own backoff in the background, and a call started while it waits fails at once
+without trying, so the two schedules would add up: a control plane back after
+15 s could be reached 20 s later. With a fresh channel every retry is exactly
+one connection attempt, made when the stream schedule says. The runner knows
+nothing about resources: the client reacts to its three events.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from meshlib.observability.logging import get_logger
-from meshlib.xds_client.backoff import Backoff
+from meshlib.xds_client.backoff import XdsBackoff
 
 log = get_logger(__name__)
 
@@ -73,18 +80,23 @@ class AdsStream:
 
 
 class StreamRunner:
-    """Keeps one AdsStream open on a daemon thread until ``close()``."""
+    """Keeps one AdsStream open on a daemon thread until ``close()``.
+
+    ``open_channel`` is called once here (so a bad server entry raises before any
+    thread starts) and again for every retry.
+    """
 
     def __init__(
         self,
-        channel: grpc.Channel,
-        backoff: Backoff,
+        open_channel: Callable[[], grpc.Channel],
+        backoff: XdsBackoff,
         *,
         on_start: Callable[[AdsStream], None],
         on_response: Callable[[AdsStream, Any], None],
         on_end: Callable[[AdsStream, Exception | None], None],
     ) -> None:
-        self._stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+        self._open_channel = open_channel
+        self._channel: grpc.Channel | None = open_channel()
         self._backoff = backoff
         self._on_start = on_start
         self._on_response = on_response
@@ -105,25 +117,48 @@ class StreamRunner:
             current.cancel()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout_s)
+        self._drop_channel()
 
     def _run(self) -> None:
-        while not self._closed.is_set():
-            stream = AdsStream(self._stub)
-            with self._lock:
-                if self._closed.is_set():
-                    return
-                self._current = stream
+        while True:
+            stream = self._next_stream()
+            if stream is None:
+                return
             error = self._run_one(stream)
             if self._closed.is_set():
                 return
+            # Closed now, not after the wait: an idle broken channel would keep
+            # reconnecting on grpc's own schedule meanwhile.
+            self._drop_channel()
             self._on_end(stream, error)
-            if stream.received_response:
-                self._backoff.reset()
-                delay = 0.0
-            else:
-                delay = self._backoff.next_delay()
-            log.info("xds_stream_retry", delay_s=round(delay, 3))
-            self._closed.wait(delay)
+            delay = self._backoff.delay_after_stream(stream.received_response)
+            log.debug("xds_stream_retry", delay_s=round(delay, 3))
+            if self._closed.wait(delay):
+                return
+
+    def _next_stream(self) -> AdsStream | None:
+        """A stream on the current channel (a fresh one after a retry); None once closed."""
+        while True:
+            with self._lock:
+                if self._closed.is_set():
+                    return None
+                try:
+                    if self._channel is None:
+                        self._channel = self._open_channel()
+                except Exception:  # cannot happen for an entry that opened once; retry later
+                    log.exception("xds_channel_failed")
+                else:
+                    stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self._channel)
+                    self._current = AdsStream(stub)
+                    return self._current
+            if self._closed.wait(self._backoff.next_delay()):
+                return None
+
+    def _drop_channel(self) -> None:
+        with self._lock:
+            channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.close()
 
     def _run_one(self, stream: AdsStream) -> Exception | None:
         self._on_start(stream)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,11 +125,17 @@ def _iso(ts: float | None) -> str | None:
 
 
 def to_jsonable(value: Any) -> Any:
-    """Resource models (dataclasses, enums, tuples) as plain JSON values."""
+    """Resource models (dataclasses, enums, tuples, maps, sets, bytes) as plain JSON values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
-        return value.value
+        return to_jsonable(value.value)
     if isinstance(value, (tuple, list)):
         return [to_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted((to_jsonable(v) for v in value), key=repr)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
     return value

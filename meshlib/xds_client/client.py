@@ -12,8 +12,11 @@ Protocol (state of the world, as gRPC's clients speak it): every request for a
 type carries all its subscribed names, the last ACKed version and the nonce
 of the last response of that type; a response with any invalid resource is
 NACKed (last ACKed version, error_detail) while its valid resources are still
-applied; for LDS and CDS a subscribed name missing from a response is deleted.
-While the stream is down every cached resource stays (fail static).
+applied; for LDS and CDS a subscribed name missing from a response is deleted
+(unless a resource in it could not even be parsed: that one may be it). Any
+exception out of a decoder NACKs that resource (see :mod:`.sotw`). While the
+stream is down every cached resource stays (fail static), and the stream is
+retried on gRPC's xDS schedule (:mod:`.backoff`).
 
 Wildcard (``watch_all``, LDS and CDS): requests then carry ``"*"`` plus the
 named subscriptions; responses proven to be computed under the wildcard are
@@ -37,7 +40,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from meshlib.errors import XdsConnectionError, XdsError, XdsResourceNotFound, XdsValidationError
 from meshlib.observability.logging import get_logger
 from meshlib.xds_client.ads_stream import AdsStream, StreamRunner
-from meshlib.xds_client.backoff import Backoff
+from meshlib.xds_client.backoff import INITIAL_S, MAX_S, XdsBackoff
 from meshlib.xds_client.bootstrap import Bootstrap
 from meshlib.xds_client.cache import NackRecord, ResourceCache, ResourceStatus, TypeCache
 from meshlib.xds_client.channel import open_channel
@@ -80,8 +83,8 @@ class XdsClient:
         bootstrap: Bootstrap,
         *,
         resource_timeout_s: float = 15.0,
-        backoff_base_s: float = 1.0,
-        backoff_max_s: float = 30.0,
+        backoff_base_s: float = INITIAL_S,
+        backoff_max_s: float = MAX_S,
     ) -> None:
         self._bootstrap = bootstrap
         self._server = bootstrap.server
@@ -102,25 +105,19 @@ class XdsClient:
         self._close_lock = threading.Lock()
         if resource_timeout_s <= 0:
             raise ValueError(f"resource_timeout_s must be > 0, got {resource_timeout_s}")
-        backoff = Backoff(backoff_base_s, backoff_max_s)
-        # Everything that can fail comes before the first thread starts.
-        self._channel = open_channel(
-            self._server,
-            options=[
-                ("grpc.initial_reconnect_backoff_ms", max(1, int(backoff_base_s * 1000))),
-                ("grpc.min_reconnect_backoff_ms", max(1, int(backoff_base_s * 1000))),
-                ("grpc.max_reconnect_backoff_ms", max(1, int(backoff_max_s * 1000))),
-            ],
-        )
-        self._serializer = CallbackSerializer("xds-watchers")
-        self._loop = WorkLoop("xds-client")
+        backoff = XdsBackoff(backoff_base_s, backoff_max_s)
+        # Everything that can fail comes before the first thread starts (the runner
+        # opens its first channel here). Every retry gets a fresh channel with a
+        # subchannel of its own, so grpc's reconnect backoff never adds to ``backoff``.
         self._runner = StreamRunner(
-            self._channel,
+            lambda: open_channel(self._server, options=[("grpc.use_local_subchannel_pool", 1)]),
             backoff,
             on_start=lambda s: self._post(self._on_stream_start, s),
             on_response=lambda s, r: self._post(self._on_response, s, r),
             on_end=lambda s, e: self._post(self._on_stream_end, s, e),
         )
+        self._serializer = CallbackSerializer("xds-watchers")
+        self._loop = WorkLoop("xds-client")
         self._runner.start()
 
     # --- public API ---------------------------------------------------------
@@ -172,10 +169,9 @@ class XdsClient:
             if self._closed:
                 return
             self._closed = True
-        self._runner.close()
+        self._runner.close()  # closes its channel
         self._loop.close()
         self._serializer.close()
-        self._channel.close()
 
     def __enter__(self) -> XdsClient:
         return self
@@ -340,7 +336,8 @@ class XdsClient:
             entry.reject(decoded.errors[name])
             method = "on_ambient_error" if entry.resource is not None else "on_resource_error"
             self._notify(type_url, name, method, XdsValidationError(decoded.errors[name]))
-        if rtype.all_resources_required_in_sotw:
+        if rtype.all_resources_required_in_sotw and not decoded.unnamed_errors:
+            # An unreadable resource may be one that looks absent: delete nothing then.
             self._delete_absent(rtype, tc, subscribed - names, complete=complete)
         if decoded.errors or decoded.unnamed_errors:
             self._nack(type_url, response, decoded.error_detail())

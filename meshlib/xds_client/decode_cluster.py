@@ -19,6 +19,7 @@ from meshlib.xds_client._decode_util import (
     DecodeContext,
     config_source_is_ads,
     duration_s,
+    enum_name,
     unpack_any,
 )
 from meshlib.xds_client.decode_cluster_lb import common_lb_config, lb_choice
@@ -83,7 +84,7 @@ def decode_cluster(msg: Any) -> ClusterResource:
             dns_port=port,
             **common,
         )
-    type_name = _Cluster.DiscoveryType.Name(msg.type)
+    type_name = enum_name(ctx, _Cluster.DiscoveryType, msg.type, "type")
     raise ctx.error(f"type {type_name} is not supported (use EDS, LOGICAL_DNS or AGGREGATE)")
 
 

@@ -23,6 +23,7 @@ from envoy.extensions.load_balancing_policies.wrr_locality.v3 import wrr_localit
 
 from meshlib.xds_client._decode_util import (
     DecodeContext,
+    enum_name,
     percent,
     positive_duration_s,
     reject_if_set,
@@ -79,7 +80,7 @@ def lb_choice(ctx: DecodeContext, msg: Any) -> LbChoice:
         return LbChoice("maglev", _maglev(ctx, msg.maglev_lb_config, "maglev_lb_config"))
     if policy == _Cluster.RANDOM:
         return LbChoice("random", RandomConfig())
-    name = _Cluster.LbPolicy.Name(policy)
+    name = enum_name(ctx, _Cluster.LbPolicy, policy, "lb_policy")
     raise ctx.error(f"lb_policy {name} is not supported")
 
 

@@ -155,7 +155,10 @@ def _check_priorities(ctx: DecodeContext, localities: list[LocalityEndpoints]) -
 def _drop_overload(ctx: DecodeContext, drop: Any, where: str) -> DropOverload:
     if not drop.category:
         raise ctx.error(f"{where}.category: required")
-    return DropOverload(category=drop.category, per_million=per_million(drop.drop_percentage))
+    return DropOverload(
+        category=drop.category,
+        per_million=per_million(ctx, drop.drop_percentage, f"{where}.drop_percentage"),
+    )
 
 
 def _labels(ctx: DecodeContext, metadata: Any, where: str) -> Mapping[str, str]:

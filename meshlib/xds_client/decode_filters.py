@@ -159,7 +159,11 @@ def http_fault(ctx: DecodeContext, fault: Any, where: str) -> HTTPFault:
 def _fault_delay(ctx: DecodeContext, fault: Any, where: str) -> FaultDelay:
     delay = fault.delay
     spec = delay.WhichOneof("fault_delay_secifier")
-    chance = per_million(delay.percentage) if delay.HasField("percentage") else 0
+    chance = (
+        per_million(ctx, delay.percentage, f"{where}.percentage")
+        if delay.HasField("percentage")
+        else 0
+    )
     if spec == "header_delay":
         return FaultDelay(fixed_delay_s=None, per_million=chance)
     if spec == "fixed_delay":
@@ -173,7 +177,11 @@ def _fault_delay(ctx: DecodeContext, fault: Any, where: str) -> FaultDelay:
 def _fault_abort(ctx: DecodeContext, fault: Any, where: str) -> FaultAbort:
     abort = fault.abort
     spec = abort.WhichOneof("error_type")
-    chance = per_million(abort.percentage) if abort.HasField("percentage") else 0
+    chance = (
+        per_million(ctx, abort.percentage, f"{where}.percentage")
+        if abort.HasField("percentage")
+        else 0
+    )
     if spec == "http_status":
         if not 200 <= abort.http_status < 600:
             raise ctx.error(f"{where}.http_status: {abort.http_status} is not in 200..599")
@@ -205,8 +213,8 @@ def local_rate_limit(ctx: DecodeContext, config: Any, where: str) -> LocalRateLi
         stat_prefix=config.stat_prefix,
         token_bucket=_token_bucket(ctx, config, f"{where}.token_bucket"),
         status=status,
-        filter_enabled_per_million=_runtime_fraction(config, "filter_enabled"),
-        filter_enforced_per_million=_runtime_fraction(config, "filter_enforced"),
+        filter_enabled_per_million=_runtime_fraction(ctx, config, "filter_enabled", where),
+        filter_enforced_per_million=_runtime_fraction(ctx, config, "filter_enforced", where),
         response_headers_to_add=header_options(
             ctx, config.response_headers_to_add, f"{where}.response_headers_to_add"
         ),
@@ -221,11 +229,11 @@ def local_rate_limit(ctx: DecodeContext, config: Any, where: str) -> LocalRateLi
     )
 
 
-def _runtime_fraction(config: Any, field: str) -> int:
+def _runtime_fraction(ctx: DecodeContext, config: Any, field: str, where: str) -> int:
     """A RuntimeFractionalPercent's default, per million; unset: 0 (Envoy's safe default)."""
     if not config.HasField(field):
         return 0
-    return per_million(getattr(config, field).default_value)
+    return per_million(ctx, getattr(config, field).default_value, f"{where}.{field}.default_value")
 
 
 def _token_bucket(ctx: DecodeContext, config: Any, where: str) -> TokenBucket | None:

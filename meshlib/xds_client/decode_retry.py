@@ -100,7 +100,9 @@ def hedge_policy(ctx: DecodeContext, policy: Any, where: str) -> HedgePolicy:
         raise ctx.error(f"{where}.initial_requests: must be at least 1")
     chance = 0
     if policy.HasField("additional_request_chance"):
-        chance = per_million(policy.additional_request_chance)
+        chance = per_million(
+            ctx, policy.additional_request_chance, f"{where}.additional_request_chance"
+        )
     return HedgePolicy(
         initial_requests=initial,
         additional_request_chance_per_million=chance,

@@ -168,7 +168,9 @@ def _route_match(ctx: DecodeContext, match: Any, where: str) -> RouteMatch | Non
         return None
     fraction: int | None = None
     if match.HasField("runtime_fraction"):
-        fraction = per_million(match.runtime_fraction.default_value)
+        fraction = per_million(
+            ctx, match.runtime_fraction.default_value, f"{where}.runtime_fraction.default_value"
+        )
     return RouteMatch(
         path_kind=kind,
         path=path,

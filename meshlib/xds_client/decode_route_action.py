@@ -152,7 +152,9 @@ def _mirror_policy(ctx: DecodeContext, policy: Any, where: str) -> RequestMirror
         raise ctx.error(f"{where}.cluster: required")
     fraction = 1_000_000
     if policy.HasField("runtime_fraction"):
-        fraction = per_million(policy.runtime_fraction.default_value)
+        fraction = per_million(
+            ctx, policy.runtime_fraction.default_value, f"{where}.runtime_fraction.default_value"
+        )
     return RequestMirrorPolicy(
         cluster=policy.cluster,
         fraction_per_million=fraction,

@@ -61,7 +61,7 @@ class ResourceType(Generic[T]):
         """The resource's name if the bytes parse at all (to blame a NACK on it)."""
         try:
             return str(getattr(self._unpack(any_msg), self.name_field)) or None
-        except XdsValidationError:
+        except Exception:  # any failure means "no readable name"; never raises
             return None
 
     def _unpack(self, any_msg: Any) -> Any:

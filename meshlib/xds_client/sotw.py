@@ -1,7 +1,10 @@
 """Decoding one state-of-the-world response into valid resources and errors.
 
 Every resource is decoded; the valid ones are applied even when others fail
-(as gRPC does), and the errors make up the NACK's ``error_detail``.
+(as gRPC does), and the errors make up the NACK's ``error_detail``. A decoder
+that raises anything but XdsValidationError is a meshlib bug: it is logged
+with its traceback and that one resource is NACKed like any invalid one, so
+the stream, the other resources and the last good config are unaffected.
 """
 
 from __future__ import annotations
@@ -11,7 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshlib.errors import XdsValidationError
+from meshlib.observability.logging import get_logger
 from meshlib.xds_client.resource_types import ResourceType
+
+log = get_logger(__name__)
+
+# Bounds on a NACK's error_detail, so one huge name or pattern cannot make the
+# request itself too large for the control plane to read.
+_MAX_ERROR_CHARS = 2_000
+_MAX_DETAIL_CHARS = 32_000
 
 
 @dataclass
@@ -21,21 +32,33 @@ class DecodedResponse:
     unnamed_errors: list[str] = field(default_factory=list)  # resources with no readable name
 
     def error_detail(self) -> str:
-        return "; ".join([*self.unnamed_errors, *self.errors.values()])
+        parts: list[str] = []
+        size = 0
+        everything = [*self.unnamed_errors, *self.errors.values()]
+        for i, error in enumerate(everything):
+            part = _clip(error, _MAX_ERROR_CHARS)
+            if size + len(part) > _MAX_DETAIL_CHARS:
+                parts.append(f"... and {len(everything) - i} more errors")
+                break
+            parts.append(part)
+            size += len(part) + 2
+        return "; ".join(parts)
 
 
 def decode_response(rtype: ResourceType[Any], resources: Iterable[Any]) -> DecodedResponse:
     out = DecodedResponse()
-    for any_msg in resources:
+    for index, any_msg in enumerate(resources):
         try:
             model = rtype.decode(any_msg)
         except XdsValidationError as exc:
+            _add_error(out, rtype.resource_name(any_msg), str(exc))
+            continue
+        except Exception as exc:  # a decoder bug: NACK this resource, keep going
             name = rtype.resource_name(any_msg)
-            if name is None:
-                out.unnamed_errors.append(str(exc))
-            else:
-                out.valid.pop(name, None)
-                out.errors[name] = str(exc)
+            log.error("xds_decoder_failed", type=rtype.name, name=name, exc_info=True)
+            who = f'{rtype.name} "{name}"' if name is not None else f"{rtype.name} [{index}]"
+            reason = f"{type(exc).__name__}: {exc}"
+            _add_error(out, name, f"{who}: cannot be decoded (meshlib decoder failed: {reason})")
             continue
         name = rtype.model_name(model)
         if name in out.valid or name in out.errors:
@@ -44,3 +67,15 @@ def decode_response(rtype: ResourceType[Any], resources: Iterable[Any]) -> Decod
             continue
         out.valid[name] = model
     return out
+
+
+def _add_error(out: DecodedResponse, name: str | None, error: str) -> None:
+    if name is None:
+        out.unnamed_errors.append(error)
+    else:
+        out.valid.pop(name, None)
+        out.errors[name] = error
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 30]}... ({len(text)} chars)"

@@ -98,6 +98,11 @@ class FakeAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[
                     raise AssertionError(f"expected {count} streams, have {len(self._streams)}")
                 self._cond.wait(remaining)
 
+    def stream_count(self) -> int:
+        """How many ADS streams clients have opened so far (closed ones included)."""
+        with self._cond:
+            return len(self._streams)
+
     def request_count(self) -> int:
         with self._cond:
             return len(self.requests)
