@@ -108,23 +108,17 @@ class ClientMetrics:
         server_port: int,
     ) -> None:
         failed = error_type is not None or (status_code is not None and status_code >= 500)
-        attributes: Attributes = {
-            "http.request.method": method,
-            "server.address": server_address,
-            "server.port": server_port,
-            "mesh.service": service,
-            "mesh.cluster": cluster,
-            "mesh.endpoint": endpoint,
-            "mesh.outcome": "failure" if failed else "success",
-        }
+        if error_type is None and status_code is not None and status_code >= 500:
+            error_type = str(status_code)
+        common = _common(
+            server_address, server_port, service, cluster, endpoint, failed, error_type
+        )
+        attributes: Attributes = {"http.request.method": method, **common}
         if status_code is not None:
             attributes["http.response.status_code"] = status_code
-        if error_type is not None:
-            attributes["error.type"] = error_type
-        elif status_code is not None and status_code >= 500:
-            attributes["error.type"] = str(status_code)
         self._http.record(duration_s, attributes)
-        self._requests.add(1, attributes)
+        common["mesh.protocol"] = "http"
+        self._requests.add(1, common)
 
     def record_rpc(
         self,
@@ -140,22 +134,44 @@ class ClientMetrics:
         server_port: int,
     ) -> None:
         rpc_service, _, rpc_method = full_method.lstrip("/").partition("/")
+        common = _common(
+            server_address, server_port, service, cluster, endpoint, status_code != 0, error_type
+        )
         attributes: Attributes = {
             "rpc.system": "grpc",
             "rpc.service": rpc_service,
             "rpc.method": rpc_method,
             "rpc.grpc.status_code": status_code,
-            "server.address": server_address,
-            "server.port": server_port,
-            "mesh.service": service,
-            "mesh.cluster": cluster,
-            "mesh.endpoint": endpoint,
-            "mesh.outcome": "success" if status_code == 0 else "failure",
+            **common,
         }
-        if error_type is not None:
-            attributes["error.type"] = error_type
         self._rpc.record(duration_s, attributes)
-        self._requests.add(1, attributes)
+        common["mesh.protocol"] = "grpc"
+        self._requests.add(1, common)
+
+
+def _common(
+    server_address: str,
+    server_port: int,
+    service: str,
+    cluster: str,
+    endpoint: str,
+    failed: bool,
+    error_type: str | None,
+) -> Attributes:
+    """The attributes HTTP and gRPC requests share: all that ``meshlib.client.requests``
+    carries (with ``mesh.protocol``), so its series never hold the other protocol's
+    attributes (a Prometheus export would fill those in empty)."""
+    attributes: Attributes = {
+        "server.address": server_address,
+        "server.port": server_port,
+        "mesh.service": service,
+        "mesh.cluster": cluster,
+        "mesh.endpoint": endpoint,
+        "mesh.outcome": "failure" if failed else "success",
+    }
+    if error_type is not None:
+        attributes["error.type"] = error_type
+    return attributes
 
 
 _default: ClientMetrics | None = None

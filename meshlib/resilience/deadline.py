@@ -150,6 +150,16 @@ def exit_deadline(token: contextvars.Token[Deadline | None]) -> None:
     _CURRENT.reset(token)
 
 
+#: The message of the cancellation a :class:`TryTimer` delivers (see :func:`cut_by_deadline`).
+TRY_DEADLINE_CANCEL: Final = "meshlib: the try's deadline passed"
+
+
+def cut_by_deadline(error: BaseException) -> bool:
+    """Whether ``error`` is the cancellation a :class:`TryTimer` delivered (a try cut at
+    its deadline, not cancelled by its caller): code that records the try reads it so."""
+    return isinstance(error, asyncio.CancelledError) and error.args[:1] == (TRY_DEADLINE_CANCEL,)
+
+
 class TryTimer:
     """Cancels the current task after ``seconds``: how an async try is bounded.
 
@@ -175,7 +185,7 @@ class TryTimer:
 
     def _expire(self) -> None:
         self._expired = True
-        self._task.cancel()
+        self._task.cancel(TRY_DEADLINE_CANCEL)
 
     def fired(self) -> bool:
         """In ``except CancelledError``: whether this timer's cancel ended the wait

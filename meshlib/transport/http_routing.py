@@ -29,6 +29,7 @@ from meshlib.routing.plan import ForwardPlan, LocalReply, RoutingDecision, plan_
 from meshlib.routing.service import ServiceState
 from meshlib.routing.snapshot import ClusterState, ServiceFailure, ServiceSnapshot, ServiceView
 from meshlib.transport.errors import as_httpx_error
+from meshlib.transport.outcome import http_error_type
 from meshlib.xds_client.resources import Endpoint
 
 if TYPE_CHECKING:
@@ -277,7 +278,7 @@ class HttpRouting:
             _perf_counter() - started,
             method=request.method,
             status_code=status,
-            error_type=None if error is None else type(error).__qualname__,
+            error_type=None if error is None else http_error_type(error),
             service=target,
             cluster=cluster,
             endpoint=endpoint.authority,

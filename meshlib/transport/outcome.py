@@ -11,10 +11,18 @@ server (connection refused or reset) is a local-origin failure.
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import httpx
 
 from meshlib.balancing.picker import Outcome
+from meshlib.errors import DeadlineExceeded
+from meshlib.resilience.deadline import cut_by_deadline
+
+#: ``error.type`` of a try that ran out of time (OpenTelemetry's example value).
+TIMEOUT_ERROR_TYPE = "timeout"
+_TIMEOUTS = (httpx.TimeoutException, DeadlineExceeded, TimeoutError, asyncio.TimeoutError)
 
 _GRPC_TO_HTTP = {
     grpc.StatusCode.OK: 200,
@@ -66,6 +74,15 @@ def http_error_outcome(error: BaseException) -> Outcome:
     if isinstance(error, httpx.TransportError):
         return Outcome.LOCAL_ORIGIN_FAILURE
     return Outcome.SUCCESS
+
+
+def http_error_type(error: BaseException) -> str:
+    """The metrics' ``error.type`` of an HTTP try that raised: ``timeout`` for any timeout
+    (httpx's, meshlib's deadline, or an async try cut at its deadline: sync and async
+    label the same outcome alike), else the exception's class name."""
+    if isinstance(error, _TIMEOUTS) or cut_by_deadline(error):
+        return TIMEOUT_ERROR_TYPE
+    return type(error).__qualname__
 
 
 # Each status's outcome once the connection-failure case is ruled out (500 if unmapped).
