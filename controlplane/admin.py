@@ -7,13 +7,17 @@
     PUT    /v1/workloads/{id}/heartbeat   200 {id, ttl_seconds} | 404
     DELETE /v1/workloads/{id}             204 (also for unknown ids)
     GET    /v1/workloads                  the live registrations
-    GET    /v1/clients                    per xDS client and type: version ACKed / NACK error
+    GET    /v1/clients                    per xDS client and type: version and nonce sent,
+                                          version ACKed / NACK error, SYNCED/STALE/NACKED/NOT SENT
+    GET    /v1/clients/{node}             what that client was last sent, per type | 404
+    GET    /metrics                       the control plane's metrics (Prometheus text)
     GET    /v1/config                     the config in force, the last refused edit
                                           (parse or translation) and any xDS rebuild error
 
-Errors are JSON ``{"error": "field: message", "field": "field"}``. The API has
-no authentication yet, so it listens on loopback unless the operator says
-``--admin-allow-remote``.
+Errors are JSON ``{"error": "field: message", "field": "field"}``. With a
+token file every route but ``/livez`` and ``/readyz`` needs a bearer token of
+the right scope (:mod:`controlplane.admin_auth`); without one the API listens
+on loopback only.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import structlog
 from aiohttp import web
 
 from controlplane.addresses import HostPort
+from controlplane.admin_auth import TokenStore, auth_middleware
+from controlplane.cp_metrics import CONTENT_TYPE
 from controlplane.model import RegisteredWorkload
 from controlplane.registration_json import registration_from_json
 from controlplane.registry import RegistrationRejected, Registry, UnknownRegistration
@@ -45,6 +51,12 @@ class StatusSource(Protocol):
     def clients_status(self) -> list[dict[str, Any]]:
         """Per connected xDS client and resource type: ACKed version or NACK error."""
 
+    def client_detail(self, node_id: str) -> dict[str, Any] | None:
+        """What the client ``node_id`` was last sent; None when it is not connected."""
+
+    def metrics_text(self) -> str:
+        """The control plane's metrics in the Prometheus text format."""
+
     def config_status(self) -> dict[str, Any]:
         """The config files in force and the last config error, if any."""
 
@@ -54,10 +66,18 @@ def check_admin_address(address: HostPort, *, allow_remote: bool) -> None:
     if address.is_loopback or allow_remote:
         return
     raise AdminAddressError(
-        f"--admin-address {address}: the admin API has no authentication yet, so it only "
-        "listens on loopback (127.0.0.1, ::1, localhost); pass --admin-allow-remote to "
-        "expose it anyway"
+        f"--admin-address {address}: the admin API only listens on loopback (127.0.0.1, ::1, "
+        "localhost) unless --admin-allow-remote is given (which needs --admin-token-file)"
     )
+
+
+def check_remote_needs_tokens(*, allow_remote: bool, token_file: object | None) -> None:
+    """Refuse ``--admin-allow-remote`` without ``--admin-token-file``."""
+    if allow_remote and token_file is None:
+        raise AdminAddressError(
+            "--admin-allow-remote needs --admin-token-file: without tokens anyone who can "
+            "reach the admin API could change the mesh"
+        )
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -142,13 +162,27 @@ class AdminHandlers:
     async def clients(self, _: web.Request) -> web.Response:
         return _json({"clients": self._status.clients_status()})
 
+    async def client(self, request: web.Request) -> web.Response:
+        node_id = request.match_info["node"]
+        detail = self._status.client_detail(node_id)
+        if detail is None:
+            return _error(404, f"node {node_id!r}: not connected to this control plane", "node")
+        return _json(detail)
+
+    async def metrics(self, _: web.Request) -> web.Response:
+        body = self._status.metrics_text().encode()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
     async def config(self, _: web.Request) -> web.Response:
         return _json(self._status.config_status())
 
 
-def build_admin_app(registry: Registry, status: StatusSource) -> web.Application:
+def build_admin_app(
+    registry: Registry, status: StatusSource, *, tokens: TokenStore | None = None
+) -> web.Application:
+    """The admin app; with ``tokens`` every call but /livez and /readyz needs one."""
     handlers = AdminHandlers(registry, status)
-    app = web.Application()
+    app = web.Application(middlewares=[auth_middleware(tokens)] if tokens is not None else [])
     app.router.add_get("/livez", handlers.livez)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_post("/v1/workloads", handlers.register)
@@ -156,6 +190,8 @@ def build_admin_app(registry: Registry, status: StatusSource) -> web.Application
     app.router.add_put("/v1/workloads/{id}/heartbeat", handlers.heartbeat)
     app.router.add_delete("/v1/workloads/{id}", handlers.deregister)
     app.router.add_get("/v1/clients", handlers.clients)
+    app.router.add_get("/v1/clients/{node:.+}", handlers.client)
+    app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/v1/config", handlers.config)
     return app
 

@@ -23,7 +23,9 @@ created if missing and checked to be a writable folder, nothing is kept there ye
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import socket
 import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -34,9 +36,17 @@ import grpc
 import structlog
 
 from controlplane.addresses import HostPort, parse_host_port
-from controlplane.admin import AdminServer, build_admin_app, check_admin_address
+from controlplane.admin import (
+    AdminServer,
+    build_admin_app,
+    check_admin_address,
+    check_remote_needs_tokens,
+)
+from controlplane.admin_auth import TokenStore
+from controlplane.cli_common import distribution_version
 from controlplane.config import ConfigError, ConfigIssue, ConfigWatcher, load_config
 from controlplane.config.emptying import check_not_emptied
+from controlplane.cp_metrics import ControlPlaneMetrics
 from controlplane.model import MeshConfig, RegisteredWorkload, Source
 from controlplane.registration_service import RegistrationService
 from controlplane.registry import RegistrationRejected, Registry
@@ -63,6 +73,11 @@ class StartupError(Exception):
 
 class DataDirError(StartupError):
     """``--data-dir`` is not a writable folder."""
+
+
+def default_replica_id() -> str:
+    """``HOST:PID``: tells replicas apart, and a restarted process from its predecessor."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _now_iso() -> str:
@@ -118,25 +133,36 @@ class ControlPlane:
         admin_allow_remote: bool = False,
         allow_empty_config: bool = False,
         translate_fn: Translate = translate,
+        admin_token_file: str | Path | None = None,
+        replica_id: str | None = None,
     ) -> None:
         """Checks the arguments only (AddressError, AdminAddressError); starts nothing.
 
         ``allow_empty_config`` lets an edit remove every ServiceEntry (refused
         otherwise, see :mod:`controlplane.config.emptying`); ``translate_fn``
-        replaces the translation (tests of the refusal paths)."""
+        replaces the translation (tests of the refusal paths). ``admin_token_file`` is
+        read here (TokenFileError names the file and line); ``replica_id`` names this
+        process in the client view and metrics (default ``HOST:PID``)."""
         self.config_path = Path(config_path)
         self._xds_address = parse_host_port(xds_address, what="--xds-address", allow_port_zero=True)
         self._admin_address = parse_host_port(
             admin_address, what="--admin-address", allow_port_zero=True
         )
         check_admin_address(self._admin_address, allow_remote=admin_allow_remote)
+        check_remote_needs_tokens(allow_remote=admin_allow_remote, token_file=admin_token_file)
+        self.admin_tokens = TokenStore(admin_token_file) if admin_token_file is not None else None
+        self.replica_id = replica_id or default_replica_id()
+        self.metrics = ControlPlaneMetrics(self.replica_id, distribution_version())
         if debounce_s < 0 or max_debounce_s < debounce_s:
             raise ValueError(f"debounce {debounce_s}s must be >= 0 and <= {max_debounce_s}s")
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.allow_empty_config = allow_empty_config
         self.registry = Registry(on_change=self._workloads_changed, admission=self._admit)
         self.xds = XdsService(
-            debounce_s=debounce_s, max_debounce_s=max_debounce_s, translate_fn=translate_fn
+            debounce_s=debounce_s,
+            max_debounce_s=max_debounce_s,
+            translate_fn=translate_fn,
+            observer=self.metrics,
         )
         self._grpc: grpc.aio.Server | None = None
         self._admin: AdminServer | None = None
@@ -201,7 +227,9 @@ class ControlPlane:
         self.xds.update(config=config, workloads=self.registry.snapshot())
         await self._grpc.start()
         self._serving = True
-        admin = AdminServer(build_admin_app(self.registry, self), self._admin_address)
+        admin = AdminServer(
+            build_admin_app(self.registry, self, tokens=self.admin_tokens), self._admin_address
+        )
         try:
             await admin.start()
         except OSError as exc:
@@ -218,6 +246,8 @@ class ControlPlane:
             asyncio.create_task(watcher.run(), name="config-watcher"),
             asyncio.create_task(self.registry.run_expiry(), name="registry-expiry"),
         ]
+        if self.admin_tokens is not None:
+            self._tasks.append(asyncio.create_task(self.admin_tokens.watch(), name="admin-tokens"))
         for task in self._tasks:
             task.add_done_callback(_log_crash)
         log.info(
@@ -253,6 +283,7 @@ class ControlPlane:
             raise refusal
         self._config, self._config_loaded_at = config, _now_iso()
         self._config_error = None
+        self.metrics.config_reload("accepted")
         self.xds.update(config=config)
 
     def _config_reread(self, config: MeshConfig) -> None:
@@ -260,9 +291,11 @@ class ControlPlane:
         del config
         self._config_loaded_at = _now_iso()
         self._config_error = None
+        self.metrics.config_reload("unchanged")
 
     def _config_refused(self, error: ConfigError) -> None:
         self._config_error = (error, _now_iso())
+        self.metrics.config_reload("refused")
         for issue in error.issues:
             log.warning("config_issue", issue=str(issue))
 
@@ -303,8 +336,20 @@ class ControlPlane:
             reasons.append(f"xDS rebuild refused, clients keep older config: {self.xds.last_error}")
         return reasons
 
+    def reload_admin_tokens(self) -> None:
+        """Re-read the admin token file (SIGHUP); a bad file keeps the tokens in force."""
+        if self.admin_tokens is not None:
+            self.admin_tokens.reload()
+
     def clients_status(self) -> list[dict[str, Any]]:
-        return self.xds.clients_status()
+        return [{**c, "replica": self.replica_id} for c in self.xds.clients_status()]
+
+    def client_detail(self, node_id: str) -> dict[str, Any] | None:
+        detail = self.xds.client_detail(node_id)
+        return None if detail is None else {**detail, "replica": self.replica_id}
+
+    def metrics_text(self) -> str:
+        return self.metrics.render()
 
     def config_status(self) -> dict[str, Any]:
         config = self._config

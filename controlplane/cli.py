@@ -2,6 +2,7 @@
 
     mesh-controlplane serve --config PATH [--xds-address 127.0.0.1:15010]
         [--admin-address 127.0.0.1:15014] [--admin-allow-remote] [--allow-empty-config]
+        [--admin-token-file FILE] [--replica-id ID]
         [--data-dir DIR] [--log-format console|json] [--log-level LEVEL]
         [--debounce-ms 100] [--max-debounce-ms 1000]
     mesh-controlplane --version
@@ -11,6 +12,7 @@ Once serving it prints exactly one JSON line on stdout,
 with the bound ports (so port 0 works for scripts and tests); logs go to
 stderr. Exit codes: 0 after a clean shutdown, 2 for bad arguments or a bad
 config (the issues are printed on stderr), 1 when a port cannot be bound.
+SIGHUP re-reads ``--admin-token-file``.
 """
 
 from __future__ import annotations
@@ -66,7 +68,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--admin-allow-remote",
         action="store_true",
-        help="allow a non-loopback admin address (the admin API has no authentication yet)",
+        help="allow a non-loopback admin address (needs --admin-token-file)",
+    )
+    serve.add_argument(
+        "--admin-token-file",
+        metavar="FILE",
+        help="admin API tokens, one 'TOKEN SCOPE[,SCOPE...]' a line (scopes read, write, "
+        "register, admin); every route but /livez and /readyz then needs one; re-read on "
+        "change and on SIGHUP (default: none, the API is open on loopback)",
+    )
+    serve.add_argument(
+        "--replica-id",
+        metavar="ID",
+        help="this replica's name in the client view and metrics (default: HOST:PID)",
     )
     serve.add_argument(
         "--allow-empty-config",
@@ -118,6 +132,8 @@ async def serve(args: argparse.Namespace) -> int:
             max_debounce_s=args.max_debounce_ms / 1000,
             admin_allow_remote=args.admin_allow_remote,
             allow_empty_config=args.allow_empty_config,
+            admin_token_file=args.admin_token_file,
+            replica_id=args.replica_id,
         )
     except (AddressError, AdminAddressError, ValueError) as exc:
         return _fail(EXIT_USAGE, str(exc))
@@ -126,6 +142,7 @@ async def serve(args: argparse.Namespace) -> int:
     signals = (signal.SIGINT, signal.SIGTERM)
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, plane.reload_admin_tokens)
     try:
         try:
             await plane.start()
@@ -146,7 +163,7 @@ async def serve(args: argparse.Namespace) -> int:
         await plane.stop()
         return EXIT_OK
     finally:
-        for signum in signals:
+        for signum in (*signals, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
 

@@ -22,8 +22,9 @@ from controlplane.translate.ambiguity import AmbiguousDestinationError
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.debounce import Debouncer
 from controlplane.xds.errors import InconsistentSnapshotError, SnapshotError
+from controlplane.xds.observer import NullObserver, XdsObserver
 from controlplane.xds.server import AdsServicer
-from controlplane.xds.status import stream_status
+from controlplane.xds.status import stream_detail, stream_status
 from controlplane.xds.updater import SnapshotUpdater, Translate
 
 __all__ = [
@@ -45,13 +46,15 @@ class XdsService:
         max_debounce_s: float = 1.0,
         clock: Callable[[], float] = time.time,
         translate_fn: Translate = translate,
+        observer: XdsObserver | None = None,
     ) -> None:
+        self._observer: XdsObserver = observer or NullObserver()
         self._cache = SnapshotCache()
         self._updater = SnapshotUpdater(self._cache, translate_fn)
-        self._servicer = AdsServicer(self._cache, self._updater, clock=clock)
-        self._debouncer = Debouncer(
-            self._updater.rebuild, delay_s=debounce_s, max_delay_s=max_debounce_s
+        self._servicer = AdsServicer(
+            self._cache, self._updater, clock=clock, observer=self._observer
         )
+        self._debouncer = Debouncer(self._rebuild, delay_s=debounce_s, max_delay_s=max_debounce_s)
         self._started = False
 
     def register(self, server: grpc.aio.Server) -> None:
@@ -72,6 +75,7 @@ class XdsService:
         """
         self._updater.set_inputs(config=config, workloads=workloads)
         if self._started:
+            self._observer.change_accepted()
             self._debouncer.trigger()
 
     def check(
@@ -95,7 +99,10 @@ class XdsService:
     async def start(self) -> None:
         """Begin rebuilding on updates; applies what arrived before start at once."""
         self._started = True
-        self._updater.rebuild()
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._observer.rebuilt(self._updater.rebuild())
 
     async def stop(self) -> None:
         """Drop a pending rebuild and end every open stream."""
@@ -106,6 +113,15 @@ class XdsService:
     def clients_status(self) -> list[dict[str, object]]:
         """One entry per open stream (see :mod:`controlplane.xds.status`)."""
         return [stream_status(s) for s in self._servicer.streams()]
+
+    def client_detail(self, node_id: str) -> dict[str, object] | None:
+        """What the newest stream of ``node_id`` was sent, or None when it is not connected."""
+        streams = [
+            s for s in self._servicer.streams() if s.node is not None and s.node.id == node_id
+        ]
+        if not streams:
+            return None
+        return {**stream_detail(streams[-1]), "streams": len(streams)}
 
     def snapshot_versions(self) -> dict[str, dict[str, str]]:
         """node id -> type URL -> version of the node's current snapshot."""

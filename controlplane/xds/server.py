@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 
 import grpc
 import structlog
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.observer import NullObserver, XdsObserver
 from controlplane.xds.stream import AdsStream, NodeDirectory, StreamProtocolError
 
 log = structlog.get_logger(__name__)
@@ -25,8 +27,10 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ign
         cache: SnapshotCache,
         directory: NodeDirectory,
         clock: Callable[[], float] = time.time,
+        observer: XdsObserver | None = None,
     ) -> None:
         self._cache = cache
+        self._observer: XdsObserver = observer or NullObserver()
         self._directory = directory
         self._clock = clock
         self._streams: set[AdsStream] = set()
@@ -48,16 +52,27 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ign
         context: grpc.aio.ServicerContext[
             discovery_pb2.DiscoveryRequest, discovery_pb2.DiscoveryResponse
         ],
-    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+    ) -> None:
         if self._closed:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the control plane is shutting down")
         stream = AdsStream(
-            peer=context.peer(), cache=self._cache, directory=self._directory, clock=self._clock
+            peer=context.peer(),
+            cache=self._cache,
+            directory=self._directory,
+            clock=self._clock,
+            observer=self._observer,
         )
         self._streams.add(stream)
         try:
-            async for response in stream.run(request_iterator):
-                yield response
+            async with aclosing(stream.run(request_iterator)) as responses:
+                async for response in responses:
+                    # Written here, not yielded, so a failed write is seen and counted.
+                    try:
+                        await context.write(response)
+                    except Exception as exc:
+                        self._observer.send_failed(stream, response.type_url)
+                        log.warning("xds_send_failed", peer=stream.peer, error=repr(exc))
+                        return
         except StreamProtocolError as exc:
             log.warning("xds_stream_rejected", peer=stream.peer, error=str(exc))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))

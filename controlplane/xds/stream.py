@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
@@ -21,6 +21,7 @@ from controlplane.translate import TranslationError, check_node
 from controlplane.xds.cache import Cancel, SnapshotCache
 from controlplane.xds.dependents import OwedResources
 from controlplane.xds.nodes import node_info
+from controlplane.xds.observer import NullObserver, XdsObserver, client_kind
 from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.subscription import Rejection, Sent, Subscription
 from controlplane.xds.typeurls import KNOWN_TYPES, SEND_ORDER, WILDCARD_TYPES, short_name
@@ -59,12 +60,16 @@ class AdsStream:
         cache: SnapshotCache,
         directory: NodeDirectory,
         clock: Callable[[], float],
+        observer: XdsObserver | None = None,
     ) -> None:
         self.peer = peer
         self.connected_at = clock()
         self.node: NodeInfo | None = None
         self.subscriptions: dict[str, Subscription] = {}
         self.unknown_types: dict[str, tuple[str, ...]] = {}
+        self.user_agent: tuple[str, str] = ("", "")  # node.user_agent_name, _version
+        self.kind = "unknown"  # meshlib / grpc / envoy, from the user agent
+        self._observer: XdsObserver = observer or NullObserver()
         self._cache = cache
         self._directory = directory
         self._clock = clock
@@ -80,7 +85,7 @@ class AdsStream:
 
     async def run(
         self, requests: AsyncIterator[discovery_pb2.DiscoveryRequest]
-    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+    ) -> AsyncGenerator[discovery_pb2.DiscoveryResponse, None]:
         """Serve the stream until the client hangs up or :meth:`close` is called."""
         reader = asyncio.ensure_future(self._read(requests))
         try:
@@ -149,7 +154,10 @@ class AdsStream:
             # the rebuild that every other node shares.
             raise StreamProtocolError(f"node {node.id!r}: {exc}") from exc
         self.node = node
-        log.info("xds_stream_opened", node=self.node.id, peer=self.peer)
+        self.user_agent = (request.node.user_agent_name, request.node.user_agent_version)
+        self.kind = client_kind(request.node.user_agent_name)
+        log.info("xds_stream_opened", node=self.node.id, peer=self.peer, kind=self.kind)
+        self._observer.stream_opened(self, self.kind)
         self._cancel_watch = self._cache.watch(self.node.id, self._on_new_snapshot)
         self._directory.connect(self.node)
         return self.node
@@ -171,6 +179,7 @@ class AdsStream:
                 at=self._clock(),
             )
             sub.record_nack(rejection)
+            self._observer.nacked(self, sub.type_url, rejection)
             log.warning(
                 "xds_nack",
                 node=node.id,
@@ -181,7 +190,8 @@ class AdsStream:
                 error=rejection.error,
             )
         else:
-            sub.record_ack(request.version_info)
+            sub.record_ack(request.version_info, request.response_nonce)
+            self._observer.acked(self, sub.type_url, answered)
             log.debug("xds_ack", node=node.id, type=kind, version=request.version_info)
 
     # --- responses ---------------------------------------------------------
@@ -198,13 +208,13 @@ class AdsStream:
         responses = []
         for type_url in SEND_ORDER:
             sub = self.subscriptions.get(type_url)
-            response = self._respond(self.node, sub) if sub is not None else None
+            response = self._respond(self.node, sub, push=True) if sub is not None else None
             if response is not None:
                 responses.append(response)
         return responses
 
     def _respond(
-        self, node: NodeInfo, sub: Subscription, *, owed_ok: bool = False
+        self, node: NodeInfo, sub: Subscription, *, owed_ok: bool = False, push: bool = False
     ) -> discovery_pb2.DiscoveryResponse | None:
         snapshot = self._cache.get(node.id)
         if snapshot is None:
@@ -224,7 +234,9 @@ class AdsStream:
             nonce=nonce,
             resources=[current.resources[name] for name in names],
         )
-        sub.record_sent(Sent(version=current.version, nonce=nonce, names=names, at=self._clock()))
+        sent = Sent(version=current.version, nonce=nonce, names=names, at=self._clock())
+        sub.record_sent(sent)
+        self._observer.sent(self, sub.type_url, sent, push=push)
         self._owed.note_sent(sub.type_url, names, snapshot)
         log.debug(
             "xds_send",
@@ -243,4 +255,5 @@ class AdsStream:
             self._cancel_watch = None
         if self.node is not None:
             log.info("xds_stream_closed", node=self.node.id, peer=self.peer)
+            self._observer.stream_closed(self)
             self._directory.disconnect(self.node.id)

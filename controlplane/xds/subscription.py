@@ -47,6 +47,7 @@ class Subscription:
     requested: bool = False  # a request for this type has been seen
     last_sent: Sent | None = None
     acked_version: str | None = None
+    acked_nonce: str | None = None  # the nonce of the response last ACKed
     last_nack: Rejection | None = None
     nacks: int = 0
     _sent_key: tuple[object, ...] | None = field(default=None, repr=False)
@@ -102,8 +103,9 @@ class Subscription:
             return (version, names, self.wildcard, self.names)
         return (version, names)
 
-    def record_ack(self, version: str) -> None:
+    def record_ack(self, version: str, nonce: str = "") -> None:
         self.acked_version = version
+        self.acked_nonce = nonce
 
     def record_nack(self, rejection: Rejection) -> None:
         self.last_nack = rejection

@@ -36,6 +36,12 @@ class StaticStatus:
     def config_status(self) -> dict[str, Any]:
         return self.config
 
+    def client_detail(self, node_id: str) -> dict[str, Any] | None:
+        return next((c for c in self.clients if c.get("node_id") == node_id), None)
+
+    def metrics_text(self) -> str:
+        return "# no metrics\n"
+
 
 @dataclass
 class Admin:
