@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from controlplane.cp_metrics import ControlPlaneMetrics
 from controlplane.translate.typeurls import CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
 from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.observer import client_kind
 from controlplane.xds.server import AdsServicer
 from controlplane.xds.subscription import Rejection, Sent
 from controlplane.xds.updater import SnapshotUpdater
@@ -134,3 +135,19 @@ async def test_a_failed_write_is_a_senderr_push() -> None:
     assert metrics.pushes["cds_senderr"] == 1
     assert metrics.connected["unknown"] == 0  # the stream ended and was forgotten
     assert servicer.streams() == []
+
+
+@pytest.mark.parametrize(
+    ("user_agent_name", "kind"),
+    [
+        ("meshlib", "meshlib"),
+        ("gRPC C-core linux Python", "grpc"),  # what grpcio 1.x sends
+        ("gRPC Go", "grpc"),
+        ("grpc-java-netty", "grpc"),
+        ("envoy", "envoy"),
+        ("", "unknown"),
+        ("my-proxy", "unknown"),
+    ],
+)
+def test_client_kind_from_user_agent(user_agent_name: str, kind: str) -> None:
+    assert client_kind(user_agent_name) == kind
