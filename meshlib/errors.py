@@ -15,6 +15,7 @@ library's internals unless they ask for ``__cause__``.
     │   ├── ServiceNotFoundError  the mesh has no listener HOST:PORT for the service
     │   ├── NoRouteError          no virtual host / route matches the request
     │   ├── ServiceNotReadyError  the service's config did not arrive in time
+    │   │   └── ControlPlaneUnreachableError  no service list yet, and the name is not in DNS
     │   └── NoHealthyEndpointError  the cluster has no endpoint to pick
     └── ResilienceError           a resilience mechanism stopped the call (carries
         │                         ``http_status`` / ``grpc_status`` for the transport)
@@ -86,6 +87,12 @@ class NoRouteError(RoutingError):
 
 class ServiceNotReadyError(RoutingError):
     """The service's xDS config did not arrive within the wait timeout."""
+
+
+class ControlPlaneUnreachableError(ServiceNotReadyError):
+    """The mesh's service list has not arrived (the control plane is unreachable) and
+    the name does not resolve in DNS either, so it can be neither routed nor passed
+    through."""
 
 
 class NoHealthyEndpointError(RoutingError):

@@ -110,9 +110,15 @@ class Mesh:
     # --- clients ---------------------------------------------------------------
 
     def http_client(
-        self, *, passthrough_hosts: Iterable[str] = (), **httpx_kwargs: Any
+        self,
+        *,
+        passthrough_hosts: Iterable[str] = (),
+        raise_mesh_errors: bool = False,
+        **httpx_kwargs: Any,
     ) -> httpx.Client:
-        """An ``httpx.Client`` routing mesh hosts; ``transport=`` becomes the pass-through."""
+        """An ``httpx.Client`` routing mesh hosts; ``transport=`` becomes the pass-through.
+        What the mesh ends (fault abort, timeout, overflow, ...) is answered as a sidecar
+        would; ``raise_mesh_errors=True`` raises meshlib's typed errors instead."""
         self._check_open()
         pool_options = {k: httpx_kwargs[k] for k in _TRANSPORT_KWARGS if k in httpx_kwargs}
         transport = MeshTransport(
@@ -120,13 +126,18 @@ class Mesh:
             passthrough=httpx_kwargs.pop("transport", None),
             passthrough_hosts=passthrough_hosts,
             pool_options=pool_options,
+            raise_mesh_errors=raise_mesh_errors,
         )
         client = httpx.Client(transport=transport, **httpx_kwargs)
         self._track(client)
         return client
 
     def async_http_client(
-        self, *, passthrough_hosts: Iterable[str] = (), **httpx_kwargs: Any
+        self,
+        *,
+        passthrough_hosts: Iterable[str] = (),
+        raise_mesh_errors: bool = False,
+        **httpx_kwargs: Any,
     ) -> httpx.AsyncClient:
         """An ``httpx.AsyncClient`` routing mesh hosts (close it, or ``await mesh.aclose()``)."""
         self._check_open()
@@ -136,6 +147,7 @@ class Mesh:
             passthrough=httpx_kwargs.pop("transport", None),
             passthrough_hosts=passthrough_hosts,
             pool_options=pool_options,
+            raise_mesh_errors=raise_mesh_errors,
         )
         client = httpx.AsyncClient(transport=transport, **httpx_kwargs)
         self._track(client, is_async=True)

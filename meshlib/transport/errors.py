@@ -11,6 +11,7 @@ from __future__ import annotations
 import httpx
 
 from meshlib.errors import (
+    ControlPlaneUnreachableError,
     NoHealthyEndpointError,
     NoRouteError,
     RoutingError,
@@ -35,6 +36,10 @@ class MeshServiceNotReadyError(ServiceNotReadyError, MeshRequestError, httpx.Con
     """The service's config did not arrive in time."""
 
 
+class MeshControlPlaneUnreachableError(ControlPlaneUnreachableError, MeshServiceNotReadyError):
+    """No service list yet and the name does not resolve: neither routed nor passed through."""
+
+
 class MeshNoHealthyEndpointError(NoHealthyEndpointError, MeshRequestError, httpx.ConnectError):
     """The chosen cluster has no endpoint to send to."""
 
@@ -42,6 +47,7 @@ class MeshNoHealthyEndpointError(NoHealthyEndpointError, MeshRequestError, httpx
 _BY_TYPE: dict[type[RoutingError], type[MeshRequestError]] = {
     NoRouteError: MeshNoRouteError,
     ServiceNotFoundError: MeshServiceNotFoundError,
+    ControlPlaneUnreachableError: MeshControlPlaneUnreachableError,
     ServiceNotReadyError: MeshServiceNotReadyError,
     NoHealthyEndpointError: MeshNoHealthyEndpointError,
     RoutingError: MeshRequestError,

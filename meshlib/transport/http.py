@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from meshlib.errors import ResilienceError, ServiceNotReadyError
+from meshlib.errors import RoutingError, ServiceNotReadyError
 from meshlib.resilience.call import async_resilient_call, resilient_call
 from meshlib.resilience.retry import Attempt
 from meshlib.resilience.route_resilience import RouteResilience
@@ -62,7 +62,6 @@ from meshlib.transport.pool_settings import (
     ClusterHTTPTransport,
     httpx_pool_options,
 )
-from meshlib.transport.resilience_errors import as_httpx_error as as_httpx_resilience_error
 from meshlib.xds_client.resources import Endpoint
 
 if TYPE_CHECKING:
@@ -78,7 +77,11 @@ class MeshTransport(httpx.BaseTransport):
     ``passthrough`` is the transport for non-mesh hosts (default: a plain
     ``httpx.HTTPTransport``); ``passthrough_hosts`` are never looked up in the
     mesh; ``pool_options`` are keyword arguments for each endpoint's
-    ``httpx.HTTPTransport`` (limits, http2, retries, ...).
+    ``httpx.HTTPTransport`` (limits, http2, retries, ...). An outcome a sidecar
+    answers (injected abort, timeout, no healthy upstream, overflow, rate limit, no
+    route, connect failure) is that response, its typed error in
+    ``response.extensions["meshlib.error"]``; ``raise_mesh_errors=True`` raises that
+    error instead (:mod:`meshlib.transport.http_answers`).
     """
 
     def __init__(
@@ -88,8 +91,9 @@ class MeshTransport(httpx.BaseTransport):
         passthrough: httpx.BaseTransport | None = None,
         passthrough_hosts: Iterable[str] = (),
         pool_options: Mapping[str, Any] | None = None,
+        raise_mesh_errors: bool = False,
     ) -> None:
-        self._routing = HttpRouting(mesh, passthrough_hosts)
+        self._routing = HttpRouting(mesh, passthrough_hosts, raise_mesh_errors)
         options = dict(pool_options or {})
         self._passthrough = passthrough or httpx.HTTPTransport(**options)
         self._pools: EndpointPool[ClusterHTTPTransport] = EndpointPool(
@@ -131,7 +135,10 @@ class MeshTransport(httpx.BaseTransport):
         snapshot = self._snapshot(target, request)
         if snapshot is None:
             return self._passthrough.handle_request(request)
-        decision = routing.decide(snapshot, request)
+        try:
+            decision = routing.decide(snapshot, request)
+        except RoutingError as exc:
+            return routing.answer(exc, request)  # no route: Envoy's 404
         if type(decision) is LocalReply:
             return local_response(decision, request)
         assert isinstance(decision, ForwardPlan)
@@ -158,8 +165,8 @@ class MeshTransport(httpx.BaseTransport):
                 replayable=is_replayable(request),
                 name=snapshot.target,
             )
-        except ResilienceError as exc:
-            raise as_httpx_resilience_error(exc, request) from exc
+        except Exception as exc:
+            return self._routing.answer(exc, request)
 
     def _try(
         self,
@@ -185,7 +192,7 @@ class MeshTransport(httpx.BaseTransport):
     def _snapshot(self, target: str, request: httpx.Request) -> ServiceSnapshot | None:
         routing = self._routing
         try:
-            if not routing.directory.is_member(target, routing.timeout):
+            if not routing.membership.is_member(target, request.url.host):
                 return None
             state = routing.directory.service(target)
             view = state.view
@@ -283,8 +290,9 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         passthrough: httpx.AsyncBaseTransport | None = None,
         passthrough_hosts: Iterable[str] = (),
         pool_options: Mapping[str, Any] | None = None,
+        raise_mesh_errors: bool = False,
     ) -> None:
-        self._routing = HttpRouting(mesh, passthrough_hosts)
+        self._routing = HttpRouting(mesh, passthrough_hosts, raise_mesh_errors)
         options = dict(pool_options or {})
         self._passthrough = passthrough or httpx.AsyncHTTPTransport(**options)
         self._closer: LoopCloser[AsyncClusterHTTPTransport] = LoopCloser(_aclose)
@@ -335,7 +343,10 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             snapshot = await self._snapshot(target, request)
             if snapshot is None:
                 return await self._passthrough.handle_async_request(request)
-        decision = routing.decide(snapshot, request)
+        try:
+            decision = routing.decide(snapshot, request)
+        except RoutingError as exc:
+            return routing.answer(exc, request)  # no route: Envoy's 404
         if type(decision) is LocalReply:
             return local_response(decision, request)
         assert isinstance(decision, ForwardPlan)
@@ -362,8 +373,8 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
                 replayable=is_replayable(request),
                 name=snapshot.target,
             )
-        except ResilienceError as exc:
-            raise as_httpx_resilience_error(exc, request) from exc
+        except Exception as exc:
+            return self._routing.answer(exc, request)
 
     async def _try(
         self,
@@ -401,7 +412,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
     async def _snapshot(self, target: str, request: httpx.Request) -> ServiceSnapshot | None:
         routing = self._routing
         try:
-            if not await routing.directory.is_member_async(target, routing.timeout):
+            if not await routing.membership.is_member_async(target, request.url.host):
                 return None
             state = routing.directory.service(target)
             view = state.view

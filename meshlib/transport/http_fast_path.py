@@ -14,7 +14,8 @@ general path does). A plan that does not compile (header- or query-dependent
 routing, mirrors, hashing, hedging), or a deadline already passed, takes the
 general path (``MeshTransport._forward``). Sync and async share everything but
 the send itself; the async send is cancelled at the try's deadline, as on the
-general path.
+general path. A request that ends in an error gets the transport's answer for it
+(``HttpRouting.answer``: the sidecar's response, or the typed error raised).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
-from meshlib.errors import ResilienceError, RoutingError
+from meshlib.errors import RoutingError
 from meshlib.resilience.call import (
     admit_first,
     admit_first_async,
@@ -67,7 +68,6 @@ from meshlib.transport.http_routing import (
 )
 from meshlib.transport.outcome import http_error_outcome, http_outcome
 from meshlib.transport.pool_settings import AsyncClusterHTTPTransport, ClusterHTTPTransport
-from meshlib.transport.resilience_errors import as_httpx_error as as_httpx_resilience_error
 from meshlib.xds_client.resources import Endpoint
 
 if TYPE_CHECKING:
@@ -202,8 +202,8 @@ class HttpFastRoute(CompiledRoute):
                 raise
             self.leave(faulted, started, response.status_code >= 500)
             return response
-        except ResilienceError as exc:
-            raise as_httpx_resilience_error(exc, request) from exc
+        except Exception as exc:
+            return self.routing.answer(exc, request)
 
     def _tries(
         self,
@@ -396,8 +396,8 @@ class HttpFastRoute(CompiledRoute):
                 raise
             self.leave(faulted, guarded_at, answer.status_code >= 500)
             return answer
-        except ResilienceError as exc:
-            raise as_httpx_resilience_error(exc, request) from exc
+        except Exception as exc:
+            return self.routing.answer(exc, request)
 
     async def _retried_async(
         self,

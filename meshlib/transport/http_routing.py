@@ -29,6 +29,8 @@ from meshlib.routing.plan import ForwardPlan, LocalReply, RoutingDecision, plan_
 from meshlib.routing.service import ServiceState
 from meshlib.routing.snapshot import ClusterState, ServiceFailure, ServiceSnapshot, ServiceView
 from meshlib.transport.errors import as_httpx_error
+from meshlib.transport.http_answers import mesh_answer
+from meshlib.transport.http_membership import HttpMembership
 from meshlib.transport.outcome import http_error_type
 from meshlib.xds_client.resources import Endpoint
 
@@ -188,14 +190,25 @@ class PlanCache:
 
 
 class HttpRouting:
-    """The decisions both transports share: mesh or not, plan, pick, build, record."""
+    """The decisions both transports share: mesh or not, plan, pick, build, record,
+    and what the caller gets when the mesh ends a request (:meth:`answer`)."""
 
-    def __init__(self, mesh: Mesh, passthrough_hosts: Iterable[str]) -> None:
+    def __init__(
+        self, mesh: Mesh, passthrough_hosts: Iterable[str], raise_mesh_errors: bool = False
+    ) -> None:
         self.directory: ServiceDirectory = mesh.directory
         self.timeout = mesh.ready_timeout_s
         self.passthrough_hosts = frozenset(h.lower() for h in passthrough_hosts)
         self.metrics = client_metrics()
         self.plans = PlanCache()
+        self.membership = HttpMembership(self.directory, self.timeout)
+        #: Raise meshlib's typed errors instead of answering as a sidecar would.
+        self.raise_mesh_errors = raise_mesh_errors
+
+    def answer(self, error: Exception, request: httpx.Request) -> httpx.Response:
+        """A mesh request ended in ``error`` (call in its ``except`` block): the response a
+        sidecar sends, or the typed error raised (:func:`~.http_answers.mesh_answer`)."""
+        return mesh_answer(error, request, self.raise_mesh_errors)
 
     def target_for(self, url: httpx.URL) -> str | None:
         """``HOST:PORT`` when ``url`` may be a mesh service; None to pass it through."""

@@ -17,11 +17,13 @@ InjectedFaultError          httpx.HTTPStatusError with the     the injected gRPC
 RequestNotReplayable        httpx.RequestError                 the last try's status
 ==========================  =================================  =====================================
 
-For rate limits and injected aborts the twin carries ``.response``: the
-answer an Envoy sidecar would have given (status, its headers, its body), so
+By default an httpx caller does not get these raised but answered
+(:mod:`meshlib.transport.http_answers`): :func:`envoy_response` builds the answer
+an Envoy sidecar gives instead (status, its headers, its body), and the twin is
+kept with it. With ``raise_mesh_errors=True`` the twin is raised; for rate
+limits and injected aborts it carries that answer as ``.response``, so
 ``except httpx.HTTPStatusError as e: e.response.status_code`` works as after
-``raise_for_status()``. :func:`envoy_response` builds that answer for any
-resilience error, for code that prefers a response to an exception.
+``raise_for_status()``.
 """
 
 from __future__ import annotations
@@ -100,9 +102,13 @@ def _body(error: ResilienceError) -> bytes:
     return str(error).encode()
 
 
+#: The headers Envoy puts on every local reply (besides ``date`` and ``content-length``).
+SIDECAR_HEADERS: Final[tuple[tuple[str, str], ...]] = (("server", "envoy"),)
+
+
 def envoy_response(error: ResilienceError, request: httpx.Request) -> httpx.Response:
     """The local reply an Envoy sidecar sends instead of ``error`` (status, headers, body)."""
-    headers: list[tuple[str, str]] = [("content-type", "text/plain")]
+    headers: list[tuple[str, str]] = [("content-type", "text/plain"), *SIDECAR_HEADERS]
     if isinstance(error, (CircuitBreakerOverflow, CircuitOpenError)):
         headers.append(("x-envoy-overloaded", "true"))
     if isinstance(error, RateLimitedError):

@@ -129,20 +129,27 @@ def test_registered_workload_joins_and_leaves(mesh_env: tuple, tmp_path: Path) -
         wait_for(gone, timeout=5, what="deregistered workload to leave")
 
 
-def test_routing_errors_are_httpx_errors(mesh_env: tuple, tmp_path: Path) -> None:
+def test_routing_errors_are_answered_or_raised_as_httpx_errors(
+    mesh_env: tuple, tmp_path: Path
+) -> None:
     _, config, _, _ = mesh_env
     # attendees with no endpoints: routed, but nothing to pick.
     write_config(config, service_entry("attendees", 8080, [], protocol="HTTP"))
-    with meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as mesh, mesh.http_client() as http:
+    with (
+        meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as mesh,
+        mesh.http_client() as http,
+        mesh.http_client(raise_mesh_errors=True) as raising,
+    ):
 
-        def fails() -> bool:
-            try:
-                http.get("http://attendees:8080/", timeout=2)
-            except httpx.RequestError as exc:
-                return isinstance(exc, meshlib.MeshError)
-            return False
+        def answered() -> bool:  # as Envoy answers, the typed error kept with it
+            answer = http.get("http://attendees:8080/", timeout=2)
+            error = answer.extensions.get("meshlib.error")
+            return answer.status_code == 503 and isinstance(error, meshlib.NoHealthyEndpointError)
 
-        wait_for(fails, timeout=5)
+        wait_for(answered, timeout=5)
+        with pytest.raises(httpx.ConnectError) as raised:
+            raising.get("http://attendees:8080/", timeout=2)
+        assert isinstance(raised.value, meshlib.NoHealthyEndpointError)
 
 
 def test_unknown_hostname_passes_through_without_waiting(mesh_env: tuple, tmp_path: Path) -> None:

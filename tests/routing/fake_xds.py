@@ -143,6 +143,13 @@ class FakeXds:
             for watcher in list(self._watchers.get(key, [])):
                 self._queue.put(partial(watcher.on_ambient_error, error))
 
+    def wildcard_ambient(self, kind: str) -> None:
+        """Tell the wildcard watchers of ``kind`` the stream broke (as before a first answer)."""
+        error = XdsConnectionError("stream broke")
+        with self._lock:
+            for watcher in list(self._wildcard_watchers.get(KINDS[kind], [])):
+                self._queue.put(partial(watcher.on_ambient_error, error))
+
     def set_service(
         self, target: str, cluster_endpoints: dict[str, object], *, domains: tuple[str, ...] = ()
     ) -> None:

@@ -30,13 +30,21 @@ QUICK = xds.RetryBackOff(0.01, 0.02)
 
 
 class HttpCaller:
-    """One httpx flavour calling a mesh service: sync (on a worker thread) or async."""
+    """One httpx flavour calling a mesh service: sync (on a worker thread) or async.
 
-    def __init__(self, kind: str, mesh: meshlib.Mesh, target: str) -> None:
+    The suites built on it compare the paths by the typed error a request ends in, so
+    by default the client raises it (``raise_mesh_errors=True``);
+    ``test_http_mesh_answers`` calls with ``False``, the clients' default.
+    """
+
+    def __init__(
+        self, kind: str, mesh: meshlib.Mesh, target: str, *, raise_mesh_errors: bool = True
+    ) -> None:
         self.kind = kind
         self.base = f"http://{target}"
+        options: dict[str, Any] = {"timeout": 10.0, "raise_mesh_errors": raise_mesh_errors}
         self.client: Any = (
-            mesh.http_client(timeout=10.0) if kind == SYNC else mesh.async_http_client(timeout=10.0)
+            mesh.http_client(**options) if kind == SYNC else mesh.async_http_client(**options)
         )
         self.closed = False
 

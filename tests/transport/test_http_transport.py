@@ -133,13 +133,29 @@ async def test_async_endpoint_removal_closes_its_pool(feed: FakeXds) -> None:
                 assert transport.endpoint_pools() == [f"127.0.0.1:{servers[0].port}"]
 
 
-def test_routing_errors_are_httpx_errors_too(feed: FakeXds) -> None:
+def test_routing_failures_are_answered_as_envoy_does(feed: FakeXds) -> None:
     down = endpoints("web", [("127.0.0.1", 9)], health=HealthStatus.UNHEALTHY)
     feed.set_service(TARGET, {"web": down}, domains=("web:8080",))
     feed.set_service("other:1", {"o": down}, domains=("nothing-matches",))
     with (
         meshlib.Mesh.with_xds_client(feed, ready_timeout_s=0.1) as mesh,
         mesh.http_client() as http,
+    ):
+        unhealthy = http.get(f"http://{TARGET}/")
+        assert (unhealthy.status_code, unhealthy.text) == (503, "no healthy upstream")
+        assert isinstance(unhealthy.extensions["meshlib.error"], meshlib.NoHealthyEndpointError)
+        no_route = http.get("http://other:1/")
+        assert (no_route.status_code, no_route.content) == (404, b"")
+        assert isinstance(no_route.extensions["meshlib.error"], meshlib.NoRouteError)
+
+
+def test_routing_errors_are_httpx_errors_too(feed: FakeXds) -> None:
+    down = endpoints("web", [("127.0.0.1", 9)], health=HealthStatus.UNHEALTHY)
+    feed.set_service(TARGET, {"web": down}, domains=("web:8080",))
+    feed.set_service("other:1", {"o": down}, domains=("nothing-matches",))
+    with (
+        meshlib.Mesh.with_xds_client(feed, ready_timeout_s=0.1) as mesh,
+        mesh.http_client(raise_mesh_errors=True) as http,
     ):
         with pytest.raises(meshlib.NoHealthyEndpointError, match="no usable endpoint") as info:
             http.get(f"http://{TARGET}/")
