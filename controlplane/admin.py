@@ -13,6 +13,8 @@
     GET    /metrics                       the control plane's metrics (Prometheus text)
     GET    /v1/config                     the config in force, the last refused edit
                                           (parse or translation) and any xDS rebuild error
+    POST   /v1/apply, GET|DELETE /v1/resources/...   config through the API
+                                          (:mod:`controlplane.admin_config`)
 
 Errors are JSON ``{"error": "field: message", "field": "field"}``. With a
 token file every route but ``/livez`` and ``/readyz`` needs a bearer token of
@@ -30,6 +32,8 @@ from aiohttp import web
 
 from controlplane.addresses import HostPort
 from controlplane.admin_auth import TokenStore, auth_middleware
+from controlplane.admin_config import add_config_routes
+from controlplane.applied_config import AppliedConfig
 from controlplane.cp_metrics import CONTENT_TYPE
 from controlplane.model import RegisteredWorkload
 from controlplane.registration_json import registration_from_json
@@ -178,9 +182,14 @@ class AdminHandlers:
 
 
 def build_admin_app(
-    registry: Registry, status: StatusSource, *, tokens: TokenStore | None = None
+    registry: Registry,
+    status: StatusSource,
+    *,
+    tokens: TokenStore | None = None,
+    applied: AppliedConfig | None = None,
 ) -> web.Application:
-    """The admin app; with ``tokens`` every call but /livez and /readyz needs one."""
+    """The admin app; with ``tokens`` every call but /livez and /readyz needs one;
+    with ``applied`` the config routes are served."""
     handlers = AdminHandlers(registry, status)
     app = web.Application(middlewares=[auth_middleware(tokens)] if tokens is not None else [])
     app.router.add_get("/livez", handlers.livez)
@@ -193,6 +202,8 @@ def build_admin_app(
     app.router.add_get("/v1/clients/{node:.+}", handlers.client)
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/v1/config", handlers.config)
+    if applied is not None:
+        add_config_routes(app, applied)
     return app
 
 

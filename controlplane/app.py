@@ -16,8 +16,13 @@ connected nodes, a proxyless client and a sidecar. A config translate refuses
 is refused like a parse error (at start: ConfigError, nothing served); a
 registration that would break translation is refused at the API, so no single
 change can leave every client without config.
-``data_dir`` is reserved for the store (coming with the store issue): it is
-created if missing and checked to be a writable folder, nothing is kept there yet.
+
+The config in force is the files (``config_path``, optional) layered with the
+resources applied through the API (:mod:`controlplane.layers`,
+:mod:`controlplane.applied_config`), kept in the store with the registrations
+(``store``: a :class:`Store`, a ``--store`` URL, or None for SQLite in
+``data_dir`` or, without one, memory). The store is loaded before anything is
+served: ADS and ``/readyz`` answer only once it is.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import os
 import re
 import socket
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -43,13 +48,18 @@ from controlplane.admin import (
     check_remote_needs_tokens,
 )
 from controlplane.admin_auth import TokenStore
+from controlplane.app_store import load_store, store_status
+from controlplane.applied_config import AppliedConfig
 from controlplane.cli_common import distribution_version
-from controlplane.config import ConfigError, ConfigIssue, ConfigWatcher, load_config
+from controlplane.config import ConfigError, ConfigIssue, ConfigWatcher
 from controlplane.config.emptying import check_not_emptied
 from controlplane.cp_metrics import ControlPlaneMetrics
+from controlplane.layers import FileRead, Layers, compose, read_files
 from controlplane.model import MeshConfig, RegisteredWorkload, Source
 from controlplane.registration_service import RegistrationService
+from controlplane.registration_store import RegistrationJournal
 from controlplane.registry import RegistrationRejected, Registry
+from controlplane.store import ResourceKey, Store, StoredResource, StoreError, locate_store
 from controlplane.translate import translate
 from controlplane.xds import (
     AmbiguousDestinationError,
@@ -75,6 +85,10 @@ class DataDirError(StartupError):
     """``--data-dir`` is not a writable folder."""
 
 
+class StoreUnavailable(StartupError):
+    """The store cannot be opened (locked by another process, unreadable, ...)."""
+
+
 def default_replica_id() -> str:
     """``HOST:PID``: tells replicas apart, and a restarted process from its predecessor."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -97,21 +111,16 @@ def prepare_data_dir(path: Path) -> Path:
     return path.resolve()
 
 
-def _config_files(config: MeshConfig) -> list[str]:
-    sources = [row[3] for row in _resource_rows(config)]
-    return sorted({source.file for source in sources if source is not None})
-
-
 # Translate names a resource "Kind namespace/name (FILE#DOC): ..." in its errors.
 _TRANSLATE_ORIGIN = re.compile(r"^(\w+ [\w.-]+/[\w.-]+) \((.+)#(\d+)\): (.*)$", re.DOTALL)
 
 
-def untranslatable(error: TranslationError | SnapshotError, config_path: Path) -> ConfigError:
+def untranslatable(error: TranslationError | SnapshotError, where: str | Path) -> ConfigError:
     """A translation refusal as a config error: ``FILE#DOC: ...`` when the message
-    names the resource, else the config path."""
+    names the resource, else ``where`` (the config path, the request)."""
     found = _TRANSLATE_ORIGIN.match(str(error))
     if found is None:
-        issue = ConfigIssue(str(config_path), None, "", f"cannot be served over xDS: {error}")
+        issue = ConfigIssue(str(where), None, "", f"cannot be served over xDS: {error}")
     else:
         what, file, document, rest = found.groups()
         issue = ConfigIssue(file, int(document), "", f"{what} cannot be served over xDS: {rest}")
@@ -123,7 +132,7 @@ class ControlPlane:
 
     def __init__(
         self,
-        config_path: str | Path,
+        config_path: str | Path | None,
         xds_address: str = "127.0.0.1:15010",
         admin_address: str = "127.0.0.1:15014",
         data_dir: str | Path | None = None,
@@ -135,6 +144,7 @@ class ControlPlane:
         translate_fn: Translate = translate,
         admin_token_file: str | Path | None = None,
         replica_id: str | None = None,
+        store: Store | str | None = None,
     ) -> None:
         """Checks the arguments only (AddressError, AdminAddressError); starts nothing.
 
@@ -142,8 +152,9 @@ class ControlPlane:
         otherwise, see :mod:`controlplane.config.emptying`); ``translate_fn``
         replaces the translation (tests of the refusal paths). ``admin_token_file`` is
         read here (TokenFileError names the file and line); ``replica_id`` names this
-        process in the client view and metrics (default ``HOST:PID``)."""
-        self.config_path = Path(config_path)
+        process in the client view and metrics (default ``HOST:PID``). ``store`` as in the
+        module docstring (StoreLocationError for a URL naming no usable store)."""
+        self.config_path = Path(config_path) if config_path is not None else None
         self._xds_address = parse_host_port(xds_address, what="--xds-address", allow_port_zero=True)
         self._admin_address = parse_host_port(
             admin_address, what="--admin-address", allow_port_zero=True
@@ -157,7 +168,17 @@ class ControlPlane:
             raise ValueError(f"debounce {debounce_s}s must be >= 0 and <= {max_debounce_s}s")
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.allow_empty_config = allow_empty_config
-        self.registry = Registry(on_change=self._workloads_changed, admission=self._admit)
+        self.store = store if isinstance(store, Store) else locate_store(store, self.data_dir)
+        self.journal = RegistrationJournal(self.store)
+        self.registry = Registry(
+            on_change=self._workloads_changed, admission=self._admit, journal=self.journal
+        )
+        self.applied = AppliedConfig(self.store, self)
+        self._layers = Layers()
+        self._store_loaded = False
+        # The watcher's latest load (config, files, stored layer used), taken by _config_changed.
+        self._loaded: tuple[MeshConfig, FileRead, Mapping[ResourceKey, StoredResource]] | None
+        self._loaded = None
         self.xds = XdsService(
             debounce_s=debounce_s,
             max_debounce_s=max_debounce_s,
@@ -209,12 +230,19 @@ class ControlPlane:
     async def _start(self) -> None:
         if self.data_dir is not None:
             self.data_dir = await asyncio.to_thread(prepare_data_dir, self.data_dir)
-        config = await asyncio.to_thread(load_config, self.config_path)  # ConfigError
+        try:
+            layers = await load_store(self.store, self.registry, self.journal)
+        except StoreError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        self._store_loaded = True
+        files = await asyncio.to_thread(read_files, self.config_path)
+        config = await asyncio.to_thread(compose, files, layers.stored)  # ConfigError
         refusal = self._translation_refusal(config)
         if refusal is not None:
             raise refusal
         if not config.service_entries:
             log.warning("config_without_services", path=str(self.config_path))
+        self._layers = Layers(files, layers.stored, layers.revision)
         self._config, self._config_loaded_at = config, _now_iso()
         self._grpc = grpc.aio.server(options=_SERVER_OPTIONS)
         self.xds.register(self._grpc)
@@ -228,24 +256,28 @@ class ControlPlane:
         await self._grpc.start()
         self._serving = True
         admin = AdminServer(
-            build_admin_app(self.registry, self, tokens=self.admin_tokens), self._admin_address
+            build_admin_app(self.registry, self, tokens=self.admin_tokens, applied=self.applied),
+            self._admin_address,
         )
         try:
             await admin.start()
         except OSError as exc:
             raise StartupError(str(exc)) from exc
         self._admin = admin
-        watcher = ConfigWatcher(
-            self.config_path,
-            self._config_changed,
-            self._config_refused,
-            on_unchanged=self._config_reread,
-            last_good=config,
-        )
         self._tasks = [
-            asyncio.create_task(watcher.run(), name="config-watcher"),
             asyncio.create_task(self.registry.run_expiry(), name="registry-expiry"),
+            asyncio.create_task(self.journal.run(), name="registration-journal"),
         ]
+        if self.config_path is not None:
+            watcher = ConfigWatcher(
+                self.config_path,
+                self._config_changed,
+                self._config_refused,
+                on_unchanged=self._config_reread,
+                last_good=config,
+                load=self._load_layered,
+            )
+            self._tasks.append(asyncio.create_task(watcher.run(), name="config-watcher"))
         if self.admin_tokens is not None:
             self._tasks.append(asyncio.create_task(self.admin_tokens.watch(), name="admin-tokens"))
         for task in self._tasks:
@@ -255,6 +287,7 @@ class ControlPlane:
             xds_address=str(self.xds_address),
             admin_address=str(self.admin_address),
             config=str(self.config_path),
+            store=self.store.url,
         )
 
     async def stop(self) -> None:
@@ -271,16 +304,43 @@ class ControlPlane:
         await self.xds.stop()
         if self._grpc is not None:
             await self._grpc.stop(grace=GRACE_S)
+        if self._store_loaded:
+            await self.journal.flush()
+        await self.store.close()
+        if self._grpc is not None:
             log.info("controlplane_stopped")
+
+    def _load_layered(self, path: Path) -> MeshConfig:
+        """The watcher's load (on a worker thread): the files layered with the stored
+        resources in force now."""
+        stored = self._layers.stored
+        files = read_files(path)
+        config = compose(files, stored)  # ConfigError
+        self._loaded = (config, files, stored)
+        return config
+
+    def _taken_files(self, config: MeshConfig) -> tuple[MeshConfig, FileRead]:
+        """The files behind a config the watcher loaded, the union recomposed if the
+        stored layer changed since (an apply landed while the files were read)."""
+        loaded = self._loaded
+        if loaded is None or loaded[0] is not config:
+            return config, self._layers.files
+        _, files, stored = loaded
+        if stored is not self._layers.stored:
+            config = compose(files, self._layers.stored)  # ConfigError
+        return config, files
 
     def _config_changed(self, config: MeshConfig) -> None:
         """A new config that validates: raises ConfigError to refuse it (the watcher
         then reports it through :meth:`_config_refused`)."""
+        assert self.config_path is not None, "only watched files change"
+        config, files = self._taken_files(config)
         if not self.allow_empty_config:
             check_not_emptied(self._config, config, self.config_path)
         refusal = self._translation_refusal(config)
         if refusal is not None:
             raise refusal
+        self._layers = Layers(files, self._layers.stored, self._layers.revision)
         self._config, self._config_loaded_at = config, _now_iso()
         self._config_error = None
         self.metrics.config_reload("accepted")
@@ -288,7 +348,8 @@ class ControlPlane:
 
     def _config_reread(self, config: MeshConfig) -> None:
         """The files validate again as the config in force (a bad edit reverted)."""
-        del config
+        _, files = self._taken_files(config)
+        self._layers = Layers(files, self._layers.stored, self._layers.revision)
         self._config_loaded_at = _now_iso()
         self._config_error = None
         self.metrics.config_reload("unchanged")
@@ -299,14 +360,37 @@ class ControlPlane:
         for issue in error.issues:
             log.warning("config_issue", issue=str(issue))
 
-    def _translation_refusal(self, config: MeshConfig) -> ConfigError | None:
-        """None when ``config`` translates with the live registrations, else why not."""
+    def _translation_refusal(
+        self, config: MeshConfig, where: str | Path | None = None
+    ) -> ConfigError | None:
+        """None when ``config`` translates with the live registrations, else why not
+        (``where``: what to blame when the error names no resource; the config path)."""
+        where = where or self.config_path or "config"
         try:
             self.xds.check(config=config)
         except (TranslationError, SnapshotError) as exc:
-            log.error("config_untranslatable", path=str(self.config_path), error=str(exc))
-            return untranslatable(exc, self.config_path)
+            log.error("config_untranslatable", where=str(where), error=str(exc))
+            return untranslatable(exc, where)
         return None
+
+    # The applied config's ConfigHost.
+
+    def layers(self) -> Layers:
+        return self._layers
+
+    def check_translation(self, config: MeshConfig) -> None:
+        refusal = self._translation_refusal(config, "request")
+        if refusal is not None:
+            raise refusal
+
+    def install(self, layers: Layers, config: MeshConfig | None) -> None:
+        self._layers = layers
+        if config is None:  # stored, but clashing with files that changed meanwhile
+            issue = ConfigIssue("store", None, "", "applied config conflicts with the files")
+            self._config_error = (ConfigError([issue]), _now_iso())
+            return
+        self._config, self._config_loaded_at = config, _now_iso()
+        self.xds.update(config=config)
 
     def _admit(self, workloads: tuple[RegisteredWorkload, ...]) -> None:
         """The registry's admission check: refuse a registration translate cannot serve."""
@@ -328,6 +412,8 @@ class ControlPlane:
 
     def not_ready_reasons(self) -> list[str]:
         reasons = []
+        if not self._store_loaded:
+            reasons.append(f"store {self.store.url} not loaded")
         if self._config is None:
             reasons.append("config not loaded")
         if not self._serving:
@@ -354,11 +440,12 @@ class ControlPlane:
     def config_status(self) -> dict[str, Any]:
         config = self._config
         status: dict[str, Any] = {
-            "path": str(self.config_path.resolve()),
+            "path": None if self.config_path is None else str(self.config_path.resolve()),
             "loaded": config is not None,
             "loaded_at": self._config_loaded_at,
-            "files": [] if config is None else _config_files(config),
+            "files": sorted({document.file for document in self._layers.files.documents}),
             "resources": [] if config is None else _resources(config),
+            "store": store_status(self.store, self._layers, self._store_loaded),
             "last_error": None,
             "xds_error": self.xds.last_error,
         }

@@ -1,9 +1,9 @@
 """``mesh-controlplane``: run the control plane until SIGINT / SIGTERM.
 
-    mesh-controlplane serve --config PATH [--xds-address 127.0.0.1:15010]
+    mesh-controlplane serve [--config PATH] [--xds-address 127.0.0.1:15010]
         [--admin-address 127.0.0.1:15014] [--admin-allow-remote] [--allow-empty-config]
         [--admin-token-file FILE] [--replica-id ID]
-        [--data-dir DIR] [--log-format console|json] [--log-level LEVEL]
+        [--data-dir DIR] [--store sqlite:///FILE] [--log-format console|json] [--log-level LEVEL]
         [--debounce-ms 100] [--max-debounce-ms 1000]
     mesh-controlplane --version
 
@@ -11,7 +11,8 @@ Once serving it prints exactly one JSON line on stdout,
 ``{"event": "serving", "xds_address": "HOST:PORT", "admin_address": "HOST:PORT"}``,
 with the bound ports (so port 0 works for scripts and tests); logs go to
 stderr. Exit codes: 0 after a clean shutdown, 2 for bad arguments or a bad
-config (the issues are printed on stderr), 1 when a port cannot be bound.
+config (the issues are printed on stderr), 1 when a port cannot be bound or the
+store cannot be opened (e.g. another control plane holds it).
 SIGHUP re-reads ``--admin-token-file``.
 """
 
@@ -33,6 +34,7 @@ from controlplane.app import ControlPlane, DataDirError, StartupError
 from controlplane.cli_common import DEFAULT, add_version
 from controlplane.config import ConfigError
 from controlplane.logging_setup import LOG_FORMATS, configure_logging
+from controlplane.store import StoreLocationError
 
 log = structlog.get_logger("controlplane.cli")
 
@@ -58,7 +60,11 @@ def _parser() -> argparse.ArgumentParser:
         help="serve xDS and the admin API for a mesh config",
         description="Serve xDS and the admin API for a mesh config, until SIGINT or SIGTERM.",
     )
-    serve.add_argument("--config", required=True, help="a YAML file or a folder of them, watched")
+    serve.add_argument(
+        "--config",
+        help="a YAML file or a folder of them, watched; read-only, layered with the config "
+        "applied through the API (default: none, only the store's config)",
+    )
     serve.add_argument(
         "--xds-address", default="127.0.0.1:15010", help="ADS + registration (gRPC)" + DEFAULT
     )
@@ -88,7 +94,19 @@ def _parser() -> argparse.ArgumentParser:
         help="accept an edit that removes every ServiceEntry (refused by default, as an "
         "accident would take every configured service away from every client)",
     )
-    serve.add_argument("--data-dir", help="folder reserved for the store (created if missing)")
+    serve.add_argument(
+        "--data-dir",
+        help="folder for the control plane's state (created if missing): the store is "
+        "DIR/store.db unless --store says otherwise (default: none; without --store too, "
+        "nothing outlives the process)",
+    )
+    serve.add_argument(
+        "--store",
+        metavar="URL",
+        help="sqlite:///FILE (relative; sqlite:////abs/path absolute): the applied config and "
+        "registrations; etcd:// is not supported yet (default: DIR/store.db with --data-dir, "
+        "else memory)",
+    )
     serve.add_argument(
         "--log-format", choices=LOG_FORMATS, default="console", help="log lines" + DEFAULT
     )
@@ -134,8 +152,9 @@ async def serve(args: argparse.Namespace) -> int:
             allow_empty_config=args.allow_empty_config,
             admin_token_file=args.admin_token_file,
             replica_id=args.replica_id,
+            store=args.store,
         )
-    except (AddressError, AdminAddressError, ValueError) as exc:
+    except (AddressError, AdminAddressError, StoreLocationError, ValueError) as exc:
         return _fail(EXIT_USAGE, str(exc))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -147,7 +166,8 @@ async def serve(args: argparse.Namespace) -> int:
         try:
             await plane.start()
         except ConfigError as exc:
-            return _fail(EXIT_USAGE, f"config {args.config} refused, nothing served:\n{exc}")
+            where = f"config {args.config}" if args.config else "the stored config"
+            return _fail(EXIT_USAGE, f"{where} refused, nothing served:\n{exc}")
         except DataDirError as exc:
             return _fail(EXIT_USAGE, str(exc))
         except StartupError as exc:

@@ -10,6 +10,11 @@ writes the gRPC xDS bootstrap JSON (gRFC A27) that grpcio's native xDS client
 and meshlib both read from ``GRPC_XDS_BOOTSTRAP``. Empty parts are left out.
 ``--metadata-json`` takes typed values, e.g. ``mesh.outbound_port=15001``.
 ``--label app=web`` adds to ``node.metadata.LABELS``, the caller's labels.
+
+    meshctl apply -f FILE|DIR|-    meshctl get KIND [NAME] [-n NS] [-o yaml|json]
+    meshctl delete KIND NAME [-n NS]
+
+talk to the admin API (:mod:`controlplane.meshctl_config`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 from controlplane.addresses import AddressError, parse_host_port
 from controlplane.cli_common import add_version
+from controlplane.meshctl_config import add_config_commands, run_config_command
 
 NODE_LABELS_KEY = "LABELS"  # as controlplane.translate.caller_node reads it
 EXIT_OK = 0
@@ -180,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
         "what VirtualService sourceLabels and failoverPriority read",
     )
     boot.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    add_config_commands(commands)
     return parser
 
 
@@ -217,7 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage error
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    return _bootstrap(args)
+    if args.command == "bootstrap":
+        return _bootstrap(args)
+    return run_config_command(args)
 
 
 if __name__ == "__main__":

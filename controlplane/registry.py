@@ -21,9 +21,10 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Protocol
 
 import structlog
 
@@ -45,6 +46,19 @@ Clock = Callable[[], float]
 ChangeCallback = Callable[[tuple[RegisteredWorkload, ...]], None]
 # Raises RegistrationRejected when the registry must not hold these workloads.
 AdmissionCheck = Callable[[tuple[RegisteredWorkload, ...]], None]
+
+
+class Journal(Protocol):
+    """Told of every change, to keep registrations across restarts (must not block)."""
+
+    def registered(self, workload: RegisteredWorkload, ttl_s: float) -> None:
+        """``workload`` is held for ``ttl_s`` from now (new, or changed)."""
+
+    def refreshed(self, workload_id: str, ttl_s: float) -> None:
+        """A heartbeat (or an unchanged re-registration) granted ``ttl_s`` from now."""
+
+    def removed(self, workload_ids: Sequence[str]) -> None:
+        """Deregistered or expired."""
 
 
 class RegistryError(Exception):
@@ -204,9 +218,11 @@ class Registry:
         clock: Clock = time.monotonic,
         default_ttl_s: float = DEFAULT_TTL_S,
         admission: AdmissionCheck | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.on_change = on_change
         self.admission = admission
+        self.journal = journal
         self._clock = clock
         self._default_ttl_s = default_ttl_s
         self._workloads: dict[str, RegisteredWorkload] = {}
@@ -223,6 +239,11 @@ class Registry:
         self._workloads[workload.id] = workload
         self._deadlines[workload.id] = self._clock() + workload.ttl_s
         self._wakeup.set()
+        if self.journal is not None:
+            if previous == workload:
+                self.journal.refreshed(workload.id, workload.ttl_s)
+            else:
+                self.journal.registered(workload, workload.ttl_s)
         log.info(
             "workload_registered",
             id=workload.id,
@@ -239,6 +260,8 @@ class Registry:
         self._check_alive(workload_id)
         ttl_s = self._workloads[workload_id].ttl_s
         self._deadlines[workload_id] = self._clock() + ttl_s
+        if self.journal is not None:
+            self.journal.refreshed(workload_id, ttl_s)
         return ttl_s
 
     def deregister(self, workload_id: str) -> bool:
@@ -246,9 +269,21 @@ class Registry:
         if self._workloads.pop(workload_id, None) is None:
             return False
         del self._deadlines[workload_id]
+        if self.journal is not None:
+            self.journal.removed([workload_id])
         log.info("workload_deregistered", id=workload_id)
         self._changed()
         return True
+
+    def restore(self, workloads: Iterable[tuple[RegisteredWorkload, float]]) -> None:
+        """Hold workloads kept from before a restart, each for the seconds it had left
+        (no admission check, no journal: they are the state being restored)."""
+        now = self._clock()
+        for workload, left_s in workloads:
+            self._workloads[workload.id] = workload
+            self._deadlines[workload.id] = now + left_s
+        self._wakeup.set()
+        self._changed()
 
     def remaining_ttl(self, workload_id: str) -> float | None:
         """Seconds until the registration expires, or None when it is not live."""
@@ -270,6 +305,8 @@ class Registry:
             del self._deadlines[wid]
             log.info("workload_expired", id=wid, service=workload.service, ttl_s=workload.ttl_s)
         if expired:
+            if self.journal is not None:
+                self.journal.removed(expired)
             self._changed()
         return expired
 

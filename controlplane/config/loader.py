@@ -7,7 +7,7 @@ are checked against each other; any issue anywhere raises one
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import structlog
@@ -56,6 +56,31 @@ def load_config(path: str | Path) -> MeshConfig:
     files = config_files(root, issues)
     for file in files:
         documents.extend(read_documents(file, issues))
+    config = build_config(documents, issues, order=[str(file) for file in files])
+    log.debug(
+        "config_loaded",
+        path=str(root),
+        files=len({document.file for document in documents}),
+        service_entries=len(config.service_entries),
+        workload_entries=len(config.workload_entries),
+        virtual_services=len(config.virtual_services),
+        destination_rules=len(config.destination_rules),
+    )
+    return config
+
+
+def build_config(
+    documents: Sequence[Document],
+    earlier: Sequence[ConfigIssue] = (),
+    *,
+    order: Sequence[str] = (),
+) -> MeshConfig:
+    """Validate ``documents`` (from files, or applied through the API) as one config.
+
+    ``earlier`` issues (found reading the files) are reported with the new ones, sorted by
+    the place of their file in ``order`` then by document. Raises :class:`ConfigError`.
+    """
+    issues = list(earlier)
     headers: list[Header] = []
     resources: list[tuple[Resource, Fields]] = []
     for document in documents:
@@ -73,18 +98,9 @@ def load_config(path: str | Path) -> MeshConfig:
     config = _assemble(resources)
     issues.extend(_cross_check(headers, config, resources))
     if issues:
-        rank = {str(file): index for index, file in enumerate(files)}
+        rank = {file: index for index, file in enumerate(order)}
         issues.sort(key=lambda issue: (rank.get(issue.file, -1), issue.document or 0))
         raise ConfigError(issues)
-    log.debug(
-        "config_loaded",
-        path=str(root),
-        files=len({document.file for document in documents}),
-        service_entries=len(config.service_entries),
-        workload_entries=len(config.workload_entries),
-        virtual_services=len(config.virtual_services),
-        destination_rules=len(config.destination_rules),
-    )
     return config
 
 

@@ -41,6 +41,8 @@ class ConfigWatcher:
 
     ``last_good`` is the config the caller already serves (from its own
     ``load_config`` at start-up), so an unchanged reload calls nothing.
+    ``load`` replaces :func:`load_config` (run on a worker thread), e.g. to layer the
+    files with config from elsewhere.
     ``quiet_ms`` is how long the files must be still before a reload;
     ``max_batch_ms`` caps how long a continuous burst can delay it.
     """
@@ -53,6 +55,7 @@ class ConfigWatcher:
         *,
         on_unchanged: Callable[[MeshConfig], None] | None = None,
         last_good: MeshConfig | None = None,
+        load: Callable[[Path], MeshConfig] = load_config,
         quiet_ms: int = 50,
         max_batch_ms: int = 250,
     ) -> None:
@@ -61,6 +64,7 @@ class ConfigWatcher:
         self._on_error = on_error
         self._on_unchanged = on_unchanged
         self._last_good = last_good
+        self._load = load
         self._last_error: ConfigError | None = None
         self.reloads = 0
         """How many reloads finished (good, bad or unchanged): for status and tests."""
@@ -171,7 +175,7 @@ class ConfigWatcher:
 
     async def _load_and_hand_over(self) -> None:
         try:
-            config = await asyncio.to_thread(load_config, self.path)
+            config = await asyncio.to_thread(self._load, self.path)
         except Exception as exc:
             if not isinstance(exc, ConfigError):  # a bug, but the watch must go on
                 log.exception("config_reload_failed", path=str(self.path))

@@ -93,10 +93,18 @@ def read_documents(file: Path, issues: list[ConfigIssue]) -> list[Document]:
     and so does a file without any document (empty, or only comments and ``---``)."""
     name = str(file)
     try:
-        text = file.read_bytes().decode("utf-8")
+        raw = file.read_bytes()
     except OSError as exc:
         issues.append(ConfigIssue(name, None, "", f"cannot read file: {exc.strerror or exc}"))
         return []
+    return documents_in(name, raw, issues)
+
+
+def documents_in(name: str, raw: bytes, issues: list[ConfigIssue]) -> list[Document]:
+    """Every non-empty document of ``raw`` (the bytes of file ``name``), as
+    :func:`read_documents` reads a file (also for text from stdin)."""
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         issues.append(ConfigIssue(name, None, "", f"not UTF-8 text (byte {exc.start})"))
         return []

@@ -120,10 +120,19 @@ def test_bad_arguments_exit_2(config: Path, args: list[str], error: str) -> None
     assert error in result.stderr
 
 
-def test_missing_config_option_is_a_usage_error() -> None:
-    result = run_serve(*EPHEMERAL)
-    assert result.returncode == 2
-    assert "--config" in result.stderr
+def test_without_config_it_serves_the_store_and_says_nothing_persists() -> None:
+    with running_controlplane(None) as cp:
+        assert get_json(f"{cp.admin_url}/readyz")["status"] == "ready"
+        status = get_json(f"{cp.admin_url}/v1/config")
+        assert status["path"] is None and status["files"] == []
+        assert status["store"] == {
+            "url": "memory",
+            "persistent": False,
+            "loaded": True,
+            "revision": 0,
+            "resources": 0,
+        }
+        wait_for(lambda: any("store_in_memory" in line for line in cp.stderr_lines), timeout=5)
 
 
 def test_data_dir_is_created_and_must_be_a_folder(config: Path, tmp_path: Path) -> None:

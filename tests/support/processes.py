@@ -70,14 +70,18 @@ def _drain(stream: object, sink: list[str]) -> None:
 
 @contextmanager
 def running_controlplane(
-    config: Path,
+    config: Path | None,
     *,
     xds_address: str = "127.0.0.1:0",
+    admin_address: str = "127.0.0.1:0",
     extra_args: Sequence[str] = (),
 ) -> Iterator[ControlPlaneProcess]:
-    """Run `mesh-controlplane serve` until the block ends; ports are picked by the OS."""
-    args = [sys.executable, "-m", "controlplane.cli", "serve", "--config", str(config)]
-    args += ["--xds-address", xds_address, "--admin-address", "127.0.0.1:0", *extra_args]
+    """Run `mesh-controlplane serve` until the block ends; ports are picked by the OS
+    (unless given). ``config`` None: no --config (the store's config only)."""
+    args = [sys.executable, "-m", "controlplane.cli", "serve"]
+    if config is not None:
+        args += ["--config", str(config)]
+    args += ["--xds-address", xds_address, "--admin-address", admin_address, *extra_args]
     proc = subprocess.Popen(
         args,
         stdout=subprocess.PIPE,

@@ -1,0 +1,48 @@
+"""store: what the control plane keeps across restarts (applied resources, registrations).
+
+    store = locate_store("sqlite:///mesh.db", data_dir=None)   # or SqliteStore(path | None)
+    contents = await store.open()          # everything, as of contents.revision
+    revision = await store.commit([PutResource(key, document, expected_version=ABSENT)])
+    cancel = store.watch(on_change)        # every later commit, as a Change
+    await store.close()
+
+The contract is :class:`Store` (:mod:`.base`); :mod:`.sqlite` implements it.
+"""
+
+from __future__ import annotations
+
+from controlplane.store.base import (
+    ABSENT,
+    Change,
+    Contents,
+    DeleteResource,
+    PutResource,
+    ResourceKey,
+    Store,
+    StoredRegistration,
+    StoredResource,
+    StoreError,
+    StoreLocationError,
+    VersionConflict,
+    Write,
+)
+from controlplane.store.locate import locate_store
+from controlplane.store.sqlite import SqliteStore
+
+__all__ = [
+    "ABSENT",
+    "Change",
+    "Contents",
+    "DeleteResource",
+    "PutResource",
+    "ResourceKey",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "StoreLocationError",
+    "StoredRegistration",
+    "StoredResource",
+    "VersionConflict",
+    "Write",
+    "locate_store",
+]

@@ -1,0 +1,192 @@
+"""The store's contract: what the control plane keeps across restarts, behind one interface.
+
+Two things are kept:
+
+* **resources** applied through the API, keyed by (kind, namespace, name), each with the
+  store revision of its last change as its version (``metadata.resourceVersion``). The
+  revision grows by one per commit, over the whole store, as etcd's does;
+* **registrations** (run-time workloads) as JSON records with a wall-clock expiry, so a
+  restarted control plane serves them for the rest of their TTL (leases, on etcd).
+
+Writes of resources are one transaction per :meth:`Store.commit`, every write carrying the
+version it expects (compare-and-swap): one stale version refuses the whole batch with
+:class:`VersionConflict` and nothing is written. Every commit is announced to the
+:meth:`Store.watch` callbacks as one :class:`Change`, with the ``origin`` of the store
+instance that made it, so a replica following a shared store (etcd) can tell its own
+writes from another replica's.
+
+Implementations: :class:`controlplane.store.sqlite.SqliteStore` (a file, or memory).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+# A JSON object as the store keeps it (str keys; str, int, float, bool, None, lists, objects).
+JsonObject = Mapping[str, Any]
+
+#: ``expected_version`` of a write that must create: no resource of that key may exist.
+ABSENT = 0
+
+
+class ResourceKey(NamedTuple):
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    """One applied resource: the document as applied (no ``resourceVersion`` inside) and
+    the revision of its last change."""
+
+    key: ResourceKey
+    document: JsonObject
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class PutResource:
+    """Create or replace ``key`` with ``document``. ``expected_version``: None writes
+    whatever is there, :data:`ABSENT` only creates, a number only replaces that version."""
+
+    key: ResourceKey
+    document: JsonObject
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResource:
+    """Remove ``key`` (which must exist), if it is still at ``expected_version`` (None: any)."""
+
+    key: ResourceKey
+    expected_version: int | None = None
+
+
+Write = PutResource | DeleteResource
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRegistration:
+    """A registration record and when it lapses (seconds since the epoch)."""
+
+    id: str
+    record: JsonObject
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Contents:
+    """Everything the store holds, as of ``revision`` (what a starting control plane loads)."""
+
+    revision: int
+    resources: tuple[StoredResource, ...]
+    registrations: tuple[StoredRegistration, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One commit, as watchers see it. ``revision`` is 0 for registration-only changes
+    (they do not move the resources' revision)."""
+
+    origin: str
+    revision: int = 0
+    resources_put: tuple[StoredResource, ...] = ()
+    resources_deleted: tuple[ResourceKey, ...] = ()
+    registrations_put: tuple[StoredRegistration, ...] = ()
+    registrations_deleted: tuple[str, ...] = ()
+
+
+ChangeCallback = Callable[[Change], None]
+Cancel = Callable[[], None]
+
+
+class StoreError(Exception):
+    """The store failed (cannot open, locked by another process, corrupt, I/O)."""
+
+
+class StoreLocationError(StoreError):
+    """``--store`` / ``--data-dir`` name no store this control plane can use."""
+
+
+class VersionConflict(StoreError):
+    """A write's expected version is not the stored one: the whole commit was refused."""
+
+    def __init__(self, key: ResourceKey, expected: int | None, actual: int | None) -> None:
+        if actual is None:
+            wanted = "" if not expected else f" (expected at resourceVersion {expected})"
+            message = f"{key} does not exist{wanted}"
+        elif expected == ABSENT:
+            message = f"{key} already exists (resourceVersion {actual})"
+        else:
+            message = (
+                f"{key} is at resourceVersion {actual}, not {expected}: it changed since it "
+                "was read; get it again and re-apply"
+            )
+        super().__init__(message)
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+
+
+class Store(abc.ABC):
+    """Resources and registrations, kept across restarts. Use from one event loop."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self._callbacks: list[ChangeCallback] = []
+
+    @property
+    @abc.abstractmethod
+    def url(self) -> str:
+        """Where the store is, for logs and ``GET /v1/config`` (``sqlite:///...``, ``memory``)."""
+
+    @property
+    @abc.abstractmethod
+    def persistent(self) -> bool:
+        """False when nothing outlives the process."""
+
+    @abc.abstractmethod
+    async def open(self) -> Contents:
+        """Open (create if new, refuse if held by another process) and load everything.
+        Registrations already expired are left out (and dropped). Raises StoreError."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the store; idempotent."""
+
+    @abc.abstractmethod
+    async def commit(self, writes: Sequence[Write]) -> int:
+        """Apply every write in one transaction, or none (VersionConflict, StoreError).
+        Returns the new revision (the current one when ``writes`` is empty)."""
+
+    @abc.abstractmethod
+    async def save_registrations(
+        self, put: Sequence[StoredRegistration], deleted: Sequence[str]
+    ) -> None:
+        """Create or replace ``put`` and remove ``deleted`` (unknown ids are fine)."""
+
+    @abc.abstractmethod
+    async def touch_registrations(self, expiries: Mapping[str, float]) -> None:
+        """Move the expiry of live registrations (heartbeats); unknown ids are skipped."""
+
+    def watch(self, callback: ChangeCallback) -> Cancel:
+        """Call ``callback`` with every :class:`Change` committed from now on, on the
+        event loop, in commit order. Returns the cancel function."""
+        self._callbacks.append(callback)
+
+        def cancel() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return cancel
+
+    def _announce(self, change: Change) -> None:
+        for callback in list(self._callbacks):
+            callback(change)
