@@ -39,6 +39,7 @@ from typing import Any
 
 import grpc
 import structlog
+from aiohttp import web
 
 from controlplane.addresses import HostPort, parse_host_port
 from controlplane.admin import (
@@ -255,10 +256,7 @@ class ControlPlane:
         self.xds.update(config=config, workloads=self.registry.snapshot())
         await self._grpc.start()
         self._serving = True
-        admin = AdminServer(
-            build_admin_app(self.registry, self, tokens=self.admin_tokens, applied=self.applied),
-            self._admin_address,
-        )
+        admin = AdminServer(self.admin_app(), self._admin_address)
         try:
             await admin.start()
         except OSError as exc:
@@ -421,6 +419,10 @@ class ControlPlane:
         if self.xds.last_error is not None:
             reasons.append(f"xDS rebuild refused, clients keep older config: {self.xds.last_error}")
         return reasons
+
+    def admin_app(self) -> web.Application:
+        """The admin API over this control plane: every route it serves, behind its tokens."""
+        return build_admin_app(self.registry, self, tokens=self.admin_tokens, applied=self.applied)
 
     def reload_admin_tokens(self) -> None:
         """Re-read the admin token file (SIGHUP); a bad file keeps the tokens in force."""

@@ -14,7 +14,8 @@ and meshlib both read from ``GRPC_XDS_BOOTSTRAP``. Empty parts are left out.
     meshctl apply -f FILE|DIR|-    meshctl get KIND [NAME] [-n NS] [-o yaml|json]
     meshctl delete KIND NAME [-n NS]
 
-talk to the admin API (:mod:`controlplane.meshctl_config`).
+talk to the admin API (:mod:`controlplane.meshctl_config`), and so does
+``meshctl proxy-status [-o table|json]`` (:mod:`controlplane.meshctl_status`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 from controlplane.addresses import AddressError, parse_host_port
 from controlplane.cli_common import add_version
 from controlplane.meshctl_config import add_config_commands, run_config_command
+from controlplane.meshctl_status import add_status_command
 
 NODE_LABELS_KEY = "LABELS"  # as controlplane.translate.caller_node reads it
 EXIT_OK = 0
@@ -187,6 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     boot.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     add_config_commands(commands)
+    add_status_command(commands)
     return parser
 
 

@@ -15,10 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controlplane.admin import build_admin_app
 from controlplane.admin_auth import TokenFileError, parse_tokens
-from controlplane.registry import Registry
-from tests.controlplane.test_admin_api import StaticStatus
+from controlplane.app import ControlPlane
 from tests.support.meshconfig import service_entry, write_config
 from tests.support.processes import ControlPlaneProcess, running_controlplane
 from tests.support.waiting import wait_for
@@ -62,14 +60,19 @@ EXPECTED = {
     ("GET", "/v1/clients/{node}"): "read",
     ("GET", "/v1/config"): "read",
     ("GET", "/metrics"): "read",
+    ("POST", "/v1/apply"): "write",
+    ("GET", "/v1/resources"): "read",
+    ("GET", "/v1/resources/{kind}"): "read",
+    ("GET", "/v1/resources/{kind}/{name}"): "read",
+    ("DELETE", "/v1/resources/{kind}/{name}"): "write",
 }
 SAMPLE = {"id": "w-1", "node": "node-1", "name": "x", "kind": "ServiceEntry"}
 
 
 def _routes() -> list[tuple[str, str]]:
-    """Every (method, pattern) the admin app serves, today's and any added later
-    (HEAD is aiohttp's twin of GET)."""
-    app = build_admin_app(Registry(), StaticStatus())
+    """Every (method, pattern) the control plane's admin app serves, today's and any
+    added later (HEAD is aiohttp's twin of GET)."""
+    app = ControlPlane(None, "127.0.0.1:0", "127.0.0.1:0").admin_app()  # starts nothing
     routes = {
         (route.method, route.resource.canonical)
         for route in app.router.routes()
@@ -281,3 +284,21 @@ def test_sighup_rereads_the_token_file(tmp_path: Path) -> None:
         wait_for(lambda: _status(cp, "bbbb-0123456789") == 200, timeout=10, what="SIGHUP reload")
         assert _status(cp, "aaaa-0123456789") == 401
         assert cp.proc.poll() is None
+
+
+def test_meshctl_proxy_status_sends_its_token(cp: ControlPlaneProcess) -> None:
+    command = [sys.executable, "-m", "controlplane.meshctl", "proxy-status", "-o", "json"]
+    command += ["--admin-address", cp.admin_address]
+    env = {k: v for k, v in os.environ.items() if k != "MESH_ADMIN_TOKEN"}
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env)
+    assert refused.returncode == 1
+    assert "401" in refused.stderr and "bearer token is required" in refused.stderr
+    for extra, environ in (
+        (["--token", TOKENS["read"]], env),
+        ([], {**env, "MESH_ADMIN_TOKEN": TOKENS["read"]}),
+    ):
+        allowed = subprocess.run(
+            [*command, *extra], capture_output=True, text=True, timeout=30, env=environ
+        )
+        assert allowed.returncode == 0, allowed.stderr
+        assert allowed.stdout.startswith('{\n  "items": [')

@@ -6,7 +6,10 @@ XdsClient, grpcio's own xDS client, a raw ADS client that NACKs), and
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -72,6 +75,19 @@ def metric_samples(cp: ControlPlaneProcess) -> dict[str, float]:
     return samples
 
 
+def meshctl_status(cp: ControlPlaneProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "controlplane.meshctl", "proxy-status"]
+    command += ["--admin-address", cp.admin_address, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+
+
+def proxy_status(cp: ControlPlaneProcess) -> dict[str, dict[str, Any]]:
+    """``meshctl proxy-status -o json`` items by node."""
+    result = meshctl_status(cp, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    return {item["node"]: item for item in json.loads(result.stdout)["items"]}
+
+
 @pytest.fixture
 async def raw(cp: ControlPlaneProcess) -> AsyncIterator[RawAdsClient]:
     channel = grpc.aio.insecure_channel(cp.xds_address)
@@ -116,6 +132,20 @@ async def test_raw_client_shows_every_status_and_metrics_count(
     assert detail["types"]["RDS"]["resources"] == []
     assert missing.status_code == 404
     assert "nobody" in missing.json()["error"]
+
+    shown = (await asyncio.to_thread(proxy_status, cp))["raw-1"]
+    assert shown == {
+        "node": "raw-1",
+        "replica": "replica-a",
+        "kind": "unknown",
+        "types": expected,
+        "errors": {"EDS": "no thanks"},
+    }
+    table = (await asyncio.to_thread(meshctl_status, cp)).stdout.splitlines()
+    assert table[0].split() == ["NODE", "REPLICA", "KIND", "CDS", "EDS", "LDS", "RDS"]
+    assert table[1].split("   ")[:3] == ["raw-1", "replica-a", "unknown"]
+    assert re.split(r"\s{2,}", table[1])[3:] == ["SYNCED", "NACKED", "STALE", "NOT SENT"]
+    assert table[2] == "raw-1 EDS NACKED: no thanks"
 
     samples = await asyncio.to_thread(metric_samples, cp)
     assert samples['pilot_xds_pushes{type="cds"}'] == 1
@@ -179,6 +209,11 @@ def test_meshlib_and_grpcio_are_synced_and_named(cp: ControlPlaneProcess, tmp_pa
             for shown in entry["types"].values():
                 assert shown["acked_version"] == shown["sent"]["version"]
                 assert shown["acked_nonce"] == shown["sent"]["nonce"]
+        shown = proxy_status(cp)
+        assert {node: (i["kind"], i["types"]) for node, i in shown.items()} == {
+            "meshlib-1": ("meshlib", ALL_SYNCED),
+            "grpcio-1": ("grpc", ALL_SYNCED),
+        }
         samples = metric_samples(cp)
         assert samples['pilot_xds{kind="meshlib"}'] == 1
         assert samples['pilot_xds{kind="grpc"}'] == 1
@@ -193,3 +228,4 @@ def test_meshlib_and_grpcio_are_synced_and_named(cp: ControlPlaneProcess, tmp_pa
 
     wait_for(all_gone, timeout=10, what="both streams to close")
     assert clients(cp) == {}
+    assert proxy_status(cp) == {}
