@@ -32,6 +32,7 @@ from controlplane.admin_client import (
     add_admin_options,
     admin_client,
 )
+from controlplane.meshctl_status import CLIENT_KINDS, run_get_clients
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -213,6 +214,8 @@ def run_apply(args: argparse.Namespace) -> int:
 
 
 def run_get(args: argparse.Namespace) -> int:
+    if args.kind.lower() in CLIENT_KINDS:
+        return run_get_clients(args, _emit)
     kind = _kind(args.kind)
     path = f"/v1/resources/{quote(kind, safe='')}"
     if args.name is not None:

@@ -11,6 +11,10 @@ SENT``; a NACK's error is printed under the table. ``-o json`` prints
 ``--admin-address`` (a client of another replica is listed by that replica).
 Exit 0 on success, 1 when the admin API refuses or cannot be reached, 2 on bad
 arguments.
+
+``meshctl get clients [NODE] [-o yaml|json]`` (routed here by ``get``) shows what
+one client was last sent, per type: version, nonce, resource names, ACK or NACK
+(``GET /v1/clients/{node}``); without NODE, every connected client in full.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from controlplane.addresses import AddressError
 from controlplane.admin_client import AdminClientError, add_admin_options, admin_client
 
 TYPES = ("CDS", "EDS", "LDS", "RDS")
+CLIENT_KINDS = frozenset({"clients", "client"})  # ``meshctl get`` kinds answered here
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -102,4 +108,23 @@ def run_proxy_status(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_table(items))
     sys.stdout.flush()
+    return EXIT_OK
+
+
+def run_get_clients(args: argparse.Namespace, emit: Callable[[Any, str], None]) -> int:
+    """``meshctl get clients [NODE]``; ``emit`` prints in the ``-o`` format."""
+    if args.namespace:
+        print("meshctl get: -n: clients have no namespace", file=sys.stderr)
+        return EXIT_USAGE
+    path = "/v1/clients" if args.name is None else f"/v1/clients/{quote(args.name, safe='')}"
+    try:
+        with admin_client(args) as admin:
+            result = admin.get(path)
+    except AddressError as exc:
+        print(f"meshctl get: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AdminClientError as exc:
+        print(f"meshctl get: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    emit(result if args.name is not None else {"items": result.get("clients", [])}, args.output)
     return EXIT_OK

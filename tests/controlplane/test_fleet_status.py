@@ -229,3 +229,45 @@ def test_meshlib_and_grpcio_are_synced_and_named(cp: ControlPlaneProcess, tmp_pa
     wait_for(all_gone, timeout=10, what="both streams to close")
     assert clients(cp) == {}
     assert proxy_status(cp) == {}
+
+
+def meshctl_get(cp: ControlPlaneProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "controlplane.meshctl", "get", "clients", *args]
+    command += ["--admin-address", cp.admin_address]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+
+
+async def test_get_clients_shows_what_a_node_was_sent(cp: ControlPlaneProcess) -> None:
+    node = "sidecar~127.0.0.1~web/1.default"  # Istio-style, with a slash
+    channel = grpc.aio.insecure_channel(cp.xds_address)
+    client = RawAdsClient(channel, node)
+    try:
+        client.send(CLUSTER_TYPE_URL)
+        cds = await client.recv()
+        client.ack(cds)
+        await asyncio.to_thread(
+            wait_status, cp, node, {"CDS": "SYNCED", "EDS": "NOT SENT", "LDS": "NOT SENT",
+                                    "RDS": "NOT SENT"}
+        )  # fmt: skip
+        one = await asyncio.to_thread(meshctl_get, cp, node, "-o", "json")
+        assert one.returncode == 0, one.stderr
+        shown = json.loads(one.stdout)
+        assert shown["node_id"] == node
+        assert shown["replica"] == "replica-a"
+        assert shown["types"]["CDS"]["resources"] == [CLUSTER_NAME]
+        assert shown["types"]["CDS"]["version"] == cds.version_info
+        assert shown["types"]["CDS"]["acked_version"] == cds.version_info
+        assert shown["types"]["EDS"]["resources"] == []
+        every = await asyncio.to_thread(meshctl_get, cp, "-o", "json")
+        assert [c["node_id"] for c in json.loads(every.stdout)["items"]] == [node]
+        as_yaml = await asyncio.to_thread(meshctl_get, cp, node)
+        assert f"node_id: {node}" in as_yaml.stdout
+    finally:
+        await client.close()
+        await channel.close(None)
+    missing = await asyncio.to_thread(meshctl_get, cp, "nobody", "-o", "json")
+    assert missing.returncode == 1
+    assert "404" in missing.stderr and "'nobody': not connected" in missing.stderr
+    namespaced = await asyncio.to_thread(meshctl_get, cp, "-n", "default")
+    assert namespaced.returncode == 2
+    assert "-n: clients have no namespace" in namespaced.stderr
