@@ -239,6 +239,8 @@ class ControlPlane:
         files = await asyncio.to_thread(read_files, self.config_path)
         config = await asyncio.to_thread(compose, files, layers.stored)  # ConfigError
         refusal = self._translation_refusal(config)
+        if refusal is not None and self._drop_restored_registrations(config, refusal):
+            refusal = None
         if refusal is not None:
             raise refusal
         if not config.service_entries:
@@ -307,6 +309,22 @@ class ControlPlane:
         await self.store.close()
         if self._grpc is not None:
             log.info("controlplane_stopped")
+
+    def _drop_restored_registrations(self, config: MeshConfig, refusal: ConfigError) -> bool:
+        """When only the registrations restored from the store keep ``config`` from being
+        served (the files changed while the control plane was down), drop them: their
+        workloads register again at their next heartbeat, and are refused with the reason."""
+        restored = self.registry.snapshot()
+        if not restored:
+            return False
+        try:
+            self.xds.check(config=config, workloads=())
+        except (TranslationError, SnapshotError):
+            return False
+        log.warning("restored_registrations_dropped", count=len(restored), reason=str(refusal))
+        for workload in restored:
+            self.registry.deregister(workload.id)
+        return True
 
     def _load_layered(self, path: Path) -> MeshConfig:
         """The watcher's load (on a worker thread): the files layered with the stored
@@ -381,11 +399,10 @@ class ControlPlane:
         if refusal is not None:
             raise refusal
 
-    def install(self, layers: Layers, config: MeshConfig | None) -> None:
+    def install(self, layers: Layers, config: MeshConfig | ConfigError) -> None:
         self._layers = layers
-        if config is None:  # stored, but clashing with files that changed meanwhile
-            issue = ConfigIssue("store", None, "", "applied config conflicts with the files")
-            self._config_error = (ConfigError([issue]), _now_iso())
+        if isinstance(config, ConfigError):  # stored, but clashing with files changed meanwhile
+            self._config_error = (config, _now_iso())
             return
         self._config, self._config_loaded_at = config, _now_iso()
         self.xds.update(config=config)

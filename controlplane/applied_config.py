@@ -74,9 +74,10 @@ class ConfigHost(Protocol):
     def check_translation(self, config: MeshConfig) -> None:
         """Raise ConfigError when ``config`` could not be served (names ``request#N``)."""
 
-    def install(self, layers: Layers, config: MeshConfig | None) -> None:
-        """Serve ``config`` built from ``layers``; None: ``layers.stored`` is what the store
-        holds now but could not be put in force with the files (say so, keep serving)."""
+    def install(self, layers: Layers, config: MeshConfig | ConfigError) -> None:
+        """Serve ``config`` built from ``layers``; a ConfigError: ``layers.stored`` is what
+        the store holds now, but it clashes with files that changed meanwhile (say why,
+        keep serving what is in force)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,12 +334,11 @@ class AppliedConfig:
         now = self._host.layers()  # the files may have changed while we waited
         new_layers = Layers(now.files, stored, revision)
         try:
-            config = compose(now.files, stored)
+            config: MeshConfig | ConfigError = compose(now.files, stored)
         except ConfigError as exc:
             log.error("applied_config_conflicts_with_files", error=str(exc))
-            self._host.install(new_layers, None)
-        else:
-            self._host.install(new_layers, config)
+            config = exc
+        self._host.install(new_layers, config)
         log.info("config_applied", revision=revision, writes=len(writes))
         return stored
 
