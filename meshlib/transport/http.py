@@ -38,6 +38,7 @@ from meshlib.routing.plan import ForwardPlan, LocalReply, MirrorTarget
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
 from meshlib.transport.endpoint_pool import EndpointPool, LoopCloser
 from meshlib.transport.errors import as_httpx_error
+from meshlib.transport.http_answers import note_retried
 from meshlib.transport.http_fast_path import HttpFastRoutes
 from meshlib.transport.http_resilience import (
     bounded_request,
@@ -180,11 +181,13 @@ class MeshTransport(httpx.BaseTransport):
         outgoing = bounded_request(request, attempt, route.timeouts.per_try_idle_timeout_s)
         try:
             response = self._send_once(snapshot, plan, outgoing, attempt)
-        except httpx.TimeoutException as exc:
-            mapped = timed_out(exc, attempt, _per_try_s(route))
-            if mapped is exc:
-                raise
-            raise mapped from exc
+        except httpx.TransportError as exc:
+            note_retried(exc, attempt)
+            if isinstance(exc, httpx.TimeoutException):
+                mapped = timed_out(exc, attempt, _per_try_s(route))
+                if mapped is not exc:
+                    raise mapped from exc
+            raise
         if route.retry is not None and response.status_code >= 400:
             response.read()
         return response
@@ -388,11 +391,13 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         outgoing = bounded_request(request, attempt, route.timeouts.per_try_idle_timeout_s)
         try:
             response = await self._send_once(snapshot, plan, outgoing, attempt)
-        except httpx.TimeoutException as exc:
-            mapped = timed_out(exc, attempt, _per_try_s(route))
-            if mapped is exc:
-                raise
-            raise mapped from exc
+        except httpx.TransportError as exc:
+            note_retried(exc, attempt)
+            if isinstance(exc, httpx.TimeoutException):
+                mapped = timed_out(exc, attempt, _per_try_s(route))
+                if mapped is not exc:
+                    raise mapped from exc
+            raise
         if route.retry is not None and response.status_code >= 400:
             await response.aread()
         return response

@@ -16,7 +16,9 @@ no endpoint to pick                    503   ``no healthy upstream``
 (NoHealthyEndpointError)
 connect failure on the last try        503   ``upstream connect error or disconnect/reset
 (httpx.ConnectError / ConnectTimeout)        before headers. reset reason: remote
-                                             connection failure`` (``connection timeout``)
+                                             connection failure`` (``connection timeout``;
+                                             after retries ``... retried and the latest
+                                             reset reason: ...``)
 reset before headers on the last try   503   ``... reset reason: connection termination``
 (httpx.ReadError, RemoteProtocolError)
 threshold full, breaker open           503   ``... reset reason: overflow``,
@@ -50,6 +52,7 @@ from meshlib.errors import (
     ResilienceValueError,
     RoutingError,
 )
+from meshlib.resilience.retry import Attempt
 from meshlib.transport.errors import as_httpx_error as as_httpx_routing_error
 from meshlib.transport.resilience_errors import SIDECAR_HEADERS, envoy_response
 from meshlib.transport.resilience_errors import as_httpx_error as as_httpx_resilience_error
@@ -58,6 +61,11 @@ from meshlib.transport.resilience_errors import as_httpx_error as as_httpx_resil
 MESH_ERROR_EXTENSION: Final = "meshlib.error"
 
 _BEFORE_HEADERS: Final = "upstream connect error or disconnect/reset before headers. reset reason: "
+_RETRIED_BEFORE_HEADERS: Final = (
+    "upstream connect error or disconnect/reset before headers. retried and the latest reset "
+    "reason: "
+)
+_RETRIED: Final = "_meshlib_retried"  # set on a transport error of try 2 or later
 _NOT_ANSWERED: Final = (RequestNotReplayable, ResilienceValueError)
 _CONNECT_TIMEOUTS: Final = (httpx.ConnectTimeout,)
 _CONNECT_FAILURES: Final = (httpx.ConnectError, ConnectionRefusedError)
@@ -97,11 +105,11 @@ def sidecar_answer(error: BaseException, request: httpx.Request) -> httpx.Respon
         else:
             return None  # the service's config is missing: no listener, nothing answers
     elif isinstance(error, _CONNECT_TIMEOUTS):
-        response = _text(503, _BEFORE_HEADERS + "connection timeout", request)
+        response = _reset_before_headers("connection timeout", error, request)
     elif isinstance(error, _CONNECT_FAILURES):
-        response = _text(503, _BEFORE_HEADERS + "remote connection failure", request)
+        response = _reset_before_headers("remote connection failure", error, request)
     elif isinstance(error, _RESETS):
-        response = _text(503, _BEFORE_HEADERS + "connection termination", request)
+        response = _reset_before_headers("connection termination", error, request)
     else:
         return None
     response.extensions[MESH_ERROR_EXTENSION] = typed_error(error, request)
@@ -120,6 +128,21 @@ def mesh_answer(error: Exception, request: httpx.Request, raise_errors: bool) ->
     if typed is error:
         raise error
     raise typed from error
+
+
+def note_retried(error: BaseException, attempt: Attempt) -> None:
+    """Remember on a try's transport error that the request had tries before it (Envoy's
+    answer then says ``retried and the latest reset reason``)."""
+    if attempt.number > 1:
+        setattr(error, _RETRIED, True)
+
+
+def _reset_before_headers(
+    reason: str, error: BaseException, request: httpx.Request
+) -> httpx.Response:
+    retried = getattr(error, _RETRIED, False)
+    body = (_RETRIED_BEFORE_HEADERS if retried else _BEFORE_HEADERS) + reason
+    return _text(503, body, request)
 
 
 def _text(status: int, body: str, request: httpx.Request) -> httpx.Response:

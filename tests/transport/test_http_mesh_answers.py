@@ -36,6 +36,10 @@ from tests.transport.http_fast_path_setup import (
 )
 
 RESET_BEFORE = "upstream connect error or disconnect/reset before headers. reset reason: "
+RETRIED_BEFORE = (
+    "upstream connect error or disconnect/reset before headers. retried and the latest "
+    "reset reason: "
+)
 
 
 @pytest.fixture(params=[FAST, GENERAL])
@@ -43,9 +47,9 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     return choose_http_path(str(request.param), monkeypatch)
 
 
-def retrying(*on: xds.RetryOn) -> dict[str, Any]:
-    """One retry on ``on``: the answer is the last try's."""
-    policy = xds.RetryPolicy(retry_on=frozenset(on), num_retries=1, back_off=QUICK)
+def retrying(*on: xds.RetryOn, retries: int = 1) -> dict[str, Any]:
+    """``retries`` retries on ``on``: the answer is the last try's."""
+    policy = xds.RetryPolicy(retry_on=frozenset(on), num_retries=retries, back_off=QUICK)
     return {"retry_policy": policy}
 
 
@@ -130,16 +134,20 @@ async def test_no_healthy_upstream_is_503(kind: str, path: str, feed: FakeXds) -
             await pair.close()
 
 
+@pytest.mark.parametrize("retries", [0, 1])
 @HTTP_KINDS
-async def test_connect_failure_on_every_try_is_503(kind: str, path: str, feed: FakeXds) -> None:
+async def test_connect_failure_on_every_try_is_503(
+    kind: str, path: str, retries: int, feed: FakeXds
+) -> None:
     async with meshlib.Mesh.with_xds_client(feed) as mesh:
-        action = retrying(xds.RetryOn.CONNECT_FAILURE)
+        action = retrying(xds.RetryOn.CONNECT_FAILURE, retries=retries)
         dead = [free_port(), free_port()]
-        pair = Pair(kind, mesh, publish(feed, f"refused-{kind}-{path}", dead, action=action))
+        host = f"refused-{retries}-{kind}-{path}"
+        pair = Pair(kind, mesh, publish(feed, host, dead, action=action))
         try:
             answer = await pair.answer()
-            body = RESET_BEFORE + "remote connection failure"
-            assert_answer(answer, 503, body, httpx.ConnectError)
+            said = RETRIED_BEFORE if retries else RESET_BEFORE  # as Envoy words it
+            assert_answer(answer, 503, said + "remote connection failure", httpx.ConnectError)
             assert isinstance(await pair.raised(), httpx.ConnectError)
         finally:
             await pair.close()
@@ -154,7 +162,7 @@ async def test_reset_on_every_try_is_503(kind: str, path: str, feed: FakeXds) ->
             pair = Pair(kind, mesh, publish(feed, f"reset-{kind}-{path}", [a.port], action=action))
             try:
                 answer = await pair.answer()
-                body = RESET_BEFORE + "connection termination"
+                body = RETRIED_BEFORE + "connection termination"
                 assert_answer(answer, 503, body, httpx.TransportError)
                 assert a.cue.count() == 2  # retried once, then answered
                 assert isinstance(await pair.raised(), (httpx.ReadError, httpx.RemoteProtocolError))
