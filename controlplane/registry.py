@@ -9,8 +9,10 @@ A registration is validated as a whole before anything is stored: a bad one
 raises :class:`RegistrationRejected` naming the field, and the registry is
 left exactly as it was. ``admission`` (optional) then sees the workloads the
 registry would hold and may refuse them the same way: the control plane uses
-it to refuse a registration its translation could not serve. The registry is
-used from one event loop thread.
+it to refuse a registration its translation could not serve. ``journal``
+(optional) is told of every registration, heartbeat and removal, to keep them
+in the store across restarts; :meth:`Registry.restore` puts them back. The
+registry is used from one event loop thread.
 """
 
 from __future__ import annotations

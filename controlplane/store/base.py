@@ -15,7 +15,9 @@ version it expects (compare-and-swap): one stale version refuses the whole batch
 instance that made it, so a replica following a shared store (etcd) can tell its own
 writes from another replica's.
 
-Implementations: :class:`controlplane.store.sqlite.SqliteStore` (a file, or memory).
+Implementations: :class:`controlplane.store.sqlite.SqliteStore` (a file, or memory). A
+SQLite file has one writer (one control plane holds it), so the control plane does not
+follow the feed yet; a shared store (etcd) will deliver other replicas' commits through it.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from tests.controlplane.meshctl_harness import (
     virtual_service,
     write_yaml,
 )
+from tests.support.processes import running_controlplane
 from tests.support.waiting import free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -196,3 +197,25 @@ def test_address_and_token_from_the_environment(
     monkeypatch.setenv("MESH_ADMIN_TOKEN", "not-checked-here")
     assert main(["get", "se", "-o", "json"]) == 0
     assert '"sessions"' in capsys.readouterr().out
+
+
+def test_tokens_are_sent_as_bearer_and_scopes_apply(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    from controlplane.meshctl import main
+
+    tokens = tmp_path / "tokens"
+    tokens.write_text("reader-0123456789 read\nwriter-0123456789 read,write\n")
+    documents = write_yaml(tmp_path / "vs.yaml", service_entry("attendees", 8080))
+    monkeypatch.delenv("MESH_ADMIN_TOKEN", raising=False)
+    extra = ["--admin-token-file", str(tokens), "--data-dir", str(tmp_path / "data")]
+    with running_controlplane(None, extra_args=extra) as cp:
+        admin = ["--admin-address", cp.admin_address]
+        assert main(["get", "se", *admin]) == 1
+        assert "401" in capsys.readouterr().err
+        assert main(["get", "se", *admin, "--token", "reader-0123456789"]) == 0
+        assert main(["apply", "-f", str(documents), *admin, "--token", "reader-0123456789"]) == 1
+        assert "403" in capsys.readouterr().err
+        monkeypatch.setenv("MESH_ADMIN_TOKEN", "writer-0123456789")
+        assert main(["apply", "-f", str(documents), *admin]) == 0
+        assert main(["delete", "se", "attendees", *admin]) == 0
