@@ -8,7 +8,9 @@ baseline ("add"), a duplicate, corrupt bytes or a wrong type. Every push must be
 answered (ACK or NACK) within ``answer_bound_s``; while the baseline is not
 legitimately replaced, the service must still route to the baseline endpoint
 right after the answer; a replaced baseline is pushed back and must route
-again. Nothing may be logged as a crash, and the stream must never restart.
+again (once the client caches it and the watcher callbacks queued before have
+run). The config dump must stay JSON-able. Nothing may be logged as a crash,
+and the stream must never restart.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -28,9 +31,10 @@ from envoy.service.discovery.v3 import discovery_pb2
 
 from meshlib.errors import MeshError
 from meshlib.routing.directory import ServiceDirectory
-from meshlib.xds_client import XdsClient
+from meshlib.xds_client import CLUSTER, XdsClient
 from meshlib.xds_client.cache import to_jsonable
 from meshlib.xds_client.resource_types import RESOURCE_TYPES
+from meshlib.xds_client.watchers import CallbackWatcher
 from tests.xds_client import xds_builders as b
 from tests.xds_client.conftest import bootstrap_for
 from tests.xds_client.fake_ads import FakeAds
@@ -235,11 +239,26 @@ class AdsFuzzer:
                 self.ads.push(type_url, [message], "base")
             settle = time.monotonic() + 0.3
             while time.monotonic() < settle:
-                problem = self._baseline_missing() or self._routing_problem_quiet()
+                problem = self._baseline_missing()
+                if problem is None and not self._callbacks_drained():
+                    problem = "watcher callbacks did not drain"
+                problem = problem or self._routing_problem_quiet()
                 if problem is None:
                     return
                 time.sleep(0.005)
         self._fail(f"the baseline did not route again within {timeout_s}s: {problem}")
+
+    def _callbacks_drained(self, timeout_s: float = 5.0) -> bool:
+        """Wait for the watcher callbacks queued so far (the services see a change only
+        when its callback has run): a new watch of a cached resource is answered at once,
+        behind them, as callbacks run in order. Only called while ``c1`` is cached."""
+        seen = threading.Event()
+        watcher = CallbackWatcher(lambda r: seen.set(), lambda e: seen.set(), lambda e: seen.set())
+        cancel = self.client.watch(CLUSTER, "c1", watcher)
+        try:
+            return seen.wait(timeout_s)
+        finally:
+            cancel()
 
     def _baseline_missing(self) -> str | None:
         """Which baseline resource the client does not hold (as its last good), if any."""
