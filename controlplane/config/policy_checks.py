@@ -8,7 +8,7 @@ What translation would otherwise refuse, found at load time with the field named
   LOGICAL_DNS cluster needs the one address to resolve).
 
 The policy in force for a destination is computed as translate computes it
-(:func:`controlplane.translate.policy.effective_policy`), so the two cannot drift.
+(:func:`controlplane.destination_policy.effective_policy`), so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from controlplane.config.cross_checks import issue_at
 from controlplane.config.errors import ConfigIssue
+from controlplane.destination_policy import effective_policy
 from controlplane.model import Resolution, ServiceEntry
 from controlplane.traffic_model import (
     ConsistentHash,
@@ -26,7 +27,6 @@ from controlplane.traffic_model import (
     HTTPRouteDestination,
     VirtualService,
 )
-from controlplane.translate.policy import effective_policy
 
 HashKey = tuple[object, ...]
 

@@ -20,10 +20,10 @@ from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.type.v3 import percent_pb2
 
+from controlplane.destination_policy import EffectivePolicy
 from controlplane.traffic_model import ConnectionPoolSettings, RetryBudget
 from controlplane.translate.common import duration
 from controlplane.translate.errors import TranslationError
-from controlplane.translate.policy import EffectivePolicy
 
 UNLIMITED = 2**32 - 1  # Istio's default for every threshold
 

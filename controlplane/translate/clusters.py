@@ -15,13 +15,13 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from google.protobuf import duration_pb2, struct_pb2
 
+from controlplane.destination_policy import EffectivePolicy
 from controlplane.model import Resolution
 from controlplane.translate.circuit_breakers import apply_circuit_breakers
 from controlplane.translate.common import ads_config_source, socket_address
 from controlplane.translate.errors import TranslationError
 from controlplane.translate.lb_policy import apply_load_balancer
 from controlplane.translate.outlier import apply_outlier_detection
-from controlplane.translate.policy import EffectivePolicy
 from controlplane.translate.protocol_options import apply_protocol_options
 from controlplane.translate.subsets import ClusterPlan
 

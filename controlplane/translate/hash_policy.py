@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 from envoy.config.route.v3 import route_components_pb2 as rc
 
+from controlplane.destination_policy import destination_rule_for, effective_policy, rule_origin
 from controlplane.traffic_model import ConsistentHash, DestinationRule
 from controlplane.translate.common import duration
 from controlplane.translate.errors import TranslationError
-from controlplane.translate.policy import destination_rule_for, effective_policy, rule_origin
 
 _Policy = rc.RouteAction.HashPolicy
 

@@ -33,10 +33,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from controlplane.destination_policy import EffectivePolicy
 from controlplane.model import NodeInfo
 from controlplane.traffic_model import LocalityDistribute, LocalityFailover, LocalityLbSetting
 from controlplane.translate.caller_node import node_labels, split_locality, topology_labels
-from controlplane.translate.policy import EffectivePolicy
 from controlplane.translate.services import MeshEndpoint
 
 _OTHER_REGION = 3

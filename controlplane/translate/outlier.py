@@ -22,6 +22,7 @@ from __future__ import annotations
 from envoy.config.cluster.v3 import cluster_pb2, outlier_detection_pb2
 from envoy.type.v3 import percent_pb2
 
+from controlplane.destination_policy import EffectivePolicy
 from controlplane.traffic_model import (
     FailurePercentageEjection,
     OutlierDetection,
@@ -29,7 +30,6 @@ from controlplane.traffic_model import (
 )
 from controlplane.translate.common import duration
 from controlplane.translate.errors import TranslationError
-from controlplane.translate.policy import EffectivePolicy
 
 ISTIO_DEFAULT_CONSECUTIVE_5XX = 5
 _ON = 100  # enforcing percentage: always eject when detected

@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from controlplane.model import MeshConfig
-from controlplane.traffic_model import DestinationRule
-from controlplane.translate import naming
-from controlplane.translate.policy import (
+from controlplane.destination_policy import (
     EffectivePolicy,
     destination_rule_for,
     effective_policy,
 )
+from controlplane.model import MeshConfig
+from controlplane.traffic_model import DestinationRule
+from controlplane.translate import naming
 from controlplane.translate.services import MeshEndpoint, MeshService
 
 

@@ -16,12 +16,7 @@ from typing import Final
 
 from opentelemetry import metrics
 
-try:  # where the API keeps the global provider (None until one is set)
-    from opentelemetry.metrics import _internal as _otel_global
-except ImportError:  # pragma: no cover - another API layout: ask the public getter
-    _otel_global = None  # type: ignore[assignment]
-_READ_GLOBAL: Final = _otel_global is not None and hasattr(_otel_global, "_METER_PROVIDER")
-
+from meshlib.observability._otel_internals import global_provider_set
 
 METER_NAME: Final = "meshlib"
 HTTP_DURATION: Final = "http.client.request.duration"
@@ -76,14 +71,7 @@ class ClientMetrics:
             return True
         if self._explicit:
             return False
-        # The global provider in one attribute read (None while none is set): the public
-        # getter looks at the environment on every call, which costs more than recording.
-        provider = _otel_global._METER_PROVIDER if _READ_GLOBAL else metrics.get_meter_provider()
-        if (
-            provider is None
-            or isinstance(provider, metrics.NoOpMeterProvider)
-            or type(provider).__name__ == "_ProxyMeterProvider"
-        ):
+        if not global_provider_set():  # cheap: see _otel_internals
             return False
         self._recording = True  # the global provider is set once and for all
         return True

@@ -18,9 +18,9 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from meshlib.matching.matchers import CompiledHeaderMatch
 from meshlib.resilience.fault import FaultAbort, FaultDelay, FaultPolicy
 from meshlib.resilience.rate_limit import TokenBucket
-from meshlib.routing.matchers import CompiledHeaderMatch
 from meshlib.xds_client import resources as xds
 
 PER_MILLION = 1_000_000

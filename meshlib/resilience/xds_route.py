@@ -31,10 +31,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from meshlib.matching.matchers import CompiledHeaderMatch
 from meshlib.resilience.backoff import BackOff, RateLimitedBackOff, ResetFormat, ResetHeader
 from meshlib.resilience.conditions import RetryOn, is_idempotent_method
 from meshlib.resilience.retry import RetryPolicy
-from meshlib.routing.matchers import CompiledHeaderMatch
 from meshlib.xds_client import resources as xds
 
 ENVOY_DEFAULT_ROUTE_TIMEOUT_S: Final = 15.0

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 
 import xxhash
 
-from meshlib.routing.regex import CompiledSubstitution
+from meshlib.matching.regex import CompiledSubstitution
 from meshlib.xds_client.resources import HashPolicy
 
 _MASK = (1 << 64) - 1

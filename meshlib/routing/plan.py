@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from meshlib.errors import NoRouteError
+from meshlib.matching.matchers import HeaderSource
 from meshlib.routing.hash_policy import ValuesOf, local_source_ip
 from meshlib.routing.header_mutation import HeaderList, MutationChain
-from meshlib.routing.matchers import HeaderSource
 from meshlib.routing.rewrite import shadow_authority
 from meshlib.routing.route_table import CompiledRoute, RouteTable
 from meshlib.xds_client.resources import Route, RouteAction

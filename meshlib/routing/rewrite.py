@@ -12,7 +12,7 @@ always kept — or the rewritten path), ``strip_query`` last.
 
 from __future__ import annotations
 
-from meshlib.routing.regex import CompiledSubstitution
+from meshlib.matching.regex import CompiledSubstitution
 from meshlib.xds_client.resources import RedirectAction, RegexRewrite
 
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}

@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from meshlib.errors import NoRouteError
+from meshlib.matching.matchers import CompiledRouteMatch, HeaderSource, parse_query
 from meshlib.routing.actions import ForwardAction, LevelMutations
 from meshlib.routing.domains import DomainIndex
 from meshlib.routing.header_mutation import CompiledMutation, MutationChain, ordered_chain
-from meshlib.routing.matchers import CompiledRouteMatch, HeaderSource, parse_query
 from meshlib.routing.rewrite import RedirectBuilder
 from meshlib.routing.route_index import PathIndex
 from meshlib.xds_client.resources import (

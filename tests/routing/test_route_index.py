@@ -14,7 +14,7 @@ import random
 import pytest
 
 from meshlib.errors import NoRouteError
-from meshlib.routing.matchers import CompiledRouteMatch, parse_query
+from meshlib.matching.matchers import CompiledRouteMatch, parse_query
 from meshlib.routing.route_index import PathIndex, regex_literal_prefix
 from meshlib.routing.route_table import RouteTable
 from meshlib.xds_client.resources import (

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 from urllib.parse import parse_qsl
 
-from meshlib.routing.regex import compile_re2
+from meshlib.matching.regex import compile_re2
 from meshlib.xds_client.resources import (
     HeaderMatcher,
     HeaderMatchKind,

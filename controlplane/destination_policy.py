@@ -1,6 +1,10 @@
 """Which DestinationRule governs a service, and the traffic policy in force
 for one of its clusters.
 
+Part of the traffic model, not of translate: the config checks (load time) and
+translate (xDS) both read the policy in force from here, so the two cannot drift
+and the config layer never imports translate.
+
 Precedence follows Istio's ``MergeTrafficPolicy``, at the level of whole
 blocks (``loadBalancer``, ``connectionPool``, ``outlierDetection``):
 
@@ -28,7 +32,11 @@ from controlplane.traffic_model import (
     TrafficPolicy,
     TrafficPolicyExtensions,
 )
-from controlplane.translate.errors import TranslationError
+
+
+class UnknownSubsetError(ValueError):
+    """A destination names a subset its DestinationRule does not define (callers
+    check subsets first: the config checks report it with the field named)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +78,7 @@ def find_subset(rule: DestinationRule, name: str) -> Subset:
     for subset in rule.subsets:
         if subset.name == name:
             return subset
-    raise TranslationError(f"{rule_origin(rule)}: no subset named {name!r}")
+    raise UnknownSubsetError(f"{rule_origin(rule)}: no subset named {name!r}")
 
 
 def effective_policy(rule: DestinationRule | None, port: int, subset: str = "") -> EffectivePolicy:
