@@ -1,4 +1,4 @@
-"""xds: serve the translated mesh over ADS (state of the world).
+"""xds: serve the translated mesh over ADS (state of the world and Delta).
 
 :class:`XdsService` is the facade the control plane wires in: register it on
 a ``grpc.aio.Server``, check a change first with :meth:`~XdsService.check`,

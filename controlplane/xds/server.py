@@ -1,4 +1,6 @@
-"""The AggregatedDiscoveryService servicer: one :class:`AdsStream` per call.
+"""The AggregatedDiscoveryService servicer: one stream object per call, state of
+the world (:class:`AdsStream`) or incremental (:class:`DeltaAdsStream`), served
+by the same loop.
 
 It also keeps the set of open streams, for the status view and for closing
 them all on shutdown.
@@ -9,14 +11,17 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from typing import Any
 
 import grpc
 import structlog
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.delta_stream import DeltaAdsStream
 from controlplane.xds.observer import NullObserver, XdsObserver
-from controlplane.xds.stream import AdsStream, NodeDirectory, StreamProtocolError
+from controlplane.xds.stream import AdsStream
+from controlplane.xds.stream_core import NodeDirectory, StreamProtocolError, XdsStream
 
 log = structlog.get_logger(__name__)
 
@@ -33,10 +38,10 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ign
         self._observer: XdsObserver = observer or NullObserver()
         self._directory = directory
         self._clock = clock
-        self._streams: set[AdsStream] = set()
+        self._streams: set[XdsStream[Any, Any]] = set()
         self._closed = False
 
-    def streams(self) -> list[AdsStream]:
+    def streams(self) -> list[XdsStream[Any, Any]]:
         """Open streams, oldest first."""
         return sorted(self._streams, key=lambda s: s.connected_at)
 
@@ -53,9 +58,26 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ign
             discovery_pb2.DiscoveryRequest, discovery_pb2.DiscoveryResponse
         ],
     ) -> None:
+        await self._serve(AdsStream, request_iterator, context)
+
+    async def DeltaAggregatedResources(
+        self,
+        request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
+        context: grpc.aio.ServicerContext[
+            discovery_pb2.DeltaDiscoveryRequest, discovery_pb2.DeltaDiscoveryResponse
+        ],
+    ) -> None:
+        await self._serve(DeltaAdsStream, request_iterator, context)
+
+    async def _serve(
+        self,
+        stream_class: type[XdsStream[Any, Any]],
+        request_iterator: AsyncIterator[Any],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
         if self._closed:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the control plane is shutting down")
-        stream = AdsStream(
+        stream = stream_class(
             peer=context.peer(),
             cache=self._cache,
             directory=self._directory,
@@ -78,15 +100,3 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ign
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         finally:
             self._streams.discard(stream)
-
-    async def DeltaAggregatedResources(
-        self,
-        request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
-        context: grpc.aio.ServicerContext[
-            discovery_pb2.DeltaDiscoveryRequest, discovery_pb2.DeltaDiscoveryResponse
-        ],
-    ) -> None:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "incremental (delta) xDS is not supported yet; use state-of-the-world ADS",
-        )

@@ -3,7 +3,9 @@
 Resources are packed into ``Any`` once, when the snapshot is built, so every
 stream that sends them shares the bytes. A type's version is a hash of its
 names and deterministic serialized bytes: the same resources always give the
-same version, a change always gives a new one.
+same version, a change always gives a new one. Each resource also has its own
+version (a hash of its bytes), for incremental xDS: a client is sent only the
+resources whose version differs from the one it holds.
 """
 
 from __future__ import annotations
@@ -28,12 +30,15 @@ class TypeSnapshot:
 
     version: str
     resources: Mapping[str, any_pb2.Any]  # name -> packed resource, sorted by name
+    resource_versions: Mapping[str, str]  # name -> that resource's own version
 
     def names(self) -> frozenset[str]:
         return frozenset(self.resources)
 
 
-EMPTY_TYPE = TypeSnapshot(version="", resources=MappingProxyType({}))
+EMPTY_TYPE = TypeSnapshot(
+    version="", resources=MappingProxyType({}), resource_versions=MappingProxyType({})
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +73,7 @@ class Snapshot:
 def _type_snapshot(type_url: str, messages: Mapping[str, Message]) -> TypeSnapshot:
     digest = hashlib.sha256(type_url.encode())
     packed: dict[str, any_pb2.Any] = {}
+    versions: dict[str, str] = {}
     for name in sorted(messages):
         message = messages[name]
         if message.DESCRIPTOR.full_name != type_url.rsplit("/", 1)[-1]:
@@ -77,8 +83,11 @@ def _type_snapshot(type_url: str, messages: Mapping[str, Message]) -> TypeSnapsh
         resource = any_pb2.Any()
         resource.Pack(message, deterministic=True)
         packed[name] = resource
+        versions[name] = hashlib.sha256(resource.value).hexdigest()[:VERSION_LENGTH]
         digest.update(b"\0%d:%s\0%d:" % (len(name), name.encode(), len(resource.value)))
         digest.update(resource.value)
     return TypeSnapshot(
-        version=digest.hexdigest()[:VERSION_LENGTH], resources=MappingProxyType(packed)
+        version=digest.hexdigest()[:VERSION_LENGTH],
+        resources=MappingProxyType(packed),
+        resource_versions=MappingProxyType(versions),
     )

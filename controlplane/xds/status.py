@@ -1,23 +1,26 @@
 """The status view of connected clients, as plain JSON-ready dicts.
 
-Per stream: who it is (node, user agent and the kind read from it), and per
-type what it subscribed to, what we sent, what it ACKed and the last NACK
-(version, nonce, error, time), with a sync status as ``istioctl proxy-status``
-shows it:
+Per stream: who it is (node, user agent and the kind read from it, ``xds``:
+``sotw`` or ``delta``), and per type what it subscribed to, what we sent, what
+it ACKed and the last NACK (version, nonce, error, time), with a sync status
+as ``istioctl proxy-status`` shows it:
 
 * ``NOT SENT``: nothing of this type was sent (not subscribed, or nothing to send);
 * ``SYNCED``: the client ACKed the last response sent (its nonce);
 * ``NACKED``: the client refused the last response sent (the error is kept);
 * ``STALE``: the last response sent is not answered yet.
 
-Times are ISO 8601 UTC strings.
+On a Delta stream a response carries only what changed; the detail view's
+``resources`` are then every resource the client holds. Times are ISO 8601 UTC
+strings.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
-from controlplane.xds.stream import AdsStream
+from controlplane.xds.stream_core import XdsStream
 from controlplane.xds.subscription import Subscription
 from controlplane.xds.typeurls import SEND_ORDER, short_name
 
@@ -43,24 +46,25 @@ def sync_status(sub: Subscription | None) -> str:
     return STALE
 
 
-def _identity(stream: AdsStream) -> dict[str, object]:
+def _identity(stream: XdsStream[Any, Any]) -> dict[str, object]:
     name, version = stream.user_agent
     return {
         "node_id": stream.node.id if stream.node is not None else None,
         "node_cluster": stream.node.cluster if stream.node is not None else None,
         "kind": stream.kind,
+        "xds": stream.protocol,
         "user_agent": {"name": name, "version": version},
         "peer": stream.peer,
         "connected_at": iso_time(stream.connected_at),
     }
 
 
-def type_statuses(stream: AdsStream) -> dict[str, str]:
+def type_statuses(stream: XdsStream[Any, Any]) -> dict[str, str]:
     """``{"CDS": S, "EDS": S, "LDS": S, "RDS": S}`` for one stream."""
     return {short_name(url): sync_status(stream.subscriptions.get(url)) for url in SEND_ORDER}
 
 
-def stream_status(stream: AdsStream) -> dict[str, object]:
+def stream_status(stream: XdsStream[Any, Any]) -> dict[str, object]:
     return {
         **_identity(stream),
         "status": type_statuses(stream),
@@ -105,7 +109,7 @@ def subscription_status(sub: Subscription) -> dict[str, object]:
     }
 
 
-def stream_detail(stream: AdsStream) -> dict[str, object]:
+def stream_detail(stream: XdsStream[Any, Any]) -> dict[str, object]:
     """What one stream was last sent, per type by short name: version, nonce and
     the names of the resources, with the ACK/NACK state."""
     types: dict[str, object] = {}
@@ -118,7 +122,7 @@ def stream_detail(stream: AdsStream) -> dict[str, object]:
             "version": None if sent is None else sent.version,
             "nonce": None if sent is None else sent.nonce,
             "sent_at": None if sent is None else iso_time(sent.at),
-            "resources": [] if sent is None else list(sent.names),
+            "resources": [] if sub is None else list(sub.holding()),
             "acked_version": None if sub is None else sub.acked_version,
             "last_nack": None if sub is None else _nack_json(sub),
         }

@@ -103,6 +103,10 @@ class Subscription:
             return (version, names, self.wildcard, self.names)
         return (version, names)
 
+    def holding(self) -> tuple[str, ...]:
+        """Names of the resources the client is taken to hold (the last response's)."""
+        return () if self.last_sent is None else self.last_sent.names
+
     def record_ack(self, version: str, nonce: str = "") -> None:
         self.acked_version = version
         self.acked_nonce = nonce

@@ -40,7 +40,9 @@ def bootstrap(
     *,
     locality: dict[str, str] | None = None,
     metadata: dict[str, Any] | None = None,
+    delta: bool = False,
 ) -> dict[str, Any]:
+    """Envoy's bootstrap; ``delta`` makes ADS incremental (``api_type: DELTA_GRPC``)."""
     node: dict[str, Any] = {"id": node_id, "cluster": "envoy-test"}
     if locality:
         node["locality"] = locality
@@ -52,7 +54,7 @@ def bootstrap(
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "dynamic_resources": {
             "ads_config": {
-                "api_type": "GRPC",
+                "api_type": "DELTA_GRPC" if delta else "GRPC",
                 "transport_api_version": "V3",
                 "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}],
             },

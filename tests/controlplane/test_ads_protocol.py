@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 import pytest
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from controlplane.model import RegisteredWorkload
 from controlplane.translate.typeurls import (
@@ -305,15 +304,6 @@ async def test_sidecar_with_bad_metadata_is_refused_alone(
     assert resource_names(await good.recv()) == [A_CLUSTER]
     service.update(config=mesh(service_entry("a"), service_entry("b")))
     assert resource_names(await good.recv()) == [A_CLUSTER, B_CLUSTER]
-
-
-async def test_delta_is_unimplemented(channel: grpc.aio.Channel) -> None:
-    stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
-    call = stub.DeltaAggregatedResources(iter([discovery_pb2.DeltaDiscoveryRequest()]))
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        async for _ in call:
-            pass
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 async def test_status_lists_each_stream(service: XdsService, connect: Connect) -> None:

