@@ -8,6 +8,7 @@ with meshlib.Mesh() as mesh:             # bootstrap from GRPC_XDS_BOOTSTRAP
 
 from __future__ import annotations
 
+from meshlib.asgi import DeadlineMiddleware
 from meshlib.errors import (
     BootstrapError,
     CircuitBreakerOverflow,
@@ -44,12 +45,16 @@ from meshlib.resilience import (
     retry,
     timeout,
 )
-from meshlib.transport.asgi import DeadlineMiddleware
 from meshlib.transport.errors import MeshRequestError
 from meshlib.transport.grpc_aio_channel import AioMeshChannel
 from meshlib.transport.grpc_channel import MeshChannel
 from meshlib.transport.grpc_errors import MeshRpcError
-from meshlib.transport.grpc_server import AioDeadlineServerInterceptor, DeadlineServerInterceptor
+from meshlib.transport.grpc_server import (
+    AioDeadlineServerInterceptor,
+    AioMeshServerInterceptor,
+    DeadlineServerInterceptor,
+    MeshServerInterceptor,
+)
 from meshlib.transport.http import AsyncMeshTransport, MeshTransport
 from meshlib.transport.registration import Registration
 
@@ -58,6 +63,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AioDeadlineServerInterceptor",
     "AioMeshChannel",
+    "AioMeshServerInterceptor",
     "AsyncMeshTransport",
     "BootstrapError",
     "BreakerConfig",
@@ -74,6 +80,7 @@ __all__ = [
     "MeshError",
     "MeshRequestError",
     "MeshRpcError",
+    "MeshServerInterceptor",
     "MeshTransport",
     "NoHealthyEndpointError",
     "NoRouteError",

@@ -13,14 +13,19 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
+import grpc
+import grpc.aio
 import httpx
 
 from meshlib.observability.logging import get_logger
 from meshlib.routing.directory import ServiceDirectory
 from meshlib.routing.snapshot import ServiceSnapshot
 from meshlib.routing.watch import WatchSource
+from meshlib.serving.decision import ServerPolicy
+from meshlib.serving.stack import server_policies
 from meshlib.transport.grpc_aio_channel import AioMeshChannel
 from meshlib.transport.grpc_channel import MeshChannel
+from meshlib.transport.grpc_server import AioMeshServerInterceptor, MeshServerInterceptor
 from meshlib.transport.http import AsyncMeshTransport, MeshTransport
 from meshlib.transport.registration import (
     Registration,
@@ -209,6 +214,34 @@ class Mesh:
         with self._lock:
             if registration in self._registrations:
                 self._registrations.remove(registration)
+
+    # --- servers ------------------------------------------------------------------
+
+    def server_policies(self) -> tuple[ServerPolicy, ...]:
+        """The server-side policies this mesh prescribes, in order (see meshlib.serving):
+        what ``grpc_server``, ``aio_grpc_server`` and ``meshlib.asgi.MeshMiddleware`` apply."""
+        return server_policies()
+
+    def grpc_server(
+        self, *args: Any, interceptors: Iterable[Any] = (), **kwargs: Any
+    ) -> grpc.Server:
+        """``grpc.server(...)`` (same arguments) applying the mesh's server policies to
+        every call; its interceptor runs before ``interceptors``."""
+        kwargs["interceptors"] = [
+            MeshServerInterceptor(policies=self.server_policies()),
+            *interceptors,
+        ]
+        return grpc.server(*args, **kwargs)
+
+    def aio_grpc_server(
+        self, *args: Any, interceptors: Iterable[Any] = (), **kwargs: Any
+    ) -> grpc.aio.Server:
+        """The ``grpc.aio.server(...)`` twin of :meth:`grpc_server`."""
+        kwargs["interceptors"] = [
+            AioMeshServerInterceptor(policies=self.server_policies()),
+            *interceptors,
+        ]
+        return grpc.aio.server(*args, **kwargs)
 
     # --- introspection ------------------------------------------------------------
 

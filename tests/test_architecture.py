@@ -27,7 +27,7 @@ ALLOWED_CYCLES: dict[frozenset[str], str] = {
 
 #: Private modules other packages may import, each with why.
 SHARED_PRIVATE: dict[str, str] = {
-    "meshlib._protos": "the generated registration protocol, spoken by meshlib and the control plane",
+    "meshlib._protos": "the generated registration protocol, spoken by both sides",
 }
 
 #: What the leaf package may import from meshlib.

@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from meshlib.asgi import DeadlineMiddleware
 from meshlib.errors import CircuitOpenError, DeadlineExceeded
 from meshlib.resilience.deadline import remaining_time
-from meshlib.transport.asgi import DeadlineMiddleware
 from tests.support.asgi_server import serve_asgi
 
 SLOW_S = 20.0  # the slow handler's sleep: far beyond the deadlines sent

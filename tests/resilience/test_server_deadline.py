@@ -13,10 +13,10 @@ import grpc.aio
 import httpx
 import pytest
 
+from meshlib.asgi import DeadlineMiddleware
 from meshlib.errors import CircuitBreakerOverflow, CircuitOpenError, DeadlineExceeded
 from meshlib.resilience.deadline import remaining_time
 from meshlib.resilience.rate_limit import TokenBucket
-from meshlib.transport.asgi import DeadlineMiddleware
 from meshlib.transport.grpc_server import AioDeadlineServerInterceptor, DeadlineServerInterceptor
 
 SERVICE = "test.Deadline"

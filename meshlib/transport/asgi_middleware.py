@@ -1,34 +1,38 @@
-"""ASGI middleware: run each HTTP request under the deadline its caller sent.
+"""ASGI middleware: the mesh's server policies around an ASGI app.
 
-Reads ``x-meshlib-deadline-ms`` (what meshlib's httpx transport sends: the
-milliseconds left), ``grpc-timeout`` and Envoy's ``x-envoy-expected-rq-timeout-ms``
-(the earliest wins) and runs the app inside :func:`~meshlib.resilience.deadline_scope`,
-so mesh calls the handler makes share that budget and pass on what is left.
+Each HTTP request meets the server policy list (:mod:`meshlib.serving`, the
+same list the gRPC interceptors apply; by default the caller's deadline, and a
+local rate limit when one is given): a denial is answered with its status, the
+app runs inside the wraps. The deadline is read from ``x-meshlib-deadline-ms``
+(what meshlib's httpx transport sends: the milliseconds left), ``grpc-timeout``
+and Envoy's ``x-envoy-expected-rq-timeout-ms`` (the earliest wins):
 
-- A request whose deadline already passed is answered 504 without running the app.
-- A malformed deadline header is answered 400 naming the header.
-- When the deadline passes while the app runs, the app is cancelled and the
+- a request whose deadline already passed is answered 504 without running the app;
+- a malformed deadline header is answered 400 naming the header;
+- when the deadline passes while the app runs, the app is cancelled and the
   request answered 504 (a response already under way is aborted instead), as a
-  gRPC server ends a call whose deadline passed.
-- A resilience error escaping the app before it started its response (a
+  gRPC server ends a call whose deadline passed;
+- a resilience error escaping the app before it started its response (a
   downstream deadline, an open breaker, a rate limit...) is answered as an
-  Envoy sidecar would (504, 503 + ``x-envoy-overloaded``, 429, ...).
-- With ``rate_limit=TokenBucket(...)`` the server also enforces a local rate
+  Envoy sidecar would (504, 503 + ``x-envoy-overloaded``, 429, ...);
+- with ``rate_limit=TokenBucket(...)`` the server also enforces a local rate
   limit (429, or the bucket's status) before the app runs.
 
 Either way of adding it works, also with an error middleware inside the app
 (Starlette's and FastAPI's ``ServerErrorMiddleware`` answers 500 and then re-raises:
 a 5xx answer is held back until the app ends, so the error's own status replaces it):
 
-    app = meshlib.DeadlineMiddleware(app)
-    app.add_middleware(meshlib.DeadlineMiddleware)      # Starlette / FastAPI
+    app = meshlib.asgi.MeshMiddleware(app, mesh=mesh)
+    app.add_middleware(meshlib.asgi.MeshMiddleware, mesh=mesh)   # Starlette / FastAPI
+
+``DeadlineMiddleware`` is the same with the default list (kept for older code).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any, Protocol
 
 from meshlib.errors import (
     CircuitBreakerOverflow,
@@ -36,7 +40,6 @@ from meshlib.errors import (
     DeadlineExceeded,
     RateLimitedError,
     ResilienceError,
-    ResilienceValueError,
 )
 from meshlib.resilience.deadline import (
     DEADLINE_HEADER,
@@ -44,10 +47,13 @@ from meshlib.resilience.deadline import (
     GRPC_TIMEOUT_HEADER,
     Deadline,
     TryTimer,
+    current_deadline,
     deadline_from_headers,
-    deadline_scope,
 )
 from meshlib.resilience.rate_limit import TokenBucket
+from meshlib.serving.call import IncomingCall
+from meshlib.serving.decision import Deny, ServerPolicy, admit
+from meshlib.serving.stack import policy_list
 from meshlib.transport.resilience_errors import http_status_of
 
 Scope = MutableMapping[str, Any]
@@ -72,8 +78,34 @@ def _incoming_deadline(scope: Scope) -> Deadline | None:
     return deadline_from_headers(found) if found else None
 
 
+_PLAIN = (b"content-type", b"text/plain; charset=utf-8")
+
+
+def _peer(scope: Scope) -> str | None:
+    client = scope.get("client")
+    if not client:
+        return None
+    host, port = client[0], client[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _incoming(scope: Scope) -> IncomingCall:
+    return IncomingCall(
+        protocol="http",
+        method=scope.get("method", "GET"),
+        path=scope.get("path", "/"),
+        peer=_peer(scope),
+        headers=scope.get("headers") or (),
+        deadline=lambda: _incoming_deadline(scope),
+    )
+
+
+def _denial_headers(denial: Deny) -> list[tuple[bytes, bytes]]:
+    return [_PLAIN, *((k.encode("latin-1"), v.encode("latin-1")) for k, v in denial.headers)]
+
+
 def _response_headers(error: ResilienceError) -> list[tuple[bytes, bytes]]:
-    headers = [(b"content-type", b"text/plain; charset=utf-8")]
+    headers = [_PLAIN]
     if isinstance(error, (CircuitBreakerOverflow, CircuitOpenError)):
         headers.append((b"x-envoy-overloaded", b"true"))
     if isinstance(error, RateLimitedError):
@@ -137,36 +169,44 @@ class _HoldingSend:
         return not self.started
 
 
-class DeadlineMiddleware:
-    """Puts the caller's deadline (and an optional local rate limit) around an ASGI app."""
+class PolicySource(Protocol):
+    """What the middleware needs of a mesh: its server policy list."""
 
-    def __init__(self, app: ASGIApp, *, rate_limit: TokenBucket | None = None) -> None:
+    def server_policies(self) -> tuple[ServerPolicy, ...]: ...
+
+
+class MeshMiddleware:
+    """The server policies around an ASGI app: ``mesh``'s (``meshlib.Mesh``), the
+    ``policies`` given, or the default list (with ``rate_limit`` if given)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        mesh: PolicySource | None = None,
+        policies: Sequence[ServerPolicy] | None = None,
+        rate_limit: TokenBucket | None = None,
+    ) -> None:
         self.app = app
-        self.rate_limit = rate_limit
+        if mesh is not None:
+            if policies is not None or rate_limit is not None:
+                raise ValueError("give mesh= alone: its server policies are the list applied")
+            self.policies = mesh.server_policies()
+        else:
+            self.policies = policy_list(policies, rate_limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
-        plain = [(b"content-type", b"text/plain; charset=utf-8")]
-        if self.rate_limit is not None and not self.rate_limit.try_acquire():
-            error = self.rate_limit.rejection()
-            await _answer(
-                send, http_status_of(error), "local_rate_limited", _response_headers(error)
-            )
-            return
-        try:
-            deadline = _incoming_deadline(scope)
-        except ResilienceValueError as exc:
-            await _answer(send, 400, f"meshlib: {exc}", plain)
-            return
-        if deadline is not None and deadline.expired():
-            await _answer(send, 504, "meshlib: deadline already exceeded", plain)
+        admitted = admit(self.policies, _incoming(scope))
+        if isinstance(admitted, Deny):
+            await _answer(send, admitted.http_status, admitted.http_body, _denial_headers(admitted))
             return
         holding = _HoldingSend(send)
-        with deadline_scope(deadline=deadline) as effective:
+        with admitted.scope():
             try:
-                await self._run(scope, receive, holding, effective)
+                await self._run(scope, receive, holding, current_deadline())
             except ResilienceError as error:
                 if not holding.drop():
                     raise
@@ -198,3 +238,11 @@ class DeadlineMiddleware:
             timer.fired()  # an app that swallowed the timer's cancel: take it back
         finally:
             timer.cancel()
+
+
+class DeadlineMiddleware(MeshMiddleware):
+    """The default policy list (the caller's deadline; ``rate_limit=`` adds a local
+    rate limit): kept for code written before the policy list."""
+
+    def __init__(self, app: ASGIApp, *, rate_limit: TokenBucket | None = None) -> None:
+        super().__init__(app, rate_limit=rate_limit)
