@@ -81,7 +81,7 @@ class DeltaAdsStream(XdsStream[_Request, _Response]):
             if error is not None:
                 log.warning("xds_nack_without_nonce", type=short_name(sub.type_url), error=error)
             return
-        answered = sub.answered(nonce)
+        answered = sub.answered(nonce, refused=error is not None)
         if answered is None:
             log.debug("xds_unknown_nonce", type=short_name(sub.type_url), nonce=nonce)
             return

@@ -15,7 +15,9 @@ ACKs and NACKs) plus what incremental xDS adds, following the xDS protocol's
 * ``removed_resources`` says a held resource is gone, a named one does not
   exist, or (wildcard plus an explicit name dropped) the name is not in the
   wildcard set;
-* a NACKed resource is held, not resent, until it changes (as in SotW).
+* a NACKed resource is held, not resent, until it changes (as in SotW); the
+  type shows NACKED while the client still refuses one (a later response it
+  ACKs carries other resources, not a fix).
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ class DeltaSubscription(Subscription):
     held: dict[str, str] = field(default_factory=dict)  # name -> version the client has
     told_missing: set[str] = field(default_factory=set)  # named, told it does not exist
     must_answer: set[str] = field(default_factory=set)  # unsubscribed under a wildcard
-    outstanding: dict[str, Sent] = field(default_factory=dict)  # nonce -> response
+    outstanding: dict[str, tuple[Sent, dict[str, str]]] = field(default_factory=dict)
+    rejected: set[str] = field(default_factory=set)  # names whose held version was NACKed
 
     def apply(
         self,
@@ -97,6 +100,7 @@ class DeltaSubscription(Subscription):
             self.names = self.names - {name}
             self.held.pop(name, None)
             self.told_missing.discard(name)
+            self.rejected.discard(name)
 
     def change(self, current: TypeSnapshot) -> DeltaChange:
         """What the client lacks from ``current`` given what it holds."""
@@ -107,6 +111,7 @@ class DeltaSubscription(Subscription):
         # Held resources no longer subscribed: the client dropped them itself.
         for name in [n for n in self.held if not (self.wildcard or n in self.names)]:
             del self.held[name]
+            self.rejected.discard(name)
         send = tuple(sorted(n for n in wanted if self.held.get(n) != versions[n]))
         removed = {n for n in self.held if n not in available}
         removed.update(n for n in self.names if n not in available and n not in self.told_missing)
@@ -122,14 +127,29 @@ class DeltaSubscription(Subscription):
             self.held.pop(name, None)
             if name in self.names:
                 self.told_missing.add(name)
+        self.rejected.difference_update(change.send)
+        self.rejected.difference_update(change.removed)
         self.must_answer.clear()
-        self.outstanding[sent.nonce] = sent
+        self.outstanding[sent.nonce] = (sent, {n: self.held[n] for n in change.send})
         while len(self.outstanding) > MAX_OUTSTANDING:
             del self.outstanding[next(iter(self.outstanding))]
 
-    def answered(self, nonce: str) -> Sent | None:
-        """The response ``nonce`` names, forgotten once answered; None if unknown."""
-        return self.outstanding.pop(nonce, None)
+    def answered(self, nonce: str, *, refused: bool) -> Sent | None:
+        """The response ``nonce`` names, forgotten once answered; None if unknown.
+
+        ``refused`` (a NACK): its resources that the client is still taken to
+        hold at the versions it refused count as rejected until they change.
+        """
+        entry = self.outstanding.pop(nonce, None)
+        if entry is None:
+            return None
+        sent, versions = entry
+        if refused:
+            self.rejected.update(n for n, v in versions.items() if self.held.get(n) == v)
+        return sent
+
+    def refused(self) -> bool:
+        return bool(self.rejected) or Subscription.refused(self)
 
     def holding(self) -> tuple[str, ...]:
         return tuple(sorted(self.held))

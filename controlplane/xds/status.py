@@ -7,7 +7,8 @@ as ``istioctl proxy-status`` shows it:
 
 * ``NOT SENT``: nothing of this type was sent (not subscribed, or nothing to send);
 * ``SYNCED``: the client ACKed the last response sent (its nonce);
-* ``NACKED``: the client refused the last response sent (the error is kept);
+* ``NACKED``: the client refused the last response sent (the error is kept),
+  or, on a Delta stream, still refuses a resource it was sent;
 * ``STALE``: the last response sent is not answered yet.
 
 On a Delta stream a response carries only what changed; the detail view's
@@ -39,7 +40,7 @@ def sync_status(sub: Subscription | None) -> str:
     sent = None if sub is None else sub.last_sent
     if sub is None or sent is None:
         return NOT_SENT
-    if sub.last_nack is not None and sub.last_nack.nonce == sent.nonce:
+    if sub.refused():
         return NACKED
     if sub.acked_nonce == sent.nonce:
         return SYNCED

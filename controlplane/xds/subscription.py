@@ -103,6 +103,11 @@ class Subscription:
             return (version, names, self.wildcard, self.names)
         return (version, names)
 
+    def refused(self) -> bool:
+        """The client refuses what it was sent: it NACKed the last response."""
+        sent, nack = self.last_sent, self.last_nack
+        return sent is not None and nack is not None and nack.nonce == sent.nonce
+
     def holding(self) -> tuple[str, ...]:
         """Names of the resources the client is taken to hold (the last response's)."""
         return () if self.last_sent is None else self.last_sent.names

@@ -8,10 +8,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 import pytest
+from envoy.config.route.v3 import route_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
 from controlplane.model import MeshConfig
-from controlplane.traffic_model import ConnectionPoolSettings, HTTPSettings, TrafficPolicy
+from controlplane.traffic_model import (
+    ConnectionPoolSettings,
+    HTTPMatchRequest,
+    HTTPRoute,
+    HTTPSettings,
+    TrafficPolicy,
+)
 from controlplane.translate.typeurls import (
     CLUSTER_TYPE_URL,
     ENDPOINTS_TYPE_URL,
@@ -23,6 +30,7 @@ from tests.controlplane.ads_harness import RawAdsClient, mesh, resource_names, s
 from tests.controlplane.cluster_cases import rule
 from tests.controlplane.delta_harness import RawDeltaClient, names, versions
 from tests.controlplane.polling import eventually
+from tests.controlplane.route_cases import config, to, vs
 
 LDS, RDS, CDS, EDS = LISTENER_TYPE_URL, ROUTE_CONFIG_TYPE_URL, CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
 A, B, C = "outbound|80||a", "outbound|80||b", "outbound|80||c"
@@ -209,7 +217,22 @@ async def test_a_nack_keeps_the_last_good_and_shows_nacked(
     assert cds["acked_version"] != bad.system_version_info  # the last good one
     await client.expect_silence()  # the refused version is held, not resent
 
-    service.update(config=with_pool(abc(), "a", 30))  # a fix goes out and is ACKed
+    # Another cluster changes and is ACKed: a is still refused, so CDS stays NACKED.
+    both = with_pool(abc(), "a", 3)
+    both = MeshConfig(
+        service_entries=both.service_entries,
+        destination_rules=(*both.destination_rules, *with_pool(abc(), "b", 9).destination_rules),
+    )
+    service.update(config=both)
+    other = await client.recv_acked()
+    assert names(other) == [B]
+    await eventually(
+        lambda: stream_of(service, "picky")["types"][CDS]["acked_nonce"] == other.nonce
+    )  # type: ignore[index]
+    assert type_status(service, "picky", "CDS") == "NACKED"
+
+    fix = both.destination_rules[1:]  # a without its refused pool: a fix goes out
+    service.update(config=MeshConfig(service_entries=both.service_entries, destination_rules=fix))
     fixed = await client.recv_acked()
     assert names(fixed) == [A]
     await eventually(lambda: type_status(service, "picky", "CDS") == "SYNCED", what="SYNCED")
@@ -327,3 +350,29 @@ async def test_unknown_types_are_ignored_and_shown(service: XdsService, connect:
     assert unknown == {
         "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret": ["x"]
     }
+
+
+async def test_each_delta_node_gets_the_routes_of_its_labels(
+    channel: grpc.aio.Channel, service: XdsService
+) -> None:
+    """Per-node snapshots (sourceLabels routing) reach Delta streams as SotW ones."""
+    canary = HTTPRoute(
+        name="canary",
+        match=(HTTPMatchRequest(source_labels={"version": "canary"}),),
+        route=(to("sessions", port=8080),),
+    )
+    service.update(config=config(vs(canary, HTTPRoute(name="rest", route=(to("attendees"),)))))
+
+    async def routes(node_id: str, labels: dict[str, str]) -> list[str]:
+        client = RawDeltaClient(channel, node_id, {"LABELS": labels})
+        try:
+            client.send(RDS, ["attendees:8080"])
+            response = await client.recv()
+        finally:
+            await client.close()
+        table = route_pb2.RouteConfiguration()
+        assert response.resources[0].resource.Unpack(table)
+        return [route.name for route in table.virtual_hosts[0].routes]
+
+    assert await routes("canary-1", {"version": "canary"}) == ["canary", "rest"]
+    assert await routes("stable-1", {"version": "v1"}) == ["rest"]

