@@ -1,8 +1,12 @@
 """The forwarding part of a route: clusters, rewrites, timeout, retries, mirrors.
 
 Timeout: Istio's default is none (Envoy's ``timeout: 0s``), and the same value
-caps gRPC deadlines through ``max_stream_duration.grpc_timeout_header_max``
-(0: the caller's deadline is used as is), which is what gRPC clients read.
+caps gRPC deadlines (0: the caller's deadline is used as is). Two forms, as Istio
+writes them: a proxyless client gets ``timeout`` plus
+``max_stream_duration.grpc_timeout_header_max``, the field gRPC clients read
+(gRFC A31); an Envoy proxy gets ``timeout`` plus ``max_grpc_timeout``
+(:func:`proxy_timeout_form`), because Envoy's router ignores ``timeout`` and
+``x-envoy-upstream-rq-timeout-ms`` on any route that has ``max_stream_duration``.
 Weighted destinations keep the weights as written; a zero weight next to
 others is dropped (as Istio does), and one destination left is a plain cluster.
 """
@@ -113,6 +117,24 @@ def default_action(
     assert policy is not None
     action.retry_policy.CopyFrom(policy)
     return action
+
+
+def proxy_timeout_form(route: rc.Route) -> rc.Route:
+    """``route`` with its timeout in the form an Envoy proxy honours.
+
+    A route with ``max_stream_duration`` puts Envoy in its "new timeouts" mode: the
+    router then ignores ``timeout`` and ``x-envoy-upstream-rq-timeout-ms``, so an HTTP
+    request would run unbounded. Istio's sidecar form keeps the router's timeout and
+    caps gRPC deadlines with ``max_grpc_timeout`` (Envoy rewrites ``grpc-timeout`` to
+    the cap) instead. Routes that do not forward are returned as they are.
+    """
+    if not route.HasField("route") or not route.route.HasField("max_stream_duration"):
+        return route
+    proxied = rc.Route()
+    proxied.CopyFrom(route)
+    proxied.route.ClearField("max_stream_duration")
+    proxied.route.max_grpc_timeout.CopyFrom(proxied.route.timeout)
+    return proxied
 
 
 def hedge_policy(hedge: HedgePolicy, where: str) -> rc.HedgePolicy:

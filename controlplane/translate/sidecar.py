@@ -7,12 +7,14 @@ HttpConnectionManager fetches the route table ``mesh_outbound`` over ADS. That
 table holds one virtual host per service with exactly the routes a proxyless
 client gets, so Envoy and meshlib route alike. The listener is shared by every
 service, so per-service filter settings (fault headers, rate limit buckets)
-sit on each virtual host; the listener-level filter configs stay neutral.
+sit on each virtual host; the listener-level filter configs stay neutral. Route
+timeouts take the form Envoy's router honours (:func:`.route_action.proxy_timeout_form`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
@@ -27,6 +29,7 @@ from controlplane.translate import naming
 from controlplane.translate.common import ads_config_source, pack, socket_address
 from controlplane.translate.errors import TranslationError
 from controlplane.translate.http_filters import http_filters
+from controlplane.translate.route_action import proxy_timeout_form
 from controlplane.translate.routes import ServiceRouting, virtual_host
 
 OUTBOUND_PORT_KEY = "mesh.outbound_port"
@@ -75,9 +78,10 @@ def build_sidecar_listener(port: int, routings: Sequence[ServiceRouting]) -> lis
 def build_sidecar_route_configuration(
     routings: Sequence[ServiceRouting],
 ) -> route_pb2.RouteConfiguration:
+    proxied = [replace(r, routes=tuple(map(proxy_timeout_form, r.routes))) for r in routings]
     return route_pb2.RouteConfiguration(
         name=naming.SIDECAR_OUTBOUND,
-        virtual_hosts=[virtual_host(r, host_filter_configs=True) for r in routings],
+        virtual_hosts=[virtual_host(r, host_filter_configs=True) for r in proxied],
     )
 
 

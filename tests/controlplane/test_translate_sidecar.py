@@ -23,6 +23,7 @@ from controlplane.translate.http_filters import (
     LOCAL_RATE_LIMIT_FILTER_NAME,
     ROUTER_FILTER_NAME,
 )
+from controlplane.translate.route_action import proxy_timeout_form
 from controlplane.translate.typeurls import LISTENER_TYPE_URL, ROUTE_CONFIG_TYPE_URL
 from tests.controlplane.route_cases import (
     PROXYLESS,
@@ -73,8 +74,32 @@ def test_one_virtual_host_per_service_with_the_proxyless_routes() -> None:
     for name, vhost in vhosts.items():
         proxyless = routes_of(mesh, name)
         assert [r.SerializeToString(deterministic=True) for r in vhost.routes] == [
-            r.SerializeToString(deterministic=True) for r in proxyless
+            proxy_timeout_form(r).SerializeToString(deterministic=True) for r in proxyless
         ]
+
+
+@pytest.mark.parametrize("timeout_s", [1.5, 0.0, None])
+def test_sidecar_routes_carry_the_timeout_envoys_router_honours(timeout_s: float | None) -> None:
+    """max_stream_duration would make Envoy ignore ``timeout``: the sidecar gets Istio's
+    max_grpc_timeout instead; proxyless clients keep grpc_timeout_header_max (gRFC A31)."""
+    mesh = config(vs(HTTPRoute(name="r", route=(to("attendees"),), timeout_s=timeout_s)))
+    _, tables = resources(mesh, sidecar())
+    routes = {v.name: list(v.routes) for v in tables["mesh_outbound"].virtual_hosts}
+    for vhost_routes in routes.values():  # attendees by the rule, sessions by the default
+        for route in vhost_routes:
+            action = route.route
+            assert not action.HasField("max_stream_duration")
+            assert action.HasField("timeout") and action.max_grpc_timeout == action.timeout
+    (ruled,) = routes["attendees:8080"]
+    assert ruled.route.timeout.ToMilliseconds() == round((timeout_s or 0) * 1000)
+    (proxyless,) = routes_of(mesh)
+    assert proxyless.route.max_stream_duration.grpc_timeout_header_max == ruled.route.timeout
+    assert not proxyless.route.HasField("max_grpc_timeout")
+
+
+def test_routes_that_do_not_forward_keep_their_form() -> None:
+    redirect = rc.Route(redirect=rc.RedirectAction(host_redirect="elsewhere"))
+    assert proxy_timeout_form(redirect) is redirect
 
 
 def test_per_service_filter_settings_ride_on_the_virtual_host() -> None:
