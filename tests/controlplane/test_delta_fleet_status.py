@@ -1,7 +1,7 @@
 """Delta clients in the fleet view of a real control plane process: a raw Delta
 client that NACKs shows NACKED (with the error) in ``/v1/clients`` and ``meshctl
 proxy-status``, keeps its last good config (nothing is resent), and ``/metrics``
-counts its pushes and its NACK."""
+counts its pushes and its NACK; an Envoy sidecar on Delta follows file edits."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ import pytest
 
 from controlplane.translate.typeurls import CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
 from tests.controlplane.delta_harness import RawDeltaClient, names
+from tests.support.backends import http_backends
+from tests.support.envoy import envoy_or_skip, running_envoy_sidecar
 from tests.support.meshconfig import service_entry, write_config
 from tests.support.processes import ControlPlaneProcess, running_controlplane
 from tests.support.waiting import wait_for
@@ -109,3 +111,52 @@ async def test_a_delta_client_shows_synced_then_nacked_and_is_counted(
     assert (fixed.type_url, names(fixed)) == (ENDPOINTS_TYPE_URL, [CLUSTER])
     expected = {**expected, "EDS": "SYNCED"}
     await asyncio.to_thread(_entry, cp, expected)
+
+
+def test_an_envoy_sidecar_on_delta_follows_file_edits_and_shows_synced(
+    cp: ControlPlaneProcess, config: Path, tmp_path: Path
+) -> None:
+    """The whole path: a config file edit, the rebuild, a Delta push, traffic through
+    Envoy; proxy-status shows the sidecar as envoy, all four types SYNCED."""
+    envoy_or_skip()
+    with http_backends(2) as (h0, h1):
+        write_config(config, service_entry("alpha", 8080, [h0.port], protocol="HTTP"))
+        with running_envoy_sidecar(
+            tmp_path / "envoy", cp.xds_address, "edge-d", delta=True
+        ) as envoy:
+            url = f"http://127.0.0.1:{envoy.outbound_port}/"
+
+            def answer(host: str) -> str:
+                try:
+                    response = httpx.get(url, headers={"host": host}, timeout=5)
+                except httpx.HTTPError as exc:
+                    return repr(exc)
+                if response.status_code != 200:
+                    return f"HTTP {response.status_code}"
+                return str(response.json()["served_by"])
+
+            def until(host: str, wanted: set[str]) -> None:
+                wait_for(
+                    lambda: answer(host) in wanted or None, timeout=15, what=f"{host} -> {wanted}"
+                )
+
+            until("alpha:8080", {h0.name})
+            both = [
+                service_entry("alpha", 8080, [h0.port], protocol="HTTP"),
+                service_entry("beta", 8080, [h1.port], protocol="HTTP"),
+            ]
+            write_config(config, *both)
+            until("beta:8080", {h1.name})
+            write_config(config, service_entry("beta", 8080, [h1.port], protocol="HTTP"))
+            until("alpha:8080", {"HTTP 404", "HTTP 503"})
+
+            all_synced = {"CDS": "SYNCED", "EDS": "SYNCED", "LDS": "SYNCED", "RDS": "SYNCED"}
+            wait_for(
+                lambda: _proxy_status(cp).get("edge-d", {}).get("types") == all_synced or None,
+                timeout=15,
+                what="edge-d all SYNCED in proxy-status",
+            )
+            shown = _proxy_status(cp)["edge-d"]
+            assert (shown["kind"], shown["replica"]) == ("envoy", "replica-d")
+            clients = httpx.get(f"{cp.admin_url}/v1/clients", timeout=5).json()["clients"]
+            assert [c["xds"] for c in clients if c["node_id"] == "edge-d"] == ["delta"]
