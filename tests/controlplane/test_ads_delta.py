@@ -376,3 +376,26 @@ async def test_each_delta_node_gets_the_routes_of_its_labels(
 
     assert await routes("canary-1", {"version": "canary"}) == ["canary", "rest"]
     assert await routes("stable-1", {"version": "v1"}) == ["rest"]
+
+
+async def test_legacy_wildcard_follows_the_spec_example(
+    service: XdsService, connect: Connect
+) -> None:
+    """The xDS spec's incremental example: {} -> wildcard; +A keeps it; -* leaves A;
+    -A leaves nothing (not the wildcard again)."""
+    service.update(config=mesh(service_entry("a"), service_entry("b")))
+    client = await connect("legacy")
+    client.send(CDS)
+    assert names(await client.recv_acked()) == [A, B]
+    client.send(CDS, [A])
+    assert names(await client.recv_acked()) == [A]  # subscribed explicitly: sent again
+    client.send(CDS, unsubscribe=["*"])
+    await client.expect_silence()
+    service.update(config=mesh(service_entry("a"), service_entry("b"), service_entry("c")))
+    await client.expect_silence()  # c is only in the wildcard, which is gone
+    client.send(CDS, unsubscribe=[A])
+    await client.expect_silence()
+    service.update(config=mesh(service_entry("a", addresses=("10.0.0.7",))))
+    await client.expect_silence()
+    stream = stream_of(service, "legacy")["types"][CDS]  # type: ignore[index]
+    assert (stream["wildcard"], stream["subscribed"]) == (False, [])
