@@ -27,9 +27,9 @@ from collections.abc import Callable
 
 import xxhash
 
-from meshlib.balancing.maglev import build_table
+from meshlib.balancing._maglev import build_table
 from meshlib.balancing.picker import PickContext
-from meshlib.routing.route_table import RouteTable
+from meshlib.routing._route_table import RouteTable
 from meshlib.routing.snapshot import ClusterState, build_cluster_state
 from meshlib.xds_client.resources import (
     ClusterResource,

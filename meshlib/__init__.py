@@ -4,6 +4,12 @@ with meshlib.Mesh() as mesh:             # bootstrap from GRPC_XDS_BOOTSTRAP
     with mesh.http_client() as http:
         http.get("http://attendees:8080/attendees/42")
     channel = mesh.grpc_channel("xds:///sessions:50051")
+
+The public surface: this module's ``__all__``, and :mod:`meshlib.errors`,
+:mod:`meshlib.asgi`, :mod:`meshlib.serving`, :mod:`meshlib.testing`,
+:mod:`meshlib.resilience`, :mod:`meshlib.xds_client`.
+Every other package is internal; inside them a module named ``_name`` is private
+to its package (docs/api.md).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 from pathlib import Path
@@ -35,6 +36,44 @@ def test_curated_names() -> None:
     assert meshlib.__version__ == "0.1.0"
     assert issubclass(MeshRequestError, httpx.RequestError)
     assert issubclass(MeshRequestError, meshlib.RoutingError)
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+PUBLIC_MODULES = (
+    "meshlib",
+    "meshlib.errors",
+    "meshlib.asgi",
+    "meshlib.serving",
+    "meshlib.testing",
+    "meshlib.resilience",
+    "meshlib.xds_client",
+)
+
+
+def test_the_public_surface_is_documented_and_resolves() -> None:
+    api = (DOCS / "api.md").read_text()
+    every_doc = "".join(path.read_text() for path in DOCS.glob("*.md"))
+    for name in PUBLIC_MODULES:
+        module = importlib.import_module(name)
+        assert f"`{name}`" in api, f"docs/api.md does not list {name}"
+        for exported in getattr(module, "__all__", ()):
+            assert hasattr(module, exported), f"{name}.__all__ names {exported!r}: missing"
+    for exported in meshlib.__all__:
+        assert exported == "__version__" or exported in every_doc, f"{exported} undocumented"
+    for name in meshlib.errors.__dict__:
+        value = getattr(meshlib.errors, name)
+        if isinstance(value, type) and value.__module__ == "meshlib.errors":
+            assert issubclass(value, meshlib.MeshError), f"meshlib.errors.{name}"
+
+
+def test_design_server_names() -> None:
+    """DESIGN.md's server side: mesh.grpc_server / aio_grpc_server and
+    meshlib.asgi.MeshMiddleware(app, mesh=mesh) apply the mesh's server policies."""
+    import meshlib.asgi
+
+    assert "mesh" in inspect.signature(meshlib.asgi.MeshMiddleware).parameters
+    for method in ("grpc_server", "aio_grpc_server", "server_policies"):
+        assert callable(getattr(meshlib.Mesh, method))
 
 
 def test_signatures() -> None:

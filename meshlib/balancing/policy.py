@@ -2,7 +2,7 @@
 
 A policy turns the localities of one host set (a priority's healthy, degraded
 or — in panic — all endpoints; or one locality of it for zone-aware routing)
-into a :class:`~meshlib.balancing.hosts.HostPicker`. The priority and
+into a :class:`~meshlib.balancing._hosts.HostPicker`. The priority and
 locality layer above (locality.py) decides which host set a request uses.
 Built-in policies live one per module and are imported on first use; add one
 by writing the module with a module-level ``POLICY`` and listing it in
@@ -16,17 +16,17 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from meshlib.balancing.hosts import BuildContext, HostPicker
-from meshlib.balancing.schedule import WeightedSchedule
+from meshlib.balancing._hosts import BuildContext, HostPicker
+from meshlib.balancing._schedule import WeightedSchedule
 from meshlib.xds_client.resources import Endpoint, LocalityEndpoints
 
 _BUILTIN = {
-    "round_robin": "meshlib.balancing.round_robin",
-    "least_request": "meshlib.balancing.least_request",
-    "random": "meshlib.balancing.random_pick",
-    "ring_hash": "meshlib.balancing.ring_hash",
-    "maglev": "meshlib.balancing.maglev",
-    "pick_first": "meshlib.balancing.pick_first",
+    "round_robin": "meshlib.balancing._round_robin",
+    "least_request": "meshlib.balancing._least_request",
+    "random": "meshlib.balancing._random_pick",
+    "ring_hash": "meshlib.balancing._ring_hash",
+    "maglev": "meshlib.balancing._maglev",
+    "pick_first": "meshlib.balancing._pick_first",
 }
 
 _lock = threading.Lock()

@@ -16,9 +16,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from meshlib.balancing.hosts import BuildContext, Clock, HostStats
-from meshlib.balancing.locality import build_picker
-from meshlib.balancing.outlier import Change, OutlierDetector
+from meshlib.balancing._hosts import BuildContext, Clock, HostStats
+from meshlib.balancing._locality import build_picker
+from meshlib.balancing._outlier import Change, OutlierDetector
 from meshlib.balancing.picker import NO_PICK_CONTEXT, FailingPicker, Outcome, PickContext, Picker
 from meshlib.balancing.policy import LbPolicy
 from meshlib.observability.logging import get_logger

@@ -34,10 +34,18 @@ def _render(
 _PROCESSORS = (structlog.stdlib.filter_by_level, _render)
 
 
+def logger_name(module: str) -> str:
+    """The stdlib logger a module logs to: its name without the private-module marks
+    (``meshlib.routing._membership`` logs as ``meshlib.routing.membership``), so the
+    names users configure do not change when a module goes private."""
+    return ".".join(part.lstrip("_") or part for part in module.split("."))
+
+
 def get_logger(name: str) -> Any:
-    """A structlog logger for module ``name`` that writes to ``logging.getLogger(name)``."""
+    """A structlog logger for module ``name`` that writes to the stdlib logger
+    :func:`logger_name` gives."""
     return structlog.wrap_logger(
-        logging.getLogger(name),
+        logging.getLogger(logger_name(name)),
         processors=list(_PROCESSORS),
         wrapper_class=structlog.stdlib.BoundLogger,
     )

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 
 from meshlib.resilience.xds_cluster import ClusterResilienceRegistry
-from meshlib.routing.membership import Membership
+from meshlib.routing._membership import Membership
 from meshlib.routing.service import ServiceState
 from meshlib.routing.watch import WatchSource
 from meshlib.xds_client.resource_types import LISTENER

@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 from meshlib.errors import NoRouteError
 from meshlib.matching.matchers import HeaderSource
-from meshlib.routing.hash_policy import ValuesOf, local_source_ip
-from meshlib.routing.header_mutation import HeaderList, MutationChain
-from meshlib.routing.rewrite import shadow_authority
-from meshlib.routing.route_table import CompiledRoute, RouteTable
+from meshlib.routing._hash_policy import ValuesOf, local_source_ip
+from meshlib.routing._header_mutation import HeaderList, MutationChain
+from meshlib.routing._rewrite import shadow_authority
+from meshlib.routing._route_table import CompiledRoute, RouteTable
 from meshlib.xds_client.resources import Route, RouteAction
 
 _NO_MIRRORS: tuple[MirrorTarget, ...] = ()

@@ -28,7 +28,7 @@ from meshlib.errors import (
 from meshlib.observability.logging import get_logger
 from meshlib.resilience.route_resilience import ResilienceCompiler, ServiceResilience
 from meshlib.resilience.xds_cluster import ClusterResilience, ClusterResilienceRegistry
-from meshlib.routing.route_table import RouteTable
+from meshlib.routing._route_table import RouteTable
 from meshlib.routing.snapshot import (
     ClusterState,
     ServiceFailure,

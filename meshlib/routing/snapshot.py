@@ -25,8 +25,8 @@ from meshlib.errors import NoHealthyEndpointError, RoutingError
 from meshlib.observability.logging import get_logger
 from meshlib.resilience.route_resilience import NO_SERVICE_RESILIENCE, ServiceResilience
 from meshlib.resilience.xds_cluster import ClusterResilience
+from meshlib.routing._route_table import RouteResult, RouteTable
 from meshlib.routing.connection_pool import DEFAULT_POOL_SETTINGS, PoolSettings, pool_settings
-from meshlib.routing.route_table import RouteResult, RouteTable
 from meshlib.xds_client.resources import (
     ClusterResource,
     ClusterType,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from meshlib.balancing.locality import build_picker
+from meshlib.balancing._locality import build_picker
 from meshlib.balancing.picker import Picker
 from meshlib.balancing.policy import get_policy
 from meshlib.xds_client.resources import (

@@ -6,10 +6,10 @@ from collections import Counter
 
 import pytest
 
-from meshlib.balancing.locality import build_picker
+from meshlib.balancing._locality import build_picker
+from meshlib.balancing._schedule import MAX_TABLE, WeightedSchedule, smooth_wrr_order
 from meshlib.balancing.picker import Picker
 from meshlib.balancing.policy import UnknownPolicyError, available_policies, get_policy
-from meshlib.balancing.schedule import MAX_TABLE, WeightedSchedule, smooth_wrr_order
 from meshlib.errors import NoHealthyEndpointError
 from meshlib.xds_client.resources import (
     Endpoint,

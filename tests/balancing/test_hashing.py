@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 import xxhash
 
-from meshlib.balancing.hosts import BuildContext
-from meshlib.balancing.locality import build_picker
-from meshlib.balancing.maglev import build_table
+from meshlib.balancing._hosts import BuildContext
+from meshlib.balancing._locality import build_picker
+from meshlib.balancing._maglev import build_table
 from meshlib.balancing.picker import PickContext, Picker
 from meshlib.balancing.policy import get_policy
 from meshlib.xds_client.resources import Endpoint, MaglevConfig, RingHashConfig

@@ -12,7 +12,7 @@ import random
 import pytest
 import xxhash
 
-from meshlib.balancing.maglev import build_table
+from meshlib.balancing._maglev import build_table
 from meshlib.xds_client.resources import Endpoint, HealthStatus
 
 

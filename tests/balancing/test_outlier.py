@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from meshlib.balancing.outlier import OutlierDetector
+from meshlib.balancing._outlier import OutlierDetector
 from meshlib.balancing.picker import Outcome
 from meshlib.balancing.policy import LbPolicy, get_policy
 from meshlib.balancing.runtime import ClusterRuntime

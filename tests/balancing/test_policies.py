@@ -6,11 +6,11 @@ from collections import Counter
 
 import pytest
 
-from meshlib.balancing.hosts import BuildContext, HostStats
-from meshlib.balancing.least_request import ChoicesPicker
-from meshlib.balancing.locality import build_picker
+from meshlib.balancing._hosts import BuildContext, HostStats
+from meshlib.balancing._least_request import ChoicesPicker
+from meshlib.balancing._locality import build_picker
+from meshlib.balancing._slow_start import slow_start_factor
 from meshlib.balancing.policy import get_policy
-from meshlib.balancing.slow_start import slow_start_factor
 from meshlib.xds_client.resources import (
     HealthStatus,
     LeastRequestConfig,

@@ -6,11 +6,11 @@ from collections import Counter
 
 import pytest
 
-from meshlib.balancing.locality import build_picker
+from meshlib.balancing._locality import build_picker
+from meshlib.balancing._priority import LevelCounts, priority_loads
+from meshlib.balancing._zone_aware import ZoneCounts, plan_zone_routing
 from meshlib.balancing.picker import Picker
 from meshlib.balancing.policy import get_policy
-from meshlib.balancing.priority import LevelCounts, priority_loads
-from meshlib.balancing.zone_aware import ZoneCounts, plan_zone_routing
 from meshlib.errors import NoHealthyEndpointError
 from meshlib.xds_client.resources import (
     CommonLbConfig,

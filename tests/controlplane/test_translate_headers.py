@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from controlplane.traffic_model import HeaderOperations, Headers, HTTPRoute, HTTPRouteDestination
-from meshlib.routing.header_mutation import CompiledMutation, ordered_chain
+from meshlib.routing._header_mutation import CompiledMutation, ordered_chain
 from meshlib.xds_client.decode_route import decode_route_configuration
 from meshlib.xds_client.resources import Route
 from tests.controlplane.route_cases import config, resources, to, vs

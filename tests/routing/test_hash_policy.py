@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import xxhash
 
-from meshlib.routing.hash_policy import (
+from meshlib.routing._hash_policy import (
     CompiledHashPolicy,
     cookie_value,
     local_source_ip,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from meshlib.errors import ServiceNotReadyError, XdsConnectionError
-from meshlib.routing.membership import Membership
+from meshlib.routing._membership import Membership
 
 WAIT_S = 30.0  # waits that must end early end on an event, never on this
 

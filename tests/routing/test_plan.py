@@ -6,9 +6,9 @@ import pytest
 import xxhash
 
 from meshlib.errors import NoRouteError
-from meshlib.routing import actions
+from meshlib.routing import _actions as actions
+from meshlib.routing._route_table import RouteTable
 from meshlib.routing.plan import ForwardPlan, LocalReply, plan_request
-from meshlib.routing.route_table import RouteTable
 from meshlib.xds_client.resources import (
     NO_HEADER_MUTATIONS,
     ClusterWeight,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from meshlib.routing.header_mutation import CompiledMutation, header_value, ordered_chain
-from meshlib.routing.rewrite import PathRewrite, RedirectBuilder, shadow_authority
+from meshlib.routing._header_mutation import CompiledMutation, header_value, ordered_chain
+from meshlib.routing._rewrite import PathRewrite, RedirectBuilder, shadow_authority
 from meshlib.xds_client.resources import (
     HeaderAppendAction,
     HeaderValueOption,

@@ -15,8 +15,8 @@ import pytest
 
 from meshlib.errors import NoRouteError
 from meshlib.matching.matchers import CompiledRouteMatch, parse_query
-from meshlib.routing.route_index import PathIndex, regex_literal_prefix
-from meshlib.routing.route_table import RouteTable
+from meshlib.routing._route_index import PathIndex, regex_literal_prefix
+from meshlib.routing._route_table import RouteTable
 from meshlib.xds_client.resources import (
     HeaderMatcher,
     HeaderMatchKind,

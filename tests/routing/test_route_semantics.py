@@ -7,8 +7,8 @@ import random
 import pytest
 
 from meshlib.errors import NoRouteError
-from meshlib.routing import route_table as route_table_module
-from meshlib.routing.route_table import RouteTable
+from meshlib.routing import _route_table as route_table_module
+from meshlib.routing._route_table import RouteTable
 from meshlib.xds_client.resources import (
     ClusterWeight,
     DirectResponseAction,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from meshlib.errors import NoRouteError
-from meshlib.routing.route_table import RouteTable
+from meshlib.routing._route_table import RouteTable
 from meshlib.xds_client.resources import (
     ClusterWeight,
     HeaderMatcher,

@@ -14,8 +14,8 @@ from collections import Counter
 
 import pytest
 
-from meshlib.routing import actions
-from meshlib.routing.route_table import RouteTable
+from meshlib.routing import _actions as actions
+from meshlib.routing._route_table import RouteTable
 from meshlib.xds_client.resources import (
     ClusterWeight,
     PathMatchKind,

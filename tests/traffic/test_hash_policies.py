@@ -96,7 +96,7 @@ def test_source_ip_hash_sticks_to_one_endpoint(env: TrafficEnv) -> None:
 
     The two need not agree: Envoy hashes the downstream address it sees (the app
     connects to the sidecar from 127.0.0.1), meshlib the host's outbound IP (what
-    a server-side proxy would see), see meshlib/routing/hash_policy.py.
+    a server-side proxy would see), see meshlib/routing/_hash_policy.py.
     """
     for kind in (ENVOY_HTTP, MESHLIB_HTTPX):
         with env.caller(kind, "source-ip:8080") as caller:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import meshlib
-from meshlib.routing.membership import Membership
+from meshlib.routing._membership import Membership
 from tests.routing.builders import endpoints
 from tests.routing.fake_xds import FakeXds
 from tests.transport.http_servers import echo_servers

@@ -29,6 +29,13 @@ def test_events_reach_the_module_logger(caplog: pytest.LogCaptureFixture) -> Non
     assert record.getMessage() == "xds_ack type='Listener' version='3'"
 
 
+def test_a_private_module_logs_under_its_public_name(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="meshlib"):
+        get_logger("meshlib.routing._membership").info("mesh_services_changed", added=1)
+    (record,) = caplog.records
+    assert record.name == "meshlib.routing.membership"
+
+
 def test_exceptions_keep_their_traceback(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="meshlib"):
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from meshlib.balancing.hosts import BuildContext, HostPicker, flatten
+from meshlib.balancing._hosts import BuildContext, HostPicker, flatten
 from meshlib.xds_client.resources import Endpoint, LocalityEndpoints, PickFirstConfig
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from meshlib.balancing.hosts import HostStats
+from meshlib.balancing._hosts import HostStats
 from meshlib.xds_client.resources import SlowStartConfig
 
 

@@ -14,7 +14,7 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 
-from meshlib.balancing.hosts import Clock
+from meshlib.balancing._hosts import Clock
 from meshlib.xds_client.resources import Endpoint
 
 #: weight(index, now) > 0

@@ -6,7 +6,7 @@ named); the request path calls :meth:`RouteTable.resolve` (or the older
 :meth:`RouteTable.match`), which walks prepared matchers. Routes are tried in
 order, first match wins; ``runtime_fraction`` uses one draw per request,
 shared by every route evaluated, and the query string is parsed at most once.
-Each virtual host keeps a :class:`~meshlib.routing.route_index.PathIndex`, so
+Each virtual host keeps a :class:`~meshlib.routing._route_index.PathIndex`, so
 only routes whose path matcher can match are evaluated (in order), which keeps
 a lookup cheap with hundreds of routes and gives the linear scan's answer.
 """
@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 from meshlib.errors import NoRouteError
 from meshlib.matching.matchers import CompiledRouteMatch, HeaderSource, parse_query
-from meshlib.routing.actions import ForwardAction, LevelMutations
-from meshlib.routing.domains import DomainIndex
-from meshlib.routing.header_mutation import CompiledMutation, MutationChain, ordered_chain
-from meshlib.routing.rewrite import RedirectBuilder
-from meshlib.routing.route_index import PathIndex
+from meshlib.routing._actions import ForwardAction, LevelMutations
+from meshlib.routing._domains import DomainIndex
+from meshlib.routing._header_mutation import CompiledMutation, MutationChain, ordered_chain
+from meshlib.routing._rewrite import RedirectBuilder
+from meshlib.routing._route_index import PathIndex
 from meshlib.xds_client.resources import (
     DirectResponseAction,
     HeaderMutations,

@@ -18,11 +18,11 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from meshlib.balancing.hosts import BuildContext, HostPicker
+from meshlib.balancing._hosts import BuildContext, HostPicker
+from meshlib.balancing._priority import LevelCounts, priority_loads
+from meshlib.balancing._zone_aware import ZoneAwareSource, ZoneCounts, plan_zone_routing
 from meshlib.balancing.picker import NO_PICK_CONTEXT, FailingPicker, PickContext, Picker
 from meshlib.balancing.policy import LbPolicy
-from meshlib.balancing.priority import LevelCounts, priority_loads
-from meshlib.balancing.zone_aware import ZoneAwareSource, ZoneCounts, plan_zone_routing
 from meshlib.errors import NoHealthyEndpointError
 from meshlib.xds_client.cluster_policies import DEFAULT_COMMON_LB_CONFIG
 from meshlib.xds_client.resources import (

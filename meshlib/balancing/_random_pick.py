@@ -12,7 +12,7 @@ import itertools
 import random
 from collections.abc import Sequence
 
-from meshlib.balancing.hosts import BuildContext, HostPicker
+from meshlib.balancing._hosts import BuildContext, HostPicker
 from meshlib.balancing.policy import per_locality
 from meshlib.xds_client.resources import Endpoint, LocalityEndpoints
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from meshlib.balancing.edf import EdfPicker
-from meshlib.balancing.hosts import BuildContext, HostPicker
+from meshlib.balancing._edf import EdfPicker
+from meshlib.balancing._hosts import BuildContext, HostPicker
+from meshlib.balancing._schedule import WeightedSchedule
+from meshlib.balancing._slow_start import any_warming, slow_start_factor
 from meshlib.balancing.policy import per_locality
-from meshlib.balancing.schedule import WeightedSchedule
-from meshlib.balancing.slow_start import any_warming, slow_start_factor
 from meshlib.xds_client.resources import Endpoint, LocalityEndpoints, RoundRobinConfig
 
 

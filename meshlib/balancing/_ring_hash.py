@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import xxhash
 
-from meshlib.balancing.hosts import BuildContext, HostPicker, normalized_weights
+from meshlib.balancing._hosts import BuildContext, HostPicker, normalized_weights
 from meshlib.xds_client.cluster_policies import MAX_RING_SIZE as ENVOY_MAX_RING_SIZE
 from meshlib.xds_client.resources import Endpoint, LocalityEndpoints, RingHashConfig
 

@@ -19,7 +19,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from meshlib.balancing.hosts import HostPicker
+from meshlib.balancing._hosts import HostPicker
 from meshlib.xds_client.resources import Endpoint, Locality, ZoneAwareLbConfig
 
 _random = random.random

@@ -2,7 +2,7 @@
 
 A route forwards (:class:`ForwardAction`: cluster or weighted clusters, path
 and host rewrites, hash policy, mirrors, header mutations), redirects
-(:class:`~meshlib.routing.rewrite.RedirectBuilder`), answers directly
+(:class:`~meshlib.routing._rewrite.RedirectBuilder`), answers directly
 (:class:`DirectResponseAction`), or none of these — then the request fails
 as Envoy fails it (404 there, NoRouteError / UNAVAILABLE here).
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 import bisect
 import random
 
-from meshlib.routing.hash_policy import CompiledHashPolicy
-from meshlib.routing.header_mutation import CompiledMutation, MutationChain, ordered_chain
-from meshlib.routing.rewrite import PathRewrite
+from meshlib.routing._hash_policy import CompiledHashPolicy
+from meshlib.routing._header_mutation import CompiledMutation, MutationChain, ordered_chain
+from meshlib.routing._rewrite import PathRewrite
 from meshlib.xds_client.resources import ClusterWeight, RouteAction
 from meshlib.xds_client.route_policies import PER_MILLION
 

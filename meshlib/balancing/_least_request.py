@@ -13,10 +13,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from meshlib.balancing.edf import EdfPicker, WeightFn
-from meshlib.balancing.hosts import BuildContext, HostPicker, HostStats
+from meshlib.balancing._edf import EdfPicker, WeightFn
+from meshlib.balancing._hosts import BuildContext, HostPicker, HostStats
+from meshlib.balancing._slow_start import any_warming, slow_start_factor
 from meshlib.balancing.policy import per_locality
-from meshlib.balancing.slow_start import any_warming, slow_start_factor
 from meshlib.xds_client.resources import Endpoint, LeastRequestConfig, LocalityEndpoints
 
 _random = random.random

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import xxhash
 
-from meshlib.balancing.hosts import BuildContext, HostPicker, normalized_weights
+from meshlib.balancing._hosts import BuildContext, HostPicker, normalized_weights
 from meshlib.xds_client.resources import Endpoint, LocalityEndpoints, MaglevConfig
 
 _getrandbits = random.getrandbits
