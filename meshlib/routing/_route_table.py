@@ -57,8 +57,8 @@ def _level(m: HeaderMutations, where: str) -> tuple[CompiledMutation, CompiledMu
     )
 
 
-class CompiledRoute:
-    """One route: its match and exactly one of forward / redirect / direct
+class RouteEntry:
+    """One route of a table, compiled: its match and exactly one of forward / redirect / direct
     response, or none (a non-forwarding route)."""
 
     __slots__ = (
@@ -126,9 +126,7 @@ class CompiledVirtualHost:
         self.name = vhost.name
         vhost_level = _level(vhost.headers, where)
         self.routes = tuple(
-            CompiledRoute(
-                route, vhost_level, config_level, most_specific_wins, f"{where}.routes[{i}]"
-            )
+            RouteEntry(route, vhost_level, config_level, most_specific_wins, f"{where}.routes[{i}]")
             for i, route in enumerate(vhost.routes)
         )
         self.index = PathIndex([route.match for route in vhost.routes])
@@ -177,7 +175,7 @@ class RouteTable:
         headers: HeaderSource,
         *,
         fallback_authority: str | None = None,
-    ) -> tuple[str, CompiledRoute]:
+    ) -> tuple[str, RouteEntry]:
         """(virtual host name, matched route) for a request; ``path`` may carry a
         ``?query``. Raises NoRouteError when no virtual host or route matches."""
         vhost = self._domains.lookup(authority)

@@ -18,7 +18,7 @@ from meshlib.matching.matchers import HeaderSource
 from meshlib.routing._hash_policy import ValuesOf, local_source_ip
 from meshlib.routing._header_mutation import HeaderList, MutationChain
 from meshlib.routing._rewrite import shadow_authority
-from meshlib.routing._route_table import CompiledRoute, RouteTable
+from meshlib.routing._route_table import RouteEntry, RouteTable
 from meshlib.xds_client.resources import Route, RouteAction
 
 _NO_MIRRORS: tuple[MirrorTarget, ...] = ()
@@ -167,7 +167,7 @@ def plan_request(
 
 
 def _local_reply(
-    compiled: CompiledRoute, vhost: str, scheme: str, authority: str, path: str
+    compiled: RouteEntry, vhost: str, scheme: str, authority: str, path: str
 ) -> LocalReply:
     route = compiled.route
     headers: HeaderList = []
