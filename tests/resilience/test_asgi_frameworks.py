@@ -1,4 +1,5 @@
-"""DeadlineMiddleware in real FastAPI and Starlette apps served by uvicorn.
+"""DeadlineMiddleware (and MeshMiddleware with a policy list) in real FastAPI and
+Starlette apps served by uvicorn.
 
 Both ways of adding it (``app.add_middleware`` and wrapping the app) must answer
 the deadline's 504 (and a resilience error's own status), although the app's
@@ -19,9 +20,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from meshlib.asgi import DeadlineMiddleware
+from meshlib.asgi import DeadlineMiddleware, MeshMiddleware
 from meshlib.errors import CircuitOpenError, DeadlineExceeded
 from meshlib.resilience.deadline import remaining_time
+from meshlib.serving import server_policies
 from tests.support.asgi_server import serve_asgi
 
 SLOW_S = 20.0  # the slow handler's sleep: far beyond the deadlines sent
@@ -101,11 +103,18 @@ def _wrapped(make: Callable[[], Any]) -> Any:
     return DeadlineMiddleware(make())
 
 
+def _policy_list_added(make: Callable[[], Any]) -> Any:
+    app = make()
+    app.add_middleware(MeshMiddleware, policies=server_policies())
+    return app
+
+
 APPS = {
     "fastapi-add_middleware": lambda: _added(_fastapi),
     "fastapi-wrapped": lambda: _wrapped(_fastapi),
     "starlette-add_middleware": lambda: _added(_starlette),
     "starlette-wrapped": lambda: _wrapped(_starlette),
+    "fastapi-add_middleware-policy-list": lambda: _policy_list_added(_fastapi),
 }
 
 
