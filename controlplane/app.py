@@ -61,6 +61,7 @@ from controlplane.registration_service import RegistrationService
 from controlplane.registration_store import RegistrationJournal
 from controlplane.registry import RegistrationRejected, Registry
 from controlplane.store import ResourceKey, Store, StoredResource, StoreError, locate_store
+from controlplane.store_follower import StoreFollower
 from controlplane.translate import translate
 from controlplane.xds import (
     AmbiguousDestinationError,
@@ -236,6 +237,9 @@ class ControlPlane:
         except StoreError as exc:
             raise StoreUnavailable(str(exc)) from exc
         self._store_loaded = True
+        # Other replicas' commits (a shared store): held from here, applied once serving.
+        follower = StoreFollower(self.store, self, self.registry)
+        self.store.watch(follower)
         files = await asyncio.to_thread(read_files, self.config_path)
         config = await asyncio.to_thread(compose, files, layers.stored)  # ConfigError
         refusal = self._translation_refusal(config)
@@ -256,6 +260,7 @@ class ControlPlane:
             raise StartupError(f"--xds-address {self._xds_address}: cannot listen") from exc
         await self.xds.start()
         self.xds.update(config=config, workloads=self.registry.snapshot())
+        follower.go_live()
         await self._grpc.start()
         self._serving = True
         admin = AdminServer(self.admin_app(), self._admin_address)

@@ -41,6 +41,7 @@ def store_status(store: Store, layers: Layers, loaded: bool) -> dict[str, object
         "url": store.url,
         "persistent": store.persistent,
         "loaded": loaded,
+        "problem": store.problem,
         "revision": layers.revision,
         "resources": len(layers.stored),
     }

@@ -325,14 +325,16 @@ class AppliedConfig:
         except StoreError as exc:
             log.error("store_commit_failed", error=str(exc))
             raise ConfigRefused(503, f"the store could not write: {exc}") from exc
-        stored = dict(layers.stored)
+        # The files, and on a shared store other replicas' commits, may have come in
+        # while we waited: build on the layers in force now.
+        now = self._host.layers()
+        stored = dict(now.stored)
         for write in writes:
             if isinstance(write, PutResource):
                 stored[write.key] = StoredResource(write.key, write.document, revision)
             else:
                 stored.pop(write.key, None)
-        now = self._host.layers()  # the files may have changed while we waited
-        new_layers = Layers(now.files, stored, revision)
+        new_layers = Layers(now.files, stored, max(revision, now.revision))
         try:
             config: MeshConfig | ConfigError = compose(now.files, stored)
         except ConfigError as exc:

@@ -3,7 +3,8 @@
     mesh-controlplane serve [--config PATH] [--xds-address 127.0.0.1:15010]
         [--admin-address 127.0.0.1:15014] [--admin-allow-remote] [--allow-empty-config]
         [--admin-token-file FILE] [--replica-id ID]
-        [--data-dir DIR] [--store sqlite:///FILE] [--log-format console|json] [--log-level LEVEL]
+        [--data-dir DIR] [--store sqlite:///FILE | etcd://HOST:PORT[,HOST:PORT...]]
+        [--log-format console|json] [--log-level LEVEL]
         [--debounce-ms 100] [--max-debounce-ms 1000]
     mesh-controlplane --version
 
@@ -12,7 +13,7 @@ Once serving it prints exactly one JSON line on stdout,
 with the bound ports (so port 0 works for scripts and tests); logs go to
 stderr. Exit codes: 0 after a clean shutdown, 2 for bad arguments or a bad
 config (the issues are printed on stderr), 1 when a port cannot be bound or the
-store cannot be opened (e.g. another control plane holds it).
+store cannot be opened (e.g. another control plane holds it, or no etcd member answers).
 SIGHUP re-reads ``--admin-token-file``.
 """
 
@@ -103,9 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--store",
         metavar="URL",
-        help="sqlite:///FILE (relative; sqlite:////abs/path absolute): the applied config and "
-        "registrations; etcd:// is not supported yet (default: DIR/store.db with --data-dir, "
-        "else memory)",
+        help="sqlite:///FILE (relative; sqlite:////abs/path absolute), or "
+        "etcd://HOST:PORT[,HOST:PORT...] shared by replicas: the applied config and "
+        "registrations (default: DIR/store.db with --data-dir, else memory)",
     )
     serve.add_argument(
         "--log-format", choices=LOG_FORMATS, default="console", help="log lines" + DEFAULT

@@ -287,6 +287,27 @@ class Registry:
         self._wakeup.set()
         self._changed()
 
+    def follow(
+        self, put: Iterable[tuple[RegisteredWorkload, float]], deleted: Iterable[str]
+    ) -> bool:
+        """Mirror registrations another replica made, renewed or removed (each held for the
+        seconds given; no admission check, no journal: the store has them already).
+        Notifies ``on_change`` only when the workloads changed; True then."""
+        now = self._clock()
+        changed = False
+        for workload, left_s in put:
+            changed = changed or self._workloads.get(workload.id) != workload
+            self._workloads[workload.id] = workload
+            self._deadlines[workload.id] = now + left_s
+        for workload_id in deleted:
+            if self._workloads.pop(workload_id, None) is not None:
+                del self._deadlines[workload_id]
+                changed = True
+        self._wakeup.set()
+        if changed:
+            self._changed()
+        return changed
+
     def remaining_ttl(self, workload_id: str) -> float | None:
         """Seconds until the registration expires, or None when it is not live."""
         deadline = self._deadlines.get(workload_id)

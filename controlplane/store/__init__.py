@@ -6,7 +6,7 @@
     cancel = store.watch(on_change)        # every later commit, as a Change
     await store.close()
 
-The contract is :class:`Store` (:mod:`.base`); :mod:`.sqlite` implements it.
+The contract is :class:`Store` (:mod:`.base`); :mod:`.sqlite` and :mod:`.etcd` implement it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from controlplane.store.base import (
     VersionConflict,
     Write,
 )
+from controlplane.store.etcd import EtcdStore
 from controlplane.store.locate import locate_store
 from controlplane.store.sqlite import SqliteStore
 
@@ -34,6 +35,7 @@ __all__ = [
     "Change",
     "Contents",
     "DeleteResource",
+    "EtcdStore",
     "PutResource",
     "ResourceKey",
     "SqliteStore",

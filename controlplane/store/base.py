@@ -15,9 +15,11 @@ version it expects (compare-and-swap): one stale version refuses the whole batch
 instance that made it, so a replica following a shared store (etcd) can tell its own
 writes from another replica's.
 
-Implementations: :class:`controlplane.store.sqlite.SqliteStore` (a file, or memory). A
-SQLite file has one writer (one control plane holds it), so the control plane does not
-follow the feed yet; a shared store (etcd) will deliver other replicas' commits through it.
+Implementations: :class:`controlplane.store.sqlite.SqliteStore` (a file, or memory; one
+writer, one control plane holds it) and :class:`controlplane.store.etcd.EtcdStore`
+(shared by replicas: its feed also delivers other replicas' commits, which the control
+plane applies, :mod:`controlplane.store_follower`). The revision only grows; on SQLite by
+one per commit, on etcd it is etcd's (registration writes move it too).
 """
 
 from __future__ import annotations
@@ -153,6 +155,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def persistent(self) -> bool:
         """False when nothing outlives the process."""
+
+    @property
+    def problem(self) -> str | None:
+        """Why the store cannot be reached right now (a shared store), else None."""
+        return None
 
     @abc.abstractmethod
     async def open(self) -> Contents:

@@ -4,7 +4,7 @@
                              working folder, ``sqlite:////var/lib/x.db`` absolute)
 --data-dir DIR               SQLite at ``DIR/store.db`` (when ``--store`` is not given)
 neither                      memory: nothing outlives the process (logged at start)
---store etcd://HOST:PORT,... not supported yet: refused with a clear error
+--store etcd://HOST:PORT,... etcd, through any of these members (replicas share it)
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from controlplane.store.base import Store, StoreLocationError
+from controlplane.store.etcd import EtcdStore
 from controlplane.store.sqlite import SqliteStore
 
 STORE_FILE = "store.db"
@@ -29,10 +30,20 @@ def locate_store(store: str | None, data_dir: Path | None) -> Store:
             raise StoreLocationError(f"--store {store}: name a file, e.g. sqlite:///mesh.db")
         return SqliteStore(Path(file))
     if store.startswith(ETCD_PREFIX):
-        raise StoreLocationError(
-            f"--store {store}: the etcd store is not supported yet; use --data-dir DIR or "
-            "--store sqlite:///FILE"
-        )
+        return EtcdStore(etcd_endpoints(store))
     raise StoreLocationError(
-        f"--store {store!r}: expected sqlite:///FILE (or, later, etcd://HOST:PORT[,HOST:PORT...])"
+        f"--store {store!r}: expected sqlite:///FILE or etcd://HOST:PORT[,HOST:PORT...]"
     )
+
+
+def etcd_endpoints(store: str) -> list[str]:
+    """The ``HOST:PORT`` members of an ``etcd://`` URL; StoreLocationError naming a bad one."""
+    endpoints = store[len(ETCD_PREFIX) :].rstrip("/").split(",")
+    for endpoint in endpoints:
+        host, _, port = endpoint.rpartition(":")
+        if not host or "/" in endpoint or not port.isdecimal() or not 0 < int(port) < 65536:
+            raise StoreLocationError(
+                f"--store {store}: {endpoint!r} is not HOST:PORT "
+                "(expected etcd://HOST:PORT[,HOST:PORT...])"
+            )
+    return endpoints

@@ -13,6 +13,14 @@ without trying, so the two schedules would add up: a control plane back after
 15 s could be reached 20 s later. With a fresh channel every retry is exactly
 one connection attempt, made when the stream schedule says. The runner knows
 nothing about resources: the client reacts to its three events.
+
+Several servers (the bootstrap's ``xds_servers``, gRFC A71's order): each retry
+starts at the first; a stream that ends without a response sends the next attempt
+to the next server at once, and only a round in which no server answered waits on
+the backoff. Unlike A71, the fallback does not wait for an uncached resource: a
+replica that died is left for the next one even when everything is cached, so
+endpoint changes keep coming (A95's ``fallback_on_reachability_only``). A client on
+a fallback server stays there until that stream ends.
 """
 
 from __future__ import annotations
@@ -36,8 +44,9 @@ _END = object()
 class AdsStream:
     """One ADS call. ``send`` is thread-safe and harmless after the call ended."""
 
-    def __init__(self, stub: Any) -> None:
+    def __init__(self, stub: Any, server_index: int = 0) -> None:
         self._stub = stub
+        self.server_index = server_index  # which of the bootstrap's xds_servers
         self._requests: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._call: Any = None
         self._cancelled = False
@@ -82,21 +91,27 @@ class AdsStream:
 class StreamRunner:
     """Keeps one AdsStream open on a daemon thread until ``close()``.
 
-    ``open_channel`` is called once here (so a bad server entry raises before any
-    thread starts) and again for every retry.
+    ``open_channel(index)`` opens a channel to server ``index`` of ``servers``; it is
+    called once here for the first (so a bad server entry raises before any thread
+    starts) and again for every retry.
     """
 
     def __init__(
         self,
-        open_channel: Callable[[], grpc.Channel],
+        open_channel: Callable[[int], grpc.Channel],
         backoff: XdsBackoff,
         *,
         on_start: Callable[[AdsStream], None],
         on_response: Callable[[AdsStream, Any], None],
         on_end: Callable[[AdsStream, Exception | None], None],
+        servers: int = 1,
     ) -> None:
+        if servers < 1:
+            raise ValueError(f"StreamRunner: servers must be >= 1, got {servers}")
         self._open_channel = open_channel
-        self._channel: grpc.Channel | None = open_channel()
+        self._servers = servers
+        self.server_index = 0
+        self._channel: grpc.Channel | None = open_channel(0)
         self._backoff = backoff
         self._on_start = on_start
         self._on_response = on_response
@@ -131,6 +146,11 @@ class StreamRunner:
             # reconnecting on grpc's own schedule meanwhile.
             self._drop_channel()
             self._on_end(stream, error)
+            if not stream.received_response and self.server_index + 1 < self._servers:
+                self.server_index += 1  # A71: the next server in order, at once
+                log.info("xds_server_fallback", server_index=self.server_index)
+                continue
+            self.server_index = 0
             delay = self._backoff.delay_after_stream(stream.received_response)
             log.debug("xds_stream_retry", delay_s=round(delay, 3))
             if self._closed.wait(delay):
@@ -144,12 +164,12 @@ class StreamRunner:
                     return None
                 try:
                     if self._channel is None:
-                        self._channel = self._open_channel()
+                        self._channel = self._open_channel(self.server_index)
                 except Exception:  # cannot happen for an entry that opened once; retry later
                     log.exception("xds_channel_failed")
                 else:
                     stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self._channel)
-                    self._current = AdsStream(stub)
+                    self._current = AdsStream(stub, self.server_index)
                     return self._current
             if self._closed.wait(self._backoff.next_delay()):
                 return None

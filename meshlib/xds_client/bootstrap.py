@@ -70,7 +70,8 @@ class Bootstrap:
 
     @property
     def server(self) -> XdsServerConfig:
-        """The server meshlib talks to: the first one, as gRPC does without fallback."""
+        """The primary server (the first): the registration client's; the xDS client
+        falls back to the others in order (:mod:`meshlib.xds_client.ads_stream`)."""
         return self.xds_servers[0]
 
 

@@ -41,7 +41,7 @@ from meshlib.errors import XdsConnectionError, XdsError, XdsResourceNotFound, Xd
 from meshlib.observability.logging import get_logger
 from meshlib.xds_client.ads_stream import AdsStream, StreamRunner
 from meshlib.xds_client.backoff import INITIAL_S, MAX_S, XdsBackoff
-from meshlib.xds_client.bootstrap import Bootstrap
+from meshlib.xds_client.bootstrap import Bootstrap, XdsServerConfig
 from meshlib.xds_client.cache import NackRecord, ResourceCache, ResourceStatus, TypeCache
 from meshlib.xds_client.channel import open_channel
 from meshlib.xds_client.node import build_node
@@ -76,7 +76,7 @@ class _Watch:
 
 
 class XdsClient:
-    """An xDS client for the first server of ``bootstrap``; see the module docstring."""
+    """An xDS client for the servers of ``bootstrap``, in order; see the module docstring."""
 
     def __init__(
         self,
@@ -87,7 +87,7 @@ class XdsClient:
         backoff_max_s: float = MAX_S,
     ) -> None:
         self._bootstrap = bootstrap
-        self._server = bootstrap.server
+        self._servers = bootstrap.xds_servers
         self._node = build_node(bootstrap.node)
         self._resource_timeout_s = resource_timeout_s
         self._cache = ResourceCache()
@@ -106,19 +106,31 @@ class XdsClient:
         if resource_timeout_s <= 0:
             raise ValueError(f"resource_timeout_s must be > 0, got {resource_timeout_s}")
         backoff = XdsBackoff(backoff_base_s, backoff_max_s)
-        # Everything that can fail comes before the first thread starts (the runner
-        # opens its first channel here). Every retry gets a fresh channel with a
-        # subchannel of its own, so grpc's reconnect backoff never adds to ``backoff``.
+        # Everything that can fail comes before the first thread starts (every server
+        # entry opens a channel once here). Every retry gets a fresh channel with a
+        # subchannel of its own, so grpc's reconnect backoff never adds to ``backoff``;
+        # the servers are tried in the bootstrap's order (see :mod:`.ads_stream`).
+        for server in self._servers[1:]:
+            open_channel(server).close()
         self._runner = StreamRunner(
-            lambda: open_channel(self._server, options=[("grpc.use_local_subchannel_pool", 1)]),
+            lambda index: open_channel(
+                self._servers[index], options=[("grpc.use_local_subchannel_pool", 1)]
+            ),
             backoff,
             on_start=lambda s: self._post(self._on_stream_start, s),
             on_response=lambda s, r: self._post(self._on_response, s, r),
             on_end=lambda s, e: self._post(self._on_stream_end, s, e),
+            servers=len(self._servers),
         )
         self._serializer = CallbackSerializer("xds-watchers")
         self._loop = WorkLoop("xds-client")
         self._runner.start()
+
+    @property
+    def _server(self) -> XdsServerConfig:
+        """The server of the stream in use (the first while there is none)."""
+        stream = self._stream
+        return self._servers[stream.server_index if stream is not None else 0]
 
     # --- public API ---------------------------------------------------------
 
@@ -293,11 +305,12 @@ class XdsClient:
             timer.cancel()
         self._timers.clear()
         reason = _describe(error)
-        log.warning("xds_stream_lost", server=self._server.server_uri, reason=reason)
+        server = self._servers[stream.server_index].server_uri
+        log.warning("xds_stream_lost", server=server, reason=reason)
         if self._loss_reported:
             return
         self._loss_reported = True
-        exc = XdsConnectionError(f"ADS stream to {self._server.server_uri} failed: {reason}")
+        exc = XdsConnectionError(f"ADS stream to {server} failed: {reason}")
         for type_url, name in self._watches:
             self._notify(type_url, name, "on_ambient_error", exc)
         for type_url in self._wildcards:

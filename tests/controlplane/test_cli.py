@@ -129,6 +129,7 @@ def test_without_config_it_serves_the_store_and_says_nothing_persists() -> None:
             "url": "memory",
             "persistent": False,
             "loaded": True,
+            "problem": None,
             "revision": 0,
             "resources": 0,
         }

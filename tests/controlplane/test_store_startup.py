@@ -11,14 +11,19 @@ from controlplane.app import ControlPlane
 from tests.controlplane.meshctl_harness import service_entry, virtual_service, write_yaml
 from tests.controlplane.test_cli import EPHEMERAL, run_serve
 from tests.support.processes import running_controlplane
+from tests.support.waiting import free_port
 
 pytestmark = pytest.mark.integration
 
 
-def test_etcd_is_refused_as_not_supported_yet() -> None:
-    result = run_serve(*EPHEMERAL, "--store", "etcd://127.0.0.1:2379")
-    assert result.returncode == 2
-    assert "etcd store is not supported yet" in result.stderr
+def test_etcd_unreachable_at_start_is_a_clear_error() -> None:
+    ports = [free_port(), free_port()]
+    url = f"etcd://127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}"
+    result = run_serve(*EPHEMERAL, "--store", url)
+    assert result.returncode == 1
+    assert f"etcd is unreachable at 127.0.0.1:{ports[0]}, 127.0.0.1:{ports[1]}" in result.stderr
+    result = run_serve(*EPHEMERAL, "--store", "etcd://127.0.0.1")
+    assert result.returncode == 2 and "'127.0.0.1' is not HOST:PORT" in result.stderr
     result = run_serve(*EPHEMERAL, "--store", "mysql://db")
     assert result.returncode == 2 and "expected sqlite:///FILE" in result.stderr
 
