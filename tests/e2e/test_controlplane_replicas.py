@@ -1,7 +1,8 @@
 """Replicas on one etcd (started here from Debian's etcd-server): a change applied or a
 registration made at any replica reaches the clients of every replica; a client listing
 both in xds_servers moves to the other when its replica is killed, with zero failed
-calls and nothing lost; one etcd member of three killed stops nothing."""
+calls and nothing lost; one etcd member of three killed stops nothing; etcd down
+altogether: the replica keeps serving, stays ready, and refuses writes with 503."""
 
 from __future__ import annotations
 
@@ -220,5 +221,39 @@ def test_one_etcd_member_of_three_killed_stops_nothing(tmp_path: Path) -> None:
             timeout=FOLLOW_S,
             what="two's apply at one",
         )
+        loop.stop()
+    assert loop.failures == []
+
+
+def test_etcd_down_while_running_keeps_serving(tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        cluster = stack.enter_context(etcd_cluster(tmp_path))
+        (one,) = stack.enter_context(replicas(cluster, count=1))
+        backends = stack.enter_context(grpc_backends(1, prefix="srv"))
+        register(one, "echo", backends[0].port)
+        client = stack.enter_context(
+            meshlib.Mesh(bootstrap=bootstrap_for([one], tmp_path / "b.json", "etcd-down"))
+        )
+        loop = stack.enter_context(CallLoop(client.grpc_channel("xds:///echo:50051")).running())
+        wait_for(lambda: set(loop.answers) == {"srv0"}, timeout=15, what="srv0")
+
+        cluster.members[0].kill()
+
+        def store_problem() -> str | None:
+            status = httpx.get(f"{one.admin_url}/v1/config", timeout=5).json()
+            problem: str | None = status["store"]["problem"]
+            return problem
+
+        problem = wait_for(store_problem, timeout=FOLLOW_S, what="the store's problem shown")
+        assert cluster.members[0].endpoint in problem
+        assert httpx.get(f"{one.admin_url}/readyz", timeout=5).status_code == 200
+        refused = httpx.post(
+            f"{one.admin_url}/v1/apply",
+            json={"documents": [virtual_service("echo", timeout="3s")]},
+            timeout=15,
+        )
+        assert refused.status_code == 503 and "etcd is unreachable" in refused.text
+        calls = loop.calls
+        wait_for(lambda: loop.calls > calls + 100, timeout=10, what="calls going on")
         loop.stop()
     assert loop.failures == []
