@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
+from controlplane.security_model import ClientTLSSettings
 from controlplane.traffic_model import (
     ConnectionPoolSettings,
     DestinationRule,
@@ -46,6 +47,7 @@ class EffectivePolicy:
     load_balancer: LoadBalancerSettings | None = None
     connection_pool: ConnectionPoolSettings | None = None
     outlier_detection: OutlierDetection | None = None
+    tls: ClientTLSSettings | None = None  # None: auto mTLS decides
     extensions: TrafficPolicyExtensions = field(default_factory=TrafficPolicyExtensions)
     where: str = ""  # "DestinationRule NS/NAME (file#doc)", for error messages
 
@@ -109,6 +111,7 @@ def _override(policy: EffectivePolicy, level: TrafficPolicy | PortTrafficPolicy)
         load_balancer=lb if lb is not None else policy.load_balancer,
         connection_pool=pool if pool is not None else policy.connection_pool,
         outlier_detection=outlier if outlier is not None else policy.outlier_detection,
+        tls=level.tls if level.tls is not None else policy.tls,
     )
 
 

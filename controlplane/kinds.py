@@ -11,6 +11,8 @@ SHORT_NAMES = {
     "WorkloadEntry": "we",
     "VirtualService": "vs",
     "DestinationRule": "dr",
+    "PeerAuthentication": "pa",
+    "AuthorizationPolicy": "ap",
 }
 
 

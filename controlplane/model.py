@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from controlplane.security_model import AuthorizationPolicy, PeerAuthentication
     from controlplane.traffic_model import DestinationRule, VirtualService
 
 EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -132,6 +133,8 @@ class MeshConfig:
     workload_entries: tuple[WorkloadEntry, ...] = ()
     virtual_services: tuple[VirtualService, ...] = ()
     destination_rules: tuple[DestinationRule, ...] = ()
+    peer_authentications: tuple[PeerAuthentication, ...] = ()
+    authorization_policies: tuple[AuthorizationPolicy, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

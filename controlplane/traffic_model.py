@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from controlplane.model import Source
+from controlplane.security_model import ClientTLSSettings
 
 
 def _no_matchers() -> Mapping[str, StringMatch]:
@@ -355,6 +356,7 @@ class PortTrafficPolicy:
     load_balancer: LoadBalancerSettings | None = None
     connection_pool: ConnectionPoolSettings | None = None
     outlier_detection: OutlierDetection | None = None
+    tls: ClientTLSSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +365,7 @@ class TrafficPolicy:
     connection_pool: ConnectionPoolSettings | None = None
     outlier_detection: OutlierDetection | None = None
     port_level_settings: tuple[PortTrafficPolicy, ...] = ()
+    tls: ClientTLSSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)

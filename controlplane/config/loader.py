@@ -12,6 +12,7 @@ from pathlib import Path
 
 import structlog
 
+from controlplane.config.authorization_policy import parse_authorization_policy
 from controlplane.config.cross_checks import (
     check_selected_addresses,
     check_unique_host_ports,
@@ -20,8 +21,10 @@ from controlplane.config.cross_checks import (
 from controlplane.config.destination_rule import parse_destination_rule
 from controlplane.config.errors import ConfigError, ConfigIssue
 from controlplane.config.fields import DocContext, Fields
+from controlplane.config.peer_authentication import parse_peer_authentication
 from controlplane.config.policy_checks import check_dns_subsets, check_route_hash_keys
 from controlplane.config.resource import Header, parse_header
+from controlplane.config.security_checks import check_one_namespace_peer_authentication
 from controlplane.config.service_entry import parse_service_entry
 from controlplane.config.traffic_checks import (
     check_destinations,
@@ -32,16 +35,26 @@ from controlplane.config.virtual_service import parse_virtual_service
 from controlplane.config.workload_entry import parse_workload_entry
 from controlplane.config.yaml_files import Document, config_files, read_documents
 from controlplane.model import MeshConfig, ServiceEntry, WorkloadEntry
+from controlplane.security_model import AuthorizationPolicy, PeerAuthentication
 from controlplane.traffic_model import DestinationRule, VirtualService
 
 log = structlog.get_logger(__name__)
 
-Resource = ServiceEntry | WorkloadEntry | VirtualService | DestinationRule
+Resource = (
+    ServiceEntry
+    | WorkloadEntry
+    | VirtualService
+    | DestinationRule
+    | PeerAuthentication
+    | AuthorizationPolicy
+)
 _PARSERS: dict[str, Callable[[Header, Fields], Resource | None]] = {
     "ServiceEntry": parse_service_entry,
     "WorkloadEntry": parse_workload_entry,
     "VirtualService": parse_virtual_service,
     "DestinationRule": parse_destination_rule,
+    "PeerAuthentication": parse_peer_authentication,
+    "AuthorizationPolicy": parse_authorization_policy,
 }
 
 
@@ -111,6 +124,8 @@ def _assemble(resources: list[tuple[Resource, Fields]]) -> MeshConfig:
         workload_entries=tuple(r for r, _ in resources if isinstance(r, WorkloadEntry)),
         virtual_services=tuple(r for r, _ in resources if isinstance(r, VirtualService)),
         destination_rules=tuple(r for r, _ in resources if isinstance(r, DestinationRule)),
+        peer_authentications=tuple(r for r, _ in resources if isinstance(r, PeerAuthentication)),
+        authorization_policies=tuple(r for r, _ in resources if isinstance(r, AuthorizationPolicy)),
     )
 
 
@@ -130,4 +145,5 @@ def _cross_check(
             config.virtual_services, config.destination_rules, config.service_entries
         ),
         *check_dns_subsets(config.destination_rules, config.service_entries),
+        *check_one_namespace_peer_authentication(config.peer_authentications),
     ]

@@ -19,7 +19,15 @@ API_VERSIONS = (
     "networking.istio.io/v1beta1",
     "networking.istio.io/v1alpha3",
 )
-SUPPORTED_KINDS = ("ServiceEntry", "WorkloadEntry", "VirtualService", "DestinationRule")
+SECURITY_API_VERSIONS = ("security.istio.io/v1", "security.istio.io/v1beta1")
+SECURITY_KINDS = ("PeerAuthentication", "AuthorizationPolicy")
+SUPPORTED_KINDS = (
+    "ServiceEntry",
+    "WorkloadEntry",
+    "VirtualService",
+    "DestinationRule",
+    *SECURITY_KINDS,
+)
 _SUPPORTED = ", ".join(SUPPORTED_KINDS)
 # Istio kinds we will read in later issues: a clear "not supported yet", not "unknown".
 NOT_YET_KINDS = frozenset(
@@ -31,9 +39,8 @@ NOT_YET_KINDS = frozenset(
         "ProxyConfig",
         "Telemetry",
         "WasmPlugin",
-        "AuthorizationPolicy",
-        "PeerAuthentication",
         "RequestAuthentication",
+        "ServiceIntentions",
     }
 )
 TOP_LEVEL_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
@@ -83,7 +90,7 @@ def parse_header(ctx: DocContext, document: object) -> tuple[Header, Fields] | N
             ctx.error("kind", f"unknown kind {kind!r} (supported: {_SUPPORTED})")
         return None
     top.reject_unknown(TOP_LEVEL_FIELDS, what=kind)
-    _check_api_version(top)
+    _check_api_version(top, SECURITY_API_VERSIONS if kind in SECURITY_KINDS else API_VERSIONS)
     metadata = top.mapping("metadata", required=True)
     name: str | None = None
     namespace: str | None = None
@@ -114,10 +121,10 @@ def _annotations(metadata: Fields) -> Mapping[str, str]:
     return MappingProxyType(result)
 
 
-def _check_api_version(top: Fields) -> None:
+def _check_api_version(top: Fields, versions: tuple[str, ...]) -> None:
     value = top.data.get("apiVersion")
     if value is None:
-        top.ctx.error("apiVersion", f"is required (one of {', '.join(API_VERSIONS)})")
-    elif value not in API_VERSIONS:
+        top.ctx.error("apiVersion", f"is required (one of {', '.join(versions)})")
+    elif value not in versions:
         shown = f'"{value}"' if isinstance(value, str) else describe(value)
-        top.ctx.error("apiVersion", f"{shown} must be one of {', '.join(API_VERSIONS)}")
+        top.ctx.error("apiVersion", f"{shown} must be one of {', '.join(versions)}")

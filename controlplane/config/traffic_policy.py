@@ -1,16 +1,18 @@
 """A DestinationRule's ``trafficPolicy`` (rule, subset and port level).
 
 Istio's TrafficPolicy: ``loadBalancer``, ``connectionPool``, ``outlierDetection``
-and ``portLevelSettings`` (one per port number). TLS and tunnelling wait for
-the security work; they are refused, never ignored.
+``portLevelSettings`` (one per port number) and ``tls`` (:mod:`.client_tls`).
+Tunnelling and proxyProtocol are refused, never ignored.
 """
 
 from __future__ import annotations
 
+from controlplane.config.client_tls import parse_client_tls
 from controlplane.config.durations import duration
 from controlplane.config.fields import Fields
 from controlplane.config.load_balancer import parse_load_balancer
 from controlplane.config.workload_entry import MAX_PORT
+from controlplane.security_model import ClientTLSSettings
 from controlplane.traffic_model import (
     ConnectionPoolSettings,
     HTTPSettings,
@@ -21,12 +23,12 @@ from controlplane.traffic_model import (
     TrafficPolicy,
 )
 
-POLICY_FIELDS = ("loadBalancer", "connectionPool", "outlierDetection", "portLevelSettings")
-POLICY_NOT_YET = ("tls", "tunnel", "proxyProtocol")
+POLICY_FIELDS = ("loadBalancer", "connectionPool", "outlierDetection", "portLevelSettings", "tls")
+POLICY_NOT_YET = ("tunnel", "proxyProtocol")
 POLICY_REFUSED = {
     "retryBudget": "field is not supported yet; use the annotation meshlib.dev/retry-budget",
 }
-PORT_FIELDS = ("port", "loadBalancer", "connectionPool", "outlierDetection")
+PORT_FIELDS = ("port", "loadBalancer", "connectionPool", "outlierDetection", "tls")
 TCP_FIELDS = ("maxConnections", "connectTimeout", "maxConnectionDuration")
 TCP_NOT_YET = ("tcpKeepalive", "idleTimeout")
 HTTP_FIELDS = (
@@ -59,6 +61,7 @@ def parse_traffic_policy(fields: Fields) -> TrafficPolicy | None:
     fields.reject_unknown(POLICY_FIELDS, POLICY_NOT_YET, "trafficPolicy", POLICY_REFUSED)
     parts = _parts(fields)
     ports = _port_level_settings(fields)
+    tls = _tls(fields)
     if ctx.count != before:
         return None
     load_balancer, connection_pool, outlier_detection = parts
@@ -67,7 +70,13 @@ def parse_traffic_policy(fields: Fields) -> TrafficPolicy | None:
         connection_pool=connection_pool,
         outlier_detection=outlier_detection,
         port_level_settings=ports,
+        tls=tls,
     )
+
+
+def _tls(fields: Fields) -> ClientTLSSettings | None:
+    tls_fields = fields.mapping("tls")
+    return parse_client_tls(tls_fields) if tls_fields is not None else None
 
 
 def _parts(
@@ -92,7 +101,7 @@ def _port_level_settings(fields: Fields) -> tuple[PortTrafficPolicy, ...]:
         if entry is None:
             continue
         before = ctx.count
-        entry.reject_unknown(PORT_FIELDS, ("tls",), "a port traffic policy")
+        entry.reject_unknown(PORT_FIELDS, what="a port traffic policy")
         port: int | None = None
         selector = entry.mapping("port", required=True)
         if selector is not None:
@@ -101,6 +110,7 @@ def _port_level_settings(fields: Fields) -> tuple[PortTrafficPolicy, ...]:
         if port is not None and port in seen:
             ctx.error(entry.at("port"), f"duplicate port {port} (one setting per port)")
         load_balancer, connection_pool, outlier_detection = _parts(entry)
+        tls = _tls(entry)
         if ctx.count != before or port is None:
             continue
         seen.add(port)
@@ -110,6 +120,7 @@ def _port_level_settings(fields: Fields) -> tuple[PortTrafficPolicy, ...]:
                 load_balancer=load_balancer,
                 connection_pool=connection_pool,
                 outlier_detection=outlier_detection,
+                tls=tls,
             )
         )
     return tuple(result)

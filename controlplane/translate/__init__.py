@@ -19,6 +19,15 @@ from controlplane.translate.clusters import build_cluster
 from controlplane.translate.endpoints import build_load_assignment
 from controlplane.translate.errors import TranslationError
 from controlplane.translate.http_resources import http_resources
+from controlplane.translate.security_inbound import (
+    check_sidecar_inbound,
+    has_sidecar_inbound,
+    proxyless_inbound_listeners,
+    sidecar_inbound,
+)
+from controlplane.translate.security_settings import DEFAULT_SECURITY, SecuritySettings
+from controlplane.translate.security_tls import CertSource
+from controlplane.translate.security_upstream import secured_cluster
 from controlplane.translate.services import collect_services
 from controlplane.translate.sidecar import outbound_port
 from controlplane.translate.subsets import plan_clusters
@@ -32,25 +41,38 @@ from controlplane.translate.typeurls import (
 # type URL -> resource name -> proto message
 Resources = Mapping[str, Mapping[str, Message]]
 
-__all__ = ["Resources", "TranslationError", "check_node", "translate"]
+__all__ = ["Resources", "SecuritySettings", "TranslationError", "check_node", "translate"]
 
 
 def translate(
-    config: MeshConfig, workloads: Sequence[RegisteredWorkload], node: NodeInfo
+    config: MeshConfig,
+    workloads: Sequence[RegisteredWorkload],
+    node: NodeInfo,
+    security: SecuritySettings = DEFAULT_SECURITY,
 ) -> Resources:
     """Every resource ``node`` may ask for, keyed by type URL then name.
 
     All four type URLs are always present (possibly empty). Raises
     :class:`TranslationError` (and produces nothing) when the model cannot be
-    expressed in xDS.
+    expressed in xDS. ``security`` holds the trust domain and root namespace.
     """
     services = collect_services(config, workloads)
     listeners, route_configs = http_resources(config, services, node)
     plans = plan_clusters(config, services)
+    certs = CertSource.of(node)
+    clusters = _by_name(
+        secured_cluster(build_cluster(p), p, config, security, certs) for p in plans
+    )
+    if has_sidecar_inbound(node):
+        inbound, app_cluster = sidecar_inbound(config, node, security)
+        listeners[inbound.name] = inbound
+        clusters[app_cluster.name] = app_cluster
+    elif not node.is_sidecar:
+        listeners.update(proxyless_inbound_listeners(config, services, security))
     return {
         LISTENER_TYPE_URL: listeners,
         ROUTE_CONFIG_TYPE_URL: route_configs,
-        CLUSTER_TYPE_URL: _by_name(build_cluster(p) for p in plans),
+        CLUSTER_TYPE_URL: clusters,
         ENDPOINTS_TYPE_URL: _by_cluster_name(
             build_load_assignment(p, node)
             for p in plans
@@ -65,6 +87,7 @@ def check_node(node: NodeInfo) -> None:
     that are not a map of strings, a ``NAMESPACE`` that is not a string."""
     if node.is_sidecar:
         outbound_port(node.metadata)
+    check_sidecar_inbound(node)
     own_labels(node.metadata)
     node_namespace(node)
 

@@ -45,6 +45,11 @@ class MeshEndpoint:
     locality: str  # "region/zone/subzone", "" when unknown
     labels: Mapping[str, str]
     origin: str  # where it came from, for error messages
+    # Who serves it (for mTLS and policy): its namespace, and its identity as a
+    # service account (config) or a full SPIFFE ID (a registration's certificate).
+    namespace: str = ""
+    service_account: str = ""
+    spiffe_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +114,12 @@ def _declared_service(
 ) -> MeshService:
     origin = _entry_origin(entry)
     found: list[MeshEndpoint] = [
-        _spec_endpoint(spec, port, f"{origin} endpoints[{index}]")
+        _spec_endpoint(spec, port, f"{origin} endpoints[{index}]", entry.namespace)
         for index, spec in enumerate(entry.endpoints)
     ]
     if entry.workload_selector is not None:
         found.extend(
-            _spec_endpoint(we.spec, port, _workload_entry_origin(we))
+            _spec_endpoint(we.spec, port, _workload_entry_origin(we), we.namespace)
             for we in _selected(entry, config.workload_entries)
         )
     if entry.resolution is Resolution.STATIC:
@@ -150,7 +155,9 @@ def _selected(entry: ServiceEntry, candidates: Iterable[WorkloadEntry]) -> list[
     return sorted(chosen, key=lambda we: (we.namespace, we.name))
 
 
-def _spec_endpoint(spec: WorkloadSpec, port: ServicePort, origin: str) -> MeshEndpoint:
+def _spec_endpoint(
+    spec: WorkloadSpec, port: ServicePort, origin: str, namespace: str
+) -> MeshEndpoint:
     if port.name in spec.ports:
         number = spec.ports[port.name]
     elif port.target_port is not None:
@@ -164,6 +171,8 @@ def _spec_endpoint(spec: WorkloadSpec, port: ServicePort, origin: str) -> MeshEn
         locality=spec.locality,
         labels=spec.labels,
         origin=origin,
+        namespace=namespace,
+        service_account=spec.service_account,
     )
 
 
@@ -186,6 +195,9 @@ def _workload_endpoint(workload: RegisteredWorkload, service_port: int) -> MeshE
         locality=workload.locality.path,
         labels=workload.labels,
         origin=origin,
+        namespace=workload.namespace,
+        # A registration carries its certificate's SPIFFE ID once identities exist.
+        spiffe_id=str(getattr(workload, "identity", "") or ""),
     )
 
 

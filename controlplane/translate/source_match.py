@@ -31,6 +31,8 @@ from controlplane.translate.caller_node import (
 )
 from controlplane.translate.errors import TranslationError
 
+INBOUND_PORT_KEY = "mesh.inbound_port"  # a sidecar with an inbound listener (security_inbound)
+
 
 def _no_labels() -> Mapping[str, str]:
     return MappingProxyType({})
@@ -60,6 +62,8 @@ def routing_view(config: MeshConfig, node: NodeInfo) -> NodeInfo:
     Translating the view gives what translating ``node`` gives; nodes with equal
     views may share one translation.
     """
+    if INBOUND_PORT_KEY in node.metadata:
+        return node  # a sidecar's inbound policy reads its own labels and namespace
     try:
         labels = own_labels(node.metadata)
     except TranslationError:

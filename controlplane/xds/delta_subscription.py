@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from controlplane.xds.snapshot import TypeSnapshot
-from controlplane.xds.subscription import WILDCARD, Sent, Subscription
+from controlplane.xds.subscription import WILDCARD, Sent, Subscription, in_wildcard
 
 MAX_OUTSTANDING = 64  # responses remembered for their ACK/NACK, per type
 MAX_NAMES = 100_000  # names one stream may subscribe to, per type
@@ -106,7 +106,7 @@ class DeltaSubscription(Subscription):
         """What the client lacks from ``current`` given what it holds."""
         available = current.resources
         versions = current.resource_versions
-        wanted = set(available) if self.wildcard else set()
+        wanted = {n for n in available if in_wildcard(n)} if self.wildcard else set()
         wanted.update(name for name in self.names if name in available)
         # Held resources no longer subscribed: the client dropped them itself.
         for name in [n for n in self.held if not (self.wildcard or n in self.names)]:

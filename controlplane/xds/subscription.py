@@ -17,6 +17,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 WILDCARD = "*"
+# Server-side (inbound) listeners go only to clients that name them, as istiod does
+# for proxyless gRPC: a wildcard LDS subscriber (meshlib's client, an Envoy sidecar)
+# would get listeners it cannot use.
+NAMED_ONLY_PREFIXES = ("xds.istio.io/grpc/lds/inbound/",)
+
+
+def in_wildcard(name: str) -> bool:
+    """Whether a wildcard subscription covers the resource ``name``."""
+    return not name.startswith(NAMED_ONLY_PREFIXES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +87,7 @@ class Subscription:
     def wanted(self, available: Iterable[str]) -> tuple[str, ...] | None:
         """Names to send from ``available``, sorted; None when nothing is subscribed."""
         if self.wildcard:
-            return tuple(sorted(available))
+            return tuple(sorted(n for n in available if in_wildcard(n) or n in self.names))
         if not self.names:
             return None
         return tuple(sorted(self.names.intersection(available)))

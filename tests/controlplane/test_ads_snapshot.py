@@ -78,4 +78,5 @@ def test_versions_are_hashes_of_content() -> None:
     workload = RegisteredWorkload(id="w", service="a", address="10.9.9.9", ports={80: 80})
     three = Snapshot.from_resources(translate(config, [workload], NODE))
     changed = {url for url in one.versions() if one.version(url) != three.version(url)}
-    assert changed == {ENDPOINTS_TYPE_URL}
+    # A new serving workload also gets its inbound listener (LDS, named subscribers only).
+    assert changed == {ENDPOINTS_TYPE_URL, LISTENER_TYPE_URL}

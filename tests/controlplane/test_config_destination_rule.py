@@ -89,7 +89,8 @@ BAD_DESTINATION_RULES: list[tuple[str, str, int, str, str]] = [
      "spec.workloadSelector", "field is not supported yet"),
     ("spec-unknown", dr("subset: []"), 1, "spec.subset", "unknown field; did you mean 'subsets'?"),
     # --- trafficPolicy
-    ("tls", policy("tls: {mode: ISTIO_MUTUAL}"), 1, f"{TP}.tls", "field is not supported yet"),
+    ("tls", policy("tls: {mode: ISTIO_MUTUAL, credentialName: x}"), 1, f"{TP}.tls.credentialName",
+     "field is not supported yet"),
     ("tunnel", policy("tunnel: {protocol: CONNECT}"), 1, f"{TP}.tunnel", "not supported yet"),
     ("retry-budget-field", policy("retryBudget: {percent: {value: 20}}"), 1,
      f"{TP}.retryBudget", "use the annotation meshlib.dev/retry-budget"),
@@ -199,7 +200,7 @@ BAD_DESTINATION_RULES: list[tuple[str, str, int, str, str]] = [
     ("port-missing", policy("portLevelSettings: [{loadBalancer: {simple: RANDOM}}]"), 1,
      f"{TP}.portLevelSettings[0].port", "is required"),
     ("port-tls", policy("portLevelSettings: [{port: {number: 80}, tls: {mode: SIMPLE}}]"), 1,
-     f"{TP}.portLevelSettings[0].tls", "field is not supported yet"),
+     f"{TP}.portLevelSettings[0].tls.caCertificates", "is required with mode SIMPLE"),
     ("port-name", policy("portLevelSettings: [{port: {name: http}}]"), 1,
      f"{TP}.portLevelSettings[0].port.name", "unknown field"),
     ("port-nested-levels",

@@ -186,7 +186,14 @@ def test_implicit_service_from_registrations() -> None:
         ),
     )
     resources = translate(MeshConfig(), workloads, NODE)
-    assert sorted(resources[LISTENER_TYPE_URL]) == ["sessions:50051", "sessions:80"]
+    assert sorted(resources[LISTENER_TYPE_URL]) == [
+        "sessions:50051",
+        "sessions:80",
+        # each serving address gets its inbound listener (asked for by name only)
+        "xds.istio.io/grpc/lds/inbound/10.0.2.1:6001",
+        "xds.istio.io/grpc/lds/inbound/10.0.2.1:8000",
+        "xds.istio.io/grpc/lds/inbound/10.0.2.2:6002",
+    ]
     assert addresses(resources, "outbound|50051||sessions") == [
         ("10.0.2.1", 6001),
         ("10.0.2.2", 6002),

@@ -1,0 +1,387 @@
+"""PeerAuthentication, AuthorizationPolicy and DestinationRule ``tls``: every supported
+field lands in the security model; everything else is refused with file#document, field
+path and a clear message, and nothing of the load is kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+
+from controlplane.config import ConfigError, load_config
+from controlplane.destination_policy import effective_policy
+from controlplane.security_model import (
+    AuthzAction,
+    AuthzCondition,
+    AuthzOperation,
+    AuthzRule,
+    AuthzSource,
+    ClientTLSSettings,
+    MtlsMode,
+    TlsMode,
+    Values,
+)
+from tests.controlplane.config_cases import assert_refused, destination_rule, documents, load_text
+
+SEC = "security.istio.io/v1"
+
+
+def _resource(kind: str, spec: str, name: str, namespace: str) -> str:
+    metadata = f"metadata: {{name: {name}, namespace: {namespace}}}"
+    return f"apiVersion: {SEC}\nkind: {kind}\n{metadata}\nspec:\n{spec}"
+
+
+def peer_authentication(spec: str, name: str = "pa", namespace: str = "conference") -> str:
+    return _resource("PeerAuthentication", spec, name, namespace)
+
+
+def authorization_policy(spec: str, name: str = "ap", namespace: str = "conference") -> str:
+    return _resource("AuthorizationPolicy", spec, name, namespace)
+
+
+def test_peer_authentication_scopes_and_ports(tmp_path: Path) -> None:
+    config = load_text(
+        tmp_path / "pa.yaml",
+        documents(
+            peer_authentication("  mtls: {mode: STRICT}\n", "default", "istio-system"),
+            peer_authentication(
+                "  selector: {matchLabels: {app: sessions}}\n"
+                "  mtls: {mode: UNSET}\n"
+                "  portLevelMtls:\n    8080: {mode: PERMISSIVE}\n    '9090': {mode: DISABLE}\n"
+            ),
+        ),
+    )
+    mesh, workload = config.peer_authentications
+    assert (mesh.namespace, mesh.selector, mesh.mode) == ("istio-system", None, MtlsMode.STRICT)
+    assert workload.selector == {"app": "sessions"}
+    assert workload.mode is MtlsMode.UNSET
+    assert dict(workload.port_modes) == {8080: MtlsMode.PERMISSIVE, 9090: MtlsMode.DISABLE}
+
+
+def test_authorization_policy_fields(tmp_path: Path) -> None:
+    config = load_text(
+        tmp_path / "ap.yaml",
+        authorization_policy(
+            """  selector: {matchLabels: {app: sessions}}
+  action: DENY
+  rules:
+  - from:
+    - source: {principals: ["cluster.local/ns/conference/sa/app"], notNamespaces: [test]}
+    - source: {ipBlocks: ["10.0.0.0/8"], notRemoteIpBlocks: ["10.1.0.0/16"]}
+    to:
+    - operation:
+        methods: [GET]
+        paths: ["/sessions/*"]
+        notPaths: ["*/admin"]
+        ports: ["8080"]
+        hosts: ["sessions*"]
+    when:
+    - {key: "request.headers[x-user]", values: [alice], notValues: ["bob*"]}
+    - {key: source.ip, values: ["127.0.0.1"]}
+  - {}
+"""
+        ),
+    )
+    (policy,) = config.authorization_policies
+    assert policy.action is AuthzAction.DENY
+    assert policy.selector == MappingProxyType({"app": "sessions"})
+    assert policy.rules == (
+        AuthzRule(
+            sources=(
+                AuthzSource(
+                    principals=Values(("cluster.local/ns/conference/sa/app",)),
+                    namespaces=Values((), ("test",)),
+                ),
+                AuthzSource(
+                    ip_blocks=Values(("10.0.0.0/8",)),
+                    remote_ip_blocks=Values((), ("10.1.0.0/16",)),
+                ),
+            ),
+            operations=(
+                AuthzOperation(
+                    hosts=Values(("sessions*",)),
+                    ports=Values(("8080",)),
+                    methods=Values(("GET",)),
+                    paths=Values(("/sessions/*",), ("*/admin",)),
+                ),
+            ),
+            conditions=(
+                AuthzCondition("request.headers[x-user]", Values(("alice",), ("bob*",))),
+                AuthzCondition("source.ip", Values(("127.0.0.1",))),
+            ),
+        ),
+        AuthzRule(),
+    )
+
+
+def test_empty_spec_is_an_allow_without_rules(tmp_path: Path) -> None:
+    """Istio: ``spec: {}`` is an ALLOW policy that matches nothing (deny all)."""
+    config = load_text(tmp_path / "ap.yaml", authorization_policy("  {}\n"))
+    (policy,) = config.authorization_policies
+    assert (policy.action, policy.rules, policy.selector) == (AuthzAction.ALLOW, (), None)
+
+
+def test_destination_rule_tls_at_every_level(tmp_path: Path) -> None:
+    config = load_text(
+        tmp_path / "dr.yaml",
+        destination_rule(
+            """
+host: svc
+trafficPolicy:
+  tls: {mode: ISTIO_MUTUAL, sni: svc.example, subjectAltNames: ["spiffe://td/ns/a/sa/b"]}
+  portLevelSettings:
+  - port: {number: 9090}
+    tls: {mode: MUTUAL, clientCertificate: /c.pem, privateKey: /k.pem, caCertificates: /ca.pem}
+subsets:
+- name: plain
+  labels: {v: "1"}
+  trafficPolicy: {tls: {mode: DISABLE}}
+- name: simple
+  labels: {v: "2"}
+  trafficPolicy: {tls: {mode: SIMPLE, caCertificates: /ca.pem}}
+"""
+        ),
+    )
+    (rule,) = config.destination_rules
+    assert effective_policy(rule, 8080).tls == ClientTLSSettings(
+        TlsMode.ISTIO_MUTUAL, sni="svc.example", subject_alt_names=("spiffe://td/ns/a/sa/b",)
+    )
+    assert effective_policy(rule, 9090).tls == ClientTLSSettings(
+        TlsMode.MUTUAL, "/c.pem", "/k.pem", "/ca.pem"
+    )
+    assert effective_policy(rule, 8080, "plain").tls == ClientTLSSettings(TlsMode.DISABLE)
+    assert effective_policy(rule, 8080, "simple").tls == ClientTLSSettings(
+        TlsMode.SIMPLE, ca_certificates="/ca.pem"
+    )
+
+
+AP = "spec.rules[0]"
+REFUSED = [
+    # --- PeerAuthentication
+    (
+        "pa-mode",
+        peer_authentication("  mtls: {mode: STRICTER}\n"),
+        "spec.mtls.mode",
+        "unknown mTLS mode 'STRICTER'",
+    ),
+    (
+        "pa-port-no-selector",
+        peer_authentication("  portLevelMtls: {8080: {mode: STRICT}}\n"),
+        "spec.portLevelMtls",
+        "needs a selector",
+    ),
+    (
+        "pa-port-number",
+        peer_authentication(
+            "  selector: {matchLabels: {a: b}}\n  portLevelMtls: {http: {mode: STRICT}}\n"
+        ),
+        "spec.portLevelMtls.http",
+        "must be a port number",
+    ),
+    (
+        "pa-port-mode",
+        peer_authentication("  selector: {matchLabels: {a: b}}\n  portLevelMtls: {80: {}}\n"),
+        "spec.portLevelMtls.80.mode",
+        "is required",
+    ),
+    (
+        "pa-unknown",
+        peer_authentication("  mtl: {mode: STRICT}\n"),
+        "spec.mtl",
+        "did you mean 'mtls'?",
+    ),
+    (
+        "pa-api-version",
+        peer_authentication("  {}\n").replace(SEC, "networking.istio.io/v1"),
+        "apiVersion",
+        "must be one of security.istio.io/v1",
+    ),
+    (
+        "pa-two-namespace-wide",
+        documents(
+            peer_authentication("  mtls: {mode: STRICT}\n", "a"),
+            peer_authentication("  mtls: {mode: DISABLE}\n", "b"),
+        ),
+        "spec",
+        "already has a PeerAuthentication without selector",
+    ),
+    # --- AuthorizationPolicy
+    (
+        "ap-custom",
+        authorization_policy("  action: CUSTOM\n"),
+        "spec.action",
+        "action CUSTOM is not supported",
+    ),
+    (
+        "ap-provider",
+        authorization_policy("  provider: {name: ext}\n"),
+        "spec.provider",
+        "CUSTOM authorization (provider) is not supported",
+    ),
+    (
+        "ap-action",
+        authorization_policy("  action: PERMIT\n"),
+        "spec.action",
+        "unknown action 'PERMIT'",
+    ),
+    (
+        "ap-target-ref",
+        authorization_policy("  targetRef: {kind: Gateway, name: g}\n"),
+        "spec.targetRef",
+        "not supported yet",
+    ),
+    (
+        "ap-request-principals",
+        authorization_policy("  rules: [{from: [{source: {requestPrincipals: ['*']}}]}]\n"),
+        f"{AP}.from[0].source.requestPrincipals",
+        "needs RequestAuthentication",
+    ),
+    (
+        "ap-jwt-condition",
+        authorization_policy(
+            "  rules: [{when: [{key: 'request.auth.claims[iss]', values: [x]}]}]\n"
+        ),
+        f"{AP}.when[0].key",
+        "needs RequestAuthentication",
+    ),
+    (
+        "ap-condition-key",
+        authorization_policy("  rules: [{when: [{key: 'request.body', values: [x]}]}]\n"),
+        f"{AP}.when[0].key",
+        "unknown or unsupported condition key",
+    ),
+    (
+        "ap-condition-values",
+        authorization_policy("  rules: [{when: [{key: source.ip}]}]\n"),
+        f"{AP}.when[0]",
+        "must set values or notValues",
+    ),
+    (
+        "ap-wildcard-middle",
+        authorization_policy("  rules: [{to: [{operation: {paths: ['/a*b']}}]}]\n"),
+        f"{AP}.to[0].operation.paths[0]",
+        "'*' may only start or end",
+    ),
+    (
+        "ap-path-template",
+        authorization_policy("  rules: [{to: [{operation: {paths: ['/a/{*}']}}]}]\n"),
+        f"{AP}.to[0].operation.paths[0]",
+        "path template",
+    ),
+    (
+        "ap-port",
+        authorization_policy("  rules: [{to: [{operation: {ports: ['http']}}]}]\n"),
+        f"{AP}.to[0].operation.ports[0]",
+        "must be a port number",
+    ),
+    (
+        "ap-port-int",
+        authorization_policy("  rules: [{to: [{operation: {ports: [8080]}}]}]\n"),
+        f"{AP}.to[0].operation.ports[0]",
+        "must be a string",
+    ),
+    (
+        "ap-ip-block",
+        authorization_policy("  rules: [{from: [{source: {ipBlocks: ['10.0.0.300']}}]}]\n"),
+        f"{AP}.from[0].source.ipBlocks[0]",
+        "must be an IP address or CIDR",
+    ),
+    (
+        "ap-empty-source",
+        authorization_policy("  rules: [{from: [{source: {}}]}]\n"),
+        f"{AP}.from[0].source",
+        "must set at least one of",
+    ),
+    (
+        "ap-source-missing",
+        authorization_policy("  rules: [{from: [{}]}]\n"),
+        f"{AP}.from[0].source",
+        "is required",
+    ),
+    (
+        "ap-empty-from",
+        authorization_policy("  rules: [{from: []}]\n"),
+        f"{AP}.from",
+        "must not be empty",
+    ),
+    (
+        "ap-unknown-operation-field",
+        authorization_policy("  rules: [{to: [{operation: {method: [GET]}}]}]\n"),
+        f"{AP}.to[0].operation.method",
+        "did you mean 'methods'?",
+    ),
+    (
+        "ap-selector",
+        authorization_policy("  selector: {labels: {a: b}}\n"),
+        "spec.selector.labels",
+        "unknown field",
+    ),
+    # --- DestinationRule tls
+    (
+        "tls-mode",
+        destination_rule("host: svc\ntrafficPolicy: {tls: {mode: MTLS}}"),
+        "spec.trafficPolicy.tls.mode",
+        "unknown TLS mode 'MTLS'",
+    ),
+    (
+        "tls-mode-missing",
+        destination_rule("host: svc\ntrafficPolicy: {tls: {sni: a}}"),
+        "spec.trafficPolicy.tls.mode",
+        "is required",
+    ),
+    (
+        "tls-mutual-files",
+        destination_rule("host: svc\ntrafficPolicy: {tls: {mode: MUTUAL, caCertificates: /ca}}"),
+        "spec.trafficPolicy.tls.clientCertificate",
+        "is required with mode MUTUAL",
+    ),
+    (
+        "tls-simple-ca",
+        destination_rule("host: svc\ntrafficPolicy: {tls: {mode: SIMPLE}}"),
+        "spec.trafficPolicy.tls.caCertificates",
+        "is required with mode SIMPLE",
+    ),
+    (
+        "tls-istio-files",
+        destination_rule("host: svc\ntrafficPolicy: {tls: {mode: ISTIO_MUTUAL, privateKey: /k}}"),
+        "spec.trafficPolicy.tls.privateKey",
+        "must not be set with mode ISTIO_MUTUAL",
+    ),
+    (
+        "tls-credential-name",
+        destination_rule(
+            "host: svc\ntrafficPolicy: {tls: {mode: SIMPLE, credentialName: c, "
+            "caCertificates: /ca}}"
+        ),
+        "spec.trafficPolicy.tls.credentialName",
+        "not supported yet",
+    ),
+    (
+        "tls-disable-sni",
+        destination_rule("host: svc\ntrafficPolicy: {tls: {mode: DISABLE, sni: a}}"),
+        "spec.trafficPolicy.tls.sni",
+        "no meaning with mode DISABLE",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "message"), [case[1:] for case in REFUSED], ids=[case[0] for case in REFUSED]
+)
+def test_bad_security_config_is_refused(tmp_path: Path, text: str, path: str, message: str) -> None:
+    document = 2 if "already has" in message else 1  # reported at the second policy
+    assert_refused(tmp_path / "bad.yaml", text, document, path, message)
+
+
+def test_one_bad_policy_refuses_the_whole_load(tmp_path: Path) -> None:
+    file = tmp_path / "mixed.yaml"
+    file.write_text(
+        documents(
+            peer_authentication("  mtls: {mode: STRICT}\n", "good"),
+            authorization_policy("  action: CUSTOM\n"),
+        )
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+    assert [issue.document for issue in caught.value.issues] == [2]
