@@ -3,13 +3,20 @@
 ``Register``, then ``Heartbeat`` every third of the granted TTL on a daemon
 thread (re-registering when the control plane answers NOT_FOUND, e.g. after it
 restarted or the registration expired), ``Deregister`` on close. Talks the
-``meshlib.registry.v1.Registry`` gRPC service on the bootstrap's xDS server.
+``meshlib.registry.v1.Registry`` gRPC service on the bootstrap's xDS servers, in
+order, with the ADS stream's fallback rule
+(:class:`~meshlib.xds_client.server_order.ServerOrder`): a server that cannot be
+reached sends the Register to the next at once, and only a round in which none
+answered waits on the backoff. A heartbeat that cannot reach its server
+registers at the next one; the client-chosen id makes it replace itself there
+(replicas on one store share it).
 
 Eventually consistent, as gRPC's and Envoy's xDS clients are: a control plane
 that cannot be reached right now (UNAVAILABLE, DEADLINE_EXCEEDED, ...) leaves
 the registration pending, and the thread keeps registering with jittered
 exponential backoff, so a service may start before its control plane. An answer
-retrying cannot change (INVALID_ARGUMENT for bad input, ...) raises at once.
+retrying cannot change (INVALID_ARGUMENT for bad input, ...) raises at once, and
+is never a reason to try another server.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import ipaddress
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -31,6 +38,7 @@ from meshlib.xds_client.backoff import Backoff
 from meshlib.xds_client.bootstrap import XdsServerConfig
 from meshlib.xds_client.channel import open_channel
 from meshlib.xds_client.resources import Locality
+from meshlib.xds_client.server_order import ServerOrder
 
 log = get_logger(__name__)
 
@@ -81,44 +89,57 @@ def detect_address(server_uri: str) -> str:
         ) from exc
 
 
-class Registration:
-    """A registration, live or pending; ``close()`` deregisters (idempotent).
+class _RegistryCalls:
+    """The Registry's three calls over one channel (one per bootstrap server)."""
 
-    ``id`` is chosen here, so a Register whose answer was lost and is sent
-    again replaces itself instead of adding a second registration.
-    """
-
-    def __init__(
-        self,
-        channel: grpc.Channel,
-        request: pb.RegisterRequest,
-        *,
-        on_close: Callable[[Registration], None] | None = None,
-    ) -> None:
-        self._channel = channel
-        self._request = request
-        self._request.id = request.id or uuid.uuid4().hex
-        self._on_close = on_close
-        self._register = channel.unary_unary(
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.channel = channel
+        self.register = channel.unary_unary(
             _SERVICE + "Register",
             request_serializer=pb.RegisterRequest.SerializeToString,
             response_deserializer=pb.RegisterResponse.FromString,
         )
-        self._heartbeat = channel.unary_unary(
+        self.heartbeat = channel.unary_unary(
             _SERVICE + "Heartbeat",
             request_serializer=pb.HeartbeatRequest.SerializeToString,
             response_deserializer=pb.HeartbeatResponse.FromString,
         )
-        self._deregister = channel.unary_unary(
+        self.deregister = channel.unary_unary(
             _SERVICE + "Deregister",
             request_serializer=pb.DeregisterRequest.SerializeToString,
             response_deserializer=pb.DeregisterResponse.FromString,
         )
+
+
+class Registration:
+    """A registration, live or pending; ``close()`` deregisters (idempotent).
+
+    ``id`` is chosen here, so a Register whose answer was lost and is sent
+    again, or sent to another server after one died, replaces itself instead
+    of adding a second registration. ``channels`` are the bootstrap's servers,
+    in order.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[grpc.Channel],
+        request: pb.RegisterRequest,
+        *,
+        on_close: Callable[[Registration], None] | None = None,
+    ) -> None:
+        self._servers = [_RegistryCalls(channel) for channel in channels]
+        self._order = ServerOrder(len(self._servers))
+        self._request = request
+        self._request.id = request.id or uuid.uuid4().hex
+        self._on_close = on_close
         self._stop = threading.Event()
         self._live = threading.Event()
         self._lock = threading.Lock()
         self._closed = False
         self._ever_registered = False
+        # The server at self._order.index holds the registration: heartbeat it.
+        # Read and written by start() and then the thread only.
+        self._bound = False
         self.id = self._request.id
         self.ttl_s = 0.0
         self._thread: threading.Thread | None = None
@@ -132,6 +153,11 @@ class Registration:
         return self._request.address
 
     @property
+    def server_index(self) -> int:
+        """Which of the bootstrap's servers holds (or is next asked for) the registration."""
+        return self._order.index
+
+    @property
     def registered(self) -> bool:
         """True once the control plane accepted it, until a heartbeat finds it lost."""
         return self._live.is_set()
@@ -143,71 +169,110 @@ class Registration:
     def start(self) -> Registration:
         """Register now and start the heartbeat thread.
 
-        Raises RegistrationError when the control plane refuses; when it cannot
-        be reached, returns pending and the thread keeps trying."""
+        Raises RegistrationError when a control plane refuses; when none can be
+        reached, returns pending and the thread keeps trying."""
         try:
-            self._register_once()
+            self._register_round()
         except grpc.RpcError as exc:
-            if not _is_transient(exc):
-                raise RegistrationError(
-                    f"the control plane refused registering {self.service} at {self.address}: "
-                    f"{_describe(exc)}"
-                ) from exc
-            log.warning(
-                "registration_pending", service=self.service, id=self.id, error=_describe(exc)
-            )
+            raise RegistrationError(
+                f"the control plane refused registering {self.service} at {self.address}: "
+                f"{_describe(exc)}"
+            ) from exc
         self._thread = threading.Thread(
             target=self._run, name=f"meshlib-registration-{self.service}", daemon=True
         )
         self._thread.start()
         return self
 
+    def _register_round(self) -> bool:
+        """Register at the servers in order from the current one, moving on at once
+        from one that cannot be reached. True once one holds it; False when none
+        answered (the caller waits on the backoff). A refusal is an answer: raises
+        grpc.RpcError, and the next round starts at the first server."""
+        while True:
+            try:
+                self._register_once()
+            except grpc.RpcError as exc:
+                if not _is_transient(exc):
+                    self._order.advance(answered=True)
+                    raise
+                if self._stop.is_set():
+                    return False
+                if self._order.advance(answered=False):
+                    continue
+                log.warning(
+                    "registration_pending", service=self.service, id=self.id, error=_describe(exc)
+                )
+                return False
+            return True
+
     def _register_once(self) -> None:
-        """One Register call; raises grpc.RpcError."""
-        response: pb.RegisterResponse = self._register(self._request, timeout=RPC_TIMEOUT_S)
+        """One Register call at the current server; raises grpc.RpcError."""
+        index = self._order.index
+        response: pb.RegisterResponse = self._servers[index].register(
+            self._request, timeout=RPC_TIMEOUT_S
+        )
         self.ttl_s = response.ttl_seconds
         self._ever_registered = True
+        self._bound = True
         self._live.set()
-        log.info("workload_registered", service=self.service, id=self.id, ttl_s=self.ttl_s)
+        log.info(
+            "workload_registered",
+            service=self.service,
+            id=self.id,
+            ttl_s=self.ttl_s,
+            server_index=index,
+        )
 
     def _period(self) -> float:
         return max(MIN_HEARTBEAT_S, self.ttl_s / 3) if self.ttl_s > 0 else DEFAULT_HEARTBEAT_S
 
     def _run(self) -> None:
-        """Heartbeat while registered; register again, with backoff, while not."""
+        """Heartbeat while a server holds it; register again, with backoff, while none does."""
         backoff = Backoff(RETRY_BASE_S, RETRY_MAX_S)
-        while not self._stop.wait(self._period() if self.registered else backoff.next_delay()):
-            if self.registered:
-                self._beat()
-            if not self.registered and self._retry_register():
+        while not self._stop.wait(self._period() if self._bound else backoff.next_delay()):
+            if self._bound and not self._beat():
+                continue
+            if self._retry_register():
                 backoff.reset()
 
-    def _beat(self) -> None:
+    def _beat(self) -> bool:
+        """Heartbeat the server holding the registration. True when it must be
+        registered again right away: that server lost it (NOT_FOUND), or could not
+        be reached and a next server is there to try."""
         try:
-            reply: pb.HeartbeatResponse = self._heartbeat(
+            reply: pb.HeartbeatResponse = self._servers[self._order.index].heartbeat(
                 pb.HeartbeatRequest(id=self.id), timeout=RPC_TIMEOUT_S
             )
         except grpc.RpcError as exc:
+            if self._stop.is_set():
+                return False
             if _code(exc) is grpc.StatusCode.NOT_FOUND:
                 log.warning("registration_lost", service=self.service, id=self.id)
+                self._bound = False
                 self._live.clear()
-            elif not self._stop.is_set():
-                log.warning("heartbeat_failed", service=self.service, error=_describe(exc))
-            return
+                return True
+            log.warning("heartbeat_failed", service=self.service, error=_describe(exc))
+            if not _is_transient(exc):
+                return False  # an answer: heartbeat there again next period
+            # Unreachable. Still held there until its TTL ends: ``registered`` stays true.
+            self._bound = False
+            return self._order.advance(answered=False)
         if reply.ttl_seconds > 0:
             self.ttl_s = reply.ttl_seconds
+        return False
 
     def _retry_register(self) -> bool:
         if self._stop.is_set():
             return False
         try:
-            self._register_once()
+            return self._register_round()
         except grpc.RpcError as exc:
             if not self._stop.is_set():
-                event = "registration_pending" if _is_transient(exc) else "registration_refused"
-                log.warning(event, service=self.service, id=self.id, error=_describe(exc))
+                log.warning(
+                    "registration_refused", service=self.service, id=self.id, error=_describe(exc)
+                )
             return False
-        return True
 
     def close(self) -> None:
         """Stop the thread and deregister; errors are logged, never raised."""
@@ -220,14 +285,26 @@ class Registration:
             self._thread.join(timeout=RPC_TIMEOUT_S + 1)
         self._live.clear()
         if self._ever_registered:
-            try:
-                self._deregister(pb.DeregisterRequest(id=self.id), timeout=RPC_TIMEOUT_S)
-                log.info("workload_deregistered", service=self.service, id=self.id)
-            except grpc.RpcError as exc:
-                log.warning("deregister_failed", service=self.service, error=_describe(exc))
-        self._channel.close()
+            self._deregister()
+        for server in self._servers:
+            server.channel.close()
         if self._on_close is not None:
             self._on_close(self)
+
+    def _deregister(self) -> None:
+        """At the server holding it, then the others in order while none can be reached."""
+        count = len(self._servers)
+        for step in range(count):
+            server = self._servers[(self._order.index + step) % count]
+            try:
+                server.deregister(pb.DeregisterRequest(id=self.id), timeout=RPC_TIMEOUT_S)
+            except grpc.RpcError as exc:
+                if _is_transient(exc) and step + 1 < count:
+                    continue
+                log.warning("deregister_failed", service=self.service, error=_describe(exc))
+                return
+            log.info("workload_deregistered", service=self.service, id=self.id)
+            return
 
     def __enter__(self) -> Registration:
         return self
@@ -242,18 +319,23 @@ class Registration:
 
 
 def open_registration(
-    server: XdsServerConfig,
+    servers: Sequence[XdsServerConfig],
     request: pb.RegisterRequest,
     *,
     on_close: Callable[[Registration], None] | None = None,
 ) -> Registration:
-    """Start a :class:`Registration` over its own channel to ``server`` (closed if refused)."""
-    channel = open_channel(server, options=_CHANNEL_OPTIONS)
-    registration = Registration(channel, request, on_close=on_close)
+    """Start a :class:`Registration` over channels of its own to ``servers``, the
+    bootstrap's ``xds_servers`` in order (all closed if refused)."""
+    if not servers:
+        raise RegistrationError("register: the bootstrap lists no xds_servers")
+    channels: list[grpc.Channel] = []
     try:
-        return registration.start()
+        for server in servers:
+            channels.append(open_channel(server, options=_CHANNEL_OPTIONS))
+        return Registration(channels, request, on_close=on_close).start()
     except BaseException:
-        channel.close()
+        for channel in channels:
+            channel.close()
         raise
 
 

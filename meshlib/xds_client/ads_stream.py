@@ -17,7 +17,8 @@ nothing about resources: the client reacts to its three events.
 Several servers (the bootstrap's ``xds_servers``, gRFC A71's order): each retry
 starts at the first; a stream that ends without a response sends the next attempt
 to the next server at once, and only a round in which no server answered waits on
-the backoff. Unlike A71, the fallback does not wait for an uncached resource: a
+the backoff (:class:`~meshlib.xds_client.server_order.ServerOrder`, the registration
+client's rule too). Unlike A71, the fallback does not wait for an uncached resource: a
 replica that died is left for the next one even when everything is cached, so
 endpoint changes keep coming (A95's ``fallback_on_reachability_only``). A client on
 a fallback server stays there until that stream ends.
@@ -35,6 +36,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from meshlib.observability.logging import get_logger
 from meshlib.xds_client.backoff import XdsBackoff
+from meshlib.xds_client.server_order import ServerOrder
 
 log = get_logger(__name__)
 
@@ -106,11 +108,8 @@ class StreamRunner:
         on_end: Callable[[AdsStream, Exception | None], None],
         servers: int = 1,
     ) -> None:
-        if servers < 1:
-            raise ValueError(f"StreamRunner: servers must be >= 1, got {servers}")
+        self._order = ServerOrder(servers)
         self._open_channel = open_channel
-        self._servers = servers
-        self.server_index = 0
         self._channel: grpc.Channel | None = open_channel(0)
         self._backoff = backoff
         self._on_start = on_start
@@ -134,6 +133,11 @@ class StreamRunner:
             self._thread.join(timeout_s)
         self._drop_channel()
 
+    @property
+    def server_index(self) -> int:
+        """Which of the servers the current (or next) stream is on."""
+        return self._order.index
+
     def _run(self) -> None:
         while True:
             stream = self._next_stream()
@@ -146,11 +150,8 @@ class StreamRunner:
             # reconnecting on grpc's own schedule meanwhile.
             self._drop_channel()
             self._on_end(stream, error)
-            if not stream.received_response and self.server_index + 1 < self._servers:
-                self.server_index += 1  # A71: the next server in order, at once
-                log.info("xds_server_fallback", server_index=self.server_index)
-                continue
-            self.server_index = 0
+            if self._order.advance(stream.received_response):
+                continue  # A71: the next server in order, at once
             delay = self._backoff.delay_after_stream(stream.received_response)
             log.debug("xds_stream_retry", delay_s=round(delay, 3))
             if self._closed.wait(delay):

@@ -70,8 +70,8 @@ class Bootstrap:
 
     @property
     def server(self) -> XdsServerConfig:
-        """The primary server (the first): the registration client's; the xDS client
-        falls back to the others in order (:mod:`meshlib.xds_client.ads_stream`)."""
+        """The primary server (the first); the xDS and registration clients fall back
+        to the others in order (:mod:`meshlib.xds_client.server_order`)."""
         return self.xds_servers[0]
 
 
