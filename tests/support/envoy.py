@@ -81,18 +81,23 @@ def running_envoy_sidecar(
     zone: str = "",
     labels: Mapping[str, str] | None = None,
     delta: bool = False,
+    metadata: Mapping[str, object] | None = None,
 ) -> Iterator[EnvoySidecar]:
     """Run Envoy as a sidecar of this control plane until the block ends (``labels``:
-    its node metadata LABELS; ``delta``: incremental ADS, ``DELTA_GRPC``)."""
+    its node metadata LABELS; ``delta``: incremental ADS, ``DELTA_GRPC``; ``metadata``:
+    more node metadata, e.g. ``mesh.inbound_port``)."""
     binary = envoy_or_skip()
     workdir.mkdir(parents=True, exist_ok=True)
     outbound = free_port()
     locality = {key: value for key, value in (("region", region), ("zone", zone)) if value}
-    metadata: dict[str, object] = {"mesh.proxy": "sidecar", "mesh.outbound_port": outbound}
+    node_metadata: dict[str, object] = {"mesh.proxy": "sidecar", "mesh.outbound_port": outbound}
     if labels:
-        metadata["LABELS"] = dict(labels)
+        node_metadata["LABELS"] = dict(labels)
+    node_metadata.update(metadata or {})
     xds_port = int(xds_address.rsplit(":", 1)[1])
-    config = bootstrap(xds_port, node_id, locality=locality or None, metadata=metadata, delta=delta)
+    config = bootstrap(
+        xds_port, node_id, locality=locality or None, metadata=node_metadata, delta=delta
+    )
     config_path = workdir / "envoy.json"
     config_path.write_text(json.dumps(config))
     address_path = workdir / "admin_address"
