@@ -1,7 +1,8 @@
 """``meshctl``: the operator's command line for the mesh.
 
     meshctl --version
-    meshctl bootstrap --xds-address HOST:PORT --node-id ID [--cluster C]
+    meshctl bootstrap --xds-address HOST:PORT [--xds-address HOST:PORT ...] --node-id ID
+                      [--cluster C]
                       [--region R] [--zone Z] [--sub-zone S]
                       [--metadata KEY=VALUE ...] [--metadata-json KEY=JSON ...]
                       [--label KEY=VALUE ...] [-o FILE]
@@ -10,6 +11,8 @@ writes the gRPC xDS bootstrap JSON (gRFC A27) that grpcio's native xDS client
 and meshlib both read from ``GRPC_XDS_BOOTSTRAP``. Empty parts are left out.
 ``--metadata-json`` takes typed values, e.g. ``mesh.outbound_port=15001``.
 ``--label app=web`` adds to ``node.metadata.LABELS``, the caller's labels.
+Each ``--xds-address`` is one ``xds_servers`` entry, in the order given (control-plane
+replicas: clients fall back from one to the next).
 
     meshctl apply -f FILE|DIR|-    meshctl get KIND [NAME] [-n NS] [-o yaml|json]
     meshctl delete KIND NAME [-n NS]
@@ -45,7 +48,7 @@ class BootstrapArgumentError(ValueError):
 
 def build_bootstrap(
     *,
-    xds_address: str,
+    xds_addresses: Sequence[str],
     node_id: str,
     cluster: str = "",
     region: str = "",
@@ -54,10 +57,17 @@ def build_bootstrap(
     metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The bootstrap document; raises BootstrapArgumentError on bad input."""
-    try:
-        server = parse_host_port(xds_address, what="--xds-address")
-    except AddressError as exc:
-        raise BootstrapArgumentError(str(exc)) from exc
+    servers: list[str] = []
+    for address in xds_addresses:
+        try:
+            server = str(parse_host_port(address, what="--xds-address"))
+        except AddressError as exc:
+            raise BootstrapArgumentError(str(exc)) from exc
+        if server in servers:
+            raise BootstrapArgumentError(f"--xds-address: {address!r} is given twice")
+        servers.append(server)
+    if not servers:
+        raise BootstrapArgumentError("--xds-address: at least one is required")
     if not node_id.strip():
         raise BootstrapArgumentError("--node-id: must not be empty")
     node: dict[str, Any] = {"id": node_id}
@@ -75,10 +85,11 @@ def build_bootstrap(
     return {
         "xds_servers": [
             {
-                "server_uri": str(server),
+                "server_uri": server,
                 "channel_creds": [{"type": "insecure"}],
                 "server_features": ["xds_v3"],
             }
+            for server in servers
         ],
         "node": node,
     }
@@ -157,7 +168,13 @@ def _parser() -> argparse.ArgumentParser:
     boot = commands.add_parser(
         "bootstrap", help="write the xDS bootstrap JSON for grpcio and meshlib"
     )
-    boot.add_argument("--xds-address", required=True, help="control plane HOST:PORT")
+    boot.add_argument(
+        "--xds-address",
+        required=True,
+        action="append",
+        metavar="HOST:PORT",
+        help="control plane HOST:PORT; repeat for replicas, tried in the order given",
+    )
     boot.add_argument("--node-id", required=True, help="this node's id")
     boot.add_argument(
         "--cluster", default="", help="node cluster, often the service name (default: none)"
@@ -196,7 +213,7 @@ def _parser() -> argparse.ArgumentParser:
 def _bootstrap(args: argparse.Namespace) -> int:
     try:
         document = build_bootstrap(
-            xds_address=args.xds_address,
+            xds_addresses=args.xds_address,
             node_id=args.node_id,
             cluster=args.cluster,
             region=args.region,

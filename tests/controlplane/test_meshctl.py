@@ -9,6 +9,7 @@ xDS client never leaks into other tests.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -100,6 +101,27 @@ def test_ipv6_server_address(capsys: pytest.CaptureFixture[str]) -> None:
     assert json.loads(out)["xds_servers"][0]["server_uri"] == "[::1]:15010"
 
 
+def test_repeated_xds_addresses_are_the_servers_in_that_order(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    addresses = ["cp-1.mesh:15010", "[::1]:15010", "10.0.0.3:15010"]
+    argv = [arg for address in addresses for arg in ("--xds-address", address)]
+    code, out, _ = run_meshctl(capsys, "bootstrap", *argv, "--node-id", "n")
+    assert code == 0
+    servers = json.loads(out)["xds_servers"]
+    assert [s["server_uri"] for s in servers] == addresses
+    # Every server gets the same credentials and features: only the address differs.
+    assert {json.dumps({**s, "server_uri": ""}) for s in servers} == {
+        json.dumps(
+            {
+                "server_uri": "",
+                "channel_creds": [{"type": "insecure"}],
+                "server_features": ["xds_v3"],
+            }
+        )
+    }
+
+
 @pytest.mark.parametrize(
     ("args", "error"),
     [
@@ -110,6 +132,22 @@ def test_ipv6_server_address(capsys: pytest.CaptureFixture[str]) -> None:
         (["--xds-address", "bad host:1", "--node-id", "n"], "neither an IP address nor a DNS"),
         (["--xds-address", "::1:15010", "--node-id", "n"], "in brackets"),
         (["--xds-address", "h:1", "--node-id", " "], "--node-id: must not be empty"),
+        (
+            ["--xds-address", "h:1", "--xds-address", "h2", "--node-id", "n"],
+            "--xds-address: expected HOST:PORT, got 'h2'",
+        ),
+        (
+            ["--xds-address", "h:1", "--xds-address", "h:0", "--node-id", "n"],
+            "port 0 is outside 1..65535",
+        ),
+        (
+            [
+                *("--xds-address", "h:1", "--xds-address", "h:2", "--xds-address", "h:1"),
+                "--node-id",
+                "n",
+            ],
+            "--xds-address: 'h:1' is given twice",
+        ),
         (["--xds-address", "h:1", "--node-id", "n", "--metadata", "novalue"], "KEY=VALUE"),
         (
             ["--xds-address", "h:1", "--node-id", "n", "--metadata-json", "p=oops"],
@@ -244,3 +282,22 @@ def test_grpcio_native_xds_client_loads_the_bootstrap(
     assert ads.nodes[0]["cluster"] == "legacy"
     assert ads.nodes[0]["zone"] == "z1"
     assert ads.nodes[0]["metadata"]["version"].string_value == "v1"
+
+
+def test_grpcio_native_xds_client_falls_back_to_the_next_address(
+    tmp_path: Path, recording_ads: tuple[RecordingAds, int]
+) -> None:
+    ads, port = recording_ads
+    bootstrap = tmp_path / "bootstrap.json"
+    with socket.socket() as refused:  # bound, never listening: connections are refused
+        refused.bind(("127.0.0.1", 0))
+        first = f"127.0.0.1:{refused.getsockname()[1]}"
+        argv = ["bootstrap", "--xds-address", first, "--xds-address", f"127.0.0.1:{port}"]
+        assert main([*argv, "--node-id", "replicas-node", "-o", str(bootstrap)]) == 0
+        client = start_grpcio_xds_client(bootstrap)
+        try:
+            wait_for(lambda: ads.nodes, timeout=10, what="grpcio to reach the second server")
+        finally:
+            code, stderr = finish(client)
+    assert code == 0, stderr
+    assert ads.nodes[0]["id"] == "replicas-node"
