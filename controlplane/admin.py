@@ -111,6 +111,7 @@ def workload_json(workload: RegisteredWorkload, expires_in_s: float | None) -> d
         "weight": workload.weight,
         "ttl_seconds": workload.ttl_s,
         "namespace": workload.namespace,
+        "identity": workload.identity,
         "expires_in_seconds": None if expires_in_s is None else round(expires_in_s, 3),
     }
 

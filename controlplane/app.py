@@ -49,8 +49,11 @@ from controlplane.admin import (
     check_remote_needs_tokens,
 )
 from controlplane.admin_auth import TokenStore
+from controlplane.admin_tokens import add_token_routes
 from controlplane.app_store import load_store, store_status
 from controlplane.applied_config import AppliedConfig
+from controlplane.ca import CaError, Security, SecuritySettings
+from controlplane.certificate_service import CertificateService
 from controlplane.cli_common import distribution_version
 from controlplane.config import ConfigError, ConfigIssue, ConfigWatcher
 from controlplane.config.emptying import check_not_emptied
@@ -85,6 +88,10 @@ class StartupError(Exception):
 
 class DataDirError(StartupError):
     """``--data-dir`` is not a writable folder."""
+
+
+class SecuritySetupError(DataDirError):
+    """The CA material (``--ca-cert/--ca-key``, ``DATA_DIR/ca``) cannot be used."""
 
 
 class StoreUnavailable(StartupError):
@@ -147,6 +154,8 @@ class ControlPlane:
         admin_token_file: str | Path | None = None,
         replica_id: str | None = None,
         store: Store | str | None = None,
+        security: SecuritySettings | None = None,
+        plaintext_registration: bool = True,
     ) -> None:
         """Checks the arguments only (AddressError, AdminAddressError); starts nothing.
 
@@ -170,6 +179,10 @@ class ControlPlane:
             raise ValueError(f"debounce {debounce_s}s must be >= 0 and <= {max_debounce_s}s")
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.allow_empty_config = allow_empty_config
+        # The CA and the secure xDS address (controlplane.ca); None: plaintext xDS only.
+        self._security_settings = security
+        self.security: Security | None = None
+        self.plaintext_registration = plaintext_registration
         self.store = store if isinstance(store, Store) else locate_store(store, self.data_dir)
         self.journal = RegistrationJournal(self.store)
         self.registry = Registry(
@@ -215,6 +228,11 @@ class ControlPlane:
         return self._xds_address.with_port(self.xds_port)
 
     @property
+    def secure_xds_address(self) -> HostPort | None:
+        """The secure xDS address with the bound port; None without one."""
+        return None if self.security is None else self.security.address
+
+    @property
     def admin_address(self) -> HostPort:
         """The admin address with the bound port."""
         return self._admin_address.with_port(self.admin_port)
@@ -232,6 +250,13 @@ class ControlPlane:
     async def _start(self) -> None:
         if self.data_dir is not None:
             self.data_dir = await asyncio.to_thread(prepare_data_dir, self.data_dir)
+        if self._security_settings is not None:
+            try:
+                self.security = await asyncio.to_thread(
+                    Security.create, self._security_settings, self.data_dir
+                )
+            except (CaError, OSError) as exc:
+                raise SecuritySetupError(f"CA: {exc}") from exc
         try:
             layers = await load_store(self.store, self.registry, self.journal)
         except StoreError as exc:
@@ -253,11 +278,20 @@ class ControlPlane:
         self._config, self._config_loaded_at = config, _now_iso()
         self._grpc = grpc.aio.server(options=_SERVER_OPTIONS)
         self.xds.register(self._grpc)
-        RegistrationService(self.registry).add_to_server(self._grpc)
+        RegistrationService(
+            self.registry, self.security, plaintext=self.plaintext_registration
+        ).add_to_server(self._grpc)
         try:
             self._xds_port = self._grpc.add_insecure_port(str(self._xds_address))
         except RuntimeError as exc:
             raise StartupError(f"--xds-address {self._xds_address}: cannot listen") from exc
+        if self.security is not None:
+            CertificateService(self.security.ca, self.security.tokens).add_to_server(self._grpc)
+            try:
+                self.security.serve(self._grpc)
+            except RuntimeError as exc:
+                address = self.security.settings.address
+                raise StartupError(f"--secure-xds-address {address}: cannot listen") from exc
         await self.xds.start()
         self.xds.update(config=config, workloads=self.registry.snapshot())
         follower.go_live()
@@ -290,6 +324,7 @@ class ControlPlane:
         log.info(
             "controlplane_started",
             xds_address=str(self.xds_address),
+            secure_xds_address=str(self.secure_xds_address),
             admin_address=str(self.admin_address),
             config=str(self.config_path),
             store=self.store.url,
@@ -444,7 +479,10 @@ class ControlPlane:
 
     def admin_app(self) -> web.Application:
         """The admin API over this control plane: every route it serves, behind its tokens."""
-        return build_admin_app(self.registry, self, tokens=self.admin_tokens, applied=self.applied)
+        app = build_admin_app(self.registry, self, tokens=self.admin_tokens, applied=self.applied)
+        if self.security is not None:
+            add_token_routes(app, self.security)
+        return app
 
     def reload_admin_tokens(self) -> None:
         """Re-read the admin token file (SIGHUP); a bad file keeps the tokens in force."""

@@ -1,6 +1,9 @@
 """``mesh-controlplane``: run the control plane until SIGINT / SIGTERM.
 
     mesh-controlplane serve [--config PATH] [--xds-address 127.0.0.1:15010]
+        [--secure-xds-address 127.0.0.1:15012|off] [--trust-domain cluster.local]
+        [--ca-cert FILE --ca-key FILE] [--cert-ttl 24h] [--max-cert-ttl 2160h]
+        [--no-plaintext-registration]
         [--admin-address 127.0.0.1:15014] [--admin-allow-remote] [--allow-empty-config]
         [--admin-token-file FILE] [--replica-id ID]
         [--data-dir DIR] [--store sqlite:///FILE | etcd://HOST:PORT[,HOST:PORT...]]
@@ -9,7 +12,8 @@
     mesh-controlplane --version
 
 Once serving it prints exactly one JSON line on stdout,
-``{"event": "serving", "xds_address": "HOST:PORT", "admin_address": "HOST:PORT"}``,
+``{"event": "serving", "xds_address": "HOST:PORT", "admin_address": "HOST:PORT",
+"secure_xds_address": "HOST:PORT"}`` (the last one unless ``--secure-xds-address off``),
 with the bound ports (so port 0 works for scripts and tests); logs go to
 stderr. Exit codes: 0 after a clean shutdown, 2 for bad arguments or a bad
 config (the issues are printed on stderr), 1 when a port cannot be bound or the
@@ -33,6 +37,7 @@ from controlplane.addresses import AddressError
 from controlplane.admin import AdminAddressError
 from controlplane.app import ControlPlane, DataDirError, StartupError
 from controlplane.cli_common import DEFAULT, add_version
+from controlplane.cli_security import add_security_options, security_settings
 from controlplane.config import ConfigError
 from controlplane.logging_setup import LOG_FORMATS, configure_logging
 from controlplane.store import StoreLocationError
@@ -108,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         "etcd://HOST:PORT[,HOST:PORT...] shared by replicas: the applied config and "
         "registrations (default: DIR/store.db with --data-dir, else memory)",
     )
+    add_security_options(serve)
     serve.add_argument(
         "--log-format", choices=LOG_FORMATS, default="console", help="log lines" + DEFAULT
     )
@@ -154,6 +160,8 @@ async def serve(args: argparse.Namespace) -> int:
             admin_token_file=args.admin_token_file,
             replica_id=args.replica_id,
             store=args.store,
+            security=security_settings(args),
+            plaintext_registration=not args.no_plaintext_registration,
         )
     except (AddressError, AdminAddressError, StoreLocationError, ValueError) as exc:
         return _fail(EXIT_USAGE, str(exc))
@@ -178,6 +186,8 @@ async def serve(args: argparse.Namespace) -> int:
             "xds_address": str(plane.xds_address),
             "admin_address": str(plane.admin_address),
         }
+        if plane.secure_xds_address is not None:
+            serving["secure_xds_address"] = str(plane.secure_xds_address)
         print(json.dumps(serving), flush=True)
         await stop.wait()
         log.info("controlplane_stopping")

@@ -5,7 +5,7 @@
                       [--cluster C]
                       [--region R] [--zone Z] [--sub-zone S]
                       [--metadata KEY=VALUE ...] [--metadata-json KEY=JSON ...]
-                      [--label KEY=VALUE ...] [-o FILE]
+                      [--label KEY=VALUE ...] [--cert-dir DIR [--cert-refresh 60s]] [-o FILE]
 
 writes the gRPC xDS bootstrap JSON (gRFC A27) that grpcio's native xDS client
 and meshlib both read from ``GRPC_XDS_BOOTSTRAP``. Empty parts are left out.
@@ -13,6 +13,11 @@ and meshlib both read from ``GRPC_XDS_BOOTSTRAP``. Empty parts are left out.
 ``--label app=web`` adds to ``node.metadata.LABELS``, the caller's labels.
 Each ``--xds-address`` is one ``xds_servers`` entry, in the order given (control-plane
 replicas: clients fall back from one to the next).
+``--cert-dir`` uses the certificates ``meshctl agent`` keeps there
+(:mod:`controlplane.meshctl_certdir`); give it the secure xDS address.
+
+    meshctl token create|revoke ...   (:mod:`controlplane.meshctl_token`)
+    meshctl agent --token-file FILE --cert-dir DIR ...   (:mod:`controlplane.meshctl_agent`)
 
     meshctl apply -f FILE|DIR|-    meshctl get KIND [NAME] [-n NS] [-o yaml|json]
     meshctl delete KIND NAME [-n NS]
@@ -34,8 +39,12 @@ from typing import Any
 
 from controlplane.addresses import AddressError, parse_host_port
 from controlplane.cli_common import add_version
+from controlplane.cli_security import duration_argument
+from controlplane.meshctl_agent import add_agent_command, run_agent
+from controlplane.meshctl_certdir import with_cert_dir
 from controlplane.meshctl_config import add_config_commands, run_config_command
 from controlplane.meshctl_status import add_status_command
+from controlplane.meshctl_token import add_token_command
 
 NODE_LABELS_KEY = "LABELS"  # as controlplane.translate.caller_node reads it
 EXIT_OK = 0
@@ -204,9 +213,25 @@ def _parser() -> argparse.ArgumentParser:
         help="a label of this workload, written to node.metadata.LABELS (repeatable): "
         "what VirtualService sourceLabels and failoverPriority read",
     )
+    boot.add_argument(
+        "--cert-dir",
+        type=Path,
+        metavar="DIR",
+        help="mTLS from the files 'meshctl agent' keeps in DIR: a file_watcher certificate "
+        "provider and tls channel_creds (give the secure xDS address)",
+    )
+    boot.add_argument(
+        "--cert-refresh",
+        type=duration_argument,
+        metavar="DURATION",
+        help="how often gRPC re-reads the --cert-dir files (default: a tenth of the "
+        "lifetime of the certificate there, 60s without one)",
+    )
     boot.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     add_config_commands(commands)
     add_status_command(commands)
+    add_token_command(commands)
+    add_agent_command(commands)
     return parser
 
 
@@ -226,6 +251,11 @@ def _bootstrap(args: argparse.Namespace) -> int:
     except BootstrapArgumentError as exc:
         print(f"meshctl bootstrap: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.cert_refresh is not None and args.cert_dir is None:
+        print("meshctl bootstrap: --cert-refresh needs --cert-dir", file=sys.stderr)
+        return EXIT_USAGE
+    if args.cert_dir is not None:
+        document = with_cert_dir(document, args.cert_dir, args.cert_refresh)
     text = json.dumps(document, indent=2) + "\n"
     if args.output is None:
         sys.stdout.write(text)
@@ -246,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "bootstrap":
         return _bootstrap(args)
+    if args.command == "agent":
+        return run_agent(args)
     return run_config_command(args)
 
 

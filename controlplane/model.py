@@ -144,6 +144,8 @@ class RegisteredWorkload:
     ``ports`` maps the service port (what callers dial, ``HOST:PORT``) to the
     port the workload listens on. A registration for a host that no
     ServiceEntry declares creates an implicit service with those ports.
+    ``identity`` is the workload's SPIFFE ID (``spiffe://TD/ns/NS/sa/SA``) when it
+    registered on the secure xDS address with a proven identity, else None.
     """
 
     id: str
@@ -155,6 +157,7 @@ class RegisteredWorkload:
     weight: int = 1
     ttl_s: float = 30.0
     namespace: str = "default"
+    identity: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

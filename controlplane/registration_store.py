@@ -41,6 +41,7 @@ def workload_record(workload: RegisteredWorkload) -> dict[str, Any]:
         "weight": workload.weight,
         "ttl_seconds": workload.ttl_s,
         "namespace": workload.namespace,
+        **({"identity": workload.identity} if workload.identity else {}),
     }
 
 
@@ -61,6 +62,7 @@ def workload_from_record(workload_id: str, record: Any) -> RegisteredWorkload:
             ttl_s=record["ttl_seconds"],
             namespace=record["namespace"],
             id=workload_id,
+            identity=record.get("identity"),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise RegistrationRejected("record", f"malformed: {exc!r}") from exc

@@ -32,6 +32,7 @@ import structlog
 
 from controlplane.addresses import is_dns_label, is_dns_name, parse_ip
 from controlplane.model import EMPTY, NO_LOCALITY, Locality, RegisteredWorkload
+from meshlib.security.identity import SpiffeId
 
 log = structlog.get_logger(__name__)
 
@@ -102,6 +103,7 @@ class RegistrationRequest:
     ttl_s: float | None = None
     namespace: str = "default"
     id: str | None = None
+    identity: str | None = None  # the proven SPIFFE ID (secure address), else None
 
 
 def _is_int(value: object) -> bool:
@@ -192,6 +194,11 @@ def validate(
         raise RegistrationRejected(
             "namespace", f"{request.namespace!r} is not a lower-case DNS label"
         )
+    if request.identity is not None:
+        try:
+            SpiffeId.parse(request.identity)
+        except ValueError as exc:
+            raise RegistrationRejected("identity", str(exc)) from exc
     workload_id = new_id() if request.id is None else request.id
     if not isinstance(workload_id, str) or not _ID.match(workload_id):
         raise RegistrationRejected(
@@ -207,6 +214,7 @@ def validate(
         weight=request.weight,
         ttl_s=float(ttl_s),
         namespace=request.namespace,
+        identity=request.identity,
     )
 
 
@@ -307,6 +315,10 @@ class Registry:
         if changed:
             self._changed()
         return changed
+
+    def get(self, workload_id: str) -> RegisteredWorkload | None:
+        """The live registration with this id, if any."""
+        return self._workloads.get(workload_id)
 
     def remaining_ttl(self, workload_id: str) -> float | None:
         """Seconds until the registration expires, or None when it is not live."""

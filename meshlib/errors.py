@@ -27,6 +27,11 @@ library's internals unless they ask for ``__cause__``.
         ├── InjectedFaultError    fault injection aborted the request
         ├── RequestNotReplayable  a retry was due but the request body cannot be resent
         └── ResilienceValueError  (also ValueError) a policy value or propagated header is invalid
+    SecurityError                 workload identity: certificates, join tokens, trust
+    ├── IdentityError             (also ValueError) not a spiffe://TD/ns/NS/sa/SA identity
+    ├── JoinTokenError            (also ValueError) a join token that cannot be read or used
+    └── CertificateRequestError   the control plane did not issue a certificate (or
+                                  could not be trusted: its CA is not the token's)
 
 The HTTP path raises subclasses of these that are also ``httpx.RequestError``
 (``meshlib.transport.errors``), so ``except httpx.RequestError`` and
@@ -215,3 +220,19 @@ class ResilienceValueError(ResilienceError, ValueError):
 
     http_status = 400
     grpc_status = 3  # INVALID_ARGUMENT
+
+
+class SecurityError(MeshError):
+    """Workload identity could not be established (certificates, join tokens, trust)."""
+
+
+class IdentityError(SecurityError, ValueError):
+    """A SPIFFE ID that is not ``spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT``."""
+
+
+class JoinTokenError(SecurityError, ValueError):
+    """A join token (or token file) that cannot be read or used; the message says why."""
+
+
+class CertificateRequestError(SecurityError):
+    """The control plane did not issue a certificate, or could not be trusted."""

@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
 python -m grpc_tools.protoc -I protos --python_out="$out" --pyi_out="$out" \
-  protos/meshlib/registry/v1/registry.proto
+  protos/meshlib/registry/v1/registry.proto protos/meshlib/ca/v1/ca.proto
 cp "$out/meshlib/registry/v1/registry_pb2.py" meshlib/_protos/registry_v1_pb2.py
 cp "$out/meshlib/registry/v1/registry_pb2.pyi" meshlib/_protos/registry_v1_pb2.pyi
+cp "$out/meshlib/ca/v1/ca_pb2.py" meshlib/_protos/ca_v1_pb2.py
+cp "$out/meshlib/ca/v1/ca_pb2.pyi" meshlib/_protos/ca_v1_pb2.pyi
 rm -rf "$out"

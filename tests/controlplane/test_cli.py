@@ -73,7 +73,7 @@ def test_serving_line_is_the_only_stdout(config: Path) -> None:
     try:
         assert proc.stdout is not None
         event = json.loads(proc.stdout.readline())
-        assert set(event) == {"event", "xds_address", "admin_address"}
+        assert set(event) == {"event", "xds_address", "admin_address", "secure_xds_address"}
         assert event["event"] == "serving"
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)

@@ -22,6 +22,7 @@ class ControlPlaneProcess:
     xds_address: str
     admin_address: str
     stderr_lines: list[str] = field(default_factory=list)
+    secure_xds_address: str = ""  # "" with --secure-xds-address off
 
     @property
     def admin_url(self) -> str:
@@ -94,7 +95,11 @@ def running_controlplane(
     try:
         serving = _read_serving_line(proc, stderr_lines)
         cp = ControlPlaneProcess(
-            proc, serving["xds_address"], serving["admin_address"], stderr_lines
+            proc,
+            serving["xds_address"],
+            serving["admin_address"],
+            stderr_lines,
+            serving.get("secure_xds_address", ""),
         )
         threading.Thread(target=_drain, args=(proc.stdout, []), daemon=True).start()
         yield cp
