@@ -100,7 +100,9 @@ class XdsClient:
         self._nonces: dict[str, str] = {}
         self._requested_types: set[str] = set()
         self._node_sent = False
-        self._loss_reported = False
+        # The connection error watchers were told of, until a response arrives; a
+        # watch added meanwhile is told at once (it would otherwise hear nothing).
+        self._loss: XdsConnectionError | None = None
         self._closed = False
         self._close_lock = threading.Lock()
         if resource_timeout_s <= 0:
@@ -213,6 +215,7 @@ class XdsClient:
             log.debug("xds_subscribe", type=rtype.name, name=handle.name)
             self._seed_from_wildcard(rtype, handle.name)
             self._send_request(rtype.type_url)
+            self._tell_loss(handle)
             return
         if entry.resource is not None:
             self._serializer.schedule(handle.callback("on_changed", entry.resource))
@@ -223,6 +226,7 @@ class XdsClient:
             error = XdsValidationError(entry.error or "invalid")
         if error is not None:
             self._serializer.schedule(handle.callback("on_resource_error", error))
+        self._tell_loss(handle)
 
     def _remove_watch(self, handle: _Watch) -> None:
         type_url, key = handle.rtype.type_url, (handle.rtype.type_url, handle.name)
@@ -261,10 +265,17 @@ class XdsClient:
         if len(state.watches) == 1:
             log.debug("xds_subscribe_wildcard", type=rtype.name)
             self._send_request(rtype.type_url)
+            self._tell_loss(handle)
             return
         mapping = state.mapping()
         if mapping is not None:
             self._serializer.schedule(handle.callback("on_changed", mapping))
+        self._tell_loss(handle)
+
+    def _tell_loss(self, handle: _Watch | WildcardWatch) -> None:
+        """A watch added while the control plane is unreachable hears so at once."""
+        if self._loss is not None:
+            self._serializer.schedule(handle.callback("on_ambient_error", self._loss))
 
     def _remove_wildcard(self, handle: WildcardWatch) -> None:
         state = self._wildcards.get(handle.type_url)
@@ -307,10 +318,9 @@ class XdsClient:
         reason = _describe(error)
         server = self._servers[stream.server_index].server_uri
         log.warning("xds_stream_lost", server=server, reason=reason)
-        if self._loss_reported:
+        if self._loss is not None:
             return
-        self._loss_reported = True
-        exc = XdsConnectionError(f"ADS stream to {server} failed: {reason}")
+        exc = self._loss = XdsConnectionError(f"ADS stream to {server} failed: {reason}")
         for type_url, name in self._watches:
             self._notify(type_url, name, "on_ambient_error", exc)
         for type_url in self._wildcards:
@@ -319,7 +329,7 @@ class XdsClient:
     def _on_response(self, stream: AdsStream, response: Any) -> None:
         if stream is not self._stream:
             return
-        self._loss_reported = False
+        self._loss = None
         type_url = response.type_url
         self._nonces[type_url] = response.nonce
         rtype = self._types.get(type_url)

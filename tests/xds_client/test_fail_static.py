@@ -69,3 +69,21 @@ def test_unreachable_server_reports_one_ambient_error(
     kind, error = watcher.wait_count(1)[0]
     assert kind == "ambient_error"
     assert isinstance(error, XdsConnectionError)
+
+
+def test_a_watch_added_after_the_loss_was_reported_hears_of_it(
+    make_client: ClientFactory, refused_address: str
+) -> None:
+    client = make_client(refused_address)
+    first = RecordingWatcher("first")
+    client.watch(LISTENER, "svc:80", first)
+    first.wait_count(1)
+    # The stream is known lost and already reported: later watches, named or not,
+    # for a new name or one already watched, still hear it.
+    late_same, late_other = RecordingWatcher("same"), RecordingWatcher("other")
+    client.watch(LISTENER, "svc:80", late_same)
+    client.watch(LISTENER, "other:80", late_other)
+    for watcher in (late_same, late_other):
+        kind, error = watcher.wait_count(1)[0]
+        assert kind == "ambient_error"
+        assert isinstance(error, XdsConnectionError)
