@@ -13,8 +13,16 @@ import pytest
 from cryptography import x509
 
 from meshlib._protos import ca_v1_pb2 as ca_pb
-from meshlib.security import SpiffeId, build_csr, generate_key, read_claims
+from meshlib.security import (
+    SpiffeId,
+    build_csr,
+    generate_key,
+    obtain_certificate,
+    read_claims,
+    renew_certificate,
+)
 from meshlib.security.pki import key_pem, load_certificates, spiffe_id_of
+from meshlib.security.trust import presented_chain
 from tests.security.support import (
     TRUST_DOMAIN,
     ca_root,
@@ -23,6 +31,7 @@ from tests.security.support import (
     secure_controlplane,
     sign_call,
 )
+from tests.support.waiting import wait_for
 
 
 def _openssl(*args: str, stdin: str = "") -> str:
@@ -136,8 +145,6 @@ def test_the_certificate_service_is_not_on_the_plaintext_port(tmp_path: Path) ->
 
 
 def test_renewal_with_the_current_certificate_keeps_its_identity(tmp_path: Path) -> None:
-    from meshlib.security import obtain_certificate, renew_certificate
-
     with secure_controlplane(tmp_path) as cp:
         first = obtain_certificate(create_token(cp, "app"))
         renewed = renew_certificate(cp.secure_xds_address, first, ttl_s=120)
@@ -145,3 +152,17 @@ def test_renewal_with_the_current_certificate_keeps_its_identity(tmp_path: Path)
     assert renewed.serial != first.serial
     assert renewed.key_pem != first.key_pem
     assert key_pem  # the key never left the process: only the CSR went out
+
+
+def test_the_serving_certificate_is_renewed_at_half_its_lifetime(tmp_path: Path) -> None:
+    """New handshakes get a new serving certificate once half of its lifetime is gone."""
+
+    def serving_serial(address: str) -> int:
+        host, _, port = address.rpartition(":")
+        return x509.load_der_x509_certificate(presented_chain(host, int(port))[0]).serial_number
+
+    with secure_controlplane(tmp_path, "--cert-ttl", "2s", "--max-cert-ttl", "4s") as cp:
+        first = serving_serial(cp.secure_xds_address)
+        wait_for(lambda: serving_serial(cp.secure_xds_address) != first, timeout=20, interval=0.2)
+        token = create_token(cp, "app")  # the port still answers, with a valid chain
+        assert obtain_certificate(token).identity == SpiffeId(TRUST_DOMAIN, "conference", "app")

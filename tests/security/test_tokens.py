@@ -211,3 +211,24 @@ def test_token_create_refuses_bad_arguments(tmp_path: Path) -> None:
             assert done.returncode == 1, args
             assert message in done.stderr, (args, done.stderr)
             assert done.stdout == ""
+
+
+def test_creating_tokens_needs_the_admin_scope(tmp_path: Path) -> None:
+    tokens = tmp_path / "admin-tokens"
+    tokens.write_text("writer-secret write,read,register\nboss-secret admin\n")
+    with secure_controlplane(tmp_path, "--admin-token-file", str(tokens)) as cp:
+        base = ["token", "create", "--service-account", "app", "--admin-address", cp.admin_address]
+        for token, code, shown in (
+            ([], 1, "401"),
+            (["--token", "writer-secret"], 1, "403"),
+            (["--token", "boss-secret"], 0, ""),
+        ):
+            done = meshctl(*base, *token)
+            assert done.returncode == code, (token, done.stderr)
+            assert shown in done.stderr
+        issued = read_claims(done.stdout.strip())
+        revoke = meshctl(
+            "token", "revoke", issued.token_id, "--admin-address", cp.admin_address,
+            "--token", "writer-secret",
+        )  # fmt: skip
+        assert revoke.returncode == 1 and "403" in revoke.stderr
