@@ -13,6 +13,7 @@ SHORT_NAMES = {
     "DestinationRule": "dr",
     "PeerAuthentication": "pa",
     "AuthorizationPolicy": "ap",
+    "ServiceIntentions": "serviceintentions",
 }
 
 

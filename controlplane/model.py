@@ -15,7 +15,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from controlplane.security_model import AuthorizationPolicy, PeerAuthentication
+    from controlplane.security_model import (
+        AuthorizationPolicy,
+        PeerAuthentication,
+        ServiceIntentions,
+    )
     from controlplane.traffic_model import DestinationRule, VirtualService
 
 EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -135,6 +139,7 @@ class MeshConfig:
     destination_rules: tuple[DestinationRule, ...] = ()
     peer_authentications: tuple[PeerAuthentication, ...] = ()
     authorization_policies: tuple[AuthorizationPolicy, ...] = ()
+    service_intentions: tuple[ServiceIntentions, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,3 +137,50 @@ class AuthorizationPolicy:
     def origin(self) -> str:
         where = f" ({self.source})" if self.source is not None else ""
         return f"AuthorizationPolicy {self.namespace}/{self.name}{where}"
+
+
+class IntentionAction(enum.Enum):
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+@dataclass(frozen=True, slots=True)
+class IntentionHeader:
+    """One ``http.header[]`` matcher; ``kind`` exact, prefix, suffix, regex or present."""
+
+    name: str
+    kind: str
+    value: str = ""
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IntentionPermission:
+    """An L7 permission: all of its HTTP conditions must hold."""
+
+    action: IntentionAction
+    path_kind: str = ""  # "exact", "prefix", "regex"; "" any path
+    path: str = ""
+    methods: tuple[str, ...] = ()
+    headers: tuple[IntentionHeader, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IntentionSource:
+    """A caller: ``name`` a service (its service account), ``*`` any; its namespace."""
+
+    name: str
+    namespace: str
+    action: IntentionAction | None = None  # L4; else ``permissions`` (first match wins)
+    permissions: tuple[IntentionPermission, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceIntentions:
+    """Consul's ServiceIntentions for one destination service (``*``: every service)."""
+
+    name: str
+    namespace: str
+    destination: str
+    sources: tuple[IntentionSource, ...] = ()
+    source: Source | None = None

@@ -24,8 +24,12 @@ from controlplane.config.fields import DocContext, Fields
 from controlplane.config.peer_authentication import parse_peer_authentication
 from controlplane.config.policy_checks import check_dns_subsets, check_route_hash_keys
 from controlplane.config.resource import Header, parse_header
-from controlplane.config.security_checks import check_one_namespace_peer_authentication
+from controlplane.config.security_checks import (
+    check_one_intentions_per_destination,
+    check_one_namespace_peer_authentication,
+)
 from controlplane.config.service_entry import parse_service_entry
+from controlplane.config.service_intentions import parse_service_intentions
 from controlplane.config.traffic_checks import (
     check_destinations,
     check_one_destination_rule_per_host,
@@ -35,7 +39,11 @@ from controlplane.config.virtual_service import parse_virtual_service
 from controlplane.config.workload_entry import parse_workload_entry
 from controlplane.config.yaml_files import Document, config_files, read_documents
 from controlplane.model import MeshConfig, ServiceEntry, WorkloadEntry
-from controlplane.security_model import AuthorizationPolicy, PeerAuthentication
+from controlplane.security_model import (
+    AuthorizationPolicy,
+    PeerAuthentication,
+    ServiceIntentions,
+)
 from controlplane.traffic_model import DestinationRule, VirtualService
 
 log = structlog.get_logger(__name__)
@@ -47,6 +55,7 @@ Resource = (
     | DestinationRule
     | PeerAuthentication
     | AuthorizationPolicy
+    | ServiceIntentions
 )
 _PARSERS: dict[str, Callable[[Header, Fields], Resource | None]] = {
     "ServiceEntry": parse_service_entry,
@@ -55,6 +64,7 @@ _PARSERS: dict[str, Callable[[Header, Fields], Resource | None]] = {
     "DestinationRule": parse_destination_rule,
     "PeerAuthentication": parse_peer_authentication,
     "AuthorizationPolicy": parse_authorization_policy,
+    "ServiceIntentions": parse_service_intentions,
 }
 
 
@@ -126,6 +136,7 @@ def _assemble(resources: list[tuple[Resource, Fields]]) -> MeshConfig:
         destination_rules=tuple(r for r, _ in resources if isinstance(r, DestinationRule)),
         peer_authentications=tuple(r for r, _ in resources if isinstance(r, PeerAuthentication)),
         authorization_policies=tuple(r for r, _ in resources if isinstance(r, AuthorizationPolicy)),
+        service_intentions=tuple(r for r, _ in resources if isinstance(r, ServiceIntentions)),
     )
 
 
@@ -146,4 +157,5 @@ def _cross_check(
         ),
         *check_dns_subsets(config.destination_rules, config.service_entries),
         *check_one_namespace_peer_authentication(config.peer_authentications),
+        *check_one_intentions_per_destination(config.service_intentions),
     ]

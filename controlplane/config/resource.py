@@ -21,12 +21,14 @@ API_VERSIONS = (
 )
 SECURITY_API_VERSIONS = ("security.istio.io/v1", "security.istio.io/v1beta1")
 SECURITY_KINDS = ("PeerAuthentication", "AuthorizationPolicy")
+CONSUL_API_VERSIONS = ("consul.hashicorp.com/v1alpha1",)
 SUPPORTED_KINDS = (
     "ServiceEntry",
     "WorkloadEntry",
     "VirtualService",
     "DestinationRule",
     *SECURITY_KINDS,
+    "ServiceIntentions",
 )
 _SUPPORTED = ", ".join(SUPPORTED_KINDS)
 # Istio kinds we will read in later issues: a clear "not supported yet", not "unknown".
@@ -40,7 +42,6 @@ NOT_YET_KINDS = frozenset(
         "Telemetry",
         "WasmPlugin",
         "RequestAuthentication",
-        "ServiceIntentions",
     }
 )
 TOP_LEVEL_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
@@ -90,7 +91,7 @@ def parse_header(ctx: DocContext, document: object) -> tuple[Header, Fields] | N
             ctx.error("kind", f"unknown kind {kind!r} (supported: {_SUPPORTED})")
         return None
     top.reject_unknown(TOP_LEVEL_FIELDS, what=kind)
-    _check_api_version(top, SECURITY_API_VERSIONS if kind in SECURITY_KINDS else API_VERSIONS)
+    _check_api_version(top, _api_versions(kind))
     metadata = top.mapping("metadata", required=True)
     name: str | None = None
     namespace: str | None = None
@@ -119,6 +120,14 @@ def _annotations(metadata: Fields) -> Mapping[str, str]:
         elif key.startswith(MESHLIB_PREFIX):
             fields.ctx.error(fields.at(key), f"must be a string, got {describe(value)} (quote it)")
     return MappingProxyType(result)
+
+
+def _api_versions(kind: str) -> tuple[str, ...]:
+    if kind in SECURITY_KINDS:
+        return SECURITY_API_VERSIONS
+    if kind == "ServiceIntentions":
+        return CONSUL_API_VERSIONS
+    return API_VERSIONS
 
 
 def _check_api_version(top: Fields, versions: tuple[str, ...]) -> None:

@@ -64,7 +64,7 @@ def translate(
         secured_cluster(build_cluster(p), p, config, security, certs) for p in plans
     )
     if has_sidecar_inbound(node):
-        inbound, app_cluster = sidecar_inbound(config, node, security)
+        inbound, app_cluster = sidecar_inbound(config, services, node, security)
         listeners[inbound.name] = inbound
         clusters[app_cluster.name] = app_cluster
     elif not node.is_sidecar:

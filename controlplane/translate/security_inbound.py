@@ -20,7 +20,7 @@ node's ``LABELS`` / ``NAMESPACE``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2, protocol_pb2
@@ -42,6 +42,7 @@ from controlplane.translate.caller_node import node_namespace, own_labels
 from controlplane.translate.common import pack, socket_address
 from controlplane.translate.errors import TranslationError
 from controlplane.translate.http_filters import router_filter
+from controlplane.translate.security_intentions import intention_deny_policies
 from controlplane.translate.security_peer import peer_mode
 from controlplane.translate.security_rbac import applicable_policies, rbac_filters
 from controlplane.translate.security_settings import SecuritySettings
@@ -67,6 +68,7 @@ class ServerWorkload:
     port: int
     namespace: str
     labels: Mapping[str, str]
+    hosts: tuple[str, ...] = ()  # the services it serves (for ServiceIntentions)
 
 
 def inbound_listener_name(address: str, port: int) -> str:
@@ -81,8 +83,9 @@ def server_workloads(services: Sequence[MeshService]) -> list[ServerWorkload]:
         if service.resolution is not Resolution.STATIC:
             continue
         for endpoint in service.endpoints:
-            found.setdefault(
-                (endpoint.address, endpoint.port),
+            key = (endpoint.address, endpoint.port)
+            workload = found.setdefault(
+                key,
                 ServerWorkload(
                     endpoint.address,
                     endpoint.port,
@@ -90,7 +93,27 @@ def server_workloads(services: Sequence[MeshService]) -> list[ServerWorkload]:
                     endpoint.labels,
                 ),
             )
+            if service.host not in workload.hosts:
+                found[key] = replace(workload, hosts=(*workload.hosts, service.host))
     return [found[key] for key in sorted(found)]
+
+
+def _sidecar_hosts(
+    services: Sequence[MeshService], namespace: str, labels: Mapping[str, str], app_port: int
+) -> tuple[str, ...]:
+    """The services whose endpoints listen on the sidecar's app port with its labels."""
+    return tuple(
+        sorted(
+            {
+                service.host
+                for service in services
+                for e in service.endpoints
+                if e.port == app_port
+                and (e.namespace or service.namespace) == namespace
+                and all(labels.get(k) == v for k, v in e.labels.items())
+            }
+        )
+    )
 
 
 def proxyless_inbound_listeners(
@@ -130,14 +153,19 @@ def check_sidecar_inbound(node: NodeInfo) -> None:
 
 
 def sidecar_inbound(
-    config: MeshConfig, node: NodeInfo, settings: SecuritySettings
+    config: MeshConfig,
+    services: Sequence[MeshService],
+    node: NodeInfo,
+    settings: SecuritySettings,
 ) -> tuple[listener_pb2.Listener, cluster_pb2.Cluster]:
     """The sidecar's inbound listener and the cluster of its application."""
     port = metadata_port(node.metadata, INBOUND_PORT_KEY)
     app_port = metadata_port(node.metadata, APP_PORT_KEY)
     cluster_name = f"inbound|{app_port}||{SIDECAR_INBOUND}"
     namespace = node_namespace(node) or "default"
-    workload = ServerWorkload(LOOPBACK, app_port, namespace, own_labels(node.metadata))
+    labels = own_labels(node.metadata)
+    hosts = _sidecar_hosts(services, namespace, labels, app_port)
+    workload = ServerWorkload(LOOPBACK, app_port, namespace, labels, hosts)
     mode = peer_mode(config.peer_authentications, settings, namespace, workload.labels, app_port)
     filters = _filters(config, settings, workload, audit=True)
     manager = _manager(SIDECAR_INBOUND, _forwarding_route(cluster_name), filters, sidecar=True)
@@ -192,7 +220,8 @@ def _filters(
     policies = applicable_policies(
         config.authorization_policies, settings, workload.namespace, workload.labels
     )
-    return [*rbac_filters(policies, audit=audit), router_filter()]
+    intentions = intention_deny_policies(config.service_intentions, workload.hosts)
+    return [*rbac_filters(policies, audit=audit, extra_deny=intentions), router_filter()]
 
 
 def _manager(

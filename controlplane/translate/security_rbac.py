@@ -67,13 +67,18 @@ def applicable_policies(
 
 
 def rbac_filters(
-    policies: Sequence[AuthorizationPolicy], *, audit: bool
+    policies: Sequence[AuthorizationPolicy],
+    *,
+    audit: bool,
+    extra_deny: Mapping[str, rbac_pb2.Policy] | None = None,
 ) -> list[hcm_pb2.HttpFilter]:
-    """DENY, ALLOW (and, with ``audit``, AUDIT) filters for the applicable ``policies``."""
+    """DENY, ALLOW (and, with ``audit``, AUDIT) filters for the applicable ``policies``;
+    ``extra_deny`` (ServiceIntentions) joins the DENY filter."""
     filters: list[hcm_pb2.HttpFilter] = []
     for action in (AuthzAction.DENY, AuthzAction.ALLOW, AuthzAction.AUDIT):
         chosen = [p for p in policies if p.action is action]
-        if not chosen or (action is AuthzAction.AUDIT and not audit):
+        extra = extra_deny if action is AuthzAction.DENY and extra_deny else {}
+        if not (chosen or extra) or (action is AuthzAction.AUDIT and not audit):
             continue
         config = rbac_filter_pb2.RBAC()
         config.rules.SetInParent()  # present even without policies: ALLOW then denies all
@@ -82,6 +87,8 @@ def rbac_filters(
             for index, rule in enumerate(policy.rules):
                 name = f"ns[{policy.namespace}]-policy[{policy.name}]-rule[{index}]"
                 config.rules.policies[name].CopyFrom(_policy(rule))
+        for name, policy in extra.items():
+            config.rules.policies[name].CopyFrom(policy)
         filters.append(
             hcm_pb2.HttpFilter(name=RBAC_FILTER_NAMES[action], typed_config=pack(config))
         )

@@ -196,8 +196,7 @@ def _workload_endpoint(workload: RegisteredWorkload, service_port: int) -> MeshE
         labels=workload.labels,
         origin=origin,
         namespace=workload.namespace,
-        # A registration carries its certificate's SPIFFE ID once identities exist.
-        spiffe_id=str(getattr(workload, "identity", "") or ""),
+        spiffe_id=workload.identity or "",  # its certificate's, when it proved one
     )
 
 

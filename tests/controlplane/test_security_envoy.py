@@ -1,7 +1,8 @@
 """An Envoy sidecar on the real control plane takes the security config as xDS: it ACKs
 the mTLS clusters and its inbound listener (no NACK), and its inbound listener enforces
 the mode and the AuthorizationPolicy table: plaintext and mTLS callers, principals,
-paths, methods, headers, DENY before ALLOW, 403 ``RBAC: access denied``."""
+paths, methods, headers, DENY before ALLOW, a ServiceIntentions permission, 403
+``RBAC: access denied``."""
 
 from __future__ import annotations
 
@@ -71,6 +72,16 @@ spec:
   rules:
   - to: [{{operation: {{paths: ["/admin/*"]}}}}]
   - when: [{{key: "request.headers[x-block]", values: ["*"]}}]
+---
+apiVersion: consul.hashicorp.com/v1alpha1
+kind: ServiceIntentions
+metadata: {{name: sessions, namespace: conference}}
+spec:
+  destination: {{name: sessions}}
+  sources:
+  - name: other
+    permissions:
+    - {{action: deny, http: {{pathPrefix: /public/secret}}}}
 """
 
 
@@ -161,6 +172,8 @@ TABLE = [
     (APP, "/admin/a", {}, 403),  # DENY (root namespace) on the path
     (APP, "/private/a", {"x-block": "1"}, 403),  # DENY beats ALLOW
     (APP, "/elsewhere", {}, 403),  # no ALLOW rule matches
+    (OTHER, "/public/secret", {}, 403),  # ServiceIntentions: an L7 deny for sa/other
+    (APP, "/public/secret", {}, 200),
 ]
 PLAINTEXT = [
     ("/public/a", 200),

@@ -399,3 +399,21 @@ def test_wildcard_lds_leaves_inbound_listeners_to_those_who_name_them() -> None:
     named = Subscription(type_url="lds", wildcard_capable=True)
     named.update_names([INBOUND])
     assert named.wanted(available) == (INBOUND,)
+
+
+def test_a_registered_identity_is_the_expected_san(tmp_path: Path) -> None:
+    registered = RegisteredWorkload(
+        id="r",
+        service="sessions",
+        address="127.0.0.3",
+        ports={50051: 7000},
+        namespace="conference",
+        identity="spiffe://cluster.local/ns/conference/sa/registered",
+    )
+    context = upstream_tls(cluster(translate(load(tmp_path, strict()), [registered], PROXYLESS)))
+    assert context is not None
+    validation = context.common_tls_context.combined_validation_context.default_validation_context
+    assert [m.exact for m in validation.match_subject_alt_names] == [
+        "spiffe://cluster.local/ns/conference/sa/registered",
+        SESSIONS_ID,
+    ]

@@ -9,175 +9,37 @@ The certificates are made in the test (``tests/support/spiffe_certs.py``), as X.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.interop.security_bootstrap import write_bootstrap
-from tests.support.processes import ControlPlaneProcess, running_controlplane
-from tests.support.spiffe_certs import MeshRoot, make_root, write_svid
-from tests.support.waiting import free_port
+from tests.interop.security_mesh import TD, call, mesh
 
 pytestmark = pytest.mark.integration
 
-HERE = Path(__file__).parent
-TD = "spiffe://cluster.local/ns/conference/sa"
-INBOUND = "xds.istio.io/grpc/lds/inbound/127.0.0.1:{port}"
-
-
-def mesh_yaml(port: int, mode: str) -> str:
-    return f"""\
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: echo, namespace: conference}}
-spec:
-  hosts: [echo]
-  ports: [{{number: 50051, name: grpc, protocol: GRPC}}]
-  resolution: STATIC
-  workloadSelector: {{labels: {{app: echo}}}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: echo-1, namespace: conference}}
-spec:
-  address: 127.0.0.1
-  ports: {{grpc: {port}}}
-  labels: {{app: echo}}
-  serviceAccount: echo
----
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {{name: default, namespace: conference}}
-spec:
-  mtls: {{mode: {mode}}}
+POLICIES = """\
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
-metadata: {{name: allow, namespace: conference}}
+metadata: {name: allow, namespace: conference}
 spec:
-  selector: {{matchLabels: {{app: echo}}}}
+  selector: {matchLabels: {app: echo}}
   rules:
-  - to: [{{operation: {{methods: [POST], paths: ["/test.Echo/Who"]}}}}]
-  - to: [{{operation: {{paths: ["/test.Echo/Other"]}}}}]
-    when: [{{key: "request.headers[x-user]", values: ["alice"]}}]
-  - from: [{{source: {{principals: ["cluster.local/ns/conference/sa/app"]}}}}]
-    to: [{{operation: {{paths: ["/test.Echo/Private*"]}}}}]
+  - to: [{operation: {methods: [POST], paths: ["/test.Echo/Who"]}}]
+  - to: [{operation: {paths: ["/test.Echo/Other"]}}]
+    when: [{key: "request.headers[x-user]", values: ["alice"]}]
+  - from: [{source: {principals: ["cluster.local/ns/conference/sa/app"]}}]
+    to: [{operation: {paths: ["/test.Echo/Private*"]}}]
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
-metadata: {{name: deny, namespace: conference}}
+metadata: {name: deny, namespace: conference}
 spec:
   action: DENY
   rules:
-  - to: [{{operation: {{paths: ["*/Secret"]}}}}]
-  - when: [{{key: "request.headers[x-block]", values: ["*"]}}]
+  - to: [{operation: {paths: ["*/Secret"]}}]
+  - when: [{key: "request.headers[x-block]", values: ["*"]}]
 """
-
-
-@contextmanager
-def grpcio_server(bootstrap: Path, port: int) -> Iterator[subprocess.Popen[str]]:
-    env = {**os.environ, "GRPC_XDS_BOOTSTRAP": str(bootstrap), "GRPC_VERBOSITY": "NONE"}
-    env.pop("GRPC_XDS_BOOTSTRAP_CONFIG", None)
-    process = subprocess.Popen(
-        [sys.executable, str(HERE / "grpcio_xds_server.py"), str(port)],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "serving"
-        yield process
-    finally:
-        try:
-            process.communicate(input="", timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate(timeout=10)
-
-
-def call(
-    bootstrap: Path, calls: list[tuple[str, dict[str, str]]], creds: str, warmup_s: float = 20
-) -> list[str]:
-    env = {**os.environ, "GRPC_XDS_BOOTSTRAP": str(bootstrap), "GRPC_VERBOSITY": "NONE"}
-    env.pop("GRPC_XDS_BOOTSTRAP_CONFIG", None)
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(HERE / "grpcio_secure_client.py"),
-            "xds:///echo:50051",
-            creds,
-            str(warmup_s),
-        ],
-        input=json.dumps(calls),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert result.returncode == 0, result.stderr
-    replies = json.loads(result.stdout)
-    assert isinstance(replies, list)
-    return [str(reply) for reply in replies]
-
-
-def lds_acked(cp: ControlPlaneProcess, node: str, name: str) -> None:
-    """The server node ACKed its inbound listener (and NACKed nothing)."""
-    deadline = time.monotonic() + 20
-    while True:
-        for client in httpx.get(cp.admin_url + "/v1/clients", timeout=5).json()["clients"]:
-            if client["node_id"] != node:
-                continue
-            for type_url, status in client["types"].items():
-                assert not status["last_nack"], f"{node} NACKed {type_url}: {status}"
-            lds = client["types"].get("type.googleapis.com/envoy.config.listener.v3.Listener")
-            if lds and lds["status"] == "SYNCED" and name in lds["subscribed"]:
-                return
-        assert time.monotonic() < deadline, f"{node} never ACKed {name}"
-        time.sleep(0.1)
-
-
-@dataclass(frozen=True)
-class Clients:
-    """Where client bootstraps (and their certificates) are written."""
-
-    directory: Path
-    xds_address: str
-    root: MeshRoot
-
-    def bootstrap(self, name: str, identity: str | None) -> Path:
-        certs = None
-        if identity is not None:
-            certs = write_svid(self.root, identity, self.directory / f"{name}-certs")
-        return write_bootstrap(self.directory / f"{name}.json", self.xds_address, name, certs)
-
-
-@contextmanager
-def mesh(tmp_path: Path, mode: str, server_identity: str | None) -> Iterator[Clients]:
-    """The control plane and a grpcio xDS server whose inbound listener is ACKed."""
-    port = free_port()
-    config = tmp_path / "mesh.yaml"
-    config.write_text(mesh_yaml(port, mode))
-    root = make_root()
-    certs = write_svid(root, server_identity, tmp_path / "server") if server_identity else None
-    with running_controlplane(config) as cp:
-        server_bootstrap = write_bootstrap(
-            tmp_path / "server.json", cp.xds_address, "echo-server", certs
-        )
-        with grpcio_server(server_bootstrap, port):
-            lds_acked(cp, "echo-server", INBOUND.format(port=port))
-            (tmp_path / "clients").mkdir()
-            yield Clients(tmp_path / "clients", cp.xds_address, root)
 
 
 PLAINTEXT_TABLE = [
@@ -192,14 +54,14 @@ PLAINTEXT_TABLE = [
 
 
 def test_grpcio_xds_server_enforces_rbac_in_plaintext(tmp_path: Path) -> None:
-    with mesh(tmp_path, "PERMISSIVE", None) as clients:
+    with mesh(tmp_path, "PERMISSIVE", None, POLICIES) as clients:
         bootstrap = clients.bootstrap("plain-client", None)
         calls = [(method, headers) for method, headers, _ in PLAINTEXT_TABLE]
         assert call(bootstrap, calls, "insecure") == [want for *_, want in PLAINTEXT_TABLE]
 
 
 def test_grpcio_mtls_through_cds_and_lds_with_principals(tmp_path: Path) -> None:
-    with mesh(tmp_path, "STRICT", f"{TD}/echo") as clients:
+    with mesh(tmp_path, "STRICT", f"{TD}/echo", POLICIES) as clients:
         app = clients.bootstrap("app", f"{TD}/app")
         other = clients.bootstrap("other", f"{TD}/other")
         calls = [("/test.Echo/Who", {}), ("/test.Echo/Private", {}), ("/test.Echo/Secret", {})]
@@ -218,6 +80,6 @@ def test_grpcio_mtls_through_cds_and_lds_with_principals(tmp_path: Path) -> None
 
 def test_grpcio_client_refuses_a_server_outside_the_expected_sans(tmp_path: Path) -> None:
     """The server presents sa/impostor where the mesh says sa/echo: the handshake fails."""
-    with mesh(tmp_path, "STRICT", f"{TD}/impostor") as clients:
+    with mesh(tmp_path, "STRICT", f"{TD}/impostor", POLICIES) as clients:
         app = clients.bootstrap("app", f"{TD}/app")
         assert call(app, [("/test.Echo/Who", {})], "xds", warmup_s=2) == ["UNAVAILABLE"]
