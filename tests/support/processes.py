@@ -78,11 +78,13 @@ def running_controlplane(
     extra_args: Sequence[str] = (),
 ) -> Iterator[ControlPlaneProcess]:
     """Run `mesh-controlplane serve` until the block ends; ports are picked by the OS
-    (unless given). ``config`` None: no --config (the store's config only)."""
+    (unless given; the secure xDS port always, unless ``extra_args`` names one). ``config`` None: no --config (the store's config only)."""
     args = [sys.executable, "-m", "controlplane.cli", "serve"]
     if config is not None:
         args += ["--config", str(config)]
     args += ["--xds-address", xds_address, "--admin-address", admin_address, *extra_args]
+    if "--secure-xds-address" not in extra_args:  # else port + 2, maybe taken by another test
+        args += ["--secure-xds-address", "127.0.0.1:0"]
     proc = subprocess.Popen(
         args,
         stdout=subprocess.PIPE,
