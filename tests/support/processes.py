@@ -78,7 +78,8 @@ def running_controlplane(
     extra_args: Sequence[str] = (),
 ) -> Iterator[ControlPlaneProcess]:
     """Run `mesh-controlplane serve` until the block ends; ports are picked by the OS
-    (unless given; the secure xDS port always, unless ``extra_args`` names one). ``config`` None: no --config (the store's config only)."""
+    (unless given; the secure xDS port always, unless ``extra_args`` names one).
+    ``config`` None: no --config (the store's config only)."""
     args = [sys.executable, "-m", "controlplane.cli", "serve"]
     if config is not None:
         args += ["--config", str(config)]
