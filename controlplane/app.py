@@ -28,6 +28,7 @@ served: ADS and ``/readyz`` answer only once it is.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import socket
@@ -65,7 +66,7 @@ from controlplane.registration_store import RegistrationJournal
 from controlplane.registry import RegistrationRejected, Registry
 from controlplane.store import ResourceKey, Store, StoredResource, StoreError, locate_store
 from controlplane.store_follower import StoreFollower
-from controlplane.translate import translate
+from controlplane.translate import PolicySettings, translate
 from controlplane.xds import (
     AmbiguousDestinationError,
     SnapshotError,
@@ -194,6 +195,10 @@ class ControlPlane:
         # The watcher's latest load (config, files, stored layer used), taken by _config_changed.
         self._loaded: tuple[MeshConfig, FileRead, Mapping[ResourceKey, StoredResource]] | None
         self._loaded = None
+        if security is not None and translate_fn is translate:
+            # Policies and expected SANs name identities in the CA's trust domain.
+            policy = PolicySettings(trust_domain=security.trust_domain)
+            translate_fn = functools.partial(translate, policy=policy)
         self.xds = XdsService(
             debounce_s=debounce_s,
             max_debounce_s=max_debounce_s,

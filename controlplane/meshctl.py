@@ -101,6 +101,8 @@ def build_bootstrap(
             for server in servers
         ],
         "node": node,
+        # What grpcio's xDS server asks for (gRFC A36), as Istio names inbound listeners.
+        "server_listener_resource_name_template": "xds.istio.io/grpc/lds/inbound/%s",
     }
 
 

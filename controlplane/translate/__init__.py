@@ -25,7 +25,7 @@ from controlplane.translate.security_inbound import (
     proxyless_inbound_listeners,
     sidecar_inbound,
 )
-from controlplane.translate.security_settings import DEFAULT_SECURITY, SecuritySettings
+from controlplane.translate.security_settings import DEFAULT_POLICY_SETTINGS, PolicySettings
 from controlplane.translate.security_tls import CertSource
 from controlplane.translate.security_upstream import secured_cluster
 from controlplane.translate.services import collect_services
@@ -41,34 +41,32 @@ from controlplane.translate.typeurls import (
 # type URL -> resource name -> proto message
 Resources = Mapping[str, Mapping[str, Message]]
 
-__all__ = ["Resources", "SecuritySettings", "TranslationError", "check_node", "translate"]
+__all__ = ["PolicySettings", "Resources", "TranslationError", "check_node", "translate"]
 
 
 def translate(
     config: MeshConfig,
     workloads: Sequence[RegisteredWorkload],
     node: NodeInfo,
-    security: SecuritySettings = DEFAULT_SECURITY,
+    policy: PolicySettings = DEFAULT_POLICY_SETTINGS,
 ) -> Resources:
     """Every resource ``node`` may ask for, keyed by type URL then name.
 
     All four type URLs are always present (possibly empty). Raises
     :class:`TranslationError` (and produces nothing) when the model cannot be
-    expressed in xDS. ``security`` holds the trust domain and root namespace.
+    expressed in xDS. ``policy`` holds the trust domain and root namespace.
     """
     services = collect_services(config, workloads)
     listeners, route_configs = http_resources(config, services, node)
     plans = plan_clusters(config, services)
     certs = CertSource.of(node)
-    clusters = _by_name(
-        secured_cluster(build_cluster(p), p, config, security, certs) for p in plans
-    )
+    clusters = _by_name(secured_cluster(build_cluster(p), p, config, policy, certs) for p in plans)
     if has_sidecar_inbound(node):
-        inbound, app_cluster = sidecar_inbound(config, services, node, security)
+        inbound, app_cluster = sidecar_inbound(config, services, node, policy)
         listeners[inbound.name] = inbound
         clusters[app_cluster.name] = app_cluster
     elif not node.is_sidecar:
-        listeners.update(proxyless_inbound_listeners(config, services, security))
+        listeners.update(proxyless_inbound_listeners(config, services, policy))
     return {
         LISTENER_TYPE_URL: listeners,
         ROUTE_CONFIG_TYPE_URL: route_configs,

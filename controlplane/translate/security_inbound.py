@@ -45,7 +45,7 @@ from controlplane.translate.http_filters import router_filter
 from controlplane.translate.security_intentions import intention_deny_policies
 from controlplane.translate.security_peer import peer_mode
 from controlplane.translate.security_rbac import applicable_policies, rbac_filters
-from controlplane.translate.security_settings import SecuritySettings
+from controlplane.translate.security_settings import PolicySettings
 from controlplane.translate.security_tls import CertSource, mesh_tls_context
 from controlplane.translate.security_upstream import TLS_SOCKET_NAME
 from controlplane.translate.services import MeshService
@@ -117,7 +117,7 @@ def _sidecar_hosts(
 
 
 def proxyless_inbound_listeners(
-    config: MeshConfig, services: Sequence[MeshService], settings: SecuritySettings
+    config: MeshConfig, services: Sequence[MeshService], settings: PolicySettings
 ) -> dict[str, listener_pb2.Listener]:
     listeners: dict[str, listener_pb2.Listener] = {}
     for workload in server_workloads(services):
@@ -156,7 +156,7 @@ def sidecar_inbound(
     config: MeshConfig,
     services: Sequence[MeshService],
     node: NodeInfo,
-    settings: SecuritySettings,
+    settings: PolicySettings,
 ) -> tuple[listener_pb2.Listener, cluster_pb2.Cluster]:
     """The sidecar's inbound listener and the cluster of its application."""
     port = metadata_port(node.metadata, INBOUND_PORT_KEY)
@@ -215,7 +215,7 @@ def metadata_port(metadata: Mapping[str, object], key: str) -> int:
 
 
 def _filters(
-    config: MeshConfig, settings: SecuritySettings, workload: ServerWorkload, *, audit: bool
+    config: MeshConfig, settings: PolicySettings, workload: ServerWorkload, *, audit: bool
 ) -> list[hcm_pb2.HttpFilter]:
     policies = applicable_policies(
         config.authorization_policies, settings, workload.namespace, workload.labels

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from controlplane.security_model import MtlsMode, PeerAuthentication
-from controlplane.translate.security_settings import SecuritySettings
+from controlplane.translate.security_settings import PolicySettings
 
 
 def selects(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:
@@ -21,7 +21,7 @@ def selects(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bo
 
 def peer_mode(
     policies: Sequence[PeerAuthentication],
-    settings: SecuritySettings,
+    settings: PolicySettings,
     namespace: str,
     labels: Mapping[str, str],
     port: int,

@@ -37,7 +37,7 @@ from controlplane.security_model import (
 )
 from controlplane.translate.common import pack
 from controlplane.translate.security_peer import selects
-from controlplane.translate.security_settings import SecuritySettings
+from controlplane.translate.security_settings import PolicySettings
 
 RBAC_FILTER_NAMES = {
     AuthzAction.DENY: "envoy.filters.http.rbac.deny",
@@ -54,7 +54,7 @@ _HEADER_KEY = re.compile(r"^request\.headers\[([^\]]+)\]$")
 
 def applicable_policies(
     policies: Sequence[AuthorizationPolicy],
-    settings: SecuritySettings,
+    settings: PolicySettings,
     namespace: str,
     labels: Mapping[str, str],
 ) -> list[AuthorizationPolicy]:

@@ -16,19 +16,19 @@ DEFAULT_ROOT_NAMESPACE = "istio-system"
 
 
 @dataclass(frozen=True, slots=True)
-class SecuritySettings:
+class PolicySettings:
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
 
 
-DEFAULT_SECURITY = SecuritySettings()
+DEFAULT_POLICY_SETTINGS = PolicySettings()
 
 
 def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
     return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
 
 
-def endpoint_identity(endpoint: MeshEndpoint, settings: SecuritySettings) -> str:
+def endpoint_identity(endpoint: MeshEndpoint, settings: PolicySettings) -> str:
     """The endpoint's SPIFFE ID ("" when it has none): a registration's own, else
     its service account's in its namespace (as Istio derives it)."""
     if endpoint.spiffe_id:

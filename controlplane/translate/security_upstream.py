@@ -20,7 +20,7 @@ from controlplane.model import MeshConfig, Resolution
 from controlplane.security_model import MtlsMode, TlsMode
 from controlplane.translate.common import pack
 from controlplane.translate.security_peer import peer_mode
-from controlplane.translate.security_settings import SecuritySettings, endpoint_identity
+from controlplane.translate.security_settings import PolicySettings, endpoint_identity
 from controlplane.translate.security_tls import CertSource, file_tls_context, mesh_tls_context
 from controlplane.translate.subsets import ClusterPlan
 
@@ -28,7 +28,7 @@ TLS_SOCKET_NAME = "envoy.transport_sockets.tls"
 
 
 def upstream_tls(
-    plan: ClusterPlan, config: MeshConfig, settings: SecuritySettings, source: CertSource
+    plan: ClusterPlan, config: MeshConfig, settings: PolicySettings, source: CertSource
 ) -> tls_pb2.UpstreamTlsContext | None:
     """The cluster's TLS context, None for plaintext."""
     tls = plan.policy.tls
@@ -56,7 +56,7 @@ def secured_cluster(
     cluster: cluster_pb2.Cluster,
     plan: ClusterPlan,
     config: MeshConfig,
-    settings: SecuritySettings,
+    settings: PolicySettings,
     source: CertSource,
 ) -> cluster_pb2.Cluster:
     """``cluster`` with the TLS transport socket its destination needs (if any)."""
@@ -68,12 +68,12 @@ def secured_cluster(
     return cluster
 
 
-def _identities(plan: ClusterPlan, settings: SecuritySettings) -> list[str]:
+def _identities(plan: ClusterPlan, settings: PolicySettings) -> list[str]:
     return [i for i in (endpoint_identity(e, settings) for e in plan.endpoints) if i]
 
 
 def _auto_mtls_sans(
-    plan: ClusterPlan, config: MeshConfig, settings: SecuritySettings
+    plan: ClusterPlan, config: MeshConfig, settings: PolicySettings
 ) -> list[str] | None:
     if plan.service.resolution is not Resolution.STATIC or not plan.endpoints:
         return None

@@ -45,6 +45,7 @@ def test_minimal_bootstrap_on_stdout(capsys: pytest.CaptureFixture[str]) -> None
             }
         ],
         "node": {"id": "n1"},
+        "server_listener_resource_name_template": "xds.istio.io/grpc/lds/inbound/%s",
     }
 
 

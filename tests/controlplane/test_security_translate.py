@@ -19,7 +19,7 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from google.protobuf import json_format
 
 from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload
-from controlplane.translate import SecuritySettings, translate
+from controlplane.translate import PolicySettings, translate
 from controlplane.translate.typeurls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
 from controlplane.xds.subscription import Subscription
 from tests.controlplane.config_cases import documents, load_text
@@ -135,7 +135,7 @@ def test_strict_destination_gets_mtls_with_provider_instances_and_its_spiffe_id(
 
 
 def test_trust_domain_names_the_expected_identity(tmp_path: Path) -> None:
-    settings = SecuritySettings(trust_domain="example.org")
+    settings = PolicySettings(trust_domain="example.org")
     resources = translate(load(tmp_path, strict()), (), PROXYLESS, settings)
     context = upstream_tls(cluster(resources))
     assert context is not None
