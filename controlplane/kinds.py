@@ -14,6 +14,7 @@ SHORT_NAMES = {
     "PeerAuthentication": "pa",
     "AuthorizationPolicy": "ap",
     "ServiceIntentions": "serviceintentions",
+    "RequestAuthentication": "ra",
 }
 
 

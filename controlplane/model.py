@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from controlplane.security_model import (
         AuthorizationPolicy,
         PeerAuthentication,
+        RequestAuthentication,
         ServiceIntentions,
     )
     from controlplane.traffic_model import DestinationRule, VirtualService
@@ -140,6 +141,7 @@ class MeshConfig:
     peer_authentications: tuple[PeerAuthentication, ...] = ()
     authorization_policies: tuple[AuthorizationPolicy, ...] = ()
     service_intentions: tuple[ServiceIntentions, ...] = ()
+    request_authentications: tuple[RequestAuthentication, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

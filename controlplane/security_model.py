@@ -90,6 +90,7 @@ class AuthzSource:
     """``rule.from[].source``: who is calling (all fields must match)."""
 
     principals: Values = NO_VALUES
+    request_principals: Values = NO_VALUES  # ISSUER/SUBJECT of a validated JWT
     namespaces: Values = NO_VALUES
     ip_blocks: Values = NO_VALUES
     remote_ip_blocks: Values = NO_VALUES
@@ -183,4 +184,37 @@ class ServiceIntentions:
     namespace: str
     destination: str
     sources: tuple[IntentionSource, ...] = ()
+    source: Source | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JwtHeader:
+    """``fromHeaders[]``: where a token is read, with the prefix before it."""
+
+    name: str
+    prefix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JwtRule:
+    """One ``jwtRules[]`` entry: a trusted issuer and how its tokens are found and passed on."""
+
+    issuer: str
+    jwks: str  # the JSON Web Key Set, inline
+    audiences: tuple[str, ...] = ()
+    from_headers: tuple[JwtHeader, ...] = ()
+    from_params: tuple[str, ...] = ()
+    forward_original_token: bool = False
+    output_payload_to_header: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestAuthentication:
+    """Which JWTs a workload accepts: a bad token is refused (401), none is let through
+    without a request principal (AuthorizationPolicy ``requestPrincipals`` decides)."""
+
+    name: str
+    namespace: str
+    selector: Mapping[str, str] | None
+    rules: tuple[JwtRule, ...] = ()
     source: Source | None = None

@@ -33,6 +33,8 @@ RULE_FIELDS = ("from", "to", "when")
 SOURCE_FIELDS = (
     "principals",
     "notPrincipals",
+    "requestPrincipals",
+    "notRequestPrincipals",
     "namespaces",
     "notNamespaces",
     "ipBlocks",
@@ -40,11 +42,6 @@ SOURCE_FIELDS = (
     "remoteIpBlocks",
     "notRemoteIpBlocks",
 )
-_JWT = "needs RequestAuthentication, which is not supported yet"
-SOURCE_REFUSED = {
-    "requestPrincipals": f"field is not supported yet ({_JWT})",
-    "notRequestPrincipals": f"field is not supported yet ({_JWT})",
-}
 SOURCE_NOT_YET = ("serviceAccounts", "notServiceAccounts")
 OPERATION_FIELDS = (
     "hosts",
@@ -65,8 +62,11 @@ CONDITION_KEYS = (
     "destination.ip",
     "destination.port",
     "connection.sni",
+    "request.auth.principal",
+    "request.auth.claims[NAME]",
 )
 _HEADER_KEY = re.compile(r"^request\.headers\[([^\]]+)\]$")
+_CLAIM_KEY = re.compile(r"^request\.auth\.claims\[([^\]\[.]+)\]$")
 
 
 def parse_authorization_policy(header: Header, spec: Fields) -> AuthorizationPolicy | None:
@@ -129,9 +129,10 @@ def _wrapped(fields: Fields, key: str, inner: str) -> list[Fields]:
 
 def _source(fields: Fields) -> AuthzSource | None:
     before = fields.ctx.count
-    fields.reject_unknown(SOURCE_FIELDS, SOURCE_NOT_YET, "source", SOURCE_REFUSED)
+    fields.reject_unknown(SOURCE_FIELDS, SOURCE_NOT_YET, "source")
     source = AuthzSource(
         principals=_values(fields, "principals", _wildcard),
+        request_principals=_values(fields, "requestPrincipals", _request_principal),
         namespaces=_values(fields, "namespaces", _wildcard),
         ip_blocks=_values(fields, "ipBlocks", _cidr),
         remote_ip_blocks=_values(fields, "remoteIpBlocks", _cidr),
@@ -163,6 +164,8 @@ def _condition(fields: Fields) -> AuthzCondition | None:
         check = _cidr
     elif key == "destination.port":
         check = _port
+    elif key == "request.auth.principal":
+        check = _request_principal
     values = Values(_strings(fields, "values", check), _strings(fields, "notValues", check))
     if values.empty and key is not None:
         ctx.error(fields.path, "must set values or notValues")
@@ -191,10 +194,11 @@ def _strings(fields: Fields, key: str, check: Check) -> tuple[str, ...]:
 
 
 def _condition_key(key: str) -> str | None:
-    if key in CONDITION_KEYS or _HEADER_KEY.match(key):
+    if key in CONDITION_KEYS or _HEADER_KEY.match(key) or _CLAIM_KEY.match(key):
         return None
     if key.startswith("request.auth."):
-        return f"condition key {key!r} is not supported yet ({_JWT})"
+        return f"condition key {key!r} is not supported yet (use request.auth.principal or a "
+        "top-level request.auth.claims[NAME])"
     return f"unknown or unsupported condition key {key!r} (use {', '.join(CONDITION_KEYS)})"
 
 
@@ -202,6 +206,23 @@ def _wildcard(value: str) -> str | None:
     """Istio's forms: exact, ``prefix*``, ``*suffix`` or ``*`` alone."""
     if "*" in value.strip("*") or (value.count("*") > 1 and value != "*"):
         return f"{value!r}: '*' may only start or end the value (exact, prefix*, *suffix, *)"
+    return None
+
+
+def _request_principal(value: str) -> str | None:
+    """``ISSUER/SUBJECT`` exactly, ``ISSUER/*``, ``*/SUBJECT`` or ``*`` (any)."""
+    if value == "*":
+        return None
+    issuer, slash, subject = value.rpartition("/")
+    if not slash or not issuer or not subject:
+        return f"{value!r} must be ISSUER/SUBJECT, ISSUER/*, */SUBJECT or *"
+    if (
+        "*" in issuer.strip("*")
+        or "*" in subject.strip("*")
+        or ("*" in issuer and issuer != "*")
+        or ("*" in subject and subject != "*")
+    ):
+        return f"{value!r}: request principals take '*' only as the whole issuer or subject"
     return None
 
 

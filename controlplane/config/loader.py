@@ -23,6 +23,7 @@ from controlplane.config.errors import ConfigError, ConfigIssue
 from controlplane.config.fields import DocContext, Fields
 from controlplane.config.peer_authentication import parse_peer_authentication
 from controlplane.config.policy_checks import check_dns_subsets, check_route_hash_keys
+from controlplane.config.request_authentication import parse_request_authentication
 from controlplane.config.resource import Header, parse_header
 from controlplane.config.security_checks import (
     check_one_intentions_per_destination,
@@ -42,6 +43,7 @@ from controlplane.model import MeshConfig, ServiceEntry, WorkloadEntry
 from controlplane.security_model import (
     AuthorizationPolicy,
     PeerAuthentication,
+    RequestAuthentication,
     ServiceIntentions,
 )
 from controlplane.traffic_model import DestinationRule, VirtualService
@@ -56,6 +58,7 @@ Resource = (
     | PeerAuthentication
     | AuthorizationPolicy
     | ServiceIntentions
+    | RequestAuthentication
 )
 _PARSERS: dict[str, Callable[[Header, Fields], Resource | None]] = {
     "ServiceEntry": parse_service_entry,
@@ -65,6 +68,7 @@ _PARSERS: dict[str, Callable[[Header, Fields], Resource | None]] = {
     "PeerAuthentication": parse_peer_authentication,
     "AuthorizationPolicy": parse_authorization_policy,
     "ServiceIntentions": parse_service_intentions,
+    "RequestAuthentication": parse_request_authentication,
 }
 
 
@@ -137,6 +141,9 @@ def _assemble(resources: list[tuple[Resource, Fields]]) -> MeshConfig:
         peer_authentications=tuple(r for r, _ in resources if isinstance(r, PeerAuthentication)),
         authorization_policies=tuple(r for r, _ in resources if isinstance(r, AuthorizationPolicy)),
         service_intentions=tuple(r for r, _ in resources if isinstance(r, ServiceIntentions)),
+        request_authentications=tuple(
+            r for r, _ in resources if isinstance(r, RequestAuthentication)
+        ),
     )
 
 

@@ -20,7 +20,7 @@ API_VERSIONS = (
     "networking.istio.io/v1alpha3",
 )
 SECURITY_API_VERSIONS = ("security.istio.io/v1", "security.istio.io/v1beta1")
-SECURITY_KINDS = ("PeerAuthentication", "AuthorizationPolicy")
+SECURITY_KINDS = ("PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication")
 CONSUL_API_VERSIONS = ("consul.hashicorp.com/v1alpha1",)
 SUPPORTED_KINDS = (
     "ServiceEntry",
@@ -41,7 +41,6 @@ NOT_YET_KINDS = frozenset(
         "ProxyConfig",
         "Telemetry",
         "WasmPlugin",
-        "RequestAuthentication",
     }
 )
 TOP_LEVEL_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")

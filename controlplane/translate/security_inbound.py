@@ -13,7 +13,8 @@ port). Its HttpConnectionManager holds an inline route table (one
 An Envoy sidecar with ``mesh.inbound_port`` Q and ``mesh.app_port`` A in its node
 metadata gets ``mesh_inbound`` on Q forwarding to 127.0.0.1:A (cluster
 ``inbound|A||mesh_inbound``): STRICT one TLS chain, DISABLE one plaintext chain,
-PERMISSIVE both, told apart by the TLS inspector. Its labels and namespace are the
+PERMISSIVE both, told apart by the TLS inspector (plaintext alone when the node names
+no ``mesh.cert_dir``). Its labels and namespace are the
 node's ``LABELS`` / ``NAMESPACE``.
 """
 
@@ -43,10 +44,11 @@ from controlplane.translate.common import pack, socket_address
 from controlplane.translate.errors import TranslationError
 from controlplane.translate.http_filters import router_filter
 from controlplane.translate.security_intentions import intention_deny_policies
+from controlplane.translate.security_jwt import jwt_filter
 from controlplane.translate.security_peer import peer_mode
 from controlplane.translate.security_rbac import applicable_policies, rbac_filters
 from controlplane.translate.security_settings import PolicySettings
-from controlplane.translate.security_tls import CertSource, mesh_tls_context
+from controlplane.translate.security_tls import CERT_DIR_KEY, CertSource, mesh_tls_context
 from controlplane.translate.security_upstream import TLS_SOCKET_NAME
 from controlplane.translate.services import MeshService
 from controlplane.translate.sidecar import HCM_FILTER_NAME, LOOPBACK
@@ -129,7 +131,7 @@ def proxyless_inbound_listeners(
             workload.labels,
             workload.port,
         )
-        filters = _filters(config, settings, workload, audit=False)
+        filters = _filters(config, settings, workload, sidecar=False)
         manager = _manager(name, _non_forwarding_route(name), filters, sidecar=False)
         tls = _downstream_tls(CertSource()) if mode is MtlsMode.STRICT else None
         listeners[name] = listener_pb2.Listener(
@@ -167,7 +169,7 @@ def sidecar_inbound(
     hosts = _sidecar_hosts(services, namespace, labels, app_port)
     workload = ServerWorkload(LOOPBACK, app_port, namespace, labels, hosts)
     mode = peer_mode(config.peer_authentications, settings, namespace, workload.labels, app_port)
-    filters = _filters(config, settings, workload, audit=True)
+    filters = _filters(config, settings, workload, sidecar=True)
     manager = _manager(SIDECAR_INBOUND, _forwarding_route(cluster_name), filters, sidecar=True)
     tls = _downstream_tls(CertSource.of(node), alpn=True)
     listener = listener_pb2.Listener(
@@ -177,7 +179,9 @@ def sidecar_inbound(
     )
     if mode is MtlsMode.STRICT:
         listener.filter_chains.append(_chain("inbound-mtls", manager, tls))
-    elif mode is MtlsMode.DISABLE:
+    elif mode is MtlsMode.DISABLE or CERT_DIR_KEY not in node.metadata:
+        # PERMISSIVE without a cert dir: plaintext only (a TLS chain without its files
+        # would make Envoy refuse the whole listener).
         listener.filter_chains.append(_chain("inbound-plaintext", manager, None))
     else:
         listener.listener_filters.append(
@@ -215,13 +219,20 @@ def metadata_port(metadata: Mapping[str, object], key: str) -> int:
 
 
 def _filters(
-    config: MeshConfig, settings: PolicySettings, workload: ServerWorkload, *, audit: bool
+    config: MeshConfig, settings: PolicySettings, workload: ServerWorkload, *, sidecar: bool
 ) -> list[hcm_pb2.HttpFilter]:
+    """[JWT (sidecars)], RBAC, router. Only Envoy validates JWTs and logs AUDIT policies."""
     policies = applicable_policies(
         config.authorization_policies, settings, workload.namespace, workload.labels
     )
     intentions = intention_deny_policies(config.service_intentions, workload.hosts)
-    return [*rbac_filters(policies, audit=audit, extra_deny=intentions), router_filter()]
+    jwt = (
+        jwt_filter(config.request_authentications, settings, workload.namespace, workload.labels)
+        if sidecar
+        else None
+    )
+    rbac = rbac_filters(policies, audit=sidecar, jwt=jwt is not None, extra_deny=intentions)
+    return [*([jwt] if jwt is not None else []), *rbac, router_filter()]
 
 
 def _manager(

@@ -36,6 +36,7 @@ from controlplane.security_model import (
     Values,
 )
 from controlplane.translate.common import pack
+from controlplane.translate.security_jwt import NO_REQUEST_PRINCIPAL, claim, request_principal
 from controlplane.translate.security_peer import selects
 from controlplane.translate.security_settings import PolicySettings
 
@@ -50,6 +51,7 @@ _ACTIONS = {
     AuthzAction.AUDIT: rbac_pb2.RBAC.LOG,
 }
 _HEADER_KEY = re.compile(r"^request\.headers\[([^\]]+)\]$")
+_CLAIM_KEY = re.compile(r"^request\.auth\.claims\[([^\]]+)\]$")
 
 
 def applicable_policies(
@@ -70,10 +72,13 @@ def rbac_filters(
     policies: Sequence[AuthorizationPolicy],
     *,
     audit: bool,
+    jwt: bool = False,
     extra_deny: Mapping[str, rbac_pb2.Policy] | None = None,
 ) -> list[hcm_pb2.HttpFilter]:
     """DENY, ALLOW (and, with ``audit``, AUDIT) filters for the applicable ``policies``;
-    ``extra_deny`` (ServiceIntentions) joins the DENY filter."""
+    ``extra_deny`` (ServiceIntentions) joins the DENY filter. ``jwt``: the listener has
+    the JWT filter (request principals and claims read its metadata; else they never
+    match)."""
     filters: list[hcm_pb2.HttpFilter] = []
     for action in (AuthzAction.DENY, AuthzAction.ALLOW, AuthzAction.AUDIT):
         chosen = [p for p in policies if p.action is action]
@@ -86,7 +91,7 @@ def rbac_filters(
         for policy in chosen:
             for index, rule in enumerate(policy.rules):
                 name = f"ns[{policy.namespace}]-policy[{policy.name}]-rule[{index}]"
-                config.rules.policies[name].CopyFrom(_policy(rule))
+                config.rules.policies[name].CopyFrom(_policy(rule, jwt))
         for name, policy in extra.items():
             config.rules.policies[name].CopyFrom(policy)
         filters.append(
@@ -95,11 +100,11 @@ def rbac_filters(
     return filters
 
 
-def _policy(rule: AuthzRule) -> rbac_pb2.Policy:
+def _policy(rule: AuthzRule, jwt: bool) -> rbac_pb2.Policy:
     permissions = [_any_permission([_operation(op) for op in rule.operations])]
-    principals = [_any_principal([_source(src) for src in rule.sources])]
+    principals = [_any_principal([_source(src, jwt) for src in rule.sources])]
     for condition in rule.conditions:
-        permission, principal = _condition(condition)
+        permission, principal = _condition(condition, jwt)
         if permission is not None:
             permissions.append(permission)
         if principal is not None:
@@ -170,9 +175,14 @@ def _path(value: str) -> path_pb2.PathMatcher:
 # --- from / to / when ----------------------------------------------------------
 
 
-def _source(source: AuthzSource) -> rbac_pb2.Principal:
+def _request_principal(jwt: bool) -> Callable[[str], rbac_pb2.Principal]:
+    return request_principal if jwt else (lambda _: NO_REQUEST_PRINCIPAL)
+
+
+def _source(source: AuthzSource, jwt: bool) -> rbac_pb2.Principal:
     parts = [
         *_principal_field(source.principals, _principal_name),
+        *_principal_field(source.request_principals, _request_principal(jwt)),
         *_principal_field(source.namespaces, _namespace),
         *_principal_field(
             source.ip_blocks, lambda v: rbac_pb2.Principal(direct_remote_ip=_cidr(v))
@@ -204,9 +214,16 @@ def _operation(operation: AuthzOperation) -> rbac_pb2.Permission:
 
 
 def _condition(
-    condition: AuthzCondition,
+    condition: AuthzCondition, jwt: bool
 ) -> tuple[rbac_pb2.Permission | None, rbac_pb2.Principal | None]:
     key, values = condition.key, condition.values
+    claim_key = _CLAIM_KEY.match(key)
+    if claim_key is not None:
+        name = claim_key.group(1)
+        build: Callable[[str], rbac_pb2.Principal] = (
+            (lambda v: claim(name, string_matcher(v))) if jwt else (lambda _: NO_REQUEST_PRINCIPAL)
+        )
+        return None, _one_principal(values, build)
     header = _HEADER_KEY.match(key)
     if header is not None:
         name = header.group(1).lower()
@@ -223,6 +240,7 @@ def _condition(
         "remote.ip": lambda v: rbac_pb2.Principal(remote_ip=_cidr(v)),
         "source.namespace": _namespace,
         "source.principal": _principal_name,
+        "request.auth.principal": _request_principal(jwt),
     }
     return None, _one_principal(values, principal_keys[key])  # the parser checked the key
 

@@ -233,17 +233,15 @@ REFUSED = [
     ),
     (
         "ap-request-principals",
-        authorization_policy("  rules: [{from: [{source: {requestPrincipals: ['*']}}]}]\n"),
-        f"{AP}.from[0].source.requestPrincipals",
-        "needs RequestAuthentication",
+        authorization_policy("  rules: [{from: [{source: {requestPrincipals: ['a*/b']}}]}]\n"),
+        f"{AP}.from[0].source.requestPrincipals[0]",
+        "'*' only as the whole issuer or subject",
     ),
     (
         "ap-jwt-condition",
-        authorization_policy(
-            "  rules: [{when: [{key: 'request.auth.claims[iss]', values: [x]}]}]\n"
-        ),
+        authorization_policy("  rules: [{when: [{key: 'request.auth.audiences', values: [x]}]}]\n"),
         f"{AP}.when[0].key",
-        "needs RequestAuthentication",
+        "is not supported yet (use request.auth.principal",
     ),
     (
         "ap-condition-key",
@@ -385,3 +383,47 @@ def test_one_bad_policy_refuses_the_whole_load(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(file)
     assert [issue.document for issue in caught.value.issues] == [2]
+
+
+JWKS = '{"keys": [{"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}'  # noqa: E501
+
+
+def request_authentication(rule: str) -> str:
+    return _resource("RequestAuthentication", f"  jwtRules:\n  - {rule}\n", "ra", "conference")
+
+
+def test_request_authentication_fields(tmp_path: Path) -> None:
+    text = request_authentication(
+        f"issuer: https://issuer\n    audiences: [a, b]\n    jwks: '{JWKS}'\n"
+        "    fromHeaders: [{name: X-Jwt, prefix: 'Bearer '}]\n    fromParams: [token]\n"
+        "    forwardOriginalToken: true\n    outputPayloadToHeader: x-payload"
+    )
+    (ra,) = load_text(tmp_path / "ra.yaml", text).request_authentications
+    (rule,) = ra.rules
+    assert (rule.issuer, rule.audiences, rule.jwks) == ("https://issuer", ("a", "b"), JWKS)
+    assert [(h.name, h.prefix) for h in rule.from_headers] == [("x-jwt", "Bearer ")]
+    assert (rule.from_params, rule.forward_original_token) == (("token",), True)
+    assert rule.output_payload_to_header == "x-payload"
+
+
+JWT_REFUSED = [
+    ("jwks-uri", "issuer: i\n    jwksUri: https://keys", "jwksUri is not supported yet"),
+    ("jwks-missing", "issuer: i", "is required (the issuer's JSON Web Key Set)"),
+    ("jwks-not-json", "issuer: i\n    jwks: '{'", "is not JSON"),
+    ("jwks-no-keys", "issuer: i\n    jwks: '{\"k\": 1}'", "must be a JSON Web Key Set"),
+    ("jwks-bad-key", 'issuer: i\n    jwks: \'{"keys": [{"kty": "EC"}]}\'', "no usable key"),
+    ("issuer-missing", f"jwks: '{JWKS}'", "is required"),
+    ("from-cookies", f"issuer: i\n    jwks: '{JWKS}'\n    fromCookies: [c]", "not supported yet"),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"), [c[1:] for c in JWT_REFUSED], ids=[c[0] for c in JWT_REFUSED]
+)
+def test_bad_request_authentication_is_refused(tmp_path: Path, rule: str, message: str) -> None:
+    file = tmp_path / "bad.yaml"
+    file.write_text(request_authentication(rule))
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+    (issue,) = caught.value.issues
+    assert issue.path.startswith("spec.jwtRules[0]") and message in issue.message, issue

@@ -11,6 +11,7 @@ import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.rbac.v3 import rbac_pb2
+from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as rbac_filter_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -417,3 +418,48 @@ def test_a_registered_identity_is_the_expected_san(tmp_path: Path) -> None:
         "spiffe://cluster.local/ns/conference/sa/registered",
         SESSIONS_ID,
     ]
+
+
+def test_permissive_sidecar_without_cert_dir_serves_plaintext_only(tmp_path: Path) -> None:
+    metadata = {k: v for k, v in SIDECAR.metadata.items() if k != "mesh.cert_dir"}
+    node = NodeInfo(id="bare", metadata=metadata)
+    found = listener(translate(load(tmp_path), (), node), "mesh_inbound")
+    assert [c.name for c in found.filter_chains] == ["inbound-plaintext"]
+    assert not found.listener_filters
+
+
+JWKS = '{"keys": [{"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}'  # noqa: E501
+REQUEST_AUTHN = sec(
+    "RequestAuthentication",
+    f"  jwtRules:\n  - issuer: https://issuer\n    jwks: '{JWKS}'\n"
+    "    fromHeaders: [{name: x-jwt, prefix: 'Token '}]\n    forwardOriginalToken: true\n",
+    "jwt",
+)
+
+
+def test_request_authentication_is_a_jwt_filter_for_envoy_only(tmp_path: Path) -> None:
+    policy = allow("  rules: [{from: [{source: {requestPrincipals: ['*']}}]}]\n")
+    config = load(tmp_path, REQUEST_AUTHN, policy)
+    sidecar = manager(listener(translate(config, (), SIDECAR), "mesh_inbound").filter_chains[0])
+    assert [f.name for f in sidecar.http_filters] == [
+        "envoy.filters.http.jwt_authn",
+        "envoy.filters.http.rbac.allow",
+        "envoy.filters.http.router",
+    ]
+    jwt_config = jwt_pb2.JwtAuthentication()
+    assert sidecar.http_filters[0].typed_config.Unpack(jwt_config)
+    provider = jwt_config.providers["conference/jwt/0"]
+    assert provider.issuer == "https://issuer" and provider.forward is True
+    assert provider.payload_in_metadata == "payload"
+    assert (provider.from_headers[0].name, provider.from_headers[0].value_prefix) == (
+        "x-jwt",
+        "Token ",
+    )
+    either = jwt_config.rules[0].requires.requires_any.requirements
+    assert [r.WhichOneof("requires_type") for r in either] == ["provider_name", "allow_missing"]
+    # grpcio has no JWT filter: no request ever carries a request principal there.
+    proxyless = manager(listener(translate(config, (), PROXYLESS), INBOUND).filter_chains[0])
+    assert proxyless.http_filters[0].name == "envoy.filters.http.rbac.allow"
+    ((_, rules),) = rbac_rules(proxyless)
+    (policy_json,) = rules["policies"].values()
+    assert policy_json["principals"] == [{"notId": {"any": True}}]

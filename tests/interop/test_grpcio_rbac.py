@@ -30,6 +30,19 @@ spec:
     when: [{key: "request.headers[x-user]", values: ["alice"]}]
   - from: [{source: {principals: ["cluster.local/ns/conference/sa/app"]}}]
     to: [{operation: {paths: ["/test.Echo/Private*"]}}]
+  - from: [{source: {requestPrincipals: ["*"]}}]
+    to: [{operation: {paths: ["/test.Echo/Jwt"]}}]
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: conference}
+spec:
+  jwtRules:
+  - issuer: https://issuer
+    jwks: >-
+      {"keys": [{"kty": "EC", "crv": "P-256",
+      "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+      "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -50,6 +63,8 @@ PLAINTEXT_TABLE = [
     ("/test.Echo/Other", {"x-user": "alice"}, "OK /test.Echo/Other -"),  # when header
     ("/test.Echo/Other", {"x-user": "bob"}, "PERMISSION_DENIED"),
     ("/test.Echo/Private", {}, "PERMISSION_DENIED"),  # needs a principal: no mTLS here
+    # grpcio validates no JWT: no request has a request principal, whatever it sends.
+    ("/test.Echo/Jwt", {"authorization": "Bearer x.y.z"}, "PERMISSION_DENIED"),
 ]
 
 
