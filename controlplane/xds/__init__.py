@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Sequence
 
 import grpc
-from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from controlplane.model import MeshConfig, RegisteredWorkload
 from controlplane.translate import TranslationError, translate
@@ -23,7 +22,7 @@ from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.debounce import Debouncer
 from controlplane.xds.errors import InconsistentSnapshotError, SnapshotError
 from controlplane.xds.observer import NullObserver, XdsObserver
-from controlplane.xds.server import AdsServicer
+from controlplane.xds.server import AdsServicer, add_to_server
 from controlplane.xds.status import stream_detail, stream_status
 from controlplane.xds.updater import SnapshotUpdater, Translate
 
@@ -59,7 +58,7 @@ class XdsService:
 
     def register(self, server: grpc.aio.Server) -> None:
         """Add the AggregatedDiscoveryService to ``server`` (before it starts)."""
-        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self._servicer, server)
+        add_to_server(self._servicer, server)
 
     def update(
         self,

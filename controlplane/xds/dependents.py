@@ -37,7 +37,7 @@ class OwedResources:
     """Per stream: the parent resources last sent, and the dependents now owed."""
 
     def __init__(self) -> None:
-        self._sent: dict[str, dict[str, bytes]] = {}  # parent type -> name -> packed bytes
+        self._sent: dict[str, dict[str, str]] = {}  # parent type -> name -> resource version
         self._owed: dict[str, set[str]] = {}  # dependent type -> names
 
     def owed(self, type_url: str, names: Iterable[str]) -> frozenset[str]:
@@ -52,8 +52,8 @@ class OwedResources:
         if reference is None:
             return
         dependent_type, refers_to = reference
-        packed = snapshot.get(type_url).resources
-        now = {name: packed[name].value for name in sent}
+        versions = snapshot.get(type_url).resource_versions  # shared strings, no copies
+        now = {name: versions[name] for name in sent}
         before = self._sent.get(type_url, {})
         # New or changed: the client builds the resource anew and subscribes again.
         changed = [name for name, value in now.items() if before.get(name) != value]

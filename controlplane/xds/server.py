@@ -2,6 +2,10 @@
 the world (:class:`AdsStream`) or incremental (:class:`DeltaAdsStream`), served
 by the same loop.
 
+It is registered with a serializer that passes encoded responses through
+(:func:`add_to_server`): state-of-the-world responses are encoded once per
+snapshot and names, not once per stream.
+
 It also keeps the set of open streams, for the status view and for closing
 them all on shutdown.
 """
@@ -21,7 +25,7 @@ from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.delta_stream import DeltaAdsStream
 from controlplane.xds.observer import NullObserver, XdsObserver
 from controlplane.xds.stream import AdsStream
-from controlplane.xds.stream_core import NodeDirectory, StreamProtocolError, XdsStream
+from controlplane.xds.stream_core import Encoded, NodeDirectory, StreamProtocolError, XdsStream
 
 log = structlog.get_logger(__name__)
 
@@ -100,3 +104,32 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ign
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         finally:
             self._streams.discard(stream)
+
+
+ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+
+
+def _serialize(response: Encoded | discovery_pb2.DeltaDiscoveryResponse) -> bytes:
+    if isinstance(response, Encoded):
+        return response.data
+    return bytes(response.SerializeToString())
+
+
+def add_to_server(servicer: AdsServicer, server: grpc.aio.Server) -> None:
+    """Serve ``servicer``'s two ADS methods on ``server`` (before it starts)."""
+    handler = grpc.method_handlers_generic_handler(
+        ADS_SERVICE,
+        {
+            "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                servicer.StreamAggregatedResources,
+                request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                response_serializer=_serialize,
+            ),
+            "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                servicer.DeltaAggregatedResources,
+                request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                response_serializer=_serialize,
+            ),
+        },
+    )
+    server.add_generic_rpc_handlers((handler,))

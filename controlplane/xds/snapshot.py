@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
@@ -31,9 +32,49 @@ class TypeSnapshot:
     version: str
     resources: Mapping[str, any_pb2.Any]  # name -> packed resource, sorted by name
     resource_versions: Mapping[str, str]  # name -> that resource's own version
+    # names -> content key (see content_key), filled as streams ask
+    _content_keys: dict[tuple[str, ...], str] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    # (type URL, names) -> encoded state-of-the-world response (see sotw_response)
+    _encoded: dict[tuple[str, tuple[str, ...]], bytes] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def names(self) -> frozenset[str]:
         return frozenset(self.resources)
+
+    def sotw_response(self, type_url: str, names: tuple[str, ...], nonce: str) -> bytes:
+        """A serialized DiscoveryResponse carrying ``names``: encoded once per names and
+        shared by every stream that sends them; only the nonce is per stream (a
+        field appended to the shared bytes, which protobuf parsers merge)."""
+        key = (type_url, names)
+        body = self._encoded.get(key)
+        if body is None:
+            response = discovery_pb2.DiscoveryResponse(
+                version_info=self.version,
+                type_url=type_url,
+                resources=[self.resources[name] for name in names],
+            )
+            body = self._encoded[key] = response.SerializeToString(deterministic=True)
+        return body + _nonce_field(nonce)
+
+    def content_key(self, names: tuple[str, ...]) -> str:
+        """What a client holding ``names`` (sorted) of this type holds: the type's
+        version for all of them, else a hash of their own versions. A change to
+        other resources leaves it alone, so their watchers only are pushed."""
+        key = self._content_keys.get(names)
+        if key is None:
+            if len(names) == len(self.resources):
+                key = self.version
+            else:
+                digest = hashlib.sha256()
+                for name in names:
+                    version = self.resource_versions[name]
+                    digest.update(b"%s\0%s\0" % (name.encode(), version.encode()))
+                key = digest.hexdigest()[:VERSION_LENGTH]
+            self._content_keys[names] = key
+        return key
 
 
 EMPTY_TYPE = TypeSnapshot(
@@ -91,3 +132,17 @@ def _type_snapshot(type_url: str, messages: Mapping[str, Message]) -> TypeSnapsh
         resources=MappingProxyType(packed),
         resource_versions=MappingProxyType(versions),
     )
+
+
+_NONCE_TAG = b"\x2a"  # DiscoveryResponse.nonce: field 5, length-delimited
+
+
+def _nonce_field(nonce: str) -> bytes:
+    data = nonce.encode()
+    size = len(data)
+    prefix = bytearray()
+    while size > 0x7F:
+        prefix.append(size & 0x7F | 0x80)
+        size >>= 7
+    prefix.append(size)
+    return _NONCE_TAG + bytes(prefix) + data

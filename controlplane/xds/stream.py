@@ -3,7 +3,8 @@
 The stream mechanics (queue, node, watch, ACK/NACK) are in :mod:`.stream_core`
 and the subscription rules in :mod:`.subscription`; this module is the SotW
 wire adapter: a request carries the full set of names, a response every
-resource subscribed to.
+resource subscribed to, sent as bytes encoded once per snapshot and names
+(:meth:`TypeSnapshot.sotw_response`), so no stream builds protobuf objects.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import structlog
 from envoy.service.discovery.v3 import discovery_pb2
 
-from controlplane.xds.stream_core import NodeDirectory, StreamProtocolError, XdsStream
+from controlplane.xds.stream_core import Encoded, NodeDirectory, StreamProtocolError, XdsStream
 from controlplane.xds.subscription import Sent, Subscription
 from controlplane.xds.typeurls import KNOWN_TYPES, SEND_ORDER, WILDCARD_TYPES, short_name
 
@@ -20,14 +21,12 @@ __all__ = ["AdsStream", "NodeDirectory", "StreamProtocolError"]
 log = structlog.get_logger(__name__)
 
 
-class AdsStream(XdsStream[discovery_pb2.DiscoveryRequest, discovery_pb2.DiscoveryResponse]):
+class AdsStream(XdsStream[discovery_pb2.DiscoveryRequest, Encoded]):
     protocol = "sotw"
 
     # --- requests ----------------------------------------------------------
 
-    def _on_request(
-        self, request: discovery_pb2.DiscoveryRequest
-    ) -> list[discovery_pb2.DiscoveryResponse]:
+    def _on_request(self, request: discovery_pb2.DiscoveryRequest) -> list[Encoded]:
         node = self._node_for(request.node)
         type_url = request.type_url
         if not type_url:
@@ -57,7 +56,7 @@ class AdsStream(XdsStream[discovery_pb2.DiscoveryRequest, discovery_pb2.Discover
 
     # --- responses ---------------------------------------------------------
 
-    def _on_snapshot(self) -> list[discovery_pb2.DiscoveryResponse]:
+    def _on_snapshot(self) -> list[Encoded]:
         responses = []
         for type_url in SEND_ORDER:
             sub = self.subscriptions.get(type_url)
@@ -68,7 +67,7 @@ class AdsStream(XdsStream[discovery_pb2.DiscoveryRequest, discovery_pb2.Discover
 
     def _respond(
         self, sub: Subscription, *, owed_ok: bool = False, push: bool = False
-    ) -> discovery_pb2.DiscoveryResponse | None:
+    ) -> Encoded | None:
         assert self.node is not None
         snapshot = self._cache.get(self.node.id)
         if snapshot is None:
@@ -77,18 +76,14 @@ class AdsStream(XdsStream[discovery_pb2.DiscoveryRequest, discovery_pb2.Discover
         names = sub.wanted(current.resources)
         if names is None:
             return None
-        due = sub.needs_send(current.version, names)
+        content = current.content_key(names)
+        due = sub.needs_send(content, names)
         owed = self._owed.owed(sub.type_url, names) if owed_ok and not due else frozenset()
         if not due and not owed:
             return None
         nonce = self._next_nonce()
-        response = discovery_pb2.DiscoveryResponse(
-            version_info=current.version,
-            type_url=sub.type_url,
-            nonce=nonce,
-            resources=[current.resources[name] for name in names],
-        )
+        response = Encoded(sub.type_url, current.sotw_response(sub.type_url, names, nonce))
         sent = Sent(version=current.version, nonce=nonce, names=names, at=self._clock())
-        self._record_sent(sub, sent, push=push, resent=len(owed))
+        self._record_sent(sub, sent, push=push, content=content, resent=len(owed))
         self._owed.note_sent(sub.type_url, names, snapshot)
         return response

@@ -15,6 +15,7 @@ import asyncio
 import enum
 import itertools
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 import structlog
@@ -33,6 +34,14 @@ log = structlog.get_logger(__name__)
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A response already serialized (the server's serializer passes ``data`` through)."""
+
+    type_url: str
+    data: bytes
 
 
 class StreamProtocolError(Exception):
@@ -181,8 +190,16 @@ class XdsStream(Generic[Request, Response]):
             self._observer.acked(self, sub.type_url, answered)
             log.debug("xds_ack", node=node_id, type=kind, version=acked_version)
 
-    def _record_sent(self, sub: Subscription, sent: Sent, *, push: bool, **details: object) -> None:
-        sub.record_sent(sent)
+    def _record_sent(
+        self,
+        sub: Subscription,
+        sent: Sent,
+        *,
+        push: bool,
+        content: str | None = None,
+        **details: object,
+    ) -> None:
+        sub.record_sent(sent, content)
         self._observer.sent(self, sub.type_url, sent, push=push)
         log.debug(
             "xds_send",

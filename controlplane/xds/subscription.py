@@ -92,20 +92,23 @@ class Subscription:
             return None
         return tuple(sorted(self.names.intersection(available)))
 
-    def needs_send(self, version: str, names: tuple[str, ...]) -> bool:
-        """Only a new version, or a different set of names, goes out: a NACKed
-        version is held rather than resent.
+    def needs_send(self, content: str, names: tuple[str, ...]) -> bool:
+        """Only new content (``content``: the snapshot's key of what ``names`` hold, see
+        :meth:`TypeSnapshot.content_key`), or a different set of names, goes out: a
+        NACKed version is held rather than resent, and a change to resources this
+        client did not ask for sends it nothing.
 
         For LDS and CDS a change of subscription also gets an answer even when
         the resources sent stay the same: in SotW their absence from a response
         is how the client learns a name does not exist, so it must not wait out
         its does-not-exist timer.
         """
-        return self._sent_key != self._key(version, names)
+        return self._sent_key != self._key(content, names)
 
-    def record_sent(self, sent: Sent) -> None:
+    def record_sent(self, sent: Sent, content: str | None = None) -> None:
+        """``content``: the snapshot's content key of the names sent (default: the version)."""
         self.last_sent = sent
-        self._sent_key = self._key(sent.version, sent.names)
+        self._sent_key = self._key(sent.version if content is None else content, sent.names)
 
     def _key(self, version: str, names: tuple[str, ...]) -> tuple[object, ...]:
         if self.wildcard_capable:

@@ -15,6 +15,8 @@ anything, for every connected node and for the two node shapes that may
 connect later (a proxyless client and an Envoy sidecar, also as a caller of
 each ``sourceLabels`` / ``sourceNamespace`` selector): the control plane
 uses it to refuse a config or a registration before it can break a rebuild.
+The translations a check made are kept, so the rebuild of those same inputs
+translates nothing again.
 """
 
 from __future__ import annotations
@@ -59,9 +61,10 @@ class SnapshotUpdater:
         self._good = self._inputs
         self._nodes: dict[str, NodeInfo] = {}
         self._streams: dict[str, int] = {}  # node id -> open streams
-        # Snapshots of the inputs built last, by node likeness: a node that connects
-        # reuses its look-alikes' translation.
-        self._built: tuple[Inputs, dict[str, Snapshot]] = (self._inputs, {})
+        # Snapshots of the inputs built most recently (newest last), by node likeness:
+        # a node that connects reuses its look-alikes' translation, and a rebuild
+        # reuses the translations its check made.
+        self._built: list[tuple[Inputs, dict[str, Snapshot]]] = []
         self.last_error: str | None = None
 
     def set_inputs(
@@ -71,7 +74,12 @@ class SnapshotUpdater:
         workloads: Sequence[RegisteredWorkload] | None = None,
     ) -> None:
         """Replace config and/or workloads; takes effect at the next :meth:`rebuild`."""
-        self._inputs = self._candidate(config, workloads)
+        candidate = self._candidate(config, workloads)
+        for built, _ in self._built:  # checked already: keep its translations
+            if built.config is candidate.config and built.workloads == candidate.workloads:
+                candidate = built
+                break
+        self._inputs = candidate
 
     def check(
         self,
@@ -152,10 +160,7 @@ class SnapshotUpdater:
     # --- building ----------------------------------------------------------
 
     def _build_all(self, inputs: Inputs, nodes: list[NodeInfo]) -> dict[str, Snapshot]:
-        built_from, shared = self._built
-        if built_from is not inputs:
-            shared = {}
-            self._built = (inputs, shared)
+        shared = self._shared(inputs)
         snapshots: dict[str, Snapshot] = {}
         for node in nodes:
             view = routing_view(inputs.config, node)
@@ -167,6 +172,19 @@ class SnapshotUpdater:
                 snapshot = shared[key] = Snapshot.from_resources(resources)
             snapshots[node.id] = snapshot
         return snapshots
+
+    def _shared(self, inputs: Inputs) -> dict[str, Snapshot]:
+        """The snapshots built from ``inputs`` so far, by likeness (kept for a few inputs)."""
+        for built, shared in self._built:
+            if built is inputs:
+                return shared
+        shared = {}
+        self._built = [*self._built[-(_BUILT_KEPT - 1) :], (inputs, shared)]
+        return shared
+
+
+# Inputs whose snapshots are kept: the served ones, the last good ones, a checked candidate.
+_BUILT_KEPT = 3
 
 
 def _likeness(node: NodeInfo) -> str:

@@ -1,0 +1,173 @@
+"""What keeps the control plane's cost per client and per change small (issue 12, scale):
+only the watchers of a changed resource are pushed, responses are encoded once and
+shared, a checked change is not translated again, and an unchanged file is not
+parsed again. Against a real grpc.aio server where a stream is involved."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import grpc
+import pytest
+from envoy.service.discovery.v3 import discovery_pb2
+
+from controlplane.config.errors import ConfigIssue
+from controlplane.config.yaml_files import read_documents
+from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload
+from controlplane.translate import Resources, translate
+from controlplane.translate.typeurls import CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
+from controlplane.xds import XdsService
+from controlplane.xds.snapshot import Snapshot
+from tests.controlplane.ads_harness import RawAdsClient, mesh, resource_names, service_entry
+
+CDS, EDS = CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
+A_CLUSTER = "outbound|80||a"
+B_CLUSTER = "outbound|80||b"
+
+
+class CountingTranslate:
+    """The real translate, counting its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(
+        self, config: MeshConfig, workloads: Sequence[RegisteredWorkload], node: NodeInfo
+    ) -> Resources:
+        self.calls += 1
+        return translate(config, workloads, node)
+
+
+@pytest.fixture
+def counting() -> CountingTranslate:
+    return CountingTranslate()
+
+
+@pytest.fixture
+async def served(counting: CountingTranslate) -> AsyncIterator[tuple[XdsService, grpc.aio.Channel]]:
+    service = XdsService(debounce_s=0.05, max_debounce_s=0.5, translate_fn=counting)
+    server = grpc.aio.server()
+    service.register(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    await service.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield service, channel
+    finally:
+        await channel.close(None)
+        await service.stop()
+        await server.stop(None)
+
+
+def _workload(service: str, address: str) -> RegisteredWorkload:
+    return RegisteredWorkload(id=address, service=service, address=address, ports={80: 8080})
+
+
+async def test_a_registration_pushes_only_the_watchers_of_its_service(
+    served: tuple[XdsService, grpc.aio.Channel],
+) -> None:
+    service, channel = served
+    service.update(config=mesh(service_entry("a"), service_entry("b")))
+    watch_a, watch_b = RawAdsClient(channel, "na"), RawAdsClient(channel, "nb")
+    try:
+        watch_a.send(EDS, [A_CLUSTER])
+        watch_b.send(EDS, [B_CLUSTER])
+        first_a, first_b = await watch_a.recv(), await watch_b.recv()
+        watch_a.ack(first_a, [A_CLUSTER])
+        watch_b.ack(first_b, [B_CLUSTER])
+
+        service.update(workloads=[_workload("b", "10.0.0.9")])
+        pushed = await watch_b.recv()
+        assert resource_names(pushed) == [B_CLUSTER]
+        assert "10.0.0.9" in str(pushed.resources[0].value)
+        await watch_a.expect_silence(0.5)  # a's assignment did not change: nothing sent
+
+        service.update(workloads=[_workload("b", "10.0.0.9"), _workload("a", "10.0.0.7")])
+        assert "10.0.0.7" in str((await watch_a.recv()).resources[0].value)
+    finally:
+        await watch_a.close()
+        await watch_b.close()
+
+
+async def test_streams_asking_alike_get_the_same_bytes_but_their_own_nonce(
+    served: tuple[XdsService, grpc.aio.Channel],
+) -> None:
+    service, channel = served
+    service.update(config=mesh(service_entry("a"), service_entry("b")))
+    clients = [RawAdsClient(channel, f"n{i}") for i in range(3)]
+    try:
+        for client in clients:
+            client.send(CDS)
+        responses = [await client.recv() for client in clients]
+        versions = service.snapshot_versions()
+        for client, response in zip(clients, responses, strict=True):
+            assert resource_names(response) == [A_CLUSTER, B_CLUSTER]
+            assert response.version_info == versions[client.node_id][CDS]
+            assert response.nonce == "1"
+        # The same resources, byte for byte, whichever stream sent them.
+        assert len({tuple(r.SerializeToString() for r in x.resources) for x in responses}) == 1
+    finally:
+        for client in clients:
+            await client.close()
+
+
+def test_an_encoded_response_is_the_response_with_its_nonce() -> None:
+    snapshot = Snapshot.from_resources(
+        translate(mesh(service_entry("a"), service_entry("b")), (), NodeInfo(id="n"))
+    )
+    clusters = snapshot.get(CDS)
+    names = (B_CLUSTER,)
+    for nonce in ("7", "x" * 300):  # a nonce longer than 127 bytes takes a 2-byte length
+        decoded = discovery_pb2.DiscoveryResponse.FromString(
+            clusters.sotw_response(CDS, names, nonce)
+        )
+        assert decoded == discovery_pb2.DiscoveryResponse(
+            version_info=clusters.version,
+            type_url=CDS,
+            nonce=nonce,
+            resources=[clusters.resources[B_CLUSTER]],
+        )
+
+
+async def test_a_checked_change_is_not_translated_again(
+    served: tuple[XdsService, grpc.aio.Channel], counting: CountingTranslate
+) -> None:
+    service, channel = served
+    client = RawAdsClient(channel, "n1")
+    try:
+        client.send(CDS)
+        await client.recv()
+        config = mesh(service_entry("a"))
+        service.check(config=config)
+        checked = counting.calls
+        service.update(config=config)
+        response = await client.recv()
+        assert resource_names(response) == [A_CLUSTER]
+        assert counting.calls == checked  # the rebuild reused the check's translations
+    finally:
+        await client.close()
+
+
+def test_an_unchanged_file_is_not_parsed_again(tmp_path: Path) -> None:
+    file = tmp_path / "mesh.yaml"
+    file.write_text("kind: A\n---\nkind: B\n")
+    issues: list[ConfigIssue] = []
+    first = read_documents(file, issues)
+    again = read_documents(file, issues)
+    assert [d.data for d in first] == [{"kind": "A"}, {"kind": "B"}]
+    assert all(a is b for a, b in zip(first, again, strict=True))  # the kept parse
+    file.write_text("kind: A\n---\nkind: C\n")
+    changed = read_documents(file, issues)
+    assert [d.data for d in changed] == [{"kind": "A"}, {"kind": "C"}]
+    assert issues == []
+
+
+def test_a_file_with_an_error_reports_it_on_every_read(tmp_path: Path) -> None:
+    file = tmp_path / "bad.yaml"
+    file.write_text("a: [1\n")
+    for _ in range(2):
+        issues: list[ConfigIssue] = []
+        assert read_documents(file, issues) == []
+        assert len(issues) == 1 and "invalid YAML at line" in issues[0].message
