@@ -32,6 +32,8 @@ class SnapshotCache:
     def set_checked(self, node_id: str, snapshot: Snapshot) -> None:
         """Store and announce a snapshot the caller already checked."""
         previous = self._snapshots.get(node_id)
+        if previous is snapshot:  # alike nodes share one: most rebuilds change nothing
+            return
         if previous is not None and previous.versions() == snapshot.versions():
             return
         self._snapshots[node_id] = snapshot

@@ -15,8 +15,8 @@ anything, for every connected node and for the two node shapes that may
 connect later (a proxyless client and an Envoy sidecar, also as a caller of
 each ``sourceLabels`` / ``sourceNamespace`` selector): the control plane
 uses it to refuse a config or a registration before it can break a rebuild.
-The translations a check made are kept, so the rebuild of those same inputs
-translates nothing again.
+The translations a check made are kept, so when the inputs it passed are set
+next, their rebuild translates nothing again.
 """
 
 from __future__ import annotations
@@ -61,10 +61,12 @@ class SnapshotUpdater:
         self._good = self._inputs
         self._nodes: dict[str, NodeInfo] = {}
         self._streams: dict[str, int] = {}  # node id -> open streams
+        self._shapes: dict[str, str] = {}  # node id -> _likeness of the connected node
         # Snapshots of the inputs built most recently (newest last), by node likeness:
         # a node that connects reuses its look-alikes' translation, and a rebuild
         # reuses the translations its check made.
         self._built: list[tuple[Inputs, dict[str, Snapshot]]] = []
+        self._checked: Inputs | None = None  # the inputs the last check passed
         self.last_error: str | None = None
 
     def set_inputs(
@@ -75,10 +77,14 @@ class SnapshotUpdater:
     ) -> None:
         """Replace config and/or workloads; takes effect at the next :meth:`rebuild`."""
         candidate = self._candidate(config, workloads)
-        for built, _ in self._built:  # checked already: keep its translations
-            if built.config is candidate.config and built.workloads == candidate.workloads:
-                candidate = built
-                break
+        checked = self._checked
+        if (
+            checked is not None
+            and checked.config is candidate.config
+            and checked.workloads == candidate.workloads
+        ):
+            candidate = checked  # the inputs just checked: the rebuild reuses its translations
+        self._checked = None
         self._inputs = candidate
 
     def check(
@@ -93,12 +99,14 @@ class SnapshotUpdater:
         would leave a destination's port to a guess it did not need before.
         Sets nothing."""
         candidate = self._candidate(config, workloads)
+        self._checked = None
         trials = [*TRIAL_NODES, *selector_nodes(candidate.config, TRIAL_NODES)]
         self._build_all(candidate, [*trials, *self._nodes.values()])
         before = self._ambiguities(self._inputs)
         new = [p for p in sorted(self._ambiguities(candidate)) if p not in before]
         if new:
             raise AmbiguousDestinationError("; ".join(new))
+        self._checked = candidate
 
     @staticmethod
     def _ambiguities(inputs: Inputs) -> set[str]:
@@ -138,6 +146,7 @@ class SnapshotUpdater:
         if self._nodes.get(node.id) == node and self._cache.get(node.id) is not None:
             return
         self._nodes[node.id] = node
+        self._shapes[node.id] = _likeness(node)
         for inputs in (self._inputs, self._good):
             try:
                 snapshot = self._build_all(inputs, [node])[node.id]
@@ -155,6 +164,7 @@ class SnapshotUpdater:
             return
         self._streams.pop(node_id, None)
         self._nodes.pop(node_id, None)
+        self._shapes.pop(node_id, None)
         self._cache.clear(node_id)
 
     # --- building ----------------------------------------------------------
@@ -162,14 +172,21 @@ class SnapshotUpdater:
     def _build_all(self, inputs: Inputs, nodes: list[NodeInfo]) -> dict[str, Snapshot]:
         shared = self._shared(inputs)
         snapshots: dict[str, Snapshot] = {}
+        by_shape: dict[str, Snapshot] = {}  # nodes alike in every field but the id
         for node in nodes:
-            view = routing_view(inputs.config, node)
-            key = _likeness(view)
-            snapshot = shared.get(key)
+            shape = self._shapes.get(node.id) if self._nodes.get(node.id) is node else None
+            if shape is None:
+                shape = _likeness(node)
+            snapshot = by_shape.get(shape)
             if snapshot is None:
-                resources = self._translate(inputs.config, inputs.workloads, view)
-                check_consistency(resources)
-                snapshot = shared[key] = Snapshot.from_resources(resources)
+                view = routing_view(inputs.config, node)
+                key = _likeness(view)
+                snapshot = shared.get(key)
+                if snapshot is None:
+                    resources = self._translate(inputs.config, inputs.workloads, view)
+                    check_consistency(resources)
+                    snapshot = shared[key] = Snapshot.from_resources(resources)
+                by_shape[shape] = snapshot
             snapshots[node.id] = snapshot
         return snapshots
 
