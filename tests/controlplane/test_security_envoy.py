@@ -1,5 +1,6 @@
 """An Envoy sidecar on the real control plane takes the security config as xDS: it ACKs
-the mTLS clusters and its inbound listener (no NACK), and its inbound listener enforces
+the mTLS clusters (auto mTLS, and a DestinationRule MUTUAL with files) and its inbound
+listener with an AUDIT (LOG) filter (no NACK), and its inbound listener enforces
 the mode and the AuthorizationPolicy table: plaintext and mTLS callers, principals,
 paths, methods, headers, DENY before ALLOW, a ServiceIntentions permission, 403
 ``RBAC: access denied``."""
@@ -28,8 +29,37 @@ APP = "spiffe://cluster.local/ns/conference/sa/app"
 OTHER = "spiffe://cluster.local/ns/conference/sa/other"
 
 
-def mesh_yaml(app_port: int, mode: str) -> str:
+def mesh_yaml(app_port: int, mode: str, certs: Path) -> str:
     return f"""\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: billing, namespace: conference}}
+spec:
+  hosts: [billing]
+  ports: [{{number: 8443, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1, ports: {{http: {app_port}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: billing, namespace: conference}}
+spec:
+  host: billing
+  trafficPolicy:
+    tls:
+      mode: MUTUAL
+      clientCertificate: {certs}/cert-chain.pem
+      privateKey: {certs}/key.pem
+      caCertificates: {certs}/root-cert.pem
+      sni: billing.example
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: audit, namespace: conference}}
+spec:
+  action: AUDIT
+  rules: [{{to: [{{operation: {{paths: ["/private/*"]}}}}]}}]
+---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {{name: sessions, namespace: conference}}
@@ -114,7 +144,7 @@ def mesh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mesh]:
     with http_backends(1, prefix="sessions-") as backends:
         app: Backend = backends[0]
         config = tmp_path / "mesh.yaml"
-        config.write_text(mesh_yaml(app.port, request.param))
+        config.write_text(mesh_yaml(app.port, request.param, sidecar_certs))
         inbound = free_port()
         metadata = {
             "mesh.inbound_port": inbound,
