@@ -17,11 +17,13 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
-from google.protobuf import json_format
+from google.protobuf import any_pb2, json_format
 
 from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload
 from controlplane.translate import PolicySettings, translate
 from controlplane.translate.typeurls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
+from controlplane.xds.delta_subscription import DeltaSubscription
+from controlplane.xds.snapshot import TypeSnapshot
 from controlplane.xds.subscription import Subscription
 from tests.controlplane.config_cases import documents, load_text
 
@@ -463,3 +465,17 @@ def test_request_authentication_is_a_jwt_filter_for_envoy_only(tmp_path: Path) -
     ((_, rules),) = rbac_rules(proxyless)
     (policy_json,) = rules["policies"].values()
     assert policy_json["principals"] == [{"notId": {"any": True}}]
+
+
+def test_delta_wildcard_leaves_inbound_listeners_to_those_who_name_them() -> None:
+    names = ("sessions:50051", INBOUND)
+    current = TypeSnapshot(
+        version="1",
+        resources=dict.fromkeys(names, any_pb2.Any()),
+        resource_versions=dict.fromkeys(names, "v"),
+    )
+    wildcard = DeltaSubscription(type_url="lds", wildcard_capable=True)
+    wildcard.apply(["*"], [], {})
+    assert wildcard.change(current).send == ("sessions:50051",)
+    wildcard.apply([INBOUND], [], {})
+    assert wildcard.change(current).send == names
