@@ -67,6 +67,7 @@ class SnapshotUpdater:
         # reuses the translations its check made.
         self._built: list[tuple[Inputs, dict[str, Snapshot]]] = []
         self._checked: Inputs | None = None  # the inputs the last check passed
+        self._ambiguous: list[tuple[Inputs, set[str]]] = []
         self.last_error: str | None = None
 
     def set_inputs(
@@ -108,12 +109,17 @@ class SnapshotUpdater:
             raise AmbiguousDestinationError("; ".join(new))
         self._checked = candidate
 
-    @staticmethod
-    def _ambiguities(inputs: Inputs) -> set[str]:
+    def _ambiguities(self, inputs: Inputs) -> set[str]:
+        """Kept for the last two inputs: a checked candidate is the next check's 'before'."""
+        for known, found in self._ambiguous:
+            if known is inputs:
+                return found
         try:
-            return set(ambiguous_destinations(inputs.config, inputs.workloads))
+            found = set(ambiguous_destinations(inputs.config, inputs.workloads))
         except TranslationError:  # inputs that do not translate: nothing to compare
-            return set()
+            found = set()
+        self._ambiguous = [*self._ambiguous[-1:], (inputs, found)]
+        return found
 
     def _candidate(
         self, config: MeshConfig | None, workloads: Sequence[RegisteredWorkload] | None
