@@ -80,15 +80,20 @@ def grpcio_server(bootstrap: Path, port: int) -> Iterator[subprocess.Popen[str]]
 
 
 def call(
-    bootstrap: Path, calls: list[tuple[str, dict[str, str]]], creds: str, warmup_s: float = 20
+    bootstrap: Path,
+    calls: list[tuple[str, dict[str, str]]],
+    creds: str,
+    warmup_s: float = 20,
+    target: str = "xds:///echo:50051",
 ) -> list[str]:
+    """Run the calls in a grpcio xDS client process: ``"OK <reply>"`` or the code name."""
     env = {**os.environ, "GRPC_XDS_BOOTSTRAP": str(bootstrap), "GRPC_VERBOSITY": "NONE"}
     env.pop("GRPC_XDS_BOOTSTRAP_CONFIG", None)
     result = subprocess.run(
         [
             sys.executable,
             str(HERE / "grpcio_secure_client.py"),
-            "xds:///echo:50051",
+            target,
             creds,
             str(warmup_s),
         ],
