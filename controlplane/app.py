@@ -73,6 +73,7 @@ from controlplane.xds import (
     TranslationError,
     XdsService,
 )
+from controlplane.xds.server import SERVER_OPTIONS as XDS_SERVER_OPTIONS
 from controlplane.xds.updater import Translate
 
 log = structlog.get_logger(__name__)
@@ -80,7 +81,7 @@ log = structlog.get_logger(__name__)
 GRACE_S = 1.0
 # Without this grpc sets SO_REUSEPORT, and a second control plane on a busy port would
 # silently share it instead of failing.
-_SERVER_OPTIONS = (("grpc.so_reuseport", 0),)
+_SERVER_OPTIONS = (("grpc.so_reuseport", 0), *XDS_SERVER_OPTIONS)
 
 
 class StartupError(Exception):

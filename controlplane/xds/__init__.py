@@ -22,11 +22,12 @@ from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.debounce import Debouncer
 from controlplane.xds.errors import InconsistentSnapshotError, SnapshotError
 from controlplane.xds.observer import NullObserver, XdsObserver
-from controlplane.xds.server import AdsServicer, add_to_server
+from controlplane.xds.server import SERVER_OPTIONS, AdsServicer, add_to_server
 from controlplane.xds.status import stream_detail, stream_status
 from controlplane.xds.updater import SnapshotUpdater, Translate
 
 __all__ = [
+    "SERVER_OPTIONS",
     "AmbiguousDestinationError",
     "InconsistentSnapshotError",
     "SnapshotError",
@@ -57,7 +58,8 @@ class XdsService:
         self._started = False
 
     def register(self, server: grpc.aio.Server) -> None:
-        """Add the AggregatedDiscoveryService to ``server`` (before it starts)."""
+        """Add the AggregatedDiscoveryService to ``server`` (before it starts); create the
+        server with :data:`SERVER_OPTIONS` to take a fleet's reconnect burst."""
         add_to_server(self._servicer, server)
 
     def update(

@@ -108,6 +108,14 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ign
 
 ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 
+# gRPC core refuses new calls beyond 1,000 waiting for the server ("Too many pending
+# requests", 3,000 hard): a fleet of thousands reconnecting at once (a control plane
+# restart) is such a burst. Streams wait instead; each is handled in turn.
+SERVER_OPTIONS = (
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 50_000),
+)
+
 
 def _serialize(response: Encoded | discovery_pb2.DeltaDiscoveryResponse) -> bytes:
     if isinstance(response, Encoded):
