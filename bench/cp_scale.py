@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--services", type=int, default=200)
     parser.add_argument("--routed", type=int, default=49, help="services with a VS and a DR")
     parser.add_argument("--targets", type=int, default=3, help="services each client calls")
-    parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument("--procs", type=int, default=8, help="client processes")
     parser.add_argument("--streams-per-channel", type=int, default=50)
     parser.add_argument("--sync-timeout", type=float, default=600)
     parser.add_argument("--churn-s", type=float, default=10)
