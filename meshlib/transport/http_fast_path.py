@@ -1,6 +1,6 @@
 """The first try of an httpx request, compiled once per plan and snapshot.
 
-An :class:`HttpFastRoute` is a :class:`~meshlib.transport.compiled_route.CompiledRoute`
+An :class:`HttpFastRoute` is a :class:`~meshlib.transport.compiled_route.CompiledPlan`
 (why there is a fast path at all is said there) plus the HTTP parts: the
 route timeout, the per-try idle timeout and how answers are judged. A request
 whose plan compiles runs, inline and in the general path's order::
@@ -50,8 +50,8 @@ from meshlib.resilience.route_resilience import (
 from meshlib.resilience.xds_cluster import ClusterResilience
 from meshlib.routing.plan import ForwardPlan
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
-from meshlib.transport.compiled_route import NO_HEADERS, CompiledRoute, Expired, compilable
-from meshlib.transport.errors import as_httpx_error
+from meshlib.transport.compiled_route import NO_HEADERS, CompiledPlan, Expired, compilable
+from meshlib.transport.errors import routing_error_as_httpx
 from meshlib.transport.http_resilience import (
     bound_request,
     describe_error,
@@ -61,12 +61,11 @@ from meshlib.transport.http_resilience import (
 )
 from meshlib.transport.http_routing import (
     FAST_HEADERS,
+    HttpPlanCache,
     HttpRouting,
-    PlanCache,
     outgoing_request,
     request_headers,
 )
-from meshlib.transport.outcome import http_error_outcome, http_outcome
 from meshlib.transport.pool_settings import AsyncClusterHTTPTransport, ClusterHTTPTransport
 from meshlib.xds_client.resources import Endpoint
 
@@ -74,17 +73,23 @@ if TYPE_CHECKING:
     from meshlib.transport.http import AsyncMeshTransport, MeshTransport
 
 _monotonic: Final = time.monotonic
-_SUCCESS: Final = http_outcome(200)
-_perf_counter: Final = time.perf_counter
 # The endpoint pools' base sends: :meth:`HttpFastRoute.outgoing` applies their connect cap.
 _send: Final = httpx.HTTPTransport.handle_request
 _send_async: Final = httpx.AsyncHTTPTransport.handle_async_request
 
 
-class HttpFastRoute(CompiledRoute):
-    """One plan's compiled first try (see :class:`CompiledRoute`), with its HTTP parts."""
+class HttpFastRoute(CompiledPlan):
+    """One plan's compiled first try (see :class:`CompiledPlan`), with its HTTP parts."""
 
-    __slots__ = ("checks_answers", "idle_s", "raw_gate", "retries", "routing", "timeout_s")
+    __slots__ = (
+        "checks_answers",
+        "idle_s",
+        "observer",
+        "raw_gate",
+        "retries",
+        "routing",
+        "timeout_s",
+    )
 
     def __init__(
         self,
@@ -97,6 +102,8 @@ class HttpFastRoute(CompiledRoute):
     ) -> None:
         super().__init__(snapshot, plan, route, cluster, state)
         self.routing = routing
+        #: Bound once: every try's load report and metrics (the per-try seam).
+        self.observer = routing.observer(snapshot.target, state)
         self.timeout_s = route.timeouts.http_timeout_s
         self.idle_s = route.timeouts.per_try_idle_timeout_s
         retry = route.retry
@@ -144,29 +151,6 @@ class HttpFastRoute(CompiledRoute):
         remaining = None if try_at is None else self.remaining(try_at)
         bounded = bound_request(request, remaining, self.idle_s, pool.connect_timeout_s)
         return outgoing_request(bounded, self.plan, endpoint, owned=bounded is not request)
-
-    def answered(
-        self, request: httpx.Request, endpoint: Endpoint, started: float, status: int
-    ) -> None:
-        """Tell the load reporter and the metrics about an answer."""
-        outcome = _SUCCESS if status < 500 else http_outcome(status)
-        self.call_finished(endpoint, outcome, _perf_counter() - started)
-        routing = self.routing
-        if routing.metrics.active:
-            routing.record(
-                started, request, self.snapshot.target, self.plan.cluster, endpoint, status, None
-            )
-
-    def failed(
-        self, request: httpx.Request, endpoint: Endpoint, started: float, error: BaseException
-    ) -> None:
-        """Tell the load reporter and the metrics about a try that got no answer."""
-        self.call_finished(endpoint, http_error_outcome(error), _perf_counter() - started)
-        routing = self.routing
-        if routing.metrics.active:
-            routing.record(
-                started, request, self.snapshot.target, self.plan.cluster, endpoint, None, error
-            )
 
     def final(self, policy: RetryPolicy, idempotent: bool, response: httpx.Response) -> bool:
         """Whether an answer is the request's answer (no retry condition matches it)."""
@@ -228,18 +212,17 @@ class HttpFastRoute(CompiledRoute):
             try:
                 endpoint = self.pick()
             except RoutingError as exc:
-                raise as_httpx_error(exc, request) from exc
+                raise routing_error_as_httpx(exc, request) from exc
             pool = transport._pools.get(endpoint, self.state.pool)
             outgoing = self.outgoing(request, endpoint, try_at, pool)
-            self.call_started(endpoint)
-            started = _perf_counter()
+            report = self.observer.start(endpoint, request)
             try:
                 try:
                     response = _send(pool, outgoing)
                 except BaseException as error:
-                    self.failed(request, endpoint, started, error)
+                    report.failed(error)
                     raise
-                self.answered(request, endpoint, started, response.status_code)
+                report.finished(response.status_code)
                 if self.retries and response.status_code >= 400:
                     response.read()  # frees the connection; a reset here fails the try
             except Exception as error:
@@ -341,20 +324,19 @@ class HttpFastRoute(CompiledRoute):
                     try:
                         endpoint = self.pick()
                     except RoutingError as exc:
-                        raise as_httpx_error(exc, request) from exc
+                        raise routing_error_as_httpx(exc, request) from exc
                     pool = transport._pools.get(endpoint, self.state.pool)
                     outgoing = self.outgoing(request, endpoint, try_at, pool)
                     transport._closer.bind_running()
-                    self.call_started(endpoint)
-                    started = _perf_counter()
+                    report = self.observer.start(endpoint, request)
                     timer = None if try_at is None else TryTimer(try_at - _monotonic())
                     try:
                         try:
                             response = await _send_async(pool, outgoing)
                         except BaseException as error:
-                            self.failed(request, endpoint, started, error)
+                            report.failed(error)
                             raise
-                        self.answered(request, endpoint, started, response.status_code)
+                        report.finished(response.status_code)
                         if self.retries and response.status_code >= 400:
                             await response.aread()  # frees the connection; a reset fails the try
                     except asyncio.CancelledError as error:
@@ -446,7 +428,7 @@ class HttpFastRoutes:
         if not plan.reusable:
             return None
         entry = self._entry
-        if entry is None or entry[0] is not snapshot or len(entry[1]) >= PlanCache.MAX_PLANS:
+        if entry is None or entry[0] is not snapshot or len(entry[1]) >= HttpPlanCache.MAX_PLANS:
             entry = self._entry = (snapshot, {})  # bounded like the plans it compiles
         found = entry[1].get(id(plan))
         if found is not None and found[0] is plan:
