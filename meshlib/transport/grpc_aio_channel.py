@@ -40,7 +40,7 @@ from meshlib.transport.grpc_aio_deferred import DeferredCall
 from meshlib.transport.grpc_aio_lazy import LazyUnaryCall
 from meshlib.transport.grpc_call_options import CallOptions
 from meshlib.transport.grpc_errors import aio_unavailable
-from meshlib.transport.grpc_fast_path import FastRoutes
+from meshlib.transport.grpc_fast_path import AioGrpcBackend, FastRoutes
 from meshlib.transport.grpc_resilience import (
     bounded_options,
     call_headers,
@@ -85,7 +85,8 @@ class AioMeshChannel(grpc.aio.Channel):
             self._closer.schedule,
         )
         self._mirrors = TaskMirror()
-        self._closed = False
+        #: Whether :meth:`close` was called (read-only).
+        self.closed = False
         self.target = routing.target
 
     def endpoint_channels(self) -> list[str]:
@@ -242,9 +243,9 @@ class AioMeshChannel(grpc.aio.Channel):
             await self.wait_for_state_change(state)
 
     async def close(self, grace: float | None = None) -> None:
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self.closed = True
         await self._mirrors.aclose()
         await self._closer.aclose_all(self._subs.drain())
 
@@ -315,6 +316,10 @@ class _AioMultiCallable:
         self._callables = MethodCallables(kind, serializer, deserializer)
         self._plans = MethodPlanCache()
         self._fast = FastRoutes()
+        #: What the compiled plans use of this multicallable (they never read its members).
+        self._backend = AioGrpcBackend(
+            method, self._callables, channel, self._unary, self._try_unary
+        )
 
     def _plan_of(self, snapshot: ServiceSnapshot) -> ForwardPlan:
         return self._channel._routing.decide(snapshot, self._method, None, self._plans)
@@ -473,13 +478,13 @@ class _AioMultiCallable:
         options = CallOptions(timeout, metadata, credentials, wait_for_ready, compression)
         channel = self._channel
         view = channel._routing.state.view
-        if self._kind == "unary_unary" and not channel._closed:
+        if self._kind == "unary_unary" and not channel.closed:
             entry = self._fast.entry  # the common case, checked here: compiled and current
             fast = entry[1] if entry is not None and entry[0] is view else None
             if fast is None or fast.breaker_generation != fast.breakers.generation:
                 fast = self._fast.get(channel._routing, view, self._plan_of)
             if fast is not None:
-                resolve = partial(fast.unary, self, request, options, channel._sub_channel)
+                resolve = partial(fast.unary, self._backend, request, options, channel._sub_channel)
                 return LazyUnaryCall(resolve)
         if type(view) is ServiceSnapshot:
             try:

@@ -25,7 +25,7 @@ from meshlib.resilience.route_resilience import RouteResilience, apply_stages
 from meshlib.routing.plan import ForwardPlan
 from meshlib.routing.snapshot import ServiceSnapshot
 from meshlib.transport.grpc_call_options import CallOptions
-from meshlib.transport.grpc_fast_path import FastRoute, FastRoutes
+from meshlib.transport.grpc_fast_path import FastRoute, FastRoutes, GrpcBackend
 from meshlib.transport.grpc_resilience import (
     bounded_options,
     call_headers,
@@ -57,6 +57,7 @@ class MultiCallable:
     """Per method: routes each call, then delegates to the endpoint's own multicallable."""
 
     __slots__ = (
+        "_backend",
         "_callables",
         "_channel",
         "_deserializer",
@@ -85,11 +86,13 @@ class MultiCallable:
         self._plans = MethodPlanCache()
         self._fast = FastRoutes()
         self._open_sub = channel._sub_channel  # bound once: the fast path passes it per call
+        #: What the compiled plans use of this multicallable (they never read its members).
+        self._backend = GrpcBackend(method, self._callables, channel, self._blocking, self._try)
 
     def _fast_route(self) -> FastRoute | None:
         """The compiled first try for this method's current plan (unary-unary only)."""
         channel = self._channel
-        if channel._closed:
+        if channel.closed:
             return None
         routing = channel._routing
         view = routing.state.view
@@ -225,7 +228,7 @@ class UnaryUnary(MultiCallable, grpc.UnaryUnaryMultiCallable):  # type: ignore[t
         options = CallOptions(timeout, metadata, credentials, wait_for_ready, compression)
         fast = self._fast_route()
         if fast is not None:
-            return fast.blocking(self, request, options, False, self._open_sub)
+            return fast.blocking(self._backend, request, options, False, self._open_sub)
         return self._blocking(request, options, with_call=False)
 
     def with_call(
@@ -240,7 +243,7 @@ class UnaryUnary(MultiCallable, grpc.UnaryUnaryMultiCallable):  # type: ignore[t
         options = CallOptions(timeout, metadata, credentials, wait_for_ready, compression)
         fast = self._fast_route()
         if fast is not None:
-            return fast.blocking(self, request, options, True, self._open_sub)
+            return fast.blocking(self._backend, request, options, True, self._open_sub)
         return self._blocking(request, options, with_call=True)
 
     def future(

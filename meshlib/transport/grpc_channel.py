@@ -65,7 +65,8 @@ class MeshChannel(grpc.Channel):
         self._mirrors = ThreadMirror()
         self._subscribers: list[Connectivity] = []
         self._lock = threading.Lock()
-        self._closed = False
+        #: Whether :meth:`close` was called (read-only).
+        self.closed = False
         self.target = routing.target
 
     # --- routing (per call) ----------------------------------------------------
@@ -218,9 +219,9 @@ class MeshChannel(grpc.Channel):
 
     def close(self) -> None:
         with self._lock:
-            if self._closed:
+            if self.closed:
                 return
-            self._closed = True
+            self.closed = True
             self._subscribers.clear()
         self._routing.state.remove_listener(self._on_view)
         self._mirrors.close()

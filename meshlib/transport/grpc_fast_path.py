@@ -19,9 +19,9 @@ aio calls share everything but the send itself.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, NamedTuple, Protocol
 
 import grpc
 
@@ -59,12 +59,9 @@ from meshlib.transport.grpc_routing import (
     outgoing_metadata,
     rpc_status,
 )
+from meshlib.transport.grpc_subchannels import MethodCallables
 from meshlib.transport.resilience_errors import as_aio_rpc_error, as_rpc_error
 from meshlib.xds_client.resources import Endpoint
-
-if TYPE_CHECKING:
-    from meshlib.transport.grpc_aio_channel import _AioMultiCallable
-    from meshlib.transport.grpc_calls import MultiCallable
 
 _monotonic: Final = time.monotonic
 _OK: Final = grpc.StatusCode.OK
@@ -73,6 +70,42 @@ _NOTHING_EXCLUDED: Final[frozenset[str]] = frozenset()
 
 # The channel's sub-channel lookup: (endpoint, :authority, pool settings) -> grpc channel.
 SubChannelOf = Callable[[Endpoint, str, PoolSettings], Any]
+
+
+class ClosableChannel(Protocol):
+    """A mesh channel, as its compiled plans see it: whether it was closed."""
+
+    @property
+    def closed(self) -> bool: ...
+
+
+class GrpcBackend(NamedTuple):
+    """What a sync multicallable lends its compiled plan (the plan never reads the
+    multicallable's members): its method, its per-endpoint multicallables, its channel,
+    its general path (a deadline on another clock) and its one-try send (the retries:
+    snapshot, plan, route, request, options, with_call, attempt)."""
+
+    method: str
+    callables: MethodCallables
+    channel: ClosableChannel
+    general: Callable[[Any, CallOptions, bool], Any]
+    try_once: Callable[
+        [ServiceSnapshot, ForwardPlan, RouteResilience, Any, CallOptions, bool, Attempt], Any
+    ]
+
+
+class AioGrpcBackend(NamedTuple):
+    """The aio twin of :class:`GrpcBackend` (general path and try without ``with_call``)."""
+
+    method: str
+    callables: MethodCallables
+    channel: ClosableChannel
+    general: Callable[
+        [ServiceSnapshot, ForwardPlan, RouteResilience, Any, CallOptions], Awaitable[Any]
+    ]
+    try_once: Callable[
+        [ServiceSnapshot, ForwardPlan, RouteResilience, Any, CallOptions, Attempt], Awaitable[Any]
+    ]
 
 
 class FastRoute(CompiledPlan):
@@ -141,7 +174,7 @@ class FastRoute(CompiledPlan):
 
     def blocking(
         self,
-        owner: MultiCallable,
+        backend: GrpcBackend,
         request: Any,
         options: CallOptions,
         with_call: bool,
@@ -152,14 +185,16 @@ class FastRoute(CompiledPlan):
             # the caller's timeout capped by the route's gRPC max (gRFC A31)
             call_at = self.call_at(options.timeout, _monotonic(), self.cap_s)
         except Expired:
-            return owner._blocking(request, options, with_call)
+            return backend.general(request, options, with_call)
         metadata = options.metadata
         headers = NO_HEADERS if metadata is None else self.headers(metadata)
         try:
             faulted = self.enter(headers, call_at)
             started = _monotonic()
             try:
-                result = self._tries(owner, request, options, with_call, open_sub, headers, call_at)
+                result = self._tries(
+                    backend, request, options, with_call, open_sub, headers, call_at
+                )
             except BaseException as error:
                 self.leave_with(faulted, started, error, describe_error)
                 raise
@@ -170,7 +205,7 @@ class FastRoute(CompiledPlan):
 
     def _tries(
         self,
-        owner: MultiCallable,
+        backend: GrpcBackend,
         request: Any,
         options: CallOptions,
         with_call: bool,
@@ -189,20 +224,20 @@ class FastRoute(CompiledPlan):
                 endpoint = self.pick()
             except RoutingError as exc:
                 raise MeshRpcError(self.routing.describe(exc)) from exc
-            if owner._channel._closed:  # closed while this call waited: its sends are too
+            if backend.channel.closed:  # closed while this call waited: its sends are too
                 open_sub(endpoint, self.plan.authority, self.state.pool)  # raises
             entry = self.sends.get(id(endpoint))
             send = (
                 entry[1]
                 if entry is not None and entry[0] is endpoint
-                else self.send_for(endpoint, open_sub, owner._callables)
+                else self.send_for(endpoint, open_sub, backend.callables)
             )
             plan = self.plan
             metadata = options.metadata
             if plan.request_headers is not None:
                 metadata = outgoing_metadata(plan, metadata)
             timeout = options.timeout if try_at is None else self.remaining(try_at)
-            report = self.observer.start(endpoint, owner._method)
+            report = self.observer.start(endpoint, backend.method)
             try:
                 if with_call:
                     result = send.with_call(
@@ -233,12 +268,12 @@ class FastRoute(CompiledPlan):
             raise
         admission.exit()  # the first try's slots; the call stays active while it retries
         return self._retried(
-            owner, request, options, with_call, policy, call_at, attempt, mapped, failure
+            backend, request, options, with_call, policy, call_at, attempt, mapped, failure
         )
 
     def _retried(
         self,
-        owner: MultiCallable,
+        backend: GrpcBackend,
         request: Any,
         options: CallOptions,
         with_call: bool,
@@ -254,8 +289,8 @@ class FastRoute(CompiledPlan):
             self.raise_unless_retriable(policy, True, mapped, failure, describe_error)
             return run_with_retries(
                 admitted(
-                    partial(owner._try, self.snapshot, self.plan, self.route, request, options,
-                            with_call),
+                    partial(backend.try_once, self.snapshot, self.plan, self.route, request,
+                            options, with_call),
                     self.cluster,
                 ),
                 policy, describe_result=describe_value, describe_error=describe_error,
@@ -270,7 +305,7 @@ class FastRoute(CompiledPlan):
 
     async def unary(
         self,
-        owner: _AioMultiCallable,
+        backend: AioGrpcBackend,
         request: Any,
         options: CallOptions,
         open_sub: SubChannelOf,
@@ -283,7 +318,7 @@ class FastRoute(CompiledPlan):
             # the caller's timeout capped by the route's gRPC max (gRFC A31)
             call_at = self.call_at(options.timeout, _monotonic(), self.cap_s)
         except Expired:
-            return await owner._unary(self.snapshot, self.plan, self.route, request, options)
+            return await backend.general(self.snapshot, self.plan, self.route, request, options)
         metadata = options.metadata
         headers = NO_HEADERS if metadata is None else self.headers(metadata)
         try:
@@ -305,20 +340,20 @@ class FastRoute(CompiledPlan):
                 answered = False
                 try:
                     endpoint = self.pick()
-                    if owner._channel._closed:  # closed while this call waited: so are its sends
+                    if backend.channel.closed:  # closed while this call waited: so are its sends
                         open_sub(endpoint, self.plan.authority, self.state.pool)  # raises
                     entry = self.sends.get(id(endpoint))
                     send = (
                         entry[1]
                         if entry is not None and entry[0] is endpoint
-                        else self.send_for(endpoint, open_sub, owner._callables)
+                        else self.send_for(endpoint, open_sub, backend.callables)
                     )
                     plan = self.plan
                     metadata = options.metadata
                     if plan.request_headers is not None:
                         metadata = outgoing_metadata(plan, metadata)
                     timeout = options.timeout if try_at is None else self.remaining(try_at)
-                    report = self.observer.start(endpoint, owner._method)
+                    report = self.observer.start(endpoint, backend.method)
                     try:
                         call = send(
                             request, timeout=timeout, metadata=metadata,
@@ -345,7 +380,7 @@ class FastRoute(CompiledPlan):
                 if not answered:
                     admission.exit()  # the first try's slots; the call stays active
                     call, response = await self._retried_async(
-                        owner, request, options, policy, call_at, attempt, mapped, failure
+                        backend, request, options, policy, call_at, attempt, mapped, failure
                     )
             except BaseException as error:
                 self.leave_with(faulted, guarded_at, error, describe_error)
@@ -359,7 +394,7 @@ class FastRoute(CompiledPlan):
 
     async def _retried_async(
         self,
-        owner: _AioMultiCallable,
+        backend: AioGrpcBackend,
         request: Any,
         options: CallOptions,
         policy: RetryPolicy,
@@ -374,7 +409,7 @@ class FastRoute(CompiledPlan):
             self.raise_unless_retriable(policy, True, mapped, failure, describe_error)
             last = await async_run_with_retries(
                 async_admitted(
-                    partial(owner._try_unary, self.snapshot, self.plan, self.route, request,
+                    partial(backend.try_once, self.snapshot, self.plan, self.route, request,
                             options),
                     self.cluster,
                 ),

@@ -13,8 +13,8 @@ the call fails UNAVAILABLE, as gRPC's own xDS client fails it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, TypeAlias
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, TypeAlias
 
 import grpc
 
@@ -117,6 +117,12 @@ def rpc_status(error: BaseException) -> tuple[grpc.StatusCode | None, str | None
         details = getattr(error, "details", None)
         return code_of(), details() if callable(details) else None
     return grpc.StatusCode.CANCELLED, None
+
+
+# The statuses whose outcome the details cannot change (UNAVAILABLE's may: connect failure).
+_GRPC_QUICK: Final[Mapping[grpc.StatusCode | None, LbOutcome]] = {
+    code: grpc_outcome(code) for code in grpc.StatusCode if code is not grpc.StatusCode.UNAVAILABLE
+}
 
 
 def _grpc_error_outcome(error: BaseException) -> LbOutcome:
@@ -231,6 +237,7 @@ class GrpcRouting:
             cluster.name,
             outcome_of=grpc_outcome,
             error_outcome=_grpc_error_outcome,
+            quick=_GRPC_QUICK,
             metrics=self.metrics,
             record=self._record,
         )

@@ -38,7 +38,7 @@ from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
 from meshlib.transport.endpoint_pool import EndpointPool, LoopCloser
 from meshlib.transport.errors import routing_error_as_httpx
 from meshlib.transport.http_answers import note_retried
-from meshlib.transport.http_fast_path import HttpFastRoutes
+from meshlib.transport.http_fast_path import AsyncHttpBackend, HttpBackend, HttpFastRoutes
 from meshlib.transport.http_resilience import (
     bounded_request,
     describe_error,
@@ -103,6 +103,7 @@ class MeshTransport(httpx.BaseTransport):
         )
         self._mirrors = ThreadMirror()
         self._fast = HttpFastRoutes()
+        self._backend = HttpBackend(self._pools, self._forward, self._try)
         self._memo = RouteMemo(mesh.directory)
 
     def endpoint_pools(self) -> list[str]:
@@ -119,7 +120,7 @@ class MeshTransport(httpx.BaseTransport):
             return routed  # passed through, or the route's local reply
         plan, fast = routed.plan, routed.fast
         if fast is not None:
-            response = fast.send(self, request)
+            response = fast.send(self._backend, request)
             return response if plan.response_headers is None else finish_response(plan, response)
         return finish_response(plan, self._forward(routed.snapshot, plan, request))
 
@@ -301,6 +302,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         )
         self._mirrors = TaskMirror()
         self._fast = HttpFastRoutes()
+        self._backend = AsyncHttpBackend(self._pools, self._closer, self._forward, self._try)
         self._memo = RouteMemo(mesh.directory)
 
     def endpoint_pools(self) -> list[str]:
@@ -317,7 +319,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         await level less, resumed at every wake-up of the network wait)."""
         routed = self._memo.find(request)
         if routed is not None and routed.fast is not None and routed.plan.response_headers is None:
-            return routed.fast.send_async(self, request)
+            return routed.fast.send_async(self._backend, request)
         return self._handle(request, routed)
 
     async def _handle(self, request: httpx.Request, routed: Routed | None) -> httpx.Response:
@@ -326,7 +328,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             return found  # passed through, or the route's local reply
         plan, fast = found.plan, found.fast
         if fast is not None:
-            return finish_response(plan, await fast.send_async(self, request))
+            return finish_response(plan, await fast.send_async(self._backend, request))
         return finish_response(plan, await self._forward(found.snapshot, plan, request))
 
     async def _route(self, request: httpx.Request) -> Routed | httpx.Response:

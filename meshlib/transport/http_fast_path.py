@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, NamedTuple, TypeVar
 
 import httpx
 
@@ -51,6 +51,7 @@ from meshlib.resilience.xds_cluster import ClusterResilience
 from meshlib.routing.plan import ForwardPlan
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
 from meshlib.transport.compiled_route import NO_HEADERS, CompiledPlan, Expired, compilable
+from meshlib.transport.endpoint_pool import EndpointPool, LoopCloser
 from meshlib.transport.errors import routing_error_as_httpx
 from meshlib.transport.http_resilience import (
     bound_request,
@@ -69,13 +70,35 @@ from meshlib.transport.http_routing import (
 from meshlib.transport.pool_settings import AsyncClusterHTTPTransport, ClusterHTTPTransport
 from meshlib.xds_client.resources import Endpoint
 
-if TYPE_CHECKING:
-    from meshlib.transport.http import AsyncMeshTransport, MeshTransport
-
+T = TypeVar("T")
 _monotonic: Final = time.monotonic
 # The endpoint pools' base sends: :meth:`HttpFastRoute.outgoing` applies their connect cap.
 _send: Final = httpx.HTTPTransport.handle_request
 _send_async: Final = httpx.AsyncHTTPTransport.handle_async_request
+
+#: One try of the general path: (snapshot, plan, request, route, attempt) -> answer.
+TryOnce = Callable[[ServiceSnapshot, ForwardPlan, httpx.Request, RouteResilience, Attempt], T]
+#: The general path of a whole request: (snapshot, plan, request) -> answer.
+Forward = Callable[[ServiceSnapshot, ForwardPlan, httpx.Request], T]
+
+
+class HttpBackend(NamedTuple):
+    """What a sync transport lends its compiled plans (they never read its members):
+    its endpoint pools, its general path (a deadline on another clock) and its
+    one-try send (the retries)."""
+
+    pools: EndpointPool[ClusterHTTPTransport]
+    forward: Forward[httpx.Response]
+    try_once: TryOnce[httpx.Response]
+
+
+class AsyncHttpBackend(NamedTuple):
+    """The async twin of :class:`HttpBackend`, with the closer its pools drain to."""
+
+    pools: EndpointPool[AsyncClusterHTTPTransport]
+    closer: LoopCloser[AsyncClusterHTTPTransport]
+    forward: Forward[Coroutine[Any, Any, httpx.Response]]
+    try_once: TryOnce[Coroutine[Any, Any, httpx.Response]]
 
 
 class HttpFastRoute(CompiledPlan):
@@ -166,13 +189,13 @@ class HttpFastRoute(CompiledPlan):
 
     # --- sync ----------------------------------------------------------------------
 
-    def send(self, transport: MeshTransport, request: httpx.Request) -> httpx.Response:
+    def send(self, backend: HttpBackend, request: httpx.Request) -> httpx.Response:
         """One request; the response before the plan's response header mutations.
         The stages and the breaker (:meth:`enter`) guard all of its tries."""
         try:
             call_at = self.call_at(self.timeout_s, _monotonic())
         except Expired:
-            return transport._forward(self.snapshot, self.plan, request)
+            return backend.forward(self.snapshot, self.plan, request)
         headers = self.headers(request)
         try:
             faulted = self.enter(headers)
@@ -180,7 +203,7 @@ class HttpFastRoute(CompiledPlan):
             try:
                 if faulted:  # a fault delay was slept: the route timeout starts after it
                     call_at = self.after_delay(self.timeout_s)
-                response = self._tries(transport, request, headers, call_at)
+                response = self._tries(backend, request, headers, call_at)
             except BaseException as error:
                 self.leave_with(faulted, started, error, describe_error)
                 raise
@@ -191,7 +214,7 @@ class HttpFastRoute(CompiledPlan):
 
     def _tries(
         self,
-        transport: MeshTransport,
+        backend: HttpBackend,
         request: httpx.Request,
         headers: Mapping[str, str],
         call_at: float | None,
@@ -213,7 +236,7 @@ class HttpFastRoute(CompiledPlan):
                 endpoint = self.pick()
             except RoutingError as exc:
                 raise routing_error_as_httpx(exc, request) from exc
-            pool = transport._pools.get(endpoint, self.state.pool)
+            pool = backend.pools.get(endpoint, self.state.pool)
             outgoing = self.outgoing(request, endpoint, try_at, pool)
             report = self.observer.start(endpoint, request)
             try:
@@ -243,11 +266,11 @@ class HttpFastRoute(CompiledPlan):
             admission.end_call()
             raise
         admission.exit()  # the first try's slots; the request stays active while it retries
-        return self._retried(transport, request, policy, idempotent, call_at, first, original)
+        return self._retried(backend, request, policy, idempotent, call_at, first, original)
 
     def _retried(
         self,
-        transport: MeshTransport,
+        backend: HttpBackend,
         request: httpx.Request,
         policy: RetryPolicy,
         idempotent: bool,
@@ -261,7 +284,7 @@ class HttpFastRoute(CompiledPlan):
             self.raise_unless_retriable(policy, idempotent, first.error, original, describe_error)
             return run_with_retries(
                 admitted(
-                    partial(transport._try, self.snapshot, self.plan, request, self.route),
+                    partial(backend.try_once, self.snapshot, self.plan, request, self.route),
                     self.cluster,
                 ),
                 policy, describe_result=describe_response, describe_error=describe_error,
@@ -275,7 +298,7 @@ class HttpFastRoute(CompiledPlan):
     # --- async ---------------------------------------------------------------------
 
     def send_async(
-        self, transport: AsyncMeshTransport, request: httpx.Request
+        self, backend: AsyncHttpBackend, request: httpx.Request
     ) -> Coroutine[Any, Any, httpx.Response]:
         """The async twin of :meth:`send`, as one coroutine: each await level would be
         resumed at every wake-up of the network wait, so the guards and the first try
@@ -283,12 +306,12 @@ class HttpFastRoute(CompiledPlan):
         try:
             call_at = self.call_at(self.timeout_s, _monotonic())
         except Expired:
-            return transport._forward(self.snapshot, self.plan, request)
-        return self._send_async(transport, request, self.headers(request), call_at)
+            return backend.forward(self.snapshot, self.plan, request)
+        return self._send_async(backend, request, self.headers(request), call_at)
 
     async def _send_async(
         self,
-        transport: AsyncMeshTransport,
+        backend: AsyncHttpBackend,
         request: httpx.Request,
         headers: Mapping[str, str],
         call_at: float | None,
@@ -325,9 +348,9 @@ class HttpFastRoute(CompiledPlan):
                         endpoint = self.pick()
                     except RoutingError as exc:
                         raise routing_error_as_httpx(exc, request) from exc
-                    pool = transport._pools.get(endpoint, self.state.pool)
+                    pool = backend.pools.get(endpoint, self.state.pool)
                     outgoing = self.outgoing(request, endpoint, try_at, pool)
-                    transport._closer.bind_running()
+                    backend.closer.bind_running()
                     report = self.observer.start(endpoint, request)
                     timer = None if try_at is None else TryTimer(try_at - _monotonic())
                     try:
@@ -371,7 +394,7 @@ class HttpFastRoute(CompiledPlan):
                 if answer is None:
                     admission.exit()  # the first try's slots; the request stays active
                     answer = await self._retried_async(
-                        transport, request, policy, idempotent, call_at, first, original
+                        backend, request, policy, idempotent, call_at, first, original
                     )
             except BaseException as error:
                 self.leave_with(faulted, guarded_at, error, describe_error)
@@ -383,7 +406,7 @@ class HttpFastRoute(CompiledPlan):
 
     async def _retried_async(
         self,
-        transport: AsyncMeshTransport,
+        backend: AsyncHttpBackend,
         request: httpx.Request,
         policy: RetryPolicy,
         idempotent: bool,
@@ -396,7 +419,7 @@ class HttpFastRoute(CompiledPlan):
             self.raise_unless_retriable(policy, idempotent, first.error, original, describe_error)
             return await async_run_with_retries(
                 async_admitted(
-                    partial(transport._try, self.snapshot, self.plan, request, self.route),
+                    partial(backend.try_once, self.snapshot, self.plan, request, self.route),
                     self.cluster,
                 ),
                 policy, describe_result=describe_response, describe_error=describe_error,

@@ -15,7 +15,7 @@ The per-request flow (one place, both twins, see :mod:`meshlib.transport.http`):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import Final
 
@@ -290,6 +290,7 @@ class HttpRouting:
             cluster.name,
             outcome_of=_http_outcome_of,
             error_outcome=http_error_outcome,
+            quick=_HTTP_OUTCOMES,
             metrics=self.metrics,
             record=partial(self._record, target) if metrics else None,
         )
@@ -319,6 +320,10 @@ class HttpRouting:
 
 def _http_outcome_of(status: int, _details: str | None) -> LbOutcome:
     return http_outcome(status)
+
+
+# Every status an HTTP answer may have, its outcome looked up (no call per try).
+_HTTP_OUTCOMES: Final[Mapping[int, LbOutcome]] = {s: http_outcome(s) for s in range(100, 600)}
 
 
 def outgoing_request(

@@ -17,8 +17,9 @@ not in each transport or each sync / async twin.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Final, Generic, TypeVar
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, Final, Generic, TypeVar
 
 from meshlib.balancing.picker import LoadReporter
 from meshlib.balancing.picker import Outcome as LbOutcome
@@ -34,12 +35,26 @@ S = TypeVar("S")
 RecordTry = Callable[[float, C, str, Endpoint, S | None, BaseException | None], None]
 
 _perf_counter: Final = time.perf_counter
+_NOTHING_QUICK: Final[Mapping[Any, LbOutcome]] = {}
 
 
 class TryObserver(Generic[C, S]):
-    """Observes the tries of one plan to one cluster (see the module doc)."""
+    """Observes the tries of one plan to one cluster (see the module doc).
 
-    __slots__ = ("cluster", "error_outcome", "metrics", "outcome_of", "record", "reporter")
+    ``quick``: the outcomes a status alone decides (looked up, not computed: the
+    common answers cost no call); ``outcome_of`` decides the others.
+    """
+
+    __slots__ = (
+        "cluster",
+        "error_outcome",
+        "metrics",
+        "outcome_of",
+        "quick",
+        "record",
+        "reporter",
+        "start",
+    )
 
     def __init__(
         self,
@@ -48,6 +63,7 @@ class TryObserver(Generic[C, S]):
         *,
         outcome_of: Callable[[S, str | None], LbOutcome],
         error_outcome: Callable[[BaseException], LbOutcome],
+        quick: Mapping[S, LbOutcome] = _NOTHING_QUICK,
         metrics: ClientMetrics | None = None,
         record: RecordTry[C, S] | None = None,
     ) -> None:
@@ -55,14 +71,13 @@ class TryObserver(Generic[C, S]):
         self.cluster = cluster
         self.outcome_of = outcome_of
         self.error_outcome = error_outcome
+        self.quick = quick
         #: None: no request metrics (shadow traffic).
         self.metrics = metrics if record is not None else None
         self.record = record
-
-    def start(self, endpoint: Endpoint, call: C) -> TryReport[C, S]:
-        """A try to ``endpoint`` starts now: its done hook."""
-        self.reporter.call_started(endpoint)
-        return TryReport(self, endpoint, call)
+        #: ``start(endpoint, call)``: a try to ``endpoint`` starts now; its done hook
+        #: (bound here: the try pays one call for it, not two).
+        self.start: Callable[[Endpoint, C], TryReport[C, S]] = partial(TryReport, self)
 
 
 class TryReport(Generic[C, S]):
@@ -71,6 +86,7 @@ class TryReport(Generic[C, S]):
     __slots__ = ("call", "endpoint", "observer", "span", "started")
 
     def __init__(self, observer: TryObserver[C, S], endpoint: Endpoint, call: C) -> None:
+        observer.reporter.call_started(endpoint)
         self.observer = observer
         self.endpoint = endpoint
         self.call = call
@@ -82,9 +98,10 @@ class TryReport(Generic[C, S]):
         """The try got an answer with ``status`` (gRPC: its details help classify it)."""
         elapsed = _perf_counter() - self.started
         observer = self.observer
-        observer.reporter.call_finished(
-            self.endpoint, observer.outcome_of(status, details), elapsed
-        )
+        outcome = observer.quick.get(status)
+        if outcome is None:
+            outcome = observer.outcome_of(status, details)
+        observer.reporter.call_finished(self.endpoint, outcome, elapsed)
         metrics = observer.metrics
         if metrics is not None and metrics.active:  # no SDK: skip building the labels
             assert observer.record is not None
