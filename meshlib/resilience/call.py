@@ -13,6 +13,12 @@ within ``attempt.timeout_s`` and returns the answer. The order, per request::
       -> only if that try is retriable: tenacity-driven retries (budget,
          back-off, previous hosts), or hedging on per-try timeout
 
+The decisions live in one place, :class:`CallCore` (no I/O: the deadlines, the
+policy, whether to hedge, whether an answer or an error is final, what the
+breaker records), asked by two drivers, :func:`resilient_call` and
+:func:`async_resilient_call`, the only code here that waits (stages, admission,
+the send, the retry and hedging runners), as tenacity's engine is driven.
+
 The first try runs directly: no retry machinery is built unless it is needed,
 so a call that succeeds costs a few counter updates more than a bare send.
 Errors raised are meshlib's (:mod:`meshlib.errors`); the transport maps them to
@@ -25,7 +31,7 @@ import asyncio
 import contextvars
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Final, TypeVar
+from typing import Final, Generic, TypeVar
 
 from meshlib.errors import CircuitBreakerOverflow, DeadlineExceeded, PerTryTimeoutError
 from meshlib.resilience.admission import Admission
@@ -142,79 +148,101 @@ def record_breaker(
         breaker.record_success(elapsed)
 
 
-# --- sync ---------------------------------------------------------------------------
+class CallCore(Generic[T]):
+    """One call's decisions, made without I/O: the drivers below (sync and async) ask
+    it between their waits, as tenacity's ``BaseRetrying.iter`` is asked by its two
+    ``__call__``s. Built first, it refuses a call whose deadline has passed."""
 
+    __slots__ = (
+        "breaker",
+        "cluster",
+        "describe_error",
+        "describe_result",
+        "idempotent",
+        "name",
+        "outer",
+        "policy",
+        "replayable",
+        "route",
+        "stages",
+        "timeout_s",
+    )
 
-def resilient_call(
-    send: Callable[[Attempt], T],
-    *,
-    route: RouteResilience,
-    cluster: ClusterResilience,
-    headers: Mapping[str, str],
-    method: str | None,
-    timeout_s: float | None = None,
-    caller_timeout_s: float | None = None,
-    describe_result: Callable[[T], Outcome],
-    describe_error: Callable[[BaseException], Outcome],
-    replayable: bool = True,
-    name: str,
-) -> T:
-    """Run one call (see the module doc). ``method`` is None for gRPC (idempotent).
+    def __init__(
+        self,
+        route: RouteResilience,
+        cluster: ClusterResilience,
+        headers: Mapping[str, str],
+        method: str | None,
+        timeout_s: float | None,
+        caller_timeout_s: float | None,
+        describe_result: Callable[[T], Outcome],
+        describe_error: Callable[[BaseException], Outcome],
+        replayable: bool,
+        name: str,
+    ) -> None:
+        #: The caller's deadline (gRPC's ``timeout=`` capped by the route): bounds it all.
+        self.outer = call_deadline(caller_timeout_s, name)
+        self.route = route
+        self.cluster = cluster
+        self.stages = route.stages_for(cluster.name)
+        self.breaker = cluster.breaker()
+        self.policy = _policy(route, headers, method)
+        self.idempotent = _idempotent(route, method)
+        self.timeout_s = timeout_s
+        self.describe_result = describe_result
+        self.describe_error = describe_error
+        self.replayable = replayable
+        self.name = name
 
-    ``caller_timeout_s`` (gRPC's ``timeout=``) bounds the whole call, a fault delay
-    included, as grpcio's deadline does; ``timeout_s`` (HTTP's route timeout) starts
-    after the fault stages, as Envoy's router starts it after the fault filter. The
-    enclosing deadline bounds both.
-    """
-    outer = call_deadline(caller_timeout_s, name)
-    stages = route.stages_for(cluster.name)
-    breaker = cluster.breaker()
-    if outer is None and timeout_s is None and not stages and breaker is None:
-        return _tries(
-            send, route, cluster, headers, method, None,
-            describe_result, describe_error, replayable, name,
-        )  # fmt: skip
-    token = _enter(outer)
-    try:
-        faulted = enter_stages(stages, headers, outer) if stages else _NOTHING_FAULTED
-        try:
-            deadline = outer if timeout_s is None else call_deadline(timeout_s, name)
-            inner = _enter(deadline) if deadline is not outer else None
-            try:
+    def guarded(self) -> bool:
+        """Whether anything runs around the tries (a deadline, stages, a breaker)."""
+        return (
+            self.outer is not None
+            or self.timeout_s is not None
+            or bool(self.stages)
+            or self.breaker is not None
+        )
 
-                def tries() -> T:
-                    return _tries(
-                        send, route, cluster, headers, method, deadline,
-                        describe_result, describe_error, replayable, name,
-                    )  # fmt: skip
+    def call_deadline(self) -> Deadline | None:
+        """The tries' deadline, once the stages ran: HTTP's route timeout starts now
+        (after the fault filter, as Envoy's router), capped by the caller's."""
+        if self.timeout_s is None:
+            return self.outer
+        return call_deadline(self.timeout_s, self.name)
 
-                if breaker is None:
-                    return tries()
-                return _guarded(breaker, tries, describe_result, describe_error)
-            finally:
-                _exit(inner)
-        finally:
-            if faulted:
-                finish_stages(faulted)
-    finally:
-        _exit(token)
+    def hedged(self) -> bool:
+        policy = self.policy
+        return policy.hedge_on_per_try_timeout and policy.num_retries > 0 and self.replayable
 
+    def first_attempt(self, deadline: Deadline | None) -> Attempt:
+        return _first_attempt(self.policy, deadline)
 
-def _guarded(
-    breaker: CircuitBreaker,
-    tries: Callable[[], T],
-    describe_result: Callable[[T], Outcome],
-    describe_error: Callable[[BaseException], Outcome],
-) -> T:
-    breaker.acquire()
-    started = _monotonic()
-    try:
-        result = tries()
-    except Exception as error:
-        record_breaker(breaker, describe_error(error), error, started)
-        raise
-    record_breaker(breaker, describe_result(result), None, started)
-    return result
+    def retriable_error(self, error: Exception) -> bool:
+        """Whether a first try that raised ``error`` is retried."""
+        policy = self.policy
+        return (
+            policy.num_retries > 0
+            and policy.retry_reason(self.describe_error(error), idempotent=self.idempotent)
+            is not None
+        )
+
+    def final(self, value: T) -> bool:
+        """Whether a first try's answer is the call's answer."""
+        policy = self.policy
+        if policy.num_retries == 0:
+            return True
+        return _final(self.route, policy, self.describe_result(value), self.idempotent)
+
+    def broke(self, error: Exception, started: float) -> None:
+        """The breaker's record of tries that raised ``error``."""
+        assert self.breaker is not None
+        record_breaker(self.breaker, self.describe_error(error), error, started)
+
+    def answered(self, value: T, started: float) -> None:
+        """The breaker's record of tries that answered ``value``."""
+        assert self.breaker is not None
+        record_breaker(self.breaker, self.describe_result(value), None, started)
 
 
 def admit_first(admission: Admission, budget: RetryBudget, deadline: Deadline | None) -> None:
@@ -255,139 +283,6 @@ def admitted(send: Callable[[Attempt], T], cluster: ClusterResilience) -> Callab
     return one
 
 
-def _tries(
-    send: Callable[[Attempt], T],
-    route: RouteResilience,
-    cluster: ClusterResilience,
-    headers: Mapping[str, str],
-    method: str | None,
-    deadline: Deadline | None,
-    describe_result: Callable[[T], Outcome],
-    describe_error: Callable[[BaseException], Outcome],
-    replayable: bool,
-    name: str,
-) -> T:
-    policy = _policy(route, headers, method)
-    idempotent = _idempotent(route, method)
-    budget = cluster.budget
-    if policy.hedge_on_per_try_timeout and policy.num_retries > 0 and replayable:
-        return run_hedged(
-            admitted(send, cluster), policy, describe_result=describe_result,
-            describe_error=describe_error, budget=budget, idempotent=idempotent,
-            replayable=replayable, deadline=deadline, name=name,
-        )  # fmt: skip
-    attempt = _first_attempt(policy, deadline)
-    admission = cluster.admission
-    if not admission.start_call():
-        admit_first(admission, budget, attempt.deadline)
-    # The call is active in the budget and its first try holds its slots.
-    try:
-        try:
-            if attempt.deadline is not None and attempt.deadline is not deadline:
-                token = enter_deadline(attempt.deadline)
-                try:
-                    value = send(attempt)
-                finally:
-                    exit_deadline(token)
-            else:
-                value = send(attempt)
-        except Exception as error:
-            if policy.num_retries == 0:
-                raise
-            if policy.retry_reason(describe_error(error), idempotent=idempotent) is None:
-                raise
-            first: FirstTry[T] = FirstTry(attempt, error=error)
-        else:
-            if policy.num_retries == 0:
-                admission.end_call()
-                return value
-            outcome = describe_result(value)
-            if (
-                _settled(route, outcome)
-                or policy.retry_reason(outcome, idempotent=idempotent) is None
-            ):
-                admission.end_call()
-                return value
-            first = FirstTry(attempt, value=value)
-    except BaseException:
-        admission.end_call()
-        raise
-    admission.exit()  # the first try's slots; the call stays active while it retries
-    try:
-        return run_with_retries(
-            admitted(send, cluster), policy, describe_result=describe_result,
-            describe_error=describe_error, budget=budget, idempotent=idempotent,
-            replayable=replayable, deadline=deadline, name=name, first_try=first,
-        )  # fmt: skip
-    finally:
-        budget.request_finished()
-
-
-# --- async --------------------------------------------------------------------------
-
-
-async def async_resilient_call(
-    send: Callable[[Attempt], Awaitable[T]],
-    *,
-    route: RouteResilience,
-    cluster: ClusterResilience,
-    headers: Mapping[str, str],
-    method: str | None,
-    timeout_s: float | None = None,
-    caller_timeout_s: float | None = None,
-    describe_result: Callable[[T], Outcome],
-    describe_error: Callable[[BaseException], Outcome],
-    replayable: bool = True,
-    name: str,
-    send_bounds_itself: bool = False,
-) -> T:
-    """The async twin of :func:`resilient_call`; a try is cancelled at its deadline.
-
-    ``send_bounds_itself``: the send enforces ``attempt.timeout_s`` itself (gRPC's
-    ``timeout=``), so the first try is not wrapped in a cancelling timer (a task).
-    """
-    outer = call_deadline(caller_timeout_s, name)
-    stages = route.stages_for(cluster.name)
-    breaker = cluster.breaker()
-    if outer is None and timeout_s is None and not stages and breaker is None:
-        return await _async_tries(
-            send, route, cluster, headers, method, None,
-            describe_result, describe_error, replayable, name, send_bounds_itself,
-        )  # fmt: skip
-    token = _enter(outer)
-    try:
-        faulted = await async_enter_stages(stages, headers, outer) if stages else _NOTHING_FAULTED
-        try:
-            deadline = outer if timeout_s is None else call_deadline(timeout_s, name)
-            inner = _enter(deadline) if deadline is not outer else None
-            try:
-
-                async def tries() -> T:
-                    return await _async_tries(
-                        send, route, cluster, headers, method, deadline,
-                        describe_result, describe_error, replayable, name, send_bounds_itself,
-                    )  # fmt: skip
-
-                if breaker is None:
-                    return await tries()
-                breaker.acquire()
-                started = _monotonic()
-                try:
-                    result = await tries()
-                except Exception as error:
-                    record_breaker(breaker, describe_error(error), error, started)
-                    raise
-                record_breaker(breaker, describe_result(result), None, started)
-                return result
-            finally:
-                _exit(inner)
-        finally:
-            if faulted:
-                finish_stages(faulted)
-    finally:
-        _exit(token)
-
-
 def async_admitted(
     send: Callable[[Attempt], Awaitable[T]], cluster: ClusterResilience
 ) -> Callable[[Attempt], Awaitable[T]]:
@@ -414,6 +309,173 @@ def try_timeout_error(attempt: Attempt, policy: RetryPolicy, name: str) -> Deadl
     )
 
 
+# --- the sync driver: the only sync code of a call that waits ----------------------
+
+
+def resilient_call(
+    send: Callable[[Attempt], T],
+    *,
+    route: RouteResilience,
+    cluster: ClusterResilience,
+    headers: Mapping[str, str],
+    method: str | None,
+    timeout_s: float | None = None,
+    caller_timeout_s: float | None = None,
+    describe_result: Callable[[T], Outcome],
+    describe_error: Callable[[BaseException], Outcome],
+    replayable: bool = True,
+    name: str,
+) -> T:
+    """Run one call (see the module doc). ``method`` is None for gRPC (idempotent).
+
+    ``caller_timeout_s`` (gRPC's ``timeout=``) bounds the whole call, a fault delay
+    included, as grpcio's deadline does; ``timeout_s`` (HTTP's route timeout) starts
+    after the fault stages, as Envoy's router starts it after the fault filter. The
+    enclosing deadline bounds both.
+    """
+    core = CallCore(
+        route, cluster, headers, method, timeout_s, caller_timeout_s,
+        describe_result, describe_error, replayable, name,
+    )  # fmt: skip
+    if not core.guarded():
+        return _tries(send, core, None)
+    token = _enter(core.outer)
+    try:
+        stages = core.stages
+        faulted = enter_stages(stages, headers, core.outer) if stages else _NOTHING_FAULTED
+        try:
+            deadline = core.call_deadline()
+            inner = _enter(deadline) if deadline is not core.outer else None
+            try:
+                breaker = core.breaker
+                if breaker is None:
+                    return _tries(send, core, deadline)
+                breaker.acquire()
+                started = _monotonic()
+                try:
+                    result = _tries(send, core, deadline)
+                except Exception as error:
+                    core.broke(error, started)
+                    raise
+                core.answered(result, started)
+                return result
+            finally:
+                _exit(inner)
+        finally:
+            if faulted:
+                finish_stages(faulted)
+    finally:
+        _exit(token)
+
+
+def _tries(send: Callable[[Attempt], T], core: CallCore[T], deadline: Deadline | None) -> T:
+    cluster = core.cluster
+    if core.hedged():
+        return run_hedged(
+            admitted(send, cluster), core.policy,
+            describe_result=core.describe_result, describe_error=core.describe_error,
+            budget=cluster.budget, idempotent=core.idempotent, replayable=core.replayable,
+            deadline=deadline, name=core.name,
+        )  # fmt: skip
+    attempt = core.first_attempt(deadline)
+    admission = cluster.admission
+    if not admission.start_call():
+        admit_first(admission, cluster.budget, attempt.deadline)
+    # The call is active in the budget and its first try holds its slots.
+    try:
+        try:
+            if attempt.deadline is not None and attempt.deadline is not deadline:
+                token = enter_deadline(attempt.deadline)
+                try:
+                    value = send(attempt)
+                finally:
+                    exit_deadline(token)
+            else:
+                value = send(attempt)
+        except Exception as error:
+            if not core.retriable_error(error):
+                raise
+            first: FirstTry[T] = FirstTry(attempt, error=error)
+        else:
+            if core.final(value):
+                admission.end_call()
+                return value
+            first = FirstTry(attempt, value=value)
+    except BaseException:
+        admission.end_call()
+        raise
+    admission.exit()  # the first try's slots; the call stays active while it retries
+    try:
+        return run_with_retries(
+            admitted(send, cluster), core.policy,
+            describe_result=core.describe_result, describe_error=core.describe_error,
+            budget=cluster.budget, idempotent=core.idempotent, replayable=core.replayable,
+            deadline=deadline, name=core.name, first_try=first,
+        )  # fmt: skip
+    finally:
+        cluster.budget.request_finished()
+
+
+# --- the async driver: the only async code of a call that waits --------------------
+
+
+async def async_resilient_call(
+    send: Callable[[Attempt], Awaitable[T]],
+    *,
+    route: RouteResilience,
+    cluster: ClusterResilience,
+    headers: Mapping[str, str],
+    method: str | None,
+    timeout_s: float | None = None,
+    caller_timeout_s: float | None = None,
+    describe_result: Callable[[T], Outcome],
+    describe_error: Callable[[BaseException], Outcome],
+    replayable: bool = True,
+    name: str,
+    send_bounds_itself: bool = False,
+) -> T:
+    """The async twin of :func:`resilient_call`; a try is cancelled at its deadline.
+
+    ``send_bounds_itself``: the send enforces ``attempt.timeout_s`` itself (gRPC's
+    ``timeout=``), so the first try is not wrapped in a cancelling timer (a task).
+    """
+    core = CallCore(
+        route, cluster, headers, method, timeout_s, caller_timeout_s,
+        describe_result, describe_error, replayable, name,
+    )  # fmt: skip
+    if not core.guarded():
+        return await _async_tries(send, core, None, send_bounds_itself)
+    token = _enter(core.outer)
+    try:
+        stages = core.stages
+        faulted = (
+            await async_enter_stages(stages, headers, core.outer) if stages else _NOTHING_FAULTED
+        )
+        try:
+            deadline = core.call_deadline()
+            inner = _enter(deadline) if deadline is not core.outer else None
+            try:
+                breaker = core.breaker
+                if breaker is None:
+                    return await _async_tries(send, core, deadline, send_bounds_itself)
+                breaker.acquire()
+                started = _monotonic()
+                try:
+                    result = await _async_tries(send, core, deadline, send_bounds_itself)
+                except Exception as error:
+                    core.broke(error, started)
+                    raise
+                core.answered(result, started)
+                return result
+            finally:
+                _exit(inner)
+        finally:
+            if faulted:
+                finish_stages(faulted)
+    finally:
+        _exit(token)
+
+
 async def _bounded(
     admitted: Callable[[Attempt], Awaitable[T]], attempt: Attempt, policy: RetryPolicy, name: str
 ) -> T:
@@ -430,31 +492,23 @@ async def _bounded(
 
 async def _async_tries(
     send: Callable[[Attempt], Awaitable[T]],
-    route: RouteResilience,
-    cluster: ClusterResilience,
-    headers: Mapping[str, str],
-    method: str | None,
+    core: CallCore[T],
     deadline: Deadline | None,
-    describe_result: Callable[[T], Outcome],
-    describe_error: Callable[[BaseException], Outcome],
-    replayable: bool,
-    name: str,
     send_bounds_itself: bool,
 ) -> T:
-    policy = _policy(route, headers, method)
-    idempotent = _idempotent(route, method)
+    cluster = core.cluster
     admitted = async_admitted(send, cluster)
-    budget = cluster.budget
-    if policy.hedge_on_per_try_timeout and policy.num_retries > 0 and replayable:
+    if core.hedged():
         return await async_run_hedged(
-            admitted, policy, describe_result=describe_result, describe_error=describe_error,
-            budget=budget, idempotent=idempotent, replayable=replayable, deadline=deadline,
-            name=name,
+            admitted, core.policy,
+            describe_result=core.describe_result, describe_error=core.describe_error,
+            budget=cluster.budget, idempotent=core.idempotent, replayable=core.replayable,
+            deadline=deadline, name=core.name,
         )  # fmt: skip
-    attempt = _first_attempt(policy, deadline)
+    attempt = core.first_attempt(deadline)
     admission = cluster.admission
     if not admission.start_call():
-        await admit_first_async(admission, budget, attempt.deadline)
+        await admit_first_async(admission, cluster.budget, attempt.deadline)
     # The call is active in the budget and its first try holds its slots.
     try:
         try:
@@ -467,22 +521,13 @@ async def _async_tries(
                 finally:
                     exit_deadline(token)
             else:
-                value = await _bounded(send, attempt, policy, name)
+                value = await _bounded(send, attempt, core.policy, core.name)
         except Exception as error:
-            if policy.num_retries == 0:
-                raise
-            if policy.retry_reason(describe_error(error), idempotent=idempotent) is None:
+            if not core.retriable_error(error):
                 raise
             first: FirstTry[T] = FirstTry(attempt, error=error)
         else:
-            if policy.num_retries == 0:
-                admission.end_call()
-                return value
-            outcome = describe_result(value)
-            if (
-                _settled(route, outcome)
-                or policy.retry_reason(outcome, idempotent=idempotent) is None
-            ):
+            if core.final(value):
                 admission.end_call()
                 return value
             first = FirstTry(attempt, value=value)
@@ -492,15 +537,17 @@ async def _async_tries(
     admission.exit()  # the first try's slots; the call stays active while it retries
     try:
         return await async_run_with_retries(
-            admitted, policy, describe_result=describe_result, describe_error=describe_error,
-            budget=budget, idempotent=idempotent, replayable=replayable, deadline=deadline,
-            name=name, first_try=first,
+            admitted, core.policy,
+            describe_result=core.describe_result, describe_error=core.describe_error,
+            budget=cluster.budget, idempotent=core.idempotent, replayable=core.replayable,
+            deadline=deadline, name=core.name, first_try=first,
         )  # fmt: skip
     finally:
-        budget.request_finished()
+        cluster.budget.request_finished()
 
 
 __all__ = [
+    "CallCore",
     "admit_first",
     "admit_first_async",
     "admitted",

@@ -1,1 +1,22 @@
-"""transport."""
+"""The httpx and gRPC adapters, the compiled call plan, the per-try observer, endpoint pools.
+
+Map (the whole request path: docs/architecture.md):
+
+- httpx: :mod:`.http` (the transports) → :mod:`.http_route_memo`, :mod:`.http_routing`
+  (target, plan, observer), :mod:`.http_membership` → :mod:`.http_fast_path` (the
+  compiled first try) → :mod:`.http_resilience` (classify, bound a try) →
+  :mod:`.http_answers` (mesh outcomes as a sidecar's responses).
+- gRPC: :mod:`.grpc_channel` / :mod:`.grpc_aio_channel` → :mod:`.grpc_calls` (sync
+  multicallables) → :mod:`.grpc_fast_path` (the compiled first try) →
+  :mod:`.grpc_resilience` (classify, per-try options) over :mod:`.grpc_call_options`;
+  :mod:`.grpc_subchannels` (one channel per endpoint), :mod:`.grpc_aio_lazy`,
+  :mod:`.grpc_aio_deferred` (aio call stand-ins).
+- shared: :mod:`.compiled_route` (:class:`~.compiled_route.CompiledPlan`, bound once
+  per snapshot and plan), :mod:`.try_observer` (every try's load report and metrics),
+  :mod:`.outcome` (outlier-detection outcomes), :mod:`.endpoint_pool` and
+  :mod:`.pool_settings` (one client per endpoint and connection settings),
+  :mod:`.mirror`, :mod:`.errors` / :mod:`.grpc_errors` / :mod:`.resilience_errors`
+  (errors at the layer boundary).
+- server side: :mod:`.grpc_server` (interceptor), :mod:`.asgi` (middleware),
+  :mod:`.registration`.
+"""

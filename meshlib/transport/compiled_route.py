@@ -7,11 +7,11 @@ sends to one cluster, and the first try succeeds. The general path
 (:func:`~meshlib.resilience.call.resilient_call`) looks everything up and
 builds its closures and attempt objects per request; after the thread has
 slept through a network wait that code runs cold, so each step costs several
-times what it costs in a loop. A :class:`CompiledRoute` resolves the route's
-stages and retry policy, the cluster's budget, thresholds, breaker, picker and
-reporter once, while its snapshot stands. The transports then run the first
-try inline, in the general path's order, and hand a failed or retriable try
-to the general retry runner as try 1
+times what it costs in a loop. A :class:`CompiledPlan` resolves the route's
+stages and retry policy, the cluster's budget, thresholds, breaker and picker
+(the protocol's part adds the per-try observer) once, while its snapshot
+stands. The transports then run the first try inline, in the general path's
+order, and hand a failed or retriable try to the general retry runner as try 1
 (:class:`~meshlib.resilience.retry.FirstTry`), so retries, budgets,
 back-off and previous hosts behave as on the general path.
 """
@@ -73,7 +73,7 @@ def compilable(
     return route, snapshot.resilience_of(plan.cluster), state
 
 
-class CompiledRoute:
+class CompiledPlan:
     """One plan's first-try essentials; valid while ``snapshot`` is the service's view
     and no breaker was registered since (:meth:`current`)."""
 
@@ -82,8 +82,6 @@ class CompiledRoute:
         "breaker_generation",
         "breakers",
         "budget",
-        "call_finished",
-        "call_started",
         "cluster",
         "end_call",
         "faults_need_headers",
@@ -94,7 +92,6 @@ class CompiledRoute:
         "pick",
         "plan",
         "policy",
-        "reporter",
         "route",
         "snapshot",
         "stages",
@@ -117,9 +114,6 @@ class CompiledRoute:
         self.state = state
         # Bound once: a request calls each of them (a cold attribute chain costs more).
         self.pick = state.picker.pick
-        self.reporter = reporter = state.reporter
-        self.call_started = reporter.call_started
-        self.call_finished = reporter.call_finished
         self.start_call = cluster.thresholds.start_call
         # The thresholds' end of a call; the fast paths then wake a pending waiter if
         # any (Admission.end_call, without the call in between).

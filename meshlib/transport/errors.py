@@ -54,7 +54,7 @@ _BY_TYPE: dict[type[RoutingError], type[MeshRequestError]] = {
 }
 
 
-def as_httpx_error(error: RoutingError, request: httpx.Request) -> MeshRequestError:
+def routing_error_as_httpx(error: RoutingError, request: httpx.Request) -> MeshRequestError:
     """The httpx-compatible twin of ``error`` (same message), bound to ``request``."""
     if isinstance(error, MeshRequestError):
         return error

@@ -8,7 +8,7 @@ their endpoint leaves EDS.
 
 One call: plan (pure) → mirrors (unary-unary only; streamed requests are not
 mirrored) → one try to one endpoint with a
-:class:`~meshlib.transport.grpc_routing.CallReport` closed by the call's
+:class:`~meshlib.transport.grpc_routing.GrpcTryReport` closed by the call's
 done callback. Unary calls run their tries under
 :func:`meshlib.resilience.call.async_resilient_call` (deadline, faults, rate
 limit, breaker, thresholds, retries / hedging) in the task that awaits them
@@ -23,7 +23,7 @@ import asyncio
 from collections.abc import Callable
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
@@ -38,10 +38,11 @@ from meshlib.routing.snapshot import ClusterState, ServiceSnapshot, ServiceView
 from meshlib.transport.endpoint_pool import LoopCloser
 from meshlib.transport.grpc_aio_deferred import DeferredCall
 from meshlib.transport.grpc_aio_lazy import LazyUnaryCall
+from meshlib.transport.grpc_call_options import CallOptions
 from meshlib.transport.grpc_errors import aio_unavailable
-from meshlib.transport.grpc_fast_path import FastRoutes
+from meshlib.transport.grpc_fast_path import AioGrpcBackend, FastRoutes
 from meshlib.transport.grpc_resilience import (
-    bounded_kwargs,
+    bounded_options,
     call_headers,
     call_timeout,
     describe_error,
@@ -49,23 +50,21 @@ from meshlib.transport.grpc_resilience import (
     per_try_timeout,
     single_deadline,
     timed_out,
-    try_kwargs,
+    try_options,
 )
 from meshlib.transport.grpc_routing import (
-    CallReport,
     ChannelOptions,
     GrpcRouting,
+    GrpcTryReport,
     Metadata,
-    PlanCache,
+    MethodPlanCache,
     outgoing_metadata,
 )
 from meshlib.transport.grpc_subchannels import MethodCallables, SubChannels
 from meshlib.transport.mirror import MirrorStats, TaskMirror
 from meshlib.transport.resilience_errors import as_aio_rpc_error
+from meshlib.transport.services import MeshServices
 from meshlib.xds_client.resources import Endpoint
-
-if TYPE_CHECKING:
-    from meshlib.mesh import Mesh
 
 _NO_EXCLUSIONS: frozenset[str] = frozenset()
 
@@ -73,8 +72,8 @@ _NO_EXCLUSIONS: frozenset[str] = frozenset()
 class AioMeshChannel(grpc.aio.Channel):
     """An asyncio gRPC channel over every endpoint of one mesh service."""
 
-    def __init__(self, mesh: Mesh, target: str, options: ChannelOptions = ()) -> None:
-        self._routing = routing = GrpcRouting(mesh, target)
+    def __init__(self, mesh: MeshServices, target: str, options: ChannelOptions = ()) -> None:
+        self._routing = routing = GrpcRouting(mesh.directory, mesh.ready_timeout_s, target)
         user_options = list(options)
         self._closer: LoopCloser[grpc.aio.Channel] = LoopCloser(_close_channel)
         self._subs: SubChannels[grpc.aio.Channel] = SubChannels(
@@ -86,7 +85,8 @@ class AioMeshChannel(grpc.aio.Channel):
             self._closer.schedule,
         )
         self._mirrors = TaskMirror()
-        self._closed = False
+        #: Whether :meth:`close` was called (read-only).
+        self.closed = False
         self.target = routing.target
 
     def endpoint_channels(self) -> list[str]:
@@ -134,12 +134,12 @@ class AioMeshChannel(grpc.aio.Channel):
         plan: ForwardPlan,
         method: str,
         request: Any,
-        kwargs: dict[str, Any],
+        options: CallOptions,
         serializer: Callable[[Any], bytes] | None,
     ) -> None:
         for mirror in plan.mirrors:
             self._mirrors.submit(
-                partial(self._shadow, snapshot, plan, mirror, method, request, kwargs, serializer)
+                partial(self._shadow, snapshot, plan, mirror, method, request, options, serializer)
             )
 
     async def _shadow(
@@ -149,17 +149,17 @@ class AioMeshChannel(grpc.aio.Channel):
         mirror: MirrorTarget,
         method: str,
         request: Any,
-        kwargs: dict[str, Any],
+        options: CallOptions,
         serializer: Callable[[Any], bytes] | None,
     ) -> None:
         cluster, endpoint, sub = self._pick(snapshot, plan, mirror.cluster, mirror.authority)
-        kwargs = {**kwargs, "metadata": outgoing_metadata(plan, kwargs.get("metadata"))}
-        report = CallReport(self._routing, cluster, endpoint, method)
+        options = options._replace(metadata=outgoing_metadata(plan, options.metadata))
+        report = self._routing.observer(cluster).start(endpoint, method)
         try:
             shadow = sub.unary_unary(
                 plan.path, request_serializer=serializer, response_deserializer=None
             )
-            await shadow(request, **kwargs)
+            await options.send(shadow, request)
         except grpc.aio.AioRpcError as exc:
             report.finished(exc.code(), exc.details())
             raise
@@ -243,9 +243,9 @@ class AioMeshChannel(grpc.aio.Channel):
             await self.wait_for_state_change(state)
 
     async def close(self, grace: float | None = None) -> None:
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self.closed = True
         await self._mirrors.aclose()
         await self._closer.aclose_all(self._subs.drain())
 
@@ -314,30 +314,34 @@ class _AioMultiCallable:
         self._serializer = serializer
         self._deserializer = deserializer
         self._callables = MethodCallables(kind, serializer, deserializer)
-        self._plans = PlanCache()
+        self._plans = MethodPlanCache()
         self._fast = FastRoutes()
+        #: What the compiled plans use of this multicallable (they never read its members).
+        self._backend = AioGrpcBackend(
+            method, self._callables, channel, self._unary, self._try_unary
+        )
 
     def _plan_of(self, snapshot: ServiceSnapshot) -> ForwardPlan:
         return self._channel._routing.decide(snapshot, self._method, None, self._plans)
 
-    def _start(self, snapshot: ServiceSnapshot, request: Any, kwargs: dict[str, Any]) -> Any:
+    def _start(self, snapshot: ServiceSnapshot, request: Any, options: CallOptions) -> Any:
         """Plan (pure), mirror, then the call's tries under its resilience. Raises RoutingError."""
         channel = self._channel
-        plan = channel._routing.decide(snapshot, self._method, kwargs["metadata"], self._plans)
+        plan = channel._routing.decide(snapshot, self._method, options.metadata, self._plans)
         if plan.mirrors and self._kind == "unary_unary":
-            channel._mirror(snapshot, plan, self._method, request, dict(kwargs), self._serializer)
+            channel._mirror(snapshot, plan, self._method, request, options, self._serializer)
         route = snapshot.resilience.for_route(plan.route)
         if self._kind == "unary_unary":
-            return LazyUnaryCall(partial(self._unary, snapshot, plan, route, request, kwargs))
+            return LazyUnaryCall(partial(self._unary, snapshot, plan, route, request, options))
         try:
-            deadline = single_deadline(route, kwargs, snapshot.target)
+            deadline = single_deadline(route, options, snapshot.target)
         except ResilienceError as exc:
             return DeferredCall(_raise(as_aio_rpc_error(exc)))
         if route.stages_for(plan.cluster):
             return DeferredCall(
-                self._after_stages(snapshot, plan, route, request, kwargs, deadline)
+                self._after_stages(snapshot, plan, route, request, options, deadline)
             )
-        return self._try_call(snapshot, plan, request, bounded_kwargs(kwargs, deadline))
+        return self._try_call(snapshot, plan, request, bounded_options(options, deadline))
 
     async def _unary(
         self,
@@ -345,17 +349,17 @@ class _AioMultiCallable:
         plan: ForwardPlan,
         route: RouteResilience,
         request: Any,
-        kwargs: dict[str, Any],
+        options: CallOptions,
     ) -> Any:
         """The tries of a unary call: (the last try's finished call, its answer)."""
         try:
             call = await async_resilient_call(
-                partial(self._try_unary, snapshot, plan, route, request, kwargs),
+                partial(self._try_unary, snapshot, plan, route, request, options),
                 route=route,
                 cluster=snapshot.resilience_of(plan.cluster),
-                headers=call_headers(route, plan.cluster, kwargs["metadata"]),
+                headers=call_headers(route, plan.cluster, options.metadata),
                 method=None,
-                caller_timeout_s=call_timeout(route, kwargs["timeout"]),
+                caller_timeout_s=call_timeout(route, options.timeout),
                 describe_result=describe_value,
                 describe_error=describe_error,
                 name=snapshot.target,
@@ -373,10 +377,10 @@ class _AioMultiCallable:
         plan: ForwardPlan,
         route: RouteResilience,
         request: Any,
-        kwargs: dict[str, Any],
+        options: CallOptions,
         attempt: Attempt,
     ) -> Any:
-        call, report = self._send(snapshot, plan, request, try_kwargs(kwargs, attempt), attempt)
+        call, report = self._send(snapshot, plan, request, try_options(options, attempt), attempt)
         # Awaited right here, so the outcome is reported here (no done callback).
         try:
             await call
@@ -398,27 +402,27 @@ class _AioMultiCallable:
         plan: ForwardPlan,
         route: RouteResilience,
         request: Any,
-        kwargs: dict[str, Any],
+        options: CallOptions,
         deadline: Deadline | None,
     ) -> Any:
         """A streaming call after its fault / rate-limit stages (one try)."""
-        headers = call_headers(route, plan.cluster, kwargs["metadata"])
+        headers = call_headers(route, plan.cluster, options.metadata)
         try:
             async with async_apply_stages(route.stages_for(plan.cluster), headers, deadline):
                 pass
         except ResilienceError as exc:
             raise as_aio_rpc_error(exc) from exc
-        return self._try_call(snapshot, plan, request, bounded_kwargs(kwargs, deadline))
+        return self._try_call(snapshot, plan, request, bounded_options(options, deadline))
 
     def _try_call(
         self,
         snapshot: ServiceSnapshot,
         plan: ForwardPlan,
         request: Any,
-        kwargs: dict[str, Any],
+        options: CallOptions,
     ) -> Any:
         """One single try (streaming): grpc's own aio call, reported when it is done."""
-        call, report = self._send(snapshot, plan, request, kwargs)
+        call, report = self._send(snapshot, plan, request, options)
         call.add_done_callback(lambda done: report.finished(*_finished_status(done)))
         return call
 
@@ -427,9 +431,9 @@ class _AioMultiCallable:
         snapshot: ServiceSnapshot,
         plan: ForwardPlan,
         request: Any,
-        kwargs: dict[str, Any],
+        options: CallOptions,
         attempt: Attempt | None = None,
-    ) -> tuple[Any, CallReport]:
+    ) -> tuple[Any, GrpcTryReport]:
         """One try to one endpoint: (grpc's own aio call, its report for the caller to
         close). Raises RoutingError."""
         channel = self._channel
@@ -445,19 +449,19 @@ class _AioMultiCallable:
         # rewrites a gRPC call's :path too); one multicallable per method path.
         send = self._callables.get(sub, plan.authority, endpoint_authority, plan.path)
         if plan.request_headers is not None:
-            kwargs = {**kwargs, "metadata": outgoing_metadata(plan, kwargs["metadata"])}
-        report = CallReport(routing, cluster, endpoint, self._method)
+            options = options._replace(metadata=outgoing_metadata(plan, options.metadata))
+        report = routing.observer(cluster).start(endpoint, self._method)
         try:
-            call = send(request, **kwargs)
+            call = options.send(send, request)
         except BaseException:
             report.finished(grpc.StatusCode.CANCELLED)
             raise
         return call, report
 
-    async def _start_later(self, request: Any, kwargs: dict[str, Any]) -> Any:
+    async def _start_later(self, request: Any, options: CallOptions) -> Any:
         snapshot = await self._channel._snapshot()
         try:
-            return self._start(snapshot, request, kwargs)
+            return self._start(snapshot, request, options)
         except RoutingError as exc:
             raise aio_unavailable(self._channel._routing.describe(exc)) from exc
 
@@ -471,29 +475,23 @@ class _AioMultiCallable:
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        kwargs = {
-            "timeout": timeout,
-            "metadata": metadata,
-            "credentials": credentials,
-            "wait_for_ready": wait_for_ready,
-            "compression": compression,
-        }
+        options = CallOptions(timeout, metadata, credentials, wait_for_ready, compression)
         channel = self._channel
         view = channel._routing.state.view
-        if self._kind == "unary_unary" and not channel._closed:
+        if self._kind == "unary_unary" and not channel.closed:
             entry = self._fast.entry  # the common case, checked here: compiled and current
             fast = entry[1] if entry is not None and entry[0] is view else None
             if fast is None or fast.breaker_generation != fast.breakers.generation:
                 fast = self._fast.get(channel._routing, view, self._plan_of)
             if fast is not None:
-                resolve = partial(fast.unary, self, request, kwargs, channel._sub_channel)
+                resolve = partial(fast.unary, self._backend, request, options, channel._sub_channel)
                 return LazyUnaryCall(resolve)
         if type(view) is ServiceSnapshot:
             try:
-                return self._start(view, request, kwargs)
+                return self._start(view, request, options)
             except RoutingError:
                 pass  # let the deferred call raise it as an AioRpcError where grpc would
-        return DeferredCall(self._start_later(request, kwargs))
+        return DeferredCall(self._start_later(request, options))
 
 
 class _AioUnaryUnary(_AioMultiCallable, grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[misc,type-arg]

@@ -24,9 +24,10 @@ from meshlib.resilience.retry import Attempt
 from meshlib.resilience.route_resilience import RouteResilience, apply_stages
 from meshlib.routing.plan import ForwardPlan
 from meshlib.routing.snapshot import ServiceSnapshot
-from meshlib.transport.grpc_fast_path import FastRoute, FastRoutes
+from meshlib.transport.grpc_call_options import CallOptions
+from meshlib.transport.grpc_fast_path import FastRoute, FastRoutes, GrpcBackend
 from meshlib.transport.grpc_resilience import (
-    bounded_kwargs,
+    bounded_options,
     call_headers,
     call_timeout,
     describe_error,
@@ -34,9 +35,14 @@ from meshlib.transport.grpc_resilience import (
     per_try_timeout,
     single_deadline,
     timed_out,
-    try_kwargs,
+    try_options,
 )
-from meshlib.transport.grpc_routing import CallReport, Metadata, PlanCache, outgoing_metadata
+from meshlib.transport.grpc_routing import (
+    GrpcTryReport,
+    Metadata,
+    MethodPlanCache,
+    outgoing_metadata,
+)
 from meshlib.transport.grpc_subchannels import MethodCallables
 from meshlib.transport.resilience_errors import as_rpc_error
 
@@ -51,6 +57,7 @@ class MultiCallable:
     """Per method: routes each call, then delegates to the endpoint's own multicallable."""
 
     __slots__ = (
+        "_backend",
         "_callables",
         "_channel",
         "_deserializer",
@@ -76,14 +83,16 @@ class MultiCallable:
         self._serializer = serializer
         self._deserializer = deserializer
         self._callables = MethodCallables(kind, serializer, deserializer)
-        self._plans = PlanCache()
+        self._plans = MethodPlanCache()
         self._fast = FastRoutes()
         self._open_sub = channel._sub_channel  # bound once: the fast path passes it per call
+        #: What the compiled plans use of this multicallable (they never read its members).
+        self._backend = GrpcBackend(method, self._callables, channel, self._blocking, self._try)
 
     def _fast_route(self) -> FastRoute | None:
         """The compiled first try for this method's current plan (unary-unary only)."""
         channel = self._channel
-        if channel._closed:
+        if channel.closed:
             return None
         routing = channel._routing
         view = routing.state.view
@@ -97,21 +106,21 @@ class MultiCallable:
     def _plan_of(self, snapshot: ServiceSnapshot) -> ForwardPlan:
         return self._channel._routing.decide(snapshot, self._method, None, self._plans)
 
-    def _plan(self, request: Any, kwargs: dict[str, Any]) -> tuple[ServiceSnapshot, ForwardPlan]:
+    def _plan(self, request: Any, options: CallOptions) -> tuple[ServiceSnapshot, ForwardPlan]:
         channel = self._channel
-        snapshot, plan = channel._plan(self._method, kwargs["metadata"], self._plans)
+        snapshot, plan = channel._plan(self._method, options.metadata, self._plans)
         if plan.mirrors and self._kind == "unary_unary":
-            channel._mirror(snapshot, plan, self._method, request, dict(kwargs), self._serializer)
+            channel._mirror(snapshot, plan, self._method, request, options, self._serializer)
         return snapshot, plan
 
     def _start(
         self,
         snapshot: ServiceSnapshot,
         plan: ForwardPlan,
-        kwargs: dict[str, Any],
+        options: CallOptions,
         attempt: Attempt | None = None,
-    ) -> tuple[CallReport, Any, dict[str, Any]]:
-        """One try to one endpoint: (report to close, multicallable, call kwargs).
+    ) -> tuple[GrpcTryReport, Any, CallOptions]:
+        """One try to one endpoint: (report to close, multicallable, call options).
 
         With an ``attempt`` the pick avoids its excluded hosts and records the one chosen.
         """
@@ -126,21 +135,21 @@ class MultiCallable:
         # rewrites a gRPC call's :path too); one multicallable per method path.
         send = self._callables.get(sub, plan.authority, endpoint_authority, plan.path)
         if plan.request_headers is not None:
-            kwargs = {**kwargs, "metadata": outgoing_metadata(plan, kwargs["metadata"])}
-        report = CallReport(self._channel._routing, cluster, endpoint, self._method)
-        return report, send, kwargs
+            options = options._replace(metadata=outgoing_metadata(plan, options.metadata))
+        report = self._channel._routing.observer(cluster).start(endpoint, self._method)
+        return report, send, options
 
-    def _blocking(self, request: Any, kwargs: dict[str, Any], with_call: bool) -> Any:
-        snapshot, plan = self._plan(request, kwargs)
+    def _blocking(self, request: Any, options: CallOptions, with_call: bool) -> Any:
+        snapshot, plan = self._plan(request, options)
         route = snapshot.resilience.for_route(plan.route)
         try:
             return resilient_call(
-                partial(self._try, snapshot, plan, route, request, kwargs, with_call),
+                partial(self._try, snapshot, plan, route, request, options, with_call),
                 route=route,
                 cluster=snapshot.resilience_of(plan.cluster),
-                headers=call_headers(route, plan.cluster, kwargs["metadata"]),
+                headers=call_headers(route, plan.cluster, options.metadata),
                 method=None,
-                caller_timeout_s=call_timeout(route, kwargs["timeout"]),
+                caller_timeout_s=call_timeout(route, options.timeout),
                 describe_result=describe_value,
                 describe_error=describe_error,
                 replayable=self._kind == "unary_unary",
@@ -155,14 +164,14 @@ class MultiCallable:
         plan: ForwardPlan,
         route: RouteResilience,
         request: Any,
-        kwargs: dict[str, Any],
+        options: CallOptions,
         with_call: bool,
         attempt: Attempt,
     ) -> Any:
         """One try, its ``timeout`` what the try has left (sent as ``grpc-timeout``)."""
-        report, call, kwargs = self._start(snapshot, plan, try_kwargs(kwargs, attempt), attempt)
+        report, call, options = self._start(snapshot, plan, try_options(options, attempt), attempt)
         try:
-            result = call.with_call(request, **kwargs) if with_call else call(request, **kwargs)
+            result = options.send(call.with_call if with_call else call, request)
         except grpc.RpcError as exc:
             failed = exc if isinstance(exc, grpc.Call) else None
             report.finished(failed.code() if failed else None, failed.details() if failed else None)
@@ -176,50 +185,32 @@ class MultiCallable:
         report.finished(grpc.StatusCode.OK)
         return result
 
-    def _single(
-        self, request: Any, kwargs: dict[str, Any]
-    ) -> tuple[CallReport, Any, dict[str, Any]]:
+    def _single(self, request: Any, options: CallOptions) -> tuple[GrpcTryReport, Any, CallOptions]:
         """A single-try call (future, streaming): deadline and fault / rate-limit stages."""
-        snapshot, plan = self._plan(request, kwargs)
+        snapshot, plan = self._plan(request, options)
         route = snapshot.resilience.for_route(plan.route)
         try:
-            deadline = single_deadline(route, kwargs, snapshot.target)
+            deadline = single_deadline(route, options, snapshot.target)
             stages = route.stages_for(plan.cluster)
             if stages:
-                headers = call_headers(route, plan.cluster, kwargs["metadata"])
+                headers = call_headers(route, plan.cluster, options.metadata)
                 with apply_stages(stages, headers, deadline):
                     pass
         except ResilienceError as exc:
             raise as_rpc_error(exc) from exc
-        return self._start(snapshot, plan, bounded_kwargs(kwargs, deadline))
+        return self._start(snapshot, plan, bounded_options(options, deadline))
 
-    def _future(self, request: Any, kwargs: dict[str, Any]) -> Any:
-        report, call, kwargs = self._single(request, kwargs)
-        future = call.future(request, **kwargs)
+    def _future(self, request: Any, options: CallOptions) -> Any:
+        report, call, options = self._single(request, options)
+        future = options.send(call.future, request)
         future.add_done_callback(lambda f: report.finished(f.code(), f.details()))
         return future
 
-    def _streaming(self, request: Any, kwargs: dict[str, Any]) -> Any:
-        report, call, kwargs = self._single(request, kwargs)
-        rendezvous = call(request, **kwargs)
+    def _streaming(self, request: Any, options: CallOptions) -> Any:
+        report, call, options = self._single(request, options)
+        rendezvous = options.send(call, request)
         rendezvous.add_done_callback(lambda c: report.finished(c.code(), c.details()))
         return rendezvous
-
-
-def _kwargs(
-    timeout: float | None,
-    metadata: Metadata | None,
-    credentials: grpc.CallCredentials | None,
-    wait_for_ready: bool | None,
-    compression: grpc.Compression | None,
-) -> dict[str, Any]:
-    return {
-        "timeout": timeout,
-        "metadata": metadata,
-        "credentials": credentials,
-        "wait_for_ready": wait_for_ready,
-        "compression": compression,
-    }
 
 
 class UnaryUnary(MultiCallable, grpc.UnaryUnaryMultiCallable):  # type: ignore[type-arg]
@@ -234,14 +225,11 @@ class UnaryUnary(MultiCallable, grpc.UnaryUnaryMultiCallable):  # type: ignore[t
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        kwargs = {
-            "timeout": timeout, "metadata": metadata, "credentials": credentials,
-            "wait_for_ready": wait_for_ready, "compression": compression,
-        }  # fmt: skip
+        options = CallOptions(timeout, metadata, credentials, wait_for_ready, compression)
         fast = self._fast_route()
         if fast is not None:
-            return fast.blocking(self, request, kwargs, False, self._open_sub)
-        return self._blocking(request, kwargs, with_call=False)
+            return fast.blocking(self._backend, request, options, False, self._open_sub)
+        return self._blocking(request, options, with_call=False)
 
     def with_call(
         self,
@@ -252,11 +240,11 @@ class UnaryUnary(MultiCallable, grpc.UnaryUnaryMultiCallable):  # type: ignore[t
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        kwargs = _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
+        options = CallOptions(timeout, metadata, credentials, wait_for_ready, compression)
         fast = self._fast_route()
         if fast is not None:
-            return fast.blocking(self, request, kwargs, True, self._open_sub)
-        return self._blocking(request, kwargs, with_call=True)
+            return fast.blocking(self._backend, request, options, True, self._open_sub)
+        return self._blocking(request, options, with_call=True)
 
     def future(
         self,
@@ -268,7 +256,7 @@ class UnaryUnary(MultiCallable, grpc.UnaryUnaryMultiCallable):  # type: ignore[t
         compression: grpc.Compression | None = None,
     ) -> Any:
         return self._future(
-            request, _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
+            request, CallOptions(timeout, metadata, credentials, wait_for_ready, compression)
         )
 
 
@@ -285,7 +273,7 @@ class UnaryStream(MultiCallable, grpc.UnaryStreamMultiCallable):  # type: ignore
         compression: grpc.Compression | None = None,
     ) -> Any:
         return self._streaming(
-            request, _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
+            request, CallOptions(timeout, metadata, credentials, wait_for_ready, compression)
         )
 
 
@@ -301,8 +289,8 @@ class StreamUnary(MultiCallable, grpc.StreamUnaryMultiCallable):  # type: ignore
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        kwargs = _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
-        return self._blocking(request_iterator, kwargs, with_call=False)
+        options = CallOptions(timeout, metadata, credentials, wait_for_ready, compression)
+        return self._blocking(request_iterator, options, with_call=False)
 
     def with_call(
         self,
@@ -313,8 +301,8 @@ class StreamUnary(MultiCallable, grpc.StreamUnaryMultiCallable):  # type: ignore
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        kwargs = _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
-        return self._blocking(request_iterator, kwargs, with_call=True)
+        options = CallOptions(timeout, metadata, credentials, wait_for_ready, compression)
+        return self._blocking(request_iterator, options, with_call=True)
 
     def future(
         self,
@@ -326,7 +314,8 @@ class StreamUnary(MultiCallable, grpc.StreamUnaryMultiCallable):  # type: ignore
         compression: grpc.Compression | None = None,
     ) -> Any:
         return self._future(
-            request_iterator, _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
+            request_iterator,
+            CallOptions(timeout, metadata, credentials, wait_for_ready, compression),
         )
 
 
@@ -343,5 +332,6 @@ class StreamStream(MultiCallable, grpc.StreamStreamMultiCallable):  # type: igno
         compression: grpc.Compression | None = None,
     ) -> Any:
         return self._streaming(
-            request_iterator, _kwargs(timeout, metadata, credentials, wait_for_ready, compression)
+            request_iterator,
+            CallOptions(timeout, metadata, credentials, wait_for_ready, compression),
         )

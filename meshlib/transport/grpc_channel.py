@@ -9,7 +9,7 @@ chosen sub-channel's own multicallable. Routing failures raise
 One call: ``_plan`` (pure: route, cluster, hash, metadata mutations,
 mirrors) → mirrors (unary-unary calls only: a streamed request cannot be
 replayed) → ``_start`` = one try to one endpoint (pick, sub-channel,
-:class:`~meshlib.transport.grpc_routing.CallReport` around the call).
+:class:`~meshlib.transport.grpc_routing.GrpcTryReport` around the call).
 The multicallables (:mod:`meshlib.transport.grpc_calls`) run each call's
 tries under the route's and the cluster's resilience.
 """
@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
@@ -28,22 +28,20 @@ from meshlib.errors import RoutingError
 from meshlib.routing.connection_pool import PoolSettings
 from meshlib.routing.plan import ForwardPlan, MirrorTarget
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot, ServiceView
+from meshlib.transport.grpc_call_options import CallOptions
 from meshlib.transport.grpc_calls import StreamStream, StreamUnary, UnaryStream, UnaryUnary
 from meshlib.transport.grpc_errors import MeshRpcError
 from meshlib.transport.grpc_routing import (
-    CallReport,
     ChannelOptions,
     GrpcRouting,
     Metadata,
-    PlanCache,
+    MethodPlanCache,
     outgoing_metadata,
 )
 from meshlib.transport.grpc_subchannels import SubChannels
 from meshlib.transport.mirror import MirrorStats, ThreadMirror
+from meshlib.transport.services import MeshServices
 from meshlib.xds_client.resources import Endpoint
-
-if TYPE_CHECKING:
-    from meshlib.mesh import Mesh
 
 Kind = str  # "unary_unary" | "unary_stream" | "stream_unary" | "stream_stream"
 Connectivity = Callable[[grpc.ChannelConnectivity], None]
@@ -53,8 +51,8 @@ _NO_EXCLUSIONS: frozenset[str] = frozenset()
 class MeshChannel(grpc.Channel):
     """A sync gRPC channel over every endpoint of one mesh service."""
 
-    def __init__(self, mesh: Mesh, target: str, options: ChannelOptions = ()) -> None:
-        self._routing = routing = GrpcRouting(mesh, target)
+    def __init__(self, mesh: MeshServices, target: str, options: ChannelOptions = ()) -> None:
+        self._routing = routing = GrpcRouting(mesh.directory, mesh.ready_timeout_s, target)
         user_options = list(options)
         self._subs: SubChannels[grpc.Channel] = SubChannels(
             routing.state,
@@ -67,13 +65,14 @@ class MeshChannel(grpc.Channel):
         self._mirrors = ThreadMirror()
         self._subscribers: list[Connectivity] = []
         self._lock = threading.Lock()
-        self._closed = False
+        #: Whether :meth:`close` was called (read-only).
+        self.closed = False
         self.target = routing.target
 
     # --- routing (per call) ----------------------------------------------------
 
     def _plan(
-        self, method: str, metadata: Metadata | None, cache: PlanCache | None = None
+        self, method: str, metadata: Metadata | None, cache: MethodPlanCache | None = None
     ) -> tuple[ServiceSnapshot, ForwardPlan]:
         routing = self._routing
         try:
@@ -114,12 +113,12 @@ class MeshChannel(grpc.Channel):
         plan: ForwardPlan,
         method: str,
         request: Any,
-        kwargs: dict[str, Any],
+        options: CallOptions,
         serializer: Callable[[Any], bytes] | None,
     ) -> None:
         for mirror in plan.mirrors:
             self._mirrors.submit(
-                partial(self._shadow, snapshot, plan, mirror, method, request, kwargs, serializer)
+                partial(self._shadow, snapshot, plan, mirror, method, request, options, serializer)
             )
 
     def _shadow(
@@ -129,15 +128,15 @@ class MeshChannel(grpc.Channel):
         mirror: MirrorTarget,
         method: str,
         request: Any,
-        kwargs: dict[str, Any],
+        options: CallOptions,
         serializer: Callable[[Any], bytes] | None,
     ) -> None:
         cluster, endpoint, sub = self._pick(snapshot, plan, mirror.cluster, mirror.authority)
         call = sub.unary_unary(plan.path, request_serializer=serializer, response_deserializer=None)
-        kwargs = {**kwargs, "metadata": outgoing_metadata(plan, kwargs.get("metadata"))}
-        report = CallReport(self._routing, cluster, endpoint, method)
+        options = options._replace(metadata=outgoing_metadata(plan, options.metadata))
+        report = self._routing.observer(cluster).start(endpoint, method)
         try:
-            call(request, **kwargs)
+            options.send(call, request)
         except grpc.RpcError as exc:
             call_error = exc if isinstance(exc, grpc.Call) else None
             report.finished(
@@ -220,9 +219,9 @@ class MeshChannel(grpc.Channel):
 
     def close(self) -> None:
         with self._lock:
-            if self._closed:
+            if self.closed:
                 return
-            self._closed = True
+            self.closed = True
             self._subscribers.clear()
         self._routing.state.remove_listener(self._on_view)
         self._mirrors.close()

@@ -1,6 +1,6 @@
 """The first try of a unary gRPC call, compiled once per method and snapshot.
 
-A :class:`FastRoute` is a :class:`~meshlib.transport.compiled_route.CompiledRoute`
+A :class:`FastRoute` is a :class:`~meshlib.transport.compiled_route.CompiledPlan`
 (why there is a fast path at all is said there) plus the gRPC parts: the
 route's max-timeout cap and one grpc multicallable per endpoint. A call whose
 plan compiles runs, inline and in the general path's order::
@@ -19,9 +19,9 @@ aio calls share everything but the send itself.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, NamedTuple, Protocol
 
 import grpc
 
@@ -47,39 +47,72 @@ from meshlib.resilience.xds_cluster import ClusterResilience
 from meshlib.routing.connection_pool import PoolSettings
 from meshlib.routing.plan import ForwardPlan
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
-from meshlib.transport.compiled_route import NO_HEADERS, CompiledRoute, Expired, compilable
+from meshlib.transport.compiled_route import NO_HEADERS, CompiledPlan, Expired, compilable
+from meshlib.transport.grpc_call_options import CallOptions
 from meshlib.transport.grpc_errors import MeshRpcError, aio_unavailable
 from meshlib.transport.grpc_resilience import describe_error, describe_value, timed_out
 from meshlib.transport.grpc_routing import (
     GrpcRouting,
+    GrpcTryReport,
     Metadata,
     metadata_headers,
     outgoing_metadata,
+    rpc_status,
 )
-from meshlib.transport.outcome import grpc_outcome
+from meshlib.transport.grpc_subchannels import MethodCallables
 from meshlib.transport.resilience_errors import as_aio_rpc_error, as_rpc_error
 from meshlib.xds_client.resources import Endpoint
 
-if TYPE_CHECKING:
-    from meshlib.transport.grpc_aio_channel import _AioMultiCallable
-    from meshlib.transport.grpc_calls import MultiCallable
-
 _monotonic: Final = time.monotonic
-_perf_counter: Final = time.perf_counter
 _OK: Final = grpc.StatusCode.OK
 _CANCELLED: Final = grpc.StatusCode.CANCELLED
-_OK_LB_OUTCOME: Final = grpc_outcome(_OK)
 _NOTHING_EXCLUDED: Final[frozenset[str]] = frozenset()
 
 # The channel's sub-channel lookup: (endpoint, :authority, pool settings) -> grpc channel.
 SubChannelOf = Callable[[Endpoint, str, PoolSettings], Any]
 
 
-class FastRoute(CompiledRoute):
-    """One method's compiled first try (see :class:`CompiledRoute`), with its gRPC
+class ClosableChannel(Protocol):
+    """A mesh channel, as its compiled plans see it: whether it was closed."""
+
+    @property
+    def closed(self) -> bool: ...
+
+
+class GrpcBackend(NamedTuple):
+    """What a sync multicallable lends its compiled plan (the plan never reads the
+    multicallable's members): its method, its per-endpoint multicallables, its channel,
+    its general path (a deadline on another clock) and its one-try send (the retries:
+    snapshot, plan, route, request, options, with_call, attempt)."""
+
+    method: str
+    callables: MethodCallables
+    channel: ClosableChannel
+    general: Callable[[Any, CallOptions, bool], Any]
+    try_once: Callable[
+        [ServiceSnapshot, ForwardPlan, RouteResilience, Any, CallOptions, bool, Attempt], Any
+    ]
+
+
+class AioGrpcBackend(NamedTuple):
+    """The aio twin of :class:`GrpcBackend` (general path and try without ``with_call``)."""
+
+    method: str
+    callables: MethodCallables
+    channel: ClosableChannel
+    general: Callable[
+        [ServiceSnapshot, ForwardPlan, RouteResilience, Any, CallOptions], Awaitable[Any]
+    ]
+    try_once: Callable[
+        [ServiceSnapshot, ForwardPlan, RouteResilience, Any, CallOptions, Attempt], Awaitable[Any]
+    ]
+
+
+class FastRoute(CompiledPlan):
+    """One method's compiled first try (see :class:`CompiledPlan`), with its gRPC
     parts: the route's max-timeout cap and one multicallable per endpoint."""
 
-    __slots__ = ("cap_s", "metrics", "routing", "sends")
+    __slots__ = ("cap_s", "observer", "routing", "sends")
 
     def __init__(
         self,
@@ -92,7 +125,8 @@ class FastRoute(CompiledRoute):
     ) -> None:
         super().__init__(snapshot, plan, route, cluster, state)
         self.routing = routing
-        self.metrics = routing.metrics
+        #: Bound once: every try's load report and metrics (the per-try seam).
+        self.observer = routing.observer(state)
         self.cap_s = route.timeouts.grpc_max_timeout_s
         #: endpoint id -> (endpoint, grpc multicallable); filled on first use.
         self.sends: dict[int, tuple[Endpoint, Any]] = {}
@@ -122,40 +156,16 @@ class FastRoute(CompiledRoute):
         self.sends[id(endpoint)] = (endpoint, send)
         return send
 
-    def finished(
-        self,
-        endpoint: Endpoint,
-        method: str,
-        started: float,
-        code: grpc.StatusCode | None,
-        details: str | None = None,
-    ) -> None:
-        """Tell the load reporter and the metrics how the try ended."""
-        elapsed = _perf_counter() - started
-        outcome = _OK_LB_OUTCOME if code is _OK else grpc_outcome(code, details)
-        self.call_finished(endpoint, outcome, elapsed)
-        if self.metrics.active:
-            self.routing.record(elapsed, method, code, self.plan.cluster, endpoint)
-
     def failed(
         self,
         error: Exception,
-        endpoint: Endpoint,
-        method: str,
-        started: float,
+        report: GrpcTryReport,
         try_at: float | None,
         call_at: float | None,
     ) -> tuple[Attempt, BaseException]:
         """Report a failed first try; (its attempt, the error as the retry rules read it)."""
-        if isinstance(error, grpc.RpcError):
-            # A sync grpc.Call or an aio AioRpcError: both say code() and details().
-            status: Any = error if callable(getattr(error, "code", None)) else None
-            code = status.code() if status is not None else None
-            details = status.details() if status is not None else None
-            self.finished(endpoint, method, started, code, details)
-        else:
-            self.finished(endpoint, method, started, _CANCELLED)
-        attempt = self.first_attempt(endpoint, try_at, call_at)
+        report.finished(*rpc_status(error))
+        attempt = self.first_attempt(report.endpoint, try_at, call_at)
         if isinstance(error, grpc.RpcError):
             return attempt, timed_out(error, attempt, self.per_try_s)
         return attempt, error
@@ -164,25 +174,27 @@ class FastRoute(CompiledRoute):
 
     def blocking(
         self,
-        owner: MultiCallable,
+        backend: GrpcBackend,
         request: Any,
-        kwargs: dict[str, Any],
+        options: CallOptions,
         with_call: bool,
         open_sub: SubChannelOf,
     ) -> Any:
-        """One blocking unary call (``kwargs``: grpc's, unchanged)."""
+        """One blocking unary call (``options``: grpc's, unchanged)."""
         try:
             # the caller's timeout capped by the route's gRPC max (gRFC A31)
-            call_at = self.call_at(kwargs["timeout"], _monotonic(), self.cap_s)
+            call_at = self.call_at(options.timeout, _monotonic(), self.cap_s)
         except Expired:
-            return owner._blocking(request, kwargs, with_call)
-        metadata = kwargs["metadata"]
+            return backend.general(request, options, with_call)
+        metadata = options.metadata
         headers = NO_HEADERS if metadata is None else self.headers(metadata)
         try:
             faulted = self.enter(headers, call_at)
             started = _monotonic()
             try:
-                result = self._tries(owner, request, kwargs, with_call, open_sub, headers, call_at)
+                result = self._tries(
+                    backend, request, options, with_call, open_sub, headers, call_at
+                )
             except BaseException as error:
                 self.leave_with(faulted, started, error, describe_error)
                 raise
@@ -193,9 +205,9 @@ class FastRoute(CompiledRoute):
 
     def _tries(
         self,
-        owner: MultiCallable,
+        backend: GrpcBackend,
         request: Any,
-        kwargs: dict[str, Any],
+        options: CallOptions,
         with_call: bool,
         open_sub: SubChannelOf,
         headers: Mapping[str, str],
@@ -212,46 +224,41 @@ class FastRoute(CompiledRoute):
                 endpoint = self.pick()
             except RoutingError as exc:
                 raise MeshRpcError(self.routing.describe(exc)) from exc
-            if owner._channel._closed:  # closed while this call waited: its sends are too
+            if backend.channel.closed:  # closed while this call waited: its sends are too
                 open_sub(endpoint, self.plan.authority, self.state.pool)  # raises
             entry = self.sends.get(id(endpoint))
             send = (
                 entry[1]
                 if entry is not None and entry[0] is endpoint
-                else self.send_for(endpoint, open_sub, owner._callables)
+                else self.send_for(endpoint, open_sub, backend.callables)
             )
             plan = self.plan
-            metadata = kwargs["metadata"]
+            metadata = options.metadata
             if plan.request_headers is not None:
                 metadata = outgoing_metadata(plan, metadata)
-            timeout = kwargs["timeout"] if try_at is None else self.remaining(try_at)
-            method = owner._method
-            self.call_started(endpoint)
-            started = _perf_counter()
+            timeout = options.timeout if try_at is None else self.remaining(try_at)
+            report = self.observer.start(endpoint, backend.method)
             try:
                 if with_call:
                     result = send.with_call(
                         request, timeout=timeout, metadata=metadata,
-                        credentials=kwargs["credentials"], wait_for_ready=kwargs["wait_for_ready"],
-                        compression=kwargs["compression"],
+                        credentials=options.credentials, wait_for_ready=options.wait_for_ready,
+                        compression=options.compression,
                     )  # fmt: skip
                 else:
                     result = send(
                         request, timeout=timeout, metadata=metadata,
-                        credentials=kwargs["credentials"], wait_for_ready=kwargs["wait_for_ready"],
-                        compression=kwargs["compression"],
+                        credentials=options.credentials, wait_for_ready=options.wait_for_ready,
+                        compression=options.compression,
                     )  # fmt: skip
             except Exception as error:
                 failure = error
-                attempt, mapped = self.failed(error, endpoint, method, started, try_at, call_at)
+                attempt, mapped = self.failed(error, report, try_at, call_at)
             except BaseException:
-                self.finished(endpoint, method, started, _CANCELLED)
+                report.finished(_CANCELLED)
                 raise
             else:
-                elapsed = _perf_counter() - started  # finished(), inline: the common case
-                self.call_finished(endpoint, _OK_LB_OUTCOME, elapsed)
-                if self.metrics.active:
-                    self.routing.record(elapsed, method, _OK, plan.cluster, endpoint)
+                report.finished(_OK)
                 self.end_call()
                 if admission.waiting:
                     admission.notify_freed()
@@ -261,14 +268,14 @@ class FastRoute(CompiledRoute):
             raise
         admission.exit()  # the first try's slots; the call stays active while it retries
         return self._retried(
-            owner, request, kwargs, with_call, policy, call_at, attempt, mapped, failure
+            backend, request, options, with_call, policy, call_at, attempt, mapped, failure
         )
 
     def _retried(
         self,
-        owner: MultiCallable,
+        backend: GrpcBackend,
         request: Any,
-        kwargs: dict[str, Any],
+        options: CallOptions,
         with_call: bool,
         policy: RetryPolicy,
         call_at: float | None,
@@ -282,8 +289,8 @@ class FastRoute(CompiledRoute):
             self.raise_unless_retriable(policy, True, mapped, failure, describe_error)
             return run_with_retries(
                 admitted(
-                    partial(owner._try, self.snapshot, self.plan, self.route, request, kwargs,
-                            with_call),
+                    partial(backend.try_once, self.snapshot, self.plan, self.route, request,
+                            options, with_call),
                     self.cluster,
                 ),
                 policy, describe_result=describe_value, describe_error=describe_error,
@@ -298,9 +305,9 @@ class FastRoute(CompiledRoute):
 
     async def unary(
         self,
-        owner: _AioMultiCallable,
+        backend: AioGrpcBackend,
         request: Any,
-        kwargs: dict[str, Any],
+        options: CallOptions,
         open_sub: SubChannelOf,
     ) -> Any:
         """One aio unary call: (the finished grpc call whose answer is final, that answer).
@@ -309,10 +316,10 @@ class FastRoute(CompiledRoute):
         the call (the retries, rare, run in :meth:`_retried_async`)."""
         try:
             # the caller's timeout capped by the route's gRPC max (gRFC A31)
-            call_at = self.call_at(kwargs["timeout"], _monotonic(), self.cap_s)
+            call_at = self.call_at(options.timeout, _monotonic(), self.cap_s)
         except Expired:
-            return await owner._unary(self.snapshot, self.plan, self.route, request, kwargs)
-        metadata = kwargs["metadata"]
+            return await backend.general(self.snapshot, self.plan, self.route, request, options)
+        metadata = options.metadata
         headers = NO_HEADERS if metadata is None else self.headers(metadata)
         try:
             if not self.stages or (headers is NO_HEADERS and self.faults_need_headers):
@@ -333,43 +340,36 @@ class FastRoute(CompiledRoute):
                 answered = False
                 try:
                     endpoint = self.pick()
-                    if owner._channel._closed:  # closed while this call waited: so are its sends
+                    if backend.channel.closed:  # closed while this call waited: so are its sends
                         open_sub(endpoint, self.plan.authority, self.state.pool)  # raises
                     entry = self.sends.get(id(endpoint))
                     send = (
                         entry[1]
                         if entry is not None and entry[0] is endpoint
-                        else self.send_for(endpoint, open_sub, owner._callables)
+                        else self.send_for(endpoint, open_sub, backend.callables)
                     )
                     plan = self.plan
-                    metadata = kwargs["metadata"]
+                    metadata = options.metadata
                     if plan.request_headers is not None:
                         metadata = outgoing_metadata(plan, metadata)
-                    timeout = kwargs["timeout"] if try_at is None else self.remaining(try_at)
-                    method = owner._method
-                    self.call_started(endpoint)
-                    started = _perf_counter()
+                    timeout = options.timeout if try_at is None else self.remaining(try_at)
+                    report = self.observer.start(endpoint, backend.method)
                     try:
                         call = send(
                             request, timeout=timeout, metadata=metadata,
-                            credentials=kwargs["credentials"],
-                            wait_for_ready=kwargs["wait_for_ready"],
-                            compression=kwargs["compression"],
+                            credentials=options.credentials,
+                            wait_for_ready=options.wait_for_ready,
+                            compression=options.compression,
                         )  # fmt: skip
                         response = await call
                     except Exception as error:
                         failure = error
-                        attempt, mapped = self.failed(
-                            error, endpoint, method, started, try_at, call_at
-                        )
+                        attempt, mapped = self.failed(error, report, try_at, call_at)
                     except BaseException:
-                        self.finished(endpoint, method, started, _CANCELLED)
+                        report.finished(_CANCELLED)
                         raise
                     else:
-                        elapsed = _perf_counter() - started  # finished(), inline
-                        self.call_finished(endpoint, _OK_LB_OUTCOME, elapsed)
-                        if self.metrics.active:
-                            self.routing.record(elapsed, method, _OK, plan.cluster, endpoint)
+                        report.finished(_OK)
                         self.end_call()
                         if admission.waiting:
                             admission.notify_freed()
@@ -380,7 +380,7 @@ class FastRoute(CompiledRoute):
                 if not answered:
                     admission.exit()  # the first try's slots; the call stays active
                     call, response = await self._retried_async(
-                        owner, request, kwargs, policy, call_at, attempt, mapped, failure
+                        backend, request, options, policy, call_at, attempt, mapped, failure
                     )
             except BaseException as error:
                 self.leave_with(faulted, guarded_at, error, describe_error)
@@ -394,9 +394,9 @@ class FastRoute(CompiledRoute):
 
     async def _retried_async(
         self,
-        owner: _AioMultiCallable,
+        backend: AioGrpcBackend,
         request: Any,
-        kwargs: dict[str, Any],
+        options: CallOptions,
         policy: RetryPolicy,
         call_at: float | None,
         attempt: Attempt,
@@ -409,8 +409,8 @@ class FastRoute(CompiledRoute):
             self.raise_unless_retriable(policy, True, mapped, failure, describe_error)
             last = await async_run_with_retries(
                 async_admitted(
-                    partial(owner._try_unary, self.snapshot, self.plan, self.route, request,
-                            kwargs),
+                    partial(backend.try_once, self.snapshot, self.plan, self.route, request,
+                            options),
                     self.cluster,
                 ),
                 policy, describe_result=describe_value, describe_error=describe_error,

@@ -12,8 +12,8 @@
 - :func:`timed_out`: a DEADLINE_EXCEEDED that ended a try's per-try budget
   becomes :class:`~meshlib.errors.PerTryTimeoutError`, which the retry
   conditions read as ``per-try-timeout``.
-- :func:`call_timeout`, :func:`try_kwargs`, :func:`single_deadline`,
-  :func:`bounded_kwargs`, :func:`call_headers`: what the channels hand to the resilience driver and
+- :func:`call_timeout`, :func:`try_options`, :func:`single_deadline`,
+  :func:`bounded_options`, :func:`call_headers`: what the channels hand to the resilience driver and
   to grpcio per try (the deadline travels as grpcio's ``timeout=``, i.e.
   ``grpc-timeout``; a retry or hedge carries ``grpc-previous-rpc-attempts``).
 """
@@ -31,6 +31,7 @@ from meshlib.resilience.conditions import FailureKind, Outcome
 from meshlib.resilience.deadline import Deadline
 from meshlib.resilience.retry import Attempt
 from meshlib.resilience.route_resilience import RouteResilience
+from meshlib.transport.grpc_call_options import CallOptions
 from meshlib.transport.grpc_routing import Metadata, metadata_headers
 
 OK_OUTCOME: Final = Outcome(grpc_status=0)
@@ -131,8 +132,8 @@ def per_try_timeout(route: RouteResilience) -> float | None:
     return route.retry.policy.per_try_timeout_s if route.retry is not None else None
 
 
-def try_kwargs(kwargs: dict[str, Any], attempt: Attempt) -> dict[str, Any]:
-    """The call's keyword arguments for one try (every try of every gRPC unary call,
+def try_options(options: CallOptions, attempt: Attempt) -> CallOptions:
+    """The call's options for one try (every try of every gRPC unary call,
     sync and aio, fast path or not, is sent with these): ``timeout`` = what the try
     has left, and from try 2 on (retry or hedge) gRFC A6's ``grpc-previous-rpc-attempts``.
 
@@ -141,28 +142,28 @@ def try_kwargs(kwargs: dict[str, Any], attempt: Attempt) -> dict[str, Any]:
     """
     if attempt.number > 1:
         previous = (PREVIOUS_ATTEMPTS_KEY, str(attempt.number - 1))
-        kwargs = {**kwargs, "metadata": (*(kwargs.get("metadata") or ()), previous)}
+        options = options._replace(metadata=(*(options.metadata or ()), previous))
     deadline = attempt.deadline
     if deadline is None:
-        return kwargs
+        return options
     remaining = deadline.remaining()
     if remaining <= 0:
         raise DeadlineExceeded(
             f"deadline exceeded before try {attempt.number} started", timeout_s=0.0
         )
-    return {**kwargs, "timeout": remaining}
+    return options._replace(timeout=remaining)
 
 
-def single_deadline(route: RouteResilience, kwargs: dict[str, Any], name: str) -> Deadline | None:
+def single_deadline(route: RouteResilience, options: CallOptions, name: str) -> Deadline | None:
     """A single-try (streaming) call's deadline: the caller's, capped by the route (its
     fault delay counts in it). Raises :class:`~meshlib.errors.DeadlineExceeded` when it
     has already passed."""
-    return call_deadline(call_timeout(route, kwargs.get("timeout")), name)
+    return call_deadline(call_timeout(route, options.timeout), name)
 
 
-def bounded_kwargs(kwargs: dict[str, Any], deadline: Deadline | None) -> dict[str, Any]:
-    """A single-try call's kwargs: ``timeout`` = what ``deadline`` has left now (after
+def bounded_options(options: CallOptions, deadline: Deadline | None) -> CallOptions:
+    """A single-try call's options: ``timeout`` = what ``deadline`` has left now (after
     the fault stages)."""
     if deadline is None:
-        return kwargs
-    return {**kwargs, "timeout": deadline.remaining()}
+        return options
+    return options._replace(timeout=deadline.remaining())

@@ -13,31 +13,28 @@ the call fails UNAVAILABLE, as gRPC's own xDS client fails it.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, TypeAlias
 
 import grpc
 
+from meshlib.balancing.picker import Outcome as LbOutcome
 from meshlib.balancing.picker import PickContext
 from meshlib.errors import NoHealthyEndpointError, NoRouteError
 from meshlib.observability.metrics import client_metrics
 from meshlib.resilience.deadline import LowerHeaders
 from meshlib.routing.connection_pool import DEFAULT_POOL_SETTINGS, PoolSettings
-from meshlib.routing.directory import split_target
+from meshlib.routing.directory import ServiceDirectory, split_target
 from meshlib.routing.plan import ForwardPlan, LocalReply, plan_request
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
 from meshlib.transport.outcome import grpc_outcome
 from meshlib.transport.pool_settings import grpc_pool_options
+from meshlib.transport.try_observer import TryObserver, TryReport
 from meshlib.xds_client.resources import Endpoint
-
-if TYPE_CHECKING:
-    from meshlib.mesh import Mesh
 
 Metadata = Sequence[tuple[str, str | bytes]]
 ChannelOptions = Sequence[tuple[str, Any]]
 
-_perf_counter = time.perf_counter
 _STATUS_NUMBER = {code: code.value[0] for code in grpc.StatusCode}
 _NO_EXCLUSIONS: frozenset[str] = frozenset()
 _GRPC_CONTENT_TYPE = {"content-type": "application/grpc"}
@@ -105,30 +102,34 @@ def outgoing_metadata(plan: ForwardPlan, metadata: Metadata | None) -> Metadata 
     return [*text, *binary]
 
 
-class CallReport:
-    """Closes the books on one call to one endpoint: reporter and metrics."""
-
-    __slots__ = ("_cluster", "_endpoint", "_method", "_routing", "_started")
-
-    def __init__(
-        self, routing: GrpcRouting, cluster: ClusterState, endpoint: Endpoint, method: str
-    ) -> None:
-        self._routing = routing
-        self._cluster = cluster
-        self._endpoint = endpoint
-        self._method = method
-        cluster.reporter.call_started(endpoint)
-        self._started = _perf_counter()
-
-    def finished(self, code: grpc.StatusCode | None, details: str | None = None) -> None:
-        elapsed = _perf_counter() - self._started
-        self._cluster.reporter.call_finished(self._endpoint, grpc_outcome(code, details), elapsed)
-        routing = self._routing
-        if routing.metrics.active:  # no SDK: skip building the attributes
-            routing.record(elapsed, self._method, code, self._cluster.name, self._endpoint)
+#: One gRPC try's done hook (:class:`~meshlib.transport.try_observer.TryReport`).
+GrpcTryReport: TypeAlias = TryReport[str, grpc.StatusCode | None]
 
 
-class PlanCache:
+def rpc_status(error: BaseException) -> tuple[grpc.StatusCode | None, str | None]:
+    """How a try that raised ended: a sync grpc.Call or an aio AioRpcError says its
+    code and details; an RpcError that does not is unknown; anything else (the caller
+    interrupted) is CANCELLED."""
+    if isinstance(error, grpc.RpcError):
+        code_of = getattr(error, "code", None)
+        if not callable(code_of):
+            return None, None
+        details = getattr(error, "details", None)
+        return code_of(), details() if callable(details) else None
+    return grpc.StatusCode.CANCELLED, None
+
+
+# The statuses whose outcome the details cannot change (UNAVAILABLE's may: connect failure).
+_GRPC_QUICK: Final[Mapping[grpc.StatusCode | None, LbOutcome]] = {
+    code: grpc_outcome(code) for code in grpc.StatusCode if code is not grpc.StatusCode.UNAVAILABLE
+}
+
+
+def _grpc_error_outcome(error: BaseException) -> LbOutcome:
+    return grpc_outcome(*rpc_status(error))
+
+
+class MethodPlanCache:
     """One method's last plan, reused while its snapshot is current and the plan
     is :attr:`~meshlib.routing.plan.ForwardPlan.reusable` (the common case: a
     route picked by path alone, one cluster). Replaced as one tuple: thread-safe."""
@@ -149,12 +150,12 @@ class PlanCache:
 class GrpcRouting:
     """Routes calls of one channel's target (``HOST:PORT``)."""
 
-    def __init__(self, mesh: Mesh, target: str) -> None:
+    def __init__(self, directory: ServiceDirectory, ready_timeout_s: float, target: str) -> None:
         host, port = split_target(target)
         self.host, self.port = host, port
         self.target = f"{host}:{port}"
-        self.timeout = mesh.ready_timeout_s
-        self.state = mesh.directory.service(self.target)
+        self.timeout = ready_timeout_s
+        self.state = directory.service(self.target)
         self.metrics = client_metrics()
 
     def sub_channel_options(
@@ -182,7 +183,7 @@ class GrpcRouting:
         snapshot: ServiceSnapshot,
         method: str,
         metadata: Metadata | None,
-        cache: PlanCache | None = None,
+        cache: MethodPlanCache | None = None,
     ) -> ForwardPlan:
         """The plan for one call (pure; ``cache``: the method's, reused when it can be).
         Raises RoutingError."""
@@ -228,13 +229,27 @@ class GrpcRouting:
             return cluster, cluster.picker.pick()
         return cluster, cluster.picker.pick(PickContext(request_hash, excluded))
 
-    def record(
+    def observer(self, cluster: ClusterState) -> TryObserver[str, grpc.StatusCode | None]:
+        """The per-try observer of this channel's tries to ``cluster`` (calls: the
+        method name, for the metrics' labels)."""
+        return TryObserver(
+            cluster.reporter,
+            cluster.name,
+            outcome_of=grpc_outcome,
+            error_outcome=_grpc_error_outcome,
+            quick=_GRPC_QUICK,
+            metrics=self.metrics,
+            record=self._record,
+        )
+
+    def _record(
         self,
         elapsed: float,
         method: str,
-        code: grpc.StatusCode | None,
         cluster: str,
         endpoint: Endpoint,
+        code: grpc.StatusCode | None,
+        _error: BaseException | None,
     ) -> None:
         status = code if code is not None else grpc.StatusCode.UNKNOWN
         self.metrics.record_rpc(

@@ -10,7 +10,7 @@ One request, in both twins (the shared steps live in
 
     target_for ─► snapshot ─► decide (pure plan) ─┬─► LocalReply → httpx.Response
                                                   └─► mirrors (fire and forget)
-                                                      _send_once (pick, build, report)
+                                                      _send_once (pick, build, observer)
                                                       finish_response (response headers)
 
 ``_send_once`` is "one try to one endpoint": ``_forward`` wraps it in the
@@ -23,10 +23,9 @@ first try inline instead and hands a failed one to the same retry runner.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Coroutine, Iterable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
@@ -37,9 +36,9 @@ from meshlib.resilience.route_resilience import RouteResilience
 from meshlib.routing.plan import ForwardPlan, LocalReply, MirrorTarget
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
 from meshlib.transport.endpoint_pool import EndpointPool, LoopCloser
-from meshlib.transport.errors import as_httpx_error
+from meshlib.transport.errors import routing_error_as_httpx
 from meshlib.transport.http_answers import note_retried
-from meshlib.transport.http_fast_path import HttpFastRoutes
+from meshlib.transport.http_fast_path import AsyncHttpBackend, HttpBackend, HttpFastRoutes
 from meshlib.transport.http_resilience import (
     bounded_request,
     describe_error,
@@ -57,18 +56,15 @@ from meshlib.transport.http_routing import (
     request_headers,
 )
 from meshlib.transport.mirror import MirrorStats, TaskMirror, ThreadMirror
-from meshlib.transport.outcome import http_error_outcome, http_outcome
 from meshlib.transport.pool_settings import (
     AsyncClusterHTTPTransport,
     ClusterHTTPTransport,
     httpx_pool_options,
 )
+from meshlib.transport.services import MeshServices
+from meshlib.transport.try_observer import TryObserver
 from meshlib.xds_client.resources import Endpoint
 
-if TYPE_CHECKING:
-    from meshlib.mesh import Mesh
-
-_perf_counter = time.perf_counter
 _NO_EXCLUSIONS: frozenset[str] = frozenset()
 
 
@@ -87,14 +83,16 @@ class MeshTransport(httpx.BaseTransport):
 
     def __init__(
         self,
-        mesh: Mesh,
+        mesh: MeshServices,
         *,
         passthrough: httpx.BaseTransport | None = None,
         passthrough_hosts: Iterable[str] = (),
         pool_options: Mapping[str, Any] | None = None,
         raise_mesh_errors: bool = False,
     ) -> None:
-        self._routing = HttpRouting(mesh, passthrough_hosts, raise_mesh_errors)
+        self._routing = HttpRouting(
+            mesh.directory, mesh.ready_timeout_s, passthrough_hosts, raise_mesh_errors
+        )
         options = dict(pool_options or {})
         self._passthrough = passthrough or httpx.HTTPTransport(**options)
         self._pools: EndpointPool[ClusterHTTPTransport] = EndpointPool(
@@ -105,6 +103,7 @@ class MeshTransport(httpx.BaseTransport):
         )
         self._mirrors = ThreadMirror()
         self._fast = HttpFastRoutes()
+        self._backend = HttpBackend(self._pools, self._forward, self._try)
         self._memo = RouteMemo(mesh.directory)
 
     def endpoint_pools(self) -> list[str]:
@@ -121,7 +120,7 @@ class MeshTransport(httpx.BaseTransport):
             return routed  # passed through, or the route's local reply
         plan, fast = routed.plan, routed.fast
         if fast is not None:
-            response = fast.send(self, request)
+            response = fast.send(self._backend, request)
             return response if plan.response_headers is None else finish_response(plan, response)
         return finish_response(plan, self._forward(routed.snapshot, plan, request))
 
@@ -202,7 +201,7 @@ class MeshTransport(httpx.BaseTransport):
             if view is None:
                 view = state.wait_settled(routing.timeout)
         except ServiceNotReadyError as exc:
-            raise as_httpx_error(exc, request) from exc
+            raise routing_error_as_httpx(exc, request) from exc
         snapshot = routing.snapshot_from(state, view, request)
         if snapshot is not None:
             self._pools.track(state)
@@ -216,7 +215,7 @@ class MeshTransport(httpx.BaseTransport):
         attempt: Attempt | None = None,
     ) -> httpx.Response:
         """One try to one endpoint: pick (avoiding the try's excluded hosts), build,
-        send, report, record."""
+        send; the try is reported through the plan's observer."""
         routing = self._routing
         excluded = attempt.excluded_endpoints if attempt is not None else _NO_EXCLUSIONS
         cluster, endpoint = routing.pick(
@@ -224,35 +223,27 @@ class MeshTransport(httpx.BaseTransport):
         )
         if attempt is not None:
             attempt.endpoint = endpoint.authority
-        if not routing.metrics.active:  # no SDK: nothing to record
-            return self._exchange(cluster, endpoint, outgoing_request(request, plan, endpoint))
-        started = _perf_counter()
-        try:
-            response = self._exchange(cluster, endpoint, outgoing_request(request, plan, endpoint))
-        except BaseException as exc:
-            routing.record(started, request, snapshot.target, cluster.name, endpoint, None, exc)
-            raise
-        routing.record(
-            started, request, snapshot.target, cluster.name, endpoint, response.status_code, None
-        )
-        return response
+        outgoing = outgoing_request(request, plan, endpoint)
+        observer = routing.observer(snapshot.target, cluster)
+        return self._exchange(cluster, endpoint, outgoing, observer, request)
 
     def _exchange(
-        self, cluster: ClusterState, endpoint: Endpoint, outgoing: httpx.Request
+        self,
+        cluster: ClusterState,
+        endpoint: Endpoint,
+        outgoing: httpx.Request,
+        observer: TryObserver[httpx.Request, int],
+        request: httpx.Request,
     ) -> httpx.Response:
-        """Send to ``endpoint``, telling the cluster's reporter how it went."""
+        """Send to ``endpoint``; the observer's done hook reports how it went."""
         pool = self._pools.get(endpoint, cluster.pool)
-        reporter = cluster.reporter
-        reporter.call_started(endpoint)
-        started = _perf_counter()
+        report = observer.start(endpoint, request)
         try:
             response = pool.handle_request(outgoing)
         except BaseException as exc:
-            reporter.call_finished(endpoint, http_error_outcome(exc), _perf_counter() - started)
+            report.failed(exc)
             raise
-        reporter.call_finished(
-            endpoint, http_outcome(response.status_code), _perf_counter() - started
-        )
+        report.finished(response.status_code)
         return response
 
     def _mirror(self, snapshot: ServiceSnapshot, plan: ForwardPlan, request: httpx.Request) -> None:
@@ -269,9 +260,11 @@ class MeshTransport(httpx.BaseTransport):
         mirror: MirrorTarget,
         request: httpx.Request,
     ) -> None:
-        cluster, endpoint = self._routing.pick(snapshot, mirror.cluster, plan.request_hash, request)
+        routing = self._routing
+        cluster, endpoint = routing.pick(snapshot, mirror.cluster, plan.request_hash, request)
         outgoing = outgoing_request(request, plan, endpoint, authority=mirror.authority)
-        response = self._exchange(cluster, endpoint, outgoing)
+        observer = routing.observer(snapshot.target, cluster, metrics=False)
+        response = self._exchange(cluster, endpoint, outgoing, observer, request)
         try:
             response.read()
         finally:
@@ -288,14 +281,16 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
 
     def __init__(
         self,
-        mesh: Mesh,
+        mesh: MeshServices,
         *,
         passthrough: httpx.AsyncBaseTransport | None = None,
         passthrough_hosts: Iterable[str] = (),
         pool_options: Mapping[str, Any] | None = None,
         raise_mesh_errors: bool = False,
     ) -> None:
-        self._routing = HttpRouting(mesh, passthrough_hosts, raise_mesh_errors)
+        self._routing = HttpRouting(
+            mesh.directory, mesh.ready_timeout_s, passthrough_hosts, raise_mesh_errors
+        )
         options = dict(pool_options or {})
         self._passthrough = passthrough or httpx.AsyncHTTPTransport(**options)
         self._closer: LoopCloser[AsyncClusterHTTPTransport] = LoopCloser(_aclose)
@@ -307,6 +302,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         )
         self._mirrors = TaskMirror()
         self._fast = HttpFastRoutes()
+        self._backend = AsyncHttpBackend(self._pools, self._closer, self._forward, self._try)
         self._memo = RouteMemo(mesh.directory)
 
     def endpoint_pools(self) -> list[str]:
@@ -323,7 +319,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         await level less, resumed at every wake-up of the network wait)."""
         routed = self._memo.find(request)
         if routed is not None and routed.fast is not None and routed.plan.response_headers is None:
-            return routed.fast.send_async(self, request)
+            return routed.fast.send_async(self._backend, request)
         return self._handle(request, routed)
 
     async def _handle(self, request: httpx.Request, routed: Routed | None) -> httpx.Response:
@@ -332,7 +328,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             return found  # passed through, or the route's local reply
         plan, fast = found.plan, found.fast
         if fast is not None:
-            return finish_response(plan, await fast.send_async(self, request))
+            return finish_response(plan, await fast.send_async(self._backend, request))
         return finish_response(plan, await self._forward(found.snapshot, plan, request))
 
     async def _route(self, request: httpx.Request) -> Routed | httpx.Response:
@@ -424,7 +420,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             if view is None:
                 view = await state.wait_settled_async(routing.timeout)
         except ServiceNotReadyError as exc:
-            raise as_httpx_error(exc, request) from exc
+            raise routing_error_as_httpx(exc, request) from exc
         snapshot = routing.snapshot_from(state, view, request)
         if snapshot is not None:
             self._pools.track(state)
@@ -438,7 +434,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         attempt: Attempt | None = None,
     ) -> httpx.Response:
         """One try to one endpoint: pick (avoiding the try's excluded hosts), build,
-        send, report, record."""
+        send; the try is reported through the plan's observer."""
         routing = self._routing
         excluded = attempt.excluded_endpoints if attempt is not None else _NO_EXCLUSIONS
         cluster, endpoint = routing.pick(
@@ -446,38 +442,28 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         )
         if attempt is not None:
             attempt.endpoint = endpoint.authority
-        if not routing.metrics.active:  # no SDK: nothing to record
-            outgoing = outgoing_request(request, plan, endpoint)
-            return await self._exchange(cluster, endpoint, outgoing)
-        started = _perf_counter()
-        try:
-            outgoing = outgoing_request(request, plan, endpoint)
-            response = await self._exchange(cluster, endpoint, outgoing)
-        except BaseException as exc:
-            routing.record(started, request, snapshot.target, cluster.name, endpoint, None, exc)
-            raise
-        routing.record(
-            started, request, snapshot.target, cluster.name, endpoint, response.status_code, None
-        )
-        return response
+        outgoing = outgoing_request(request, plan, endpoint)
+        observer = routing.observer(snapshot.target, cluster)
+        return await self._exchange(cluster, endpoint, outgoing, observer, request)
 
     async def _exchange(
-        self, cluster: ClusterState, endpoint: Endpoint, outgoing: httpx.Request
+        self,
+        cluster: ClusterState,
+        endpoint: Endpoint,
+        outgoing: httpx.Request,
+        observer: TryObserver[httpx.Request, int],
+        request: httpx.Request,
     ) -> httpx.Response:
-        """Send to ``endpoint``, telling the cluster's reporter how it went."""
+        """Send to ``endpoint``; the observer's done hook reports how it went."""
         pool = self._pools.get(endpoint, cluster.pool)
         self._closer.bind_running()
-        reporter = cluster.reporter
-        reporter.call_started(endpoint)
-        started = _perf_counter()
+        report = observer.start(endpoint, request)
         try:
             response = await pool.handle_async_request(outgoing)
         except BaseException as exc:
-            reporter.call_finished(endpoint, http_error_outcome(exc), _perf_counter() - started)
+            report.failed(exc)
             raise
-        reporter.call_finished(
-            endpoint, http_outcome(response.status_code), _perf_counter() - started
-        )
+        report.finished(response.status_code)
         return response
 
     def _mirror(self, snapshot: ServiceSnapshot, plan: ForwardPlan, request: httpx.Request) -> None:
@@ -494,9 +480,11 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         mirror: MirrorTarget,
         request: httpx.Request,
     ) -> None:
-        cluster, endpoint = self._routing.pick(snapshot, mirror.cluster, plan.request_hash, request)
+        routing = self._routing
+        cluster, endpoint = routing.pick(snapshot, mirror.cluster, plan.request_hash, request)
         outgoing = outgoing_request(request, plan, endpoint, authority=mirror.authority)
-        response = await self._exchange(cluster, endpoint, outgoing)
+        observer = routing.observer(snapshot.target, cluster, metrics=False)
+        response = await self._exchange(cluster, endpoint, outgoing, observer, request)
         try:
             await response.aread()
         finally:

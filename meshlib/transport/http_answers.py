@@ -53,9 +53,11 @@ from meshlib.errors import (
     RoutingError,
 )
 from meshlib.resilience.retry import Attempt
-from meshlib.transport.errors import as_httpx_error as as_httpx_routing_error
+from meshlib.transport.errors import routing_error_as_httpx as as_httpx_routing_error
 from meshlib.transport.resilience_errors import SIDECAR_HEADERS, envoy_response
-from meshlib.transport.resilience_errors import as_httpx_error as as_httpx_resilience_error
+from meshlib.transport.resilience_errors import (
+    resilience_error_as_httpx as as_httpx_resilience_error,
+)
 
 #: The key of ``httpx.Response.extensions`` that holds the typed error of a mesh answer.
 MESH_ERROR_EXTENSION: Final = "meshlib.error"

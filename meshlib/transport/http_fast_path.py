@@ -1,6 +1,6 @@
 """The first try of an httpx request, compiled once per plan and snapshot.
 
-An :class:`HttpFastRoute` is a :class:`~meshlib.transport.compiled_route.CompiledRoute`
+An :class:`HttpFastRoute` is a :class:`~meshlib.transport.compiled_route.CompiledPlan`
 (why there is a fast path at all is said there) plus the HTTP parts: the
 route timeout, the per-try idle timeout and how answers are judged. A request
 whose plan compiles runs, inline and in the general path's order::
@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, NamedTuple, TypeVar
 
 import httpx
 
@@ -50,8 +50,9 @@ from meshlib.resilience.route_resilience import (
 from meshlib.resilience.xds_cluster import ClusterResilience
 from meshlib.routing.plan import ForwardPlan
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
-from meshlib.transport.compiled_route import NO_HEADERS, CompiledRoute, Expired, compilable
-from meshlib.transport.errors import as_httpx_error
+from meshlib.transport.compiled_route import NO_HEADERS, CompiledPlan, Expired, compilable
+from meshlib.transport.endpoint_pool import EndpointPool, LoopCloser
+from meshlib.transport.errors import routing_error_as_httpx
 from meshlib.transport.http_resilience import (
     bound_request,
     describe_error,
@@ -61,30 +62,57 @@ from meshlib.transport.http_resilience import (
 )
 from meshlib.transport.http_routing import (
     FAST_HEADERS,
+    HttpPlanCache,
     HttpRouting,
-    PlanCache,
     outgoing_request,
     request_headers,
 )
-from meshlib.transport.outcome import http_error_outcome, http_outcome
 from meshlib.transport.pool_settings import AsyncClusterHTTPTransport, ClusterHTTPTransport
 from meshlib.xds_client.resources import Endpoint
 
-if TYPE_CHECKING:
-    from meshlib.transport.http import AsyncMeshTransport, MeshTransport
-
+T = TypeVar("T")
 _monotonic: Final = time.monotonic
-_SUCCESS: Final = http_outcome(200)
-_perf_counter: Final = time.perf_counter
 # The endpoint pools' base sends: :meth:`HttpFastRoute.outgoing` applies their connect cap.
 _send: Final = httpx.HTTPTransport.handle_request
 _send_async: Final = httpx.AsyncHTTPTransport.handle_async_request
 
+#: One try of the general path: (snapshot, plan, request, route, attempt) -> answer.
+TryOnce = Callable[[ServiceSnapshot, ForwardPlan, httpx.Request, RouteResilience, Attempt], T]
+#: The general path of a whole request: (snapshot, plan, request) -> answer.
+Forward = Callable[[ServiceSnapshot, ForwardPlan, httpx.Request], T]
 
-class HttpFastRoute(CompiledRoute):
-    """One plan's compiled first try (see :class:`CompiledRoute`), with its HTTP parts."""
 
-    __slots__ = ("checks_answers", "idle_s", "raw_gate", "retries", "routing", "timeout_s")
+class HttpBackend(NamedTuple):
+    """What a sync transport lends its compiled plans (they never read its members):
+    its endpoint pools, its general path (a deadline on another clock) and its
+    one-try send (the retries)."""
+
+    pools: EndpointPool[ClusterHTTPTransport]
+    forward: Forward[httpx.Response]
+    try_once: TryOnce[httpx.Response]
+
+
+class AsyncHttpBackend(NamedTuple):
+    """The async twin of :class:`HttpBackend`, with the closer its pools drain to."""
+
+    pools: EndpointPool[AsyncClusterHTTPTransport]
+    closer: LoopCloser[AsyncClusterHTTPTransport]
+    forward: Forward[Coroutine[Any, Any, httpx.Response]]
+    try_once: TryOnce[Coroutine[Any, Any, httpx.Response]]
+
+
+class HttpFastRoute(CompiledPlan):
+    """One plan's compiled first try (see :class:`CompiledPlan`), with its HTTP parts."""
+
+    __slots__ = (
+        "checks_answers",
+        "idle_s",
+        "observer",
+        "raw_gate",
+        "retries",
+        "routing",
+        "timeout_s",
+    )
 
     def __init__(
         self,
@@ -97,6 +125,8 @@ class HttpFastRoute(CompiledRoute):
     ) -> None:
         super().__init__(snapshot, plan, route, cluster, state)
         self.routing = routing
+        #: Bound once: every try's load report and metrics (the per-try seam).
+        self.observer = routing.observer(snapshot.target, state)
         self.timeout_s = route.timeouts.http_timeout_s
         self.idle_s = route.timeouts.per_try_idle_timeout_s
         retry = route.retry
@@ -145,29 +175,6 @@ class HttpFastRoute(CompiledRoute):
         bounded = bound_request(request, remaining, self.idle_s, pool.connect_timeout_s)
         return outgoing_request(bounded, self.plan, endpoint, owned=bounded is not request)
 
-    def answered(
-        self, request: httpx.Request, endpoint: Endpoint, started: float, status: int
-    ) -> None:
-        """Tell the load reporter and the metrics about an answer."""
-        outcome = _SUCCESS if status < 500 else http_outcome(status)
-        self.call_finished(endpoint, outcome, _perf_counter() - started)
-        routing = self.routing
-        if routing.metrics.active:
-            routing.record(
-                started, request, self.snapshot.target, self.plan.cluster, endpoint, status, None
-            )
-
-    def failed(
-        self, request: httpx.Request, endpoint: Endpoint, started: float, error: BaseException
-    ) -> None:
-        """Tell the load reporter and the metrics about a try that got no answer."""
-        self.call_finished(endpoint, http_error_outcome(error), _perf_counter() - started)
-        routing = self.routing
-        if routing.metrics.active:
-            routing.record(
-                started, request, self.snapshot.target, self.plan.cluster, endpoint, None, error
-            )
-
     def final(self, policy: RetryPolicy, idempotent: bool, response: httpx.Response) -> bool:
         """Whether an answer is the request's answer (no retry condition matches it)."""
         if policy.num_retries == 0 or (response.status_code < 400 and not self.checks_answers):
@@ -182,13 +189,13 @@ class HttpFastRoute(CompiledRoute):
 
     # --- sync ----------------------------------------------------------------------
 
-    def send(self, transport: MeshTransport, request: httpx.Request) -> httpx.Response:
+    def send(self, backend: HttpBackend, request: httpx.Request) -> httpx.Response:
         """One request; the response before the plan's response header mutations.
         The stages and the breaker (:meth:`enter`) guard all of its tries."""
         try:
             call_at = self.call_at(self.timeout_s, _monotonic())
         except Expired:
-            return transport._forward(self.snapshot, self.plan, request)
+            return backend.forward(self.snapshot, self.plan, request)
         headers = self.headers(request)
         try:
             faulted = self.enter(headers)
@@ -196,7 +203,7 @@ class HttpFastRoute(CompiledRoute):
             try:
                 if faulted:  # a fault delay was slept: the route timeout starts after it
                     call_at = self.after_delay(self.timeout_s)
-                response = self._tries(transport, request, headers, call_at)
+                response = self._tries(backend, request, headers, call_at)
             except BaseException as error:
                 self.leave_with(faulted, started, error, describe_error)
                 raise
@@ -207,7 +214,7 @@ class HttpFastRoute(CompiledRoute):
 
     def _tries(
         self,
-        transport: MeshTransport,
+        backend: HttpBackend,
         request: httpx.Request,
         headers: Mapping[str, str],
         call_at: float | None,
@@ -228,18 +235,17 @@ class HttpFastRoute(CompiledRoute):
             try:
                 endpoint = self.pick()
             except RoutingError as exc:
-                raise as_httpx_error(exc, request) from exc
-            pool = transport._pools.get(endpoint, self.state.pool)
+                raise routing_error_as_httpx(exc, request) from exc
+            pool = backend.pools.get(endpoint, self.state.pool)
             outgoing = self.outgoing(request, endpoint, try_at, pool)
-            self.call_started(endpoint)
-            started = _perf_counter()
+            report = self.observer.start(endpoint, request)
             try:
                 try:
                     response = _send(pool, outgoing)
                 except BaseException as error:
-                    self.failed(request, endpoint, started, error)
+                    report.failed(error)
                     raise
-                self.answered(request, endpoint, started, response.status_code)
+                report.finished(response.status_code)
                 if self.retries and response.status_code >= 400:
                     response.read()  # frees the connection; a reset here fails the try
             except Exception as error:
@@ -260,11 +266,11 @@ class HttpFastRoute(CompiledRoute):
             admission.end_call()
             raise
         admission.exit()  # the first try's slots; the request stays active while it retries
-        return self._retried(transport, request, policy, idempotent, call_at, first, original)
+        return self._retried(backend, request, policy, idempotent, call_at, first, original)
 
     def _retried(
         self,
-        transport: MeshTransport,
+        backend: HttpBackend,
         request: httpx.Request,
         policy: RetryPolicy,
         idempotent: bool,
@@ -278,7 +284,7 @@ class HttpFastRoute(CompiledRoute):
             self.raise_unless_retriable(policy, idempotent, first.error, original, describe_error)
             return run_with_retries(
                 admitted(
-                    partial(transport._try, self.snapshot, self.plan, request, self.route),
+                    partial(backend.try_once, self.snapshot, self.plan, request, self.route),
                     self.cluster,
                 ),
                 policy, describe_result=describe_response, describe_error=describe_error,
@@ -292,7 +298,7 @@ class HttpFastRoute(CompiledRoute):
     # --- async ---------------------------------------------------------------------
 
     def send_async(
-        self, transport: AsyncMeshTransport, request: httpx.Request
+        self, backend: AsyncHttpBackend, request: httpx.Request
     ) -> Coroutine[Any, Any, httpx.Response]:
         """The async twin of :meth:`send`, as one coroutine: each await level would be
         resumed at every wake-up of the network wait, so the guards and the first try
@@ -300,12 +306,12 @@ class HttpFastRoute(CompiledRoute):
         try:
             call_at = self.call_at(self.timeout_s, _monotonic())
         except Expired:
-            return transport._forward(self.snapshot, self.plan, request)
-        return self._send_async(transport, request, self.headers(request), call_at)
+            return backend.forward(self.snapshot, self.plan, request)
+        return self._send_async(backend, request, self.headers(request), call_at)
 
     async def _send_async(
         self,
-        transport: AsyncMeshTransport,
+        backend: AsyncHttpBackend,
         request: httpx.Request,
         headers: Mapping[str, str],
         call_at: float | None,
@@ -341,20 +347,19 @@ class HttpFastRoute(CompiledRoute):
                     try:
                         endpoint = self.pick()
                     except RoutingError as exc:
-                        raise as_httpx_error(exc, request) from exc
-                    pool = transport._pools.get(endpoint, self.state.pool)
+                        raise routing_error_as_httpx(exc, request) from exc
+                    pool = backend.pools.get(endpoint, self.state.pool)
                     outgoing = self.outgoing(request, endpoint, try_at, pool)
-                    transport._closer.bind_running()
-                    self.call_started(endpoint)
-                    started = _perf_counter()
+                    backend.closer.bind_running()
+                    report = self.observer.start(endpoint, request)
                     timer = None if try_at is None else TryTimer(try_at - _monotonic())
                     try:
                         try:
                             response = await _send_async(pool, outgoing)
                         except BaseException as error:
-                            self.failed(request, endpoint, started, error)
+                            report.failed(error)
                             raise
-                        self.answered(request, endpoint, started, response.status_code)
+                        report.finished(response.status_code)
                         if self.retries and response.status_code >= 400:
                             await response.aread()  # frees the connection; a reset fails the try
                     except asyncio.CancelledError as error:
@@ -389,7 +394,7 @@ class HttpFastRoute(CompiledRoute):
                 if answer is None:
                     admission.exit()  # the first try's slots; the request stays active
                     answer = await self._retried_async(
-                        transport, request, policy, idempotent, call_at, first, original
+                        backend, request, policy, idempotent, call_at, first, original
                     )
             except BaseException as error:
                 self.leave_with(faulted, guarded_at, error, describe_error)
@@ -401,7 +406,7 @@ class HttpFastRoute(CompiledRoute):
 
     async def _retried_async(
         self,
-        transport: AsyncMeshTransport,
+        backend: AsyncHttpBackend,
         request: httpx.Request,
         policy: RetryPolicy,
         idempotent: bool,
@@ -414,7 +419,7 @@ class HttpFastRoute(CompiledRoute):
             self.raise_unless_retriable(policy, idempotent, first.error, original, describe_error)
             return await async_run_with_retries(
                 async_admitted(
-                    partial(transport._try, self.snapshot, self.plan, request, self.route),
+                    partial(backend.try_once, self.snapshot, self.plan, request, self.route),
                     self.cluster,
                 ),
                 policy, describe_result=describe_response, describe_error=describe_error,
@@ -446,7 +451,7 @@ class HttpFastRoutes:
         if not plan.reusable:
             return None
         entry = self._entry
-        if entry is None or entry[0] is not snapshot or len(entry[1]) >= PlanCache.MAX_PLANS:
+        if entry is None or entry[0] is not snapshot or len(entry[1]) >= HttpPlanCache.MAX_PLANS:
             entry = self._entry = (snapshot, {})  # bounded like the plans it compiles
         found = entry[1].get(id(plan))
         if found is not None and found[0] is plan:

@@ -8,18 +8,20 @@ The per-request flow (one place, both twins, see :mod:`meshlib.transport.http`):
    :class:`~meshlib.routing.plan.LocalReply` for redirects / direct responses;
 3. per try: ``pick`` an endpoint (``PickContext(request_hash, excluded)``),
    ``outgoing`` builds the request for it (never touching the caller's),
-   the transport sends it between ``call_started`` / ``call_finished``;
+   the transport sends it between the plan's observer's ``start`` and the try's
+   done hook (:mod:`meshlib.transport.try_observer`: load report and metrics);
 4. ``finish`` applies the response header mutations.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Final
+from collections.abc import Iterable, Mapping
+from functools import partial
+from typing import Final
 
 import httpx
 
+from meshlib.balancing.picker import Outcome as LbOutcome
 from meshlib.balancing.picker import PickContext
 from meshlib.errors import NoHealthyEndpointError, RoutingError, ServiceNotFoundError
 from meshlib.observability.metrics import client_metrics
@@ -28,16 +30,13 @@ from meshlib.routing.directory import ServiceDirectory, is_mesh_name
 from meshlib.routing.plan import ForwardPlan, LocalReply, RoutingDecision, plan_request
 from meshlib.routing.service import ServiceState
 from meshlib.routing.snapshot import ClusterState, ServiceFailure, ServiceSnapshot, ServiceView
-from meshlib.transport.errors import as_httpx_error
+from meshlib.transport.errors import routing_error_as_httpx
 from meshlib.transport.http_answers import mesh_answer
 from meshlib.transport.http_membership import HttpMembership
-from meshlib.transport.outcome import http_error_type
+from meshlib.transport.outcome import http_error_outcome, http_error_type, http_outcome
+from meshlib.transport.try_observer import TryObserver
 from meshlib.xds_client.resources import Endpoint
 
-if TYPE_CHECKING:
-    from meshlib.mesh import Mesh
-
-_perf_counter = time.perf_counter
 _NO_EXCLUSIONS: frozenset[str] = frozenset()
 
 
@@ -161,7 +160,7 @@ def host_header(request: httpx.Request) -> str | None:
     return None
 
 
-class PlanCache:
+class HttpPlanCache:
     """Plans by (authority, path) for one snapshot, kept while they are
     :attr:`~meshlib.routing.plan.ForwardPlan.reusable` (no header, query or runtime
     matching in the table, one cluster, no hash, no mirrors). Bounded; replaced
@@ -194,13 +193,17 @@ class HttpRouting:
     and what the caller gets when the mesh ends a request (:meth:`answer`)."""
 
     def __init__(
-        self, mesh: Mesh, passthrough_hosts: Iterable[str], raise_mesh_errors: bool = False
+        self,
+        directory: ServiceDirectory,
+        ready_timeout_s: float,
+        passthrough_hosts: Iterable[str],
+        raise_mesh_errors: bool = False,
     ) -> None:
-        self.directory: ServiceDirectory = mesh.directory
-        self.timeout = mesh.ready_timeout_s
+        self.directory = directory
+        self.timeout = ready_timeout_s
         self.passthrough_hosts = frozenset(h.lower() for h in passthrough_hosts)
         self.metrics = client_metrics()
-        self.plans = PlanCache()
+        self.plans = HttpPlanCache()
         self.membership = HttpMembership(self.directory, self.timeout)
         #: Raise meshlib's typed errors instead of answering as a sidecar would.
         self.raise_mesh_errors = raise_mesh_errors
@@ -229,7 +232,7 @@ class HttpRouting:
             state.target
         ):
             return None
-        raise as_httpx_error(view.error(), request)
+        raise routing_error_as_httpx(view.error(), request)
 
     def decide(self, snapshot: ServiceSnapshot, request: httpx.Request) -> RoutingDecision:
         """Step 2 (pure): the plan for ``request``. Raises a Mesh*Error (httpx error)."""
@@ -251,7 +254,7 @@ class HttpRouting:
                 values_of=view.values_of,
             )
         except RoutingError as exc:
-            raise as_httpx_error(exc, request) from exc
+            raise routing_error_as_httpx(exc, request) from exc
         if type(decision) is ForwardPlan:
             self.plans.keep(snapshot, key, decision)
         return decision
@@ -275,20 +278,35 @@ class HttpRouting:
                 return cluster, cluster.picker.pick()
             return cluster, cluster.picker.pick(PickContext(request_hash, excluded))
         except RoutingError as exc:
-            raise as_httpx_error(exc, request) from exc
+            raise routing_error_as_httpx(exc, request) from exc
 
-    def record(
+    def observer(
+        self, target: str, cluster: ClusterState, *, metrics: bool = True
+    ) -> TryObserver[httpx.Request, int]:
+        """The per-try observer of ``target``'s tries to ``cluster`` (``metrics`` False:
+        shadow traffic, reported to the load reporter only)."""
+        return TryObserver(
+            cluster.reporter,
+            cluster.name,
+            outcome_of=_http_outcome_of,
+            error_outcome=http_error_outcome,
+            quick=_HTTP_OUTCOMES,
+            metrics=self.metrics,
+            record=partial(self._record, target) if metrics else None,
+        )
+
+    def _record(
         self,
-        started: float,
-        request: httpx.Request,
         target: str,
+        elapsed: float,
+        request: httpx.Request,
         cluster: str,
         endpoint: Endpoint,
         status: int | None,
         error: BaseException | None,
     ) -> None:
         self.metrics.record_http(
-            _perf_counter() - started,
+            elapsed,
             method=request.method,
             status_code=status,
             error_type=None if error is None else http_error_type(error),
@@ -298,6 +316,14 @@ class HttpRouting:
             server_address=request.url.host,
             server_port=request.url.port or 80,
         )
+
+
+def _http_outcome_of(status: int, _details: str | None) -> LbOutcome:
+    return http_outcome(status)
+
+
+# Every status an HTTP answer may have, its outcome looked up (no call per try).
+_HTTP_OUTCOMES: Final[Mapping[int, LbOutcome]] = {s: http_outcome(s) for s in range(100, 600)}
 
 
 def outgoing_request(

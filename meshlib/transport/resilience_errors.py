@@ -187,7 +187,7 @@ def _twin_class(error: ResilienceError, table: dict[type[ResilienceError], type[
     raise TypeError(f"no twin for {type(error).__name__}")  # unreachable: ResilienceError maps
 
 
-def as_httpx_error(error: ResilienceError, request: httpx.Request) -> ResilienceError:
+def resilience_error_as_httpx(error: ResilienceError, request: httpx.Request) -> ResilienceError:
     """The httpx-flavoured twin of ``error`` (same message and fields), bound to ``request``."""
     if isinstance(error, httpx.HTTPError):
         return error

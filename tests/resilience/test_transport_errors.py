@@ -19,9 +19,9 @@ from meshlib.errors import (
 )
 from meshlib.transport.resilience_errors import (
     as_aio_rpc_error,
-    as_httpx_error,
     as_rpc_error,
     envoy_response,
+    resilience_error_as_httpx,
 )
 
 REQUEST = httpx.Request("GET", "http://sessions:8080/x")
@@ -59,7 +59,7 @@ CASES: list[tuple[ResilienceError, type[Exception], grpc.StatusCode]] = [
 def test_twins_are_both_the_meshlib_error_and_the_clients_error(
     error: ResilienceError, httpx_type: type[Exception], status: grpc.StatusCode
 ) -> None:
-    http = as_httpx_error(error, REQUEST)
+    http = resilience_error_as_httpx(error, REQUEST)
     assert isinstance(http, type(error)) and isinstance(http, httpx_type)
     assert str(http) == str(error) and http.__dict__.items() >= error.__dict__.items()
     assert isinstance(http, httpx.HTTPError) and http.request is REQUEST
@@ -75,13 +75,17 @@ def test_twins_are_both_the_meshlib_error_and_the_clients_error(
 
 
 def test_status_errors_carry_the_envoy_answer() -> None:
-    limited = as_httpx_error(RateLimitedError("empty", response_headers=(("x-rl", "1"),)), REQUEST)
+    limited = resilience_error_as_httpx(
+        RateLimitedError("empty", response_headers=(("x-rl", "1"),)), REQUEST
+    )
     assert isinstance(limited, httpx.HTTPStatusError)
     assert limited.response.status_code == 429
     assert limited.response.headers["x-rl"] == "1"
     assert limited.response.text == "local_rate_limited"
 
-    aborted = as_httpx_error(InjectedFaultError("a", http_status=None, grpc_status=14), REQUEST)
+    aborted = resilience_error_as_httpx(
+        InjectedFaultError("a", http_status=None, grpc_status=14), REQUEST
+    )
     assert isinstance(aborted, httpx.HTTPStatusError)
     assert aborted.response.status_code == 503
     assert aborted.response.headers["grpc-status"] == "14"

@@ -217,7 +217,7 @@ def test_grpc_sub_channel_options_carry_the_cluster_settings(feed: FakeXds) -> N
     never = pool_settings(cluster(http_protocol_options=HttpProtocolOptions(idle_timeout_s=0)))
     assert ("grpc.client_idle_timeout_ms", 2**31 - 1) in grpc_pool_options(never)
     with meshlib.Mesh.with_xds_client(feed) as mesh:
-        routing = GrpcRouting(mesh, "echo:50051")
+        routing = GrpcRouting(mesh.directory, mesh.ready_timeout_s, "echo:50051")
         user = [("grpc.client_idle_timeout_ms", 1), ("grpc.max_receive_message_length", 9)]
         merged = dict(routing.sub_channel_options(user, None, settings))
     assert merged["grpc.client_idle_timeout_ms"] == 2500  # the cluster's setting wins

@@ -1,0 +1,26 @@
+"""What the transports need of a mesh: its service directory and how long to wait.
+
+The transports are built from this, not from :class:`meshlib.Mesh` (which builds
+them), so the transport package never imports the mesh: a ``Mesh`` is one
+:class:`MeshServices`, a test's directory with a timeout is another.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from meshlib.routing.directory import ServiceDirectory
+
+
+class MeshServices(Protocol):
+    """The service directory the transports route with, and how long a request waits
+    for a service's first config."""
+
+    @property
+    def directory(self) -> ServiceDirectory: ...
+
+    @property
+    def ready_timeout_s(self) -> float: ...
+
+
+__all__ = ["MeshServices"]
