@@ -18,12 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Subpackage cycles that still exist, each with why (remove an entry once it is gone).
-ALLOWED_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"meshlib.mesh", "meshlib.transport"}): (
-        "transports are still built from Mesh; the request-pipeline rework (issue 10, "
-        "item 3) builds them from the service directory"
-    ),
-}
+ALLOWED_CYCLES: dict[frozenset[str], str] = {}
 
 #: Private modules other packages may import, each with why.
 SHARED_PRIVATE: dict[str, str] = {
@@ -162,9 +157,7 @@ def test_private_modules_are_imported_only_inside_their_package() -> None:
                 if target not in known:
                     continue
                 parts = target.split(".")
-                private_at = next(
-                    (i for i, part in enumerate(parts) if part.startswith("_")), None
-                )
+                private_at = next((i for i, part in enumerate(parts) if part.startswith("_")), None)
                 if private_at is None:
                     continue
                 owner = ".".join(parts[:private_at])

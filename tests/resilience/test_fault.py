@@ -88,8 +88,11 @@ def test_a_delay_is_cut_at_the_deadline(start: float) -> None:
         pass
     assert clock.sleeps == [pytest.approx(1.5), pytest.approx(0.5)]
     assert injector.active == 0
-    with pytest.raises(InjectedFaultError), injector.inject(  # a delay within its deadline
-        {}, deadline=Deadline.after(30.0, clock=clock), sleep=clock.sleep
+    with (
+        pytest.raises(InjectedFaultError),
+        injector.inject(  # a delay within its deadline
+            {}, deadline=Deadline.after(30.0, clock=clock), sleep=clock.sleep
+        ),
     ):
         pass
     assert clock.sleeps[-1] == 20.0

@@ -141,9 +141,7 @@ async def _http(caller: HttpCaller, **kwargs: object) -> httpx.Response | BaseEx
 
 
 @HTTP_KINDS
-async def test_http_delay_ends_at_the_callers_deadline(
-    kind: str, path: str, feed: FakeXds
-) -> None:
+async def test_http_delay_ends_at_the_callers_deadline(kind: str, path: str, feed: FakeXds) -> None:
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
             target = publish(feed, f"hdelay-{kind}-{path}", [a.port], fault=LONG_DELAY)

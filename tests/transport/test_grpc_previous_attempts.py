@@ -91,9 +91,7 @@ async def test_retries_send_the_number_of_previous_attempts(
 
 
 @KINDS
-async def test_a_hedged_try_sends_the_number_of_previous_attempts(
-    kind: str, feed: FakeXds
-) -> None:
+async def test_a_hedged_try_sends_the_number_of_previous_attempts(kind: str, feed: FakeXds) -> None:
     hedging = {
         "retry_policy": xds.RetryPolicy(
             retry_on=UNAVAILABLE_ONLY, num_retries=1, per_try_timeout_s=0.1
