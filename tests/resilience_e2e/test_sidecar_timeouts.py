@@ -235,15 +235,6 @@ async def test_envoy_route_timeout_covers_the_response_body(side: Side) -> None:
     assert time.monotonic() - started < WELL_BEFORE_S
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="meshlib's route timeout ends when the headers arrive (see docs/resilience.md)",
-)
-async def test_meshlib_route_timeout_covers_the_response_body(side: Side) -> None:
-    ended = await asyncio.to_thread(_read_all, f"http://trickle:{HTTP_PORT}/x", None, side.http)
-    assert ended != "complete"
-
-
 async def _grpc_outcome(channel: grpc.aio.Channel, timeout: float) -> tuple[str, str, float]:
     started = time.monotonic()
     try:
