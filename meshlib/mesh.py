@@ -205,9 +205,7 @@ class Mesh:
             ttl_s=ttl_s,
             namespace=namespace,
         )
-        registration = open_registration(
-            self.bootstrap.xds_servers, request, on_close=self._forget
-        )
+        registration = open_registration(self.bootstrap.xds_servers, request, on_close=self._forget)
         with self._lock:
             self._registrations.append(registration)
         return registration

@@ -4,6 +4,7 @@ their place when invalid, and in force for the inbound listener a client asks fo
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,11 @@ def test_security_resources_through_the_api(ctl: Ctl) -> None:
     chain = inbound_listener(ctl, name).filter_chains[0]
     assert chain.HasField("transport_socket")  # STRICT
     assert ctl("delete", "PeerAuthentication", "default")[0] == 0
-    assert not inbound_listener(ctl, name).filter_chains[0].HasField("transport_socket")
+    # The delete is in force once the debounced rebuild ran: poll, bounded.
+    deadline = time.monotonic() + 5.0
+    while inbound_listener(ctl, name).filter_chains[0].HasField("transport_socket"):
+        assert time.monotonic() < deadline, "the inbound listener kept its TLS after the delete"
+        time.sleep(0.05)
 
 
 def test_a_bad_policy_is_refused_whole_and_stores_nothing(ctl: Ctl) -> None:

@@ -26,6 +26,8 @@ from tests.controlplane.every_route_feature import every_feature
 from tests.support.backends import Backend
 from tests.xds_client import xds_builders as b
 
+INBOUND_PREFIX = "xds.istio.io/grpc/lds/inbound/"
+
 
 @cache
 def seeds() -> dict[str, tuple[Any, ...]]:
@@ -34,7 +36,10 @@ def seeds() -> dict[str, tuple[Any, ...]]:
     node = NodeInfo(id="fuzz", cluster="fuzz", locality="r1/z1/s1")
     for config in (every_feature(Backend("a", 7001), Backend("b", 7002)), feature_mesh(7001)):
         for url, resources in translate(config, [], node).items():
-            out[url].extend(resources[name] for name in sorted(resources))
+            # Server-side (inbound) listeners are for xDS servers; meshlib's client refuses them.
+            out[url].extend(
+                resources[name] for name in sorted(resources) if not name.startswith(INBOUND_PREFIX)
+            )
     out[b.LDS].append(_inline_route_listener())
     out[b.CDS].extend((_aggregate_cluster(), _typed_policy_cluster(), _logical_dns_cluster()))
     for url, messages in out.items():
