@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import itertools
+from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -61,7 +62,7 @@ class _Signal(enum.Enum):
     END = "end"
 
 
-class XdsStream(Generic[Request, Response]):
+class XdsStream(ABC, Generic[Request, Response]):
     """One ADS call; subclasses implement :meth:`_on_request` and :meth:`_on_snapshot`."""
 
     protocol = ""  # "sotw" / "delta", shown in the status view
@@ -123,11 +124,13 @@ class XdsStream(Generic[Request, Response]):
         finally:
             self._events.put_nowait(_Signal.END)
 
+    @abstractmethod
     def _on_request(self, request: Request) -> list[Response]:
-        raise NotImplementedError
+        """The wire adapter's answer to one client request (SotW or Delta rules)."""
 
+    @abstractmethod
     def _on_snapshot(self) -> list[Response]:
-        raise NotImplementedError
+        """The wire adapter's pushes after the node's snapshot changed."""
 
     # --- shared steps ------------------------------------------------------
 
