@@ -109,10 +109,17 @@ class EtcdCluster:
     def logs(self) -> str:
         return "\n".join(m.log_path.read_text(errors="replace")[-3000:] for m in self.members)
 
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
 
-@contextmanager
-def etcd_cluster(tmp_path: Path, members: int = 1) -> Iterator[EtcdCluster]:
-    """``members`` etcd processes forming one cluster, healthy before the block runs."""
+
+ATTEMPTS = 5
+
+
+def _start_cluster(tmp_path: Path, members: int) -> EtcdCluster | None:
+    """One try on freshly picked ports; None when a port was taken in between (a race
+    with another process on the machine, not an etcd failure)."""
     root = tmp_path / f"etcd-{time.monotonic_ns()}"
     root.mkdir()
     cluster = EtcdCluster(
@@ -122,15 +129,36 @@ def etcd_cluster(tmp_path: Path, members: int = 1) -> Iterator[EtcdCluster]:
         ]
     )
     initial = ",".join(f"{m.name}={m.peer_url}" for m in cluster.members)
+    for member in cluster.members:
+        member.start(initial)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not all(member.healthy() for member in cluster.members):
+        if any(m.proc is not None and m.proc.poll() is not None for m in cluster.members):
+            cluster.stop()
+            if "address already in use" in cluster.logs():
+                return None
+            raise RuntimeError(f"etcd exited while starting:\n{cluster.logs()}")
+        if time.monotonic() > deadline:
+            cluster.stop()
+            raise RuntimeError(f"etcd did not become healthy:\n{cluster.logs()}")
+        time.sleep(0.1)
+    return cluster
+
+
+@contextmanager
+def etcd_cluster(tmp_path: Path, members: int = 1) -> Iterator[EtcdCluster]:
+    """``members`` etcd processes forming one cluster, healthy before the block runs.
+
+    Ports are picked free and then bound by etcd, so another process may take one in
+    between; such a start is retried on new ports."""
+    cluster = None
+    for _ in range(ATTEMPTS):
+        cluster = _start_cluster(tmp_path, members)
+        if cluster is not None:
+            break
+    if cluster is None:
+        raise RuntimeError(f"etcd found its ports taken on {ATTEMPTS} tries")
     try:
-        for member in cluster.members:
-            member.start(initial)
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not all(member.healthy() for member in cluster.members):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"etcd did not become healthy:\n{cluster.logs()}")
-            time.sleep(0.1)
         yield cluster
     finally:
-        for member in cluster.members:
-            member.stop()
+        cluster.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -24,8 +25,32 @@ def wait_for(
         time.sleep(interval)
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as spec:
+            low, high = (int(part) for part in spec.read().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
 def free_port() -> int:
-    """A port free right now (for tests that must restart a server on the same port)."""
+    """A port free right now, for a server a test starts (or restarts) on a known port.
+
+    Chosen below the kernel's ephemeral range: the kernel hands ephemeral ports to every
+    outgoing connection and to ``bind(port=0)``, so a port picked from that range can be
+    taken by someone else before the server binds it. Below the range only another
+    explicit bind can take it."""
+    low, _ = _ephemeral_range()
+    floor = max(1024, low - 12000)
+    for _ in range(200 if low - floor >= 100 else 0):
+        port = random.randrange(floor, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
