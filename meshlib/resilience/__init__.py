@@ -2,21 +2,22 @@
 
 Transport-independent mechanisms (one module each) that the httpx and gRPC
 transports drive per request, plus decorators for application code. The
-order a transport applies them in, per request (:mod:`meshlib.resilience.call`
-does all of it around a transport's ``send(attempt)``; the transports' compiled
-plans, :mod:`meshlib.transport.compiled_route`, follow the same order)::
+order they apply in, per request, is written once: a call plan
+(:mod:`meshlib.resilience.call_plan`, compiled per route and cluster, its
+protocol's try bound as an adapter) run by a sync and an async driver
+(:mod:`meshlib.resilience.call`, the only code that waits)::
 
-    check_deadline() -> fault / local rate limit (filter chain order)
-      -> breaker (acquire) -> first try directly; only if it is retriable:
-         run_with_retries / run_hedged (budget) -> per try:
-         admission (max_requests, max_connections / pending)
-         -> pick endpoint (excluding previous hosts) -> send
+    deadline -> fault / local rate limit (filter chain order)
+      -> breaker (acquire) -> budget + admission (max_requests, max_connections /
+         pending) -> first try (pick, send, classify, report); only if it is
+         retriable: run_with_retries / run_hedged (budget, back-off, previous hosts)
 
 Map: :mod:`.deadline`; :mod:`.fault`, :mod:`.rate_limit` (stages, listed per route
 by :mod:`.route_resilience`); :mod:`.breaker`, :mod:`.sliding_window`;
 :mod:`.breaker_thresholds`, :mod:`.admission`; :mod:`.retry`, :mod:`.conditions`,
-:mod:`.backoff`, :mod:`.budget`, :mod:`.hedging`; :mod:`.call` (the general
-lifecycle); :mod:`.decorators`, :mod:`.fallback`, :mod:`.degraded` (for
+:mod:`.backoff`, :mod:`.budget`,
+:mod:`.hedging`; :mod:`.call_plan` and :mod:`.call` (the lifecycle and its two
+drivers); :mod:`.decorators`, :mod:`.fallback`, :mod:`.degraded` (for
 application code); :mod:`.grpc_codes`.
 
 The xDS side: :mod:`~meshlib.resilience.xds_route`, :mod:`~meshlib.resilience.xds_filters`

@@ -1,49 +1,47 @@
-"""One mesh call with the route's and the cluster's resilience, sync and async twins.
+"""The two drivers of a call's lifecycle, sync and async: the only code that waits.
 
-A transport routes the request (route + cluster chosen), then hands this
-module a ``send(attempt)`` function that picks an endpoint (avoiding
-``attempt.excluded_endpoints``, recording ``attempt.endpoint``), sends ONE try
-within ``attempt.timeout_s`` and returns the answer. The order, per request::
+The lifecycle and its decisions are written once, in
+:class:`~meshlib.resilience.call_plan.CallPlan` (no I/O; the order is in that
+module's docstring); :func:`run_sync` and :func:`run_async` ask it between their
+waits (stages, admission, the try, the retry and hedging runners), as tenacity's
+``BaseRetrying.iter`` is driven by its two ``__call__``. Every mesh call takes
+these drivers: HTTP and gRPC, sync and async, first try and retries; the
+common call (one try that succeeds) is just their cheapest branch.
 
-    deadline (the caller's: gRPC's timeout= capped by the route; expired work is not started)
-      -> fault / local rate limit stages (filter chain order; a delay ends at the deadline)
-      -> HTTP: the route timeout starts (after the fault filter, as Envoy's router's)
-      -> failure-rate breaker (if one is registered for the cluster or service)
-      -> first try: admission (max_requests, max_connections / pending) -> send
-      -> only if that try is retriable: tenacity-driven retries (budget,
-         back-off, previous hosts), or hedging on per-try timeout
+:func:`single_try` / :func:`single_try_async` run a plan up to the start of a
+call that is not replayed (gRPC streams, ``future()``): deadline and stages,
+then the one try's start.
 
-The decisions live in one place, :class:`CallCore` (no I/O: the deadlines, the
-policy, whether to hedge, whether an answer or an error is final, what the
-breaker records), asked by two drivers, :func:`resilient_call` and
-:func:`async_resilient_call`, the only code here that waits (stages, admission,
-the send, the retry and hedging runners), as tenacity's engine is driven.
-
-The first try runs directly: no retry machinery is built unless it is needed,
-so a call that succeeds costs a few counter updates more than a bare send.
-Errors raised are meshlib's (:mod:`meshlib.errors`); the transport maps them to
-its own flavour (:mod:`meshlib.transport.resilience_errors`).
+:func:`resilient_call` / :func:`async_resilient_call` run a plain ``send(attempt)``
+function under a route's and a cluster's resilience (a plan per call).
+Errors raised are meshlib's (:mod:`meshlib.errors`); the adapters map them to
+their protocol's flavour.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Final, Generic, TypeVar
 
-from meshlib.errors import CircuitBreakerOverflow, DeadlineExceeded, PerTryTimeoutError
-from meshlib.resilience.admission import Admission
-from meshlib.resilience.breaker import CircuitBreaker
-from meshlib.resilience.budget import RetryBudget
+from meshlib.resilience.call_plan import (
+    NO_HEADERS,
+    NOTHING_FAULTED,
+    C,
+    CallPlan,
+    TryAdapter,
+    is_failure,
+    record_breaker,
+    try_timeout_error,
+)
 from meshlib.resilience.conditions import Outcome
 from meshlib.resilience.deadline import (
     Deadline,
-    current_deadline,
+    TryTimer,
     enter_deadline,
     exit_deadline,
-    run_within,
 )
 from meshlib.resilience.hedging import async_run_hedged, run_hedged
 from meshlib.resilience.retry import (
@@ -53,220 +51,16 @@ from meshlib.resilience.retry import (
     async_run_with_retries,
     run_with_retries,
 )
-from meshlib.resilience.route_resilience import (
-    Faulted,
-    RouteResilience,
-    async_enter_stages,
-    enter_stages,
-    finish_stages,
-)
+from meshlib.resilience.route_resilience import RouteResilience, finish_stages
 from meshlib.resilience.xds_cluster import ClusterResilience
 
 T = TypeVar("T")
 
-NO_RETRY: Final = RetryPolicy(num_retries=0)
-_NOTHING_EXCLUDED: Final[frozenset[str]] = frozenset()
-_NOTHING_FAULTED: Final[Faulted] = []
-# gRPC statuses a failure-rate breaker counts as failures (server-side trouble).
-_GRPC_FAILURES: Final = frozenset({2, 4, 13, 14, 15})
-
-_monotonic = time.monotonic
+_monotonic: Final = time.monotonic
 
 
-def is_failure(outcome: Outcome) -> bool:
-    """Whether a try's outcome counts as a failure for a failure-rate breaker."""
-    if outcome.failure is not None:
-        return True
-    if outcome.status is not None and outcome.status >= 500:
-        return True
-    return outcome.grpc_status in _GRPC_FAILURES
-
-
-def call_deadline(timeout_s: float | None, name: str) -> Deadline | None:
-    """The call's deadline: the route timeout, capped by the caller's; refuse if expired."""
-    deadline = current_deadline()
-    if timeout_s is not None:
-        deadline = Deadline.after(timeout_s).earliest(deadline)
-    if deadline is not None:
-        deadline.check(name)
-    return deadline
-
-
-def _enter(deadline: Deadline | None) -> contextvars.Token[Deadline | None] | None:
-    return enter_deadline(deadline) if deadline is not None else None
-
-
-def _exit(token: contextvars.Token[Deadline | None] | None) -> None:
-    if token is not None:
-        exit_deadline(token)
-
-
-def _policy(route: RouteResilience, headers: Mapping[str, str], method: str | None) -> RetryPolicy:
-    retry = route.retry
-    if retry is None:
-        return NO_RETRY
-    return retry.policy if retry.allows(headers, method) else retry.single
-
-
-def _idempotent(route: RouteResilience, method: str | None) -> bool:
-    retry = route.retry
-    return method is None or retry is None or retry.idempotent(method)
-
-
-def _first_attempt(policy: RetryPolicy, deadline: Deadline | None) -> Attempt:
-    """Try 1, bounded by the per-try timeout or the call's deadline, whichever is first."""
-    if policy.per_try_timeout_s is None:
-        return Attempt(1, _NOTHING_EXCLUDED, deadline)
-    per_try = Deadline.after(policy.per_try_timeout_s)
-    limit = per_try.earliest(deadline)
-    return Attempt(1, _NOTHING_EXCLUDED, limit, per_try=limit is per_try)
-
-
-def _settled(route: RouteResilience, outcome: Outcome) -> bool:
-    """A plain success no retry condition can match (skips the full classification)."""
-    if outcome.failure is not None or (route.retry is not None and route.retry.checks_answers):
-        return False
-    status = outcome.status
-    return (status is None or status < 400) and outcome.grpc_status in (None, 0)
-
-
-def _final(route: RouteResilience, policy: RetryPolicy, outcome: Outcome, idempotent: bool) -> bool:
-    """Whether a first try's answer is the call's answer (no retry condition matches)."""
-    return _settled(route, outcome) or policy.retry_reason(outcome, idempotent=idempotent) is None
-
-
-def record_breaker(
-    breaker: CircuitBreaker, outcome: Outcome | None, error: BaseException | None, started: float
-) -> None:
-    """Close a call the failure-rate breaker admitted: its outcome and duration."""
-    elapsed = _monotonic() - started
-    if isinstance(error, CircuitBreakerOverflow):
-        breaker.release()  # failed fast before reaching the upstream: not an outcome
-    elif outcome is not None and is_failure(outcome):
-        breaker.on_failure(elapsed)
-    else:
-        breaker.record_success(elapsed)
-
-
-class CallCore(Generic[T]):
-    """One call's decisions, made without I/O: the drivers below (sync and async) ask
-    it between their waits, as tenacity's ``BaseRetrying.iter`` is asked by its two
-    ``__call__``s. Built first, it refuses a call whose deadline has passed."""
-
-    __slots__ = (
-        "breaker",
-        "cluster",
-        "describe_error",
-        "describe_result",
-        "idempotent",
-        "name",
-        "outer",
-        "policy",
-        "replayable",
-        "route",
-        "stages",
-        "timeout_s",
-    )
-
-    def __init__(
-        self,
-        route: RouteResilience,
-        cluster: ClusterResilience,
-        headers: Mapping[str, str],
-        method: str | None,
-        timeout_s: float | None,
-        caller_timeout_s: float | None,
-        describe_result: Callable[[T], Outcome],
-        describe_error: Callable[[BaseException], Outcome],
-        replayable: bool,
-        name: str,
-    ) -> None:
-        #: The caller's deadline (gRPC's ``timeout=`` capped by the route): bounds it all.
-        self.outer = call_deadline(caller_timeout_s, name)
-        self.route = route
-        self.cluster = cluster
-        self.stages = route.stages_for(cluster.name)
-        self.breaker = cluster.breaker()
-        self.policy = _policy(route, headers, method)
-        self.idempotent = _idempotent(route, method)
-        self.timeout_s = timeout_s
-        self.describe_result = describe_result
-        self.describe_error = describe_error
-        self.replayable = replayable
-        self.name = name
-
-    def guarded(self) -> bool:
-        """Whether anything runs around the tries (a deadline, stages, a breaker)."""
-        return (
-            self.outer is not None
-            or self.timeout_s is not None
-            or bool(self.stages)
-            or self.breaker is not None
-        )
-
-    def call_deadline(self) -> Deadline | None:
-        """The tries' deadline, once the stages ran: HTTP's route timeout starts now
-        (after the fault filter, as Envoy's router), capped by the caller's."""
-        if self.timeout_s is None:
-            return self.outer
-        return call_deadline(self.timeout_s, self.name)
-
-    def hedged(self) -> bool:
-        policy = self.policy
-        return policy.hedge_on_per_try_timeout and policy.num_retries > 0 and self.replayable
-
-    def first_attempt(self, deadline: Deadline | None) -> Attempt:
-        return _first_attempt(self.policy, deadline)
-
-    def retriable_error(self, error: Exception) -> bool:
-        """Whether a first try that raised ``error`` is retried."""
-        policy = self.policy
-        return (
-            policy.num_retries > 0
-            and policy.retry_reason(self.describe_error(error), idempotent=self.idempotent)
-            is not None
-        )
-
-    def final(self, value: T) -> bool:
-        """Whether a first try's answer is the call's answer."""
-        policy = self.policy
-        if policy.num_retries == 0:
-            return True
-        return _final(self.route, policy, self.describe_result(value), self.idempotent)
-
-    def broke(self, error: Exception, started: float) -> None:
-        """The breaker's record of tries that raised ``error``."""
-        assert self.breaker is not None
-        record_breaker(self.breaker, self.describe_error(error), error, started)
-
-    def answered(self, value: T, started: float) -> None:
-        """The breaker's record of tries that answered ``value``."""
-        assert self.breaker is not None
-        record_breaker(self.breaker, self.describe_result(value), None, started)
-
-
-def admit_first(admission: Admission, budget: RetryBudget, deadline: Deadline | None) -> None:
-    """A call's first try when :meth:`Admission.start_call` said no: count the call in
-    the budget and admit the try through the thresholds (overflow, or pending until
-    ``deadline``)."""
-    budget.request_started()
-    try:
-        admission.enter(deadline)
-    except BaseException:
-        budget.request_finished()
-        raise
-
-
-async def admit_first_async(
-    admission: Admission, budget: RetryBudget, deadline: Deadline | None
-) -> None:
-    """The async twin of :func:`admit_first`."""
-    budget.request_started()
-    try:
-        await admission.enter_async(deadline)
-    except BaseException:
-        budget.request_finished()
-        raise
+def _deadline(at: float | None) -> Deadline | None:
+    return None if at is None else Deadline(at)
 
 
 def admitted(send: Callable[[Attempt], T], cluster: ClusterResilience) -> Callable[[Attempt], T]:
@@ -299,17 +93,307 @@ def async_admitted(
     return one
 
 
-def try_timeout_error(attempt: Attempt, policy: RetryPolicy, name: str) -> DeadlineExceeded:
-    """The error for a try cancelled at its deadline: per-try timeout or the call's."""
-    if not attempt.per_try:
-        return DeadlineExceeded(f"{name}: deadline exceeded during try {attempt.number}")
-    return PerTryTimeoutError(
-        f"{name}: try {attempt.number} exceeded the per-try timeout of {policy.per_try_timeout_s}s",
-        timeout_s=policy.per_try_timeout_s,
-    )
+# --- the sync driver ------------------------------------------------------------
 
 
-# --- the sync driver: the only sync code of a call that waits ----------------------
+def run_sync(plan: CallPlan[C, T], call: C, caller_timeout: float | None = None) -> T:
+    """One call under ``plan`` (``caller_timeout``: gRPC's ``timeout=``); the caller
+    gets the answer, or what the adapter makes of the call's error."""
+    adapter = plan.adapter
+    try:
+        now = _monotonic()
+        outer_at = plan.outer_at(caller_timeout, now)
+        headers = NO_HEADERS if plan.headerless else adapter.headers(call)
+        faulted = plan.enter(headers, outer_at) if plan.stages else NOTHING_FAULTED
+        try:
+            if faulted:  # a fault delay may have been slept: the route timeout starts now
+                now = _monotonic()
+            call_at = outer_at if plan.timeout_s is None else plan.call_at(outer_at, now)
+            breaker = plan.breaker
+            started = 0.0
+            if breaker is not None:
+                breaker.acquire()
+                started = _monotonic()
+            try:
+                policy = plan.policy or plan.policy_for(headers, call)
+                if policy.hedge_on_per_try_timeout and plan.hedged(policy, call):
+                    value = run_hedged(
+                        admitted(partial(adapter.send, call), plan.cluster), policy,
+                        describe_result=adapter.describe_result,
+                        describe_error=adapter.describe_error, budget=plan.budget,
+                        idempotent=plan.idempotent(call), replayable=True,
+                        deadline=_deadline(call_at), name=plan.name,
+                    )  # fmt: skip
+                else:
+                    value = _tries(plan, call, policy, call_at)
+            except Exception as error:
+                if breaker is not None:
+                    plan.record(None, error, started)
+                raise
+            if breaker is not None:
+                plan.record(value, None, started)
+            return value
+        finally:
+            if faulted:
+                finish_stages(faulted)
+    except Exception as error:
+        return adapter.answer(error, call)
+
+
+def _tries(plan: CallPlan[C, T], call: C, policy: RetryPolicy, call_at: float | None) -> T:
+    """The first try, admitted; then, only if it is retriable, the retries."""
+    adapter = plan.adapter
+    try_at = call_at if policy.per_try_timeout_s is None else plan.try_at(policy, call_at)
+    attempt = plan.first_attempt(try_at, call_at)
+    admission = plan.admission
+    if not plan.start_call():
+        _admit_first(plan, attempt.deadline)
+    # The call is active in the budget and its first try holds its slots.
+    try:
+        try:
+            if try_at is None or not adapter.reads_deadline:
+                value = adapter.send(call, attempt)
+            else:
+                token = enter_deadline(attempt.deadline)  # type: ignore[arg-type]
+                try:
+                    value = adapter.send(call, attempt)
+                finally:
+                    exit_deadline(token)
+        except Exception as error:
+            if policy.num_retries == 0 or not plan.retriable(policy, error, call):
+                raise
+            first: FirstTry[T] = FirstTry(attempt, error=error)
+        else:
+            if policy.num_retries == 0 or plan.final(policy, value, call):
+                plan.end_call()
+                if admission.waiting:
+                    admission.notify_freed()
+                return value
+            first = FirstTry(attempt, value=value)
+    except BaseException:
+        admission.end_call()
+        raise
+    admission.exit()  # the first try's slots; the call stays active while it retries
+    try:
+        return run_with_retries(
+            admitted(partial(adapter.send, call), plan.cluster), policy,
+            describe_result=adapter.describe_result, describe_error=adapter.describe_error,
+            budget=plan.budget, idempotent=plan.idempotent(call),
+            replayable=adapter.replayable(call), deadline=_deadline(call_at), name=plan.name,
+            first_try=first,
+        )  # fmt: skip
+    finally:
+        plan.budget.request_finished()
+
+
+def _admit_first(plan: CallPlan[C, T], deadline: Deadline | None) -> None:
+    """A call's first try when the thresholds' one-step admission said no: count the
+    call in the budget and admit the try (overflow, or pending until ``deadline``)."""
+    plan.budget.request_started()
+    try:
+        plan.admission.enter(deadline)
+    except BaseException:
+        plan.budget.request_finished()
+        raise
+
+
+async def _admit_first_async(plan: CallPlan[C, T], deadline: Deadline | None) -> None:
+    """The async twin of :func:`_admit_first`."""
+    plan.budget.request_started()
+    try:
+        await plan.admission.enter_async(deadline)
+    except BaseException:
+        plan.budget.request_finished()
+        raise
+
+
+# --- the async driver -----------------------------------------------------------
+
+
+async def run_async(plan: CallPlan[C, T], call: C, caller_timeout: float | None = None) -> T:
+    """The async twin of :func:`run_sync`, written as one coroutine: each await level
+    would be resumed at every wake-up of the network wait, so the guards and the first
+    try share this frame. A try is cancelled at its deadline unless the send bounds
+    itself."""
+    adapter = plan.adapter
+    try:
+        now = _monotonic()
+        outer_at = plan.outer_at(caller_timeout, now)
+        headers = NO_HEADERS if plan.headerless else adapter.headers(call)
+        if not plan.stages:
+            faulted = NOTHING_FAULTED
+        elif headers is NO_HEADERS and plan.faults_need_headers:
+            faulted = plan.enter(headers, outer_at)  # only limits: nothing to wait for
+        else:
+            faulted = await plan.enter_async(headers, outer_at)
+        try:
+            if faulted:  # a fault delay may have been awaited: the route timeout starts now
+                now = _monotonic()
+            call_at = outer_at if plan.timeout_s is None else plan.call_at(outer_at, now)
+            breaker = plan.breaker
+            started = 0.0
+            if breaker is not None:
+                breaker.acquire()
+                started = _monotonic()
+            try:
+                policy = plan.policy or plan.policy_for(headers, call)
+                first: FirstTry[T] | None = None
+                if policy.hedge_on_per_try_timeout and plan.hedged(policy, call):
+                    value = await async_run_hedged(
+                        async_admitted(partial(adapter.send_async, call), plan.cluster),
+                        policy, describe_result=adapter.describe_result,
+                        describe_error=adapter.describe_error, budget=plan.budget,
+                        idempotent=plan.idempotent(call), replayable=True,
+                        deadline=_deadline(call_at), name=plan.name,
+                    )  # fmt: skip
+                else:  # the first try, admitted, as in _tries
+                    try_at = (
+                        call_at
+                        if policy.per_try_timeout_s is None
+                        else plan.try_at(policy, call_at)
+                    )
+                    attempt = plan.first_attempt(try_at, call_at)
+                    admission = plan.admission
+                    if not plan.start_call():
+                        await _admit_first_async(plan, attempt.deadline)
+                    try:
+                        try:
+                            token = timer = None
+                            if try_at is not None:
+                                if adapter.reads_deadline:
+                                    token = enter_deadline(attempt.deadline)  # type: ignore[arg-type]
+                                if not adapter.bounds_itself:
+                                    timer = TryTimer(try_at - _monotonic())
+                            try:
+                                value = await adapter.send_async(call, attempt)
+                            except asyncio.CancelledError:
+                                if timer is None or not timer.fired():
+                                    raise
+                                raise try_timeout_error(attempt, policy, plan.name) from None
+                            finally:
+                                if timer is not None:
+                                    timer.cancel()
+                                if token is not None:
+                                    exit_deadline(token)
+                        except Exception as error:
+                            if policy.num_retries == 0 or not plan.retriable(policy, error, call):
+                                raise
+                            first = FirstTry(attempt, error=error)
+                        else:
+                            if policy.num_retries == 0 or plan.final(policy, value, call):
+                                plan.end_call()
+                                if admission.waiting:
+                                    admission.notify_freed()
+                            else:
+                                first = FirstTry(attempt, value=value)
+                    except BaseException:
+                        admission.end_call()
+                        raise
+                    if first is not None:  # only if retriable: the retries
+                        admission.exit()  # the first try's slots; the call stays active
+                        try:
+                            value = await async_run_with_retries(
+                                async_admitted(partial(adapter.send_async, call), plan.cluster),
+                                policy, describe_result=adapter.describe_result,
+                                describe_error=adapter.describe_error, budget=plan.budget,
+                                idempotent=plan.idempotent(call),
+                                replayable=adapter.replayable(call),
+                                deadline=_deadline(call_at), name=plan.name, first_try=first,
+                            )  # fmt: skip
+                        finally:
+                            plan.budget.request_finished()
+            except Exception as error:
+                if breaker is not None:
+                    plan.record(None, error, started)
+                raise
+            if breaker is not None:
+                plan.record(value, None, started)
+            return value
+        finally:
+            if faulted:
+                finish_stages(faulted)
+    except Exception as error:
+        return adapter.answer(error, call)
+
+
+# --- a call that is not replayed (streams) ------------------------------------------
+
+
+def single_try(plan: CallPlan[C, T], call: C, caller_timeout: float | None = None) -> Attempt:
+    """Everything before a call that is not replayed starts (a stream, ``future()``):
+    the deadline and the stages. Returns its one try's attempt (its deadline: the
+    call's); raises meshlib's errors."""
+    outer_at = plan.outer_at(caller_timeout, _monotonic())
+    if plan.stages:
+        finish_stages(
+            plan.enter((NO_HEADERS if plan.headerless else plan.adapter.headers(call)), outer_at)
+        )
+    return plan.first_attempt(outer_at, outer_at)
+
+
+async def single_try_async(
+    plan: CallPlan[C, T], call: C, caller_timeout: float | None = None
+) -> Attempt:
+    """The async twin of :func:`single_try` (a fault delay is awaited)."""
+    outer_at = plan.outer_at(caller_timeout, _monotonic())
+    headers = NO_HEADERS if plan.headerless else plan.adapter.headers(call)
+    if plan.waits_in_stages(headers):
+        finish_stages(await plan.enter_async(headers, outer_at))
+    elif plan.stages:
+        finish_stages(plan.enter(headers, outer_at))
+    return plan.first_attempt(outer_at, outer_at)
+
+
+# --- a plain function as the try ------------------------------------------------------
+
+
+class _FunctionTry(TryAdapter[None, T], Generic[T]):
+    """A plain ``send(attempt)`` as a plan's adapter (the function picks and sends)."""
+
+    reads_deadline = True
+    __slots__ = ("_error", "_headers", "_method", "_replayable", "_result", "_send", "_send_async")
+
+    def __init__(
+        self,
+        send: Callable[[Attempt], T] | None,
+        send_async: Callable[[Attempt], Awaitable[T]] | None,
+        describe_result: Callable[[T], Outcome],
+        describe_error: Callable[[BaseException], Outcome],
+        headers: Mapping[str, str],
+        method: str | None,
+        replayable: bool,
+    ) -> None:
+        self._send, self._send_async = send, send_async
+        self._result, self._error = describe_result, describe_error
+        self._headers, self._method, self._replayable = headers, method, replayable
+
+    def send(self, call: None, attempt: Attempt) -> T:
+        assert self._send is not None
+        return self._send(attempt)
+
+    def send_async(self, call: None, attempt: Attempt) -> Awaitable[T]:
+        assert self._send_async is not None
+        return self._send_async(attempt)
+
+    def describe_result(self, value: T) -> Outcome:
+        return self._result(value)
+
+    def describe_error(self, error: BaseException) -> Outcome:
+        return self._error(error)
+
+    def headers(self, call: None) -> Mapping[str, str]:
+        return self._headers
+
+    def method(self, call: None) -> str | None:
+        return self._method
+
+    def replayable(self, call: None) -> bool:
+        return self._replayable
+
+
+class _BoundedFunctionTry(_FunctionTry[T]):
+    __slots__ = ()
+    bounds_itself = True
 
 
 def resilient_call(
@@ -326,97 +410,16 @@ def resilient_call(
     replayable: bool = True,
     name: str,
 ) -> T:
-    """Run one call (see the module doc). ``method`` is None for gRPC (idempotent).
+    """Run ``send`` (one try: pick avoiding ``attempt.excluded_endpoints``, record
+    ``attempt.endpoint``, send within ``attempt.timeout_s``) as a mesh call.
 
     ``caller_timeout_s`` (gRPC's ``timeout=``) bounds the whole call, a fault delay
-    included, as grpcio's deadline does; ``timeout_s`` (HTTP's route timeout) starts
-    after the fault stages, as Envoy's router starts it after the fault filter. The
-    enclosing deadline bounds both.
+    included; ``timeout_s`` (HTTP's route timeout) starts after the fault stages, as
+    Envoy's router starts it after the fault filter. The enclosing deadline bounds both.
     """
-    core = CallCore(
-        route, cluster, headers, method, timeout_s, caller_timeout_s,
-        describe_result, describe_error, replayable, name,
-    )  # fmt: skip
-    if not core.guarded():
-        return _tries(send, core, None)
-    token = _enter(core.outer)
-    try:
-        stages = core.stages
-        faulted = enter_stages(stages, headers, core.outer) if stages else _NOTHING_FAULTED
-        try:
-            deadline = core.call_deadline()
-            inner = _enter(deadline) if deadline is not core.outer else None
-            try:
-                breaker = core.breaker
-                if breaker is None:
-                    return _tries(send, core, deadline)
-                breaker.acquire()
-                started = _monotonic()
-                try:
-                    result = _tries(send, core, deadline)
-                except Exception as error:
-                    core.broke(error, started)
-                    raise
-                core.answered(result, started)
-                return result
-            finally:
-                _exit(inner)
-        finally:
-            if faulted:
-                finish_stages(faulted)
-    finally:
-        _exit(token)
-
-
-def _tries(send: Callable[[Attempt], T], core: CallCore[T], deadline: Deadline | None) -> T:
-    cluster = core.cluster
-    if core.hedged():
-        return run_hedged(
-            admitted(send, cluster), core.policy,
-            describe_result=core.describe_result, describe_error=core.describe_error,
-            budget=cluster.budget, idempotent=core.idempotent, replayable=core.replayable,
-            deadline=deadline, name=core.name,
-        )  # fmt: skip
-    attempt = core.first_attempt(deadline)
-    admission = cluster.admission
-    if not admission.start_call():
-        admit_first(admission, cluster.budget, attempt.deadline)
-    # The call is active in the budget and its first try holds its slots.
-    try:
-        try:
-            if attempt.deadline is not None and attempt.deadline is not deadline:
-                token = enter_deadline(attempt.deadline)
-                try:
-                    value = send(attempt)
-                finally:
-                    exit_deadline(token)
-            else:
-                value = send(attempt)
-        except Exception as error:
-            if not core.retriable_error(error):
-                raise
-            first: FirstTry[T] = FirstTry(attempt, error=error)
-        else:
-            if core.final(value):
-                admission.end_call()
-                return value
-            first = FirstTry(attempt, value=value)
-    except BaseException:
-        admission.end_call()
-        raise
-    admission.exit()  # the first try's slots; the call stays active while it retries
-    try:
-        return run_with_retries(
-            admitted(send, cluster), core.policy,
-            describe_result=core.describe_result, describe_error=core.describe_error,
-            budget=cluster.budget, idempotent=core.idempotent, replayable=core.replayable,
-            deadline=deadline, name=core.name, first_try=first,
-        )  # fmt: skip
-    finally:
-        cluster.budget.request_finished()
-
-
-# --- the async driver: the only async code of a call that waits --------------------
+    adapter = _FunctionTry(send, None, describe_result, describe_error, headers, method, replayable)
+    plan = CallPlan(route, cluster, cluster.name, adapter, name, timeout_s=timeout_s)
+    return run_sync(plan, None, caller_timeout_s)
 
 
 async def async_resilient_call(
@@ -434,128 +437,25 @@ async def async_resilient_call(
     name: str,
     send_bounds_itself: bool = False,
 ) -> T:
-    """The async twin of :func:`resilient_call`; a try is cancelled at its deadline.
-
-    ``send_bounds_itself``: the send enforces ``attempt.timeout_s`` itself (gRPC's
-    ``timeout=``), so the first try is not wrapped in a cancelling timer (a task).
-    """
-    core = CallCore(
-        route, cluster, headers, method, timeout_s, caller_timeout_s,
-        describe_result, describe_error, replayable, name,
-    )  # fmt: skip
-    if not core.guarded():
-        return await _async_tries(send, core, None, send_bounds_itself)
-    token = _enter(core.outer)
-    try:
-        stages = core.stages
-        faulted = (
-            await async_enter_stages(stages, headers, core.outer) if stages else _NOTHING_FAULTED
-        )
-        try:
-            deadline = core.call_deadline()
-            inner = _enter(deadline) if deadline is not core.outer else None
-            try:
-                breaker = core.breaker
-                if breaker is None:
-                    return await _async_tries(send, core, deadline, send_bounds_itself)
-                breaker.acquire()
-                started = _monotonic()
-                try:
-                    result = await _async_tries(send, core, deadline, send_bounds_itself)
-                except Exception as error:
-                    core.broke(error, started)
-                    raise
-                core.answered(result, started)
-                return result
-            finally:
-                _exit(inner)
-        finally:
-            if faulted:
-                finish_stages(faulted)
-    finally:
-        _exit(token)
-
-
-async def _bounded(
-    admitted: Callable[[Attempt], Awaitable[T]], attempt: Attempt, policy: RetryPolicy, name: str
-) -> T:
-    """Run one try, cancelling it at its deadline (per-try or the call's)."""
-    assert attempt.deadline is not None
-    token = enter_deadline(attempt.deadline)
-    try:
-        return await run_within(admitted(attempt), attempt.deadline.remaining())
-    except asyncio.TimeoutError:
-        raise try_timeout_error(attempt, policy, name) from None
-    finally:
-        exit_deadline(token)
-
-
-async def _async_tries(
-    send: Callable[[Attempt], Awaitable[T]],
-    core: CallCore[T],
-    deadline: Deadline | None,
-    send_bounds_itself: bool,
-) -> T:
-    cluster = core.cluster
-    admitted = async_admitted(send, cluster)
-    if core.hedged():
-        return await async_run_hedged(
-            admitted, core.policy,
-            describe_result=core.describe_result, describe_error=core.describe_error,
-            budget=cluster.budget, idempotent=core.idempotent, replayable=core.replayable,
-            deadline=deadline, name=core.name,
-        )  # fmt: skip
-    attempt = core.first_attempt(deadline)
-    admission = cluster.admission
-    if not admission.start_call():
-        await admit_first_async(admission, cluster.budget, attempt.deadline)
-    # The call is active in the budget and its first try holds its slots.
-    try:
-        try:
-            if attempt.deadline is None:
-                value = await send(attempt)
-            elif send_bounds_itself:
-                token = enter_deadline(attempt.deadline)
-                try:
-                    value = await send(attempt)
-                finally:
-                    exit_deadline(token)
-            else:
-                value = await _bounded(send, attempt, core.policy, core.name)
-        except Exception as error:
-            if not core.retriable_error(error):
-                raise
-            first: FirstTry[T] = FirstTry(attempt, error=error)
-        else:
-            if core.final(value):
-                admission.end_call()
-                return value
-            first = FirstTry(attempt, value=value)
-    except BaseException:
-        admission.end_call()
-        raise
-    admission.exit()  # the first try's slots; the call stays active while it retries
-    try:
-        return await async_run_with_retries(
-            admitted, core.policy,
-            describe_result=core.describe_result, describe_error=core.describe_error,
-            budget=cluster.budget, idempotent=core.idempotent, replayable=core.replayable,
-            deadline=deadline, name=core.name, first_try=first,
-        )  # fmt: skip
-    finally:
-        cluster.budget.request_finished()
+    """The async twin of :func:`resilient_call`; a try is cancelled at its deadline
+    unless ``send_bounds_itself`` (the send enforces ``attempt.timeout_s`` itself)."""
+    kind = _BoundedFunctionTry if send_bounds_itself else _FunctionTry
+    adapter: _FunctionTry[T] = kind(
+        None, send, describe_result, describe_error, headers, method, replayable
+    )
+    plan = CallPlan(route, cluster, cluster.name, adapter, name, timeout_s=timeout_s)
+    return await run_async(plan, None, caller_timeout_s)
 
 
 __all__ = [
-    "CallCore",
-    "admit_first",
-    "admit_first_async",
     "admitted",
     "async_admitted",
     "async_resilient_call",
-    "call_deadline",
     "is_failure",
     "record_breaker",
     "resilient_call",
-    "try_timeout_error",
+    "run_async",
+    "run_sync",
+    "single_try",
+    "single_try_async",
 ]

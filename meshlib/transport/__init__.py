@@ -1,18 +1,20 @@
-"""The httpx and gRPC adapters, the compiled call plan, the per-try observer, endpoint pools.
+"""The httpx and gRPC adapters of the call plan, the per-try observer, endpoint pools.
 
 Map (the whole request path: docs/architecture.md):
 
 - httpx: :mod:`.http` (the transports) → :mod:`.http_route_memo`, :mod:`.http_routing`
-  (target, plan, observer), :mod:`.http_membership` → :mod:`.http_fast_path` (the
-  compiled first try) → :mod:`.http_resilience` (classify, bound a try) →
+  (target, plan, observer), :mod:`.http_membership` → :mod:`.http_try` (the HTTP
+  adapter of a call plan: one try) → :mod:`.http_resilience` (classify, bound) →
   :mod:`.http_answers` (mesh outcomes as a sidecar's responses).
 - gRPC: :mod:`.grpc_channel` / :mod:`.grpc_aio_channel` → :mod:`.grpc_calls` (sync
-  multicallables) → :mod:`.grpc_fast_path` (the compiled first try) →
-  :mod:`.grpc_resilience` (classify, per-try options) over :mod:`.grpc_call_options`;
+  multicallables) → :mod:`.grpc_try` (the gRPC adapter of a call plan: one try) →
+  :mod:`.grpc_resilience` (classify) over :mod:`.grpc_call_options`;
   :mod:`.grpc_subchannels` (one channel per endpoint), :mod:`.grpc_aio_lazy`,
   :mod:`.grpc_aio_deferred` (aio call stand-ins).
-- shared: :mod:`.compiled_route` (:class:`~.compiled_route.CompiledPlan`, bound once
-  per snapshot and plan), :mod:`.try_observer` (every try's load report and metrics),
+- shared: the call plan and its two drivers live in :mod:`meshlib.resilience.call_plan`
+  and :mod:`meshlib.resilience.call` (bound once per snapshot, route and cluster;
+  the adapters above are its protocol parts), :mod:`.try_observer` (every try's load
+  report and metrics),
   :mod:`.outcome` (outlier-detection outcomes), :mod:`.endpoint_pool` and
   :mod:`.pool_settings` (one client per endpoint and connection settings),
   :mod:`.mirror`, :mod:`.errors` / :mod:`.grpc_errors` / :mod:`.resilience_errors`

@@ -7,14 +7,13 @@ are ``grpc.aio`` channels, one per endpoint, closed on the event loop when
 their endpoint leaves EDS.
 
 One call: plan (pure) → mirrors (unary-unary only; streamed requests are not
-mirrored) → one try to one endpoint with a
-:class:`~meshlib.transport.grpc_routing.GrpcTryReport` closed by the call's
-done callback. Unary calls run their tries under
-:func:`meshlib.resilience.call.async_resilient_call` (deadline, faults, rate
-limit, breaker, thresholds, retries / hedging) in the task that awaits them
-(:class:`~meshlib.transport.grpc_aio_lazy.LazyUnaryCall`); streaming calls
-get the deadline and the fault / rate-limit stages in a single try.
-Resilience errors surface as ``AioRpcError`` with the matching status.
+mirrored) → the call plan of its (route, cluster) (:mod:`meshlib.transport.grpc_try`).
+Unary calls run the whole lifecycle (:func:`meshlib.resilience.call.run_async`:
+deadline, faults, rate limit, breaker, thresholds, tries, retries / hedging) in
+the task that awaits them (:class:`~meshlib.transport.grpc_aio_lazy.LazyUnaryCall`);
+streaming calls run it up to the start of their one try
+(:func:`~meshlib.resilience.call.single_try_async`), reported when the call is done.
+Errors surface as ``AioRpcError`` with the matching status.
 """
 
 from __future__ import annotations
@@ -23,15 +22,13 @@ import asyncio
 from collections.abc import Callable
 from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
 from meshlib.errors import NoHealthyEndpointError, ResilienceError, RoutingError
-from meshlib.resilience.call import async_resilient_call
-from meshlib.resilience.deadline import Deadline
+from meshlib.resilience.call import run_async, single_try, single_try_async
 from meshlib.resilience.retry import Attempt
-from meshlib.resilience.route_resilience import RouteResilience, async_apply_stages
 from meshlib.routing.connection_pool import PoolSettings
 from meshlib.routing.plan import ForwardPlan, MirrorTarget
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot, ServiceView
@@ -40,27 +37,15 @@ from meshlib.transport.grpc_aio_deferred import DeferredCall
 from meshlib.transport.grpc_aio_lazy import LazyUnaryCall
 from meshlib.transport.grpc_call_options import CallOptions
 from meshlib.transport.grpc_errors import aio_unavailable
-from meshlib.transport.grpc_fast_path import AioGrpcBackend, FastRoutes
-from meshlib.transport.grpc_resilience import (
-    bounded_options,
-    call_headers,
-    call_timeout,
-    describe_error,
-    describe_value,
-    per_try_timeout,
-    single_deadline,
-    timed_out,
-    try_options,
-)
 from meshlib.transport.grpc_routing import (
     ChannelOptions,
     GrpcRouting,
-    GrpcTryReport,
     Metadata,
     MethodPlanCache,
     outgoing_metadata,
 )
 from meshlib.transport.grpc_subchannels import MethodCallables, SubChannels
+from meshlib.transport.grpc_try import GrpcCall, GrpcCallPlan, GrpcPlans, GrpcSide, GrpcTry
 from meshlib.transport.mirror import MirrorStats, TaskMirror
 from meshlib.transport.resilience_errors import as_aio_rpc_error
 from meshlib.transport.services import MeshServices
@@ -109,9 +94,14 @@ class AioMeshChannel(grpc.aio.Channel):
     ) -> tuple[ClusterState, Endpoint, grpc.aio.Channel]:
         """One try's endpoint and sub-channel. Raises RoutingError."""
         cluster, endpoint = self._routing.pick(snapshot, cluster_name, plan.request_hash, excluded)
-        return cluster, endpoint, self._sub_channel(endpoint, authority, cluster.pool)
+        return cluster, endpoint, self.sub_channel(endpoint, authority, cluster.pool)
 
-    def _sub_channel(
+    @property
+    def routing(self) -> GrpcRouting:
+        """The channel's routing (its multicallables plan and pick with it)."""
+        return self._routing
+
+    def sub_channel(
         self, endpoint: Endpoint, authority: str, settings: PoolSettings
     ) -> grpc.aio.Channel:
         """The sub-channel for one try. Raises RoutingError once the channel is closed."""
@@ -121,14 +111,15 @@ class AioMeshChannel(grpc.aio.Channel):
         except RuntimeError as exc:  # closed
             raise NoHealthyEndpointError(str(exc)) from exc
 
-    async def _snapshot(self) -> ServiceSnapshot:
+    async def snapshot(self) -> ServiceSnapshot:
+        """The service's snapshot, waited for. Raises AioRpcError UNAVAILABLE."""
         routing = self._routing
         try:
             return await routing.state.snapshot_async(routing.timeout)
         except RoutingError as exc:
             raise aio_unavailable(routing.describe(exc)) from exc
 
-    def _mirror(
+    def mirror(
         self,
         snapshot: ServiceSnapshot,
         plan: ForwardPlan,
@@ -298,7 +289,7 @@ def _finished_status(call: Any) -> tuple[grpc.StatusCode | None, str | None]:
 
 
 class _AioMultiCallable:
-    """Per method: pick per call, delegate to the endpoint sub-channel's multicallable."""
+    """Per method: route each call, then run it through its call plan."""
 
     def __init__(
         self,
@@ -313,157 +304,56 @@ class _AioMultiCallable:
         self._method = method
         self._serializer = serializer
         self._deserializer = deserializer
-        self._callables = MethodCallables(kind, serializer, deserializer)
         self._plans = MethodPlanCache()
-        self._fast = FastRoutes()
-        #: What the compiled plans use of this multicallable (they never read its members).
-        self._backend = AioGrpcBackend(
-            method, self._callables, channel, self._unary, self._try_unary
+        callables = MethodCallables(kind, serializer, deserializer)
+        #: What the call plans use of this multicallable (they never read its members).
+        side = GrpcSide(
+            method, callables, channel, channel.sub_channel, kind == "unary_unary", True
         )
-
-    def _plan_of(self, snapshot: ServiceSnapshot) -> ForwardPlan:
-        return self._channel._routing.decide(snapshot, self._method, None, self._plans)
+        self._compiled = GrpcPlans(side)
 
     def _start(self, snapshot: ServiceSnapshot, request: Any, options: CallOptions) -> Any:
-        """Plan (pure), mirror, then the call's tries under its resilience. Raises RoutingError."""
+        """Plan (pure), mirror, then the call through its call plan. Raises RoutingError."""
         channel = self._channel
-        plan = channel._routing.decide(snapshot, self._method, options.metadata, self._plans)
-        if plan.mirrors and self._kind == "unary_unary":
-            channel._mirror(snapshot, plan, self._method, request, options, self._serializer)
-        route = snapshot.resilience.for_route(plan.route)
+        routing = channel.routing
+        forward = routing.decide(snapshot, self._method, options.metadata, self._plans)
+        if forward.mirrors and self._kind == "unary_unary":
+            channel.mirror(snapshot, forward, self._method, request, options, self._serializer)
+        plan = self._compiled.get(routing, snapshot, forward)
+        call = GrpcCall(request, options, forward)
         if self._kind == "unary_unary":
-            return LazyUnaryCall(partial(self._unary, snapshot, plan, route, request, options))
+            return LazyUnaryCall(partial(run_async, plan, call, options.timeout))
+        if plan.stages:
+            return DeferredCall(self._after_stages(plan, call))
         try:
-            deadline = single_deadline(route, options, snapshot.target)
+            attempt = single_try(plan, call, options.timeout)
         except ResilienceError as exc:
             return DeferredCall(_raise(as_aio_rpc_error(exc)))
-        if route.stages_for(plan.cluster):
-            return DeferredCall(
-                self._after_stages(snapshot, plan, route, request, options, deadline)
-            )
-        return self._try_call(snapshot, plan, request, bounded_options(options, deadline))
+        return self._try_call(plan, call, attempt)
 
-    async def _unary(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        route: RouteResilience,
-        request: Any,
-        options: CallOptions,
-    ) -> Any:
-        """The tries of a unary call: (the last try's finished call, its answer)."""
-        try:
-            call = await async_resilient_call(
-                partial(self._try_unary, snapshot, plan, route, request, options),
-                route=route,
-                cluster=snapshot.resilience_of(plan.cluster),
-                headers=call_headers(route, plan.cluster, options.metadata),
-                method=None,
-                caller_timeout_s=call_timeout(route, options.timeout),
-                describe_result=describe_value,
-                describe_error=describe_error,
-                name=snapshot.target,
-                send_bounds_itself=True,
-            )
-            return call, await call
-        except ResilienceError as exc:
-            raise as_aio_rpc_error(exc) from exc
-        except RoutingError as exc:
-            raise aio_unavailable(self._channel._routing.describe(exc)) from exc
-
-    async def _try_unary(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        route: RouteResilience,
-        request: Any,
-        options: CallOptions,
-        attempt: Attempt,
-    ) -> Any:
-        call, report = self._send(snapshot, plan, request, try_options(options, attempt), attempt)
-        # Awaited right here, so the outcome is reported here (no done callback).
-        try:
-            await call
-        except grpc.aio.AioRpcError as exc:
-            report.finished(exc.code(), exc.details())
-            mapped = timed_out(exc, attempt, per_try_timeout(route))
-            if mapped is exc:
-                raise
-            raise mapped from exc
-        except BaseException:
-            report.finished(grpc.StatusCode.CANCELLED)
-            raise
-        report.finished(grpc.StatusCode.OK)
-        return call
-
-    async def _after_stages(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        route: RouteResilience,
-        request: Any,
-        options: CallOptions,
-        deadline: Deadline | None,
-    ) -> Any:
+    async def _after_stages(self, plan: GrpcCallPlan, call: GrpcCall) -> Any:
         """A streaming call after its fault / rate-limit stages (one try)."""
-        headers = call_headers(route, plan.cluster, options.metadata)
         try:
-            async with async_apply_stages(route.stages_for(plan.cluster), headers, deadline):
-                pass
+            attempt = await single_try_async(plan, call, call.options.timeout)
         except ResilienceError as exc:
             raise as_aio_rpc_error(exc) from exc
-        return self._try_call(snapshot, plan, request, bounded_options(options, deadline))
+        return self._try_call(plan, call, attempt)
 
-    def _try_call(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        request: Any,
-        options: CallOptions,
-    ) -> Any:
-        """One single try (streaming): grpc's own aio call, reported when it is done."""
-        call, report = self._send(snapshot, plan, request, options)
-        call.add_done_callback(lambda done: report.finished(*_finished_status(done)))
-        return call
-
-    def _send(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        request: Any,
-        options: CallOptions,
-        attempt: Attempt | None = None,
-    ) -> tuple[Any, GrpcTryReport]:
-        """One try to one endpoint: (grpc's own aio call, its report for the caller to
-        close). Raises RoutingError."""
-        channel = self._channel
-        routing = channel._routing
-        excluded = attempt.excluded_endpoints if attempt is not None else _NO_EXCLUSIONS
-        cluster, endpoint, sub = channel._pick(
-            snapshot, plan, plan.cluster, plan.authority, excluded
-        )
-        endpoint_authority = endpoint.authority
-        if attempt is not None:
-            attempt.endpoint = endpoint_authority
-        # The plan's path is the method after any prefix / regex rewrite (Envoy
-        # rewrites a gRPC call's :path too); one multicallable per method path.
-        send = self._callables.get(sub, plan.authority, endpoint_authority, plan.path)
-        if plan.request_headers is not None:
-            options = options._replace(metadata=outgoing_metadata(plan, options.metadata))
-        report = routing.observer(cluster).start(endpoint, self._method)
-        try:
-            call = options.send(send, request)
-        except BaseException:
-            report.finished(grpc.StatusCode.CANCELLED)
-            raise
-        return call, report
+    @staticmethod
+    def _try_call(plan: GrpcCallPlan, call: GrpcCall, attempt: Attempt) -> Any:
+        """One single try (streaming): grpc's own aio call, reported when it is done.
+        Raises RoutingError."""
+        grpc_call, report = cast(GrpcTry, plan.adapter).start(call, attempt, None)
+        grpc_call.add_done_callback(lambda done: report.finished(*_finished_status(done)))
+        return grpc_call
 
     async def _start_later(self, request: Any, options: CallOptions) -> Any:
-        snapshot = await self._channel._snapshot()
+        channel = self._channel
+        snapshot = await channel.snapshot()
         try:
             return self._start(snapshot, request, options)
         except RoutingError as exc:
-            raise aio_unavailable(self._channel._routing.describe(exc)) from exc
+            raise aio_unavailable(channel.routing.describe(exc)) from exc
 
     def __call__(
         self,
@@ -476,16 +366,16 @@ class _AioMultiCallable:
         compression: grpc.Compression | None = None,
     ) -> Any:
         options = CallOptions(timeout, metadata, credentials, wait_for_ready, compression)
-        channel = self._channel
-        view = channel._routing.state.view
-        if self._kind == "unary_unary" and not channel.closed:
-            entry = self._fast.entry  # the common case, checked here: compiled and current
-            fast = entry[1] if entry is not None and entry[0] is view else None
-            if fast is None or fast.breaker_generation != fast.breakers.generation:
-                fast = self._fast.get(channel._routing, view, self._plan_of)
-            if fast is not None:
-                resolve = partial(fast.unary, self._backend, request, options, channel._sub_channel)
-                return LazyUnaryCall(resolve)
+        view = self._channel.routing.state.view
+        entry = self._compiled.entry  # the common case: the method's plan, current
+        if (
+            entry is not None
+            and entry[0] is view
+            and self._kind == "unary_unary"
+            and entry[2].current()
+        ):
+            call = GrpcCall(request, options, entry[1])
+            return LazyUnaryCall(partial(run_async, entry[2], call, timeout))
         if type(view) is ServiceSnapshot:
             try:
                 return self._start(view, request, options)

@@ -6,12 +6,11 @@ leaves EDS) and each call is routed and balanced before it is handed to the
 chosen sub-channel's own multicallable. Routing failures raise
 :class:`~meshlib.transport.grpc_errors.MeshRpcError` (UNAVAILABLE).
 
-One call: ``_plan`` (pure: route, cluster, hash, metadata mutations,
+One call: ``plan`` (pure: route, cluster, hash, metadata mutations,
 mirrors) → mirrors (unary-unary calls only: a streamed request cannot be
-replayed) → ``_start`` = one try to one endpoint (pick, sub-channel,
-:class:`~meshlib.transport.grpc_routing.GrpcTryReport` around the call).
-The multicallables (:mod:`meshlib.transport.grpc_calls`) run each call's
-tries under the route's and the cluster's resilience.
+replayed) → the call plan of its (route, cluster) runs the lifecycle, each try
+to one endpoint's sub-channel (``sub_channel``; :mod:`meshlib.transport.grpc_try`).
+The multicallables are in :mod:`meshlib.transport.grpc_calls`.
 """
 
 from __future__ import annotations
@@ -71,9 +70,16 @@ class MeshChannel(grpc.Channel):
 
     # --- routing (per call) ----------------------------------------------------
 
-    def _plan(
+    @property
+    def routing(self) -> GrpcRouting:
+        """The channel's routing (its multicallables plan and pick with it)."""
+        return self._routing
+
+    def plan(
         self, method: str, metadata: Metadata | None, cache: MethodPlanCache | None = None
     ) -> tuple[ServiceSnapshot, ForwardPlan]:
+        """The snapshot and forward plan of one call (waits for a first snapshot).
+        Raises MeshRpcError."""
         routing = self._routing
         try:
             snapshot = routing.state.snapshot(routing.timeout)
@@ -98,16 +104,16 @@ class MeshChannel(grpc.Channel):
         except RuntimeError as exc:  # closed
             raise MeshRpcError(routing.describe(exc)) from exc
 
-    def _sub_channel(
+    def sub_channel(
         self, endpoint: Endpoint, authority: str, settings: PoolSettings
     ) -> grpc.Channel:
-        """The sub-channel for one try (the fast path's lookup). Raises MeshRpcError."""
+        """The sub-channel for one try. Raises MeshRpcError once the channel is closed."""
         try:
             return self._subs.get(endpoint, authority, settings)
         except RuntimeError as exc:  # closed
             raise MeshRpcError(self._routing.describe(exc)) from exc
 
-    def _mirror(
+    def mirror(
         self,
         snapshot: ServiceSnapshot,
         plan: ForwardPlan,

@@ -7,15 +7,12 @@
   ``connect-failure`` too (the request never reached the server), so Envoy's
   connection conditions work for gRPC as well. meshlib's own errors (routing,
   resilience) are never retried.
-- :func:`try_timeout`: the ``timeout=`` to give grpcio for one try (what the
-  try has left, or the caller's own timeout when there is no budget).
 - :func:`timed_out`: a DEADLINE_EXCEEDED that ended a try's per-try budget
   becomes :class:`~meshlib.errors.PerTryTimeoutError`, which the retry
   conditions read as ``per-try-timeout``.
-- :func:`call_timeout`, :func:`try_options`, :func:`single_deadline`,
-  :func:`bounded_options`, :func:`call_headers`: what the channels hand to the resilience driver and
-  to grpcio per try (the deadline travels as grpcio's ``timeout=``, i.e.
-  ``grpc-timeout``; a retry or hedge carries ``grpc-previous-rpc-attempts``).
+
+What each try sends (its ``timeout=``, ``grpc-previous-rpc-attempts``) is the
+gRPC adapter's (:mod:`meshlib.transport.grpc_try`).
 """
 
 from __future__ import annotations
@@ -25,14 +22,9 @@ from typing import Any, Final
 
 import grpc
 
-from meshlib.errors import DeadlineExceeded, PerTryTimeoutError, ResilienceError, RoutingError
-from meshlib.resilience.call import call_deadline
+from meshlib.errors import PerTryTimeoutError, ResilienceError, RoutingError
 from meshlib.resilience.conditions import FailureKind, Outcome
-from meshlib.resilience.deadline import Deadline
 from meshlib.resilience.retry import Attempt
-from meshlib.resilience.route_resilience import RouteResilience
-from meshlib.transport.grpc_call_options import CallOptions
-from meshlib.transport.grpc_routing import Metadata, metadata_headers
 
 OK_OUTCOME: Final = Outcome(grpc_status=0)
 #: gRFC A6: how many tries of this call went before (sent from try 2 on).
@@ -81,14 +73,6 @@ def describe_error(error: BaseException) -> Outcome:
     return Outcome(failure=FailureKind.OTHER, error=error)
 
 
-def try_timeout(attempt: Attempt, caller_timeout: float | None) -> float | None:
-    """The ``timeout=`` for one try: its budget (which already includes the caller's)."""
-    remaining = attempt.timeout_s
-    if remaining is None:
-        return caller_timeout
-    return remaining if caller_timeout is None else min(remaining, caller_timeout)
-
-
 def timed_out(
     error: BaseException,
     attempt: Attempt,
@@ -108,62 +92,3 @@ def timed_out(
     )
     timeout.__cause__ = error
     return timeout
-
-
-_NO_HEADERS: Final[Mapping[str, str]] = {}
-
-
-def call_headers(
-    route: RouteResilience, cluster: str, metadata: Metadata | None
-) -> Mapping[str, str]:
-    """The call's metadata as headers, built only when the route's resilience reads them."""
-    return metadata_headers(metadata) if route.needs_headers(cluster) else _NO_HEADERS
-
-
-def call_timeout(route: RouteResilience, caller_timeout: float | None) -> float | None:
-    """gRFC A31: the route's max (grpc_timeout_header_max, ...) caps the caller's timeout."""
-    cap = route.timeouts.grpc_max_timeout_s
-    if cap is None:
-        return caller_timeout
-    return cap if caller_timeout is None else min(cap, caller_timeout)
-
-
-def per_try_timeout(route: RouteResilience) -> float | None:
-    return route.retry.policy.per_try_timeout_s if route.retry is not None else None
-
-
-def try_options(options: CallOptions, attempt: Attempt) -> CallOptions:
-    """The call's options for one try (every try of every gRPC unary call,
-    sync and aio, fast path or not, is sent with these): ``timeout`` = what the try
-    has left, and from try 2 on (retry or hedge) gRFC A6's ``grpc-previous-rpc-attempts``.
-
-    Raises :class:`~meshlib.errors.DeadlineExceeded` when nothing is left (a fault
-    delay or a back-off spent it): expired work is not started.
-    """
-    if attempt.number > 1:
-        previous = (PREVIOUS_ATTEMPTS_KEY, str(attempt.number - 1))
-        options = options._replace(metadata=(*(options.metadata or ()), previous))
-    deadline = attempt.deadline
-    if deadline is None:
-        return options
-    remaining = deadline.remaining()
-    if remaining <= 0:
-        raise DeadlineExceeded(
-            f"deadline exceeded before try {attempt.number} started", timeout_s=0.0
-        )
-    return options._replace(timeout=remaining)
-
-
-def single_deadline(route: RouteResilience, options: CallOptions, name: str) -> Deadline | None:
-    """A single-try (streaming) call's deadline: the caller's, capped by the route (its
-    fault delay counts in it). Raises :class:`~meshlib.errors.DeadlineExceeded` when it
-    has already passed."""
-    return call_deadline(call_timeout(route, options.timeout), name)
-
-
-def bounded_options(options: CallOptions, deadline: Deadline | None) -> CallOptions:
-    """A single-try call's options: ``timeout`` = what ``deadline`` has left now (after
-    the fault stages)."""
-    if deadline is None:
-        return options
-    return options._replace(timeout=deadline.remaining())

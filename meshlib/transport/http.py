@@ -10,15 +10,15 @@ One request, in both twins (the shared steps live in
 
     target_for ─► snapshot ─► decide (pure plan) ─┬─► LocalReply → httpx.Response
                                                   └─► mirrors (fire and forget)
-                                                      _send_once (pick, build, observer)
+                                                      call plan (per route, cluster)
+                                                      run_sync / run_async
                                                       finish_response (response headers)
 
-``_send_once`` is "one try to one endpoint": ``_forward`` wraps it in the
-route's and cluster's resilience (:func:`meshlib.resilience.call.resilient_call`:
-deadline, faults, rate limit, breaker, thresholds, retries / hedging), each
-try bounded by its budget and avoiding the hosts already tried. A plan that
-compiles (:mod:`meshlib.transport.http_fast_path`, the common case) runs its
-first try inline instead and hands a failed one to the same retry runner.
+Every forwarded request runs the one lifecycle
+(:mod:`meshlib.resilience.call_plan`: deadline, faults, rate limit, breaker,
+thresholds, tries, retries / hedging) through its compiled call plan, whose
+HTTP adapter (:mod:`meshlib.transport.http_try`) makes each try: pick, bound,
+build, send on the endpoint's transport, report.
 """
 
 from __future__ import annotations
@@ -30,22 +30,11 @@ from typing import Any
 import httpx
 
 from meshlib.errors import RoutingError, ServiceNotReadyError
-from meshlib.resilience.call import async_resilient_call, resilient_call
-from meshlib.resilience.retry import Attempt
-from meshlib.resilience.route_resilience import RouteResilience
+from meshlib.resilience.call import run_async, run_sync
 from meshlib.routing.plan import ForwardPlan, LocalReply, MirrorTarget
 from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
 from meshlib.transport.endpoint_pool import EndpointPool, LoopCloser
 from meshlib.transport.errors import routing_error_as_httpx
-from meshlib.transport.http_answers import note_retried
-from meshlib.transport.http_fast_path import AsyncHttpBackend, HttpBackend, HttpFastRoutes
-from meshlib.transport.http_resilience import (
-    bounded_request,
-    describe_error,
-    describe_response,
-    is_replayable,
-    timed_out,
-)
 from meshlib.transport.http_route_memo import Routed, RouteMemo
 from meshlib.transport.http_routing import (
     HttpRouting,
@@ -53,8 +42,8 @@ from meshlib.transport.http_routing import (
     local_response,
     outgoing_request,
     replayable_body,
-    request_headers,
 )
+from meshlib.transport.http_try import HttpPlans
 from meshlib.transport.mirror import MirrorStats, TaskMirror, ThreadMirror
 from meshlib.transport.pool_settings import (
     AsyncClusterHTTPTransport,
@@ -64,8 +53,6 @@ from meshlib.transport.pool_settings import (
 from meshlib.transport.services import MeshServices
 from meshlib.transport.try_observer import TryObserver
 from meshlib.xds_client.resources import Endpoint
-
-_NO_EXCLUSIONS: frozenset[str] = frozenset()
 
 
 class MeshTransport(httpx.BaseTransport):
@@ -102,8 +89,7 @@ class MeshTransport(httpx.BaseTransport):
             _close_all,
         )
         self._mirrors = ThreadMirror()
-        self._fast = HttpFastRoutes()
-        self._backend = HttpBackend(self._pools, self._forward, self._try)
+        self._plans = HttpPlans(self._pools)
         self._memo = RouteMemo(mesh.directory)
 
     def endpoint_pools(self) -> list[str]:
@@ -118,14 +104,12 @@ class MeshTransport(httpx.BaseTransport):
         routed = self._memo.find(request) or self._route(request)
         if isinstance(routed, httpx.Response):
             return routed  # passed through, or the route's local reply
-        plan, fast = routed.plan, routed.fast
-        if fast is not None:
-            response = fast.send(self._backend, request)
-            return response if plan.response_headers is None else finish_response(plan, response)
-        return finish_response(plan, self._forward(routed.snapshot, plan, request))
+        plan = routed.plan
+        response = run_sync(routed.compiled, (request, plan))
+        return response if plan.response_headers is None else finish_response(plan, response)
 
     def _route(self, request: httpx.Request) -> Routed | httpx.Response:
-        """Target, snapshot, plan and compiled try of a request the memo has not
+        """Target, snapshot, plan and call plan of a request the memo has not
         seen (kept there when the plan is reusable); or its response when it is not
         forwarded."""
         routing = self._routing
@@ -144,52 +128,8 @@ class MeshTransport(httpx.BaseTransport):
         assert isinstance(decision, ForwardPlan)
         if decision.mirrors:
             self._mirror(snapshot, decision, request)
-        fast = self._fast.get(routing, snapshot, decision)
-        return self._memo.keep(request, target, snapshot, decision, fast)
-
-    def _forward(
-        self, snapshot: ServiceSnapshot, plan: ForwardPlan, request: httpx.Request
-    ) -> httpx.Response:
-        """The plan's tries under the route's and the cluster's resilience."""
-        route = snapshot.resilience.for_route(plan.route)
-        try:
-            return resilient_call(
-                partial(self._try, snapshot, plan, request, route),
-                route=route,
-                cluster=snapshot.resilience_of(plan.cluster),
-                headers=request_headers(request) if route.needs_headers(plan.cluster) else {},
-                method=request.method,
-                timeout_s=route.timeouts.http_timeout_s,
-                describe_result=describe_response,
-                describe_error=describe_error,
-                replayable=is_replayable(request),
-                name=snapshot.target,
-            )
-        except Exception as exc:
-            return self._routing.answer(exc, request)
-
-    def _try(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        request: httpx.Request,
-        route: RouteResilience,
-        attempt: Attempt,
-    ) -> httpx.Response:
-        """One try within its budget; a retriable answer's body is read (frees the connection)."""
-        outgoing = bounded_request(request, attempt, route.timeouts.per_try_idle_timeout_s)
-        try:
-            response = self._send_once(snapshot, plan, outgoing, attempt)
-        except httpx.TransportError as exc:
-            note_retried(exc, attempt)
-            if isinstance(exc, httpx.TimeoutException):
-                mapped = timed_out(exc, attempt, _per_try_s(route))
-                if mapped is not exc:
-                    raise mapped from exc
-            raise
-        if route.retry is not None and response.status_code >= 400:
-            response.read()
-        return response
+        compiled = self._plans.get(routing, snapshot, decision)
+        return self._memo.keep(request, target, snapshot, decision, compiled)
 
     def _snapshot(self, target: str, request: httpx.Request) -> ServiceSnapshot | None:
         routing = self._routing
@@ -206,26 +146,6 @@ class MeshTransport(httpx.BaseTransport):
         if snapshot is not None:
             self._pools.track(state)
         return snapshot
-
-    def _send_once(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        request: httpx.Request,
-        attempt: Attempt | None = None,
-    ) -> httpx.Response:
-        """One try to one endpoint: pick (avoiding the try's excluded hosts), build,
-        send; the try is reported through the plan's observer."""
-        routing = self._routing
-        excluded = attempt.excluded_endpoints if attempt is not None else _NO_EXCLUSIONS
-        cluster, endpoint = routing.pick(
-            snapshot, plan.cluster, plan.request_hash, request, excluded
-        )
-        if attempt is not None:
-            attempt.endpoint = endpoint.authority
-        outgoing = outgoing_request(request, plan, endpoint)
-        observer = routing.observer(snapshot.target, cluster)
-        return self._exchange(cluster, endpoint, outgoing, observer, request)
 
     def _exchange(
         self,
@@ -301,8 +221,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             self._closer.schedule,
         )
         self._mirrors = TaskMirror()
-        self._fast = HttpFastRoutes()
-        self._backend = AsyncHttpBackend(self._pools, self._closer, self._forward, self._try)
+        self._plans = HttpPlans(self._pools, self._closer)
         self._memo = RouteMemo(mesh.directory)
 
     def endpoint_pools(self) -> list[str]:
@@ -315,21 +234,19 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
 
     def handle_async_request(self, request: httpx.Request) -> Coroutine[Any, Any, httpx.Response]:
         """httpx awaits what this returns: for a request routed like an earlier one with
-        a compiled try and no response header mutations, the try's own coroutine (an
+        no response header mutations, the lifecycle's own coroutine (an
         await level less, resumed at every wake-up of the network wait)."""
         routed = self._memo.find(request)
-        if routed is not None and routed.fast is not None and routed.plan.response_headers is None:
-            return routed.fast.send_async(self._backend, request)
+        if routed is not None and routed.plan.response_headers is None:
+            return run_async(routed.compiled, (request, routed.plan))
         return self._handle(request, routed)
 
     async def _handle(self, request: httpx.Request, routed: Routed | None) -> httpx.Response:
         found = routed or await self._route(request)
         if isinstance(found, httpx.Response):
             return found  # passed through, or the route's local reply
-        plan, fast = found.plan, found.fast
-        if fast is not None:
-            return finish_response(plan, await fast.send_async(self._backend, request))
-        return finish_response(plan, await self._forward(found.snapshot, plan, request))
+        plan = found.plan
+        return finish_response(plan, await run_async(found.compiled, (request, plan)))
 
     async def _route(self, request: httpx.Request) -> Routed | httpx.Response:
         """The async twin of :meth:`MeshTransport._route`."""
@@ -351,52 +268,8 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         assert isinstance(decision, ForwardPlan)
         if decision.mirrors:
             self._mirror(snapshot, decision, request)
-        fast = self._fast.get(routing, snapshot, decision)
-        return self._memo.keep(request, target, snapshot, decision, fast)
-
-    async def _forward(
-        self, snapshot: ServiceSnapshot, plan: ForwardPlan, request: httpx.Request
-    ) -> httpx.Response:
-        """The plan's tries under the route's and the cluster's resilience."""
-        route = snapshot.resilience.for_route(plan.route)
-        try:
-            return await async_resilient_call(
-                partial(self._try, snapshot, plan, request, route),
-                route=route,
-                cluster=snapshot.resilience_of(plan.cluster),
-                headers=request_headers(request) if route.needs_headers(plan.cluster) else {},
-                method=request.method,
-                timeout_s=route.timeouts.http_timeout_s,
-                describe_result=describe_response,
-                describe_error=describe_error,
-                replayable=is_replayable(request),
-                name=snapshot.target,
-            )
-        except Exception as exc:
-            return self._routing.answer(exc, request)
-
-    async def _try(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        request: httpx.Request,
-        route: RouteResilience,
-        attempt: Attempt,
-    ) -> httpx.Response:
-        """One try within its budget; a retriable answer's body is read (frees the connection)."""
-        outgoing = bounded_request(request, attempt, route.timeouts.per_try_idle_timeout_s)
-        try:
-            response = await self._send_once(snapshot, plan, outgoing, attempt)
-        except httpx.TransportError as exc:
-            note_retried(exc, attempt)
-            if isinstance(exc, httpx.TimeoutException):
-                mapped = timed_out(exc, attempt, _per_try_s(route))
-                if mapped is not exc:
-                    raise mapped from exc
-            raise
-        if route.retry is not None and response.status_code >= 400:
-            await response.aread()
-        return response
+        compiled = self._plans.get(routing, snapshot, decision)
+        return self._memo.keep(request, target, snapshot, decision, compiled)
 
     def _snapshot_at_once(self, target: str) -> ServiceSnapshot | None:
         """The snapshot of a known member that has one (the common case, no await)."""
@@ -425,26 +298,6 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         if snapshot is not None:
             self._pools.track(state)
         return snapshot
-
-    async def _send_once(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        request: httpx.Request,
-        attempt: Attempt | None = None,
-    ) -> httpx.Response:
-        """One try to one endpoint: pick (avoiding the try's excluded hosts), build,
-        send; the try is reported through the plan's observer."""
-        routing = self._routing
-        excluded = attempt.excluded_endpoints if attempt is not None else _NO_EXCLUSIONS
-        cluster, endpoint = routing.pick(
-            snapshot, plan.cluster, plan.request_hash, request, excluded
-        )
-        if attempt is not None:
-            attempt.endpoint = endpoint.authority
-        outgoing = outgoing_request(request, plan, endpoint)
-        observer = routing.observer(snapshot.target, cluster)
-        return await self._exchange(cluster, endpoint, outgoing, observer, request)
 
     async def _exchange(
         self,
@@ -494,10 +347,6 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         await self._mirrors.aclose()
         await self._closer.aclose_all(self._pools.drain())
         await self._passthrough.aclose()
-
-
-def _per_try_s(route: RouteResilience) -> float | None:
-    return route.retry.policy.per_try_timeout_s if route.retry is not None else None
 
 
 def _close_all(transports: list[ClusterHTTPTransport]) -> None:

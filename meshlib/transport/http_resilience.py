@@ -5,7 +5,7 @@
   read (connect errors are ``connect-failure``; a dropped connection or a
   protocol error mid-request is ``reset``; httpx read / write timeouts of a
   try are ``per-try-timeout``).
-- :func:`bounded_request` gives one try its budget: httpx's per-operation
+- :func:`bound_request` gives one try its budget: httpx's per-operation
   timeouts capped by what the try has left, the per-try idle timeout as the
   read timeout, and the deadline header ``x-meshlib-deadline-ms`` for the
   next hop. The caller's request is never modified (a copy is returned).
@@ -59,27 +59,16 @@ def is_replayable(request: httpx.Request) -> bool:
     return isinstance(request.stream, httpx.ByteStream)
 
 
-def bounded_request(
-    request: httpx.Request, attempt: Attempt, idle_timeout_s: float | None = None
-) -> httpx.Request:
-    """The request for one try: timeouts capped by the try's budget, deadline header set.
-
-    Returns ``request`` itself when there is nothing to bound.
-    """
-    remaining = attempt.timeout_s
-    if remaining is not None and remaining <= 0:
-        raise DeadlineExceeded(f"try {attempt.number}: no time left to send the request")
-    return bound_request(request, remaining, idle_timeout_s)
-
-
 def bound_request(
     request: httpx.Request,
     remaining: float | None,
     idle_timeout_s: float | None,
     connect_timeout_s: float | None = None,
 ) -> httpx.Request:
-    """:func:`bounded_request` for a budget already known to be left (``remaining`` > 0);
-    ``connect_timeout_s`` also caps the connect phase (the cluster's connect timeout)."""
+    """The request for one try: timeouts capped by the try's budget ``remaining``
+    (> 0; None: no budget) and the idle timeout, the deadline header set;
+    ``connect_timeout_s`` also caps the connect phase (the cluster's connect timeout).
+    Returns ``request`` itself when there is nothing to bound."""
     if remaining is None and idle_timeout_s is None and connect_timeout_s is None:
         return request
     outgoing: httpx.Request = httpx.Request.__new__(httpx.Request)

@@ -1,7 +1,7 @@
 """How a request to a URL was routed, kept to route the next one alike at once.
 
 The front of an httpx request (is the host a mesh name, which service, its
-snapshot, the plan, the compiled first try) gives the same answer for every
+snapshot, the plan, its compiled call plan) gives the same answer for every
 request to the same URL and ``Host`` while the service's snapshot stands and
 the plan is reusable (it reads no header, query or runtime value). A
 :class:`RouteMemo` keeps that answer per (parsed URL, ``Host``), so a repeated
@@ -9,7 +9,7 @@ request costs one dictionary lookup and three identity checks instead of five
 steps that each run cold after the previous request's network wait.
 
 An entry is used only while the service is still in the mesh, its state
-still holds the snapshot the entry was made with, and the compiled route is
+still holds the snapshot the entry was made with, and the call plan is
 current (no breaker registered since); otherwise the request takes the full
 path, which keeps a fresh entry. Bounded: once full, the memo starts over.
 """
@@ -27,7 +27,7 @@ from meshlib.routing.snapshot import ServiceSnapshot
 from meshlib.transport.http_routing import fast_url_supported, host_header
 
 if TYPE_CHECKING:
-    from meshlib.transport.http_fast_path import HttpFastRoute
+    from meshlib.transport.http_try import HttpCallPlan
 
 #: httpx keeps a parsed URL as a named tuple: hashable, and the same parse for the
 #: same URL. Without it (a future httpx) nothing is memoised.
@@ -35,13 +35,13 @@ _MEMOISABLE: Final = fast_url_supported()
 
 
 class Routed(NamedTuple):
-    """One URL's routing: the service, the snapshot, the plan and its compiled try."""
+    """One URL's routing: the service, the snapshot, the plan and its call plan."""
 
     target: str
     state: ServiceState
     snapshot: ServiceSnapshot
     plan: ForwardPlan
-    fast: HttpFastRoute | None
+    compiled: HttpCallPlan
 
 
 class RouteMemo:
@@ -66,8 +66,7 @@ class RouteMemo:
             or not self._directory.known_member(routed.target)
         ):
             return None
-        fast = routed.fast
-        if fast is not None and not fast.current():
+        if not routed.compiled.current():
             return None
         return routed
 
@@ -77,10 +76,10 @@ class RouteMemo:
         target: str,
         snapshot: ServiceSnapshot,
         plan: ForwardPlan,
-        fast: HttpFastRoute | None,
+        compiled: HttpCallPlan,
     ) -> Routed:
         """How ``request`` was routed, remembered when its plan is reusable."""
-        routed = Routed(target, self._directory.service(target), snapshot, plan, fast)
+        routed = Routed(target, self._directory.service(target), snapshot, plan, compiled)
         if _MEMOISABLE and plan.reusable:
             memo = self._routed
             if len(memo) >= self.MAX_URLS:

@@ -160,6 +160,19 @@ def host_header(request: httpx.Request) -> str | None:
     return None
 
 
+def header_named(request: httpx.Request, names: frozenset[bytes]) -> bool:
+    """Whether the request has a header whose lower-case name is in ``names``
+    (nothing decoded or lowered when httpx keeps its list as known)."""
+    if not names:
+        return False
+    if FAST_HEADERS:
+        for _name, lower, _value in request.headers._list:  # noqa: SIM110 - no genexpr
+            if lower in names:
+                return True
+        return False
+    return any(key.lower() in names for key, _ in request.headers.raw)
+
+
 class HttpPlanCache:
     """Plans by (authority, path) for one snapshot, kept while they are
     :attr:`~meshlib.routing.plan.ForwardPlan.reusable` (no header, query or runtime

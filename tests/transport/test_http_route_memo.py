@@ -6,8 +6,7 @@ real cue-driven upstreams on loopback, warms the memo, changes something, and
 checks that the very next request sees the change, as a first request would:
 route and endpoint changes pushed through xDS, the service leaving the mesh,
 a breaker registered late, other Host headers and query strings, more URLs
-than the memo holds, and header-matched routes (never memoised). Each runs over
-the compiled first try and with it switched off (``path``): the memo serves both.
+than the memo holds, and header-matched routes (never memoised).
 """
 
 from __future__ import annotations
@@ -28,15 +27,13 @@ from meshlib.xds_client import resources as xds
 from tests.resilience_e2e.upstreams import Upstream, http_upstreams
 from tests.routing.builders import eds_cluster, endpoints, listener, prefix_route
 from tests.routing.fake_xds import FakeXds
-from tests.transport.fast_path_setup import (
-    FAST,
-    GENERAL,
+from tests.transport.call_plan_setup import (
     PORT,
     cluster_of,
     isolated_breakers,
     publish,
 )
-from tests.transport.http_fast_path_setup import HTTP_KINDS, HttpCaller, choose_http_path
+from tests.transport.http_call_plan_setup import HTTP_KINDS, HttpCaller
 from tests.transport.route_memo_setup import (
     DepartureHold,
     PassthroughCaller,
@@ -57,12 +54,6 @@ V2_ONLY = xds.HeaderMatcher("x-v", xds.HeaderMatchKind.EXACT, "2")
 @pytest.fixture
 def routed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return spy_on_routing(monkeypatch)
-
-
-@pytest.fixture(params=[FAST, GENERAL])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Over the compiled first try, then with it off: the memo must hold both ways."""
-    return choose_http_path(str(request.param), monkeypatch)
 
 
 @pytest.fixture
@@ -107,12 +98,12 @@ def push_change(feed: FakeXds, change: str, host: str, a: Upstream, b: Upstream)
 @pytest.mark.parametrize("change", CHANGES)
 @HTTP_KINDS
 async def test_route_change_is_honoured_by_the_next_request(
-    kind: str, path: str, change: str, feed: FakeXds, routed: list[str]
+    kind: str, change: str, feed: FakeXds, routed: list[str]
 ) -> None:
     url = "/p?q=1"
     with http_upstreams(["a", "b"]) as (a, b):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            host = f"change-{change}-{kind}-{path}"
+            host = f"change-{change}-{kind}"
             caller = HttpCaller(kind, mesh, publish(feed, host, [a.port]))
             try:
                 await warm(caller, routed, url, "a 200")
@@ -140,11 +131,11 @@ async def test_route_change_is_honoured_by_the_next_request(
 
 @HTTP_KINDS
 async def test_endpoint_change_sends_the_next_request_to_the_new_endpoint(
-    kind: str, path: str, feed: FakeXds, routed: list[str]
+    kind: str, feed: FakeXds, routed: list[str]
 ) -> None:
     with http_upstreams(["a", "b"]) as (a, b):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            host = f"eds-{kind}-{path}"
+            host = f"eds-{kind}"
             caller = HttpCaller(kind, mesh, publish(feed, host, [a.port]))
             try:
                 await warm(caller, routed, "/p", "a 200")
@@ -159,11 +150,11 @@ async def test_endpoint_change_sends_the_next_request_to_the_new_endpoint(
 
 @HTTP_KINDS
 async def test_service_leaving_the_mesh_passes_the_next_request_through_as_a_first_one(
-    kind: str, path: str, feed: FakeXds, routed: list[str]
+    kind: str, feed: FakeXds, routed: list[str]
 ) -> None:
     with http_upstreams(["a", "outside"]) as (a, outside):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            host = f"leave-{kind}-{path}"
+            host = f"leave-{kind}"
             target = publish(feed, host, [a.port])
             caller = PassthroughCaller(kind, mesh, target, outside.port)
             newcomer = PassthroughCaller(kind, mesh, target, outside.port)
@@ -187,13 +178,13 @@ async def test_service_leaving_the_mesh_passes_the_next_request_through_as_a_fir
 
 @HTTP_KINDS
 async def test_request_after_the_service_left_the_listener_set_is_passed_through(
-    kind: str, path: str, feed: FakeXds, routed: list[str]
+    kind: str, feed: FakeXds, routed: list[str]
 ) -> None:
     """Between the membership update and the service's own: the snapshot still stands,
     but the service is no longer in the mesh, so the memo must not route by it."""
     with http_upstreams(["a", "outside"]) as (a, outside):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(feed, f"window-{kind}-{path}", [a.port])
+            target = publish(feed, f"window-{kind}", [a.port])
             caller = PassthroughCaller(kind, mesh, target, outside.port)
             newcomer = PassthroughCaller(kind, mesh, target, outside.port)
             hold = DepartureHold(target)
@@ -224,7 +215,6 @@ BREAKER_CASES = [("service", "failing-upstream"), ("cluster", "failure-recorded"
 @HTTP_KINDS
 async def test_breaker_registered_after_memoised_requests_applies_to_the_next_one(
     kind: str,
-    path: str,
     under: str,
     opened_by: str,
     feed: FakeXds,
@@ -233,7 +223,7 @@ async def test_breaker_registered_after_memoised_requests_applies_to_the_next_on
 ) -> None:
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            host = f"breaker-{under}-{kind}-{path}"
+            host = f"breaker-{under}-{kind}"
             target = publish(feed, host, [a.port])
             caller = HttpCaller(kind, mesh, target)
             try:
@@ -284,11 +274,11 @@ def publish_with_alias(feed: FakeXds, host: str, main_port: int, alias_port: int
 
 @HTTP_KINDS
 async def test_another_host_header_on_the_same_url_is_routed_on_its_own(
-    kind: str, path: str, feed: FakeXds, routed: list[str]
+    kind: str, feed: FakeXds, routed: list[str]
 ) -> None:
     with http_upstreams(["main", "alias"]) as (main, alias):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            host = f"vhosts-{kind}-{path}"
+            host = f"vhosts-{kind}"
             caller = HttpCaller(kind, mesh, publish_with_alias(feed, host, main.port, alias.port))
             try:
                 answers = []
@@ -305,12 +295,12 @@ async def test_another_host_header_on_the_same_url_is_routed_on_its_own(
 
 @HTTP_KINDS
 async def test_another_query_on_the_same_path_is_routed_on_its_own(
-    kind: str, path: str, feed: FakeXds, routed: list[str]
+    kind: str, feed: FakeXds, routed: list[str]
 ) -> None:
     urls = ["/p?x=1", "/p?x=2"] * 3
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            host = f"query-{kind}-{path}"
+            host = f"query-{kind}"
             action = {"prefix_rewrite": "/v2/"}  # the plan carries the outgoing path and query
             caller = HttpCaller(kind, mesh, publish(feed, host, [a.port], action=action))
             try:

@@ -17,21 +17,17 @@ from meshlib.observability.metrics import HTTP_DURATION, REQUESTS, RPC_DURATION,
 from meshlib.xds_client import resources as xds
 from tests.resilience_e2e.upstreams import grpc_upstreams, http_upstreams
 from tests.routing.fake_xds import FakeXds
-from tests.transport.fast_path_setup import (
-    FAST,
-    GENERAL,
+from tests.transport.call_plan_setup import (
     KINDS,
     PER_TRY,
-    choose_path,
     open_caller,
     publish,
 )
-from tests.transport.http_fast_path_setup import (
+from tests.transport.http_call_plan_setup import (
     FIVE_XX,
     HTTP_KINDS,
     QUICK,
     HttpCaller,
-    choose_http_path,
 )
 
 HTTP_PER_TRY = xds.RetryPolicy(
@@ -47,12 +43,6 @@ def reader(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemoryMetricReader]:
     monkeypatch.setattr(mesh_metrics, "_default", ClientMetrics(provider))
     yield memory
     provider.shutdown()
-
-
-@pytest.fixture(params=[FAST, GENERAL])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    choose_path(str(request.param), monkeypatch)
-    return choose_http_path(str(request.param), monkeypatch)
 
 
 def points(reader: InMemoryMetricReader, name: str) -> list[dict[str, Any]]:
@@ -72,14 +62,12 @@ def points(reader: InMemoryMetricReader, name: str) -> list[dict[str, Any]]:
 
 @HTTP_KINDS
 async def test_an_http_per_try_timeout_is_labelled_timeout_sync_and_async(
-    kind: str, path: str, feed: FakeXds, reader: InMemoryMetricReader
+    kind: str, feed: FakeXds, reader: InMemoryMetricReader
 ) -> None:
     with http_upstreams(["a"]) as (a,):
         a.cue.push("stall 2")  # the first try is cut by its 0.2 s per-try timeout
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(
-                feed, f"label-{kind}-{path}", [a.port], action={"retry_policy": HTTP_PER_TRY}
-            )
+            target = publish(feed, f"label-{kind}", [a.port], action={"retry_policy": HTTP_PER_TRY})
             caller = HttpCaller(kind, mesh, target)
             try:
                 assert await caller.served_by() == "a 200"
@@ -91,14 +79,12 @@ async def test_an_http_per_try_timeout_is_labelled_timeout_sync_and_async(
 
 @KINDS
 async def test_a_grpc_per_try_timeout_is_labelled_alike_sync_and_aio(
-    kind: str, path: str, feed: FakeXds, reader: InMemoryMetricReader
+    kind: str, feed: FakeXds, reader: InMemoryMetricReader
 ) -> None:
     with grpc_upstreams(["a"]) as (a,):
         a.cue.push("stall 2")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(
-                feed, f"glabel-{kind}-{path}", [a.port], action={"retry_policy": PER_TRY}
-            )
+            target = publish(feed, f"glabel-{kind}", [a.port], action={"retry_policy": PER_TRY})
             caller = await open_caller(kind, mesh, target)
             try:
                 assert await caller.call() == "a"

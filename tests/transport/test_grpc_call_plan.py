@@ -1,11 +1,10 @@
-"""The compiled first try of unary gRPC calls (``grpc_fast_path``), sync and aio.
+"""Unary gRPC calls through their call plans (``grpc_try``), sync and aio.
 
 Each test publishes a service on a FakeXds feed and calls real cue-driven gRPC
-upstreams on loopback through MeshChannel / AioMeshChannel. It checks that the
-fast path is taken (or left) when it should be, and -- run once over the fast
-path and once with it switched off (``path``) -- that callers see the same as
-with the general path (``resilient_call``): retry handover, per-try timeouts,
-deadlines, breakers, thresholds. Faults, closing, books: test_grpc_fast_path_edges.
+upstreams on loopback through MeshChannel / AioMeshChannel. It checks that every
+route compiles into a call plan, and what callers see of the one lifecycle:
+retry handover, per-try timeouts, deadlines, breakers, thresholds. Faults,
+closing, books: test_grpc_call_plan_edges.
 """
 
 from __future__ import annotations
@@ -18,32 +17,23 @@ import pytest
 
 import meshlib
 from meshlib.resilience.breaker import BreakerConfig, BreakerRegistry, BreakerState
-from meshlib.transport.grpc_fast_path import FastRoute
+from meshlib.resilience.call_plan import CallPlan
 from meshlib.xds_client import resources as xds
 from tests.resilience_e2e.upstreams import WHO, grpc_upstreams
 from tests.routing.fake_xds import FakeXds
-from tests.transport.fast_path_setup import (
-    FAST,
-    GENERAL,
+from tests.transport.call_plan_setup import (
     KINDS,
     PER_TRY,
     UNAVAILABLE_ONLY,
-    assert_took,
-    choose_path,
+    assert_planned,
     cluster_of,
     in_time,
     isolated_breakers,
     open_caller,
     publish,
     resilience,
-    spy_on_general_path,
     timed,
 )
-
-
-@pytest.fixture
-def general(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    return spy_on_general_path(monkeypatch)
 
 
 @pytest.fixture
@@ -51,43 +41,32 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> BreakerRegistry:
     return isolated_breakers(monkeypatch)
 
 
-@pytest.fixture(params=[FAST, GENERAL])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each test runs over the compiled first try, then with it off: same answers both ways."""
-    return choose_path(str(request.param), monkeypatch)
-
-
-# --- 1. taken / left -----------------------------------------------------------------
+# --- 1. every route compiles ----------------------------------------------------------
 
 
 @KINDS
-async def test_plain_route_compiles_a_fast_route(
-    kind: str, feed: FakeXds, general: list[str]
-) -> None:
+async def test_plain_route_compiles_a_call_plan(kind: str, feed: FakeXds) -> None:
     with grpc_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
             target = publish(feed, f"plain-{kind}", [a.port])
             caller = await open_caller(kind, mesh, target)
             try:
                 assert [await caller.call() for _ in range(3)] == ["a", "a", "a"]
-                fast = caller.fast
-                assert isinstance(fast, FastRoute)
-                assert fast.snapshot is caller.snapshot
-                assert general == []  # every call took the compiled first try
+                plan = caller.plan
+                assert isinstance(plan, CallPlan) and plan.current()
+                assert caller.compiled() == [plan]  # one plan served every call
                 assert a.cue.count() == 3
             finally:
                 await caller.close()
 
 
-# Plans a FastRoute cannot stand for: each call takes the general path.
+# Forward plans that cannot be reused across calls: their routes compile all the same.
 CANNOT_REUSE = ["header-match", "hedging", "hash-policy", "mirror"]
 
 
 @pytest.mark.parametrize("case", CANNOT_REUSE)
 @KINDS
-async def test_fast_route_is_not_compiled_for_plans_it_cannot_reuse(
-    kind: str, case: str, feed: FakeXds, general: list[str]
-) -> None:
+async def test_every_route_compiles_into_a_call_plan(kind: str, case: str, feed: FakeXds) -> None:
     with grpc_upstreams(["a", "other"]) as (a, other):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
             host = f"left-{case}-{kind}"
@@ -114,10 +93,10 @@ async def test_fast_route_is_not_compiled_for_plans_it_cannot_reuse(
             try:
                 assert await caller.call() == "a"
                 assert await caller.call() == "a"
-                assert caller.fast is None
-                assert general == [kind, kind]
+                assert len(caller.compiled()) == 1  # (route, cluster): one plan for both calls
                 if case == "header-match":
                     assert await caller.call(metadata=[("x-group", "beta")]) == "other"
+                    assert len(caller.compiled()) == 2
                 if case == "mirror":
                     await in_time(lambda: other.cue.count() == 2)
             finally:
@@ -128,16 +107,14 @@ async def test_fast_route_is_not_compiled_for_plans_it_cannot_reuse(
 
 
 @KINDS
-async def test_failed_first_try_hands_over_to_the_retries(
-    kind: str, path: str, feed: FakeXds, general: list[str]
-) -> None:
+async def test_failed_first_try_hands_over_to_the_retries(kind: str, feed: FakeXds) -> None:
     with grpc_upstreams(["bad", "good"]) as (bad, good):
         bad.cue.set_default("UNAVAILABLE")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
             policy = xds.RetryPolicy(
                 retry_on=UNAVAILABLE_ONLY, num_retries=2, retry_previous_hosts=True
             )
-            host = f"retry-{kind}-{path}"
+            host = f"retry-{kind}"
             target = publish(feed, host, [bad.port, good.port], action={"retry_policy": policy})
             caller = await open_caller(kind, mesh, target)
             try:
@@ -147,47 +124,40 @@ async def test_failed_first_try_hands_over_to_the_retries(
                 assert good.cue.count() == 6
                 budget = resilience(caller, host).budget.stats()
                 assert budget.retries_started == bad.cue.count()
-                assert_took(caller, path)
-                assert (general == []) is (path == FAST)
+                assert_planned(caller)
             finally:
                 await caller.close()
 
 
 @KINDS
-async def test_without_retries_the_first_try_status_is_the_answer(
-    kind: str, path: str, feed: FakeXds
-) -> None:
+async def test_without_retries_the_first_try_status_is_the_answer(kind: str, feed: FakeXds) -> None:
     with grpc_upstreams(["bad", "good"]) as (bad, good):
         bad.cue.set_default("UNAVAILABLE")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(feed, f"noretry-{kind}-{path}", [bad.port, good.port])
+            target = publish(feed, f"noretry-{kind}", [bad.port, good.port])
             caller = await open_caller(kind, mesh, target)
             try:
                 answers = [await caller.outcome() for _ in range(4)]
                 assert sorted(answers) == ["error: UNAVAILABLE"] * 2 + ["good"] * 2
                 assert bad.cue.count() == 2 and good.cue.count() == 2
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()
 
 
-def test_with_call_on_the_fast_path_returns_the_answer_and_the_call(
-    path: str, feed: FakeXds
-) -> None:
+def test_with_call_returns_the_answer_and_the_call(feed: FakeXds) -> None:
     with grpc_upstreams(["bad", "good"]) as (bad, good), meshlib.Mesh.with_xds_client(feed) as mesh:
         bad.cue.set_default("UNAVAILABLE")
         policy = xds.RetryPolicy(retry_on=UNAVAILABLE_ONLY, num_retries=2)
-        target = publish(
-            feed, f"withcall-{path}", [bad.port, good.port], action={"retry_policy": policy}
-        )
+        target = publish(feed, "withcall", [bad.port, good.port], action={"retry_policy": policy})
         with mesh.grpc_channel(target) as channel:
             stub: Any = channel.unary_unary(WHO)
             for _ in range(4):  # first tries on both hosts: two of them are retried
                 answer, call = stub.with_call(b"", timeout=5.0)
                 assert answer == b"good" and call.code() is grpc.StatusCode.OK
             assert bad.cue.count() >= 1 and good.cue.count() == 4
-            entry = stub._fast.entry
-            assert entry is not None and isinstance(entry[1], FastRoute) is (path == FAST)
+            entry = stub._compiled.entry
+            assert entry is not None and isinstance(entry[2], CallPlan)
 
 
 # --- 3. per-try timeout --------------------------------------------------------------
@@ -195,14 +165,12 @@ def test_with_call_on_the_fast_path_returns_the_answer_and_the_call(
 
 @KINDS
 async def test_per_try_timeout_cuts_a_stalled_first_try_and_retries(
-    kind: str, path: str, feed: FakeXds
+    kind: str, feed: FakeXds
 ) -> None:
     with grpc_upstreams(["slow"]) as (slow,):
         slow.cue.push("stall 5")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(
-                feed, f"pertry-{kind}-{path}", [slow.port], action={"retry_policy": PER_TRY}
-            )
+            target = publish(feed, f"pertry-{kind}", [slow.port], action={"retry_policy": PER_TRY})
             caller = await open_caller(kind, mesh, target)
             try:
                 answer, took = await timed(caller.outcome())
@@ -211,28 +179,24 @@ async def test_per_try_timeout_cuts_a_stalled_first_try_and_retries(
                 assert 0.15 < took < 2.0
                 first = slow.cue.requests()[0].deadline_s
                 assert first is not None and first <= 0.25  # the try carried its own budget
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()
 
 
 @KINDS
-async def test_every_try_stalling_ends_in_deadline_exceeded(
-    kind: str, path: str, feed: FakeXds
-) -> None:
+async def test_every_try_stalling_ends_in_deadline_exceeded(kind: str, feed: FakeXds) -> None:
     with grpc_upstreams(["slow"]) as (slow,):
         slow.cue.set_default("stall 5")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(
-                feed, f"stalls-{kind}-{path}", [slow.port], action={"retry_policy": PER_TRY}
-            )
+            target = publish(feed, f"stalls-{kind}", [slow.port], action={"retry_policy": PER_TRY})
             caller = await open_caller(kind, mesh, target)
             try:
                 answer, took = await timed(caller.outcome())
                 assert answer == "error: DEADLINE_EXCEEDED"
                 assert slow.cue.count() == 3
                 assert 0.5 < took < 2.5
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()
 
@@ -241,12 +205,10 @@ async def test_every_try_stalling_ends_in_deadline_exceeded(
 
 
 @KINDS
-async def test_an_expired_deadline_never_reaches_the_server(
-    kind: str, path: str, feed: FakeXds
-) -> None:
+async def test_an_expired_deadline_never_reaches_the_server(kind: str, feed: FakeXds) -> None:
     with grpc_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(feed, f"expired-{kind}-{path}", [a.port])
+            target = publish(feed, f"expired-{kind}", [a.port])
             caller = await open_caller(kind, mesh, target)
             try:
                 assert await caller.call() == "a"
@@ -255,20 +217,20 @@ async def test_an_expired_deadline_never_reaches_the_server(
                 assert await caller.outcome(timeout=0.0) == "error: DEADLINE_EXCEEDED"
                 assert a.cue.count() == 1
                 assert await caller.call() == "a"  # and the next call is fine
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()
 
 
 @KINDS
 async def test_enclosing_deadline_and_route_cap_bound_a_stalled_call(
-    kind: str, path: str, feed: FakeXds
+    kind: str, feed: FakeXds
 ) -> None:
     with grpc_upstreams(["slow"]) as (slow,):
         slow.cue.set_default("stall 5")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(feed, f"scoped-{kind}-{path}", [slow.port])
-            capped = publish(feed, f"capped-{kind}-{path}", [slow.port], action={"timeout_s": 0.2})
+            target = publish(feed, f"scoped-{kind}", [slow.port])
+            capped = publish(feed, f"capped-{kind}", [slow.port], action={"timeout_s": 0.2})
             caller = await open_caller(kind, mesh, target)
             capped_caller = await open_caller(kind, mesh, capped)
             try:
@@ -280,8 +242,8 @@ async def test_enclosing_deadline_and_route_cap_bound_a_stalled_call(
                 assert 0.15 < took < 1.0
                 seen = [s.deadline_s for s in slow.cue.requests()]
                 assert len(seen) == 2 and all(s is not None and s <= 0.25 for s in seen)
-                assert_took(caller, path)
-                assert_took(capped_caller, path)
+                assert_planned(caller)
+                assert_planned(capped_caller)
             finally:
                 await caller.close()
                 await capped_caller.close()
@@ -292,19 +254,18 @@ async def test_enclosing_deadline_and_route_cap_bound_a_stalled_call(
 
 @pytest.mark.parametrize("under", ["service", "cluster"])
 @KINDS
-async def test_breaker_registered_after_fast_calls_guards_the_next_ones(
-    kind: str, under: str, path: str, feed: FakeXds, registry: BreakerRegistry
+async def test_breaker_registered_after_planned_calls_guards_the_next_ones(
+    kind: str, under: str, feed: FakeXds, registry: BreakerRegistry
 ) -> None:
-    host = f"breaker-{under}-{kind}-{path}"
+    host = f"breaker-{under}-{kind}"
     with grpc_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
             target = publish(feed, host, [a.port])
             caller = await open_caller(kind, mesh, target)
             try:
                 assert await caller.call() == "a"
-                if path == FAST:
-                    before = caller.fast
-                    assert before is not None and before.breaker is None
+                before = caller.plan
+                assert before.breaker is None
                 config = BreakerConfig(
                     minimum_number_of_calls=2,
                     sliding_window_size=2,
@@ -312,8 +273,7 @@ async def test_breaker_registered_after_fast_calls_guards_the_next_ones(
                 )
                 breaker = registry.get(target if under == "service" else cluster_of(host), config)
                 assert await caller.call() == "a"
-                if path == FAST:  # recompiled with the breaker
-                    assert caller.fast is not None and caller.fast.breaker is breaker
+                assert caller.plan.breaker is breaker  # recompiled with the breaker
                 assert breaker.snapshot().calls == 1
                 a.cue.set_default("UNAVAILABLE")
                 # 1 success + 1 failure: 50% of a full window of 2 -> OPEN
@@ -324,7 +284,7 @@ async def test_breaker_registered_after_fast_calls_guards_the_next_ones(
                 assert await caller.outcome() == "error: UNAVAILABLE"  # failed fast
                 assert a.cue.count() == served
                 assert breaker.rejected == 1
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()
 
@@ -333,8 +293,8 @@ async def test_breaker_registered_after_fast_calls_guards_the_next_ones(
 
 
 @KINDS
-async def test_max_requests_overflow_fails_fast(kind: str, path: str, feed: FakeXds) -> None:
-    host = f"maxreq-{kind}-{path}"
+async def test_max_requests_overflow_fails_fast(kind: str, feed: FakeXds) -> None:
+    host = f"maxreq-{kind}"
     with grpc_upstreams(["a"]) as (a,):
         a.cue.push("stall 0.6")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
@@ -353,16 +313,14 @@ async def test_max_requests_overflow_fails_fast(kind: str, path: str, feed: Fake
                 assert thresholds.requests.overflows == 1
                 assert thresholds.requests.count == 0
                 assert await caller.call() == "a"
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()
 
 
 @KINDS
-async def test_a_call_without_a_free_connection_waits_pending(
-    kind: str, path: str, feed: FakeXds
-) -> None:
-    host = f"maxconn-{kind}-{path}"
+async def test_a_call_without_a_free_connection_waits_pending(kind: str, feed: FakeXds) -> None:
+    host = f"maxconn-{kind}"
     with grpc_upstreams(["a"]) as (a,):
         a.cue.push("stall 0.4")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
@@ -381,14 +339,14 @@ async def test_a_call_without_a_free_connection_waits_pending(
                 assert a.cue.count() == 2
                 assert thresholds.connections.count == 0 and thresholds.requests.count == 0
                 assert thresholds.pending_requests.count == 0
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()
 
 
 @KINDS
-async def test_a_pending_call_gives_up_at_its_deadline(kind: str, path: str, feed: FakeXds) -> None:
-    host = f"pending-deadline-{kind}-{path}"
+async def test_a_pending_call_gives_up_at_its_deadline(kind: str, feed: FakeXds) -> None:
+    host = f"pending-deadline-{kind}"
     with grpc_upstreams(["a"]) as (a,):
         a.cue.push("stall 0.8")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
@@ -406,6 +364,6 @@ async def test_a_pending_call_gives_up_at_its_deadline(kind: str, path: str, fee
                 assert await first == "a"
                 assert thresholds.pending_requests.count == 0
                 assert thresholds.requests.count == 0 and thresholds.connections.count == 0
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()

@@ -1,7 +1,7 @@
-"""The HTTP fast path at its edges, sync and async, over the fast and the general path:
+"""HTTP call plans at their edges, sync and async:
 a breaker registered late, thresholds, fault / rate-limit stages, route header
 mutations, streamed bodies, and the books (load reporter, budget, thresholds,
-host stats) balanced after every kind of ending. See test_http_fast_path."""
+host stats) balanced after every kind of ending. See test_http_call_plan."""
 
 from __future__ import annotations
 
@@ -25,9 +25,7 @@ from meshlib.resilience.xds_cluster import ClusterResilience
 from meshlib.xds_client import resources as xds
 from tests.resilience_e2e.upstreams import http_upstreams
 from tests.routing.fake_xds import FakeXds
-from tests.transport.fast_path_setup import (
-    FAST,
-    GENERAL,
+from tests.transport.call_plan_setup import (
     MILLION,
     PER_TRY,
     cluster_of,
@@ -35,34 +33,21 @@ from tests.transport.fast_path_setup import (
     isolated_breakers,
     publish,
 )
-from tests.transport.http_fast_path_setup import (
+from tests.transport.http_call_plan_setup import (
     ASYNC,
     FIVE_XX,
     HTTP_KINDS,
     QUICK,
     HttpCaller,
-    assert_took_http,
-    choose_http_path,
-    spy_on_http_general_path,
+    assert_planned_http,
     timed_request,
 )
 from tests.transport.recording import Recorder
 
 
 @pytest.fixture
-def general(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    return spy_on_http_general_path(monkeypatch)
-
-
-@pytest.fixture
 def registry(monkeypatch: pytest.MonkeyPatch) -> BreakerRegistry:
     return isolated_breakers(monkeypatch)
-
-
-@pytest.fixture(params=[FAST, GENERAL])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each test runs over the compiled first try, then with it off: same answers both ways."""
-    return choose_http_path(str(request.param), monkeypatch)
 
 
 def resilience(caller: HttpCaller, host: str) -> ClusterResilience:
@@ -74,19 +59,18 @@ def resilience(caller: HttpCaller, host: str) -> ClusterResilience:
 
 @pytest.mark.parametrize("under", ["service", "cluster"])
 @HTTP_KINDS
-async def test_breaker_registered_after_fast_requests_guards_the_next_ones(
-    kind: str, under: str, path: str, feed: FakeXds, registry: BreakerRegistry
+async def test_breaker_registered_after_planned_requests_guards_the_next_ones(
+    kind: str, under: str, feed: FakeXds, registry: BreakerRegistry
 ) -> None:
-    host = f"breaker-{under}-{kind}-{path}"
+    host = f"breaker-{under}-{kind}"
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
             target = publish(feed, host, [a.port])
             caller = HttpCaller(kind, mesh, target)
             try:
                 assert await caller.served_by() == "a 200"
-                if path == FAST:
-                    before = caller.fast
-                    assert before is not None and before.breaker is None
+                before = caller.plan
+                assert before.breaker is None
                 config = BreakerConfig(
                     minimum_number_of_calls=2,
                     sliding_window_size=2,
@@ -94,8 +78,7 @@ async def test_breaker_registered_after_fast_requests_guards_the_next_ones(
                 )
                 breaker = registry.get(target if under == "service" else cluster_of(host), config)
                 assert await caller.served_by() == "a 200"
-                if path == FAST:  # recompiled with the breaker
-                    assert caller.fast is not None and caller.fast.breaker is breaker
+                assert caller.plan.breaker is breaker  # recompiled with the breaker
                 assert breaker.snapshot().calls == 1
                 a.cue.set_default("503")
                 # 1 success + 1 failure: 50% of a full window of 2 -> OPEN
@@ -108,7 +91,7 @@ async def test_breaker_registered_after_fast_requests_guards_the_next_ones(
                 assert isinstance(error, httpx.ConnectError)
                 assert a.cue.count() == served  # failed fast, never sent
                 assert breaker.rejected == 1
-                assert_took_http(caller, path)
+                assert_planned_http(caller)
             finally:
                 await caller.close()
 
@@ -117,8 +100,8 @@ async def test_breaker_registered_after_fast_requests_guards_the_next_ones(
 
 
 @HTTP_KINDS
-async def test_max_requests_overflow_fails_fast(kind: str, path: str, feed: FakeXds) -> None:
-    host = f"maxreq-{kind}-{path}"
+async def test_max_requests_overflow_fails_fast(kind: str, feed: FakeXds) -> None:
+    host = f"maxreq-{kind}"
     with http_upstreams(["a"]) as (a,):
         a.cue.push("stall 0.6")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
@@ -137,16 +120,14 @@ async def test_max_requests_overflow_fails_fast(kind: str, path: str, feed: Fake
                 assert thresholds.requests.overflows == 1
                 assert thresholds.requests.count == 0
                 assert await caller.served_by() == "a 200"
-                assert_took_http(caller, path)
+                assert_planned_http(caller)
             finally:
                 await caller.close()
 
 
 @HTTP_KINDS
-async def test_a_request_without_a_free_connection_waits_pending(
-    kind: str, path: str, feed: FakeXds
-) -> None:
-    host = f"maxconn-{kind}-{path}"
+async def test_a_request_without_a_free_connection_waits_pending(kind: str, feed: FakeXds) -> None:
+    host = f"maxconn-{kind}"
     with http_upstreams(["a"]) as (a,):
         a.cue.push("stall 0.4")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
@@ -165,7 +146,7 @@ async def test_a_request_without_a_free_connection_waits_pending(
                 assert a.cue.count() == 3
                 assert thresholds.connections.count == 0 and thresholds.requests.count == 0
                 assert thresholds.pending_requests.count == 0
-                assert_took_http(caller, path)
+                assert_planned_http(caller)
             finally:
                 await caller.close()
 
@@ -174,11 +155,11 @@ async def test_a_request_without_a_free_connection_waits_pending(
 
 
 @HTTP_KINDS
-async def test_fault_abort(kind: str, path: str, feed: FakeXds, general: list[str]) -> None:
+async def test_fault_abort(kind: str, feed: FakeXds) -> None:
     fault = xds.HTTPFault(abort=xds.FaultAbort(http_status=503, per_million=MILLION))
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(feed, f"fault-{kind}-{path}", [a.port], fault=fault)
+            target = publish(feed, f"fault-{kind}", [a.port], fault=fault)
             caller = HttpCaller(kind, mesh, target)
             try:
                 for _ in range(2):
@@ -187,18 +168,17 @@ async def test_fault_abort(kind: str, path: str, feed: FakeXds, general: list[st
                     assert isinstance(error, httpx.HTTPStatusError)
                     assert error.response.status_code == 503
                 assert a.cue.count() == 0
-                assert_took_http(caller, path)
-                assert (general == []) is (path == FAST)
+                assert_planned_http(caller)
             finally:
                 await caller.close()
 
 
 @HTTP_KINDS
-async def test_header_controlled_fault(kind: str, path: str, feed: FakeXds) -> None:
+async def test_header_controlled_fault(kind: str, feed: FakeXds) -> None:
     fault = xds.HTTPFault(abort=xds.FaultAbort(header_controlled=True, per_million=MILLION))
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(feed, f"hfault-{kind}-{path}", [a.port], fault=fault)
+            target = publish(feed, f"hfault-{kind}", [a.port], fault=fault)
             caller = HttpCaller(kind, mesh, target)
             try:
                 assert await caller.served_by() == "a 200"
@@ -209,13 +189,13 @@ async def test_header_controlled_fault(kind: str, path: str, feed: FakeXds) -> N
                 assert error.response.status_code == 503
                 assert a.cue.count() == 1
                 assert await caller.served_by() == "a 200"
-                assert_took_http(caller, path)
+                assert_planned_http(caller)
             finally:
                 await caller.close()
 
 
 @HTTP_KINDS
-async def test_local_rate_limit(kind: str, path: str, feed: FakeXds) -> None:
+async def test_local_rate_limit(kind: str, feed: FakeXds) -> None:
     limit = xds.LocalRateLimit(
         "fast",
         token_bucket=xds.TokenBucket(max_tokens=1, fill_interval_s=60.0),
@@ -224,7 +204,7 @@ async def test_local_rate_limit(kind: str, path: str, feed: FakeXds) -> None:
     )
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(feed, f"ratelimit-{kind}-{path}", [a.port], fault=limit)
+            target = publish(feed, f"ratelimit-{kind}", [a.port], fault=limit)
             caller = HttpCaller(kind, mesh, target)
             try:
                 assert await caller.served_by() == "a 200"
@@ -233,7 +213,7 @@ async def test_local_rate_limit(kind: str, path: str, feed: FakeXds) -> None:
                 assert isinstance(error, httpx.HTTPStatusError)
                 assert error.response.status_code == 429
                 assert a.cue.count() == 1
-                assert_took_http(caller, path)
+                assert_planned_http(caller)
             finally:
                 await caller.close()
 
@@ -249,11 +229,11 @@ MUTATIONS = xds.HeaderMutations(
 
 
 @HTTP_KINDS
-async def test_route_mutations_and_host_rewrite(kind: str, path: str, feed: FakeXds) -> None:
+async def test_route_mutations_and_host_rewrite(kind: str, feed: FakeXds) -> None:
     action = {"host_rewrite": "api.internal", "prefix_rewrite": "/v2/"}
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            host = f"mut-{kind}-{path}"
+            host = f"mut-{kind}"
             target = publish(feed, host, [a.port], action=action, route_headers=MUTATIONS)
             caller = HttpCaller(kind, mesh, target)
             try:
@@ -266,7 +246,7 @@ async def test_route_mutations_and_host_rewrite(kind: str, path: str, feed: Fake
                 assert seen.headers["host"] == "api.internal"
                 assert seen.headers["x-added"] == "yes" and seen.headers["x-kept"] == "k"
                 assert "x-secret" not in seen.headers
-                assert_took_http(caller, path)
+                assert_planned_http(caller)
             finally:
                 await caller.close()
 
@@ -275,13 +255,11 @@ async def test_route_mutations_and_host_rewrite(kind: str, path: str, feed: Fake
 
 
 @HTTP_KINDS
-async def test_a_streamed_body_is_sent_once_and_never_replayed(
-    kind: str, path: str, feed: FakeXds
-) -> None:
+async def test_a_streamed_body_is_sent_once_and_never_replayed(kind: str, feed: FakeXds) -> None:
     retry = {"retry_policy": xds.RetryPolicy(retry_on=FIVE_XX, num_retries=2, back_off=QUICK)}
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(feed, f"stream-{kind}-{path}", [a.port], action=retry)
+            target = publish(feed, f"stream-{kind}", [a.port], action=retry)
             caller = HttpCaller(kind, mesh, target)
             try:
                 body = caller.streamed(b"a", b"b")
@@ -293,7 +271,7 @@ async def test_a_streamed_body_is_sent_once_and_never_replayed(
                 # The server records a request as it answers: wait for the 503's record.
                 await in_time(lambda: a.cue.count() >= 2)
                 assert a.cue.count() == 2  # the 503 was not followed by a resend
-                assert_took_http(caller, path)
+                assert_planned_http(caller)
             finally:
                 await caller.close()
 
@@ -303,9 +281,9 @@ async def test_a_streamed_body_is_sent_once_and_never_replayed(
 
 @HTTP_KINDS
 async def test_counters_return_to_zero_after_successes_failures_and_retries(
-    kind: str, path: str, feed: FakeXds, recorder: Recorder
+    kind: str, feed: FakeXds, recorder: Recorder
 ) -> None:
-    host = f"books-{kind}-{path}"
+    host = f"books-{kind}"
     with http_upstreams(["a", "b"]) as (a, b):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
             target = publish(feed, host, [a.port, b.port], action={"retry_policy": PER_TRY})
@@ -328,7 +306,7 @@ async def test_counters_return_to_zero_after_successes_failures_and_retries(
                 # the first try stalls and is cut, the retry too, the third answers
                 answer, took = await timed_request(caller)
                 assert answer.endswith(" 200") and took < 2.0
-                assert_took_http(caller, path)
+                assert_planned_http(caller)
                 cluster = resilience(caller, host)
                 thresholds = cluster.thresholds
 
@@ -350,8 +328,8 @@ async def test_counters_return_to_zero_after_successes_failures_and_retries(
 
 
 @HTTP_KINDS
-async def test_host_stats_active_returns_to_zero(kind: str, path: str, feed: FakeXds) -> None:
-    host = f"active-{kind}-{path}"
+async def test_host_stats_active_returns_to_zero(kind: str, feed: FakeXds) -> None:
+    host = f"active-{kind}"
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
             caller = HttpCaller(kind, mesh, publish(feed, host, [a.port]))
@@ -367,15 +345,15 @@ async def test_host_stats_active_returns_to_zero(kind: str, path: str, feed: Fak
                 (endpoint,) = state.endpoints.localities[0].endpoints
                 stats = runtime.stats(endpoint)
                 assert stats is not None and stats.active == 0
-                assert_took_http(caller, path)
+                assert_planned_http(caller)
             finally:
                 await caller.close()
 
 
 async def test_async_cancelled_request_leaves_balanced_books(
-    path: str, feed: FakeXds, recorder: Recorder
+    feed: FakeXds, recorder: Recorder
 ) -> None:
-    host = f"cancelled-{path}"
+    host = "cancelled"
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
             caller = HttpCaller(ASYNC, mesh, publish(feed, host, [a.port]))
@@ -393,7 +371,7 @@ async def test_async_cancelled_request_leaves_balanced_books(
                 assert cluster.budget.stats().active_requests == 0
                 assert thresholds.requests.count == 0 and thresholds.connections.count == 0
                 assert await caller.served_by() == "a 200"
-                assert_took_http(caller, path)
+                assert_planned_http(caller)
             finally:
                 await caller.close()
 
@@ -413,7 +391,7 @@ HEADER_CASES = [
 @pytest.mark.parametrize(("on", "first", "expected", "tries"), HEADER_CASES)
 @HTTP_KINDS
 async def test_retry_conditions_on_response_headers(
-    kind: str, path: str, on: xds.RetryOn, first: str, expected: str, tries: int, feed: FakeXds
+    kind: str, on: xds.RetryOn, first: str, expected: str, tries: int, feed: FakeXds
 ) -> None:
     policy = xds.RetryPolicy(
         retry_on=frozenset({on}), num_retries=2, back_off=QUICK, retriable_headers=(RETRY_HEADER,)
@@ -421,20 +399,20 @@ async def test_retry_conditions_on_response_headers(
     with http_upstreams(["a"]) as (a,):
         a.cue.push(first)
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            host = f"rh-{on.value}-{tries}-{kind}-{path}"
+            host = f"rh-{on.value}-{tries}-{kind}"
             target = publish(feed, host, [a.port], action={"retry_policy": policy})
             caller = HttpCaller(kind, mesh, target)
             try:
                 assert await caller.served_by() == expected
                 assert a.cue.count() == tries
-                assert_took_http(caller, path)
+                assert_planned_http(caller)
             finally:
                 await caller.close()
 
 
 @HTTP_KINDS
 async def test_retry_only_for_requests_matching_retriable_request_headers(
-    kind: str, path: str, feed: FakeXds
+    kind: str, feed: FakeXds
 ) -> None:
     opted_in = xds.HeaderMatcher("x-retry", xds.HeaderMatchKind.EXACT, "yes")
     policy = xds.RetryPolicy(
@@ -443,35 +421,31 @@ async def test_retry_only_for_requests_matching_retriable_request_headers(
     with http_upstreams(["a"]) as (a,):
         a.cue.push("503", "503")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(
-                feed, f"reqhdr-{kind}-{path}", [a.port], action={"retry_policy": policy}
-            )
+            target = publish(feed, f"reqhdr-{kind}", [a.port], action={"retry_policy": policy})
             caller = HttpCaller(kind, mesh, target)
             try:
                 assert await caller.served_by() == "a 503"  # not opted in
                 assert await caller.served_by(headers={"x-retry": "yes"}) == "a 200"
                 assert a.cue.count() == 3
-                assert_took_http(caller, path)
+                assert_planned_http(caller)
             finally:
                 await caller.close()
 
 
 @HTTP_KINDS
-async def test_fault_delay_longer_than_the_deadline(kind: str, path: str, feed: FakeXds) -> None:
+async def test_fault_delay_longer_than_the_deadline(kind: str, feed: FakeXds) -> None:
     """Expired work is not started (docs/resilience.md): a request whose deadline passed
     during its fault delay ends DeadlineExceeded without reaching the server."""
     fault = xds.HTTPFault(delay=xds.FaultDelay(fixed_delay_s=0.15, per_million=MILLION))
     with http_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            caller = HttpCaller(
-                kind, mesh, publish(feed, f"delay-{kind}-{path}", [a.port], fault=fault)
-            )
+            caller = HttpCaller(kind, mesh, publish(feed, f"delay-{kind}", [a.port], fault=fault))
             try:
                 assert await caller.served_by() == "a 200"
                 error = await caller.raised(scope_s=0.05)
                 assert isinstance(error, DeadlineExceeded), repr(error)
                 assert isinstance(error, httpx.TimeoutException)
                 assert a.cue.count() == 1
-                assert_took_http(caller, path)
+                assert_planned_http(caller)
             finally:
                 await caller.close()

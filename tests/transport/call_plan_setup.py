@@ -1,4 +1,4 @@
-"""Setup for the gRPC fast-path tests: publish a service on a FakeXds feed, call it
+"""Setup for the gRPC call-plan tests: publish a service on a FakeXds feed, call it
 sync or aio, and the helpers the tests share (tests only)."""
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ import pytest
 
 import meshlib
 from meshlib.resilience.breaker import BreakerRegistry, breakers
+from meshlib.resilience.call_plan import CallPlan
 from meshlib.resilience.xds_cluster import ClusterResilience
 from meshlib.routing.snapshot import ServiceSnapshot
-from meshlib.transport.grpc_aio_channel import _AioMultiCallable
-from meshlib.transport.grpc_calls import MultiCallable
-from meshlib.transport.grpc_fast_path import FastRoute
 from meshlib.xds_client import resources as xds
 from tests.resilience_e2e.upstreams import WHO
 from tests.routing.builders import endpoints
@@ -26,7 +24,6 @@ from tests.transport.polling import eventually_async
 
 PORT = 50051
 SYNC, AIO = "sync", "aio"
-FAST, GENERAL = "fast", "general"
 KINDS = pytest.mark.parametrize("kind", [SYNC, AIO])
 ROUTER = xds.HttpFilter("envoy.filters.http.router", xds.RouterConfig())
 FAULT = "envoy.filters.http.fault"
@@ -122,12 +119,20 @@ class Caller:
         return view
 
     @property
-    def fast(self) -> FastRoute | None:
-        entry = self.stub._fast.entry
-        assert entry is not None, "no call has looked for a compiled first try yet"
-        fast = entry[1]
-        assert fast is None or isinstance(fast, FastRoute)
-        return fast
+    def plan(self) -> CallPlan[Any, Any]:
+        """The call plan of the method's reusable route (the one the calls used)."""
+        entry = self.stub._compiled.entry
+        assert entry is not None, "no call has compiled a reusable plan yet"
+        assert entry[0] is self.snapshot_or_none()
+        return entry[2]
+
+    def compiled(self) -> list[CallPlan[Any, Any]]:
+        """Every call plan the method holds for its current snapshot, one per (route,
+        cluster)."""
+        table = self.stub._compiled.by_route
+        if table is None or table[0] is not self.snapshot_or_none():
+            return []
+        return [plan for _route, plan in table[1].values()]
 
     async def call(
         self,
@@ -176,44 +181,15 @@ async def open_caller(kind: str, mesh: meshlib.Mesh, target: str) -> Caller:
     return caller
 
 
-def spy_on_general_path(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every call that takes the general path (sync ``_blocking``, aio ``_unary``)."""
-    used: list[str] = []
-    blocking = MultiCallable._blocking
-    unary = _AioMultiCallable._unary
-
-    def spy_blocking(self: MultiCallable, *args: Any, **kwargs: Any) -> Any:
-        used.append(SYNC)
-        return blocking(self, *args, **kwargs)
-
-    async def spy_unary(self: _AioMultiCallable, *args: Any, **kwargs: Any) -> Any:
-        used.append(AIO)
-        return await unary(self, *args, **kwargs)
-
-    monkeypatch.setattr(MultiCallable, "_blocking", spy_blocking)
-    monkeypatch.setattr(_AioMultiCallable, "_unary", spy_unary)
-    return used
-
-
 def isolated_breakers(monkeypatch: pytest.MonkeyPatch) -> BreakerRegistry:
     """The process-wide breaker registry; what the test registers is forgotten after."""
     monkeypatch.setattr(breakers, "_breakers", dict(breakers._breakers))
     return breakers
 
 
-def choose_path(path: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """``GENERAL``: switch the compiled first try off, so every call takes the general path."""
-    if path == GENERAL:
-        monkeypatch.setattr(FastRoute, "compile", staticmethod(lambda *_args: None))
-    return path
-
-
-def assert_took(caller: Caller, path: str) -> None:
-    """The method's calls went the ``path`` way (a FastRoute was compiled, or none)."""
-    if path == FAST:
-        assert isinstance(caller.fast, FastRoute)
-    else:
-        assert caller.fast is None
+def assert_planned(caller: Caller) -> None:
+    """The method's calls ran through the call plan of its reusable route."""
+    assert isinstance(caller.plan, CallPlan)
 
 
 async def in_time(check: Callable[[], bool], timeout: float = 3.0) -> None:

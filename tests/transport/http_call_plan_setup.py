@@ -1,6 +1,6 @@
-"""Setup for the HTTP fast-path tests: call a service published on a FakeXds feed
-through the mesh's httpx clients (sync on a worker thread, or async), see which
-path served it, and a dripping upstream (tests only)."""
+"""Setup for the HTTP call-plan tests: call a service published on a FakeXds feed
+through the mesh's httpx clients (sync on a worker thread, or async), see the call
+plans that served it, and a dripping upstream (tests only)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 import meshlib
+from meshlib.resilience.call_plan import CallPlan
 from meshlib.routing.snapshot import ServiceSnapshot
 from meshlib.transport.http import AsyncMeshTransport, MeshTransport
-from meshlib.transport.http_fast_path import HttpFastRoute
 from meshlib.xds_client import resources as xds
-from tests.transport.fast_path_setup import FAST, GENERAL, SYNC
+from tests.transport.call_plan_setup import SYNC
 
 ASYNC = "async"
 HTTP_KINDS = pytest.mark.parametrize("kind", [SYNC, ASYNC])
@@ -55,25 +55,22 @@ class HttpCaller:
         return transport
 
     @property
-    def fast(self) -> HttpFastRoute | None:
-        """The compiled first try of the (only) plan the calls used, or None."""
-        entry = self.transport._fast._entry
-        assert entry is not None, "no request has looked for a compiled first try yet"
-        compiled = [fast for _plan, fast in entry[1].values()]
-        assert len(compiled) == 1, f"expected one plan, found {len(compiled)}"
+    def plan(self) -> CallPlan[Any, Any]:
+        """The call plan of the (only) route and cluster the requests used."""
+        compiled = self.compiled()
+        assert len(compiled) == 1, f"expected one call plan, found {len(compiled)}"
         return compiled[0]
 
-    def compiled(self) -> list[HttpFastRoute]:
-        """Every compiled first try the transport holds (plans that cannot be reused
-        are never looked up)."""
-        entry = self.transport._fast._entry
+    def compiled(self) -> list[CallPlan[Any, Any]]:
+        """Every call plan the transport holds for its current snapshot."""
+        entry = self.transport._plans._entry
         if entry is None:
             return []
-        return [fast for _plan, fast in entry[1].values() if fast is not None]
+        return [plan for _route, plan in entry[1].values()]
 
     @property
     def snapshot(self) -> ServiceSnapshot:
-        entry = self.transport._fast._entry
+        entry = self.transport._plans._entry
         assert entry is not None
         return entry[0]
 
@@ -158,37 +155,9 @@ class HttpCaller:
             await self.client.aclose()
 
 
-def spy_on_http_general_path(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every request that takes the general path (``_forward``)."""
-    used: list[str] = []
-    forward = MeshTransport._forward
-    async_forward = AsyncMeshTransport._forward
-
-    def spy(self: MeshTransport, *args: Any) -> httpx.Response:
-        used.append(SYNC)
-        return forward(self, *args)
-
-    async def async_spy(self: AsyncMeshTransport, *args: Any) -> httpx.Response:
-        used.append(ASYNC)
-        return await async_forward(self, *args)
-
-    monkeypatch.setattr(MeshTransport, "_forward", spy)
-    monkeypatch.setattr(AsyncMeshTransport, "_forward", async_spy)
-    return used
-
-
-def choose_http_path(path: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """``GENERAL``: switch the compiled first try off, so every request takes ``_forward``."""
-    if path == GENERAL:
-        monkeypatch.setattr(HttpFastRoute, "compile", staticmethod(lambda *_args: None))
-    return path
-
-
-def assert_took_http(caller: HttpCaller, path: str) -> None:
-    if path == FAST:
-        assert isinstance(caller.fast, HttpFastRoute)
-    else:
-        assert caller.fast is None
+def assert_planned_http(caller: HttpCaller) -> None:
+    """The requests ran through one call plan (one route and cluster)."""
+    assert isinstance(caller.plan, CallPlan)
 
 
 async def timed_request(caller: HttpCaller, **kwargs: Any) -> tuple[str, float]:

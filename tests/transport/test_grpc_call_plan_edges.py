@@ -1,7 +1,7 @@
-"""The gRPC fast path at its edges, sync and aio, over the fast and the general path:
+"""gRPC call plans at their edges, sync and aio:
 fault / rate-limit stages, route metadata mutations, a closing channel, and the
 books (load reporter, budget, thresholds, metrics) balanced after every kind of
-ending. See test_grpc_fast_path for the setup."""
+ending. See test_grpc_call_plan for the setup."""
 
 from __future__ import annotations
 
@@ -9,93 +9,71 @@ import asyncio
 from typing import Any
 
 import grpc
-import pytest
 
 import meshlib
 from meshlib.xds_client import resources as xds
 from tests.resilience_e2e.upstreams import WHO, grpc_upstreams
 from tests.routing.builders import endpoints
 from tests.routing.fake_xds import FakeXds
-from tests.transport.fast_path_setup import (
+from tests.transport.call_plan_setup import (
     AIO,
-    FAST,
-    GENERAL,
     KINDS,
     MILLION,
     PER_TRY,
     UNAVAILABLE_ONLY,
     Caller,
     MetricsSpy,
-    assert_took,
+    assert_planned,
     assert_unavailable,
-    choose_path,
     cluster_of,
     in_time,
     open_caller,
     publish,
     raised_by,
     resilience,
-    spy_on_general_path,
     timed,
 )
 from tests.transport.recording import Recorder
-
-
-@pytest.fixture
-def general(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    return spy_on_general_path(monkeypatch)
-
-
-@pytest.fixture(params=[FAST, GENERAL])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each test runs over the compiled first try, then with it off: same answers both ways."""
-    return choose_path(str(request.param), monkeypatch)
-
 
 # --- 7. faults and route mutations ---------------------------------------------------
 
 
 @KINDS
-async def test_fault_abort(kind: str, path: str, feed: FakeXds, general: list[str]) -> None:
+async def test_fault_abort(kind: str, feed: FakeXds) -> None:
     abort = xds.FaultAbort(grpc_status=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
                            per_million=MILLION)  # fmt: skip
     with grpc_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(
-                feed, f"fault-{kind}-{path}", [a.port], fault=xds.HTTPFault(abort=abort)
-            )
+            target = publish(feed, f"fault-{kind}", [a.port], fault=xds.HTTPFault(abort=abort))
             caller = await open_caller(kind, mesh, target)
             try:
                 assert await caller.outcome() == "error: RESOURCE_EXHAUSTED"
                 assert await caller.outcome() == "error: RESOURCE_EXHAUSTED"
                 assert a.cue.count() == 0
-                assert_took(caller, path)
-                assert (general == []) is (path == FAST)
+                assert_planned(caller)
             finally:
                 await caller.close()
 
 
 @KINDS
-async def test_header_controlled_fault(kind: str, path: str, feed: FakeXds) -> None:
+async def test_header_controlled_fault(kind: str, feed: FakeXds) -> None:
     abort = xds.FaultAbort(header_controlled=True, per_million=MILLION)
     with grpc_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(
-                feed, f"hfault-{kind}-{path}", [a.port], fault=xds.HTTPFault(abort=abort)
-            )
+            target = publish(feed, f"hfault-{kind}", [a.port], fault=xds.HTTPFault(abort=abort))
             caller = await open_caller(kind, mesh, target)
             try:
                 assert await caller.outcome() == "a"
                 asked = [("x-envoy-fault-abort-grpc-request", "7")]
                 assert await caller.outcome(metadata=asked) == "error: PERMISSION_DENIED"
                 assert a.cue.count() == 1
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()
 
 
 @KINDS
-async def test_local_rate_limit(kind: str, path: str, feed: FakeXds) -> None:
+async def test_local_rate_limit(kind: str, feed: FakeXds) -> None:
     limit = xds.LocalRateLimit(
         "fast",
         token_bucket=xds.TokenBucket(max_tokens=1, fill_interval_s=60.0),
@@ -105,20 +83,20 @@ async def test_local_rate_limit(kind: str, path: str, feed: FakeXds) -> None:
     )
     with grpc_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(feed, f"ratelimit-{kind}-{path}", [a.port], fault=limit)
+            target = publish(feed, f"ratelimit-{kind}", [a.port], fault=limit)
             caller = await open_caller(kind, mesh, target)
             try:
                 assert await caller.outcome() == "a"
                 assert await caller.outcome() == "error: RESOURCE_EXHAUSTED"
                 assert a.cue.count() == 1
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()
 
 
 @KINDS
 async def test_retry_only_for_requests_matching_retriable_request_headers(
-    kind: str, path: str, feed: FakeXds
+    kind: str, feed: FakeXds
 ) -> None:
     opted_in = xds.HeaderMatcher("x-retry", xds.HeaderMatchKind.EXACT, "yes")
     policy = xds.RetryPolicy(
@@ -127,30 +105,26 @@ async def test_retry_only_for_requests_matching_retriable_request_headers(
     with grpc_upstreams(["a"]) as (a,):
         a.cue.push("UNAVAILABLE", "UNAVAILABLE")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(
-                feed, f"reqhdr-{kind}-{path}", [a.port], action={"retry_policy": policy}
-            )
+            target = publish(feed, f"reqhdr-{kind}", [a.port], action={"retry_policy": policy})
             caller = await open_caller(kind, mesh, target)
             try:
                 assert await caller.outcome() == "error: UNAVAILABLE"  # not opted in
                 assert await caller.outcome(metadata=[("x-retry", "yes")]) == "a"
                 assert a.cue.count() == 3
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()
 
 
 @KINDS
-async def test_fault_delay_longer_than_the_deadline(kind: str, path: str, feed: FakeXds) -> None:
+async def test_fault_delay_longer_than_the_deadline(kind: str, feed: FakeXds) -> None:
     """Expired work is not started (docs/resilience.md): a call whose deadline passes
     during its fault delay ends DEADLINE_EXCEEDED there (the delay is cut at the
     deadline) without reaching the server."""
     delay = xds.FaultDelay(fixed_delay_s=0.15, per_million=MILLION)
     with grpc_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(
-                feed, f"delay-{kind}-{path}", [a.port], fault=xds.HTTPFault(delay=delay)
-            )
+            target = publish(feed, f"delay-{kind}", [a.port], fault=xds.HTTPFault(delay=delay))
             caller = await open_caller(kind, mesh, target)
             try:
                 # grpcio sends a call given timeout=0.0 (and mostly gets its answer in
@@ -159,32 +133,32 @@ async def test_fault_delay_longer_than_the_deadline(kind: str, path: str, feed: 
                     answer, took = await timed(caller.outcome(timeout=0.05))
                     assert took < 1.0
                     assert (answer, a.cue.count()) == ("error: DEADLINE_EXCEEDED", 0), (
-                        f"{path} path: the deadline passed during the fault delay, yet the "
+                        "the deadline passed during the fault delay, yet the "
                         f"call was sent to the server ({a.cue.count()} received, answer {answer})"
                     )
                 answer, took = await timed(caller.outcome(timeout=5.0))
                 assert answer == "a" and took >= 0.1
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()
 
 
 @KINDS
-async def test_route_metadata_mutations_are_sent(kind: str, path: str, feed: FakeXds) -> None:
+async def test_route_metadata_mutations_are_sent(kind: str, feed: FakeXds) -> None:
     mutations = xds.HeaderMutations(
         request_headers_to_add=(xds.HeaderValueOption("x-added", "yes"),),
         request_headers_to_remove=("x-secret",),
     )
     with grpc_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(feed, f"mut-{kind}-{path}", [a.port], route_headers=mutations)
+            target = publish(feed, f"mut-{kind}", [a.port], route_headers=mutations)
             caller = await open_caller(kind, mesh, target)
             try:
                 assert await caller.call(metadata=[("x-secret", "s"), ("x-kept", "k")]) == "a"
                 (seen,) = a.cue.requests()
                 assert seen.headers["x-added"] == "yes" and seen.headers["x-kept"] == "k"
                 assert "x-secret" not in seen.headers
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()
 
@@ -193,40 +167,40 @@ async def test_route_metadata_mutations_are_sent(kind: str, path: str, feed: Fak
 
 
 @KINDS
-async def test_calls_after_close_fail_unavailable(kind: str, path: str, feed: FakeXds) -> None:
+async def test_calls_after_close_fail_unavailable(kind: str, feed: FakeXds) -> None:
     with grpc_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(feed, f"closed-{kind}-{path}", [a.port])
+            target = publish(feed, f"closed-{kind}", [a.port])
             caller = await open_caller(kind, mesh, target)
             assert await caller.call() == "a"
-            assert_took(caller, path)
+            assert_planned(caller)
             await caller.close()
             for _ in range(2):
                 error = await raised_by(caller.call())
-                assert_unavailable(error, f"{kind} call after close() ({path} path)")
+                assert_unavailable(error, f"{kind} call after close()")
             assert a.cue.count() == 1
 
 
 async def test_aio_call_made_before_close_and_awaited_after_fails_unavailable(
-    path: str, feed: FakeXds
+    feed: FakeXds,
 ) -> None:
     with grpc_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
-            target = publish(feed, f"closed-late-{path}", [a.port])
+            target = publish(feed, "closed-late", [a.port])
             caller = await open_caller(AIO, mesh, target)
             assert await caller.call() == "a"
             pending = caller.stub(b"", timeout=5.0)  # a LazyUnaryCall: starts when awaited
             await caller.close()
             error = await raised_by(pending)
-            assert_unavailable(error, f"aio call made before close(), awaited after ({path})")
+            assert_unavailable(error, "aio call made before close(), awaited after")
             assert a.cue.count() == 1
 
 
 @KINDS
 async def test_a_call_queued_for_a_connection_when_the_channel_closes_fails_unavailable(
-    kind: str, path: str, feed: FakeXds
+    kind: str, feed: FakeXds
 ) -> None:
-    host = f"closed-queued-{kind}-{path}"
+    host = f"closed-queued-{kind}"
     with grpc_upstreams(["a"]) as (a,):
         a.cue.push("stall 5")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
@@ -243,7 +217,7 @@ async def test_a_call_queued_for_a_connection_when_the_channel_closes_fails_unav
             # the holder's call was cut (grpc.aio surfaces that as CancelledError)
             (cut,) = await asyncio.gather(holder, return_exceptions=True)
             assert isinstance(cut, (grpc.RpcError, asyncio.CancelledError))
-            assert_unavailable(await queued, f"{kind} call admitted after close() ({path})")
+            assert_unavailable(await queued, f"{kind} call admitted after close()")
             assert a.cue.count() == 1
 
 
@@ -252,9 +226,9 @@ async def test_a_call_queued_for_a_connection_when_the_channel_closes_fails_unav
 
 @KINDS
 async def test_counters_return_to_zero_after_successes_and_failures(
-    kind: str, path: str, feed: FakeXds, recorder: Recorder
+    kind: str, feed: FakeXds, recorder: Recorder
 ) -> None:
-    host = f"books-{kind}-{path}"
+    host = f"books-{kind}"
     with grpc_upstreams(["a", "b"]) as (a, b):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
             target = publish(feed, host, [a.port, b.port], action={"retry_policy": PER_TRY})
@@ -272,7 +246,7 @@ async def test_counters_return_to_zero_after_successes_and_failures(
                 b.cue.push("stall 5")
                 # the first try stalls and is cut, the retry (other host) too, the third answers
                 assert await caller.outcome() in ("a", "b")
-                assert_took(caller, path)
+                assert_planned(caller)
                 cluster = resilience(caller, host)
                 thresholds = cluster.thresholds
 
@@ -294,8 +268,8 @@ async def test_counters_return_to_zero_after_successes_and_failures(
 
 
 @KINDS
-async def test_host_stats_active_returns_to_zero(kind: str, path: str, feed: FakeXds) -> None:
-    host = f"active-{kind}-{path}"
+async def test_host_stats_active_returns_to_zero(kind: str, feed: FakeXds) -> None:
+    host = f"active-{kind}"
     with grpc_upstreams(["a"]) as (a,):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
             target = publish(feed, host, [a.port])
@@ -310,15 +284,13 @@ async def test_host_stats_active_returns_to_zero(kind: str, path: str, feed: Fak
                 (endpoint,) = state.endpoints.localities[0].endpoints
                 stats = runtime.stats(endpoint)
                 assert stats is not None and stats.active == 0
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()
 
 
-async def test_aio_cancelled_call_leaves_balanced_books(
-    path: str, feed: FakeXds, recorder: Recorder
-) -> None:
-    host = f"cancelled-{path}"
+async def test_aio_cancelled_call_leaves_balanced_books(feed: FakeXds, recorder: Recorder) -> None:
+    host = "cancelled"
     with grpc_upstreams(["a"]) as (a,):
         a.cue.push("stall 5")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
@@ -336,14 +308,14 @@ async def test_aio_cancelled_call_leaves_balanced_books(
                 assert cluster.budget.stats().active_requests == 0
                 assert thresholds.requests.count == 0 and thresholds.connections.count == 0
                 assert await caller.call() == "a"
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()
 
 
 @KINDS
-async def test_an_eds_change_recompiles_the_fast_route(kind: str, path: str, feed: FakeXds) -> None:
-    host = f"eds-{kind}-{path}"
+async def test_an_eds_change_recompiles_the_call_plan(kind: str, feed: FakeXds) -> None:
+    host = f"eds-{kind}"
     with grpc_upstreams(["a", "b"]) as (a, b):
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
             target = publish(feed, host, [a.port])
@@ -356,16 +328,15 @@ async def test_an_eds_change_recompiles_the_fast_route(kind: str, path: str, fee
                 await in_time(lambda: caller.snapshot is not first)
                 assert [await caller.call() for _ in range(3)] == ["b", "b", "b"]
                 assert a.cue.count() == 1
-                assert_took(caller, path)
-                if path == FAST:
-                    assert caller.fast is not None and caller.fast.snapshot is caller.snapshot
+                assert_planned(caller)
+                assert caller.plan.current()  # compiled for the new snapshot
             finally:
                 await caller.close()
 
 
 @KINDS
-async def test_every_try_is_recorded_in_the_metrics(kind: str, path: str, feed: FakeXds) -> None:
-    host = f"metrics-{kind}-{path}"
+async def test_every_try_is_recorded_in_the_metrics(kind: str, feed: FakeXds) -> None:
+    host = f"metrics-{kind}"
     with grpc_upstreams(["bad", "good"]) as (bad, good):
         bad.cue.set_default("UNAVAILABLE")
         async with meshlib.Mesh.with_xds_client(feed) as mesh:
@@ -389,6 +360,6 @@ async def test_every_try_is_recorded_in_the_metrics(kind: str, path: str, feed: 
                     assert record["full_method"] == WHO
                     assert record["cluster"] == cluster_of(host)
                     assert record["service"] == target
-                assert_took(caller, path)
+                assert_planned(caller)
             finally:
                 await caller.close()
