@@ -21,6 +21,8 @@ from meshlib.observability.logging import get_logger
 from meshlib.routing.directory import ServiceDirectory
 from meshlib.routing.snapshot import ServiceSnapshot
 from meshlib.routing.watch import WatchSource
+from meshlib.security.keeper import CertificateKeeper
+from meshlib.security.workload import workload_keeper
 from meshlib.serving.decision import ServerPolicy
 from meshlib.serving.stack import server_policies
 from meshlib.transport.grpc_aio_channel import AioMeshChannel
@@ -47,15 +49,26 @@ class Mesh:
     ``bootstrap`` is a path to the gRPC xDS bootstrap JSON; None reads
     ``GRPC_XDS_BOOTSTRAP`` / ``GRPC_XDS_BOOTSTRAP_CONFIG``. A request to a
     service whose config has not arrived yet waits up to ``ready_timeout_s``.
+    ``token`` is a join token (else ``MESH_TOKEN`` / ``MESH_TOKEN_FILE``): the mesh
+    gets its workload certificate here, before any call, and keeps it renewed
+    (:attr:`certificates`); a refusal raises a :class:`meshlib.errors.SecurityError`.
     """
 
     def __init__(
         self,
         bootstrap: str | os.PathLike[str] | None = None,
         *,
+        token: str | None = None,
         ready_timeout_s: float = 5.0,
     ) -> None:
-        self._setup(load_bootstrap(bootstrap), None, ready_timeout_s)
+        loaded = load_bootstrap(bootstrap)
+        keeper = workload_keeper(token)
+        try:
+            self._setup(loaded, None, ready_timeout_s, keeper)
+        except BaseException:
+            if keeper is not None:
+                keeper.close()
+            raise
 
     @classmethod
     def with_xds_client(
@@ -64,18 +77,25 @@ class Mesh:
         *,
         bootstrap: Bootstrap | None = None,
         ready_timeout_s: float = 5.0,
+        certificates: CertificateKeeper | None = None,
     ) -> Mesh:
-        """A mesh fed by an existing xDS client (shared, or a test double); not closed by us."""
+        """A mesh fed by an existing xDS client (shared, or a test double); not closed by
+        us. ``certificates`` gives it an identity (closed with the mesh)."""
         mesh = cls.__new__(cls)
-        mesh._setup(bootstrap, client, ready_timeout_s)
+        mesh._setup(bootstrap, client, ready_timeout_s, certificates)
         return mesh
 
     def _setup(
-        self, bootstrap: Bootstrap | None, client: WatchSource | None, ready_timeout_s: float
+        self,
+        bootstrap: Bootstrap | None,
+        client: WatchSource | None,
+        ready_timeout_s: float,
+        certificates: CertificateKeeper | None,
     ) -> None:
         if ready_timeout_s < 0:
             raise ValueError(f"ready_timeout_s must be >= 0, got {ready_timeout_s}")
         self.bootstrap = bootstrap
+        self.certificates = certificates
         self.ready_timeout_s = ready_timeout_s
         self._client: Any = client
         self._owns_client = client is None
@@ -299,6 +319,8 @@ class Mesh:
         self.directory.close()
         if client is not None:
             client.close()
+        if self.certificates is not None:
+            self.certificates.close()
 
     async def aclose(self) -> None:
         """Close async clients and channels, then everything :meth:`close` closes."""
