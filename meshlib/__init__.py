@@ -51,6 +51,7 @@ from meshlib.resilience import (
     retry,
     timeout,
 )
+from meshlib.security.peer import peer_identity
 from meshlib.transport.errors import MeshRequestError
 from meshlib.transport.grpc_aio_channel import AioMeshChannel
 from meshlib.transport.grpc_channel import MeshChannel
@@ -110,6 +111,7 @@ __all__ = [
     "deadline_scope",
     "fallback",
     "fallback_cause",
+    "peer_identity",
     "retry",
     "timeout",
 ]

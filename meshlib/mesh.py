@@ -22,6 +22,7 @@ from meshlib.routing.directory import ServiceDirectory
 from meshlib.routing.snapshot import ServiceSnapshot
 from meshlib.routing.watch import WatchSource
 from meshlib.security.keeper import CertificateKeeper
+from meshlib.security.server_tls import mtls_server_credentials
 from meshlib.security.workload import workload_keeper
 from meshlib.serving.decision import ServerPolicy
 from meshlib.serving.stack import server_policies
@@ -35,6 +36,7 @@ from meshlib.transport.registration import (
     detect_address,
     open_registration,
 )
+from meshlib.transport.uvicorn_tls import uvicorn_options
 from meshlib.xds_client import Bootstrap, XdsClient, load_bootstrap
 
 log = get_logger(__name__)
@@ -262,6 +264,19 @@ class Mesh:
             *interceptors,
         ]
         return grpc.aio.server(*args, **kwargs)
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        """For ``server.add_secure_port``: mTLS with this workload's certificate, client
+        certificates required against the mesh root (STRICT), rotated in place. A
+        PERMISSIVE or DISABLE port is an ``add_insecure_port`` (docs/security.md).
+        SecurityError when the mesh has no identity."""
+        return mtls_server_credentials(self.certificates)
+
+    def uvicorn_options(self, *, http: str | type[Any] = "auto") -> dict[str, Any]:
+        """``uvicorn.run(app, ..., **mesh.uvicorn_options())``: uvicorn terminating mTLS
+        with this workload's certificate (rotated in place) and reporting the caller's
+        certificate as the ASGI TLS extension; ``http`` is uvicorn's ``http`` option."""
+        return uvicorn_options(self.certificates, http=http)
 
     # --- introspection ------------------------------------------------------------
 

@@ -51,6 +51,7 @@ from meshlib.resilience.deadline import (
     deadline_from_headers,
 )
 from meshlib.resilience.rate_limit import TokenBucket
+from meshlib.security.peer import asgi_peer_tls
 from meshlib.serving.call import IncomingCall
 from meshlib.serving.decision import Deny, ServerPolicy, admit
 from meshlib.serving.stack import policy_list
@@ -97,6 +98,7 @@ def _incoming(scope: Scope) -> IncomingCall:
         peer=_peer(scope),
         headers=scope.get("headers") or (),
         deadline=lambda: _incoming_deadline(scope),
+        peer_tls=lambda: asgi_peer_tls(scope),
     )
 
 
