@@ -156,6 +156,7 @@ def test_rotation_new_connections_get_the_new_certificate_open_ones_go_on(
         with httpx.Client(verify=verify) as kept_alive:
             caller = threading.Thread(target=keep_calling, args=(kept_alive,), daemon=True)
             caller.start()
+            wait_for(lambda: answered, what="the open connection's first answer")
             serials = [first.serial]
             for _ in range(3):
                 renewed = issue_svid(root, SERVER_ID)
