@@ -114,6 +114,11 @@ def peer_identity(context_or_scope: Any) -> str | None:
     plaintext, or a certificate without one)."""
     if isinstance(context_or_scope, Mapping):
         tls = asgi_peer_tls(context_or_scope)
-    else:
+    elif callable(getattr(context_or_scope, "auth_context", None)):
         tls = grpc_peer_tls(context_or_scope)
+    else:
+        raise TypeError(
+            f"peer_identity({type(context_or_scope).__name__}): give a gRPC servicer "
+            "context (sync or aio) or an ASGI scope"
+        )
     return None if tls is None else tls.spiffe_id

@@ -121,6 +121,12 @@ def test_server_credentials_need_an_identity() -> None:
             mesh.uvicorn_options()
 
 
+def test_peer_identity_names_what_it_takes() -> None:
+    assert meshlib.peer_identity({"type": "http"}) is None  # no TLS extension: plaintext
+    with pytest.raises(TypeError, match=r"peer_identity\(int\): give a gRPC servicer context"):
+        meshlib.peer_identity(42)
+
+
 def test_rotation_under_steady_calls_fails_nothing_and_new_handshakes_get_the_new_serial(
     root: MeshRoot, tmp_path: Path
 ) -> None:
