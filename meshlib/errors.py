@@ -30,6 +30,7 @@ library's internals unless they ask for ``__cause__``.
     SecurityError                 workload identity: certificates, join tokens, trust
     ├── IdentityError             (also ValueError) not a spiffe://TD/ns/NS/sa/SA identity
     ├── JoinTokenError            (also ValueError) a join token that cannot be read or used
+    ├── JwtConfigError            (also ValueError) a JWT provider's keys cannot be used
     └── CertificateRequestError   the control plane did not issue a certificate (or
                                   could not be trusted: its CA is not the token's)
 
@@ -236,3 +237,7 @@ class JoinTokenError(SecurityError, ValueError):
 
 class CertificateRequestError(SecurityError):
     """The control plane did not issue a certificate, or could not be trusted."""
+
+
+class JwtConfigError(SecurityError, ValueError):
+    """A JWT provider that cannot be used (a JWKS that is not JSON, a bad key...)."""

@@ -67,6 +67,8 @@ class NodeConfig:
 class Bootstrap:
     xds_servers: tuple[XdsServerConfig, ...]
     node: NodeConfig
+    # What a server's inbound listener is called ("%s": its IP:PORT); "" for none.
+    server_listener_resource_name_template: str = ""
 
     @property
     def server(self) -> XdsServerConfig:
@@ -128,7 +130,14 @@ class _Parser:
         if not servers:
             raise self._fail("xds_servers", "must not be empty")
         parsed = tuple(self._server(s, f"xds_servers[{i}]") for i, s in enumerate(servers))
-        return Bootstrap(xds_servers=parsed, node=self._node(data.get("node")))
+        template = data.get("server_listener_resource_name_template", "")
+        if not isinstance(template, str):
+            raise self._fail("server_listener_resource_name_template", "must be a string")
+        return Bootstrap(
+            xds_servers=parsed,
+            node=self._node(data.get("node")),
+            server_listener_resource_name_template=template,
+        )
 
     def _server(self, raw: object, where: str) -> XdsServerConfig:
         if not isinstance(raw, dict):
