@@ -23,13 +23,11 @@ from meshlib.routing.snapshot import ServiceSnapshot
 from meshlib.routing.watch import WatchSource
 from meshlib.security.keeper import CertificateKeeper
 from meshlib.security.server_tls import mtls_server_credentials
-from meshlib.security.workload import workload_keeper
+from meshlib.security.workload import mesh_identity
 from meshlib.serving.decision import ServerPolicy
-from meshlib.serving.inbound_policy import InboundPolicy
 from meshlib.serving.stack import server_policies
 from meshlib.transport.grpc_aio_channel import AioMeshChannel
 from meshlib.transport.grpc_channel import MeshChannel
-from meshlib.transport.grpc_inbound_server import AioMeshGrpcServer, MeshGrpcServer
 from meshlib.transport.grpc_server import AioMeshServerInterceptor, MeshServerInterceptor
 from meshlib.transport.http import AsyncMeshTransport, MeshTransport
 from meshlib.transport.registration import (
@@ -39,7 +37,7 @@ from meshlib.transport.registration import (
     open_registration,
 )
 from meshlib.transport.uvicorn_tls import uvicorn_options
-from meshlib.xds_client import Bootstrap, XdsClient, load_bootstrap
+from meshlib.xds_client import Bootstrap, XdsClient
 
 log = get_logger(__name__)
 
@@ -54,8 +52,11 @@ class Mesh:
     ``GRPC_XDS_BOOTSTRAP`` / ``GRPC_XDS_BOOTSTRAP_CONFIG``. A request to a
     service whose config has not arrived yet waits up to ``ready_timeout_s``.
     ``token`` is a join token (else ``MESH_TOKEN`` / ``MESH_TOKEN_FILE``): the mesh
-    gets its workload certificate here, before any call, and keeps it renewed
-    (:attr:`certificates`); a refusal raises a :class:`meshlib.errors.SecurityError`.
+    gets its workload certificate here, before any call, keeps it renewed
+    (:attr:`certificates`) and reaches the control plane at the token's secure
+    address (no bootstrap needed then); a refusal raises a
+    :class:`meshlib.errors.SecurityError`. Without a token, the bootstrap's
+    ``certificate_providers.default`` files (``meshctl agent``) are the identity.
     """
 
     def __init__(
@@ -65,8 +66,7 @@ class Mesh:
         token: str | None = None,
         ready_timeout_s: float = 5.0,
     ) -> None:
-        loaded = load_bootstrap(bootstrap)
-        keeper = workload_keeper(token)
+        loaded, keeper = mesh_identity(token, bootstrap)
         try:
             self._setup(loaded, None, ready_timeout_s, keeper)
         except BaseException:
@@ -243,48 +243,29 @@ class Mesh:
 
     def server_policies(self) -> tuple[ServerPolicy, ...]:
         """The server-side policies this mesh prescribes, in order (see meshlib.serving):
-        what ``grpc_server``, ``aio_grpc_server`` and ``meshlib.asgi.MeshMiddleware`` apply
-        (a new inbound policy each time: one per server, watching that server's ports)."""
-        return server_policies(inbound=self._inbound_policy())
-
-    def _inbound_policy(self) -> InboundPolicy | None:
-        """The inbound listener watch, when the bootstrap names inbound listeners."""
-        template = self.bootstrap.server_listener_resource_name_template if self.bootstrap else ""
-        if not template:
-            return None
-        policy = InboundPolicy(self._xds, template, resolve=self._serving_address)
-        self._track(policy)
-        return policy
-
-    def _serving_address(self, port: int) -> str:
-        """This workload's address (what the control plane names inbound listeners by)."""
-        with self._lock:
-            registered = [r.address for r in self._registrations]
-        if registered or self.bootstrap is None:
-            return registered[0] if registered else "127.0.0.1"
-        return detect_address(self.bootstrap.server.server_uri)
+        what ``grpc_server``, ``aio_grpc_server`` and ``meshlib.asgi.MeshMiddleware`` apply."""
+        return server_policies()
 
     def grpc_server(
         self, *args: Any, interceptors: Iterable[Any] = (), **kwargs: Any
     ) -> grpc.Server:
         """``grpc.server(...)`` (same arguments) applying the mesh's server policies to
-        every call; its interceptor runs before ``interceptors``. Each port added is
-        authorized by its inbound listener (docs/security.md)."""
-        policies = self.server_policies()
-        kwargs["interceptors"] = [MeshServerInterceptor(policies=policies), *interceptors]
-        server = grpc.server(*args, **kwargs)
-        inbound = next((p for p in policies if isinstance(p, InboundPolicy)), None)
-        return server if inbound is None else MeshGrpcServer(server, inbound)
+        every call; its interceptor runs before ``interceptors``."""
+        kwargs["interceptors"] = [
+            MeshServerInterceptor(policies=self.server_policies()),
+            *interceptors,
+        ]
+        return grpc.server(*args, **kwargs)
 
     def aio_grpc_server(
         self, *args: Any, interceptors: Iterable[Any] = (), **kwargs: Any
     ) -> grpc.aio.Server:
         """The ``grpc.aio.server(...)`` twin of :meth:`grpc_server`."""
-        policies = self.server_policies()
-        kwargs["interceptors"] = [AioMeshServerInterceptor(policies=policies), *interceptors]
-        server = grpc.aio.server(*args, **kwargs)
-        inbound = next((p for p in policies if isinstance(p, InboundPolicy)), None)
-        return server if inbound is None else AioMeshGrpcServer(server, inbound)
+        kwargs["interceptors"] = [
+            AioMeshServerInterceptor(policies=self.server_policies()),
+            *interceptors,
+        ]
+        return grpc.aio.server(*args, **kwargs)
 
     def server_credentials(self) -> grpc.ServerCredentials:
         """For ``server.add_secure_port``: mTLS with this workload's certificate, client

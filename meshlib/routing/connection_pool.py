@@ -10,9 +10,11 @@ opens clients with the new settings instead of reusing the old ones.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from meshlib.security.pki import WorkloadCertificate
 from meshlib.xds_client.resources import ClusterResource, UpstreamProtocol
+from meshlib.xds_client.upstream_tls import UpstreamTls
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -22,6 +24,10 @@ class PoolSettings:
     ``idle_timeout_s``: None = not configured (the client's default), 0 = never.
     ``not_applied``: the configured settings no client of meshlib can apply
     (Envoy applies them), by their xDS name.
+    ``tls``: the cluster's mTLS (CDS ``UpstreamTlsContext``: the accepted peer
+    identities), None for plaintext. ``certificate``: the workload certificate the
+    endpoint clients present, set by the endpoint pool (:func:`with_certificate`);
+    a rotated certificate is new settings, so new clients use it and old ones drain.
     """
 
     cluster: str = ""
@@ -29,6 +35,8 @@ class PoolSettings:
     idle_timeout_s: float | None = None
     http2: bool = False
     not_applied: tuple[str, ...] = ()
+    tls: UpstreamTls | None = None
+    certificate: WorkloadCertificate | None = None
 
 
 DEFAULT_POOL_SETTINGS = PoolSettings()
@@ -47,12 +55,30 @@ def pool_settings(cluster: ClusterResource) -> PoolSettings:
         not_applied.append("max_requests_per_connection")
     connect_timeout_s = cluster.connect_timeout_s if cluster.connect_timeout_s > 0 else None
     http2 = options.upstream_protocol is UpstreamProtocol.HTTP2
-    key = (cluster.name, connect_timeout_s, options.idle_timeout_s, http2, tuple(not_applied))
+    key = (
+        cluster.name,
+        connect_timeout_s,
+        options.idle_timeout_s,
+        http2,
+        tuple(not_applied),
+        cluster.tls,
+    )
     found = _interned.get(key)
     if found is None:
         made = PoolSettings(
-            cluster.name, connect_timeout_s, options.idle_timeout_s, http2, tuple(not_applied)
+            cluster.name,
+            connect_timeout_s,
+            options.idle_timeout_s,
+            http2,
+            tuple(not_applied),
+            cluster.tls,
         )
         with _intern_lock:
             found = _interned.setdefault(key, made)
     return found
+
+
+def with_certificate(settings: PoolSettings, certificate: WorkloadCertificate) -> PoolSettings:
+    """``settings`` presenting ``certificate``: new settings (an endpoint pool keeps one
+    per cluster settings and certificate, so each rotation opens new clients)."""
+    return replace(settings, certificate=certificate)

@@ -63,7 +63,12 @@ class CertificateFiles:
         return WorkloadCertificate(key, chain, root)
 
     def read_if_changed(self) -> WorkloadCertificate | None:
-        """The new certificate when a file changed since the last read, else None."""
-        if self._stat() == self._stamp:
+        """The new certificate when a file changed since the last look, else None
+        (SecurityError once per unusable set: it is read again when it changes)."""
+        stamp = self._stat()
+        if stamp == self._stamp:
             return None
-        return self.read()
+        try:
+            return self.read()
+        finally:
+            self._stamp = stamp
