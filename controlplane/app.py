@@ -256,20 +256,28 @@ class ControlPlane:
     async def _start(self) -> None:
         if self.data_dir is not None:
             self.data_dir = await asyncio.to_thread(prepare_data_dir, self.data_dir)
-        if self._security_settings is not None:
-            try:
-                self.security = await asyncio.to_thread(
-                    Security.create, self._security_settings, self.data_dir
-                )
-            except (CaError, OSError) as exc:
-                raise SecuritySetupError(f"CA: {exc}") from exc
         try:
-            layers = await load_store(self.store, self.registry, self.journal)
+            layers, contents = await load_store(self.store, self.registry, self.journal)
         except StoreError as exc:
             raise StoreUnavailable(str(exc)) from exc
         self._store_loaded = True
+        if self._security_settings is not None:
+            try:
+                self.security = await Security.open(
+                    self._security_settings, self.store, contents, self.data_dir
+                )
+            except (CaError, OSError) as exc:
+                raise SecuritySetupError(f"CA: {exc}") from exc
+            except StoreError as exc:
+                raise StoreUnavailable(f"CA: {exc}") from exc
         # Other replicas' commits (a shared store): held from here, applied once serving.
-        follower = StoreFollower(self.store, self, self.registry)
+        security = self.security
+        follower = StoreFollower(
+            self.store,
+            self,
+            self.registry,
+            on_revoked=None if security is None else security.follow,
+        )
         self.store.watch(follower)
         files = await asyncio.to_thread(read_files, self.config_path)
         config = await asyncio.to_thread(compose, files, layers.stored)  # ConfigError
