@@ -25,9 +25,11 @@ from meshlib.security.keeper import CertificateKeeper
 from meshlib.security.server_tls import mtls_server_credentials
 from meshlib.security.workload import mesh_identity
 from meshlib.serving.decision import ServerPolicy
+from meshlib.serving.inbound_policy import InboundPolicy
 from meshlib.serving.stack import server_policies
 from meshlib.transport.grpc_aio_channel import AioMeshChannel
 from meshlib.transport.grpc_channel import MeshChannel
+from meshlib.transport.grpc_inbound_server import AioMeshGrpcServer, MeshGrpcServer
 from meshlib.transport.grpc_server import AioMeshServerInterceptor, MeshServerInterceptor
 from meshlib.transport.http import AsyncMeshTransport, MeshTransport
 from meshlib.transport.registration import (
@@ -243,29 +245,48 @@ class Mesh:
 
     def server_policies(self) -> tuple[ServerPolicy, ...]:
         """The server-side policies this mesh prescribes, in order (see meshlib.serving):
-        what ``grpc_server``, ``aio_grpc_server`` and ``meshlib.asgi.MeshMiddleware`` apply."""
-        return server_policies()
+        what ``grpc_server``, ``aio_grpc_server`` and ``meshlib.asgi.MeshMiddleware`` apply
+        (a new inbound policy each time: one per server, watching that server's ports)."""
+        return server_policies(inbound=self._inbound_policy())
+
+    def _inbound_policy(self) -> InboundPolicy | None:
+        """The inbound listener watch, when the bootstrap names inbound listeners."""
+        template = self.bootstrap.server_listener_resource_name_template if self.bootstrap else ""
+        if not template:
+            return None
+        policy = InboundPolicy(self._xds, template, resolve=self._serving_address)
+        self._track(policy)
+        return policy
+
+    def _serving_address(self, port: int) -> str:
+        """This workload's address (what the control plane names inbound listeners by)."""
+        with self._lock:
+            registered = [r.address for r in self._registrations]
+        if registered or self.bootstrap is None:
+            return registered[0] if registered else "127.0.0.1"
+        return detect_address(self.bootstrap.server.server_uri)
 
     def grpc_server(
         self, *args: Any, interceptors: Iterable[Any] = (), **kwargs: Any
     ) -> grpc.Server:
         """``grpc.server(...)`` (same arguments) applying the mesh's server policies to
-        every call; its interceptor runs before ``interceptors``."""
-        kwargs["interceptors"] = [
-            MeshServerInterceptor(policies=self.server_policies()),
-            *interceptors,
-        ]
-        return grpc.server(*args, **kwargs)
+        every call; its interceptor runs before ``interceptors``. Each port added is
+        authorized by its inbound listener (docs/security.md)."""
+        policies = self.server_policies()
+        kwargs["interceptors"] = [MeshServerInterceptor(policies=policies), *interceptors]
+        server = grpc.server(*args, **kwargs)
+        inbound = next((p for p in policies if isinstance(p, InboundPolicy)), None)
+        return server if inbound is None else MeshGrpcServer(server, inbound)
 
     def aio_grpc_server(
         self, *args: Any, interceptors: Iterable[Any] = (), **kwargs: Any
     ) -> grpc.aio.Server:
         """The ``grpc.aio.server(...)`` twin of :meth:`grpc_server`."""
-        kwargs["interceptors"] = [
-            AioMeshServerInterceptor(policies=self.server_policies()),
-            *interceptors,
-        ]
-        return grpc.aio.server(*args, **kwargs)
+        policies = self.server_policies()
+        kwargs["interceptors"] = [AioMeshServerInterceptor(policies=policies), *interceptors]
+        server = grpc.aio.server(*args, **kwargs)
+        inbound = next((p for p in policies if isinstance(p, InboundPolicy)), None)
+        return server if inbound is None else AioMeshGrpcServer(server, inbound)
 
     def server_credentials(self) -> grpc.ServerCredentials:
         """For ``server.add_secure_port``: mTLS with this workload's certificate, client

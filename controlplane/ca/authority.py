@@ -243,12 +243,13 @@ class CertificateAuthority:
         dns_names: Sequence[str] = (),
         ip_addresses: Sequence[str] = (),
     ) -> x509.Certificate:
-        """An X.509-SVID for ``identity`` over ``public_key`` (DNS/IP SANs only for the
-        control plane's own serving certificate)."""
+        """An X.509-SVID for ``identity`` over ``public_key``: its URI SAN, and the one DNS
+        SAN standing for it (``SpiffeId.dns_name``: grpcio checks only DNS names); more
+        DNS/IP SANs only for the control plane's own serving certificate."""
         now = _now()
         not_after = min(now + timedelta(seconds=self.lifetime_s(ttl_s)), self._ca_not_after())
         names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(str(identity))]
-        names += [x509.DNSName(name) for name in dns_names]
+        names += [x509.DNSName(name) for name in (identity.dns_name, *dns_names)]
         names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
         is_rsa = isinstance(public_key, rsa.RSAPublicKey)
         return (

@@ -8,8 +8,9 @@ passes without a request principal. Each provider writes the token's payload int
 filter's dynamic metadata under ``payload``, where the RBAC filters read ``iss``, ``sub``
 and claims (:func:`request_principal`, :func:`claim`).
 
-Only Envoy sidecars get this filter: grpcio has no JWT filter, so proxyless listeners
-treat every request as carrying no request principal (matchers on one never match).
+Envoy sidecars and meshlib enforce it. Proxyless listeners carry it marked optional:
+grpcio has no JWT filter and skips it, and its RBAC never matches a metadata matcher
+(gRFC A41), so there every request carries no request principal.
 """
 
 from __future__ import annotations

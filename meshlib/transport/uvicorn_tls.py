@@ -141,8 +141,14 @@ def _protocol_class(http: str | type[asyncio.Protocol]) -> type[asyncio.Protocol
     from uvicorn.importer import import_from_string
 
     if http not in HTTP_PROTOCOLS:
-        raise ValueError(f"uvicorn_options(http={http!r}): one of {sorted(HTTP_PROTOCOLS)}")
-    found: type[asyncio.Protocol] = import_from_string(HTTP_PROTOCOLS[http])
+        raise ValueError(
+            f"uvicorn_options(http={http!r}): uvicorn's http is one of {sorted(HTTP_PROTOCOLS)} "
+            "or a protocol class"
+        )
+    try:
+        found: type[asyncio.Protocol] = import_from_string(HTTP_PROTOCOLS[http])
+    except ImportError as exc:
+        raise ValueError(f"uvicorn_options(http={http!r}): uvicorn cannot load it ({exc})") from exc
     return found
 
 

@@ -4,6 +4,7 @@ AuthorizationPolicy RBAC filters, as tables over config loaded from YAML."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -439,7 +440,7 @@ REQUEST_AUTHN = sec(
 )
 
 
-def test_request_authentication_is_a_jwt_filter_for_envoy_only(tmp_path: Path) -> None:
+def test_request_authentication_is_a_jwt_filter_optional_for_proxyless(tmp_path: Path) -> None:
     policy = allow("  rules: [{from: [{source: {requestPrincipals: ['*']}}]}]\n")
     config = load(tmp_path, REQUEST_AUTHN, policy)
     sidecar = manager(listener(translate(config, (), SIDECAR), "mesh_inbound").filter_chains[0])
@@ -459,12 +460,17 @@ def test_request_authentication_is_a_jwt_filter_for_envoy_only(tmp_path: Path) -
     )
     either = jwt_config.rules[0].requires.requires_any.requirements
     assert [r.WhichOneof("requires_type") for r in either] == ["provider_name", "allow_missing"]
-    # grpcio has no JWT filter: no request ever carries a request principal there.
+    # Proxyless listeners carry it too, optional: meshlib enforces it, grpcio (no JWT
+    # filter) skips it and its RBAC metadata matchers never match (gRFC A41).
     proxyless = manager(listener(translate(config, (), PROXYLESS), INBOUND).filter_chains[0])
-    assert proxyless.http_filters[0].name == "envoy.filters.http.rbac.allow"
+    assert [(f.name, f.is_optional) for f in proxyless.http_filters] == [
+        ("envoy.filters.http.jwt_authn", True),
+        ("envoy.filters.http.rbac.allow", False),
+        ("envoy.filters.http.router", False),
+    ]
     ((_, rules),) = rbac_rules(proxyless)
     (policy_json,) = rules["policies"].values()
-    assert policy_json["principals"] == [{"notId": {"any": True}}]
+    assert "metadata" in json.dumps(policy_json["principals"])
 
 
 def test_delta_wildcard_leaves_inbound_listeners_to_those_who_name_them() -> None:

@@ -5,6 +5,7 @@ presented to new connections while open ones go on."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import ssl
 import threading
@@ -175,3 +176,15 @@ def test_rotation_new_connections_get_the_new_certificate_open_ones_go_on(
     assert failures == []
     assert len(set(serials)) == 4
     assert set(answered) == {first.serial}  # the open connection kept its handshake
+
+
+def test_an_unknown_or_missing_http_protocol_is_named(root: MeshRoot) -> None:
+    keeper = CertificateKeeper.fixed(issue_svid(root, SERVER_ID))
+    feed = FakeXds()
+    with meshlib.Mesh.with_xds_client(feed, certificates=keeper) as mesh:
+        with pytest.raises(ValueError, match=r"uvicorn_options\(http='spdy'\): uvicorn's http"):
+            mesh.uvicorn_options(http="spdy")
+        if importlib.util.find_spec("httptools") is None:
+            with pytest.raises(ValueError, match=r"http='httptools'.*cannot load it"):
+                mesh.uvicorn_options(http="httptools")
+    feed.close()

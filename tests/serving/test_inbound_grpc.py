@@ -1,0 +1,154 @@
+"""A meshlib gRPC server (``mesh.grpc_server()``) enforces the workload's inbound listener
+from the real control plane, answering the same AuthorizationPolicy table as grpcio's
+own xDS server (``tests/interop/test_grpcio_rbac.py``) — plus JWT, which grpcio does
+not validate: meshlib refuses a bad token (UNAUTHENTICATED) and lets a valid one give
+a request principal. With mTLS (a server built from test certificates of the mesh
+root), principals, namespaces and Consul intentions decide, as for grpcio
+(``tests/interop/test_grpcio_intentions.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tests.controlplane.test_security_envoy_jwt import ISSUER, JWKS, OTHER_KEY, token
+from tests.interop.security_mesh import TD, mesh_yaml
+from tests.interop.test_grpcio_intentions import INTENTIONS
+from tests.interop.test_grpcio_rbac import PLAINTEXT_TABLE, POLICIES
+from tests.serving.inbound_mesh import (
+    client_channel,
+    controlplane_for,
+    grpc_answer,
+    grpc_server,
+    meshlib_mesh,
+    settled,
+)
+from tests.support.spiffe_certs import issue_svid, make_root
+from tests.support.waiting import free_port
+
+pytestmark = pytest.mark.integration
+
+#: grpcio's table, as meshlib answers it: the same, except that meshlib validates JWTs.
+MESHLIB_PLAINTEXT = [
+    (method, headers, "UNAUTHENTICATED" if method == "/test.Echo/Jwt" else want)
+    for method, headers, want in PLAINTEXT_TABLE
+]
+
+JWT_POLICIES = f"""\
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: jwt, namespace: conference}}
+spec:
+  selector: {{matchLabels: {{app: echo}}}}
+  jwtRules:
+  - issuer: {ISSUER}
+    audiences: [attendees]
+    jwks: '{JWKS}'
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: allow, namespace: conference}}
+spec:
+  selector: {{matchLabels: {{app: echo}}}}
+  rules:
+  - to: [{{operation: {{paths: ["/test.Echo/Public*"]}}}}]
+  - from: [{{source: {{requestPrincipals: ["*"]}}}}]
+    to: [{{operation: {{paths: ["/test.Echo/Me"]}}}}]
+  - from: [{{source: {{requestPrincipals: ["{ISSUER}/alice"]}}}}]
+    to: [{{operation: {{paths: ["/test.Echo/Alice"]}}}}]
+  - to: [{{operation: {{paths: ["/test.Echo/Admin"]}}}}]
+    when: [{{key: "request.auth.claims[role]", values: ["admin"]}}]
+  - from: [{{source: {{notRequestPrincipals: ["*"]}}}}]
+    to: [{{operation: {{paths: ["/test.Echo/Anonymous"]}}}}]
+"""
+
+
+def _bearer(text: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {text}"}
+
+
+JWT_TABLE = [
+    ("/test.Echo/Public", {}, "OK /test.Echo/Public -"),
+    ("/test.Echo/Me", {}, "PERMISSION_DENIED"),  # missing: through authn, no principal
+    ("/test.Echo/Me", _bearer(token("bob")), "OK /test.Echo/Me -"),
+    ("/test.Echo/Alice", _bearer(token("bob")), "PERMISSION_DENIED"),
+    ("/test.Echo/Alice", _bearer(token("alice")), "OK /test.Echo/Alice -"),
+    ("/test.Echo/Admin", _bearer(token("bob")), "PERMISSION_DENIED"),
+    ("/test.Echo/Admin", _bearer(token("bob", "admin")), "OK /test.Echo/Admin -"),
+    ("/test.Echo/Anonymous", {}, "OK /test.Echo/Anonymous -"),  # notRequestPrincipals
+    ("/test.Echo/Anonymous", _bearer(token("bob")), "PERMISSION_DENIED"),
+    ("/test.Echo/Public", _bearer(token("bob", key=OTHER_KEY)), "UNAUTHENTICATED"),
+    ("/test.Echo/Public", _bearer("not-a-jwt"), "UNAUTHENTICATED"),
+]
+
+
+def _table(port: int, table: list[tuple[str, dict[str, str], str]]) -> list[str]:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        settled(lambda: grpc_answer(channel, table[0][0], {}), "UNAVAILABLE")
+        return [grpc_answer(channel, method, headers) for method, headers, _ in table]
+
+
+@pytest.mark.parametrize(
+    ("policies", "table"),
+    [(POLICIES, MESHLIB_PLAINTEXT), (JWT_POLICIES, JWT_TABLE)],
+    ids=["grpcio-table", "jwt"],
+)
+def test_meshlib_grpc_server_enforces_the_table_in_plaintext(
+    tmp_path: Path, policies: str, table: list[tuple[str, dict[str, str], str]]
+) -> None:
+    port = free_port()
+    with (
+        controlplane_for(tmp_path, mesh_yaml(port, "PERMISSIVE", policies)) as (cp, _),
+        meshlib_mesh(cp, tmp_path, "echo-server") as mesh,
+        grpc_server(mesh, port),
+    ):
+        assert _table(port, table) == [want for *_, want in table]
+
+
+@pytest.mark.parametrize("policies", [POLICIES, INTENTIONS], ids=["principals", "intentions"])
+def test_meshlib_grpc_server_enforces_principals_over_mtls(tmp_path: Path, policies: str) -> None:
+    root = make_root()
+    server_certificate = issue_svid(root, f"{TD}/echo", dns_names=("echo.test",))
+    credentials = grpc.ssl_server_credentials(
+        [(server_certificate.key_pem, server_certificate.chain_pem)],
+        root_certificates=root.pem,
+        require_client_auth=True,
+    )
+    port = free_port()
+    callers = tmp_path / "callers"
+    with (
+        controlplane_for(tmp_path, mesh_yaml(port, "STRICT", policies)) as (cp, _),
+        meshlib_mesh(cp, tmp_path, "echo-server") as mesh,
+        grpc_server(mesh, port, credentials),
+    ):
+
+        def answers(identity: str, methods: list[tuple[str, dict[str, str]]]) -> list[str]:
+            with client_channel(root, f"{TD}/{identity}", callers, port) as channel:
+                settled(lambda: grpc_answer(channel, methods[0][0], {}), "UNAVAILABLE")
+                return [grpc_answer(channel, m, h) for m, h in methods]
+
+        who, private, secret = "/test.Echo/Who", "/test.Echo/Private", "/test.Echo/Secret"
+        if policies is POLICIES:
+            assert answers("app", [(who, {}), (private, {}), (secret, {})]) == [
+                f"OK {who} {TD}/app",
+                f"OK {private} {TD}/app",  # ALLOW by principal
+                "PERMISSION_DENIED",  # DENY by path
+            ]
+            assert answers("other", [(who, {}), (private, {})]) == [
+                f"OK {who} {TD}/other",
+                "PERMISSION_DENIED",  # not the allowed principal
+            ]
+            return
+        assert answers("app", [(who, {}), (secret, {}), (secret, {"x-admin": "yes"})]) == [
+            f"OK {who} {TD}/app",  # no permission matches: Consul's default, allow
+            "PERMISSION_DENIED",  # the deny permission
+            f"OK {secret} {TD}/app",  # an earlier allow permission matched first
+        ]
+        assert answers("web", [(who, {}), (secret, {})]) == [
+            f"OK {who} {TD}/web",
+            f"OK {secret} {TD}/web",
+        ]
+        assert answers("other", [(who, {})]) == ["PERMISSION_DENIED"]  # the "*" deny
