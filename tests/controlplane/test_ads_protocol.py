@@ -17,6 +17,7 @@ from controlplane.translate.typeurls import (
 )
 from controlplane.xds import XdsService
 from tests.controlplane.ads_harness import RawAdsClient, mesh, resource_names, service_entry
+from tests.support.xds_service import xds_channel
 
 LDS, RDS, CDS, EDS = LISTENER_TYPE_URL, ROUTE_CONFIG_TYPE_URL, CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
 A_CLUSTER = "outbound|80||a"
@@ -32,18 +33,8 @@ async def service() -> AsyncIterator[XdsService]:
 
 @pytest.fixture
 async def channel(service: XdsService) -> AsyncIterator[grpc.aio.Channel]:
-    server = grpc.aio.server()
-    service.register(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await service.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
+    async with xds_channel(service) as channel:
         yield channel
-    finally:
-        await channel.close(None)
-        await service.stop()
-        await server.stop(None)
 
 
 @pytest.fixture
