@@ -132,6 +132,20 @@ class _Echo(grpc.GenericRpcHandler):
         return _echo(method) if method.startswith("/test.Echo/") else None
 
 
+class AioEcho(grpc.GenericRpcHandler):
+    """``_Echo`` for ``grpc.aio`` servers."""
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method = str(details.method)
+        if not method.startswith("/test.Echo/"):
+            return None
+
+        async def answer(request: bytes, context: Any) -> bytes:
+            return f"{method} {meshlib.peer_identity(context) or '-'}".encode()
+
+        return grpc.unary_unary_rpc_method_handler(answer)
+
+
 @contextmanager
 def grpc_server(
     mesh: meshlib.Mesh, port: int, credentials: grpc.ServerCredentials | None = None

@@ -8,6 +8,7 @@ root), principals, namespaces and Consul intentions decide, as for grpcio
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import grpc
@@ -18,6 +19,7 @@ from tests.interop.security_mesh import TD, mesh_yaml
 from tests.interop.test_grpcio_intentions import INTENTIONS
 from tests.interop.test_grpcio_rbac import PLAINTEXT_TABLE, POLICIES
 from tests.serving.inbound_mesh import (
+    AioEcho,
     client_channel,
     controlplane_for,
     grpc_answer,
@@ -152,3 +154,36 @@ def test_meshlib_grpc_server_enforces_principals_over_mtls(tmp_path: Path, polic
             f"OK {secret} {TD}/web",
         ]
         assert answers("other", [(who, {})]) == ["PERMISSION_DENIED"]  # the "*" deny
+
+
+async def test_meshlib_aio_grpc_server_enforces_the_same_table(tmp_path: Path) -> None:
+    """``mesh.aio_grpc_server()`` watches its port's listener as the sync server does."""
+    port = free_port()
+    table = JWT_TABLE
+    with (
+        controlplane_for(tmp_path, mesh_yaml(port, "PERMISSIVE", JWT_POLICIES)) as (cp, _),
+        meshlib_mesh(cp, tmp_path, "echo-server") as mesh,
+    ):
+        server = mesh.aio_grpc_server()
+        server.add_generic_rpc_handlers((AioEcho(),))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+
+                async def answer(method: str, headers: dict[str, str]) -> str:
+                    call = channel.unary_unary(method)
+                    try:
+                        reply = await call(b"", metadata=tuple(headers.items()), timeout=10)
+                    except grpc.aio.AioRpcError as error:
+                        return str(error.code().name)
+                    return f"OK {reply.decode()}"
+
+                for _ in range(200):  # the listener arrives (bounded)
+                    if await answer(table[0][0], {}) != "UNAVAILABLE":
+                        break
+                    await asyncio.sleep(0.1)
+                answers = [await answer(method, headers) for method, headers, _ in table]
+            assert answers == [want for *_, want in table]
+        finally:
+            await server.stop(None)
