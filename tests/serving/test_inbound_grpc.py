@@ -68,6 +68,33 @@ spec:
 """
 
 
+#: ``spec: {}`` (an ALLOW policy without rules) denies everything.
+EMPTY_SPEC = """\
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: nothing, namespace: conference}
+spec: {}
+"""
+EMPTY_TABLE = [
+    ("/test.Echo/Who", {}, "PERMISSION_DENIED"),
+    ("/test.Echo/Other", {"x-user": "alice"}, "PERMISSION_DENIED"),
+]
+
+#: Callers of namespace ``conference`` may call ``/test.Echo/Ns*``, others may not.
+NAMESPACES = """\
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: same-namespace, namespace: conference}
+spec:
+  rules:
+  - from: [{source: {namespaces: [conference]}}]
+    to: [{operation: {paths: ["/test.Echo/Ns*"]}}]
+  - to: [{operation: {paths: ["/test.Echo/Who"]}}]
+"""
+
+
 def _bearer(text: str) -> dict[str, str]:
     return {"authorization": f"Bearer {text}"}
 
@@ -95,8 +122,8 @@ def _table(port: int, table: list[tuple[str, dict[str, str], str]]) -> list[str]
 
 @pytest.mark.parametrize(
     ("policies", "table"),
-    [(POLICIES, MESHLIB_PLAINTEXT), (JWT_POLICIES, JWT_TABLE)],
-    ids=["grpcio-table", "jwt"],
+    [(POLICIES, MESHLIB_PLAINTEXT), (JWT_POLICIES, JWT_TABLE), (EMPTY_SPEC, EMPTY_TABLE)],
+    ids=["grpcio-table", "jwt", "empty-spec"],
 )
 def test_meshlib_grpc_server_enforces_the_table_in_plaintext(
     tmp_path: Path, policies: str, table: list[tuple[str, dict[str, str], str]]
@@ -110,7 +137,9 @@ def test_meshlib_grpc_server_enforces_the_table_in_plaintext(
         assert _table(port, table) == [want for *_, want in table]
 
 
-@pytest.mark.parametrize("policies", [POLICIES, INTENTIONS], ids=["principals", "intentions"])
+@pytest.mark.parametrize(
+    "policies", [POLICIES, INTENTIONS, NAMESPACES], ids=["principals", "intentions", "namespaces"]
+)
 def test_meshlib_grpc_server_enforces_principals_over_mtls(tmp_path: Path, policies: str) -> None:
     root = make_root()
     server_certificate = issue_svid(root, f"{TD}/echo", dns_names=("echo.test",))
@@ -128,7 +157,8 @@ def test_meshlib_grpc_server_enforces_principals_over_mtls(tmp_path: Path, polic
     ):
 
         def answers(identity: str, methods: list[tuple[str, dict[str, str]]]) -> list[str]:
-            with client_channel(root, f"{TD}/{identity}", callers, port) as channel:
+            spiffe = identity if identity.startswith("spiffe://") else f"{TD}/{identity}"
+            with client_channel(root, spiffe, callers, port) as channel:
                 settled(lambda: grpc_answer(channel, methods[0][0], {}), "UNAVAILABLE")
                 return [grpc_answer(channel, m, h) for m, h in methods]
 
@@ -142,6 +172,14 @@ def test_meshlib_grpc_server_enforces_principals_over_mtls(tmp_path: Path, polic
             assert answers("other", [(who, {}), (private, {})]) == [
                 f"OK {who} {TD}/other",
                 "PERMISSION_DENIED",  # not the allowed principal
+            ]
+            return
+        if policies is NAMESPACES:
+            outsider = "spiffe://cluster.local/ns/elsewhere/sa/app"
+            assert answers("app", [("/test.Echo/Ns1", {})]) == [f"OK /test.Echo/Ns1 {TD}/app"]
+            assert answers(outsider, [(who, {}), ("/test.Echo/Ns1", {})]) == [
+                f"OK {who} {outsider}",
+                "PERMISSION_DENIED",  # another namespace
             ]
             return
         assert answers("app", [(who, {}), (secret, {}), (secret, {"x-admin": "yes"})]) == [
