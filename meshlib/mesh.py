@@ -114,6 +114,7 @@ class Mesh:
             self._xds,
             ready_timeout_s=ready_timeout_s,
             local_locality=bootstrap.node.locality if bootstrap is not None else None,
+            certificates=certificates,
         )
 
     def _xds(self) -> WatchSource:

@@ -10,7 +10,7 @@ opens clients with the new settings instead of reusing the old ones.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from meshlib.security.pki import WorkloadCertificate
 from meshlib.xds_client.resources import ClusterResource, UpstreamProtocol
@@ -26,8 +26,8 @@ class PoolSettings:
     (Envoy applies them), by their xDS name.
     ``tls``: the cluster's mTLS (CDS ``UpstreamTlsContext``: the accepted peer
     identities), None for plaintext. ``certificate``: the workload certificate the
-    endpoint clients present, set by the endpoint pool (:func:`with_certificate`);
-    a rotated certificate is new settings, so new clients use it and old ones drain.
+    endpoint clients present. A rotated certificate is new settings (the services
+    rebuild their snapshots), so new clients use it and old ones drain.
     """
 
     cluster: str = ""
@@ -45,8 +45,11 @@ _interned: dict[tuple[object, ...], PoolSettings] = {}
 _intern_lock = threading.Lock()
 
 
-def pool_settings(cluster: ClusterResource) -> PoolSettings:
-    """The settings of ``cluster`` (connect timeout is always set: Envoy's default is 5 s)."""
+def pool_settings(
+    cluster: ClusterResource, certificate: WorkloadCertificate | None = None
+) -> PoolSettings:
+    """The settings of ``cluster`` (connect timeout is always set: Envoy's default is 5 s);
+    ``certificate`` is presented when the cluster has ``tls``."""
     options = cluster.http_protocol_options
     not_applied: list[str] = []
     if options.max_connection_duration_s is not None:
@@ -62,6 +65,7 @@ def pool_settings(cluster: ClusterResource) -> PoolSettings:
         http2,
         tuple(not_applied),
         cluster.tls,
+        certificate.serial if certificate is not None and cluster.tls is not None else None,
     )
     found = _interned.get(key)
     if found is None:
@@ -72,13 +76,11 @@ def pool_settings(cluster: ClusterResource) -> PoolSettings:
             http2,
             tuple(not_applied),
             cluster.tls,
+            certificate if cluster.tls is not None else None,
         )
         with _intern_lock:
+            if made.certificate is not None:  # earlier certificates' settings: forgotten
+                for old in [k for k in _interned if k[:-1] == key[:-1] and k[-1] is not None]:
+                    del _interned[old]
             found = _interned.setdefault(key, made)
     return found
-
-
-def with_certificate(settings: PoolSettings, certificate: WorkloadCertificate) -> PoolSettings:
-    """``settings`` presenting ``certificate``: new settings (an endpoint pool keeps one
-    per cluster settings and certificate, so each rotation opens new clients)."""
-    return replace(settings, certificate=certificate)

@@ -15,12 +15,9 @@ loop for asyncio ones: :class:`LoopCloser`). An endpoint that comes back
 while draining gets its client back. Lookups are a dict read; only creation
 takes the lock.
 
-mTLS: settings with ``tls`` (the cluster's CDS ``UpstreamTlsContext``) become
-settings presenting the workload's current certificate
-(:func:`~meshlib.routing.connection_pool.with_certificate`), one per cluster
-settings until the :class:`~meshlib.security.keeper.CertificateKeeper` rotates it:
-then the next call opens a client with the new certificate and the old one drains
-like any client whose settings changed.
+mTLS: the workload certificate is part of the settings, so a rotated certificate
+(new settings in the service's next snapshot) opens new clients with it and drains
+the old ones like any other settings change.
 """
 
 from __future__ import annotations
@@ -32,12 +29,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from meshlib.errors import SecurityError
 from meshlib.observability.logging import get_logger
-from meshlib.routing.connection_pool import DEFAULT_POOL_SETTINGS, PoolSettings, with_certificate
+from meshlib.routing.connection_pool import DEFAULT_POOL_SETTINGS, PoolSettings
 from meshlib.routing.service import ServiceState
 from meshlib.routing.snapshot import ServiceSnapshot, ServiceView
-from meshlib.security.keeper import CertificateKeeper
 from meshlib.xds_client.resources import Endpoint
 
 log = get_logger(__name__)
@@ -57,15 +52,8 @@ class EndpointPool(Generic[T]):
         on_stale: Callable[[list[T]], None],
         *,
         drain_s: float = DEFAULT_DRAIN_S,
-        certificates: CertificateKeeper | None = None,
     ) -> None:
         self._factory = factory
-        self._certificates = certificates
-        # cluster settings -> the same presenting the current certificate
-        self._secured: dict[PoolSettings, PoolSettings] = {}
-        self._unsubscribe = (
-            certificates.subscribe(self._on_certificate) if certificates is not None else None
-        )
         self._on_stale = on_stale
         self._drain_s = drain_s
         self._lock = threading.Lock()
@@ -78,30 +66,12 @@ class EndpointPool(Generic[T]):
         self._closed = False
 
     def get(self, endpoint: Endpoint, settings: PoolSettings = DEFAULT_POOL_SETTINGS) -> T:
-        if settings.tls is not None:
-            settings = self._secured.get(settings) or self._secure(settings)
         by_settings = self._clients.get(endpoint.authority)
         if by_settings is not None:
             client = by_settings.get(settings)
             if client is not None:
                 return client
         return self._open(endpoint, settings)
-
-    def _secure(self, settings: PoolSettings) -> PoolSettings:
-        """``settings`` with the current certificate; SecurityError when the mesh has none."""
-        if self._certificates is None:
-            raise SecurityError(
-                f"cluster {settings.cluster!r} requires mTLS (CDS UpstreamTlsContext) but this "
-                "mesh has no workload identity: give Mesh a join token (token=, MESH_TOKEN, "
-                "MESH_TOKEN_FILE) or a bootstrap with certificate_providers"
-            )
-        secured = with_certificate(settings, self._certificates.current())
-        self._secured[settings] = secured
-        return secured
-
-    def _on_certificate(self, _certificate: object) -> None:
-        """A rotation: the next call per cluster makes settings with the new certificate."""
-        self._secured = {}
 
     def _open(self, endpoint: Endpoint, settings: PoolSettings) -> T:
         authority = endpoint.authority
@@ -183,8 +153,6 @@ class EndpointPool(Generic[T]):
 
     def drain(self) -> list[T]:
         """Stop tracking, and hand back every client for the caller to close."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
         with self._lock:
             self._closed = True
             clients = [c for by_settings in self._clients.values() for c in by_settings.values()]

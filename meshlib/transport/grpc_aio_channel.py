@@ -87,7 +87,6 @@ class AioMeshChannel(grpc.aio.Channel):
                 settings,
             ),
             self._closer.schedule,
-            mesh.certificates,
         )
         self._mirrors = TaskMirror()
         #: Whether :meth:`close` was called (read-only).

@@ -62,7 +62,6 @@ class MeshChannel(grpc.Channel):
                 grpc, ep, routing.sub_channel_options(user_options, authority, settings), settings
             ),
             _close_channels,
-            mesh.certificates,
         )
         self._mirrors = ThreadMirror()
         self._subscribers: list[Connectivity] = []

@@ -3,8 +3,7 @@
 grpcio fixes ``:authority`` per channel, so a call that must carry another
 authority (a ``host_rewrite``, or a mirror's ``-shadow`` host) goes through
 a sub-channel made for that authority. Each authority has its own
-:class:`EndpointPool`, so endpoints that leave EDS are closed for all of them
-(and a rotated workload certificate opens new sub-channels in all of them).
+:class:`EndpointPool`, so endpoints that leave EDS are closed for all of them.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from typing import Any, Generic, TypeVar
 
 from meshlib.routing.connection_pool import PoolSettings
 from meshlib.routing.service import ServiceState
-from meshlib.security.keeper import CertificateKeeper
 from meshlib.transport.endpoint_pool import EndpointPool
 from meshlib.xds_client.resources import Endpoint
 
@@ -31,10 +29,8 @@ class SubChannels(Generic[T]):
         default_authority: str,
         factory: Callable[[Endpoint, str, PoolSettings], T],
         on_stale: Callable[[list[T]], None],
-        certificates: CertificateKeeper | None = None,
     ) -> None:
         self._state = state
-        self._certificates = certificates
         self._factory = factory
         self._on_stale = on_stale
         self._lock = threading.Lock()
@@ -45,7 +41,6 @@ class SubChannels(Generic[T]):
         pool: EndpointPool[T] = EndpointPool(
             lambda endpoint, settings: self._factory(endpoint, authority, settings),
             self._on_stale,
-            certificates=self._certificates,
         )
         pool.track(self._state)
         return pool

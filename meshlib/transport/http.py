@@ -100,7 +100,6 @@ class MeshTransport(httpx.BaseTransport):
                 settings.connect_timeout_s, **httpx_pool_options(options, settings)
             ),
             _close_all,
-            certificates=mesh.certificates,
         )
         self._mirrors = ThreadMirror()
         self._fast = HttpFastRoutes()
@@ -300,7 +299,6 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
                 settings.connect_timeout_s, **httpx_pool_options(options, settings)
             ),
             self._closer.schedule,
-            certificates=mesh.certificates,
         )
         self._mirrors = TaskMirror()
         self._fast = HttpFastRoutes()

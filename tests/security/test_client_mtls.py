@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from meshlib import Mesh
-from meshlib.errors import SecurityError
+from meshlib.errors import MeshError
 from meshlib.security import obtain_certificate
 from tests.security.mtls_servers import WHO, TlsGrpcBackend, TlsHttpBackend
 from tests.security.support import TRUST_DOMAIN, create_token, secure_controlplane
@@ -152,7 +152,7 @@ def test_a_server_with_another_identity_fails_the_endpoint_clearly(mesh: Mesh) -
 def test_a_mesh_without_identity_refuses_an_mtls_cluster(world: World) -> None:
     with (
         Mesh(world.bootstrap, ready_timeout_s=15) as plain,
-        plain.http_client() as client,
-        pytest.raises(SecurityError, match=r"requires mTLS .* no workload identity"),
+        plain.http_client(raise_mesh_errors=True) as client,
+        pytest.raises(MeshError, match=r"requires mTLS .* no workload identity"),
     ):
         client.get("http://echo-http:8080/x")
