@@ -31,6 +31,7 @@ from tests.controlplane.cluster_cases import rule
 from tests.controlplane.delta_harness import RawDeltaClient, names, versions
 from tests.controlplane.polling import eventually
 from tests.controlplane.route_cases import config, to, vs
+from tests.support.raw_xds_stream import closing_streams
 from tests.support.xds_service import xds_channel
 
 LDS, RDS, CDS, EDS = LISTENER_TYPE_URL, ROUTE_CONFIG_TYPE_URL, CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
@@ -52,16 +53,8 @@ async def channel(service: XdsService) -> AsyncIterator[grpc.aio.Channel]:
 
 @pytest.fixture
 async def connect(channel: grpc.aio.Channel) -> AsyncIterator[Connect]:
-    clients: list[RawDeltaClient] = []
-
-    async def open_client(node_id: str) -> RawDeltaClient:
-        client = RawDeltaClient(channel, node_id)
-        clients.append(client)
-        return client
-
-    yield open_client
-    for client in clients:
-        await client.close()
+    async with closing_streams(lambda node_id: RawDeltaClient(channel, node_id)) as open_client:
+        yield open_client
 
 
 def abc() -> MeshConfig:

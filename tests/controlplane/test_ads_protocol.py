@@ -17,6 +17,7 @@ from controlplane.translate.typeurls import (
 )
 from controlplane.xds import XdsService
 from tests.controlplane.ads_harness import RawAdsClient, mesh, resource_names, service_entry
+from tests.support.raw_xds_stream import closing_streams
 from tests.support.xds_service import xds_channel
 
 LDS, RDS, CDS, EDS = LISTENER_TYPE_URL, ROUTE_CONFIG_TYPE_URL, CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
@@ -39,16 +40,8 @@ async def channel(service: XdsService) -> AsyncIterator[grpc.aio.Channel]:
 
 @pytest.fixture
 async def connect(channel: grpc.aio.Channel) -> AsyncIterator[Connect]:
-    clients: list[RawAdsClient] = []
-
-    async def open_client(node_id: str) -> RawAdsClient:
-        client = RawAdsClient(channel, node_id)
-        clients.append(client)
-        return client
-
-    yield open_client
-    for client in clients:
-        await client.close()
+    async with closing_streams(lambda node_id: RawAdsClient(channel, node_id)) as open_client:
+        yield open_client
 
 
 def status_of(service: XdsService, node_id: str, type_url: str) -> dict[str, object]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
 import grpc
@@ -69,3 +70,26 @@ class RawXdsStream(ABC, Generic[Request, Response]):
         self._requests.put_nowait(None)
         self.call.cancel()
         await asyncio.gather(self._reader, return_exceptions=True)
+
+
+Stream = TypeVar("Stream", bound="RawXdsStream[Any, Any]")
+
+
+@asynccontextmanager
+async def closing_streams(
+    open_stream: Callable[[str], Stream],
+) -> AsyncIterator[Callable[[str], Awaitable[Stream]]]:
+    """Yield ``connect(node_id)``, which opens a stream with ``open_stream``; every stream
+    opened is closed when the block ends."""
+    streams: list[Stream] = []
+
+    async def connect(node_id: str) -> Stream:
+        stream = open_stream(node_id)
+        streams.append(stream)
+        return stream
+
+    try:
+        yield connect
+    finally:
+        for stream in streams:
+            await stream.close()
