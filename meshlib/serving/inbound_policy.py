@@ -16,7 +16,7 @@ by reference: the next call sees it. What a call meets, per listener state:
 A call whose local address the server reports (ASGI) meets the listener of that port;
 a gRPC call (grpcio does not say which port a call came in on) meets every listener of
 its server, each with its own port. Denials are logged with structlog and counted
-(``meshlib.server.authz.denials``: ``listener``, ``kind`` rbac / jwt / unavailable).
+(``meshlib.server.authz.denials``: ``listener``, ``kind`` rbac / jwt / mtls / unavailable).
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def listener_name(template: str, address: str, port: int) -> str:
 
 
 class _Counter:
-    def __init__(self) -> None:
-        meter = metrics.get_meter("meshlib")
+    def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
+        meter = metrics.get_meter("meshlib", meter_provider=meter_provider)
         self._denials = meter.create_counter(
             DENIALS, unit="{call}", description="Calls refused by the inbound listener's policy."
         )
@@ -150,8 +150,10 @@ class InboundPolicy:
         template: str,
         *,
         resolve: Callable[[int], str] | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
         self._source = source
+        self._counter = _Counter(meter_provider) if meter_provider is not None else None
         self._template = template
         self._resolve = resolve
         self._lock = threading.Lock()
@@ -188,7 +190,7 @@ class InboundPolicy:
         for watch in watches:
             refusal = watch.refusal(call)
             if refusal is not None:
-                return _refuse(refusal, call)
+                return _refuse(refusal, call, watch.name, self._counter or _counter())
         return PASS
 
     def close(self) -> None:
@@ -204,9 +206,10 @@ class InboundPolicy:
         return f"InboundPolicy({[w.name for w in self._all]})"
 
 
-def _refuse(refusal: Refusal, call: IncomingCall) -> Deny:
+def _refuse(refusal: Refusal, call: IncomingCall, listener: str, counter: _Counter) -> Deny:
     log.warning(
         "inbound_denied",
+        listener=listener,
         kind=refusal.kind,
         filter=refusal.filter,
         detail=refusal.detail,
@@ -215,5 +218,5 @@ def _refuse(refusal: Refusal, call: IncomingCall) -> Deny:
         path=call.path,
         peer=call.peer,
     )
-    _counter().denial(refusal.filter, refusal.kind)
+    counter.denial(listener, refusal.kind)
     return refusal.denial

@@ -6,7 +6,8 @@ fails`` or Envoy's other reason / UNAUTHENTICATED) and leaves the verified paylo
 for the RBAC filters after it; each RBAC filter allows or denies (403 ``RBAC: access
 denied`` / PERMISSION_DENIED), the first denial ends the walk. Istio's DENY filter comes
 before its ALLOW filter, so DENY wins. Shadow rules and LOG (AUDIT) policies are
-logged, never enforced.
+logged, never enforced. A listener whose ``DownstreamTlsContext`` requires a client
+certificate refuses a call that came without one (403 / PERMISSION_DENIED).
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ _GRPC_UNAUTHENTICATED: Final = 16
 
 RBAC_DENIAL: Final = Deny(
     http_status=403, grpc_status=_GRPC_PERMISSION_DENIED, message=RBAC_DENIED_BODY
+)
+
+
+#: A call without a client certificate on a listener that requires one (STRICT):
+#: refused as the handshake would have refused it.
+MTLS_DENIAL: Final = Deny(
+    http_status=403,
+    grpc_status=_GRPC_PERMISSION_DENIED,
+    message="meshlib: this port requires mTLS (PeerAuthentication STRICT): "
+    "the call came without a client certificate",
 )
 
 
@@ -60,12 +71,13 @@ def _split_host_port(text: str | None) -> str | None:
 class InboundRules:
     """The compiled filters of one listener (raises a SecurityError on unusable keys)."""
 
-    __slots__ = ("address", "name", "port", "steps")
+    __slots__ = ("address", "mtls", "name", "port", "steps")
 
     def __init__(self, listener: InboundListenerResource) -> None:
         self.name = listener.name
         self.address = listener.address
         self.port = listener.port
+        self.mtls = listener.tls is not None and listener.tls.require_client_certificate
         self.steps: list[JwtAuthenticator | RbacEngine] = []
         for flt in listener.filters:
             where = f"{listener.name}: {flt.name}"
@@ -97,7 +109,13 @@ class InboundRules:
         )
 
     def refusal(self, call: IncomingCall) -> Refusal | None:
-        """None when every filter lets ``call`` through."""
+        """None when every filter lets ``call`` through (and, on an mTLS listener, the
+        call came with a client certificate: a port added without TLS does not serve
+        plaintext past a STRICT policy)."""
+        if self.mtls:
+            tls = call.peer_tls()
+            if tls is None or not (tls.uri_sans or tls.dns_sans or tls.subject):
+                return Refusal(MTLS_DENIAL, "mtls", self.name, "no client certificate")
         facts: RequestFacts | None = None
         for step in self.steps:
             if isinstance(step, JwtAuthenticator):

@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from controlplane.config import load_config
 from controlplane.model import NodeInfo
 from controlplane.translate import translate
 from meshlib.errors import XdsResourceNotFound, XdsValidationError
+from meshlib.security.peer import PeerTls
 from meshlib.serving import PASS, Deny, IncomingCall
-from meshlib.serving.inbound_policy import InboundPolicy, listener_name
+from meshlib.serving.inbound_policy import DENIALS, InboundPolicy, listener_name
 from meshlib.xds_client.resource_types import LISTENER
 from tests.interop.security_mesh import mesh_yaml
 from tests.xds_client import xds_builders as b
@@ -81,7 +84,13 @@ def test_listener_names() -> None:
 
 def test_states_of_the_inbound_listener(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     source = _Source()
-    policy = InboundPolicy(lambda: source, TEMPLATE, resolve=lambda port: "127.0.0.1")
+    reader = InMemoryMetricReader()
+    policy = InboundPolicy(
+        lambda: source,
+        TEMPLATE,
+        resolve=lambda port: "127.0.0.1",
+        meter_provider=MeterProvider(metric_readers=[reader]),
+    )
     name = policy.serve("0.0.0.0", 50051)  # a wildcard bind: the workload's address
     assert name == "xds.istio.io/grpc/lds/inbound/127.0.0.1:50051"
     watcher = source.watchers[name]
@@ -112,3 +121,43 @@ def test_states_of_the_inbound_listener(tmp_path: Path, caplog: pytest.LogCaptur
     assert policy.check(_call("/test.Echo/Secret")) is PASS
     policy.close()
     assert not source.watchers
+    assert _denials(reader) == {("unavailable", name): 2, ("rbac", name): 2}
+
+
+def _denials(reader: InMemoryMetricReader) -> dict[tuple[str, str], int]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    counts: dict[tuple[str, str], int] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == DENIALS:
+                    for point in metric.data.data_points:  # type: ignore[union-attr]
+                        key = (str(point.attributes["kind"]), str(point.attributes["listener"]))
+                        counts[key] = int(point.value)  # type: ignore[union-attr]
+    return counts
+
+
+def test_a_strict_listener_refuses_calls_without_a_client_certificate(tmp_path: Path) -> None:
+    """A port added without TLS does not serve plaintext past PeerAuthentication STRICT."""
+    path = tmp_path / "mesh.yaml"
+    path.write_text(mesh_yaml(50053, "STRICT", ""))
+    node = NodeInfo(id="n", cluster="c", locality="r/z/s")
+    name = listener_name(TEMPLATE, "127.0.0.1", 50053)
+    message = translate(load_config(path), [], node)[b.LDS][name]
+    source = _Source()
+    policy = InboundPolicy(lambda: source, TEMPLATE)
+    source.watchers[policy.serve("127.0.0.1", 50053)].on_changed(LISTENER.decode(b.pack(message)))
+    plaintext = policy.check(_call("/test.Echo/Who"))
+    assert isinstance(plaintext, Deny) and "requires mTLS" in plaintext.message
+    spiffe = "spiffe://cluster.local/ns/conference/sa/app"
+    with_certificate = IncomingCall(
+        protocol="grpc",
+        method="/test.Echo/Who",
+        path="/test.Echo/Who",
+        peer="127.0.0.1:5000",
+        headers=(),
+        deadline=lambda: None,
+        peer_tls=lambda: PeerTls(uri_sans=(spiffe,)),
+    )
+    assert policy.check(with_certificate) is PASS
