@@ -232,7 +232,12 @@ class Mesh:
             ttl_s=ttl_s,
             namespace=namespace,
         )
-        registration = open_registration(self.bootstrap.xds_servers, request, on_close=self._forget)
+        registration = open_registration(
+            self.bootstrap.xds_servers,
+            request,
+            on_close=self._forget,
+            certificates=self.certificates,
+        )
         with self._lock:
             self._registrations.append(registration)
         return registration

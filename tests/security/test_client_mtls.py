@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from concurrent import futures
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -156,3 +158,37 @@ def test_a_mesh_without_identity_refuses_an_mtls_cluster(world: World) -> None:
         pytest.raises(MeshError, match=r"requires mTLS .* no workload identity"),
     ):
         client.get("http://echo-http:8080/x")
+
+
+def test_a_meshlib_server_registers_under_its_identity_and_meshlib_calls_it(
+    world: World, mesh: Mesh
+) -> None:
+    """Mesh(token=).register() goes over the secure address proving the identity; the
+    registration's identity reaches EDS, so callers expect it (auto mTLS, STRICT)."""
+    with Mesh(
+        world.bootstrap, token=create_token(world.cp, "sessions"), ready_timeout_s=15
+    ) as server_mesh:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        server.add_generic_rpc_handlers((_who_answers("sessions"),))
+        port = server.add_secure_port("127.0.0.1:0", server_mesh.server_credentials())
+        server.start()
+        try:
+            server_mesh.register("sessions", 50051, target_port=port, address="127.0.0.1")
+            workloads = httpx.get(f"{world.cp.admin_url}/v1/workloads", timeout=10).json()
+            identities = {w.get("identity") for w in workloads["workloads"]}
+            assert f"spiffe://{TRUST_DOMAIN}/ns/conference/sa/sessions" in identities
+            channel = mesh.grpc_channel("xds:///sessions:50051")
+            answer = json.loads(channel.unary_unary(WHO)(b"", timeout=15))
+            assert answer == {"served_by": "sessions", "identity": APP_ID}
+        finally:
+            server.stop(None)
+
+
+def _who_answers(name: str) -> grpc.GenericRpcHandler[Any, Any]:
+    def who(_request: bytes, context: grpc.ServicerContext) -> bytes:
+        peer = context.auth_context().get("peer_spiffe_id", [b""])[0].decode()
+        return json.dumps({"served_by": name, "identity": peer}).encode()
+
+    return grpc.method_handlers_generic_handler(
+        "test.Echo", {"Who": grpc.unary_unary_rpc_method_handler(who)}
+    )
