@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from tests.controlplane.test_security_envoy_jwt import ISSUER, JWKS, OTHER_KEY, token
-from tests.interop.security_mesh import TD, mesh_yaml
+from tests.interop.security_mesh import INBOUND, TD, mesh_yaml
 from tests.interop.test_grpcio_intentions import INTENTIONS
 from tests.interop.test_grpcio_rbac import PLAINTEXT_TABLE, POLICIES
 from tests.serving.inbound_mesh import (
@@ -135,6 +135,9 @@ def test_meshlib_grpc_server_enforces_the_table_in_plaintext(
         grpc_server(mesh, port),
     ):
         assert _table(port, table) == [want for *_, want in table]
+        # The server's own inbound listener shares the LDS world; it is not a service.
+        assert mesh.directory.is_member("echo:50051")
+        assert not mesh.directory.is_member(INBOUND.format(port=port))
 
 
 @pytest.mark.parametrize(
