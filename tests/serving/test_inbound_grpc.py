@@ -95,6 +95,31 @@ spec:
 """
 
 
+#: Source IP blocks (the peer address; the calls come from 127.0.0.1).
+IP_BLOCKS = """\
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: by-ip, namespace: conference}
+spec:
+  rules:
+  - from: [{source: {ipBlocks: ["127.0.0.0/8"]}}]
+    to: [{operation: {paths: ["/test.Echo/Local"]}}]
+  - from: [{source: {ipBlocks: ["10.0.0.0/8"]}}]
+    to: [{operation: {paths: ["/test.Echo/Remote"]}}]
+  - from: [{source: {notIpBlocks: ["127.0.0.1/32"]}}]
+    to: [{operation: {paths: ["/test.Echo/NotMe"]}}]
+  - to: [{operation: {notPaths: ["/test.Echo/Local", "/test.Echo/Remote", "/test.Echo/NotMe*"]}}]
+    when: [{key: source.ip, values: ["127.0.0.1"]}]
+"""
+IP_TABLE = [
+    ("/test.Echo/Local", {}, "OK /test.Echo/Local -"),
+    ("/test.Echo/Remote", {}, "PERMISSION_DENIED"),
+    ("/test.Echo/NotMe", {}, "PERMISSION_DENIED"),
+    ("/test.Echo/Else", {}, "OK /test.Echo/Else -"),  # when source.ip, notPaths
+]
+
+
 def _bearer(text: str) -> dict[str, str]:
     return {"authorization": f"Bearer {text}"}
 
@@ -122,8 +147,13 @@ def _table(port: int, table: list[tuple[str, dict[str, str], str]]) -> list[str]
 
 @pytest.mark.parametrize(
     ("policies", "table"),
-    [(POLICIES, MESHLIB_PLAINTEXT), (JWT_POLICIES, JWT_TABLE), (EMPTY_SPEC, EMPTY_TABLE)],
-    ids=["grpcio-table", "jwt", "empty-spec"],
+    [
+        (POLICIES, MESHLIB_PLAINTEXT),
+        (JWT_POLICIES, JWT_TABLE),
+        (EMPTY_SPEC, EMPTY_TABLE),
+        (IP_BLOCKS, IP_TABLE),
+    ],
+    ids=["grpcio-table", "jwt", "empty-spec", "ip-blocks"],
 )
 def test_meshlib_grpc_server_enforces_the_table_in_plaintext(
     tmp_path: Path, policies: str, table: list[tuple[str, dict[str, str], str]]

@@ -97,3 +97,38 @@ def test_meshlib_http_plaintext_table_and_a_policy_edit(tmp_path: Path) -> None:
         # New requests get the new policy (the control plane debounces the file edit).
         wait_for(lambda: _status(client, "/elsewhere") == 200, timeout=20, what="the edit")
         assert _status(client, "/admin/a") == 403  # the rest stays
+
+
+def _hosts_and_ports_yaml(port: int) -> str:
+    return (
+        envoy_jwt.mesh_yaml(port)
+        + f"""\
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: by-host, namespace: conference}}
+spec:
+  selector: {{matchLabels: {{app: attendees}}}}
+  rules:
+  - to: [{{operation: {{hosts: ["attendees.example", "*.internal"], paths: ["/hosted"]}}}}]
+  - to: [{{operation: {{ports: ["{port}"], paths: ["/this-port"]}}}}]
+  - to: [{{operation: {{ports: ["1"], paths: ["/other-port"]}}}}]
+  - to: [{{operation: {{methods: ["POST", "PUT"], paths: ["/write/*"]}}}}]
+"""
+    )
+
+
+def test_meshlib_http_hosts_ports_and_methods(tmp_path: Path) -> None:
+    with (
+        meshlib_http(tmp_path, _hosts_and_ports_yaml) as server,
+        httpx.Client(base_url=server.url, timeout=5) as client,
+    ):
+        settled(lambda: _status(client, "/public/warm"), 503)
+        assert _status(client, "/hosted", host="attendees.example") == 200
+        assert _status(client, "/hosted", host="ATTENDEES.example") == 200  # hosts ignore case
+        assert _status(client, "/hosted", host="a.internal") == 200  # *suffix
+        assert _status(client, "/hosted", host="elsewhere") == 403
+        assert _status(client, "/this-port") == 200  # destination_port: the port served
+        assert _status(client, "/other-port") == 403
+        assert _status(client, "/write/a", "PUT") == 200
+        assert _status(client, "/write/a", "GET") == 403
