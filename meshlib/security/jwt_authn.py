@@ -130,6 +130,7 @@ class _Check:
         self.headers = headers
         self.query = query
         self.outcome = JwtOutcome(ok=True)
+        self._verified: dict[tuple[str, tuple[str, ...] | None], tuple[bool, str]] = {}
 
     def run(self, requirement: JwtRequirement) -> tuple[bool, str]:
         kind = requirement.kind
@@ -162,6 +163,13 @@ class _Check:
         return (False, UNKNOWN_ISSUER) if any_token else (True, "")
 
     def _provider(self, name: str, audiences: tuple[str, ...] | None) -> tuple[bool, str]:
+        """Each (provider, audiences) is verified once per request."""
+        key = (name, audiences)
+        if key not in self._verified:
+            self._verified[key] = self._verify(name, audiences)
+        return self._verified[key]
+
+    def _verify(self, name: str, audiences: tuple[str, ...] | None) -> tuple[bool, str]:
         provider = self.providers[name]
         tokens = provider.tokens(self.headers, self.query)
         if not tokens:
