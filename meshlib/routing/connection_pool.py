@@ -41,6 +41,18 @@ class PoolSettings:
 
 DEFAULT_POOL_SETTINGS = PoolSettings()
 
+
+def only_certificate_differs(old: PoolSettings, new: PoolSettings) -> bool:
+    """Whether ``new`` is ``old`` with a rotated certificate (and nothing else changed)."""
+    return (
+        old.certificate is not None
+        and old.certificate is not new.certificate
+        and (old.cluster, old.connect_timeout_s, old.idle_timeout_s, old.http2, old.not_applied)
+        == (new.cluster, new.connect_timeout_s, new.idle_timeout_s, new.http2, new.not_applied)
+        and old.tls == new.tls
+    )
+
+
 _interned: dict[tuple[object, ...], PoolSettings] = {}
 _intern_lock = threading.Lock()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,6 +20,8 @@ from meshlib.security.memfd_keys import load_workload_certificate
 from meshlib.security.pki import WorkloadCertificate, spiffe_id_of
 
 WHO = "/test.Echo/Who"
+SLOW = "/test.Echo/Slow"
+SLOW_S = 3.0  # longer than a renewal period of the rotation test
 
 
 def _caller(der: bytes | None) -> dict[str, str]:
@@ -36,6 +39,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         assert isinstance(self.connection, ssl.SSLSocket)
+        if self.path.startswith("/slow"):
+            time.sleep(SLOW_S)
         seen = _caller(self.connection.getpeercert(binary_form=True))
         self.server.record(seen["serial"])
         body = json.dumps({"served_by": self.server.name, **seen}).encode()
@@ -123,7 +128,9 @@ class TlsGrpcBackend:
         self.port = self._server.add_secure_port("127.0.0.1:0", credentials)
 
     def _handler(self, name: str) -> grpc.GenericRpcHandler[Any, Any]:
-        def who(_request: bytes, context: grpc.ServicerContext) -> bytes:
+        def who(request: bytes, context: grpc.ServicerContext) -> bytes:
+            if request == b"slow":
+                time.sleep(SLOW_S)
             pem = context.auth_context().get("x509_pem_cert", [b""])[0]
             certificate = x509.load_pem_x509_certificate(pem)
             seen = _caller(certificate.public_bytes(Encoding.DER))

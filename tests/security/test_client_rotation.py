@@ -68,10 +68,16 @@ def test_rotation_under_steady_calls_fails_nothing(tmp_path: Path) -> None:
                     return str(json.loads(who(b"", timeout=10))["serial"])
 
                 assert http_call() and grpc_call()  # both ready before the clock matters
+
+                def slow_calls() -> str:  # each spans a rotation on its old connection
+                    response = client.get("http://echo-http:8080/slow", timeout=10)
+                    assert response.status_code == 200, response.text
+                    return str(json.loads(who(b"slow", timeout=10))["serial"])
+
                 stop, failures = threading.Event(), []  # type: ignore[var-annotated]
                 workers = [
                     threading.Thread(target=_steady, args=(call, stop, failures))
-                    for call in (http_call, http_call, grpc_call, grpc_call)
+                    for call in (http_call, http_call, grpc_call, grpc_call, slow_calls)
                 ]
                 for worker in workers:
                     worker.start()
