@@ -1,11 +1,8 @@
-"""``ssl.SSLContext`` objects from the workload certificate, for servers that take one.
+"""An mTLS server ``ssl.SSLContext`` from the workload certificate, for servers that
+take one (uvicorn), rotating with the keeper.
 
-Python's ssl module loads a key only from a file. The key is written encrypted
-(PKCS#8 under a random password that stays in memory) into a private temporary
-folder (0700, in ``/dev/shm`` where there is one, so not on disk), loaded, and
-the folder removed at once: what touched the file system cannot be used alone.
-
-:class:`RotatingServerContext` is an mTLS server context that follows a
+The key is loaded from memory (:mod:`.memfd_keys`: it never touches a file system).
+:class:`RotatingServerContext` follows a
 :class:`~meshlib.security.keeper.CertificateKeeper`: each new certificate gets a
 context of its own, built on the keeper's thread, and the server context's SNI
 callback (called for every handshake, with or without a server name) moves the
@@ -14,49 +11,17 @@ new connection onto the newest one. Established connections keep theirs.
 
 from __future__ import annotations
 
-import os
-import secrets
 import ssl
-import tempfile
 import threading
 from collections.abc import Sequence
-from pathlib import Path
-
-from cryptography.hazmat.primitives import serialization
 
 from meshlib.errors import SecurityError
 from meshlib.observability.logging import get_logger
 from meshlib.security.keeper import CertificateKeeper
+from meshlib.security.memfd_keys import load_workload_certificate
 from meshlib.security.pki import WorkloadCertificate
 
 log = get_logger(__name__)
-
-_MEMORY_FOLDER = "/dev/shm"
-
-
-def load_certificate(context: ssl.SSLContext, certificate: WorkloadCertificate) -> None:
-    """Make ``context`` present ``certificate`` (its chain and key); SecurityError if
-    OpenSSL refuses them."""
-    password = secrets.token_bytes(32)
-    try:
-        key = serialization.load_pem_private_key(certificate.key_pem, password=None)
-        encrypted = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(password),
-        )
-    except (ValueError, TypeError) as exc:
-        raise SecurityError(f"workload key: not a usable PEM private key ({exc})") from exc
-    parent = _MEMORY_FOLDER if os.path.isdir(_MEMORY_FOLDER) else None
-    with tempfile.TemporaryDirectory(prefix="meshlib-tls-", dir=parent) as folder:
-        chain_file, key_file = Path(folder, "chain.pem"), Path(folder, "key.pem")
-        chain_file.write_bytes(certificate.chain_pem)
-        key_file.touch(mode=0o600)
-        key_file.write_bytes(encrypted)
-        try:
-            context.load_cert_chain(chain_file, key_file, password=password)
-        except ssl.SSLError as exc:
-            raise SecurityError(f"workload certificate: OpenSSL refused it ({exc})") from exc
 
 
 def mtls_server_context(
@@ -71,7 +36,7 @@ def mtls_server_context(
         context.load_verify_locations(cadata=certificate.root_pem.decode("ascii"))
     except (ssl.SSLError, ValueError) as exc:
         raise SecurityError(f"mesh root certificate: OpenSSL refused it ({exc})") from exc
-    load_certificate(context, certificate)
+    load_workload_certificate(context, certificate)
     if alpn_protocols:
         context.set_alpn_protocols(list(alpn_protocols))
     return context
@@ -112,4 +77,4 @@ class RotatingServerContext:
         self._unsubscribe()
 
 
-__all__ = ["RotatingServerContext", "load_certificate", "mtls_server_context"]
+__all__ = ["RotatingServerContext", "mtls_server_context"]
