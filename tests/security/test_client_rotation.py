@@ -1,9 +1,11 @@
 """Rotation under load: meshlib's workload certificate lives 4 seconds (renewed every 2)
-while HTTP and gRPC calls run steadily through the mesh to mTLS-only servers. No call
+while HTTP and gRPC calls (sync and asyncio, short and spanning renewals) run steadily through
+the mesh to mTLS-only servers. No call
 fails, and the servers' new handshakes show each new certificate's serial."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Callable
@@ -29,6 +31,25 @@ def _steady(call: Callable[[], str], stop: threading.Event, failures: list[str])
             call()
         except Exception as exc:  # every failure is recorded, none may happen
             failures.append(repr(exc))
+
+
+def _steady_async(mesh: Mesh, stop: threading.Event, failures: list[str]) -> None:
+    """asyncio twins: async httpx and grpc.aio calls, each retried until ``stop``."""
+
+    async def run() -> None:
+        channel = mesh.aio_grpc_channel("xds:///echo-grpc:50051")
+        who = channel.unary_unary(WHO)
+        async with mesh.async_http_client() as client:
+            while not stop.is_set():
+                try:
+                    response = await client.get("http://echo-http:8080/a", timeout=10)
+                    assert response.status_code == 200, response.text
+                    json.loads(await who(b"", timeout=10))
+                except Exception as exc:
+                    failures.append(repr(exc))
+        await channel.close()
+
+    asyncio.run(run())
 
 
 def test_rotation_under_steady_calls_fails_nothing(tmp_path: Path) -> None:
@@ -79,6 +100,7 @@ def test_rotation_under_steady_calls_fails_nothing(tmp_path: Path) -> None:
                     threading.Thread(target=_steady, args=(call, stop, failures))
                     for call in (http_call, http_call, grpc_call, grpc_call, slow_calls)
                 ]
+                workers.append(threading.Thread(target=_steady_async, args=(mesh, stop, failures)))
                 for worker in workers:
                     worker.start()
                 try:
