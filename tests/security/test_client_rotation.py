@@ -1,7 +1,7 @@
 """Rotation under load: meshlib's workload certificate lives 4 seconds (renewed every 2)
-while HTTP and gRPC calls (sync and asyncio, short and spanning renewals) run steadily through
-the mesh to mTLS-only servers. No call
-fails, and the servers' new handshakes show each new certificate's serial."""
+while HTTP and gRPC calls (sync and asyncio, short and spanning renewals) run steadily
+through the mesh to mTLS-only servers. No call fails, and the servers' new handshakes
+show each new certificate's serial."""
 
 from __future__ import annotations
 
