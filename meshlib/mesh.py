@@ -17,13 +17,13 @@ import grpc
 import grpc.aio
 import httpx
 
+from meshlib.mesh_identity import mesh_identity
 from meshlib.observability.logging import get_logger
 from meshlib.routing.directory import ServiceDirectory
 from meshlib.routing.snapshot import ServiceSnapshot
 from meshlib.routing.watch import WatchSource
 from meshlib.security.keeper import CertificateKeeper
 from meshlib.security.server_tls import mtls_server_credentials
-from meshlib.security.workload import mesh_identity
 from meshlib.serving.decision import ServerPolicy
 from meshlib.serving.inbound_policy import InboundPolicy
 from meshlib.serving.stack import server_policies

@@ -18,10 +18,10 @@ What no client can apply (``max_requests_per_connection``,
 ``cluster_setting_not_applied``; Envoy sidecars apply it.
 
 mTLS (settings with ``tls`` and the workload ``certificate``): the httpx transport
-gets the cluster's :class:`~meshlib.security.client_tls.EndpointSSLContext` and
+gets the cluster's :class:`~meshlib.transport.endpoint_tls.EndpointSSLContext` and
 runs TLS on every connection it opens (:mod:`.tls_backend`); the gRPC sub-channel is a secure
 channel with the certificate and the endpoint's expected peer name
-(:mod:`meshlib.security.client_tls`).
+(:mod:`meshlib.transport.endpoint_tls`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import httpx
 
 from meshlib.observability.logging import get_logger
 from meshlib.routing.connection_pool import PoolSettings
-from meshlib.security.client_tls import (
+from meshlib.transport.endpoint_tls import (
     EndpointSSLContext,
     endpoint_ssl_context,
     grpc_endpoint_credentials,

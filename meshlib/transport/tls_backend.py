@@ -3,7 +3,7 @@
 The endpoint transports keep sending ``http://`` requests (the fast path and the
 retries build them); their httpcore pool gets a network backend that opens the
 TCP connection and at once runs the TLS handshake with the cluster's
-:class:`~meshlib.security.client_tls.EndpointSSLContext` (which checks the peer's
+:class:`~meshlib.transport.endpoint_tls.EndpointSSLContext` (which checks the peer's
 SPIFFE ID). A handshake failure is httpcore's ConnectError, so a refused peer is
 a connect failure for retries and outlier detection.
 """

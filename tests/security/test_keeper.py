@@ -12,9 +12,9 @@ from cryptography import x509
 
 from meshlib import Mesh
 from meshlib.errors import CertificateRequestError, JoinTokenError, SecurityError
+from meshlib.mesh_identity import TOKEN_ENV, TOKEN_FILE_ENV
 from meshlib.security.keeper import CertificateKeeper
 from meshlib.security.pki import WorkloadCertificate
-from meshlib.security.workload import TOKEN_ENV, TOKEN_FILE_ENV
 from tests.security.support import TRUST_DOMAIN, create_token, run_agent, secure_controlplane
 from tests.support.waiting import wait_for
 
