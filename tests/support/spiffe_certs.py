@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from controlplane.translate.security_tls import sds_files
 from meshlib.security.pki import WorkloadCertificate
 
 CERT_CHAIN, KEY, ROOT_CERT = "cert-chain.pem", "key.pem", "root-cert.pem"
@@ -112,7 +113,8 @@ def _svid(
 
 
 def write_svid(root: MeshRoot, spiffe_id: str, directory: Path) -> Path:
-    """Write ``cert-chain.pem``, ``key.pem`` and ``root-cert.pem`` for ``spiffe_id``."""
+    """Write ``cert-chain.pem``, ``key.pem`` and ``root-cert.pem`` for ``spiffe_id``, and
+    the SDS files an Envoy sidecar reads them through (as ``meshctl agent`` does)."""
     key = ec.generate_private_key(ec.SECP256R1())
     certificate = _svid(root, key, spiffe_id)
     directory.mkdir(parents=True, exist_ok=True)
@@ -125,4 +127,6 @@ def write_svid(root: MeshRoot, spiffe_id: str, directory: Path) -> Path:
         )
     )
     (directory / ROOT_CERT).write_bytes(root.pem)
+    for name, text in sds_files(str(directory.resolve())).items():
+        (directory / name).write_text(text)
     return directory
