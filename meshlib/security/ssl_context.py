@@ -13,15 +13,25 @@ from __future__ import annotations
 
 import ssl
 import threading
+import weakref
 from collections.abc import Sequence
 
 from meshlib.errors import SecurityError
 from meshlib.observability.logging import get_logger
 from meshlib.security.keeper import CertificateKeeper
 from meshlib.security.memfd_keys import load_workload_certificate
-from meshlib.security.pki import WorkloadCertificate
+from meshlib.security.pki import WorkloadCertificate, certificate_pem
 
 log = get_logger(__name__)
+
+#: The certificate each context of ours presents (the leaf, PEM), for the ASGI TLS
+#: extension's ``server_cert``: a connection's context tells which one it got.
+_PRESENTED: weakref.WeakKeyDictionary[ssl.SSLContext, str] = weakref.WeakKeyDictionary()
+
+
+def presented_certificate(context: ssl.SSLContext) -> str | None:
+    """The leaf certificate (PEM) a context made here presents; None for other contexts."""
+    return _PRESENTED.get(context)
 
 
 def mtls_server_context(
@@ -39,6 +49,7 @@ def mtls_server_context(
     load_workload_certificate(context, certificate)
     if alpn_protocols:
         context.set_alpn_protocols(list(alpn_protocols))
+    _PRESENTED[context] = certificate_pem(certificate.leaf).decode("ascii")
     return context
 
 
@@ -77,4 +88,4 @@ class RotatingServerContext:
         self._unsubscribe()
 
 
-__all__ = ["RotatingServerContext", "mtls_server_context"]
+__all__ = ["RotatingServerContext", "mtls_server_context", "presented_certificate"]

@@ -12,8 +12,8 @@ Two of uvicorn's own options, nothing patched:
   the one place meshlib reads the peer certificate off the connection
   (``transport.get_extra_info("ssl_object")``, once per connection, after the
   handshake) and hands it to the app as ``scope["extensions"]["tls"]``
-  (``client_cert_chain``, ``client_cert_name``, ``tls_version``, ``cipher_suite``;
-  the ASGI TLS extension spec). ``MeshMiddleware`` reads it from there
+  (``client_cert_chain``, ``client_cert_name``, ``server_cert``, ``tls_version``,
+  ``cipher_suite``: the ASGI TLS extension spec). ``MeshMiddleware`` reads it from there
   (:func:`meshlib.security.peer.asgi_peer_tls`).
 
 Feature detection: a uvicorn without ``ssl_context_factory`` is refused with a clear
@@ -38,7 +38,7 @@ from meshlib.errors import SecurityError
 from meshlib.observability.logging import get_logger
 from meshlib.security.keeper import CertificateKeeper
 from meshlib.security.server_tls import require_identity
-from meshlib.security.ssl_context import RotatingServerContext
+from meshlib.security.ssl_context import RotatingServerContext, presented_certificate
 
 log = get_logger(__name__)
 
@@ -73,7 +73,7 @@ def tls_extension(ssl_object: ssl.SSLObject) -> dict[str, Any]:
         name = x509.load_der_x509_certificate(leaf).subject.rfc4514_string()
     cipher = ssl_object.cipher()
     return {
-        "server_cert": None,
+        "server_cert": presented_certificate(ssl_object.context),
         "client_cert_chain": chain,
         "client_cert_name": name,
         "client_cert_error": None,  # a certificate that did not verify ended the handshake

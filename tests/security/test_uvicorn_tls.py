@@ -39,6 +39,7 @@ async def report_tls(scope: dict[str, Any], receive: Any, send: Any) -> None:
     body = json.dumps(
         {
             "identity": meshlib.peer_identity(scope),
+            "server_cert": tls.get("server_cert"),
             "leaf": chain[0] if chain else None,
             "name": tls.get("client_cert_name"),
             "tls_version": tls.get("tls_version"),
@@ -115,6 +116,9 @@ def test_the_app_and_its_policies_see_the_callers_certificate(
     assert seen["identity"] == CLIENT_ID
     assert x509.load_pem_x509_certificate(seen["leaf"].encode()).serial_number == client.serial
     assert seen["name"] == ""  # an X.509-SVID's subject is empty
+    assert x509.load_pem_x509_certificate(seen["server_cert"].encode()).serial_number == (
+        server.serial
+    )
     assert seen["tls_version"] == 0x0304
     assert isinstance(seen["cipher_suite"], int) and seen["cipher_suite"] > 0
     assert recorder.principals == ["example.org/ns/conference/sa/app"]
