@@ -23,9 +23,13 @@ from typing import Any
 
 import grpc
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 import meshlib
+from controlplane.ca.authority import CertificateAuthority
 from meshlib.asgi import MeshMiddleware
+from meshlib.security.identity import SpiffeId
 from meshlib.transport.uvicorn_tls import tls_protocol
 from tests.interop.security_bootstrap import write_bootstrap
 from tests.support.asgi_server import serve_asgi
@@ -179,14 +183,29 @@ def settled(probe: Callable[[], object], unsettled: object) -> None:
     wait_for(lambda: probe() != unsettled, timeout=20, what="the inbound listener")
 
 
-def client_channel(root: MeshRoot, identity: str, directory: Path, port: int) -> grpc.Channel:
-    """An mTLS channel to 127.0.0.1:port presenting ``identity``'s certificate."""
-    certs = write_svid(root, identity, directory / identity.rsplit("/", 1)[1])
-    credentials = grpc.ssl_channel_credentials(
-        (certs / "root-cert.pem").read_bytes(),
-        (certs / "key.pem").read_bytes(),
-        (certs / "cert-chain.pem").read_bytes(),
+@dataclass(frozen=True)
+class Svid:
+    """A key and certificate chain (PEM) issued by the control plane's CA classes."""
+
+    key_pem: bytes
+    chain_pem: bytes
+    root_pem: bytes
+
+
+def issue(ca: CertificateAuthority, identity: str, dns_names: tuple[str, ...] = ()) -> Svid:
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = ca.issue(key.public_key(), SpiffeId.parse(identity), dns_names=dns_names)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+    return Svid(key_pem, b"".join(ca.chain_pems(leaf)), ca.root_pem)
+
+
+def client_channel(ca: CertificateAuthority, identity: str, port: int) -> grpc.Channel:
+    """An mTLS channel to 127.0.0.1:port presenting ``identity``'s certificate (the server's
+    certificate names ``echo.test``)."""
+    svid = issue(ca, identity)
+    credentials = grpc.ssl_channel_credentials(svid.root_pem, svid.key_pem, svid.chain_pem)
     return grpc.secure_channel(
         f"127.0.0.1:{port}",
         credentials,

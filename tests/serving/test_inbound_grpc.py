@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from controlplane.ca.authority import CertificateAuthority
 from tests.controlplane.test_security_envoy_jwt import ISSUER, JWKS, OTHER_KEY, token
 from tests.interop.security_mesh import INBOUND, TD, mesh_yaml
 from tests.interop.test_grpcio_intentions import INTENTIONS
@@ -24,10 +25,10 @@ from tests.serving.inbound_mesh import (
     controlplane_for,
     grpc_answer,
     grpc_server,
+    issue,
     meshlib_mesh,
     settled,
 )
-from tests.support.spiffe_certs import issue_svid, make_root
 from tests.support.waiting import free_port
 
 pytestmark = pytest.mark.integration
@@ -174,15 +175,15 @@ def test_meshlib_grpc_server_enforces_the_table_in_plaintext(
     "policies", [POLICIES, INTENTIONS, NAMESPACES], ids=["principals", "intentions", "namespaces"]
 )
 def test_meshlib_grpc_server_enforces_principals_over_mtls(tmp_path: Path, policies: str) -> None:
-    root = make_root()
-    server_certificate = issue_svid(root, f"{TD}/echo", dns_names=("echo.test",))
+    """Server and callers hold X.509-SVIDs from the control plane's CA classes."""
+    ca = CertificateAuthority.new_root("cluster.local")
+    server = issue(ca, f"{TD}/echo", dns_names=("echo.test",))
     credentials = grpc.ssl_server_credentials(
-        [(server_certificate.key_pem, server_certificate.chain_pem)],
-        root_certificates=root.pem,
+        [(server.key_pem, server.chain_pem)],
+        root_certificates=ca.root_pem,
         require_client_auth=True,
     )
     port = free_port()
-    callers = tmp_path / "callers"
     with (
         controlplane_for(tmp_path, mesh_yaml(port, "STRICT", policies)) as (cp, _),
         meshlib_mesh(cp, tmp_path, "echo-server") as mesh,
@@ -191,7 +192,7 @@ def test_meshlib_grpc_server_enforces_principals_over_mtls(tmp_path: Path, polic
 
         def answers(identity: str, methods: list[tuple[str, dict[str, str]]]) -> list[str]:
             spiffe = identity if identity.startswith("spiffe://") else f"{TD}/{identity}"
-            with client_channel(root, spiffe, callers, port) as channel:
+            with client_channel(ca, spiffe, port) as channel:
                 settled(lambda: grpc_answer(channel, methods[0][0], {}), "UNAVAILABLE")
                 return [grpc_answer(channel, m, h) for m, h in methods]
 
