@@ -98,7 +98,8 @@ def httpx_pool_options(base: Mapping[str, Any], settings: PoolSettings) -> dict[
     if settings.http2 and has_h2():
         options["http1"] = False  # HTTP/2 with prior knowledge on plain connections
         options["http2"] = True
-    if settings.certificate is not None:
+    if settings.certificate is not None:  # the mesh's TLS, not the user's verify / cert
+        options.pop("cert", None)
         options["verify"] = endpoint_ssl_context(settings)
     report_not_applied(settings, "httpx")
     return options

@@ -13,7 +13,10 @@ from controlplane.translate.typeurls import ENDPOINTS_TYPE_URL
 from meshlib.errors import CertificateRequestError, XdsValidationError
 from meshlib.security.identity import SpiffeId
 from meshlib.security.keeper import CertificateKeeper
+from meshlib.transport.endpoint_tls import UNACCEPTED_PEER_NAME, expected_peer_name
 from meshlib.xds_client.decode_endpoints import decode_cluster_load_assignment
+from meshlib.xds_client.resources import Endpoint, HeaderMatchKind
+from meshlib.xds_client.upstream_tls import SanMatcher, UpstreamTls
 from tests.controlplane.test_security_translate import PROXYLESS, SESSIONS_ID, load, strict
 from tests.security.support import create_token, secure_controlplane
 
@@ -66,3 +69,29 @@ def test_a_control_plane_that_is_not_the_tokens_is_refused(tmp_path: Path) -> No
             match=f"control plane {two.secure_xds_address}: does not present the CA the token",
         ):
             CertificateKeeper.from_token(token, address=two.secure_xds_address)
+
+
+ECHO = SpiffeId.parse("spiffe://example.org/ns/conference/sa/echo")
+
+
+def _tls(*sans: str) -> UpstreamTls:
+    return UpstreamTls(
+        "default", "default", tuple(SanMatcher(HeaderMatchKind.EXACT, s) for s in sans)
+    )
+
+
+@pytest.mark.parametrize(
+    ("identity", "tls", "expected"),
+    [
+        (str(ECHO), _tls(str(ECHO)), ECHO.dns_name),  # EDS names it, the cluster accepts it
+        ("", _tls(str(ECHO)), ECHO.dns_name),  # unknown, but the cluster accepts only one
+        ("", _tls(str(ECHO), "spiffe://example.org/ns/conference/sa/b"), UNACCEPTED_PEER_NAME),
+        ("spiffe://example.org/ns/conference/sa/b", _tls(str(ECHO)), UNACCEPTED_PEER_NAME),
+    ],
+    ids=["accepted", "single-expected", "unknown-of-several", "not-accepted"],
+)
+def test_grpc_expects_the_accepted_identitys_dns_name(
+    identity: str, tls: UpstreamTls, expected: str
+) -> None:
+    endpoint = Endpoint(address="127.0.0.1", port=1, identity=identity)
+    assert expected_peer_name(endpoint, tls, "outbound|50051||echo") == expected
