@@ -74,9 +74,10 @@ def _counter() -> _Counter:
 class _ListenerWatch:
     """One inbound listener: its current rules, or why there are none."""
 
-    def __init__(self, name: str, port: int) -> None:
+    def __init__(self, name: str, port: int, served_tls: bool | None = None) -> None:
         self.name = name
         self.port = port
+        self.served_tls = served_tls  # how the server added the port (None: not said)
         self.rules: InboundRules | None = None
         self.absent = False
         self.problem = f"meshlib: inbound listener {name} has not arrived yet"
@@ -98,6 +99,7 @@ class _ListenerWatch:
             return
         self.rules, self.absent = rules, False
         log.info("inbound_policy_applied", listener=self.name, filters=len(rules.steps))
+        _check_port_tls(self.name, self.served_tls, resource)
 
     def on_resource_error(self, error: XdsError) -> None:
         if not self.active:
@@ -161,8 +163,9 @@ class InboundPolicy:
         self._by_port: dict[int, _ListenerWatch] = {}
         self._all: tuple[_ListenerWatch, ...] = ()
 
-    def serve(self, address: str, port: int) -> str:
-        """Watch the listener of ``address:port`` (idempotent); its name."""
+    def serve(self, address: str, port: int, *, tls: bool | None = None) -> str:
+        """Watch the listener of ``address:port`` (idempotent); its name. ``tls``: whether
+        the server added the port with TLS (checked against the listener's mode)."""
         if address in _WILDCARDS and self._resolve is not None:
             address = self._resolve(port)
         key = (address.strip("[]"), port)
@@ -170,7 +173,7 @@ class InboundPolicy:
             found = self._watches.get(key)
             if found is not None:
                 return found.name
-            watch = _ListenerWatch(listener_name(self._template, address, port), port)
+            watch = _ListenerWatch(listener_name(self._template, address, port), port, tls)
             self._watches[key] = watch
             self._by_port.setdefault(port, watch)
             self._all = (*self._all, watch)
@@ -204,6 +207,33 @@ class InboundPolicy:
 
     def __repr__(self) -> str:
         return f"InboundPolicy({[w.name for w in self._all]})"
+
+
+def _check_port_tls(
+    listener: str, served_tls: bool | None, resource: InboundListenerResource
+) -> None:
+    """Warn when a port's TLS is not what the mesh's clients use there: a grpcio port is
+    TLS or plaintext for good, and a mismatch fails every mesh client's handshake where
+    the server sees nothing (docs/security.md, which ports get TLS)."""
+    strict = resource.tls is not None and resource.tls.require_client_certificate
+    if served_tls is True and resource.tls is None:
+        log.warning(
+            "inbound_port_tls_mismatch",
+            listener=listener,
+            port="mTLS (add_secure_port)",
+            mesh="plaintext (PERMISSIVE or DISABLE)",
+            effect="mesh clients connect in plaintext and fail the handshake: add the port "
+            "with add_insecure_port, or make the workload STRICT",
+        )
+    elif served_tls is False and strict:
+        log.warning(
+            "inbound_port_tls_mismatch",
+            listener=listener,
+            port="plaintext (add_insecure_port)",
+            mesh="STRICT",
+            effect="mesh clients connect with mTLS and fail; calls without a client "
+            "certificate are refused: add the port with mesh.server_credentials()",
+        )
 
 
 def _refuse(refusal: Refusal, call: IncomingCall, listener: str, counter: _Counter) -> Deny:

@@ -35,13 +35,13 @@ class MeshGrpcServer(grpc.Server):
     def add_insecure_port(self, address: str) -> int:
         port = self._server.add_insecure_port(address)
         if port:
-            self._policy.serve(_host(address), port)
+            self._policy.serve(_host(address), port, tls=False)
         return port
 
     def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
         port = self._server.add_secure_port(address, server_credentials)
         if port:
-            self._policy.serve(_host(address), port)
+            self._policy.serve(_host(address), port, tls=True)
         return port
 
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Any) -> None:
@@ -77,13 +77,13 @@ class AioMeshGrpcServer(grpc.aio.Server):
     def add_insecure_port(self, address: str) -> int:
         port = self._server.add_insecure_port(address)
         if port:
-            self._policy.serve(_host(address), port)
+            self._policy.serve(_host(address), port, tls=False)
         return port
 
     def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
         port = self._server.add_secure_port(address, server_credentials)
         if port:
-            self._policy.serve(_host(address), port)
+            self._policy.serve(_host(address), port, tls=True)
         return port
 
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Any) -> None:
