@@ -131,6 +131,14 @@ class _Check:
         self.query = query
         self.outcome = JwtOutcome(ok=True)
         self._verified: dict[tuple[str, tuple[str, ...] | None], tuple[bool, str]] = {}
+        self._found: dict[str, list[_Token]] = {}
+
+    def tokens(self, name: str) -> list[_Token]:
+        """The tokens provider ``name`` finds in this request (read once)."""
+        found = self._found.get(name)
+        if found is None:
+            found = self._found[name] = self.providers[name].tokens(self.headers, self.query)
+        return found
 
     def run(self, requirement: JwtRequirement) -> tuple[bool, str]:
         kind = requirement.kind
@@ -152,15 +160,16 @@ class _Check:
 
     def _allow_missing(self) -> tuple[bool, str]:
         """Any token present must verify with the provider whose issuer it names."""
-        for name, provider in self.providers.items():
-            if provider.tokens(self.headers, self.query):
+        any_token = False
+        for name in self.providers:
+            if self.tokens(name):
+                any_token = True
                 ok, reason = self._provider(name, None)
                 if not ok and reason != UNKNOWN_ISSUER:
                     return False, reason
-        if self.outcome.payloads:
+        if self.outcome.payloads or not any_token:
             return True, ""
-        any_token = any(p.tokens(self.headers, self.query) for p in self.providers.values())
-        return (False, UNKNOWN_ISSUER) if any_token else (True, "")
+        return False, UNKNOWN_ISSUER
 
     def _provider(self, name: str, audiences: tuple[str, ...] | None) -> tuple[bool, str]:
         """Each (provider, audiences) is verified once per request."""
@@ -171,7 +180,7 @@ class _Check:
 
     def _verify(self, name: str, audiences: tuple[str, ...] | None) -> tuple[bool, str]:
         provider = self.providers[name]
-        tokens = provider.tokens(self.headers, self.query)
+        tokens = self.tokens(name)
         if not tokens:
             return False, MISSING
         token = tokens[0]
@@ -221,8 +230,9 @@ class JwtAuthenticator:
         if requirement is None:
             return JwtOutcome(ok=True)
         params: dict[str, str] = {}
-        for key, value in parse_qsl(query, keep_blank_values=True):
-            params.setdefault(key, value)
+        if query:
+            for key, value in parse_qsl(query, keep_blank_values=True):
+                params.setdefault(key, value)
         check = _Check(self._providers, headers, params)
         ok, reason = check.run(requirement)
         if not ok:
