@@ -30,16 +30,6 @@ from tests.support.raw_xds_stream import RawXdsStream
 class RawAdsClient(RawXdsStream[discovery_pb2.DiscoveryRequest, discovery_pb2.DiscoveryResponse]):
     """One ADS stream; responses are collected in the background."""
 
-    def __init__(
-        self,
-        channel: grpc.aio.Channel,
-        node_id: str,
-        metadata: dict[str, object] | None = None,
-    ) -> None:
-        self.node_id = node_id
-        self.metadata = metadata
-        super().__init__(channel)
-
     def _open(self, stub: ads_pb2_grpc.AggregatedDiscoveryServiceStub) -> Any:
         return stub.StreamAggregatedResources(self._request_stream())
 

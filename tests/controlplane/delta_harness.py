@@ -29,10 +29,8 @@ class RawDeltaClient(
         metadata: dict[str, object] | None = None,
         user_agent: str = "",
     ) -> None:
-        self.node_id = node_id
-        self.metadata = metadata
         self.user_agent = user_agent
-        super().__init__(channel)
+        super().__init__(channel, node_id, metadata)
 
     def _open(self, stub: ads_pb2_grpc.AggregatedDiscoveryServiceStub) -> Any:
         return stub.DeltaAggregatedResources(self._request_stream())

@@ -32,7 +32,6 @@ from tests.controlplane.delta_harness import RawDeltaClient, names, versions
 from tests.controlplane.polling import eventually
 from tests.controlplane.route_cases import config, to, vs
 from tests.support.raw_xds_stream import closing_streams
-from tests.support.xds_service import xds_channel
 
 LDS, RDS, CDS, EDS = LISTENER_TYPE_URL, ROUTE_CONFIG_TYPE_URL, CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
 A, B, C = "outbound|80||a", "outbound|80||b", "outbound|80||c"
@@ -43,12 +42,6 @@ Connect = Callable[[str], Awaitable[RawDeltaClient]]
 @pytest.fixture
 async def service() -> AsyncIterator[XdsService]:
     yield XdsService(debounce_s=0.01, max_debounce_s=0.1)
-
-
-@pytest.fixture
-async def channel(service: XdsService) -> AsyncIterator[grpc.aio.Channel]:
-    async with xds_channel(service) as channel:
-        yield channel
 
 
 @pytest.fixture

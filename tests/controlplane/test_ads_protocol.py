@@ -18,7 +18,6 @@ from controlplane.translate.typeurls import (
 from controlplane.xds import XdsService
 from tests.controlplane.ads_harness import RawAdsClient, mesh, resource_names, service_entry
 from tests.support.raw_xds_stream import closing_streams
-from tests.support.xds_service import xds_channel
 
 LDS, RDS, CDS, EDS = LISTENER_TYPE_URL, ROUTE_CONFIG_TYPE_URL, CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
 A_CLUSTER = "outbound|80||a"
@@ -30,12 +29,6 @@ Connect = Callable[[str], Awaitable[RawAdsClient]]
 @pytest.fixture
 async def service() -> AsyncIterator[XdsService]:
     yield XdsService(debounce_s=0.1, max_debounce_s=1.0)
-
-
-@pytest.fixture
-async def channel(service: XdsService) -> AsyncIterator[grpc.aio.Channel]:
-    async with xds_channel(service) as channel:
-        yield channel
 
 
 @pytest.fixture

@@ -22,7 +22,11 @@ Response = TypeVar("Response")
 class RawXdsStream(ABC, Generic[Request, Response]):
     """The stream plumbing shared by the raw SotW and Delta clients."""
 
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, node_id: str, metadata: dict[str, object] | None = None
+    ) -> None:
+        self.node_id = node_id
+        self.metadata = metadata
         self._requests: asyncio.Queue[Request | None] = asyncio.Queue()
         self._responses: asyncio.Queue[Response] = asyncio.Queue()
         self._node_sent = False
