@@ -24,6 +24,7 @@ import pytest
 from tests.security.support import MESHCTL, create_token, secure_controlplane
 from tests.support.backends import http_backends
 from tests.support.envoy import EnvoySidecar, running_envoy_sidecar
+from tests.support.security_yaml import peer_authentication, workload_with_account
 from tests.support.waiting import free_port, wait_for
 
 pytestmark = [pytest.mark.envoy, pytest.mark.integration]
@@ -34,47 +35,32 @@ RUN_LIMIT_S = 60.0  # a bound, not a timing: three rotations take about 9 s
 
 
 def mesh_yaml(inbound_port: int, app_port: int) -> str:
-    return f"""\
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: sessions, namespace: conference}}
-spec:
-  hosts: [sessions]
-  ports: [{{number: 8080, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  workloadSelector: {{labels: {{app: sessions}}}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: sessions-sidecar, namespace: conference}}
-spec:
-  address: 127.0.0.1
-  ports: {{http: {inbound_port}}}
-  labels: {{app: sessions}}
-  serviceAccount: sessions
----
+    workload = workload_with_account(
+        "sessions", "sessions-sidecar", number=8080, protocol="HTTP", port=inbound_port
+    )
+    strict = peer_authentication("STRICT")
+    return f"{workload}---\n{ONE_REQUEST_PER_CONNECTION}{strict}---\n{ALLOW_OK}"
+
+
+ONE_REQUEST_PER_CONNECTION = """\
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
-metadata: {{name: sessions, namespace: conference}}
+metadata: {name: sessions, namespace: conference}
 spec:
   host: sessions
   trafficPolicy:
-    connectionPool: {{http: {{maxRequestsPerConnection: 1}}}}
+    connectionPool: {http: {maxRequestsPerConnection: 1}}
 ---
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {{name: default, namespace: conference}}
-spec:
-  mtls: {{mode: STRICT}}
----
+"""
+ALLOW_OK = """\
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
-metadata: {{name: sessions, namespace: conference}}
+metadata: {name: sessions, namespace: conference}
 spec:
-  selector: {{matchLabels: {{app: sessions}}}}
+  selector: {matchLabels: {app: sessions}}
   rules:
-  - from: [{{source: {{principals: ["example.org/ns/conference/sa/sessions"]}}}}]
-    to: [{{operation: {{paths: ["/ok/*"]}}}}]
+  - from: [{source: {principals: ["example.org/ns/conference/sa/sessions"]}}]
+    to: [{operation: {paths: ["/ok/*"]}}]
 """
 
 
