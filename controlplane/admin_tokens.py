@@ -2,7 +2,8 @@
 
 POST   /v1/tokens        {"service_account": SA, "namespace": NS?, "ttl": "24h"?}
                          -> 201 {"token", "id", "identity", "expires_at"}
-DELETE /v1/tokens/{id}   revoke: the token gets nothing from now on -> 200
+DELETE /v1/tokens/{id}   revoke: the token gets nothing from now on, at every replica
+                         (kept in the store) -> 200; 503 when the store fails
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from controlplane.ca import Security
 from controlplane.config.durations import parse_duration
+from controlplane.store import StoreError
 from meshlib.errors import IdentityError
 
 DEFAULT_TOKEN_TTL = "24h"
@@ -66,7 +68,10 @@ def add_token_routes(app: web.Application, security: Security) -> None:
         token_id = request.match_info["id"]
         if not token_id.isalnum() or len(token_id) > 64:
             return _error(400, f"id {token_id!r}: not a token id", "id")
-        security.tokens.revoke(token_id)
+        try:
+            await security.revoke_token(token_id)
+        except StoreError as exc:
+            return _error(503, f"not revoked, the store failed: {exc}")
         return web.json_response({"revoked": token_id})
 
     app.router.add_post("/v1/tokens", create)

@@ -59,6 +59,8 @@ from controlplane.cli_common import distribution_version
 from controlplane.config import ConfigError, ConfigIssue, ConfigWatcher
 from controlplane.config.emptying import check_not_emptied
 from controlplane.cp_metrics import ControlPlaneMetrics
+from controlplane.jwks_keeper import DEFAULT_REFRESH_S as DEFAULT_JWKS_REFRESH_S
+from controlplane.jwks_keeper import JwksKeeper
 from controlplane.layers import FileRead, Layers, compose, read_files
 from controlplane.model import MeshConfig, RegisteredWorkload, Source
 from controlplane.registration_service import RegistrationService
@@ -158,6 +160,7 @@ class ControlPlane:
         store: Store | str | None = None,
         security: SecuritySettings | None = None,
         plaintext_registration: bool = True,
+        jwks_refresh_s: float = DEFAULT_JWKS_REFRESH_S,
     ) -> None:
         """Checks the arguments only (AddressError, AdminAddressError); starts nothing.
 
@@ -177,6 +180,8 @@ class ControlPlane:
         self.admin_tokens = TokenStore(admin_token_file) if admin_token_file is not None else None
         self.replica_id = replica_id or default_replica_id()
         self.metrics = ControlPlaneMetrics(self.replica_id, distribution_version())
+        # RequestAuthentication jwksUri key sets, fetched here and pushed inline.
+        self.jwks = JwksKeeper(self._jwks_changed, refresh_s=jwks_refresh_s, metrics=self.metrics)
         if debounce_s < 0 or max_debounce_s < debounce_s:
             raise ValueError(f"debounce {debounce_s}s must be >= 0 and <= {max_debounce_s}s")
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -256,20 +261,28 @@ class ControlPlane:
     async def _start(self) -> None:
         if self.data_dir is not None:
             self.data_dir = await asyncio.to_thread(prepare_data_dir, self.data_dir)
-        if self._security_settings is not None:
-            try:
-                self.security = await asyncio.to_thread(
-                    Security.create, self._security_settings, self.data_dir
-                )
-            except (CaError, OSError) as exc:
-                raise SecuritySetupError(f"CA: {exc}") from exc
         try:
-            layers = await load_store(self.store, self.registry, self.journal)
+            layers, contents = await load_store(self.store, self.registry, self.journal)
         except StoreError as exc:
             raise StoreUnavailable(str(exc)) from exc
         self._store_loaded = True
+        if self._security_settings is not None:
+            try:
+                self.security = await Security.open(
+                    self._security_settings, self.store, contents, self.data_dir
+                )
+            except (CaError, OSError) as exc:
+                raise SecuritySetupError(f"CA: {exc}") from exc
+            except StoreError as exc:
+                raise StoreUnavailable(f"CA: {exc}") from exc
         # Other replicas' commits (a shared store): held from here, applied once serving.
-        follower = StoreFollower(self.store, self, self.registry)
+        security = self.security
+        follower = StoreFollower(
+            self.store,
+            self,
+            self.registry,
+            on_revoked=None if security is None else security.follow,
+        )
         self.store.watch(follower)
         files = await asyncio.to_thread(read_files, self.config_path)
         config = await asyncio.to_thread(compose, files, layers.stored)  # ConfigError
@@ -299,7 +312,8 @@ class ControlPlane:
                 address = self.security.settings.address
                 raise StartupError(f"--secure-xds-address {address}: cannot listen") from exc
         await self.xds.start()
-        self.xds.update(config=config, workloads=self.registry.snapshot())
+        await self.jwks.prefetch(config)
+        self.xds.update(config=self.jwks.resolve(config), workloads=self.registry.snapshot())
         follower.go_live()
         await self._grpc.start()
         self._serving = True
@@ -312,6 +326,7 @@ class ControlPlane:
         self._tasks = [
             asyncio.create_task(self.registry.run_expiry(), name="registry-expiry"),
             asyncio.create_task(self.journal.run(), name="registration-journal"),
+            asyncio.create_task(self.jwks.run(), name="jwks-keeper"),
         ]
         if self.config_path is not None:
             watcher = ConfigWatcher(
@@ -406,7 +421,7 @@ class ControlPlane:
         self._config, self._config_loaded_at = config, _now_iso()
         self._config_error = None
         self.metrics.config_reload("accepted")
-        self.xds.update(config=config)
+        self.xds.update(config=self.jwks.resolve(config))
 
     def _config_reread(self, config: MeshConfig) -> None:
         """The files validate again as the config in force (a bad edit reverted)."""
@@ -451,7 +466,12 @@ class ControlPlane:
             self._config_error = (config, _now_iso())
             return
         self._config, self._config_loaded_at = config, _now_iso()
-        self.xds.update(config=config)
+        self.xds.update(config=self.jwks.resolve(config))
+
+    def _jwks_changed(self) -> None:
+        """A jwksUri gave new keys: push the config in force with them."""
+        if self._config is not None:
+            self.xds.update(config=self.jwks.resolve(self._config))
 
     def _admit(self, workloads: tuple[RegisteredWorkload, ...]) -> None:
         """The registry's admission check: refuse a registration translate cannot serve."""
@@ -516,6 +536,7 @@ class ControlPlane:
             "store": store_status(self.store, self._layers, self._store_loaded),
             "last_error": None,
             "xds_error": self.xds.last_error,
+            "jwks": self.jwks.status(),
         }
         if self._config_error is not None:
             error, at = self._config_error

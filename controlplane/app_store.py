@@ -10,14 +10,17 @@ import structlog
 from controlplane.layers import Layers, read_files
 from controlplane.registration_store import RegistrationJournal, restore
 from controlplane.registry import Registry
-from controlplane.store import Store
+from controlplane.store import Contents, Store
 
 log = structlog.get_logger(__name__)
 
 
-async def load_store(store: Store, registry: Registry, journal: RegistrationJournal) -> Layers:
+async def load_store(
+    store: Store, registry: Registry, journal: RegistrationJournal
+) -> tuple[Layers, Contents]:
     """Open ``store`` (StoreError); put its registrations in ``registry`` with the TTL
-    they had left; return its resources as the stored layer (no files yet)."""
+    they had left; return its resources as the stored layer (no files yet), and all it
+    held (the CA and revoked tokens, for :class:`controlplane.ca.Security`)."""
     if not store.persistent:
         log.warning(
             "store_in_memory",
@@ -32,7 +35,7 @@ async def load_store(store: Store, registry: Registry, journal: RegistrationJour
     if dropped:
         journal.removed(dropped)
     stored = {resource.key: resource for resource in contents.resources}
-    return Layers(read_files(None), stored, contents.revision)
+    return Layers(read_files(None), stored, contents.revision), contents
 
 
 def store_status(store: Store, layers: Layers, loaded: bool) -> dict[str, object]:

@@ -162,6 +162,7 @@ async def serve(args: argparse.Namespace) -> int:
             store=args.store,
             security=security_settings(args),
             plaintext_registration=not args.no_plaintext_registration,
+            jwks_refresh_s=args.jwks_refresh,
         )
     except (AddressError, AdminAddressError, StoreLocationError, ValueError) as exc:
         return _fail(EXIT_USAGE, str(exc))

@@ -58,7 +58,7 @@ def add_security_options(serve: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="an intermediate CA certificate followed by its chain up to the root (PEM); "
-        "with --ca-key (default: a root made in DATA_DIR/ca, or in memory)",
+        "with --ca-key (default: a root made once and kept in the store)",
     )
     serve.add_argument("--ca-key", type=Path, metavar="FILE", help="the --ca-cert key (PEM)")
     serve.add_argument(
@@ -74,6 +74,14 @@ def add_security_options(serve: argparse.ArgumentParser) -> None:
         default="2160h",
         metavar="DURATION",
         help="longest workload certificate lifetime granted, 90 days" + DEFAULT,
+    )
+    serve.add_argument(
+        "--jwks-refresh",
+        type=duration_argument,
+        default="20m",
+        metavar="DURATION",
+        help="how often each RequestAuthentication jwksUri is fetched again (istiod's "
+        "default); a failed fetch keeps the last keys and is retried within 30s" + DEFAULT,
     )
     serve.add_argument(
         "--no-plaintext-registration",

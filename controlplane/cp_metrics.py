@@ -16,6 +16,8 @@ few lines of text format itself):
     pilot_xds_push_context_errors         rebuilds refused (no client got the change)
     mesh_controlplane_config_reloads_total{source,result}
                                           config re-reads: accepted / refused / unchanged
+    mesh_controlplane_jwks_fetches_total{result}
+                                          RequestAuthentication jwksUri fetches: ok / error
     mesh_controlplane_info{replica,version}  1
 
 It is the control plane's :class:`~controlplane.xds.observer.XdsObserver`;
@@ -80,6 +82,7 @@ class ControlPlaneMetrics:
         self.connected: Counter[str] = Counter()
         self.push_context_errors = 0
         self.config_reloads: Counter[tuple[str, str]] = Counter()
+        self.jwks_fetches: Counter[str] = Counter()
         self.convergence = Histogram(CONVERGENCE_BUCKETS)
         self._pending_change: float | None = None  # earliest change not yet rebuilt
         self._applied_change: float | None = None  # the change the latest rebuild carried
@@ -140,6 +143,10 @@ class ControlPlaneMetrics:
         """A config re-read: ``accepted``, ``refused`` or ``unchanged``."""
         self.config_reloads[(source, result)] += 1
 
+    def jwks_fetch(self, result: str) -> None:
+        """A jwksUri fetch: ``ok`` or ``error`` (the last good keys kept)."""
+        self.jwks_fetches[result] += 1
+
     # --- exposition ----------------------------------------------------------
 
     def render(self) -> str:
@@ -170,6 +177,11 @@ class ControlPlaneMetrics:
         _family(out, name, "counter", "Config re-reads, by source and result.")
         for (source, result), n in sorted(self.config_reloads.items()):
             out.append(_sample(name, {"source": source, "result": result}, n))
+        _labelled(
+            out, "mesh_controlplane_jwks_fetches_total", "counter",
+            "RequestAuthentication jwksUri fetches, by result (error: the last keys kept).",
+            "result", {r: self.jwks_fetches[r] for r in ("ok", "error")},
+        )  # fmt: skip
         _family(out, "mesh_controlplane_info", "gauge", "This control plane replica.")
         out.append(_sample("mesh_controlplane_info", self._info, 1))
         return "".join(out)

@@ -8,10 +8,12 @@ Gets a key and certificate for the token's identity from the control plane's sec
 xDS address (the token's, unless ``--xds-address`` says otherwise) and writes
 ``DIR/root-cert.pem``, ``DIR/key.pem`` (0600), ``DIR/cert-chain.pem``, each through a
 temporary file renamed into place (a reader never sees half a file; grpc's
-file_watcher re-reads when a file changes under it). Then renews at half the
-lifetime (Istio's grace ratio) with the current certificate, falling back to the
-token; one JSON line on stdout per write. ``--once`` exits after the first write.
-Exit codes: 0 (``--once`` done, or SIGTERM/SIGINT), 1 the control plane refused or
+file_watcher re-reads when a file changes under it), and the two SDS files an Envoy
+sidecar reads them through (``default.sds.json``, ``rootca.sds.json``: Envoy watches
+the folder and re-reads renewed files, :mod:`controlplane.translate.security_tls`).
+Then renews at half the lifetime (Istio's grace ratio) with the current certificate,
+falling back to the token; one JSON line on stdout per write. ``--once`` exits after
+the first write. Exit codes: 0 (``--once`` done, or SIGTERM/SIGINT), 1 the control plane refused or
 could not be reached, 2 bad arguments or an unusable token file.
 """
 
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from controlplane.cli_security import duration_argument
+from controlplane.translate.security_tls import sds_files
 from meshlib.errors import CertificateRequestError, JoinTokenError
 from meshlib.security import obtain_certificate, read_claims, read_token_file, renew_certificate
 from meshlib.security.pki import WorkloadCertificate
@@ -79,11 +82,16 @@ def _write(folder: Path, name: str, data: bytes, mode: int) -> None:
 
 
 def write_cert_dir(folder: Path, certificate: WorkloadCertificate) -> None:
-    """Root first (trust never narrows mid-update), then the key and its chain."""
+    """Root first (trust never narrows mid-update), then the key and its chain; the SDS
+    files (naming the folder's absolute path) when missing or different."""
     folder.mkdir(parents=True, exist_ok=True)
     _write(folder, ROOT_CERT_FILE, certificate.root_pem, 0o644)
     _write(folder, KEY_FILE, certificate.key_pem, 0o600)
     _write(folder, CERT_CHAIN_FILE, certificate.chain_pem, 0o644)
+    for name, text in sds_files(str(folder.resolve())).items():
+        path = folder / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            _write(folder, name, text.encode(), 0o644)
 
 
 def _announce(certificate: WorkloadCertificate, folder: Path) -> None:

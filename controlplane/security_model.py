@@ -200,12 +200,13 @@ class JwtRule:
     """One ``jwtRules[]`` entry: a trusted issuer and how its tokens are found and passed on."""
 
     issuer: str
-    jwks: str  # the JSON Web Key Set, inline
+    jwks: str  # the JSON Web Key Set, inline ("" with jwks_uri until the control plane has it)
     audiences: tuple[str, ...] = ()
     from_headers: tuple[JwtHeader, ...] = ()
     from_params: tuple[str, ...] = ()
     forward_original_token: bool = False
     output_payload_to_header: str = ""
+    jwks_uri: str = ""  # where the control plane fetches the key set (controlplane.jwks_keeper)
 
 
 @dataclass(frozen=True, slots=True)

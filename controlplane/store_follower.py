@@ -12,6 +12,7 @@ etcd's lease (which drops the key everywhere) normally ends it first, and a hear
 written by another replica a moment before the expiry is not raced by a local sweep.
 A change that cannot be served here (it clashes with this replica's ``--config`` files,
 or does not translate) is shown as the config error and the config in force stays.
+Revoked join tokens go to ``on_revoked`` at once, even while starting.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ class StoreFollower:
         registry: Registry,
         *,
         clock: Callable[[], float] = time.time,
+        on_revoked: Callable[[Change], None] | None = None,
     ) -> None:
         self._origin = store.origin
+        self._on_revoked = on_revoked
         self._host = host
         self._registry = registry
         self._clock = clock
@@ -61,6 +64,8 @@ class StoreFollower:
     def __call__(self, change: Change) -> None:
         if change.origin == self._origin:
             return  # this control plane's own commit: already in force
+        if change.tokens_revoked and self._on_revoked is not None:
+            self._on_revoked(change)
         if self._held is not None:
             self._held.append(change)  # the layers in force are not set yet
             return

@@ -14,7 +14,9 @@ to its package (docs/api.md).
 
 from __future__ import annotations
 
-from meshlib.asgi import DeadlineMiddleware
+import importlib
+from typing import TYPE_CHECKING
+
 from meshlib.errors import (
     BootstrapError,
     CircuitBreakerOverflow,
@@ -38,31 +40,78 @@ from meshlib.errors import (
     XdsResourceNotFound,
     XdsValidationError,
 )
-from meshlib.mesh import Mesh
-from meshlib.resilience import (
-    BreakerConfig,
-    CircuitBreaker,
-    TokenBucket,
-    breakers,
-    circuit_breaker,
-    deadline_scope,
-    fallback,
-    fallback_cause,
-    retry,
-    timeout,
-)
-from meshlib.transport.errors import MeshRequestError
-from meshlib.transport.grpc_aio_channel import AioMeshChannel
-from meshlib.transport.grpc_channel import MeshChannel
-from meshlib.transport.grpc_errors import MeshRpcError
-from meshlib.transport.grpc_server import (
-    AioDeadlineServerInterceptor,
-    AioMeshServerInterceptor,
-    DeadlineServerInterceptor,
-    MeshServerInterceptor,
-)
-from meshlib.transport.http import AsyncMeshTransport, MeshTransport
-from meshlib.transport.registration import Registration
+
+if TYPE_CHECKING:
+    from meshlib.asgi import DeadlineMiddleware
+    from meshlib.mesh import Mesh
+    from meshlib.resilience import (
+        BreakerConfig,
+        CircuitBreaker,
+        TokenBucket,
+        breakers,
+        circuit_breaker,
+        deadline_scope,
+        fallback,
+        fallback_cause,
+        retry,
+        timeout,
+    )
+    from meshlib.security.peer import peer_identity
+    from meshlib.transport.errors import MeshRequestError
+    from meshlib.transport.grpc_aio_channel import AioMeshChannel
+    from meshlib.transport.grpc_channel import MeshChannel
+    from meshlib.transport.grpc_errors import MeshRpcError
+    from meshlib.transport.grpc_server import (
+        AioDeadlineServerInterceptor,
+        AioMeshServerInterceptor,
+        DeadlineServerInterceptor,
+        MeshServerInterceptor,
+    )
+    from meshlib.transport.http import AsyncMeshTransport, MeshTransport
+    from meshlib.transport.registration import Registration
+
+# Everything but the errors is imported on first use (PEP 562): a process that needs one
+# corner of meshlib (meshctl, the control plane) does not pay for the whole package.
+_LAZY: dict[str, str] = {
+    "DeadlineMiddleware": "meshlib.asgi",
+    "Mesh": "meshlib.mesh",
+    "BreakerConfig": "meshlib.resilience",
+    "CircuitBreaker": "meshlib.resilience",
+    "TokenBucket": "meshlib.resilience",
+    "breakers": "meshlib.resilience",
+    "circuit_breaker": "meshlib.resilience",
+    "deadline_scope": "meshlib.resilience",
+    "fallback": "meshlib.resilience",
+    "fallback_cause": "meshlib.resilience",
+    "retry": "meshlib.resilience",
+    "timeout": "meshlib.resilience",
+    "peer_identity": "meshlib.security.peer",
+    "MeshRequestError": "meshlib.transport.errors",
+    "AioMeshChannel": "meshlib.transport.grpc_aio_channel",
+    "MeshChannel": "meshlib.transport.grpc_channel",
+    "MeshRpcError": "meshlib.transport.grpc_errors",
+    "AioDeadlineServerInterceptor": "meshlib.transport.grpc_server",
+    "AioMeshServerInterceptor": "meshlib.transport.grpc_server",
+    "DeadlineServerInterceptor": "meshlib.transport.grpc_server",
+    "MeshServerInterceptor": "meshlib.transport.grpc_server",
+    "AsyncMeshTransport": "meshlib.transport.http",
+    "MeshTransport": "meshlib.transport.http",
+    "Registration": "meshlib.transport.registration",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'meshlib' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 
@@ -110,6 +159,7 @@ __all__ = [
     "deadline_scope",
     "fallback",
     "fallback_cause",
+    "peer_identity",
     "retry",
     "timeout",
 ]

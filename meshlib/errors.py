@@ -30,8 +30,11 @@ library's internals unless they ask for ``__cause__``.
     SecurityError                 workload identity: certificates, join tokens, trust
     ├── IdentityError             (also ValueError) not a spiffe://TD/ns/NS/sa/SA identity
     ├── JoinTokenError            (also ValueError) a join token that cannot be read or used
-    └── CertificateRequestError   the control plane did not issue a certificate (or
-                                  could not be trusted: its CA is not the token's)
+    ├── JwtConfigError            (also ValueError) a JWT provider's keys cannot be used
+    ├── CertificateRequestError   the control plane did not issue a certificate (or
+    │                             could not be trusted: its CA is not the token's)
+    └── PeerIdentityError         (also ssl.SSLCertVerificationError) an endpoint's TLS
+                                  peer is not an identity its cluster accepts
 
 The HTTP path raises subclasses of these that are also ``httpx.RequestError``
 (``meshlib.transport.errors``), so ``except httpx.RequestError`` and
@@ -44,6 +47,8 @@ HTTP path, the matching status code for gRPC) from the data every error carries.
 """
 
 from __future__ import annotations
+
+import ssl
 
 
 class MeshError(Exception):
@@ -236,3 +241,16 @@ class JoinTokenError(SecurityError, ValueError):
 
 class CertificateRequestError(SecurityError):
     """The control plane did not issue a certificate, or could not be trusted."""
+
+
+class PeerIdentityError(SecurityError, ssl.SSLCertVerificationError):
+    """An endpoint's TLS peer presents no SPIFFE ID its cluster accepts. Raised in the
+    handshake, so HTTP clients report a connect error (retried, counted by outlier
+    detection) whose message is this one."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "peer identity not accepted"
+
+
+class JwtConfigError(SecurityError, ValueError):
+    """A JWT provider that cannot be used (a JWKS that is not JSON, a bad key...)."""

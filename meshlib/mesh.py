@@ -17,14 +17,19 @@ import grpc
 import grpc.aio
 import httpx
 
+from meshlib.mesh_identity import mesh_identity
 from meshlib.observability.logging import get_logger
 from meshlib.routing.directory import ServiceDirectory
 from meshlib.routing.snapshot import ServiceSnapshot
 from meshlib.routing.watch import WatchSource
+from meshlib.security.keeper import CertificateKeeper
+from meshlib.security.server_tls import mtls_server_credentials
 from meshlib.serving.decision import ServerPolicy
+from meshlib.serving.inbound_policy import InboundPolicy
 from meshlib.serving.stack import server_policies
 from meshlib.transport.grpc_aio_channel import AioMeshChannel
 from meshlib.transport.grpc_channel import MeshChannel
+from meshlib.transport.grpc_inbound_server import AioMeshGrpcServer, MeshGrpcServer
 from meshlib.transport.grpc_server import AioMeshServerInterceptor, MeshServerInterceptor
 from meshlib.transport.http import AsyncMeshTransport, MeshTransport
 from meshlib.transport.registration import (
@@ -33,7 +38,8 @@ from meshlib.transport.registration import (
     detect_address,
     open_registration,
 )
-from meshlib.xds_client import Bootstrap, XdsClient, load_bootstrap
+from meshlib.transport.uvicorn_tls import uvicorn_options
+from meshlib.xds_client import Bootstrap, XdsClient
 
 log = get_logger(__name__)
 
@@ -47,15 +53,28 @@ class Mesh:
     ``bootstrap`` is a path to the gRPC xDS bootstrap JSON; None reads
     ``GRPC_XDS_BOOTSTRAP`` / ``GRPC_XDS_BOOTSTRAP_CONFIG``. A request to a
     service whose config has not arrived yet waits up to ``ready_timeout_s``.
+    ``token`` is a join token (else ``MESH_TOKEN`` / ``MESH_TOKEN_FILE``): the mesh
+    gets its workload certificate here, before any call, keeps it renewed
+    (:attr:`certificates`) and reaches the control plane at the token's secure
+    address (no bootstrap needed then); a refusal raises a
+    :class:`meshlib.errors.SecurityError`. Without a token, the bootstrap's
+    ``certificate_providers.default`` files (``meshctl agent``) are the identity.
     """
 
     def __init__(
         self,
         bootstrap: str | os.PathLike[str] | None = None,
         *,
+        token: str | None = None,
         ready_timeout_s: float = 5.0,
     ) -> None:
-        self._setup(load_bootstrap(bootstrap), None, ready_timeout_s)
+        loaded, keeper = mesh_identity(token, bootstrap)
+        try:
+            self._setup(loaded, None, ready_timeout_s, keeper)
+        except BaseException:
+            if keeper is not None:
+                keeper.close()
+            raise
 
     @classmethod
     def with_xds_client(
@@ -64,18 +83,25 @@ class Mesh:
         *,
         bootstrap: Bootstrap | None = None,
         ready_timeout_s: float = 5.0,
+        certificates: CertificateKeeper | None = None,
     ) -> Mesh:
-        """A mesh fed by an existing xDS client (shared, or a test double); not closed by us."""
+        """A mesh fed by an existing xDS client (shared, or a test double); not closed by
+        us. ``certificates`` gives it an identity (closed with the mesh)."""
         mesh = cls.__new__(cls)
-        mesh._setup(bootstrap, client, ready_timeout_s)
+        mesh._setup(bootstrap, client, ready_timeout_s, certificates)
         return mesh
 
     def _setup(
-        self, bootstrap: Bootstrap | None, client: WatchSource | None, ready_timeout_s: float
+        self,
+        bootstrap: Bootstrap | None,
+        client: WatchSource | None,
+        ready_timeout_s: float,
+        certificates: CertificateKeeper | None,
     ) -> None:
         if ready_timeout_s < 0:
             raise ValueError(f"ready_timeout_s must be >= 0, got {ready_timeout_s}")
         self.bootstrap = bootstrap
+        self.certificates = certificates
         self.ready_timeout_s = ready_timeout_s
         self._client: Any = client
         self._owns_client = client is None
@@ -88,6 +114,7 @@ class Mesh:
             self._xds,
             ready_timeout_s=ready_timeout_s,
             local_locality=bootstrap.node.locality if bootstrap is not None else None,
+            certificates=certificates,
         )
 
     def _xds(self) -> WatchSource:
@@ -205,7 +232,12 @@ class Mesh:
             ttl_s=ttl_s,
             namespace=namespace,
         )
-        registration = open_registration(self.bootstrap.xds_servers, request, on_close=self._forget)
+        registration = open_registration(
+            self.bootstrap.xds_servers,
+            request,
+            on_close=self._forget,
+            certificates=self.certificates,
+        )
         with self._lock:
             self._registrations.append(registration)
         return registration
@@ -219,29 +251,61 @@ class Mesh:
 
     def server_policies(self) -> tuple[ServerPolicy, ...]:
         """The server-side policies this mesh prescribes, in order (see meshlib.serving):
-        what ``grpc_server``, ``aio_grpc_server`` and ``meshlib.asgi.MeshMiddleware`` apply."""
-        return server_policies()
+        what ``grpc_server``, ``aio_grpc_server`` and ``meshlib.asgi.MeshMiddleware`` apply
+        (a new inbound policy each time: one per server, watching that server's ports)."""
+        return server_policies(inbound=self._inbound_policy())
+
+    def _inbound_policy(self) -> InboundPolicy | None:
+        """The inbound listener watch, when the bootstrap names inbound listeners."""
+        template = self.bootstrap.server_listener_resource_name_template if self.bootstrap else ""
+        if not template:
+            return None
+        policy = InboundPolicy(self._xds, template, resolve=self._serving_address)
+        self._track(policy)
+        return policy
+
+    def _serving_address(self, port: int) -> str:
+        """This workload's address (what the control plane names inbound listeners by)."""
+        with self._lock:
+            registered = [r.address for r in self._registrations]
+        if registered or self.bootstrap is None:
+            return registered[0] if registered else "127.0.0.1"
+        return detect_address(self.bootstrap.server.server_uri)
 
     def grpc_server(
         self, *args: Any, interceptors: Iterable[Any] = (), **kwargs: Any
     ) -> grpc.Server:
         """``grpc.server(...)`` (same arguments) applying the mesh's server policies to
-        every call; its interceptor runs before ``interceptors``."""
-        kwargs["interceptors"] = [
-            MeshServerInterceptor(policies=self.server_policies()),
-            *interceptors,
-        ]
-        return grpc.server(*args, **kwargs)
+        every call; its interceptor runs before ``interceptors``. Each port added is
+        authorized by its inbound listener (docs/security.md)."""
+        policies = self.server_policies()
+        kwargs["interceptors"] = [MeshServerInterceptor(policies=policies), *interceptors]
+        server = grpc.server(*args, **kwargs)
+        inbound = next((p for p in policies if isinstance(p, InboundPolicy)), None)
+        return server if inbound is None else MeshGrpcServer(server, inbound)
 
     def aio_grpc_server(
         self, *args: Any, interceptors: Iterable[Any] = (), **kwargs: Any
     ) -> grpc.aio.Server:
         """The ``grpc.aio.server(...)`` twin of :meth:`grpc_server`."""
-        kwargs["interceptors"] = [
-            AioMeshServerInterceptor(policies=self.server_policies()),
-            *interceptors,
-        ]
-        return grpc.aio.server(*args, **kwargs)
+        policies = self.server_policies()
+        kwargs["interceptors"] = [AioMeshServerInterceptor(policies=policies), *interceptors]
+        server = grpc.aio.server(*args, **kwargs)
+        inbound = next((p for p in policies if isinstance(p, InboundPolicy)), None)
+        return server if inbound is None else AioMeshGrpcServer(server, inbound)
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        """For ``server.add_secure_port``: mTLS with this workload's certificate, client
+        certificates required against the mesh root (STRICT), rotated in place. A
+        PERMISSIVE or DISABLE port is an ``add_insecure_port`` (docs/security.md).
+        SecurityError when the mesh has no identity."""
+        return mtls_server_credentials(self.certificates)
+
+    def uvicorn_options(self, *, http: str | type[Any] = "auto") -> dict[str, Any]:
+        """``uvicorn.run(app, ..., **mesh.uvicorn_options())``: uvicorn terminating mTLS
+        with this workload's certificate (rotated in place) and reporting the caller's
+        certificate as the ASGI TLS extension; ``http`` is uvicorn's ``http`` option."""
+        return uvicorn_options(self.certificates, http=http)
 
     # --- introspection ------------------------------------------------------------
 
@@ -299,6 +363,8 @@ class Mesh:
         self.directory.close()
         if client is not None:
             client.close()
+        if self.certificates is not None:
+            self.certificates.close()
 
     async def aclose(self) -> None:
         """Close async clients and channels, then everything :meth:`close` closes."""

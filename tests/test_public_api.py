@@ -78,7 +78,8 @@ def test_design_server_names() -> None:
 
 def test_signatures() -> None:
     init = inspect.signature(meshlib.Mesh.__init__)
-    assert list(init.parameters) == ["self", "bootstrap", "ready_timeout_s"]
+    assert list(init.parameters) == ["self", "bootstrap", "token", "ready_timeout_s"]
+    assert init.parameters["token"].default is None  # DESIGN.md: Mesh(bootstrap=..., token=None)
     assert init.parameters["ready_timeout_s"].kind is inspect.Parameter.KEYWORD_ONLY
     assert init.parameters["ready_timeout_s"].default == 5.0
     register = inspect.signature(meshlib.Mesh.register)

@@ -1,11 +1,10 @@
 """The mesh CA: its key and certificate, and the X.509-SVIDs it signs.
 
-Either a root made on first start (kept in ``DATA_DIR/ca/``, EC P-256, the key
-0600) or an intermediate given as ``--ca-cert`` (the CA certificate, then its
-chain up to and including the self-signed root) and ``--ca-key``; without a data
-folder or files the root lives in memory and dies with the process. Replicas
-must share one CA: give them the same ``--ca-cert/--ca-key`` (a store-held CA
-key, e.g. in etcd, fits this class unchanged: it needs only the PEMs).
+Either a root made on first start (EC P-256, :meth:`CertificateAuthority.new_root`;
+the control plane keeps it in its store, :mod:`controlplane.ca.stored`, so replicas
+share it) or an intermediate given as ``--ca-cert`` (the CA certificate, then its
+chain up to and including the self-signed root) and ``--ca-key``
+(:meth:`CertificateAuthority.from_files`).
 
 Leaves follow the X.509-SVID rules: empty subject, exactly one URI SAN (critical),
 CA:false, keyUsage critical digitalSignature (+keyEncipherment for RSA keys),
@@ -15,7 +14,6 @@ EKU serverAuth + clientAuth, lifetime clamped to the maximum and to the CA's own
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -31,14 +29,10 @@ from meshlib.security.pki import (
     certificate_pem,
     fingerprint,
     generate_key,
-    key_pem,
     spiffe_id_of,
 )
 
 ROOT_LIFETIME = timedelta(days=3650)
-CA_FOLDER = "ca"
-ROOT_CERT_FILE = "root-cert.pem"
-ROOT_KEY_FILE = "root-key.pem"
 SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 IssuedKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
@@ -49,15 +43,6 @@ class CaError(ValueError):
 
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Create ``path`` readable by its owner only, then rename into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
 
 
 def _self_signed_root(key: SigningKey, trust_domain: str) -> x509.Certificate:
@@ -96,25 +81,28 @@ def _self_signed_root(key: SigningKey, trust_domain: str) -> x509.Certificate:
     )
 
 
-def _load_key(path: Path, what: str) -> SigningKey:
+def _read(path: Path, what: str) -> bytes:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        return path.read_bytes()
     except OSError as exc:
         raise CaError(f"{what} {path}: cannot read: {exc.strerror}") from exc
+
+
+def _parse_key(data: bytes, where: str) -> SigningKey:
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
-        raise CaError(f"{what} {path}: not an unencrypted PEM private key ({exc})") from exc
+        raise CaError(f"{where}: not an unencrypted PEM private key ({exc})") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-        raise CaError(f"{what} {path}: an EC or RSA key is needed, got {type(key).__name__}")
+        raise CaError(f"{where}: an EC or RSA key is needed, got {type(key).__name__}")
     return key
 
 
-def _load_chain(path: Path, what: str) -> list[x509.Certificate]:
+def _parse_chain(data: bytes, where: str) -> list[x509.Certificate]:
     try:
-        return x509.load_pem_x509_certificates(path.read_bytes())
-    except OSError as exc:
-        raise CaError(f"{what} {path}: cannot read: {exc.strerror}") from exc
+        return x509.load_pem_x509_certificates(data)
     except ValueError as exc:
-        raise CaError(f"{what} {path}: not PEM certificates ({exc})") from exc
+        raise CaError(f"{where}: not PEM certificates ({exc})") from exc
 
 
 def _check_chain(chain: Sequence[x509.Certificate], key: SigningKey, where: str) -> None:
@@ -178,41 +166,69 @@ class CertificateAuthority:
         return self.chain[:-1]
 
     @classmethod
-    def load_or_create(
+    def new_root(
+        cls, trust_domain: str, *, default_ttl_s: float = 86400.0, max_ttl_s: float = 7776000.0
+    ) -> CertificateAuthority:
+        """A new self-signed root (EC P-256) for ``trust_domain``."""
+        key = generate_key()
+        return cls(
+            key,
+            [_self_signed_root(key, trust_domain)],
+            trust_domain,
+            default_ttl_s=default_ttl_s,
+            max_ttl_s=max_ttl_s,
+        )
+
+    @classmethod
+    def from_pems(
         cls,
+        key_pem: bytes,
+        chain_pem: bytes,
         trust_domain: str,
         *,
-        data_dir: Path | None = None,
-        ca_cert: Path | None = None,
-        ca_key: Path | None = None,
+        where: str,
+        key_where: str | None = None,
         default_ttl_s: float = 86400.0,
         max_ttl_s: float = 7776000.0,
     ) -> CertificateAuthority:
-        """The CA of the module docstring; CaError naming the file when it is unusable."""
-        ttls = {"default_ttl_s": default_ttl_s, "max_ttl_s": max_ttl_s}
-        if (ca_cert is None) != (ca_key is None):
-            raise CaError("--ca-cert and --ca-key go together: give both or neither")
-        if ca_cert is not None and ca_key is not None:
-            key = _load_key(ca_key, "--ca-key")
-            chain = _load_chain(ca_cert, "--ca-cert")
-            _check_chain(chain, key, f"--ca-cert {ca_cert}")
-            return cls(key, chain, trust_domain, **ttls)
-        if data_dir is None:
-            key = generate_key()
-            return cls(key, [_self_signed_root(key, trust_domain)], trust_domain, **ttls)
-        folder = data_dir / CA_FOLDER
-        cert_path, key_path = folder / ROOT_CERT_FILE, folder / ROOT_KEY_FILE
-        if cert_path.exists() or key_path.exists():
-            key = _load_key(key_path, "CA key")
-            chain = _load_chain(cert_path, "CA certificate")
-            _check_chain(chain, key, f"CA certificate {cert_path}")
-            return cls(key, chain, trust_domain, **ttls)
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        key = generate_key()
-        root = _self_signed_root(key, trust_domain)
-        _write_private(key_path, key_pem(key))
-        cert_path.write_bytes(certificate_pem(root))
-        return cls(key, [root], trust_domain, **ttls)
+        """The CA of this key and chain (checked); CaError naming ``where``."""
+        key = _parse_key(key_pem, key_where or where)
+        chain = _parse_chain(chain_pem, where)
+        _check_chain(chain, key, where)
+        return cls(key, chain, trust_domain, default_ttl_s=default_ttl_s, max_ttl_s=max_ttl_s)
+
+    @classmethod
+    def from_files(
+        cls,
+        ca_cert: Path,
+        ca_key: Path,
+        trust_domain: str,
+        *,
+        default_ttl_s: float = 86400.0,
+        max_ttl_s: float = 7776000.0,
+    ) -> CertificateAuthority:
+        """The CA of ``--ca-cert``/``--ca-key``; CaError naming the file."""
+        return cls.from_pems(
+            _read(ca_key, "--ca-key"),
+            _read(ca_cert, "--ca-cert"),
+            trust_domain,
+            where=f"--ca-cert {ca_cert}",
+            key_where=f"--ca-key {ca_key}",
+            default_ttl_s=default_ttl_s,
+            max_ttl_s=max_ttl_s,
+        )
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    @property
+    def chain_pem(self) -> bytes:
+        return b"".join(certificate_pem(c) for c in self.chain)
 
     def lifetime_s(self, requested_s: float | None) -> float:
         """The requested lifetime (default when None or 0), clamped to the maximum."""
@@ -227,12 +243,13 @@ class CertificateAuthority:
         dns_names: Sequence[str] = (),
         ip_addresses: Sequence[str] = (),
     ) -> x509.Certificate:
-        """An X.509-SVID for ``identity`` over ``public_key`` (DNS/IP SANs only for the
-        control plane's own serving certificate)."""
+        """An X.509-SVID for ``identity`` over ``public_key``: its URI SAN, and the one DNS
+        SAN standing for it (``SpiffeId.dns_name``: grpcio checks only DNS names); more
+        DNS/IP SANs only for the control plane's own serving certificate."""
         now = _now()
         not_after = min(now + timedelta(seconds=self.lifetime_s(ttl_s)), self._ca_not_after())
         names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(str(identity))]
-        names += [x509.DNSName(name) for name in dns_names]
+        names += [x509.DNSName(name) for name in (identity.dns_name, *dns_names)]
         names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
         is_rsa = isinstance(public_key, rsa.RSAPublicKey)
         return (

@@ -3,30 +3,28 @@
 A token is a JWT signed by the CA's own key (ES256 for EC, RS256 for RSA), so any
 replica holding the CA can check it; claims as :mod:`meshlib.security.join_token`
 lists them, plus ``iss`` and ``aud``. Revoked token ids are kept until the
-token would have expired anyway, in ``DATA_DIR/ca/revoked-tokens.json`` when the
-control plane has a data folder (a replica set shares revocations only through
-a shared folder today; a store-held list is the way to extend it).
+token would have expired anyway; the control plane keeps them in its store and
+follows other replicas' revocations (:class:`controlplane.ca.Security`), this class
+only holds the set in force.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from controlplane.ca.authority import CertificateAuthority
+from controlplane.store import RevokedToken
 from meshlib.security.identity import SpiffeId
 
 ISSUER = "meshlib-controlplane"
 AUDIENCE = "meshlib-join"
 MAX_TOKEN_TTL_S = 366 * 86400
-REVOCATIONS_FILE = "revoked-tokens.json"
 LEEWAY_S = 5
 
 
@@ -45,20 +43,11 @@ class IssuedToken:
 class JoinTokens:
     """Issues and checks the join tokens of one CA."""
 
-    def __init__(self, ca: CertificateAuthority, folder: Path | None = None) -> None:
+    def __init__(self, ca: CertificateAuthority, revoked: Iterable[RevokedToken] = ()) -> None:
         self._ca = ca
         self._algorithm = "RS256" if isinstance(ca.key, rsa.RSAPrivateKey) else _ec_algorithm(ca)
-        self._path = folder / REVOCATIONS_FILE if folder is not None else None
-        self._revoked: dict[str, int] = self._load()
-
-    def _load(self) -> dict[str, int]:
-        if self._path is None or not self._path.exists():
-            return {}
-        try:
-            data = json.loads(self._path.read_text(encoding="utf-8"))
-            return {str(k): int(v) for k, v in data.items()}
-        except (OSError, ValueError, AttributeError) as exc:
-            raise ValueError(f"{self._path}: not a revocation list ({exc})") from exc
+        self._revoked: dict[str, float] = {}
+        self.follow(revoked)
 
     def issue(self, identity: SpiffeId, ttl_s: float, address: str) -> IssuedToken:
         """A token for ``identity`` valid ``ttl_s`` seconds, naming ``address``."""
@@ -112,15 +101,17 @@ class JoinTokens:
             raise TokenRejected(f"join token names trust domain {identity.trust_domain}")
         return identity
 
-    def revoke(self, token_id: str) -> None:
-        """Refuse the token with this id from now on (kept until it would have expired)."""
-        now = int(time.time())
+    @staticmethod
+    def revocation(token_id: str) -> RevokedToken:
+        """The record refusing ``token_id`` until any token could have expired."""
+        return RevokedToken(token_id, time.time() + MAX_TOKEN_TTL_S)
+
+    def follow(self, revoked: Iterable[RevokedToken]) -> None:
+        """Refuse these tokens from now on (this replica's revocations and others')."""
+        now = time.time()
         self._revoked = {k: v for k, v in self._revoked.items() if v > now}
-        self._revoked[token_id] = now + MAX_TOKEN_TTL_S
-        if self._path is not None:
-            tmp = self._path.with_name(f".{self._path.name}.tmp")
-            tmp.write_text(json.dumps(self._revoked), encoding="utf-8")
-            os.replace(tmp, self._path)
+        for record in revoked:
+            self._revoked[record.id] = max(record.expires_at, self._revoked.get(record.id, 0))
 
 
 def _ec_algorithm(ca: CertificateAuthority) -> str:

@@ -1,14 +1,15 @@
 """RequestAuthentication (security.istio.io/v1): which JWTs the selected workloads accept.
 
 ``jwtRules[]``: ``issuer`` (required), ``audiences``, ``jwks`` (inline JSON Web Key Set,
-checked here), ``fromHeaders`` (name, prefix), ``fromParams``, ``forwardOriginalToken``,
-``outputPayloadToHeader``. ``jwksUri`` (fetching and refreshing keys) is not supported
-yet: paste the key set into ``jwks``.
+checked here) or ``jwksUri`` (an http(s) URL the control plane fetches, refreshes and
+sends inline: :mod:`controlplane.jwks_keeper`), ``fromHeaders`` (name, prefix),
+``fromParams``, ``forwardOriginalToken``, ``outputPayloadToHeader``.
 """
 
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 import jwt
 
@@ -23,15 +24,13 @@ RULE_FIELDS = (
     "issuer",
     "audiences",
     "jwks",
+    "jwksUri",
     "fromHeaders",
     "fromParams",
     "forwardOriginalToken",
     "outputPayloadToHeader",
 )
 RULE_NOT_YET = ("fromCookies", "outputClaimToHeaders", "timeout")
-RULE_REFUSED = {
-    "jwksUri": "jwksUri is not supported yet (fetching keys): put the key set in jwks",
-}
 
 
 def parse_request_authentication(header: Header, spec: Fields) -> RequestAuthentication | None:
@@ -62,11 +61,14 @@ def parse_request_authentication(header: Header, spec: Fields) -> RequestAuthent
 def _rule(fields: Fields) -> JwtRule | None:
     ctx = fields.ctx
     before = ctx.count
-    fields.reject_unknown(RULE_FIELDS, RULE_NOT_YET, "a JWT rule", RULE_REFUSED)
+    fields.reject_unknown(RULE_FIELDS, RULE_NOT_YET, "a JWT rule")
     issuer = fields.string("issuer", required=True)
-    jwks = fields.string("jwks", check=_jwks)
-    if jwks is None and not fields.present("jwks") and not fields.present("jwksUri"):
-        ctx.error(fields.at("jwks"), "is required (the issuer's JSON Web Key Set)")
+    jwks = fields.string("jwks", check=jwks_problem)
+    uri = fields.string("jwksUri", check=_uri_problem)
+    if fields.present("jwks") and fields.present("jwksUri"):
+        ctx.error(fields.at("jwksUri"), "give jwks or jwksUri, not both")
+    elif not fields.present("jwks") and not fields.present("jwksUri"):
+        ctx.error(fields.at("jwks"), "is required (the issuer's JSON Web Key Set), or jwksUri")
     audiences = _strings(fields, "audiences")
     params = _strings(fields, "fromParams")
     headers: list[JwtHeader] = []
@@ -83,11 +85,12 @@ def _rule(fields: Fields) -> JwtRule | None:
             headers.append(JwtHeader(name.lower(), prefix))
     forward = fields.boolean("forwardOriginalToken")
     output = fields.string("outputPayloadToHeader")
-    if ctx.count != before or issuer is None or jwks is None:
+    if ctx.count != before or issuer is None or (jwks is None and uri is None):
         return None
     return JwtRule(
         issuer=issuer,
-        jwks=jwks,
+        jwks=jwks or "",
+        jwks_uri=uri or "",
         audiences=audiences,
         from_headers=tuple(headers),
         from_params=params,
@@ -101,8 +104,16 @@ def _strings(fields: Fields, key: str) -> tuple[str, ...]:
     return tuple(text for text in found if text is not None)
 
 
-def _jwks(text: str) -> str | None:
-    """A JSON Web Key Set with at least one key every data plane can use."""
+def _uri_problem(text: str) -> str | None:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host"
+    return None
+
+
+def jwks_problem(text: str) -> str | None:
+    """What is wrong with a JSON Web Key Set (at least one key every data plane can use),
+    None when nothing is."""
     try:
         document = json.loads(text)
     except ValueError as exc:

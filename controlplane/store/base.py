@@ -1,12 +1,18 @@
 """The store's contract: what the control plane keeps across restarts, behind one interface.
 
-Two things are kept:
+Three things are kept:
 
 * **resources** applied through the API, keyed by (kind, namespace, name), each with the
   store revision of its last change as its version (``metadata.resourceVersion``). The
   revision grows by one per commit, over the whole store, as etcd's does;
 * **registrations** (run-time workloads) as JSON records with a wall-clock expiry, so a
-  restarted control plane serves them for the rest of their TTL (leases, on etcd).
+  restarted control plane serves them for the rest of their TTL (leases, on etcd);
+* **the CA** (:class:`StoredCa`: its key and certificate chain, so every replica signs under
+  one root; made once, by compare-and-create: :meth:`Store.create_ca`) and the **revoked
+  join tokens** (:class:`RevokedToken`), so a token revoked at one replica is refused by all.
+  The CA key is kept unencrypted: whoever can read the store can sign as the mesh, so the
+  store is protected as the key is (the SQLite file is 0600; etcd needs auth/TLS and a
+  private network in production).
 
 Writes of resources are one transaction per :meth:`Store.commit`, every write carrying the
 version it expects (compare-and-swap): one stale version refuses the whole batch with
@@ -86,12 +92,33 @@ class StoredRegistration:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredCa:
+    """The mesh CA as the store keeps it: PEM key (unencrypted), PEM chain (the CA
+    certificate first, the self-signed root last) and the trust domain it serves."""
+
+    key_pem: str
+    chain_pem: str
+    trust_domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedToken:
+    """A join token id refused until ``expires_at`` (seconds since the epoch), when the
+    token would have expired anyway."""
+
+    id: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Contents:
     """Everything the store holds, as of ``revision`` (what a starting control plane loads)."""
 
     revision: int
     resources: tuple[StoredResource, ...]
     registrations: tuple[StoredRegistration, ...]
+    ca: StoredCa | None = None
+    revoked_tokens: tuple[RevokedToken, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +132,7 @@ class Change:
     resources_deleted: tuple[ResourceKey, ...] = ()
     registrations_put: tuple[StoredRegistration, ...] = ()
     registrations_deleted: tuple[str, ...] = ()
+    tokens_revoked: tuple[RevokedToken, ...] = ()
 
 
 ChangeCallback = Callable[[Change], None]
@@ -184,6 +212,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def touch_registrations(self, expiries: Mapping[str, float]) -> None:
         """Move the expiry of live registrations (heartbeats); unknown ids are skipped."""
+
+    @abc.abstractmethod
+    async def create_ca(self, ca: StoredCa) -> StoredCa:
+        """Keep ``ca`` unless the store already holds a CA (compare-and-create: of two
+        replicas racing, one wins). Returns the CA held now: ``ca`` or the earlier one."""
+
+    @abc.abstractmethod
+    async def revoke_tokens(self, revoked: Sequence[RevokedToken]) -> None:
+        """Keep these revocations (announced to watchers; expired ones are dropped at open)."""
 
     def watch(self, callback: ChangeCallback) -> Cancel:
         """Call ``callback`` with every :class:`Change` committed from now on, on the

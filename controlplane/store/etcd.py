@@ -9,6 +9,10 @@ Layout under ``prefix`` (``/meshlib/``):
                                     TTL left: etcd drops it when its workload stops heartbeating
     origin                          rewritten by every transaction: which store instance
                                     (replica) made it
+    ca                              the CA (``{"key_pem", "chain_pem", "trust_domain"}``),
+                                    created only if absent (a transaction comparing its
+                                    create_revision with 0), so racing replicas get one root
+    revoked-tokens/ID               ``{"expires_at": ...}``: a join token refused everywhere
 
 A commit is one etcd transaction comparing every key's ``mod_revision`` with the version
 its write expects (0: absent): one stale write and nothing is written. A heartbeat
@@ -44,7 +48,9 @@ from controlplane.store.base import (
     DeleteResource,
     PutResource,
     ResourceKey,
+    RevokedToken,
     Store,
+    StoredCa,
     StoredRegistration,
     StoredResource,
     StoreError,
@@ -61,6 +67,8 @@ WATCH_RETRY_S = 0.5
 _RESOURCES = "resources/"
 _REGISTRATIONS = "registrations/"
 _ORIGIN = "origin"
+_CA = "ca"
+_REVOKED = "revoked-tokens/"
 #: Origin of changes no replica made (a registration's lease ran out).
 ETCD_ORIGIN = "etcd"
 
@@ -168,12 +176,22 @@ class EtcdStore(Store):
         revision = int(answer["header"]["revision"])
         resources: list[StoredResource] = []
         registrations: list[StoredRegistration] = []
+        revoked: list[RevokedToken] = []
+        ca: StoredCa | None = None
         expired: list[str] = []
         now = self._clock()
         for kv in answer.get("kvs", []):
             key = unb64(kv["key"])
             value = unb64(kv.get("value", ""))
-            if key.startswith(self.prefix + _RESOURCES):
+            if key == self.prefix + _CA:
+                ca = self._ca(value)
+            elif key.startswith(self.prefix + _REVOKED):
+                revocation = self._revocation(key, value)
+                if revocation is None or revocation.expires_at <= now:
+                    expired.append(key)
+                else:
+                    revoked.append(revocation)
+            elif key.startswith(self.prefix + _RESOURCES):
                 resources.append(self._resource(key, value, int(kv["mod_revision"])))
             elif key.startswith(self.prefix + _REGISTRATIONS):
                 registration = self._registration(key, value)
@@ -188,7 +206,24 @@ class EtcdStore(Store):
         self._revision = revision
         self._versions = {r.key: r.version for r in resources}
         self._registrations = {r.id: r for r in registrations}
-        return Contents(revision, tuple(resources), tuple(registrations))
+        return Contents(revision, tuple(resources), tuple(registrations), ca, tuple(revoked))
+
+    def _ca(self, value: str) -> StoredCa:
+        try:
+            data = json.loads(value)
+            return StoredCa(str(data["key_pem"]), str(data["chain_pem"]), str(data["trust_domain"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(
+                f"store {self.url}: key {self.prefix}{_CA} is not a CA record ({exc!r})"
+            ) from exc
+
+    def _revocation(self, key: str, value: str) -> RevokedToken | None:
+        token_id = key[len(self.prefix + _REVOKED) :]
+        try:
+            return RevokedToken(token_id, float(json.loads(value)["expires_at"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("store_revocation_unreadable", id=token_id, store=self.url)
+            return None
 
     def _resource(self, key: str, value: str, version: int) -> StoredResource:
         parts = key[len(self.prefix + _RESOURCES) :].split("/", 2)
@@ -321,6 +356,40 @@ class EtcdStore(Store):
         for workload_id in deleted:
             self._registrations.pop(workload_id, None)
 
+    # --- the CA and revoked tokens --------------------------------------------------
+
+    async def create_ca(self, ca: StoredCa) -> StoredCa:
+        key = b64(self.prefix + _CA)
+        record = {"key_pem": ca.key_pem, "chain_pem": ca.chain_pem, "trust_domain": ca.trust_domain}
+        absent = {"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+        body = {
+            "compare": [absent],
+            "success": [{"request_put": {"key": key, "value": b64(encode(record))}}],
+            "failure": [{"request_range": {"key": key}}],
+        }
+        answer = await self._call("kv/txn", body)
+        if answer.get("succeeded"):
+            return ca
+        kvs = answer.get("responses", [{}])[0].get("response_range", {}).get("kvs", [])
+        if not kvs:
+            raise StoreError(f"store {self.url}: the CA was neither created nor found")
+        return self._ca(unb64(kvs[0].get("value", "")))
+
+    async def revoke_tokens(self, revoked: Sequence[RevokedToken]) -> None:
+        if not revoked:
+            return
+        ops = [
+            {
+                "request_put": {
+                    "key": b64(f"{self.prefix}{_REVOKED}{r.id}"),
+                    "value": b64(encode({"expires_at": r.expires_at})),
+                }
+            }
+            for r in revoked
+        ]
+        await self._call("kv/txn", {"success": [*ops, self._origin_put()]})
+        self._announce(Change(self.origin, tokens_revoked=tuple(revoked)))
+
     # --- following other replicas -----------------------------------------------
 
     async def _follow(self, client: EtcdClient) -> None:
@@ -369,6 +438,7 @@ class EtcdStore(Store):
         resources_deleted: list[ResourceKey] = []
         registrations_put: list[StoredRegistration] = []
         registrations_deleted: list[str] = []
+        revoked: list[RevokedToken] = []
         for event in events:
             kv = event["kv"]
             key = unb64(kv["key"])
@@ -376,6 +446,10 @@ class EtcdStore(Store):
             value = "" if deleted else unb64(kv.get("value", ""))
             if key == self.prefix + _ORIGIN:
                 origin = value
+            elif key.startswith(self.prefix + _REVOKED) and not deleted:
+                revocation = self._revocation(key, value)
+                if revocation is not None:
+                    revoked.append(revocation)
             elif key.startswith(self.prefix + _RESOURCES):
                 try:
                     resource = self._resource(key, value or "{}", revision)
@@ -413,6 +487,7 @@ class EtcdStore(Store):
                 tuple(resources_deleted),
                 tuple(registrations_put),
                 tuple(registrations_deleted),
+                tuple(revoked),
             )
         )
 
@@ -425,6 +500,7 @@ class EtcdStore(Store):
         gone = tuple(key for key in versions if key not in self._versions)
         regs_put = tuple(r for r in contents.registrations if registrations.get(r.id) != r)
         regs_gone = tuple(wid for wid in registrations if wid not in self._registrations)
-        if put or gone or regs_put or regs_gone:
+        revoked = contents.revoked_tokens  # all of them: following one twice changes nothing
+        if put or gone or regs_put or regs_gone or revoked:
             revision = contents.revision if put or gone else 0
-            self._announce(Change(ETCD_ORIGIN, revision, put, gone, regs_put, regs_gone))
+            self._announce(Change(ETCD_ORIGIN, revision, put, gone, regs_put, regs_gone, revoked))

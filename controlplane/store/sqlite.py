@@ -5,7 +5,8 @@ The file is held by one control plane at a time (an exclusive ``flock`` on ``FIL
 which names the holder's pid): two processes serving from one file would expire each
 other's registrations. Commits are SQLite transactions (WAL journal, ``synchronous=FULL``:
 a commit the API acknowledged survives a crash). Calls run on a worker thread, one at a
-time, so the event loop never waits on the disk.
+time, so the event loop never waits on the disk. The file holds the CA key: it is created
+(and kept) readable by its owner only, 0600; SQLite gives its WAL files the same mode.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from controlplane.store.base import (
     DeleteResource,
     PutResource,
     ResourceKey,
+    RevokedToken,
     Store,
+    StoredCa,
     StoredRegistration,
     StoredResource,
     StoreError,
@@ -42,7 +45,7 @@ from controlplane.store.base import (
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS resources (kind TEXT NOT NULL, namespace TEXT NOT NULL, "
@@ -51,6 +54,9 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS registrations (id TEXT PRIMARY KEY, record TEXT NOT NULL, "
     "expires_at REAL NOT NULL)",
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0)",
+    "CREATE TABLE IF NOT EXISTS ca (id INTEGER PRIMARY KEY CHECK (id = 1), "
+    "key_pem TEXT NOT NULL, chain_pem TEXT NOT NULL, trust_domain TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS revoked_tokens (id TEXT PRIMARY KEY, expires_at REAL NOT NULL)",
 )
 _T = TypeVar("_T")
 
@@ -110,6 +116,15 @@ class SqliteStore(Store):
     async def touch_registrations(self, expiries: Mapping[str, float]) -> None:
         if expiries:
             await self._run(self._touch_registrations, dict(expiries))
+
+    async def create_ca(self, ca: StoredCa) -> StoredCa:
+        return await self._run(self._create_ca, ca)
+
+    async def revoke_tokens(self, revoked: Sequence[RevokedToken]) -> None:
+        if not revoked:
+            return
+        await self._run(self._revoke_tokens, list(revoked))
+        self._announce(Change(self.origin, tokens_revoked=tuple(revoked)))
 
     # --- on the worker thread ---------------------------------------------------
 
@@ -208,6 +223,24 @@ class SqliteStore(Store):
                 [(at, wid) for wid, at in expiries.items()],
             )
 
+    @staticmethod
+    def _create_ca(db: sqlite3.Connection, ca: StoredCa) -> StoredCa:
+        with _transaction(db):
+            db.execute(
+                "INSERT OR IGNORE INTO ca VALUES (1, ?, ?, ?)",
+                (ca.key_pem, ca.chain_pem, ca.trust_domain),
+            )
+            row = db.execute("SELECT key_pem, chain_pem, trust_domain FROM ca").fetchone()
+        return StoredCa(*row)
+
+    @staticmethod
+    def _revoke_tokens(db: sqlite3.Connection, revoked: list[RevokedToken]) -> None:
+        with _transaction(db):
+            db.executemany(
+                "INSERT OR REPLACE INTO revoked_tokens VALUES (?, ?)",
+                [(r.id, r.expires_at) for r in revoked],
+            )
+
 
 def _hold_lock(path: Path) -> IO[str]:
     """Take ``PATH.lock`` for this process (kept until closed), or say who holds it."""
@@ -236,6 +269,12 @@ def _hold_lock(path: Path) -> IO[str]:
 
 def _connect(path: Path | None) -> sqlite3.Connection:
     target = ":memory:" if path is None else str(path)
+    try:
+        if path is not None:  # it holds the CA key: owner only, whatever the umask
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            os.chmod(path, 0o600)
+    except OSError as exc:
+        raise StoreError(f"store {target}: cannot create: {exc.strerror}") from exc
     try:
         db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
@@ -322,4 +361,12 @@ def _load(db: sqlite3.Connection, now: float, where: str) -> Contents:
     if expired:
         with _transaction(db):
             db.executemany("DELETE FROM registrations WHERE id = ?", [(i,) for i in expired])
-    return Contents(_revision(db), tuple(resources), tuple(registrations))
+    with _transaction(db):
+        db.execute("DELETE FROM revoked_tokens WHERE expires_at <= ?", (now,))
+    revoked = tuple(
+        RevokedToken(str(i), float(at))
+        for i, at in db.execute("SELECT id, expires_at FROM revoked_tokens")
+    )
+    row = db.execute("SELECT key_pem, chain_pem, trust_domain FROM ca").fetchone()
+    ca = None if row is None else StoredCa(*row)
+    return Contents(_revision(db), tuple(resources), tuple(registrations), ca, revoked)

@@ -72,7 +72,7 @@ def translate(
         ROUTE_CONFIG_TYPE_URL: route_configs,
         CLUSTER_TYPE_URL: clusters,
         ENDPOINTS_TYPE_URL: _by_cluster_name(
-            build_load_assignment(p, node)
+            build_load_assignment(p, node, policy)
             for p in plans
             if p.service.resolution is Resolution.STATIC
         ),

@@ -221,17 +221,18 @@ def metadata_port(metadata: Mapping[str, object], key: str) -> int:
 def _filters(
     config: MeshConfig, settings: PolicySettings, workload: ServerWorkload, *, sidecar: bool
 ) -> list[hcm_pb2.HttpFilter]:
-    """[JWT (sidecars)], RBAC, router. Only Envoy validates JWTs and logs AUDIT policies."""
+    """[JWT], RBAC, router. Envoy and meshlib validate JWTs; a proxyless listener marks
+    the JWT filter optional, so grpcio (which has none) skips it and its RBAC sees no
+    request principal (metadata never matches, gRFC A41). Envoy and meshlib log AUDIT
+    (an RBAC LOG filter); grpcio ignores a LOG filter (A41)."""
     policies = applicable_policies(
         config.authorization_policies, settings, workload.namespace, workload.labels
     )
     intentions = intention_deny_policies(config.service_intentions, workload.hosts)
-    jwt = (
-        jwt_filter(config.request_authentications, settings, workload.namespace, workload.labels)
-        if sidecar
-        else None
-    )
-    rbac = rbac_filters(policies, audit=sidecar, jwt=jwt is not None, extra_deny=intentions)
+    jwt = jwt_filter(config.request_authentications, settings, workload.namespace, workload.labels)
+    if jwt is not None and not sidecar:
+        jwt.is_optional = True
+    rbac = rbac_filters(policies, audit=True, jwt=jwt is not None, extra_deny=intentions)
     return [*([jwt] if jwt is not None else []), *rbac, router_filter()]
 
 

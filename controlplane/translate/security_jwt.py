@@ -8,8 +8,9 @@ passes without a request principal. Each provider writes the token's payload int
 filter's dynamic metadata under ``payload``, where the RBAC filters read ``iss``, ``sub``
 and claims (:func:`request_principal`, :func:`claim`).
 
-Only Envoy sidecars get this filter: grpcio has no JWT filter, so proxyless listeners
-treat every request as carrying no request principal (matchers on one never match).
+Envoy sidecars and meshlib enforce it. Proxyless listeners carry it marked optional:
+grpcio has no JWT filter and skips it, and its RBAC never matches a metadata matcher
+(gRFC A41), so there every request carries no request principal.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ from controlplane.translate.security_settings import PolicySettings
 
 JWT_FILTER_NAME = "envoy.filters.http.jwt_authn"
 PAYLOAD_KEY = "payload"
+# A jwksUri rule whose keys the control plane has not fetched yet gets this key set: a
+# public key whose private half was discarded, so every token is refused (401) and a
+# request without one passes without a request principal; istiod sends a fake JWKS too.
+UNAVAILABLE_JWKS = (
+    '{"keys":[{"kty":"EC","crv":"P-256","x":"-GfQAs7aTh-shVd3YjC2S_KwIkLx7pqpdfIAg2KX-uI",'
+    '"y":"_0bh53VCG14JIKj13lVkXm5qVUFDtJcp1P1DfFTM4Vs","kid":"meshlib-jwks-unavailable",'
+    '"alg":"ES256","use":"sig"}]}'
+)
 
 
 def jwt_filter(
@@ -55,7 +64,7 @@ def jwt_filter(
             provider = jwt_pb2.JwtProvider(
                 issuer=rule.issuer,
                 audiences=list(rule.audiences),
-                local_jwks=base_pb2.DataSource(inline_string=rule.jwks),
+                local_jwks=base_pb2.DataSource(inline_string=rule.jwks or UNAVAILABLE_JWKS),
                 forward=rule.forward_original_token,
                 forward_payload_header=rule.output_payload_to_header,
                 from_params=list(rule.from_params),

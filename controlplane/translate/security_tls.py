@@ -4,9 +4,14 @@ Proxyless clients (grpcio, meshlib) name the bootstrap's certificate provider
 ``default`` (a file_watcher over the cert dir, gRFC A29): both the current fields
 (``tls_certificate_provider_instance``, ``ca_certificate_provider_instance``; grpc
 >= 1.66 requires them) and the deprecated ones older clients read. An Envoy
-sidecar reads the files of its cert dir (node metadata ``mesh.cert_dir``, default
-``/etc/certs``, Istio's historical mount) and watches the directory, so files that
-``meshctl agent`` replaces atomically are picked up without a new config.
+sidecar gets its certificates through file-based SDS over its cert dir (node metadata
+``mesh.cert_dir``, default ``/etc/certs``, Istio's historical mount): the contexts name
+the secrets ``default`` (its certificate and key) and ``ROOTCA`` (the mesh root), as
+Istio names them, each read from an SDS file in the cert dir (:func:`sds_files`, written
+by ``meshctl agent``) whose files Envoy watches (``watched_directory``). Envoy re-reads
+watched files only for secrets delivered by SDS — inline file names in a TLS context
+are read once — so this is what lets certificates that ``meshctl agent`` renews reach
+new handshakes. No key travels over xDS: each sidecar reads only the files it can read.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from envoy.config.core.v3 import base_pb2
-from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from envoy.config.core.v3 import base_pb2, config_source_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 from envoy.type.matcher.v3 import string_pb2
+from google.protobuf import any_pb2, json_format
 
 from controlplane.model import NodeInfo
 
@@ -25,6 +32,8 @@ ROOT_CERTIFICATE_NAME = "ROOTCA"
 CERT_DIR_KEY = "mesh.cert_dir"
 DEFAULT_CERT_DIR = "/etc/certs"
 CERT_CHAIN, KEY, ROOT_CERT = "cert-chain.pem", "key.pem", "root-cert.pem"
+# The SDS files in the cert dir, one secret each (Envoy reads DiscoveryResponse JSON).
+SDS_FILES = {PROVIDER_INSTANCE: "default.sds.json", ROOT_CERTIFICATE_NAME: "rootca.sds.json"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +55,7 @@ def mesh_tls_context(
 ) -> tls_pb2.CommonTlsContext:
     """The workload's certificate, checked against the mesh root (peer SANs when given)."""
     if source.cert_dir:
-        return _file_context(
-            f"{source.cert_dir}/{CERT_CHAIN}" if present else "",
-            f"{source.cert_dir}/{KEY}" if present else "",
-            f"{source.cert_dir}/{ROOT_CERT}",
-            sans,
-            watched=source.cert_dir,
-        )
+        return _sds_context(source.cert_dir, sans, present=present)
     identity = common_pb2.CertificateProviderPluginInstance(
         instance_name=PROVIDER_INSTANCE, certificate_name=PROVIDER_INSTANCE
     )
@@ -81,31 +84,78 @@ def mesh_tls_context(
     return context
 
 
+def _sds_secret(cert_dir: str, name: str) -> secret_pb2.SdsSecretConfig:
+    path = config_source_pb2.PathConfigSource(path=f"{cert_dir}/{SDS_FILES[name]}")
+    return secret_pb2.SdsSecretConfig(
+        name=name,
+        sds_config=config_source_pb2.ConfigSource(
+            path_config_source=path, resource_api_version=config_source_pb2.V3
+        ),
+    )
+
+
+def _sds_context(cert_dir: str, sans: Sequence[str], *, present: bool) -> tls_pb2.CommonTlsContext:
+    """The sidecar's ``default`` and ``ROOTCA`` secrets from its cert dir's SDS files,
+    peer SANs checked here (typed: URI for SPIFFE IDs)."""
+    validation = common_pb2.CertificateValidationContext(
+        match_typed_subject_alt_names=[_san_matcher(san) for san in sans]
+    )
+    context = tls_pb2.CommonTlsContext(
+        combined_validation_context=tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
+            default_validation_context=validation,
+            validation_context_sds_secret_config=_sds_secret(cert_dir, ROOT_CERTIFICATE_NAME),
+        )
+    )
+    if present:
+        context.tls_certificate_sds_secret_configs.append(_sds_secret(cert_dir, PROVIDER_INSTANCE))
+    return context
+
+
+def sds_files(cert_dir: str) -> dict[str, str]:
+    """File name -> content of the SDS files Envoy reads in ``cert_dir`` (an absolute
+    path, as the node metadata names it): the secrets over the cert dir's PEM files,
+    with the folder watched so renewed files are read again."""
+    directory = base_pb2.WatchedDirectory(path=cert_dir)
+    secrets = {
+        PROVIDER_INSTANCE: secret_pb2.Secret(
+            name=PROVIDER_INSTANCE,
+            tls_certificate=common_pb2.TlsCertificate(
+                certificate_chain=base_pb2.DataSource(filename=f"{cert_dir}/{CERT_CHAIN}"),
+                private_key=base_pb2.DataSource(filename=f"{cert_dir}/{KEY}"),
+                watched_directory=directory,
+            ),
+        ),
+        ROOT_CERTIFICATE_NAME: secret_pb2.Secret(
+            name=ROOT_CERTIFICATE_NAME,
+            validation_context=common_pb2.CertificateValidationContext(
+                trusted_ca=base_pb2.DataSource(filename=f"{cert_dir}/{ROOT_CERT}"),
+                watched_directory=directory,
+            ),
+        ),
+    }
+    files = {}
+    for name, secret in secrets.items():
+        packed = any_pb2.Any()
+        packed.Pack(secret)
+        response = discovery_pb2.DiscoveryResponse(resources=[packed])
+        files[SDS_FILES[name]] = json_format.MessageToJson(response, indent=2) + "\n"
+    return files
+
+
 def file_tls_context(
     certificate: str, private_key: str, ca_certificates: str, sans: Sequence[str]
 ) -> tls_pb2.CommonTlsContext:
-    """A DestinationRule's SIMPLE / MUTUAL files (read by the client)."""
-    return _file_context(certificate, private_key, ca_certificates, sans, watched="")
-
-
-def _file_context(
-    certificate: str, private_key: str, ca: str, sans: Sequence[str], *, watched: str
-) -> tls_pb2.CommonTlsContext:
-    directory = base_pb2.WatchedDirectory(path=watched) if watched else None
+    """A DestinationRule's SIMPLE / MUTUAL files (read by the client; not watched)."""
     validation = common_pb2.CertificateValidationContext(
-        trusted_ca=base_pb2.DataSource(filename=ca),
+        trusted_ca=base_pb2.DataSource(filename=ca_certificates),
         match_typed_subject_alt_names=[_san_matcher(san) for san in sans],
     )
-    if directory is not None:
-        validation.watched_directory.CopyFrom(directory)
     context = tls_pb2.CommonTlsContext(validation_context=validation)
     if certificate:
         pair = common_pb2.TlsCertificate(
             certificate_chain=base_pb2.DataSource(filename=certificate),
             private_key=base_pb2.DataSource(filename=private_key),
         )
-        if directory is not None:
-            pair.watched_directory.CopyFrom(directory)
         context.tls_certificates.append(pair)
     return context
 

@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     except MeshError as exc:
         print(f"conference_app: {exc}", file=sys.stderr)
         return 2
+    if mesh.certificates is not None:  # a join token (MESH_TOKEN_FILE): mTLS where the mesh says
+        print(f"[app      ] calling as {mesh.certificates.current().identity}", flush=True)
     tally = Tally()
     pace = Pace(args.requests, args.duration, args.interval)
     try:

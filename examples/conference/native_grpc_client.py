@@ -6,6 +6,14 @@ and gets the same config from the same control plane as meshlib does, so
 
     GRPC_XDS_BOOTSTRAP=bootstrap.json python native_grpc_client.py --requests 10
 
+Its channel has grpcio's xDS credentials: where the control plane says mTLS (the
+cluster's UpstreamTlsContext), grpcio presents the certificate of the bootstrap's
+``certificate_providers`` (files kept by ``meshctl agent``, ``meshctl bootstrap
+--cert-dir``) and checks the server's SPIFFE ID; elsewhere it falls back to plaintext.
+``--try-list-sessions`` makes one ListSessions call at the end, which mesh.yaml's
+AuthorizationPolicy does not allow this client (service account "kiosk"): the server
+refuses it with PERMISSION_DENIED.
+
 One line per call on stdout, as conference_app.py prints them.
 """
 
@@ -17,6 +25,7 @@ import sys
 import time
 
 import grpc
+import grpc.experimental
 from gen.conference.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
 SESSIONS_TARGET = "xds:///sessions:50051"
@@ -30,12 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--interval", type=float, default=0.1, help="pause between calls in seconds (0: none)"
     )
+    parser.add_argument(
+        "--try-list-sessions", action="store_true", help="end with one ListSessions call"
+    )
     args = parser.parse_args(argv)
     if not (os.environ.get("GRPC_XDS_BOOTSTRAP") or os.environ.get("GRPC_XDS_BOOTSTRAP_CONFIG")):
         print("native_grpc_client: set GRPC_XDS_BOOTSTRAP to a bootstrap file", file=sys.stderr)
         return 2
     failures = 0
-    with grpc.insecure_channel(SESSIONS_TARGET) as channel:
+    plaintext = grpc.experimental.insecure_channel_credentials()  # type: ignore[no-untyped-call]
+    credentials = grpc.xds_channel_credentials(plaintext)  # mTLS where the control plane says
+    with grpc.secure_channel(SESSIONS_TARGET, credentials) as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=READY_TIMEOUT_S)
         except grpc.FutureTimeoutError:
@@ -63,7 +77,28 @@ def main(argv: list[str] | None = None) -> int:
             )
             if args.interval > 0:
                 time.sleep(args.interval)
+        if args.try_list_sessions:
+            try_list_sessions(stub)
     return 1 if failures else 0
+
+
+def try_list_sessions(stub: sessions_pb2_grpc.SessionsStub) -> None:
+    """One ListSessions call: answered, or refused by the server's policy (DENIED)."""
+    try:
+        replies = list(
+            stub.ListSessions(sessions_pb2.ListSessionsRequest(), timeout=CALL_TIMEOUT_S)
+        )
+    except grpc.RpcError as exc:
+        if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.PERMISSION_DENIED:
+            print(
+                f"[grpcio   ] ListSessions() -> DENIED {exc.code().name}: {exc.details()}",
+                flush=True,
+            )
+        else:
+            print(f"[grpcio   ] ListSessions() -> ERROR {exc}", flush=True)
+        return
+    instances = ", ".join(sorted({reply.served_by.instance for reply in replies}))
+    print(f"[grpcio   ] ListSessions() -> {instances} ({len(replies)} sessions)", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,17 @@
     python examples/conference/run.py --forever     # until Ctrl-C
 
 Starts two Attendee instances, the control plane (with mesh.yaml, the attendees
-ports filled in), Session v1 and v2 (which register themselves), then an
-unmodified grpcio client and the conference app, both through the same
-bootstrap. ``--scale-out 5`` adds a second v2 instance 5 s into the app's run,
-to watch the app pick it up without a restart. Exit 0 when every instance
-answered, 1 otherwise. Every child is stopped on the way out, also on Ctrl-C,
-SIGTERM or an error.
+ports filled in; its CA in the temp dir, trust domain example.org), a join token
+per service account (``meshctl token create``), Session v1 and v2 (which get
+their certificates with their token, serve mTLS only and register themselves),
+a plaintext call straight to v1 (refused: STRICT), then an unmodified grpcio
+client (xDS credentials, certificates from ``meshctl agent``; its one
+ListSessions call is denied by mesh.yaml's AuthorizationPolicy) and the
+conference app (its token: mTLS to sessions). ``--scale-out 5`` adds a second
+v2 instance 5 s into the app's run, to watch the app pick it up without a
+restart. Exit 0 when every instance answered, the plaintext call was refused
+and the kiosk's ListSessions was denied; 1 otherwise. Every child is stopped
+on the way out, also on Ctrl-C, SIGTERM or an error.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 from types import FrameType
 
 from demo_config import render_mesh_config
+from demo_probe import plaintext_call
 from demo_processes import ManagedProcess, ProcessFailed
 from demo_summary import Tally, print_summary
 
@@ -38,6 +44,8 @@ HERE = Path(__file__).resolve().parent
 SERVING_TIMEOUT_S = 20.0
 BOTH_CALLERS = ("meshlib", "grpcio")  # sessions there from the start: both must reach them
 CALLER_TIMEOUT_S = 60.0  # beyond --duration: start-up plus the last calls' timeouts
+TRUST_DOMAIN = "example.org"
+NAMESPACE = "conference"
 
 
 class Demo:
@@ -90,17 +98,56 @@ def env_with_bootstrap(bootstrap: Path) -> dict[str, str]:
     return env
 
 
-def write_bootstrap(demo: Demo, xds_address: str, node_id: str) -> Path:
-    path = demo.workdir / f"bootstrap-{node_id}.json"
-    meshctl = demo.start(
-        f"meshctl-{node_id}",
-        [console_script("meshctl"), "bootstrap", "--xds-address", xds_address,
-         "--node-id", node_id, "-o", str(path)],
-    )  # fmt: skip
+def run_meshctl(demo: Demo, name: str, *args: str) -> ManagedProcess:
+    """``meshctl ARGS...`` to completion (ProcessFailed when it fails); its stdout stays
+    on the returned process."""
+    meshctl = demo.start(name, [console_script("meshctl"), *args])
     code = meshctl.wait(SERVING_TIMEOUT_S)
-    if code != 0 or not path.exists():
-        raise ProcessFailed(f"meshctl bootstrap failed ({code}); log: {meshctl.log_path}")
+    if code != 0:
+        raise ProcessFailed(f"meshctl {args[0]} failed ({code}); log: {meshctl.log_path}")
+    return meshctl
+
+
+def write_bootstrap(
+    demo: Demo, xds_address: str, node_id: str, cert_dir: Path | None = None
+) -> Path:
+    path = demo.workdir / f"bootstrap-{node_id}.json"
+    certs = ["--cert-dir", str(cert_dir)] if cert_dir is not None else []
+    run_meshctl(
+        demo, f"meshctl-bootstrap-{node_id}", "bootstrap", "--xds-address", xds_address,
+        "--node-id", node_id, *certs, "-o", str(path),
+    )  # fmt: skip
+    if not path.exists():
+        raise ProcessFailed(f"meshctl bootstrap wrote no {path}")
     return path
+
+
+def create_token(demo: Demo, admin_address: str, service_account: str) -> Path:
+    """A join token for ``service_account`` in the conference namespace, in a file."""
+    meshctl = run_meshctl(
+        demo, f"meshctl-token-{service_account}", "token", "create",
+        "--service-account", service_account, "--namespace", NAMESPACE,
+        "--admin-address", admin_address,
+    )  # fmt: skip
+    token = "".join(meshctl.lines(timeout=1.0)).strip()
+    if not token:
+        raise ProcessFailed(f"meshctl token create printed no token; log: {meshctl.log_path}")
+    path = demo.workdir / "tokens" / f"{service_account}.token"
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return path
+
+
+def with_token(env: dict[str, str], token_file: Path) -> dict[str, str]:
+    return {**env, "MESH_TOKEN_FILE": str(token_file)}
+
+
+@dataclass
+class ControlPlane:
+    xds_address: str
+    secure_xds_address: str
+    admin_address: str
 
 
 @dataclass
@@ -135,15 +182,55 @@ def run_caller(
 
 
 def start_sessions(
-    demo: Demo, tally: Tally, xds_address: str, version: str, name: str, callers: tuple[str, ...]
-) -> None:
-    """One Session instance with its own bootstrap; returns once it has registered."""
-    env = env_with_bootstrap(write_bootstrap(demo, xds_address, name))
+    demo: Demo,
+    tally: Tally,
+    cp: ControlPlane,
+    token: Path,
+    version: str,
+    name: str,
+    callers: tuple[str, ...],
+) -> int:
+    """One Session instance with its own bootstrap and the sessions token; returns its
+    port once it has registered."""
+    env = with_token(env_with_bootstrap(write_bootstrap(demo, cp.xds_address, name)), token)
     served = demo.start_service(
         name, python_script("sessions_service.py", "--port", "0", "--version", version), env
     )
-    tally.expect(f"sessions-{version}@{served['port']}", callers)
-    print(f"== {name} on port {served['port']}, registered as sessions:50051", flush=True)
+    port = int(str(served["port"]))
+    tally.expect(f"sessions-{version}@{port}", callers)
+    print(
+        f"== {name} on port {port} (mTLS only, as {served.get('identity')}), "
+        "registered as sessions:50051",
+        flush=True,
+    )
+    return port
+
+
+def start_kiosk_agent(demo: Demo, cp: ControlPlane, token: Path) -> Path:
+    """``meshctl agent`` writes the kiosk's certificate files (once: the demo is short;
+    left running it renews them at half their lifetime)."""
+    cert_dir = demo.workdir / "certs-kiosk"
+    agent = run_meshctl(
+        demo, "meshctl-agent-kiosk", "agent", "--token-file", str(token),
+        "--cert-dir", str(cert_dir), "--once",
+    )  # fmt: skip
+    for line in agent.lines(timeout=1.0):
+        if '"certificate_written"' in line:
+            identity = json.loads(line).get("identity")
+            print(f"== meshctl agent wrote the kiosk's certificate ({identity})", flush=True)
+    return write_bootstrap(demo, cp.secure_xds_address, "kiosk", cert_dir)
+
+
+def probe_plaintext(tally: Tally, port: int) -> None:
+    refused = plaintext_call(port)
+    tally.plaintext_refused = refused is not None
+    if refused is None:
+        print(f"== a plaintext call to sessions-v1@{port} was ANSWERED: mTLS is off", flush=True)
+    else:
+        print(
+            f"== a plaintext call to sessions-v1@{port} (no certificate): refused, {refused}",
+            flush=True,
+        )
 
 
 def run_demo(args: argparse.Namespace, demo: Demo, tally: Tally) -> None:
@@ -158,24 +245,54 @@ def run_demo(args: argparse.Namespace, demo: Demo, tally: Tally) -> None:
     render_mesh_config(HERE / "mesh.yaml", config, attendee_ports)
     print(f"== attendees listening on {attendee_ports}; mesh config: {config}", flush=True)
 
+    data_dir = demo.workdir / "controlplane"
     control_plane = demo.start_service(
         "controlplane",
         [console_script("mesh-controlplane"), "serve", "--config", str(config),
-         "--xds-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0"],
+         "--xds-address", "127.0.0.1:0", "--secure-xds-address", "127.0.0.1:0",
+         "--admin-address", "127.0.0.1:0",
+         "--data-dir", str(data_dir), "--trust-domain", TRUST_DOMAIN],
     )  # fmt: skip
-    xds_address = str(control_plane["xds_address"])
-    print(f"== control plane serving xDS on {xds_address}", flush=True)
-
-    for version in ("v1", "v2"):
-        start_sessions(demo, tally, xds_address, version, f"sessions-{version}", BOTH_CALLERS)
-
-    app_env = env_with_bootstrap(write_bootstrap(demo, xds_address, "conference-app"))
-    print("== an unmodified grpcio client, xds:///sessions:50051, same bootstrap:", flush=True)
-    native = demo.start(
-        "grpcio-client", python_script("native_grpc_client.py", "--requests", "6"), app_env
+    cp = ControlPlane(
+        str(control_plane["xds_address"]),
+        str(control_plane["secure_xds_address"]),
+        str(control_plane["admin_address"]),
     )
+    print(
+        f"== control plane: xDS on {cp.xds_address}, secure xDS (certificates) on "
+        f"{cp.secure_xds_address}, CA for {TRUST_DOMAIN} in {data_dir}",
+        flush=True,
+    )
+    tokens = {sa: create_token(demo, cp.admin_address, sa) for sa in ("sessions", "app", "kiosk")}
+    print(
+        f"== join tokens (meshctl token create) for {', '.join(tokens)} "
+        f"in namespace {NAMESPACE}; mesh.yaml: STRICT mTLS, sessions callers app and kiosk",
+        flush=True,
+    )
+
+    sessions = tokens["sessions"]
+    ports = [
+        start_sessions(demo, tally, cp, sessions, version, f"sessions-{version}", BOTH_CALLERS)
+        for version in ("v1", "v2")
+    ]
+    probe_plaintext(tally, ports[0])
+
+    kiosk_env = env_with_bootstrap(start_kiosk_agent(demo, cp, tokens["kiosk"]))
+    print(
+        "== an unmodified grpcio client (the kiosk), xds:///sessions:50051, xDS credentials:",
+        flush=True,
+    )
+    native = demo.start(
+        "grpcio-client",
+        python_script("native_grpc_client.py", "--requests", "6", "--try-list-sessions"),
+        kiosk_env,
+    )
+    tally.expected_denials.add("grpcio")
     run_caller(native, tally, "grpcio", CALLER_TIMEOUT_S)
 
+    app_env = with_token(
+        env_with_bootstrap(write_bootstrap(demo, cp.xds_address, "conference-app")), tokens["app"]
+    )
     length = ["--forever"] if args.forever else ["--duration", str(args.duration)]
     mode = ["--async"] if args.use_async else []
     print("== the conference app through meshlib (Ctrl-C to stop):", flush=True)
@@ -188,10 +305,11 @@ def run_demo(args: argparse.Namespace, demo: Demo, tally: Tally) -> None:
     )
     scale_out = None
     if args.scale_out is not None:
-        scale_out = Scheduled(
-            args.scale_out,
-            lambda: start_sessions(demo, tally, xds_address, "v2", "sessions-v2-b", ("meshlib",)),
-        )
+
+        def start_another_v2() -> None:
+            start_sessions(demo, tally, cp, sessions, "v2", "sessions-v2-b", ("meshlib",))
+
+        scale_out = Scheduled(args.scale_out, start_another_v2)
     timeout = None if args.forever else args.duration + CALLER_TIMEOUT_S
     run_caller(app, tally, "meshlib", timeout, scale_out)  # --forever: until Ctrl-C (main)
 

@@ -5,11 +5,18 @@ No config file names its instances: each one calls ``mesh.register`` for
 really listens on; the ``sessions`` ServiceEntry (workloadSelector app=sessions)
 then routes callers to it. v2 also fills ``livestream_url``.
 
-    GRPC_XDS_BOOTSTRAP=bootstrap.json python sessions_service.py --port 0 --version v2
+    GRPC_XDS_BOOTSTRAP=bootstrap.json MESH_TOKEN_FILE=sessions.token \\
+        python sessions_service.py --port 0 --version v2
+
+With a join token (``MESH_TOKEN_FILE`` or ``MESH_TOKEN``) the mesh gets the
+instance's certificate first; the port then serves mTLS only
+(``mesh.server_credentials()``) and ``mesh.grpc_server()`` applies the mesh's
+policy (mesh.yaml's AuthorizationPolicy) to every call. Without one it serves
+plaintext.
 
 Once registered it prints one JSON line on stdout, ``{"event": "serving",
-"service": "sessions", "version": V, "port": P}``, then logs only to stderr.
-On SIGINT/SIGTERM it deregisters (``mesh.close()``) and stops.
+"service": "sessions", "version": V, "port": P, "identity": SPIFFE_ID}``, then
+logs only to stderr. On SIGINT/SIGTERM it deregisters (``mesh.close()``) and stops.
 """
 
 from __future__ import annotations
@@ -91,13 +98,40 @@ class SessionsServicer(sessions_pb2_grpc.SessionsServicer):
 
 
 def serve(host: str, port: int, version: str, register: bool) -> None:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    bound_port = server.add_insecure_port(f"{host}:{port}")
-    if bound_port == 0:
-        raise OSError(f"cannot listen on {host}:{port}")
-    instance = f"sessions-{version}@{bound_port}"
-    sessions_pb2_grpc.add_SessionsServicer_to_server(SessionsServicer(version, instance), server)
-    server.start()
+    # With a join token (MESH_TOKEN_FILE / MESH_TOKEN) the mesh has an identity: the port
+    # serves mTLS with its certificate, and mesh.grpc_server() applies the mesh's
+    # policies (mesh.yaml's PeerAuthentication and AuthorizationPolicy) to every call.
+    mesh = meshlib.Mesh() if register else None
+    try:
+        server = (mesh.grpc_server if mesh is not None else grpc.server)(
+            futures.ThreadPoolExecutor(max_workers=8)
+        )
+        address = f"{host}:{port}"
+        if mesh is not None and mesh.certificates is not None:
+            bound_port = server.add_secure_port(address, mesh.server_credentials())
+        else:
+            bound_port = server.add_insecure_port(address)
+        if bound_port == 0:
+            raise OSError(f"cannot listen on {address}")
+        instance = f"sessions-{version}@{bound_port}"
+        sessions_pb2_grpc.add_SessionsServicer_to_server(
+            SessionsServicer(version, instance), server
+        )
+        server.start()
+        _serve_until_signal(server, mesh, version, instance, host, bound_port)
+    finally:
+        if mesh is not None:
+            mesh.close()  # idempotent: after an error before serving
+
+
+def _serve_until_signal(
+    server: grpc.Server,
+    mesh: meshlib.Mesh | None,
+    version: str,
+    instance: str,
+    host: str,
+    bound_port: int,
+) -> None:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -105,7 +139,6 @@ def serve(host: str, port: int, version: str, register: bool) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
-    mesh = meshlib.Mesh() if register else None
     try:
         if mesh is not None:
             mesh.register(
@@ -115,18 +148,22 @@ def serve(host: str, port: int, version: str, register: bool) -> None:
                 target_port=bound_port,
                 address=host,
             )
+        identity = None
+        if mesh is not None and mesh.certificates is not None:
+            identity = mesh.certificates.current().identity
         print(
             json.dumps(
-                {"event": "serving", "service": "sessions", "version": version, "port": bound_port}
+                {"event": "serving", "service": "sessions", "version": version,
+                 "port": bound_port, "identity": str(identity) if identity else None}
             ),
             flush=True,
-        )
+        )  # fmt: skip
         log.info("sessions_serving", instance=instance, registered=mesh is not None)
         stop.wait()
         log.info("sessions_stopping", instance=instance)
     finally:
         if mesh is not None:
-            mesh.close()  # deregisters: callers stop picking this instance
+            mesh.close()  # deregisters before the server stops taking calls
         server.stop(grace=1.0).wait()
 
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 
 from meshlib.errors import ServiceNotReadyError, XdsError
 from meshlib.observability.logging import get_logger
+from meshlib.xds_client.inbound_resources import InboundListenerResource
 from meshlib.xds_client.watchers import CancelWatch
 
 log = get_logger(__name__)
@@ -114,7 +115,10 @@ class Membership:
     # --- the wildcard watcher (xDS thread) --------------------------------------
 
     def on_changed(self, resources: Mapping[str, object]) -> None:
-        names = frozenset(resources)
+        # A server's own inbound listener is in the same LDS world; it is no service.
+        names = frozenset(
+            name for name, r in resources.items() if not isinstance(r, InboundListenerResource)
+        )
         previous = self.names
         with self._lock:
             self.names = names

@@ -18,6 +18,7 @@ from meshlib.resilience.xds_cluster import ClusterResilienceRegistry
 from meshlib.routing._membership import Membership
 from meshlib.routing.service import ServiceState
 from meshlib.routing.watch import WatchSource
+from meshlib.security.keeper import CertificateKeeper
 from meshlib.xds_client.resource_types import LISTENER
 from meshlib.xds_client.resources import Locality
 
@@ -72,8 +73,14 @@ class ServiceDirectory:
         *,
         ready_timeout_s: float = 5.0,
         local_locality: Locality | None = None,
+        certificates: CertificateKeeper | None = None,
     ) -> None:
         self._source_factory = source_factory
+        #: The workload certificate (None: no identity); a rotation rebuilds every service.
+        self.certificates = certificates
+        self._unsubscribe = (
+            certificates.subscribe(self._certificate_changed) if certificates is not None else None
+        )
         #: The caller's locality (bootstrap node), handed to each service for zone-aware routing.
         self.local_locality = local_locality
         #: Per-cluster thresholds, retry budgets and degraded marks, shared by every service.
@@ -138,15 +145,22 @@ class ServiceDirectory:
                     self._source_factory(),
                     local_locality=self.local_locality,
                     cluster_resilience=self.cluster_resilience,
+                    certificates=self.certificates,
                 )
                 self._services[target] = state
         return state
+
+    def _certificate_changed(self, _certificate: object) -> None:
+        for state in self.services():
+            state.certificate_changed()
 
     def services(self) -> Iterable[ServiceState]:
         with self._lock:
             return list(self._services.values())
 
     def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         with self._lock:
             self._closed = True
             states = list(self._services.values())

@@ -38,6 +38,7 @@ from meshlib.routing.snapshot import (
     failed_cluster,
 )
 from meshlib.routing.watch import Watch, WatchSource
+from meshlib.security.keeper import CertificateKeeper
 from meshlib.xds_client import CLUSTER, ENDPOINTS, LISTENER, ROUTE_CONFIG
 from meshlib.xds_client.resources import (
     ClusterResource,
@@ -63,8 +64,11 @@ class ServiceState:
         *,
         local_locality: Locality | None = None,
         cluster_resilience: ClusterResilienceRegistry | None = None,
+        certificates: CertificateKeeper | None = None,
     ) -> None:
         self.target = target
+        #: The workload certificate clusters with mTLS present (None: no identity).
+        self._certificates = certificates
         #: Per-cluster thresholds / budgets / degraded marks, shared by the mesh's services.
         self._cluster_resilience = cluster_resilience or ClusterResilienceRegistry()
         self._compiler = ResilienceCompiler(target)
@@ -338,18 +342,27 @@ class ServiceState:
             endpoints = self._endpoints.get(eds_name)
             if endpoints is None:
                 return None
+        certificate = self._certificates.current() if self._certificates is not None else None
         previous = self._cluster_states.get(name)
         if (
             previous is not None
             and previous.resource is cluster
             and previous.endpoints is endpoints
+            and (cluster.tls is None or previous.pool.certificate is certificate)
         ):
             return previous
         runtime = self._runtimes.get(name)
         if runtime is None:
             runtime = ClusterRuntime(name, local_locality=self.local_locality)
             self._runtimes[name] = runtime
-        return build_cluster_state(cluster, endpoints, runtime)
+        return build_cluster_state(cluster, endpoints, runtime, certificate=certificate)
+
+    def certificate_changed(self) -> None:
+        """A rotated workload certificate: clusters with mTLS get new pool settings (new
+        endpoint clients present it; the old ones drain)."""
+        with self._lock:
+            if not self._closed:
+                self._rebuild()
 
     def _rebuild(self) -> None:
         config, table = self._route_config, self._table

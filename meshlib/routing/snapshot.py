@@ -27,6 +27,7 @@ from meshlib.resilience.route_resilience import NO_SERVICE_RESILIENCE, ServiceRe
 from meshlib.resilience.xds_cluster import ClusterResilience
 from meshlib.routing._route_table import RouteResult, RouteTable
 from meshlib.routing.connection_pool import DEFAULT_POOL_SETTINGS, PoolSettings, pool_settings
+from meshlib.security.pki import WorkloadCertificate
 from meshlib.xds_client.resources import (
     ClusterResource,
     ClusterType,
@@ -65,14 +66,23 @@ def build_cluster_state(
     runtime: ClusterRuntime | None = None,
     *,
     local_locality: Locality | None = None,
+    certificate: WorkloadCertificate | None = None,
 ) -> ClusterState:
     """The cluster state for a CDS resource and (for EDS clusters) its endpoints.
 
     ``runtime`` carries active requests, slow-start clocks and ejections across
     rebuilds (pass the cluster's previous one); None starts a fresh one.
     ``local_locality`` (the bootstrap node's) drives zone-aware routing.
+    ``certificate``: the workload certificate a cluster with mTLS presents.
     """
     name = cluster.name
+    if cluster.tls is not None and certificate is None:
+        return failed_cluster(
+            name,
+            f"cluster {name!r} requires mTLS (CDS UpstreamTlsContext) but this mesh has no "
+            "workload identity: give Mesh a join token (token=, MESH_TOKEN, MESH_TOKEN_FILE) "
+            "or a bootstrap with certificate_providers",
+        )
     if cluster.type is ClusterType.LOGICAL_DNS:
         if not cluster.dns_host or cluster.dns_port is None:
             return failed_cluster(name, f"LOGICAL_DNS cluster {name!r} has no host and port")
@@ -96,7 +106,13 @@ def build_cluster_state(
     except ValueError as exc:
         return failed_cluster(name, f"cluster {name!r}: {exc}")
     return ClusterState(
-        name, runtime, cluster, endpoints, runtime.authorities, runtime, pool_settings(cluster)
+        name,
+        runtime,
+        cluster,
+        endpoints,
+        runtime.authorities,
+        runtime,
+        pool_settings(cluster, certificate),
     )
 
 

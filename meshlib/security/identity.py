@@ -3,16 +3,26 @@
 Istio's form: the trust domain, then the Kubernetes namespace and service account.
 Policies write the same identity without the scheme (``TD/ns/NS/sa/SA``, Istio's
 principal), which :attr:`SpiffeId.principal` gives.
+
+:attr:`SpiffeId.dns_name` is the one DNS SAN the mesh CA adds to every leaf beside
+the URI SAN (X.509-SVID allows other SAN types), because grpcio's TLS checks only
+DNS names: ``SA.NS.HASH.spiffe.invalid``, HASH the first 24 hex digits of the
+SHA-256 of the SPIFFE ID. The readable part is for people; the hash makes it
+unambiguous (names may hold dots, so ``a.b``/``c`` and ``a``/``b.c`` differ by it);
+``.invalid`` (RFC 2606) can never be a real host.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
 from meshlib.errors import IdentityError
 
 SCHEME = "spiffe://"
+DNS_SUFFIX = ".spiffe.invalid"
+DNS_HASH_HEX = 24
 # A trust domain is a DNS-like name (SPIFFE: lowercase letters, digits, '.', '-', '_').
 _TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]{1,255}$")
 # Namespaces and service accounts are Kubernetes DNS labels / subdomains.
@@ -63,6 +73,15 @@ class SpiffeId:
     def principal(self) -> str:
         """Istio's principal form, as AuthorizationPolicy writes it."""
         return f"{self.trust_domain}/ns/{self.namespace}/sa/{self.service_account}"
+
+    @property
+    def dns_name(self) -> str:
+        """The DNS SAN standing for this identity (see the module docstring)."""
+        digest = hashlib.sha256(str(self).encode()).hexdigest()[:DNS_HASH_HEX]
+        readable = f"{self.service_account}.{self.namespace}."
+        if len(readable) + DNS_HASH_HEX + len(DNS_SUFFIX) > 253:
+            readable = ""  # only the hash when the names are too long for DNS
+        return f"{readable}{digest}{DNS_SUFFIX}"
 
     @classmethod
     def parse(cls, text: str) -> SpiffeId:

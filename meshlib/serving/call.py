@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Final, Literal
 
 from meshlib.resilience.deadline import Deadline
+from meshlib.security.peer import PeerTls
 
 Protocol = Literal["grpc", "http"]
 RawHeaders = Iterable[tuple[str | bytes, str | bytes]]
@@ -41,18 +42,25 @@ class IncomingCall:
     """One incoming call: ``protocol`` (``"grpc"`` or ``"http"``), ``method`` (the
     gRPC method path ``/pkg.Service/Method``, or the HTTP method), ``path`` (the
     gRPC method path again, or the HTTP path), ``peer`` (``HOST:PORT`` of the
-    caller, None when the server does not say), :attr:`headers` and :meth:`deadline`.
+    caller, None when the server does not say), :attr:`headers`, :meth:`deadline`
+    and :meth:`peer_tls`; ``local``, ``query`` and ``sni`` when the server knows them.
     """
 
     __slots__ = (
         "_deadline",
         "_headers",
+        "_peer_tls",
         "_raw",
         "_read_deadline",
+        "_read_peer_tls",
+        "header_edits",
+        "local",
         "method",
         "path",
         "peer",
         "protocol",
+        "query",
+        "sni",
     )
 
     def __init__(
@@ -64,6 +72,10 @@ class IncomingCall:
         peer: str | None,
         headers: RawHeaders,
         deadline: Callable[[], Deadline | None],
+        peer_tls: Callable[[], PeerTls | None] | None = None,
+        local: tuple[str, int] | None = None,
+        query: str = "",
+        sni: str = "",
     ) -> None:
         self.protocol: Protocol = protocol
         self.method = method
@@ -73,6 +85,13 @@ class IncomingCall:
         self._headers: dict[str, str] | None = None
         self._read_deadline = deadline
         self._deadline: object = _UNREAD
+        self._read_peer_tls = peer_tls
+        self._peer_tls: object = _UNREAD
+        self.local = local  # (IP, port) the call came in on, when the server says
+        self.query = query  # the HTTP query string ("" for gRPC)
+        self.sni = sni  # the TLS server name the caller asked for ("" when unknown)
+        # What a policy changes in the request the handler sees: (remove, add); HTTP only.
+        self.header_edits: tuple[frozenset[str], Mapping[str, str]] | None = None
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -90,6 +109,15 @@ class IncomingCall:
             self._deadline = self._read_deadline()
         deadline: Deadline | None = self._deadline  # type: ignore[assignment]
         return deadline
+
+    def peer_tls(self) -> PeerTls | None:
+        """The caller's TLS side (its verified certificate and SPIFFE ID), read from the
+        server on first use (:mod:`meshlib.security.peer`); None over plaintext."""
+        if self._peer_tls is _UNREAD:
+            read = self._read_peer_tls
+            self._peer_tls = None if read is None else read()
+        found: PeerTls | None = self._peer_tls  # type: ignore[assignment]
+        return found
 
     def __repr__(self) -> str:
         return f"IncomingCall({self.protocol} {self.method} {self.path} from {self.peer})"

@@ -1,11 +1,10 @@
 """The default server policy list, in order, in one readable place.
 
-    rate limit (when given)  ->  deadline
+    rate limit (when given)  ->  inbound (JWT + RBAC, when given)  ->  deadline
 
 A cheap refusal first, so an overloaded server spends nothing on a call it
-drops. Authentication, authorization (from the workload's inbound listener),
-metrics and tracing go here when they land: authentication and authorization
-before the deadline, metrics and tracing outermost.
+drops; then authentication and authorization from the workload's inbound
+listener (:mod:`.inbound_policy`); metrics and tracing go outermost when they land.
 """
 
 from __future__ import annotations
@@ -15,15 +14,19 @@ from collections.abc import Sequence
 from meshlib.resilience.rate_limit import TokenBucket
 from meshlib.serving.deadline_policy import DeadlinePolicy
 from meshlib.serving.decision import ServerPolicy
+from meshlib.serving.inbound_policy import InboundPolicy
 from meshlib.serving.rate_limit_policy import RateLimitPolicy
 
 
-def server_policies(*, rate_limit: TokenBucket | None = None) -> tuple[ServerPolicy, ...]:
-    """The policies a mesh server applies, in order: today the same for every mesh
-    (the workload's inbound policy joins this list with the security work)."""
+def server_policies(
+    *, rate_limit: TokenBucket | None = None, inbound: InboundPolicy | None = None
+) -> tuple[ServerPolicy, ...]:
+    """The policies a mesh server applies, in order."""
     policies: list[ServerPolicy] = []
     if rate_limit is not None:
         policies.append(RateLimitPolicy(rate_limit))
+    if inbound is not None:
+        policies.append(inbound)
     policies.append(DeadlinePolicy())
     return tuple(policies)
 

@@ -16,7 +16,10 @@ and Envoy's ``x-envoy-expected-rq-timeout-ms`` (the earliest wins):
   downstream deadline, an open breaker, a rate limit...) is answered as an
   Envoy sidecar would (504, 503 + ``x-envoy-overloaded``, 429, ...);
 - with ``rate_limit=TokenBucket(...)`` the server also enforces a local rate
-  limit (429, or the bucket's status) before the app runs.
+  limit (429, or the bucket's status) before the app runs;
+- with ``mesh=``, the workload's inbound listener authorizes each request (RBAC
+  403 ``RBAC: access denied``, JWT 401); ``port=`` (and ``address=``) start its watch
+  before the first request, else the first request's local address does.
 
 Either way of adding it works, also with an error middleware inside the app
 (Starlette's and FastAPI's ``ServerErrorMiddleware`` answers 500 and then re-raises:
@@ -51,8 +54,11 @@ from meshlib.resilience.deadline import (
     deadline_from_headers,
 )
 from meshlib.resilience.rate_limit import TokenBucket
+from meshlib.security.peer import asgi_peer_tls, asgi_sni
 from meshlib.serving.call import IncomingCall
 from meshlib.serving.decision import Deny, ServerPolicy, admit
+from meshlib.serving.inbound_policy import InboundPolicy
+from meshlib.serving.inbound_rules import headers_after
 from meshlib.serving.stack import policy_list
 from meshlib.transport.resilience_errors import http_status_of
 
@@ -89,7 +95,15 @@ def _peer(scope: Scope) -> str | None:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _local(scope: Scope) -> tuple[str, int] | None:
+    server = scope.get("server")
+    if not server or len(server) < 2 or server[1] is None:
+        return None
+    return str(server[0]), int(server[1])
+
+
 def _incoming(scope: Scope) -> IncomingCall:
+    query = scope.get("query_string") or b""
     return IncomingCall(
         protocol="http",
         method=scope.get("method", "GET"),
@@ -97,6 +111,10 @@ def _incoming(scope: Scope) -> IncomingCall:
         peer=_peer(scope),
         headers=scope.get("headers") or (),
         deadline=lambda: _incoming_deadline(scope),
+        peer_tls=lambda: asgi_peer_tls(scope),
+        local=_local(scope),
+        query=query.decode("latin-1") if isinstance(query, bytes) else str(query),
+        sni=asgi_sni(scope),
     )
 
 
@@ -186,6 +204,8 @@ class MeshMiddleware:
         mesh: PolicySource | None = None,
         policies: Sequence[ServerPolicy] | None = None,
         rate_limit: TokenBucket | None = None,
+        port: int | None = None,
+        address: str = "0.0.0.0",
     ) -> None:
         self.app = app
         if mesh is not None:
@@ -194,15 +214,22 @@ class MeshMiddleware:
             self.policies = mesh.server_policies()
         else:
             self.policies = policy_list(policies, rate_limit)
+        if port is not None:  # watch this port's inbound listener before the first request
+            for policy in self.policies:
+                if isinstance(policy, InboundPolicy):
+                    policy.serve(address, port)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
-        admitted = admit(self.policies, _incoming(scope))
+        call = _incoming(scope)
+        admitted = admit(self.policies, call)
         if isinstance(admitted, Deny):
             await _answer(send, admitted.http_status, admitted.http_body, _denial_headers(admitted))
             return
+        if call.header_edits is not None:  # e.g. a JWT not forwarded, its payload header
+            scope = {**scope, "headers": headers_after(list(scope["headers"]), call.header_edits)}
         holding = _HoldingSend(send)
         with admitted.scope():
             try:

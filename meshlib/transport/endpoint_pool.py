@@ -14,6 +14,11 @@ can finish (closed right there for sync clients, scheduled onto their event
 loop for asyncio ones: :class:`LoopCloser`). An endpoint that comes back
 while draining gets its client back. Lookups are a dict read; only creation
 takes the lock.
+
+mTLS: the workload certificate is part of the settings, so a rotated certificate
+(new settings in the service's next snapshot) opens new clients with it and drains
+the old ones; those get ``ROTATION_DRAIN_S`` (longer streams may run on them: the
+certificate they were opened with stays valid a while).
 """
 
 from __future__ import annotations
@@ -26,7 +31,11 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from meshlib.observability.logging import get_logger
-from meshlib.routing.connection_pool import DEFAULT_POOL_SETTINGS, PoolSettings
+from meshlib.routing.connection_pool import (
+    DEFAULT_POOL_SETTINGS,
+    PoolSettings,
+    only_certificate_differs,
+)
 from meshlib.routing.service import ServiceState
 from meshlib.routing.snapshot import ServiceSnapshot, ServiceView
 from meshlib.xds_client.resources import Endpoint
@@ -37,6 +46,8 @@ T = TypeVar("T")
 
 #: How long a removed endpoint's client stays open for the calls already on it.
 DEFAULT_DRAIN_S = 1.0
+#: How long a client opened with a rotated-out workload certificate stays open.
+ROTATION_DRAIN_S = 60.0
 
 
 class EndpointPool(Generic[T]):
@@ -83,8 +94,12 @@ class EndpointPool(Generic[T]):
             client = revived[0] if revived is not None else self._factory(endpoint, settings)
             # The same cluster's client with its previous settings: drained.
             replaced = [s for s in by_settings if s.cluster == settings.cluster]
-            close_at = time.monotonic() + self._drain_s
+            now = time.monotonic()
             for old in replaced:
+                rotated = only_certificate_differs(old, settings)
+                close_at = now + (
+                    max(self._drain_s, ROTATION_DRAIN_S) if rotated else self._drain_s
+                )
                 self._draining[(authority, old)] = (by_settings.pop(old), close_at)
             by_settings[settings] = client
             if replaced:

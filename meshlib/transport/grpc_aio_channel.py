@@ -47,6 +47,7 @@ from meshlib.transport.grpc_routing import (
 from meshlib.transport.grpc_subchannels import MethodCallables, SubChannels
 from meshlib.transport.grpc_try import GrpcCall, GrpcCallPlan, GrpcPlans, GrpcSide, GrpcTry
 from meshlib.transport.mirror import MirrorStats, TaskMirror
+from meshlib.transport.pool_settings import open_endpoint_channel
 from meshlib.transport.resilience_errors import as_aio_rpc_error
 from meshlib.transport.services import MeshServices
 from meshlib.xds_client.resources import Endpoint
@@ -64,8 +65,11 @@ class AioMeshChannel(grpc.aio.Channel):
         self._subs: SubChannels[grpc.aio.Channel] = SubChannels(
             routing.state,
             routing.target,
-            lambda ep, authority, settings: grpc.aio.insecure_channel(
-                ep.authority, options=routing.sub_channel_options(user_options, authority, settings)
+            lambda ep, authority, settings: open_endpoint_channel(
+                grpc.aio,
+                ep,
+                routing.sub_channel_options(user_options, authority, settings),
+                settings,
             ),
             self._closer.schedule,
         )

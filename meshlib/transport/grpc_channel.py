@@ -39,6 +39,7 @@ from meshlib.transport.grpc_routing import (
 )
 from meshlib.transport.grpc_subchannels import SubChannels
 from meshlib.transport.mirror import MirrorStats, ThreadMirror
+from meshlib.transport.pool_settings import open_endpoint_channel
 from meshlib.transport.services import MeshServices
 from meshlib.xds_client.resources import Endpoint
 
@@ -56,8 +57,8 @@ class MeshChannel(grpc.Channel):
         self._subs: SubChannels[grpc.Channel] = SubChannels(
             routing.state,
             routing.target,
-            lambda ep, authority, settings: grpc.insecure_channel(
-                ep.authority, options=routing.sub_channel_options(user_options, authority, settings)
+            lambda ep, authority, settings: open_endpoint_channel(
+                grpc, ep, routing.sub_channel_options(user_options, authority, settings), settings
             ),
             _close_channels,
         )

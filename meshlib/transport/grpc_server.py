@@ -28,6 +28,7 @@ import grpc.aio
 from meshlib.errors import ResilienceError
 from meshlib.resilience.deadline import Deadline
 from meshlib.resilience.rate_limit import TokenBucket
+from meshlib.security.peer import grpc_peer_tls
 from meshlib.serving.call import IncomingCall
 from meshlib.serving.decision import Admitted, Deny, ServerPolicy, admit
 from meshlib.serving.stack import policy_list
@@ -70,6 +71,7 @@ def _incoming(details: grpc.HandlerCallDetails, context: Any) -> IncomingCall:
         peer=_peer(context),
         headers=details.invocation_metadata or (),
         deadline=lambda: _deadline_of(context),
+        peer_tls=lambda: grpc_peer_tls(context),
     )
 
 

@@ -16,6 +16,12 @@ later of that and the current reconnect backoff).
 What no client can apply (``max_requests_per_connection``,
 ``max_connection_duration``) is logged once per cluster as
 ``cluster_setting_not_applied``; Envoy sidecars apply it.
+
+mTLS (settings with ``tls`` and the workload ``certificate``): the httpx transport
+gets the cluster's :class:`~meshlib.transport.endpoint_tls.EndpointSSLContext` and
+runs TLS on every connection it opens (:mod:`.tls_backend`); the gRPC sub-channel is a secure
+channel with the certificate and the endpoint's expected peer name
+(:mod:`meshlib.transport.endpoint_tls`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ import httpx
 
 from meshlib.observability.logging import get_logger
 from meshlib.routing.connection_pool import PoolSettings
+from meshlib.transport.endpoint_tls import (
+    EndpointSSLContext,
+    endpoint_ssl_context,
+    grpc_endpoint_credentials,
+)
+from meshlib.transport.tls_backend import install_tls
+from meshlib.xds_client.resources import Endpoint
 
 log = get_logger(__name__)
 
@@ -85,6 +98,9 @@ def httpx_pool_options(base: Mapping[str, Any], settings: PoolSettings) -> dict[
     if settings.http2 and has_h2():
         options["http1"] = False  # HTTP/2 with prior knowledge on plain connections
         options["http2"] = True
+    if settings.certificate is not None:  # the mesh's TLS, not the user's verify / cert
+        options.pop("cert", None)
+        options["verify"] = endpoint_ssl_context(settings)
     report_not_applied(settings, "httpx")
     return options
 
@@ -105,11 +121,15 @@ def capped_connect(request: httpx.Request, connect_timeout_s: float | None) -> N
 
 
 class ClusterHTTPTransport(httpx.HTTPTransport):
-    """An endpoint's httpx transport that caps each request's connect timeout."""
+    """An endpoint's httpx transport that caps each request's connect timeout (and
+    speaks mTLS when ``verify`` is an :class:`EndpointSSLContext`)."""
 
     def __init__(self, connect_timeout_s: float | None, **options: Any) -> None:
         super().__init__(**options)
         self.connect_timeout_s = connect_timeout_s
+        context = options.get("verify")
+        if isinstance(context, EndpointSSLContext):
+            install_tls(self._pool, context, is_async=False)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         capped_connect(request, self.connect_timeout_s)
@@ -122,6 +142,9 @@ class AsyncClusterHTTPTransport(httpx.AsyncHTTPTransport):
     def __init__(self, connect_timeout_s: float | None, **options: Any) -> None:
         super().__init__(**options)
         self.connect_timeout_s = connect_timeout_s
+        context = options.get("verify")
+        if isinstance(context, EndpointSSLContext):
+            install_tls(self._pool, context, is_async=True)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         capped_connect(request, self.connect_timeout_s)
@@ -144,6 +167,30 @@ def grpc_pool_options(settings: PoolSettings) -> list[tuple[str, int]]:
         options.append(("grpc.client_idle_timeout_ms", idle_ms))
     report_not_applied(settings, "grpc")
     return options
+
+
+def open_endpoint_channel(
+    module: Any, endpoint: Endpoint, options: list[tuple[str, Any]], settings: PoolSettings
+) -> Any:
+    """One endpoint's sub-channel (``module``: ``grpc`` or ``grpc.aio``), secure when
+    the cluster's settings carry mTLS."""
+    if settings.certificate is None:
+        return module.insecure_channel(endpoint.authority, options=options)
+    credentials, tls_options = grpc_endpoint_credentials(endpoint, settings)
+    # grpc-core accepts a call's :authority on an overridden TLS target only when it
+    # equals the channel's authority without its port: send the host alone.
+    secured = [
+        (key, _host_only(value) if key == "grpc.default_authority" else value)
+        for key, value in options
+    ]
+    return module.secure_channel(endpoint.authority, credentials, options=secured + tls_options)
+
+
+def _host_only(authority: str) -> str:
+    host, colon, port = authority.rpartition(":")
+    if not colon or not port.isdigit() or (host.count(":") and not host.endswith("]")):
+        return authority
+    return host
 
 
 def _grpc_ms(seconds: float, *, minimum: int) -> int:

@@ -34,6 +34,8 @@ import grpc
 from meshlib._protos import registry_v1_pb2 as pb
 from meshlib.errors import RegistrationError
 from meshlib.observability.logging import get_logger
+from meshlib.security.keeper import CertificateKeeper
+from meshlib.security.proof_calls import with_proofs
 from meshlib.xds_client.backoff import Backoff
 from meshlib.xds_client.bootstrap import XdsServerConfig
 from meshlib.xds_client.channel import open_channel
@@ -89,6 +91,12 @@ def detect_address(server_uri: str) -> str:
         ) from exc
 
 
+def _deterministic(message: Any) -> bytes:
+    """The bytes a call's identity proof is signed over (map order fixed)."""
+    data: bytes = message.SerializeToString(deterministic=True)
+    return data
+
+
 class _RegistryCalls:
     """The Registry's three calls over one channel (one per bootstrap server)."""
 
@@ -96,17 +104,17 @@ class _RegistryCalls:
         self.channel = channel
         self.register = channel.unary_unary(
             _SERVICE + "Register",
-            request_serializer=pb.RegisterRequest.SerializeToString,
+            request_serializer=_deterministic,
             response_deserializer=pb.RegisterResponse.FromString,
         )
         self.heartbeat = channel.unary_unary(
             _SERVICE + "Heartbeat",
-            request_serializer=pb.HeartbeatRequest.SerializeToString,
+            request_serializer=_deterministic,
             response_deserializer=pb.HeartbeatResponse.FromString,
         )
         self.deregister = channel.unary_unary(
             _SERVICE + "Deregister",
-            request_serializer=pb.DeregisterRequest.SerializeToString,
+            request_serializer=_deterministic,
             response_deserializer=pb.DeregisterResponse.FromString,
         )
 
@@ -323,15 +331,20 @@ def open_registration(
     request: pb.RegisterRequest,
     *,
     on_close: Callable[[Registration], None] | None = None,
+    certificates: CertificateKeeper | None = None,
 ) -> Registration:
     """Start a :class:`Registration` over channels of its own to ``servers``, the
-    bootstrap's ``xds_servers`` in order (all closed if refused)."""
+    bootstrap's ``xds_servers`` in order (all closed if refused). Over ``tls``
+    channel credentials each call proves ``certificates``' identity (the control
+    plane registers the workload under it)."""
     if not servers:
         raise RegistrationError("register: the bootstrap lists no xds_servers")
     channels: list[grpc.Channel] = []
     try:
         for server in servers:
-            channels.append(open_channel(server, options=_CHANNEL_OPTIONS))
+            channel = open_channel(server, options=_CHANNEL_OPTIONS)
+            secure = server.selected_creds.type == "tls"
+            channels.append(with_proofs(channel, certificates if secure else None))
         return Registration(channels, request, on_close=on_close).start()
     except BaseException:
         for channel in channels:

@@ -10,17 +10,24 @@ from __future__ import annotations
 from typing import Protocol
 
 from meshlib.routing.directory import ServiceDirectory
+from meshlib.security.keeper import CertificateKeeper
 
 
 class MeshServices(Protocol):
-    """The service directory the transports route with, and how long a request waits
-    for a service's first config."""
+    """The service directory the transports route with, how long a request waits
+    for a service's first config, and the workload's certificate."""
 
     @property
     def directory(self) -> ServiceDirectory: ...
 
     @property
     def ready_timeout_s(self) -> float: ...
+
+    @property
+    def certificates(self) -> CertificateKeeper | None:
+        """The workload's certificate (presented on every endpoint connection), or None
+        when the mesh has no identity (plaintext)."""
+        ...
 
 
 __all__ = ["MeshServices"]

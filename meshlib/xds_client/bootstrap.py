@@ -3,8 +3,8 @@
 One file serves grpcio's native xDS client and meshlib alike, so it is read
 and validated as gRPC reads it: ``xds_servers`` (non-empty; ``server_uri``,
 ``channel_creds``, ``server_features``) and ``node`` (``id``, ``cluster``,
-``locality``, ``metadata``). Fields gRPC ignores (``certificate_providers``,
-``authorities``, ...) are ignored here too. Every error names the source (file
+``locality``, ``metadata``) and ``certificate_providers`` (:mod:`.bootstrap_tls`).
+Fields gRPC ignores (``authorities``, ...) are ignored here too. Every error names the source (file
 path or environment variable) and the field.
 """
 
@@ -16,23 +16,36 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshlib.errors import BootstrapError
+from meshlib.xds_client.bootstrap_tls import (
+    CertificateFiles,
+    parse_certificate_providers,
+    parse_files,
+)
 from meshlib.xds_client.resources import Locality
+
+if TYPE_CHECKING:
+    from meshlib.security.keeper import CertificateKeeper
 
 BOOTSTRAP_PATH_ENV = "GRPC_XDS_BOOTSTRAP"
 BOOTSTRAP_CONFIG_ENV = "GRPC_XDS_BOOTSTRAP_CONFIG"
 
 # Channel credential types meshlib can use today, and those it knows but cannot yet.
-SUPPORTED_CREDS_TYPES = frozenset({"insecure"})
-PLANNED_CREDS_TYPES = frozenset({"google_default", "tls"})
+SUPPORTED_CREDS_TYPES = frozenset({"insecure", "tls"})
+PLANNED_CREDS_TYPES = frozenset({"google_default"})
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelCreds:
+    """``tls``: ``files`` (gRFC A65), or ``certificates`` (the join token's keeper,
+    which ``Mesh`` sets) for the client certificate and the root."""
+
     type: str
     config: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    files: CertificateFiles | None = None
+    certificates: CertificateKeeper | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +80,11 @@ class NodeConfig:
 class Bootstrap:
     xds_servers: tuple[XdsServerConfig, ...]
     node: NodeConfig
+    # What a server's inbound listener is called ("%s": its IP:PORT); "" for none.
+    server_listener_resource_name_template: str = ""
+    certificate_providers: Mapping[str, CertificateFiles] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     @property
     def server(self) -> XdsServerConfig:
@@ -128,7 +146,17 @@ class _Parser:
         if not servers:
             raise self._fail("xds_servers", "must not be empty")
         parsed = tuple(self._server(s, f"xds_servers[{i}]") for i, s in enumerate(servers))
-        return Bootstrap(xds_servers=parsed, node=self._node(data.get("node")))
+        template = data.get("server_listener_resource_name_template", "")
+        if not isinstance(template, str):
+            raise self._fail("server_listener_resource_name_template", "must be a string")
+        return Bootstrap(
+            xds_servers=parsed,
+            node=self._node(data.get("node")),
+            server_listener_resource_name_template=template,
+            certificate_providers=parse_certificate_providers(
+                data.get("certificate_providers"), self._fail
+            ),
+        )
 
     def _server(self, raw: object, where: str) -> XdsServerConfig:
         if not isinstance(raw, dict):
@@ -162,17 +190,19 @@ class _Parser:
             config = item.get("config", {})
             if not isinstance(config, dict):
                 raise self._fail(f"{at}.config", "must be an object")
-            creds.append(ChannelCreds(ctype, MappingProxyType(dict(config))))
+            files = parse_files(config, f"{at}.config", self._fail) if ctype == "tls" else None
+            creds.append(ChannelCreds(ctype, MappingProxyType(dict(config)), files))
         if any(c.type in SUPPORTED_CREDS_TYPES for c in creds):
             return tuple(creds)
         planned = [c.type for c in creds if c.type in PLANNED_CREDS_TYPES]
         if planned:
             raise self._fail(
                 where,
-                f"channel credentials type {planned[0]!r} is not supported yet (use 'insecure')",
+                f"channel credentials type {planned[0]!r} is not supported yet (use 'insecure' "
+                "or 'tls')",
             )
         listed = ", ".join(repr(c.type) for c in creds)
-        raise self._fail(where, f"no supported type among {listed} (supported: 'insecure')")
+        raise self._fail(where, f"no supported type among {listed} (supported: 'insecure', 'tls')")
 
     def _node(self, raw: object) -> NodeConfig:
         if raw is None:

@@ -4,8 +4,8 @@ Discovery types EDS (over ADS), LOGICAL_DNS (exactly one endpoint) and
 AGGREGATE (gRFC A37). The LB policy and its config (decode_cluster_lb), outlier
 detection, circuit breakers, upstream HTTP options and the degraded switch
 (decode_cluster_policies) are decoded into the model. Settings that change
-traffic and that meshlib does not implement yet (TLS) are rejected instead of
-silently ignored.
+traffic and that meshlib does not implement are rejected instead of silently
+ignored. The TLS transport socket is decoded by decode_upstream_tls.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from meshlib.xds_client.decode_cluster_policies import (
     outlier_detection,
 )
 from meshlib.xds_client.decode_endpoints import socket_address
+from meshlib.xds_client.decode_upstream_tls import decode_upstream_tls
 from meshlib.xds_client.resources import ClusterResource, ClusterType
 
 _Cluster = cluster_pb2.Cluster
@@ -59,6 +60,9 @@ def decode_cluster(msg: Any) -> ClusterResource:
         "circuit_breakers": circuit_breakers(ctx, msg),
         "http_protocol_options": http_protocol_options(ctx, msg),
         "degraded": degraded(ctx, msg),
+        "tls": decode_upstream_tls(ctx, msg.transport_socket)
+        if msg.HasField("transport_socket")
+        else None,
     }
     kind = msg.WhichOneof("cluster_discovery_type")
     if kind == "cluster_type":
@@ -89,8 +93,6 @@ def decode_cluster(msg: Any) -> ClusterResource:
 
 
 def _reject_unsupported(ctx: DecodeContext, msg: Any) -> None:
-    if msg.HasField("transport_socket"):
-        raise ctx.error("transport_socket: not supported yet")
     if msg.transport_socket_matches:
         raise ctx.error("transport_socket_matches: not supported")
     lrs = msg.lrs_server

@@ -5,7 +5,8 @@ ignored; priorities must run 0..N without gaps; an endpoint needs a socket
 address with a port; an endpoint weight, when set, must be above 0; a locality
 appears once per priority and an address once per resource. Drop overloads
 are kept (per million); the overprovisioning factor must be above 0. Endpoint
-labels come from the ``envoy.lb`` filter metadata (as Envoy's subset LB reads).
+labels come from the ``envoy.lb`` filter metadata (as Envoy's subset LB reads);
+an endpoint's SPIFFE ID from ``meshlib.identity`` (what mTLS expects it to present).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from meshlib.errors import IdentityError
+from meshlib.security.identity import SpiffeId
 from meshlib.xds_client._decode_util import DecodeContext, per_million
 from meshlib.xds_client.frozen_map import EMPTY, FrozenMap
 from meshlib.xds_client.resources import (
@@ -26,6 +29,7 @@ from meshlib.xds_client.resources import (
 
 _MAX_WEIGHT_SUM = 2**32 - 1
 _LB_METADATA = "envoy.lb"  # the filter_metadata key Envoy's subset LB reads
+_MESH_METADATA, _IDENTITY_KEY = "meshlib", "identity"  # the endpoint's SPIFFE ID
 
 
 def decode_cluster_load_assignment(msg: Any) -> EndpointsResource:
@@ -137,6 +141,7 @@ def _endpoints(
                 weight=weight,
                 hostname=endpoint.hostname,
                 labels=_labels(ctx, lb_endpoint.metadata, f"{at}.metadata"),
+                identity=_identity(ctx, lb_endpoint.metadata, f"{at}.metadata"),
             )
         )
     return tuple(out)
@@ -159,6 +164,25 @@ def _drop_overload(ctx: DecodeContext, drop: Any, where: str) -> DropOverload:
         category=drop.category,
         per_million=per_million(ctx, drop.drop_percentage, f"{where}.drop_percentage"),
     )
+
+
+def _identity(ctx: DecodeContext, metadata: Any, where: str) -> str:
+    """filter_metadata["meshlib"]["identity"]: the SPIFFE ID the endpoint presents."""
+    fields = (
+        metadata.filter_metadata[_MESH_METADATA].fields
+        if _MESH_METADATA in metadata.filter_metadata
+        else {}
+    )
+    if _IDENTITY_KEY not in fields:
+        return ""
+    at = f'{where}.filter_metadata["{_MESH_METADATA}"].{_IDENTITY_KEY}'
+    value = fields[_IDENTITY_KEY]
+    if value.WhichOneof("kind") != "string_value":
+        raise ctx.error(f"{at}: must be a string (a SPIFFE ID)")
+    try:
+        return str(SpiffeId.parse(value.string_value))
+    except IdentityError as exc:
+        raise ctx.error(f"{at}: {exc}") from exc
 
 
 def _labels(ctx: DecodeContext, metadata: Any, where: str) -> Mapping[str, str]:

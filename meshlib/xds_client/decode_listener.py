@@ -1,11 +1,13 @@
 """Listener (LDS) -> ListenerResource, validated as gRPC's client validates it.
 
-A client-side listener must be an ``api_listener`` holding an
-HttpConnectionManager (gRFC A27). Its routes come over RDS on this ADS stream
-(config source ``ads`` or ``self``) or inline. HTTP filters (gRFC A39): names
-unique, each with a typed config of a known type (unknown ones skipped when
-``is_optional``, refused otherwise), and the router last. The router, fault
-(listener-level defaults) and local rate limit filters are decoded into models.
+A server-side listener (filter chains, no api_listener) is a serving workload's
+inbound listener, decoded by :mod:`.decode_inbound`. A client-side listener must
+be an ``api_listener`` holding an HttpConnectionManager (gRFC A27). Its routes
+come over RDS on this ADS stream (config source ``ads`` or ``self``) or inline.
+HTTP filters (gRFC A39): names unique, each with a typed config of a known type
+(unknown ones skipped when ``is_optional``, refused otherwise), the router last.
+The router, fault (listener-level defaults) and local rate limit filters are
+decoded into models.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from meshlib.xds_client.decode_filters import (
     config_type_url,
     filter_config,
 )
+from meshlib.xds_client.decode_inbound import decode_inbound_listener, is_inbound_listener
 from meshlib.xds_client.decode_route import decode_route_configuration
 from meshlib.xds_client.filter_models import ROUTER_FILTER_TYPE_URL
+from meshlib.xds_client.inbound_resources import InboundListenerResource
 from meshlib.xds_client.resources import (
     HttpFilter,
     ListenerResource,
@@ -40,8 +44,11 @@ from meshlib.xds_client.resources import (
 __all__ = ["ROUTER_FILTER_TYPE_URL", "SUPPORTED_FILTER_TYPE_URLS", "decode_listener"]
 
 
-def decode_listener(msg: Any) -> ListenerResource:
-    """Validate one ``envoy.config.listener.v3.Listener``."""
+def decode_listener(msg: Any) -> ListenerResource | InboundListenerResource:
+    """Validate one ``envoy.config.listener.v3.Listener``: a client-side api_listener,
+    or a server's inbound listener (:mod:`.decode_inbound`)."""
+    if is_inbound_listener(msg):
+        return decode_inbound_listener(msg)
     ctx = DecodeContext("Listener", msg.name)
     if not msg.name:
         raise ctx.error("name: required")

@@ -24,6 +24,7 @@ from meshlib.xds_client.decode_cluster import decode_cluster
 from meshlib.xds_client.decode_endpoints import decode_cluster_load_assignment
 from meshlib.xds_client.decode_listener import decode_listener
 from meshlib.xds_client.decode_route import decode_route_configuration
+from meshlib.xds_client.inbound_resources import InboundListenerResource
 from meshlib.xds_client.resources import (
     CLUSTER_TYPE_URL,
     ENDPOINTS_TYPE_URL,
@@ -84,7 +85,7 @@ class ResourceType(Generic[T]):
         return msg
 
 
-LISTENER: ResourceType[ListenerResource] = ResourceType(
+LISTENER: ResourceType[ListenerResource | InboundListenerResource] = ResourceType(
     type_url=LISTENER_TYPE_URL,
     name="Listener",
     message_class=listener_pb2.Listener,

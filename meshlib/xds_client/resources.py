@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from meshlib.xds_client.cluster_policies import (
     DEFAULT_CIRCUIT_BREAKERS,
@@ -66,6 +67,9 @@ from meshlib.xds_client.route_policies import (
     RetryOn,
     RetryPolicy,
 )
+
+if TYPE_CHECKING:
+    from meshlib.xds_client.upstream_tls import UpstreamTls
 
 LISTENER_TYPE_URL = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE_CONFIG_TYPE_URL = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
@@ -283,6 +287,8 @@ class ClusterResource:
     http_protocol_options: HttpProtocolOptions = DEFAULT_HTTP_PROTOCOL_OPTIONS
     # metadata filter_metadata["meshlib"]["degraded"]: callers should use their fallback.
     degraded: bool = False
+    # transport_socket (UpstreamTlsContext): None = plaintext.
+    tls: UpstreamTls | None = None
 
 
 # --- EDS -------------------------------------------------------------------
@@ -320,6 +326,8 @@ class Endpoint:
     weight: int = 1
     hostname: str = ""
     labels: Mapping[str, str] = EMPTY  # metadata filter_metadata["envoy.lb"] (a FrozenMap)
+    # metadata filter_metadata["meshlib"]["identity"]: the workload's SPIFFE ID ("" unknown)
+    identity: str = ""
     #: ``host:port`` with IPv6 bracketed, as URLs and gRPC targets want it (computed
     #: once: the data path reads it several times per call).
     authority: str = field(init=False, repr=False, compare=False)

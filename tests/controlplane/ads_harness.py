@@ -6,8 +6,8 @@ send exactly the ACKs, NACKs and stale nonces they mean to.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import grpc
 from envoy.config.cluster.v3 import cluster_pb2
@@ -24,42 +24,19 @@ from controlplane.model import (
     ServicePort,
     WorkloadSpec,
 )
+from tests.support.raw_xds_stream import RawXdsStream
 
-_END = None
 
-
-class RawAdsClient:
+class RawAdsClient(RawXdsStream[discovery_pb2.DiscoveryRequest, discovery_pb2.DiscoveryResponse]):
     """One ADS stream; responses are collected in the background."""
 
-    def __init__(
-        self,
-        channel: grpc.aio.Channel,
-        node_id: str,
-        metadata: dict[str, object] | None = None,
-    ) -> None:
-        self.node_id = node_id
-        self.metadata = metadata
-        self._requests: asyncio.Queue[discovery_pb2.DiscoveryRequest | None] = asyncio.Queue()
-        self._responses: asyncio.Queue[discovery_pb2.DiscoveryResponse] = asyncio.Queue()
-        self._node_sent = False
-        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
-        self.call = stub.StreamAggregatedResources(self._request_stream())
-        self._reader = asyncio.ensure_future(self._read())
-        self.error: grpc.aio.AioRpcError | None = None
+    def _open(self, stub: ads_pb2_grpc.AggregatedDiscoveryServiceStub) -> Any:
+        return stub.StreamAggregatedResources(self._request_stream())
 
-    async def _request_stream(self) -> AsyncIterator[discovery_pb2.DiscoveryRequest]:
-        while True:
-            request = await self._requests.get()
-            if request is _END:
-                return
-            yield request
-
-    async def _read(self) -> None:
-        try:
-            async for response in self.call:
-                self._responses.put_nowait(response)
-        except grpc.aio.AioRpcError as exc:
-            self.error = exc
+    def _describe(self, response: discovery_pb2.DiscoveryResponse) -> str:
+        return (
+            f"{response.type_url} v{response.version_info} with {len(response.resources)} resources"
+        )
 
     def send(
         self,
@@ -89,28 +66,6 @@ class RawAdsClient:
 
     def ack(self, response: discovery_pb2.DiscoveryResponse, names: Sequence[str] = ()) -> None:
         self.send(response.type_url, names, version=response.version_info, nonce=response.nonce)
-
-    async def recv(self, timeout: float = 3.0) -> discovery_pb2.DiscoveryResponse:
-        return await asyncio.wait_for(self._responses.get(), timeout)
-
-    async def expect_silence(self, within: float = 0.3) -> None:
-        """Nothing arrives for ``within`` seconds (the only way to see an absence)."""
-        try:
-            response = await asyncio.wait_for(self._responses.get(), within)
-        except asyncio.TimeoutError:
-            return
-        raise AssertionError(
-            f"unexpected response {response.type_url} v{response.version_info} "
-            f"with {len(response.resources)} resources"
-        )
-
-    async def wait_closed(self, timeout: float = 3.0) -> None:
-        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
-
-    async def close(self) -> None:
-        self._requests.put_nowait(_END)
-        self.call.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
 
 
 def service_entry(

@@ -7,17 +7,19 @@ sees every response as the server wrote it.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-_END = None
+from tests.support.raw_xds_stream import RawXdsStream
 
 
-class RawDeltaClient:
+class RawDeltaClient(
+    RawXdsStream[discovery_pb2.DeltaDiscoveryRequest, discovery_pb2.DeltaDiscoveryResponse]
+):
     """One DeltaAggregatedResources stream; responses are collected in the background."""
 
     def __init__(
@@ -27,30 +29,17 @@ class RawDeltaClient:
         metadata: dict[str, object] | None = None,
         user_agent: str = "",
     ) -> None:
-        self.node_id = node_id
-        self.metadata = metadata
         self.user_agent = user_agent
-        self._requests: asyncio.Queue[discovery_pb2.DeltaDiscoveryRequest | None] = asyncio.Queue()
-        self._responses: asyncio.Queue[discovery_pb2.DeltaDiscoveryResponse] = asyncio.Queue()
-        self._node_sent = False
-        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
-        self.call = stub.DeltaAggregatedResources(self._request_stream())
-        self._reader = asyncio.ensure_future(self._read())
-        self.error: grpc.aio.AioRpcError | None = None
+        super().__init__(channel, node_id, metadata)
 
-    async def _request_stream(self) -> AsyncIterator[discovery_pb2.DeltaDiscoveryRequest]:
-        while True:
-            request = await self._requests.get()
-            if request is _END:
-                return
-            yield request
+    def _open(self, stub: ads_pb2_grpc.AggregatedDiscoveryServiceStub) -> Any:
+        return stub.DeltaAggregatedResources(self._request_stream())
 
-    async def _read(self) -> None:
-        try:
-            async for response in self.call:
-                self._responses.put_nowait(response)
-        except grpc.aio.AioRpcError as exc:
-            self.error = exc
+    def _describe(self, response: discovery_pb2.DeltaDiscoveryResponse) -> str:
+        return (
+            f"{response.type_url} resources {names(response)} "
+            f"removed {list(response.removed_resources)}"
+        )
 
     def send_request(self, request: discovery_pb2.DeltaDiscoveryRequest) -> None:
         """Send ``request`` as it is (the first one gets the node unless it has one)."""
@@ -91,33 +80,11 @@ class RawDeltaClient:
     def nack(self, response: discovery_pb2.DeltaDiscoveryResponse, error: str) -> None:
         self.send(response.type_url, nonce=response.nonce, error=error)
 
-    async def recv(self, timeout: float = 3.0) -> discovery_pb2.DeltaDiscoveryResponse:
-        return await asyncio.wait_for(self._responses.get(), timeout)
-
     async def recv_acked(self, timeout: float = 3.0) -> discovery_pb2.DeltaDiscoveryResponse:
         """The next response, ACKed at once (as a client that applies it would)."""
         response = await self.recv(timeout)
         self.ack(response)
         return response
-
-    async def expect_silence(self, within: float = 0.3) -> None:
-        """Nothing arrives for ``within`` seconds (the only way to see an absence)."""
-        try:
-            response = await asyncio.wait_for(self._responses.get(), within)
-        except asyncio.TimeoutError:
-            return
-        raise AssertionError(
-            f"unexpected response {response.type_url} resources {names(response)} "
-            f"removed {list(response.removed_resources)}"
-        )
-
-    async def wait_closed(self, timeout: float = 3.0) -> None:
-        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
-
-    async def close(self) -> None:
-        self._requests.put_nowait(_END)
-        self.call.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
 
 
 def names(response: discovery_pb2.DeltaDiscoveryResponse) -> list[str]:

@@ -31,6 +31,7 @@ from tests.controlplane.cluster_cases import rule
 from tests.controlplane.delta_harness import RawDeltaClient, names, versions
 from tests.controlplane.polling import eventually
 from tests.controlplane.route_cases import config, to, vs
+from tests.support.raw_xds_stream import closing_streams
 
 LDS, RDS, CDS, EDS = LISTENER_TYPE_URL, ROUTE_CONFIG_TYPE_URL, CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
 A, B, C = "outbound|80||a", "outbound|80||b", "outbound|80||c"
@@ -44,33 +45,9 @@ async def service() -> AsyncIterator[XdsService]:
 
 
 @pytest.fixture
-async def channel(service: XdsService) -> AsyncIterator[grpc.aio.Channel]:
-    server = grpc.aio.server()
-    service.register(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await service.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield channel
-    finally:
-        await channel.close(None)
-        await service.stop()
-        await server.stop(None)
-
-
-@pytest.fixture
 async def connect(channel: grpc.aio.Channel) -> AsyncIterator[Connect]:
-    clients: list[RawDeltaClient] = []
-
-    async def open_client(node_id: str) -> RawDeltaClient:
-        client = RawDeltaClient(channel, node_id)
-        clients.append(client)
-        return client
-
-    yield open_client
-    for client in clients:
-        await client.close()
+    async with closing_streams(lambda node_id: RawDeltaClient(channel, node_id)) as open_client:
+        yield open_client
 
 
 def abc() -> MeshConfig:

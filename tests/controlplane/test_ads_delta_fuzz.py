@@ -24,6 +24,7 @@ from controlplane.xds import XdsService
 from controlplane.xds.delta_subscription import MAX_NAMES
 from tests.controlplane.ads_harness import mesh, service_entry
 from tests.controlplane.delta_harness import RawDeltaClient, names
+from tests.support.xds_service import xds_channel
 
 SEED = 1207
 STREAMS = 40
@@ -43,18 +44,8 @@ NAMES = ["*", "outbound|80||a", "outbound|80||b", "a:80", "", "x" * 3000, "ünï
 async def channel() -> AsyncIterator[grpc.aio.Channel]:
     service = XdsService(debounce_s=0.01, max_debounce_s=0.1)
     service.update(config=mesh(service_entry("a"), service_entry("b")))
-    server = grpc.aio.server()
-    service.register(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await service.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
+    async with xds_channel(service) as channel:
         yield channel
-    finally:
-        await channel.close(None)
-        await service.stop()
-        await server.stop(None)
 
 
 def _names(rng: random.Random) -> list[str]:

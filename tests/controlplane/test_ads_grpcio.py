@@ -13,6 +13,7 @@ import pytest
 
 from controlplane.model import MeshConfig, Resolution, ServiceEntry, ServicePort, WorkloadSpec
 from controlplane.xds import XdsService
+from tests.support.xds_service import serving_xds
 
 CLIENT = Path(__file__).with_name("grpcio_xds_client.py")
 
@@ -42,14 +43,8 @@ async def backends() -> AsyncIterator[list[int]]:
 @pytest.fixture
 async def control_plane() -> AsyncIterator[tuple[XdsService, int]]:
     service = XdsService(debounce_s=0.01)
-    server = grpc.aio.server()
-    service.register(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await service.start()
-    yield service, port
-    await service.stop()
-    await server.stop(None)
+    async with serving_xds(service) as port:
+        yield service, port
 
 
 async def test_grpcio_native_client_acks_and_spreads_calls(

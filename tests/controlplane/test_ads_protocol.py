@@ -17,6 +17,7 @@ from controlplane.translate.typeurls import (
 )
 from controlplane.xds import XdsService
 from tests.controlplane.ads_harness import RawAdsClient, mesh, resource_names, service_entry
+from tests.support.raw_xds_stream import closing_streams
 
 LDS, RDS, CDS, EDS = LISTENER_TYPE_URL, ROUTE_CONFIG_TYPE_URL, CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
 A_CLUSTER = "outbound|80||a"
@@ -31,33 +32,9 @@ async def service() -> AsyncIterator[XdsService]:
 
 
 @pytest.fixture
-async def channel(service: XdsService) -> AsyncIterator[grpc.aio.Channel]:
-    server = grpc.aio.server()
-    service.register(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await service.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield channel
-    finally:
-        await channel.close(None)
-        await service.stop()
-        await server.stop(None)
-
-
-@pytest.fixture
 async def connect(channel: grpc.aio.Channel) -> AsyncIterator[Connect]:
-    clients: list[RawAdsClient] = []
-
-    async def open_client(node_id: str) -> RawAdsClient:
-        client = RawAdsClient(channel, node_id)
-        clients.append(client)
-        return client
-
-    yield open_client
-    for client in clients:
-        await client.close()
+    async with closing_streams(lambda node_id: RawAdsClient(channel, node_id)) as open_client:
+        yield open_client
 
 
 def status_of(service: XdsService, node_id: str, type_url: str) -> dict[str, object]:

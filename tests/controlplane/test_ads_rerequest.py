@@ -21,6 +21,7 @@ from controlplane.translate.typeurls import ENDPOINTS_TYPE_URL as EDS
 from controlplane.xds import XdsService
 from tests.controlplane.ads_harness import RawAdsClient, resource_names
 from tests.controlplane.cluster_cases import endpoint, rule, service
+from tests.support.xds_service import xds_channel
 
 A, B = "outbound|50051||a", "outbound|50051||b"
 
@@ -40,19 +41,9 @@ def mesh(a_max_requests: int) -> MeshConfig:
 @pytest.fixture
 async def xds() -> AsyncIterator[tuple[XdsService, grpc.aio.Channel]]:
     service_ = XdsService(debounce_s=0.01)
-    server = grpc.aio.server()
-    service_.register(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
     service_.update(config=mesh(25))
-    await service_.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
+    async with xds_channel(service_) as channel:
         yield service_, channel
-    finally:
-        await channel.close(None)
-        await service_.stop()
-        await server.stop(None)
 
 
 async def subscribed(

@@ -14,6 +14,7 @@ from controlplane.translate.typeurls import ROUTE_CONFIG_TYPE_URL
 from controlplane.xds import XdsService
 from tests.controlplane.ads_harness import RawAdsClient
 from tests.controlplane.route_cases import config, to, vs
+from tests.support.xds_service import xds_channel
 
 MESH = config(
     vs(
@@ -30,18 +31,8 @@ MESH = config(
 @pytest.fixture
 async def xds() -> AsyncIterator[tuple[XdsService, grpc.aio.Channel]]:
     service = XdsService(debounce_s=0.01)
-    server = grpc.aio.server()
-    service.register(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await service.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
+    async with xds_channel(service) as channel:
         yield service, channel
-    finally:
-        await channel.close(None)
-        await service.stop()
-        await server.stop(None)
 
 
 async def _routes(

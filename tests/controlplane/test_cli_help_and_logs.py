@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
-import grpc
 import pytest
 import structlog
 
@@ -24,6 +23,7 @@ from tests.support.meshconfig import service_entry as service_entry_yaml
 from tests.support.meshconfig import write_config
 from tests.support.processes import running_controlplane
 from tests.support.waiting import wait_for
+from tests.support.xds_service import xds_channel
 
 COMMANDS = {"mesh-controlplane": "controlplane.cli", "meshctl": "controlplane.meshctl"}
 # Events that may be logged at info or above while clients only talk xDS.
@@ -83,30 +83,22 @@ def test_serve_help_as_printed() -> None:
 
 async def test_sends_and_acks_are_debug_changes_and_nacks_are_not() -> None:
     service = XdsService(debounce_s=0.01)
-    server = grpc.aio.server()
-    service.register(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
     service.update(config=mesh(service_entry("a")))
-    await service.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    client = RawAdsClient(channel, "chatty")
-    try:
-        with structlog.testing.capture_logs() as logs:
-            client.send(CLUSTER_TYPE_URL)
-            client.ack(await client.recv())
-            client.send(ENDPOINTS_TYPE_URL, ["outbound|80||a"])
-            client.ack(await client.recv(), ["outbound|80||a"])
-            service.update(config=mesh(service_entry("a"), service_entry("b")))
-            cds, eds = await client.recv(), await client.recv()  # EDS: a type-wide version
-            client.ack(eds, ["outbound|80||a"])
-            client.send(CLUSTER_TYPE_URL, nonce=cds.nonce, error="refused for the test")
-            await client.expect_silence(0.2)
-    finally:
-        await client.close()
-        await channel.close(None)
-        await service.stop()
-        await server.stop(None)
+    async with xds_channel(service) as channel:
+        client = RawAdsClient(channel, "chatty")
+        try:
+            with structlog.testing.capture_logs() as logs:
+                client.send(CLUSTER_TYPE_URL)
+                client.ack(await client.recv())
+                client.send(ENDPOINTS_TYPE_URL, ["outbound|80||a"])
+                client.ack(await client.recv(), ["outbound|80||a"])
+                service.update(config=mesh(service_entry("a"), service_entry("b")))
+                cds, eds = await client.recv(), await client.recv()  # EDS: a type-wide version
+                client.ack(eds, ["outbound|80||a"])
+                client.send(CLUSTER_TYPE_URL, nonce=cds.nonce, error="refused for the test")
+                await client.expect_silence(0.2)
+        finally:
+            await client.close()
     levels = {(entry["event"], entry["log_level"]) for entry in logs}
     assert {("xds_send", "debug"), ("xds_ack", "debug"), ("xds_nack", "warning")} <= levels
     loud = {event for event, level in levels if level != "debug"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -32,6 +31,8 @@ from meshlib.xds_client.decode_endpoints import decode_cluster_load_assignment
 from tests.controlplane.cluster_cases import SUBSET_HOST, feature_hosts, feature_mesh
 from tests.controlplane.envoy_harness import EnvoyProcess, bootstrap
 from tests.controlplane.polling import eventually
+from tests.support.waiting import free_port
+from tests.support.xds_service import serving_xds
 
 CLIENT = Path(__file__).with_name("grpcio_multi_target_client.py")
 LOCALITY = {"region": "r1", "zone": "z1", "sub_zone": "s1"}
@@ -61,14 +62,8 @@ async def backend() -> AsyncIterator[int]:
 @pytest.fixture
 async def control_plane() -> AsyncIterator[tuple[XdsService, int]]:
     service = XdsService(debounce_s=0.01)
-    server = grpc.aio.server()
-    service.register(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await service.start()
-    yield service, port
-    await service.stop()
-    await server.stop(None)
+    async with serving_xds(service) as port:
+        yield service, port
 
 
 def _mesh(backend_port: int) -> MeshConfig:
@@ -147,19 +142,12 @@ async def test_grpcio_acks_every_cluster_feature(
             await process.wait()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def test_envoy_accepts_every_cluster_feature(
     backend: int, control_plane: tuple[XdsService, int], tmp_path: Path
 ) -> None:
     service, xds_port = control_plane
     service.update(config=_mesh(backend))
-    metadata = {"mesh.proxy": "sidecar", "mesh.outbound_port": _free_port()}
+    metadata = {"mesh.proxy": "sidecar", "mesh.outbound_port": free_port()}
     config = bootstrap(xds_port, "envoy-features", locality=LOCALITY, metadata=metadata)
     async with EnvoyProcess(tmp_path / "envoy", config) as envoy:
         types = (CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL)

@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import grpc
 import httpx
 import pytest
 
@@ -25,6 +24,7 @@ from tests.controlplane.every_route_feature import every_feature
 from tests.controlplane.grpcio_probe import finish, start_grpcio_xds_client
 from tests.support.backends import Backend, http_backends
 from tests.support.waiting import free_port
+from tests.support.xds_service import serving_xds
 
 pytestmark = [pytest.mark.envoy, pytest.mark.integration]
 
@@ -40,15 +40,9 @@ def backends() -> Iterator[list[Backend]]:
 @pytest.fixture
 async def control_plane(backends: list[Backend]) -> AsyncIterator[tuple[XdsService, int]]:
     service = XdsService(debounce_s=0.01)
-    server = grpc.aio.server()
-    service.register(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
     service.update(config=every_feature(*backends))
-    await service.start()
-    yield service, port
-    await service.stop()
-    await server.stop(None)
+    async with serving_xds(service) as port:
+        yield service, port
 
 
 def _acked_everything(service: XdsService, node_id: str) -> bool:

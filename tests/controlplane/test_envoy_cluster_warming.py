@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc
 import pytest
 
 from controlplane.model import MeshConfig
@@ -23,6 +22,7 @@ from tests.controlplane.cluster_cases import endpoint, rule, service
 from tests.controlplane.envoy_harness import EnvoyProcess, bootstrap
 from tests.controlplane.envoy_sidecar import find_envoy
 from tests.support.waiting import free_port
+from tests.support.xds_service import serving_xds
 
 pytestmark = [pytest.mark.envoy, pytest.mark.integration]
 
@@ -44,15 +44,9 @@ def _mesh(max_requests: int) -> MeshConfig:
 @pytest.fixture
 async def control_plane() -> AsyncIterator[tuple[XdsService, int]]:
     xds = XdsService(debounce_s=0.01)
-    server = grpc.aio.server()
-    xds.register(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
     xds.update(config=_mesh(25))
-    await xds.start()
-    yield xds, port
-    await xds.stop()
-    await server.stop(None)
+    async with serving_xds(xds) as port:
+        yield xds, port
 
 
 async def _max_requests(envoy: EnvoyProcess) -> str | None:

@@ -27,6 +27,7 @@ from tests.controlplane.every_route_feature import every_feature
 from tests.controlplane.polling import eventually
 from tests.support.backends import Backend, http_backends
 from tests.support.waiting import free_port
+from tests.support.xds_service import serving_xds
 
 pytestmark = [pytest.mark.envoy, pytest.mark.integration]
 
@@ -62,14 +63,8 @@ def backends() -> Iterator[list[Backend]]:
 @pytest.fixture
 async def control_plane() -> AsyncIterator[tuple[XdsService, int]]:
     xds = XdsService(debounce_s=0.01)
-    server = grpc.aio.server()
-    xds.register(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await xds.start()
-    yield xds, port
-    await xds.stop()
-    await server.stop(None)
+    async with serving_xds(xds) as port:
+        yield xds, port
 
 
 async def _served_by(client: httpx.AsyncClient, host: str, port: int = PORT) -> str:

@@ -5,7 +5,6 @@ downed endpoint, and come back after the ejection ends."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +19,8 @@ from controlplane.xds import XdsService
 from tests.controlplane.cluster_cases import endpoint, rule, service
 from tests.controlplane.envoy_harness import EnvoyProcess, bootstrap
 from tests.controlplane.polling import eventually
+from tests.support.waiting import free_port
+from tests.support.xds_service import serving_xds
 
 AUTHORITY = "failover:50051"
 
@@ -41,21 +42,8 @@ async def _echo_server(reply: str, port: int = 0) -> tuple[grpc.aio.Server, int]
 @pytest.fixture
 async def control_plane() -> AsyncIterator[tuple[XdsService, int]]:
     xds = XdsService(debounce_s=0.01)
-    server = grpc.aio.server()
-    xds.register(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await xds.start()
-    yield xds, port
-    await xds.stop()
-    await server.stop(None)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    async with serving_xds(xds) as port:
+        yield xds, port
 
 
 def _mesh(near_port: int, far_port: int) -> MeshConfig:
@@ -109,7 +97,7 @@ async def test_envoy_sidecar_fails_over_to_the_next_priority_and_back(
     xds, xds_port = control_plane
     near, near_port = await _echo_server("near")
     far, far_port = await _echo_server("far")
-    outbound = _free_port()
+    outbound = free_port()
     metadata = {"mesh.proxy": "sidecar", "mesh.outbound_port": outbound}
     config = bootstrap(
         xds_port, "envoy-failover", locality={"region": "r1", "zone": "z1"}, metadata=metadata

@@ -18,6 +18,7 @@ from controlplane.model import MeshConfig
 from controlplane.traffic_model import OutlierDetection, TrafficPolicy
 from controlplane.xds import XdsService
 from tests.controlplane.cluster_cases import endpoint, rule, service
+from tests.support.xds_service import serving_xds
 
 CLIENT = Path(__file__).with_name("grpcio_call_loop.py")
 TARGET = "xds:///failover:50051"
@@ -40,14 +41,8 @@ async def _echo_server(reply: str, port: int = 0) -> tuple[grpc.aio.Server, int]
 @pytest.fixture
 async def control_plane() -> AsyncIterator[tuple[XdsService, int]]:
     service_ = XdsService(debounce_s=0.01)
-    server = grpc.aio.server()
-    service_.register(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await service_.start()
-    yield service_, port
-    await service_.stop()
-    await server.stop(None)
+    async with serving_xds(service_) as port:
+        yield service_, port
 
 
 class CallLoop:

@@ -406,8 +406,17 @@ def test_request_authentication_fields(tmp_path: Path) -> None:
     assert rule.output_payload_to_header == "x-payload"
 
 
+def test_request_authentication_takes_a_jwks_uri(tmp_path: Path) -> None:
+    text = request_authentication("issuer: https://issuer\n    jwksUri: https://keys/jwks.json")
+    (ra,) = load_text(tmp_path / "ra.yaml", text).request_authentications
+    (rule,) = ra.rules
+    assert (rule.jwks_uri, rule.jwks) == ("https://keys/jwks.json", "")  # fetched later
+
+
 JWT_REFUSED = [
-    ("jwks-uri", "issuer: i\n    jwksUri: https://keys", "jwksUri is not supported yet"),
+    ("jwks-and-uri", f"issuer: i\n    jwks: '{JWKS}'\n    jwksUri: https://k", "not both"),
+    ("jwks-uri-ftp", "issuer: i\n    jwksUri: ftp://keys/k.json", "http:// or https:// URL"),
+    ("jwks-uri-no-host", "issuer: i\n    jwksUri: 'https:///k.json'", "with a host"),
     ("jwks-missing", "issuer: i", "is required (the issuer's JSON Web Key Set)"),
     ("jwks-not-json", "issuer: i\n    jwks: '{'", "is not JSON"),
     ("jwks-no-keys", "issuer: i\n    jwks: '{\"k\": 1}'", "must be a JSON Web Key Set"),

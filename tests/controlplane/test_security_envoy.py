@@ -19,6 +19,7 @@ import pytest
 from tests.support.backends import Backend, http_backends
 from tests.support.envoy import EnvoySidecar, running_envoy_sidecar
 from tests.support.processes import ControlPlaneProcess, running_controlplane
+from tests.support.security_yaml import peer_authentication, workload_with_account
 from tests.support.spiffe_certs import MeshRoot, make_root, write_svid
 from tests.support.waiting import free_port
 
@@ -30,6 +31,9 @@ OTHER = "spiffe://cluster.local/ns/conference/sa/other"
 
 
 def mesh_yaml(app_port: int, mode: str, certs: Path) -> str:
+    sessions = workload_with_account(
+        "sessions", "sessions-1", number=8080, protocol="HTTP", port=app_port
+    )
     return f"""\
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -60,30 +64,8 @@ spec:
   action: AUDIT
   rules: [{{to: [{{operation: {{paths: ["/private/*"]}}}}]}}]
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: sessions, namespace: conference}}
-spec:
-  hosts: [sessions]
-  ports: [{{number: 8080, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  workloadSelector: {{labels: {{app: sessions}}}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: sessions-1, namespace: conference}}
-spec:
-  address: 127.0.0.1
-  ports: {{http: {app_port}}}
-  labels: {{app: sessions}}
-  serviceAccount: sessions
----
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {{name: default, namespace: conference}}
-spec:
-  mtls: {{mode: {mode}}}
----
+{sessions}---
+{peer_authentication(mode)}---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {{name: allow, namespace: conference}}

@@ -4,6 +4,7 @@ AuthorizationPolicy RBAC filters, as tables over config loaded from YAML."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from google.protobuf import any_pb2, json_format
 
 from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload
 from controlplane.translate import PolicySettings, translate
+from controlplane.translate.security_tls import sds_files
 from controlplane.translate.typeurls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
 from controlplane.xds.delta_subscription import DeltaSubscription
 from controlplane.xds.snapshot import TypeSnapshot
@@ -235,15 +237,38 @@ def test_destination_rule_files_and_sidecar_cert_dir(tmp_path: Path) -> None:
     assert common.tls_certificates[0].private_key.filename == "/k.pem"
     assert common.validation_context.trusted_ca.filename == "/ca.pem"
     assert common.validation_context.match_typed_subject_alt_names[0].matcher.exact == "s.example"
-    # The Envoy sidecar reads the mesh certificate from its cert dir, URI SANs typed.
+    # The Envoy sidecar reads the mesh certificate through file-based SDS over its cert
+    # dir (default and ROOTCA, as Istio names them), URI SANs typed.
     sidecar = upstream_tls(cluster(translate(load(tmp_path, strict()), (), SIDECAR)))
     assert sidecar is not None
-    files = sidecar.common_tls_context
-    assert files.tls_certificates[0].certificate_chain.filename == "/run/mesh/cert-chain.pem"
-    assert files.tls_certificates[0].watched_directory.path == "/run/mesh"
-    assert files.validation_context.trusted_ca.filename == "/run/mesh/root-cert.pem"
-    (san,) = files.validation_context.match_typed_subject_alt_names
+    sds = sidecar.common_tls_context
+    (identity,) = sds.tls_certificate_sds_secret_configs
+    assert identity.name == "default"
+    assert identity.sds_config.path_config_source.path == "/run/mesh/default.sds.json"
+    combined = sds.combined_validation_context
+    assert combined.validation_context_sds_secret_config.name == "ROOTCA"
+    root_source = combined.validation_context_sds_secret_config.sds_config.path_config_source
+    assert root_source.path == "/run/mesh/rootca.sds.json"
+    assert not sds.tls_certificates and not sds.HasField("validation_context")
+    (san,) = combined.default_validation_context.match_typed_subject_alt_names
     assert (san.san_type, san.matcher.exact) == (san.URI, SESSIONS_ID)
+
+
+def test_sds_files_name_the_cert_dirs_files_and_watch_the_folder() -> None:
+    files = {name: json.loads(text) for name, text in sds_files("/run/mesh").items()}
+    (default,) = files["default.sds.json"]["resources"]
+    assert default["name"] == "default"
+    assert default["tlsCertificate"] == {
+        "certificateChain": {"filename": "/run/mesh/cert-chain.pem"},
+        "privateKey": {"filename": "/run/mesh/key.pem"},
+        "watchedDirectory": {"path": "/run/mesh"},
+    }
+    (root,) = files["rootca.sds.json"]["resources"]
+    assert root["name"] == "ROOTCA"
+    assert root["validationContext"] == {
+        "trustedCa": {"filename": "/run/mesh/root-cert.pem"},
+        "watchedDirectory": {"path": "/run/mesh"},
+    }
 
 
 # --- inbound listeners --------------------------------------------------------------
@@ -303,7 +328,8 @@ RBAC = [
     ("other-namespace-ignored", (allow("  {}\n", namespace="elsewhere"),), []),
     ("root-namespace-applies", (allow("  {}\n", namespace="istio-system"),), ["allow"]),
     ("selector-mismatch", (allow("  selector: {matchLabels: {app: other}}\n"),), []),
-    ("audit-not-for-grpc", (allow("  action: AUDIT\n  rules: [{}]\n"),), []),
+    # A LOG filter: meshlib logs it, grpcio ignores LOG filters (gRFC A41).
+    ("audit-logged", (allow("  action: AUDIT\n  rules: [{}]\n"),), ["audit"]),
 ]
 
 
@@ -439,7 +465,7 @@ REQUEST_AUTHN = sec(
 )
 
 
-def test_request_authentication_is_a_jwt_filter_for_envoy_only(tmp_path: Path) -> None:
+def test_request_authentication_is_a_jwt_filter_optional_for_proxyless(tmp_path: Path) -> None:
     policy = allow("  rules: [{from: [{source: {requestPrincipals: ['*']}}]}]\n")
     config = load(tmp_path, REQUEST_AUTHN, policy)
     sidecar = manager(listener(translate(config, (), SIDECAR), "mesh_inbound").filter_chains[0])
@@ -459,12 +485,17 @@ def test_request_authentication_is_a_jwt_filter_for_envoy_only(tmp_path: Path) -
     )
     either = jwt_config.rules[0].requires.requires_any.requirements
     assert [r.WhichOneof("requires_type") for r in either] == ["provider_name", "allow_missing"]
-    # grpcio has no JWT filter: no request ever carries a request principal there.
+    # Proxyless listeners carry it too, optional: meshlib enforces it, grpcio (no JWT
+    # filter) skips it and its RBAC metadata matchers never match (gRFC A41).
     proxyless = manager(listener(translate(config, (), PROXYLESS), INBOUND).filter_chains[0])
-    assert proxyless.http_filters[0].name == "envoy.filters.http.rbac.allow"
+    assert [(f.name, f.is_optional) for f in proxyless.http_filters] == [
+        ("envoy.filters.http.jwt_authn", True),
+        ("envoy.filters.http.rbac.allow", False),
+        ("envoy.filters.http.router", False),
+    ]
     ((_, rules),) = rbac_rules(proxyless)
     (policy_json,) = rules["policies"].values()
-    assert policy_json["principals"] == [{"notId": {"any": True}}]
+    assert "metadata" in json.dumps(policy_json["principals"])
 
 
 def test_delta_wildcard_leaves_inbound_listeners_to_those_who_name_them() -> None:

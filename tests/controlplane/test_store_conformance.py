@@ -1,10 +1,13 @@
 """The store contract, run against every implementation: SQLite on a real file and etcd
 (a real member started here). Revisions only grow (by one per commit on SQLite; etcd's
 own on etcd), compare-and-swap batches are all or nothing, the change feed announces
-every commit with its origin, and registrations outlive the process until they expire."""
+every commit with its origin, registrations outlive the process until they expire, the CA
+is created once (compare-and-create: racing instances get one) and revoked tokens are kept
+and fed to other instances."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -18,8 +21,10 @@ from controlplane.store import (
     EtcdStore,
     PutResource,
     ResourceKey,
+    RevokedToken,
     SqliteStore,
     Store,
+    StoredCa,
     StoredRegistration,
     StoreError,
     VersionConflict,
@@ -153,3 +158,62 @@ async def test_registrations_outlive_the_process_until_they_expire(make_store: M
 async def test_calls_before_open_are_refused(make_store: MakeStore) -> None:
     with pytest.raises(StoreError, match="not open"):
         await make_store().commit([PutResource(VS, doc("a"))])
+
+
+CA_A = StoredCa("key A", "chain A", "example.org")
+CA_B = StoredCa("key B", "chain B", "example.org")
+
+
+async def test_the_first_ca_created_is_the_one_kept(make_store: MakeStore) -> None:
+    first = make_store()
+    assert (await first.open()).ca is None
+    assert await first.create_ca(CA_A) == CA_A
+    assert await first.create_ca(CA_B) == CA_A  # already held: the offer is ignored
+    await first.close()
+    second = make_store()
+    assert (await second.open()).ca == CA_A
+    assert await second.create_ca(CA_B) == CA_A
+    await second.close()
+
+
+async def test_revoked_tokens_are_kept_until_they_expire(make_store: MakeStore) -> None:
+    now = [1000.0]
+    store = make_store(clock=lambda: now[0])
+    await store.open()
+    seen: list[Change] = []
+    store.watch(seen.append)
+    revoked = [RevokedToken("t1", 1010.0), RevokedToken("t2", 1100.0)]
+    await store.revoke_tokens(revoked)
+    assert [c.tokens_revoked for c in seen] == [tuple(revoked)]
+    await store.close()
+    assert sorted((await store.open()).revoked_tokens, key=lambda r: r.id) == revoked
+    await store.close()
+    now[0] = 1050.0
+    assert (await store.open()).revoked_tokens == (RevokedToken("t2", 1100.0),)
+    await store.close()
+
+
+async def test_replicas_racing_on_etcd_get_one_ca_and_each_others_revocations(
+    shared_etcd: EtcdCluster,
+) -> None:
+    prefix = f"/test-race-{next(_prefixes)}/"
+    one, two = (EtcdStore(shared_etcd.endpoints, prefix=prefix) for _ in range(2))
+    await one.open()
+    await two.open()
+    try:
+        seen: list[Change] = []
+        two.watch(seen.append)
+        won = await asyncio.gather(one.create_ca(CA_A), two.create_ca(CA_B))
+        assert won[0] == won[1] and won[0] in (CA_A, CA_B)
+        await one.revoke_tokens([RevokedToken("t1", 4e9)])
+        for _ in range(100):
+            if any(c.tokens_revoked for c in seen):
+                break
+            await asyncio.sleep(0.05)
+        followed = [c for c in seen if c.tokens_revoked]
+        assert [(c.origin, c.tokens_revoked) for c in followed] == [
+            (one.origin, (RevokedToken("t1", 4e9),))
+        ]
+    finally:
+        await one.close()
+        await two.close()

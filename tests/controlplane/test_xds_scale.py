@@ -20,6 +20,7 @@ from controlplane.translate.typeurls import CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
 from controlplane.xds import XdsService
 from controlplane.xds.snapshot import Snapshot
 from tests.controlplane.ads_harness import RawAdsClient, mesh, resource_names, service_entry
+from tests.support.xds_service import xds_channel
 
 CDS, EDS = CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
 A_CLUSTER = "outbound|80||a"
@@ -47,18 +48,8 @@ def counting() -> CountingTranslate:
 @pytest.fixture
 async def served(counting: CountingTranslate) -> AsyncIterator[tuple[XdsService, grpc.aio.Channel]]:
     service = XdsService(debounce_s=0.05, max_debounce_s=0.5, translate_fn=counting)
-    server = grpc.aio.server()
-    service.register(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await service.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
+    async with xds_channel(service) as channel:
         yield service, channel
-    finally:
-        await channel.close(None)
-        await service.stop()
-        await server.stop(None)
 
 
 def _workload(service: str, address: str) -> RegisteredWorkload:

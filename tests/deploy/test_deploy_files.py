@@ -20,6 +20,7 @@ from types import ModuleType
 import pytest
 
 from controlplane.cli import _parser
+from controlplane.cli_security import secure_address
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -70,8 +71,12 @@ def test_dockerfile_command_parses_and_matches_mounts_ports_and_volume() -> None
     assert args.admin_address.startswith("0.0.0.0:")
     assert args.admin_allow_remote
     assert args.admin_token_file == "/etc/mesh-admin/tokens"
+    # Every port the command listens on is exposed, and only those (15010/15012/15014 as istiod).
+    secure = secure_address(args)
+    assert secure is not None and secure.host == "0.0.0.0"
     exposed = {int(port) for port in dockerfile.last("EXPOSE").split()}
-    assert exposed == {_port(args.xds_address), _port(args.admin_address)}
+    assert exposed == {_port(args.xds_address), secure.port, _port(args.admin_address)}
+    assert exposed == {15010, 15012, 15014}
     # The health check: Python's stdlib (no curl in slim images) on the admin port's /readyz.
     health = dockerfile.exec_form("HEALTHCHECK")
     assert health[:2] == ["python", "-c"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -20,47 +21,66 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def mesh_env(tmp_path: Path) -> Iterator[tuple[ControlPlaneProcess, Path, list, list]]:
+Env = tuple[ControlPlaneProcess, Path, list, list]
+
+
+@contextmanager
+def _running_mesh(workdir: Path) -> Iterator[Env]:
+    """Backends, a control plane serving them, and ``workdir/bootstrap.json`` for it."""
     with grpc_backends(3) as grpc_bs, http_backends(3) as http_bs:
         config = write_config(
-            tmp_path / "mesh.yaml",
+            workdir / "mesh.yaml",
             service_entry("echo", 50051, [b.port for b in grpc_bs]),
             service_entry("attendees", 8080, [b.port for b in http_bs], protocol="HTTP"),
         )
         with running_controlplane(config) as cp:
-            cp.write_bootstrap(tmp_path / "bootstrap.json", "e2e")
+            cp.write_bootstrap(workdir / "bootstrap.json", "e2e")
             yield cp, config, grpc_bs, http_bs
 
 
-def _bootstrap(tmp_path: Path) -> str:
-    return str(tmp_path / "bootstrap.json")
+@pytest.fixture
+def mesh_env(tmp_path: Path) -> Iterator[Env]:
+    """A mesh of its own, for a test that changes the config or the registry."""
+    with _running_mesh(tmp_path) as env:
+        yield env
 
 
-def test_http_client_spreads_round_robin(mesh_env: tuple, tmp_path: Path) -> None:
-    with meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as mesh, mesh.http_client() as http:
+@pytest.fixture(scope="module")
+def shared_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, Path]]:
+    """One mesh for the tests that only call through it (each with a Mesh of its own)."""
+    workdir = tmp_path_factory.mktemp("shared-mesh")
+    with _running_mesh(workdir) as env:
+        yield env, workdir
+
+
+def _bootstrap(workdir: Path) -> str:
+    return str(workdir / "bootstrap.json")
+
+
+def test_http_client_spreads_round_robin(shared_env: tuple[Env, Path]) -> None:
+    with meshlib.Mesh(bootstrap=_bootstrap(shared_env[1])) as mesh, mesh.http_client() as http:
         served = [http.get("http://attendees:8080/attendees/42").json() for _ in range(30)]
     assert collections.Counter(s["served_by"] for s in served) == {"h0": 10, "h1": 10, "h2": 10}
     assert {s["path"] for s in served} == {"/attendees/42"}
     assert {s["host"] for s in served} == {"attendees:8080"}
 
 
-async def test_async_http_client_spreads_round_robin(mesh_env: tuple, tmp_path: Path) -> None:
-    with meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as mesh:
+async def test_async_http_client_spreads_round_robin(shared_env: tuple[Env, Path]) -> None:
+    with meshlib.Mesh(bootstrap=_bootstrap(shared_env[1])) as mesh:
         async with mesh.async_http_client() as http:
             served = [(await http.get("http://attendees:8080/x")).json() for _ in range(30)]
     assert collections.Counter(s["served_by"] for s in served) == {"h0": 10, "h1": 10, "h2": 10}
 
 
-def test_non_mesh_hosts_pass_through(mesh_env: tuple, tmp_path: Path) -> None:
-    _, _, _, http_bs = mesh_env
-    with meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as mesh, mesh.http_client() as http:
+def test_non_mesh_hosts_pass_through(shared_env: tuple[Env, Path]) -> None:
+    (_, _, _, http_bs), _ = shared_env
+    with meshlib.Mesh(bootstrap=_bootstrap(shared_env[1])) as mesh, mesh.http_client() as http:
         answer = http.get(f"http://127.0.0.1:{http_bs[0].port}/direct").json()
     assert answer["served_by"] == "h0"
 
 
-def test_grpc_channel_unary_and_streaming(mesh_env: tuple, tmp_path: Path) -> None:
-    with meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as mesh:
+def test_grpc_channel_unary_and_streaming(shared_env: tuple[Env, Path]) -> None:
+    with meshlib.Mesh(bootstrap=_bootstrap(shared_env[1])) as mesh:
         channel = mesh.grpc_channel("xds:///echo:50051")
         who = channel.unary_unary(WHO)
         answers = [who(b"", timeout=5).decode() for _ in range(30)]
@@ -69,8 +89,8 @@ def test_grpc_channel_unary_and_streaming(mesh_env: tuple, tmp_path: Path) -> No
     assert len(streamed) == 3
 
 
-async def test_aio_grpc_channel(mesh_env: tuple, tmp_path: Path) -> None:
-    with meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as mesh:
+async def test_aio_grpc_channel(shared_env: tuple[Env, Path]) -> None:
+    with meshlib.Mesh(bootstrap=_bootstrap(shared_env[1])) as mesh:
         channel = mesh.aio_grpc_channel("echo:50051")
         who = channel.unary_unary(WHO)
         answers = [(await who(b"", timeout=5)).decode() for _ in range(30)]
@@ -152,7 +172,7 @@ def test_routing_errors_are_answered_or_raised_as_httpx_errors(
         assert isinstance(raised.value, meshlib.NoHealthyEndpointError)
 
 
-def test_unknown_hostname_passes_through_without_waiting(mesh_env: tuple, tmp_path: Path) -> None:
+def test_unknown_hostname_passes_through_without_waiting(shared_env: tuple[Env, Path]) -> None:
     """A host the control plane does not know is answered by its LDS SotW reply at once."""
     seen: list[str] = []
 
@@ -161,7 +181,7 @@ def test_unknown_hostname_passes_through_without_waiting(mesh_env: tuple, tmp_pa
         return httpx.Response(200, text="direct")
 
     with (
-        meshlib.Mesh(bootstrap=_bootstrap(tmp_path)) as mesh,
+        meshlib.Mesh(bootstrap=_bootstrap(shared_env[1])) as mesh,
         mesh.http_client(transport=httpx.MockTransport(outside_world)) as http,
     ):
         assert http.get("http://attendees:8080/").json()["served_by"].startswith("h")

@@ -54,6 +54,9 @@ def assert_every_instance_answered(summary: dict[str, Any], instances: list[str]
 
 
 def test_run_py_spreads_traffic_over_every_instance(tmp_path: Path) -> None:
+    """Also: sessions serve mTLS only (a plaintext call is refused), every caller reaches
+    them with its join token's or agent's certificate, and mesh.yaml's policy denies the
+    kiosk's ListSessions (PERMISSION_DENIED "RBAC: access denied")."""
     summary_path = tmp_path / "summary.json"
     done = subprocess.run(
         [sys.executable, str(RUN_PY), "--duration", "3", "--interval", "0.05",
@@ -66,6 +69,13 @@ def test_run_py_spreads_traffic_over_every_instance(tmp_path: Path) -> None:
     assert_every_instance_answered(summary, FOUR_INSTANCES)
     for name, callers in summary["expected"].items():  # grpcio must reach sessions too
         assert callers == (["meshlib", "grpcio"] if name.startswith("sessions") else ["meshlib"])
+    assert summary["plaintext_refused"] is True
+    assert summary["denied"] == {
+        "grpcio": ["[grpcio   ] ListSessions() -> DENIED PERMISSION_DENIED: RBAC: access denied"]
+    }
+    assert not any(summary["errors"].values())
+    assert "calling as spiffe://example.org/ns/conference/sa/app" in done.stdout
+    assert "the plaintext call was refused" in done.stdout
     assert_no_orphans(summary["pids"])
 
 

@@ -20,6 +20,7 @@ import httpx
 
 from tests.interop.security_bootstrap import write_bootstrap
 from tests.support.processes import ControlPlaneProcess, running_controlplane
+from tests.support.security_yaml import peer_authentication, workload_with_account
 from tests.support.spiffe_certs import MeshRoot, make_root, write_svid
 from tests.support.waiting import free_port
 
@@ -29,31 +30,8 @@ INBOUND = "xds.istio.io/grpc/lds/inbound/127.0.0.1:{port}"
 
 
 def mesh_yaml(port: int, mode: str, policies: str) -> str:
-    return f"""\
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: echo, namespace: conference}}
-spec:
-  hosts: [echo]
-  ports: [{{number: 50051, name: grpc, protocol: GRPC}}]
-  resolution: STATIC
-  workloadSelector: {{labels: {{app: echo}}}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: echo-1, namespace: conference}}
-spec:
-  address: 127.0.0.1
-  ports: {{grpc: {port}}}
-  labels: {{app: echo}}
-  serviceAccount: echo
----
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {{name: default, namespace: conference}}
-spec:
-  mtls: {{mode: {mode}}}
-{policies}"""
+    workload = workload_with_account("echo", "echo-1", number=50051, protocol="GRPC", port=port)
+    return f"{workload}---\n{peer_authentication(mode)}{policies}"
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from tests.interop.security_mesh import call
 from tests.support.backends import grpc_backends
 from tests.support.envoy import running_envoy_sidecar
 from tests.support.processes import running_controlplane
+from tests.support.security_yaml import peer_authentication, workload_with_account
 from tests.support.spiffe_certs import make_root, write_svid
 from tests.support.waiting import free_port
 
@@ -24,38 +25,20 @@ TD = "spiffe://cluster.local/ns/conference/sa"
 
 
 def mesh_yaml(inbound_port: int) -> str:
-    return f"""\
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: sessions, namespace: conference}}
-spec:
-  hosts: [sessions]
-  ports: [{{number: 50051, name: grpc, protocol: GRPC}}]
-  resolution: STATIC
-  workloadSelector: {{labels: {{app: sessions}}}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: sessions-sidecar, namespace: conference}}
-spec:
-  address: 127.0.0.1
-  ports: {{grpc: {inbound_port}}}
-  labels: {{app: sessions}}
-  serviceAccount: sessions
----
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {{name: default, namespace: conference}}
-spec:
-  mtls: {{mode: STRICT}}
----
+    workload = workload_with_account(
+        "sessions", "sessions-sidecar", number=50051, protocol="GRPC", port=inbound_port
+    )
+    return f"{workload}---\n{peer_authentication('STRICT')}---\n{POLICY}"
+
+
+POLICY = """\
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
-metadata: {{name: sessions, namespace: conference}}
+metadata: {name: sessions, namespace: conference}
 spec:
-  selector: {{matchLabels: {{app: sessions}}}}
+  selector: {matchLabels: {app: sessions}}
   rules:
-  - from: [{{source: {{principals: ["cluster.local/ns/conference/sa/app"]}}}}]
+  - from: [{source: {principals: ["cluster.local/ns/conference/sa/app"]}}]
 """
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -79,3 +80,11 @@ def run_agent(token_file: Path, cert_dir: Path, *extra: str) -> subprocess.Compl
     return meshctl(
         "agent", "--token-file", str(token_file), "--cert-dir", str(cert_dir), "--once", *extra
     )
+
+
+def stored_ca(data_dir: Path) -> tuple[bytes, bytes]:
+    """The CA key and chain (PEM) a control plane keeps in ``DATA_DIR/store.db``."""
+    with sqlite3.connect(data_dir / "store.db") as db:
+        key_pem, chain_pem = db.execute("SELECT key_pem, chain_pem FROM ca").fetchone()
+    db.close()
+    return key_pem.encode(), chain_pem.encode()

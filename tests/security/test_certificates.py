@@ -55,7 +55,13 @@ def test_agent_once_writes_an_svid_that_openssl_shows(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
     certs = tmp_path / "certs"
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in certs.iterdir()}
-    assert modes == {"cert-chain.pem": 0o644, "key.pem": 0o600, "root-cert.pem": 0o644}
+    assert modes == {
+        "cert-chain.pem": 0o644,
+        "key.pem": 0o600,
+        "root-cert.pem": 0o644,
+        "default.sds.json": 0o644,  # what an Envoy sidecar reads the files through
+        "rootca.sds.json": 0o644,
+    }
     text = _openssl("x509", "-in", str(certs / "cert-chain.pem"), "-noout", "-text")
     expected = f"URI:spiffe://{TRUST_DOMAIN}/ns/conference/sa/sessions"
     assert re.search(r"X509v3 Subject Alternative Name: critical\s+" + re.escape(expected), text)

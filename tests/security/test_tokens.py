@@ -24,6 +24,7 @@ from tests.security.support import (
     run_agent,
     secure_controlplane,
     sign_call,
+    stored_ca,
 )
 from tests.support.processes import ControlPlaneProcess
 
@@ -49,9 +50,7 @@ def test_expired_revoked_forged_and_tampered_tokens_get_nothing(tmp_path: Path) 
     with secure_controlplane(tmp_path) as cp:
         good = create_token(cp, "app")
         claims = _claims(good)
-        ca_key = serialization.load_pem_private_key(
-            (tmp_path / "cp" / "ca" / "root-key.pem").read_bytes(), password=None
-        )
+        ca_key = serialization.load_pem_private_key(stored_ca(tmp_path / "cp")[0], password=None)
         now = int(time.time())
         expired = jwt.encode({**claims, "iat": now - 7200, "exp": now - 3600}, ca_key, "ES256")
         assert "UNAUTHENTICATED: join token expired" in _agent_refused(tmp_path, expired)

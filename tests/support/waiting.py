@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import time
@@ -34,6 +35,20 @@ def _ephemeral_range() -> tuple[int, int]:
     return low, high
 
 
+def _worker_slice(low: int, _high: int) -> tuple[int, int]:
+    """The ports below the ephemeral range that this test process picks from: under
+    pytest-xdist each worker gets its own slice, so two workers never pick the same
+    port between one's check and its server's bind."""
+    floor = max(1024, low - 12000)
+    try:
+        index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+        count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    except ValueError:
+        return floor, low
+    width = (low - floor) // count
+    return floor + index * width, floor + (index + 1) * width
+
+
 def free_port() -> int:
     """A port free right now, for a server a test starts (or restarts) on a known port.
 
@@ -41,8 +56,7 @@ def free_port() -> int:
     outgoing connection and to ``bind(port=0)``, so a port picked from that range can be
     taken by someone else before the server binds it. Below the range only another
     explicit bind can take it."""
-    low, _ = _ephemeral_range()
-    floor = max(1024, low - 12000)
+    floor, low = _worker_slice(*_ephemeral_range())
     for _ in range(200 if low - floor >= 100 else 0):
         port = random.randrange(floor, low)
         with socket.socket() as sock:

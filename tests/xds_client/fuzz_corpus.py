@@ -2,13 +2,16 @@
 
 The rich ones come from the real control plane's translator (every route and
 cluster feature it can express) plus a few hand-built shapes it never emits
-(aggregate clusters, typed LB policies, inline route configs), so mutations
-reach every decoder. Each seed is checked to decode cleanly.
+(aggregate clusters, typed LB policies, inline route configs) and a serving
+workload's inbound listener with mTLS, RBAC and JWT filters, so mutations reach
+every decoder. Each seed is checked to decode cleanly.
 """
 
 from __future__ import annotations
 
+import tempfile
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -18,6 +21,7 @@ from envoy.extensions.load_balancing_policies.ring_hash.v3 import ring_hash_pb2
 from envoy.extensions.load_balancing_policies.round_robin.v3 import round_robin_pb2
 from envoy.extensions.load_balancing_policies.wrr_locality.v3 import wrr_locality_pb2
 
+from controlplane.config import load_config
 from controlplane.model import NodeInfo
 from controlplane.translate import translate
 from meshlib.xds_client.resource_types import RESOURCE_TYPES
@@ -36,16 +40,28 @@ def seeds() -> dict[str, tuple[Any, ...]]:
     node = NodeInfo(id="fuzz", cluster="fuzz", locality="r1/z1/s1")
     for config in (every_feature(Backend("a", 7001), Backend("b", 7002)), feature_mesh(7001)):
         for url, resources in translate(config, [], node).items():
-            # Server-side (inbound) listeners are for xDS servers; meshlib's client refuses them.
-            out[url].extend(
-                resources[name] for name in sorted(resources) if not name.startswith(INBOUND_PREFIX)
-            )
+            out[url].extend(resources[name] for name in sorted(resources))
+    out[b.LDS].extend(_security_inbound_listeners(node))
     out[b.LDS].append(_inline_route_listener())
     out[b.CDS].extend((_aggregate_cluster(), _typed_policy_cluster(), _logical_dns_cluster()))
     for url, messages in out.items():
         for message in messages:
             RESOURCE_TYPES[url].decode(b.pack(message))  # a seed that fails is a bad seed
     return {url: tuple(messages) for url, messages in out.items()}
+
+
+def _security_inbound_listeners(node: NodeInfo) -> list[Any]:
+    """Inbound listeners with mTLS, RBAC (AuthorizationPolicy, intentions) and JWT."""
+    from tests.interop.security_mesh import mesh_yaml
+    from tests.interop.test_grpcio_intentions import INTENTIONS
+    from tests.interop.test_grpcio_rbac import POLICIES
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "mesh.yaml"
+        path.write_text(mesh_yaml(50052, "STRICT", POLICIES + INTENTIONS))
+        config = load_config(path)
+    listeners = translate(config, [], node)[b.LDS]
+    return [listeners[name] for name in sorted(listeners) if name.startswith(INBOUND_PREFIX)]
 
 
 def _inline_route_listener() -> Any:

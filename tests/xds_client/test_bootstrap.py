@@ -30,6 +30,24 @@ VALID: dict[str, Any] = {
 }
 
 
+def test_tls_channel_creds_and_file_watcher_provider() -> None:
+    files = {
+        "certificate_file": "/certs/cert-chain.pem",
+        "private_key_file": "/certs/key.pem",
+        "ca_certificate_file": "/certs/root-cert.pem",
+        "refresh_interval": "5s",
+    }
+    data = copy.deepcopy(VALID)
+    data["xds_servers"][0]["channel_creds"] = [{"type": "tls", "config": files}]
+    data["certificate_providers"] = {"default": {"plugin_name": "file_watcher", "config": files}}
+    got = parse_bootstrap(data, "bootstrap test")
+    creds = got.server.selected_creds
+    assert creds.type == "tls" and creds.files is not None
+    assert creds.files.private_key_file == "/certs/key.pem"
+    provider = got.certificate_providers["default"]
+    assert (provider.certificate_file, provider.refresh_s) == ("/certs/cert-chain.pem", 5.0)
+
+
 def test_parse_valid() -> None:
     got = parse_bootstrap(VALID, "bootstrap test")
     server = got.server
@@ -109,8 +127,31 @@ INVALID: list[tuple[dict[str, Any], str]] = [
         "xds_servers[0].channel_creds: must not be empty",
     ),
     (
-        replaced("xds_servers.0.channel_creds", [{"type": "tls"}]),
-        "xds_servers[0].channel_creds: channel credentials type 'tls' is not supported yet",
+        replaced("xds_servers.0.channel_creds", [{"type": "google_default"}]),
+        "xds_servers[0].channel_creds: channel credentials type 'google_default' is not "
+        "supported yet",
+    ),
+    (
+        replaced(
+            "xds_servers.0.channel_creds", [{"type": "tls", "config": {"certificate_file": "c"}}]
+        ),
+        "xds_servers[0].channel_creds[0].config: certificate_file and private_key_file go together",
+    ),
+    (
+        replaced("certificate_providers", {"default": {"plugin_name": "spiffe"}}),
+        "certificate_providers.default.plugin_name: 'spiffe' is not supported (use 'file_watcher')",
+    ),
+    (
+        replaced(
+            "certificate_providers",
+            {"default": {"plugin_name": "file_watcher", "config": {"refresh_interval": "1m"}}},
+        ),
+        "certificate_providers.default.config.refresh_interval: must be a positive duration",
+    ),
+    (
+        replaced("certificate_providers", {"default": {"plugin_name": "file_watcher"}}),
+        "certificate_providers.default.config: certificate_file, private_key_file and "
+        "ca_certificate_file are required",
     ),
     (
         replaced("xds_servers.0.channel_creds", [{"type": "alts"}]),

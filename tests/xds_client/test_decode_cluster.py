@@ -210,9 +210,9 @@ INVALID: list[tuple[str, Callable[[], Any], str]] = [
         "cluster_type: custom cluster type 'envoy.clusters.redis' is not supported",
     ),
     (
-        "tls not yet",
+        "tls socket without a config",
         lambda: changed(lambda c: setattr(c.transport_socket, "name", "tls")),
-        "transport_socket: not supported yet",
+        "transport_socket.typed_config: required (an UpstreamTlsContext)",
     ),
     (
         "negative connect timeout",

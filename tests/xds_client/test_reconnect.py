@@ -25,7 +25,7 @@ from meshlib.xds_client.resources import EndpointsResource
 from meshlib.xds_client.watchers import CallbackWatcher
 from tests.support.meshconfig import service_entry, write_config
 from tests.support.processes import running_controlplane
-from tests.support.waiting import free_port
+from tests.support.waiting import free_port, wait_for
 from tests.xds_client.conftest import ClientFactory
 from tests.xds_client.recording import RecordingWatcher
 
@@ -118,7 +118,9 @@ def test_restarted_control_plane_is_reached_on_the_schedule(
         xds.watch(ENDPOINTS, CLUSTER, watcher)
         events.get(timeout=20)
     try:
-        time.sleep(4.0)  # the control plane is away; the client retries on its schedule
+        # The control plane is away; the client retries on its schedule (three retries
+        # seen, however slow the machine, so the schedule has steps to check).
+        wait_for(lambda: len(_retry_delays(caplog)) >= 3, timeout=30, what="three retries")
         write_config(config, service_entry("echo", 50051, [7005]))
         with running_controlplane(config, xds_address=address):
             back = time.monotonic()
