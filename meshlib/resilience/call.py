@@ -164,7 +164,11 @@ def _tries(plan: CallPlan[C, T], call: C, policy: RetryPolicy, call_at: float | 
                 raise
             first: FirstTry[T] = FirstTry(attempt, error=error)
         else:
-            if policy.num_retries == 0 or plan.final(policy, value, call):
+            if (
+                policy.num_retries == 0
+                or (not plan.checks_answers and adapter.settled(value))
+                or plan.final(policy, value, call)
+            ):
                 plan.end_call()
                 if admission.waiting:
                     admission.notify_freed()
@@ -280,7 +284,11 @@ async def run_async(plan: CallPlan[C, T], call: C, caller_timeout: float | None 
                                 raise
                             first = FirstTry(attempt, error=error)
                         else:
-                            if policy.num_retries == 0 or plan.final(policy, value, call):
+                            if (
+                                policy.num_retries == 0
+                                or (not plan.checks_answers and adapter.settled(value))
+                                or plan.final(policy, value, call)
+                            ):
                                 plan.end_call()
                                 if admission.waiting:
                                     admission.notify_freed()

@@ -365,11 +365,9 @@ class CallPlan(Generic[C, T]):
         )
 
     def final(self, policy: RetryPolicy, value: T, call: C) -> bool:
-        """Whether a first try's answer is the call's answer (no retry condition matches)."""
-        adapter = self.adapter
-        if not self.checks_answers and adapter.settled(value):
-            return True
-        outcome = adapter.describe_result(value)
+        """Whether a first try's answer is the call's answer (no retry condition matches;
+        the drivers ask :meth:`TryAdapter.settled` first)."""
+        outcome = self.adapter.describe_result(value)
         return policy.retry_reason(outcome, idempotent=self.idempotent(call)) is None
 
     def retriable(self, policy: RetryPolicy, error: Exception, call: C) -> bool:

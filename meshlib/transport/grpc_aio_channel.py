@@ -309,6 +309,7 @@ class _AioMultiCallable:
         self._serializer = serializer
         self._deserializer = deserializer
         self._plans = MethodPlanCache()
+        self._state = channel.routing.state  # the service's state: its current view
         callables = MethodCallables(kind, serializer, deserializer)
         #: What the call plans use of this multicallable (they never read its members).
         side = GrpcSide(
@@ -370,7 +371,7 @@ class _AioMultiCallable:
         compression: grpc.Compression | None = None,
     ) -> Any:
         options = CallOptions(timeout, metadata, credentials, wait_for_ready, compression)
-        view = self._channel.routing.state.view
+        view = self._state.view
         entry = self._compiled.entry  # the common case: the method's plan, current
         if (
             entry is not None

@@ -41,6 +41,7 @@ class MultiCallable:
         "_method",
         "_plans",
         "_serializer",
+        "_state",
     )
 
     def __init__(
@@ -57,6 +58,7 @@ class MultiCallable:
         self._serializer = serializer
         self._deserializer = deserializer
         self._plans = MethodPlanCache()
+        self._state = channel.routing.state  # the service's state: its current view
         callables = MethodCallables(kind, serializer, deserializer)
         #: What the call plans use of this multicallable (they never read its members).
         side = GrpcSide(
@@ -67,11 +69,11 @@ class MultiCallable:
     def _plan(self, request: Any, options: CallOptions) -> tuple[GrpcCallPlan, ForwardPlan]:
         """The call plan and forward plan of one call (the method's reusable ones at
         once while its snapshot stands). Raises MeshRpcError."""
+        entry = self._compiled.entry
+        if entry is not None and entry[0] is self._state.view and entry[2].current():
+            return entry[2], entry[1]
         channel = self._channel
         routing = channel.routing
-        entry = self._compiled.entry
-        if entry is not None and entry[0] is routing.state.view and entry[2].current():
-            return entry[2], entry[1]
         snapshot, forward = channel.plan(self._method, options.metadata, self._plans)
         if forward.mirrors and self._kind == "unary_unary":
             channel.mirror(snapshot, forward, self._method, request, options, self._serializer)

@@ -25,7 +25,7 @@ from meshlib.errors import DeadlineExceeded, PerTryTimeoutError, ResilienceError
 from meshlib.resilience.conditions import FailureKind, Outcome
 from meshlib.resilience.deadline import DEADLINE_HEADER
 from meshlib.resilience.retry import Attempt
-from meshlib.transport.http_routing import FAST_HEADERS
+from meshlib.transport.http_routing import header_set
 
 _NO_TIMEOUTS: Final[dict[str, float | None]] = {}
 
@@ -97,22 +97,8 @@ _DEADLINE_NAME: Final = DEADLINE_HEADER.encode()
 
 
 def with_deadline(headers: httpx.Headers, milliseconds: str) -> httpx.Headers:
-    """A copy of ``headers`` with the deadline header set to ``milliseconds``: the list
-    copied with one item more, unless the header is there already (or httpx changed
-    inside), when httpx's own item assignment replaces it."""
-    if FAST_HEADERS:
-        items: list[tuple[bytes, bytes, bytes]] = headers._list
-        for item in items:
-            if item[1] == _DEADLINE_NAME:
-                break
-        else:
-            copy: httpx.Headers = httpx.Headers.__new__(httpx.Headers)
-            copy._list = [*items, (_DEADLINE_NAME, _DEADLINE_NAME, milliseconds.encode())]
-            copy._encoding = headers._encoding
-            return copy
-    copy = httpx.Headers(headers)  # a copy of the list, nothing re-parsed
-    copy[DEADLINE_HEADER] = milliseconds
-    return copy
+    """A copy of ``headers`` with the deadline header set to ``milliseconds``."""
+    return header_set(headers, _DEADLINE_NAME, milliseconds)
 
 
 def timed_out(

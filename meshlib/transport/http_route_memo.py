@@ -24,7 +24,7 @@ from meshlib.routing.directory import ServiceDirectory
 from meshlib.routing.plan import ForwardPlan
 from meshlib.routing.service import ServiceState
 from meshlib.routing.snapshot import ServiceSnapshot
-from meshlib.transport.http_routing import fast_url_supported, host_header
+from meshlib.transport.http_routing import fast_url_supported, host_header, url_key
 
 if TYPE_CHECKING:
     from meshlib.transport.http_try import HttpCallPlan
@@ -59,7 +59,7 @@ class RouteMemo:
         """The routing of an earlier request like ``request``, if it still holds."""
         if not _MEMOISABLE:
             return None
-        routed = self._routed.get((request.url._uri_reference, host_header(request)))
+        routed = self._routed.get((url_key(request.url), host_header(request)))
         if (
             routed is None
             or routed.state.view is not routed.snapshot
@@ -84,5 +84,5 @@ class RouteMemo:
             memo = self._routed
             if len(memo) >= self.MAX_URLS:
                 memo.clear()  # URLs of high cardinality: start over rather than grow
-            memo[(request.url._uri_reference, host_header(request))] = routed
+            memo[(url_key(request.url), host_header(request))] = routed
         return routed

@@ -160,6 +160,31 @@ def host_header(request: httpx.Request) -> str | None:
     return None
 
 
+def header_set(headers: httpx.Headers, name: bytes, value: str) -> httpx.Headers:
+    """A copy of ``headers`` with ``name`` (lower case) set to ``value``: the list copied
+    with one item more, unless the header is there already (or httpx changed inside),
+    when httpx's own item assignment replaces it."""
+    if FAST_HEADERS:
+        items: list[tuple[bytes, bytes, bytes]] = headers._list
+        for item in items:
+            if item[1] == name:
+                break
+        else:
+            copy: httpx.Headers = httpx.Headers.__new__(httpx.Headers)
+            copy._list = [*items, (name, name, value.encode())]
+            copy._encoding = headers._encoding
+            return copy
+    copy = httpx.Headers(headers)  # a copy of the list, nothing re-parsed
+    copy[name.decode("latin-1")] = value
+    return copy
+
+
+def url_key(url: httpx.URL) -> object:
+    """A hashable key of a parsed URL, the same for the same URL (httpx's parsed
+    reference; only when :func:`fast_url_supported`)."""
+    return url._uri_reference
+
+
 def header_named(request: httpx.Request, names: frozenset[bytes]) -> bool:
     """Whether the request has a header whose lower-case name is in ``names``
     (nothing decoded or lowered when httpx keeps its list as known)."""

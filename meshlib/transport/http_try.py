@@ -19,7 +19,7 @@ cluster) and serves every request routed there (:class:`HttpPlans`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final, TypeAlias
+from typing import Final, NoReturn, TypeAlias
 
 import httpx
 
@@ -48,11 +48,13 @@ from meshlib.transport.http_routing import (
     request_headers,
 )
 from meshlib.transport.pool_settings import AsyncClusterHTTPTransport, ClusterHTTPTransport
+from meshlib.transport.try_observer import TryReport
 from meshlib.xds_client.resources import Endpoint
 
 #: One HTTP call: the caller's request and its forward plan (rewrites, hash, mutations).
 HttpCall: TypeAlias = tuple[httpx.Request, ForwardPlan]
 HttpCallPlan: TypeAlias = CallPlan[HttpCall, httpx.Response]
+HttpTryReport: TypeAlias = TryReport[httpx.Request, int]
 Pools: TypeAlias = EndpointPool[ClusterHTTPTransport] | EndpointPool[AsyncClusterHTTPTransport]
 
 _describe_response: Final = describe_response
@@ -147,44 +149,48 @@ class HttpTry(TryAdapter[HttpCall, httpx.Response]):
 
     # --- one try -----------------------------------------------------------------
 
-    def _pick(self, forward: ForwardPlan, excluded: frozenset[str]) -> Endpoint:
-        state = self.state
-        if state is None:
-            raise NoHealthyEndpointError(
-                f"service {self.target}: cluster {self.cluster_name!r} is unknown"
-            )
-        request_hash = forward.request_hash
-        if request_hash is None and not excluded:
-            return state.picker.pick()
-        return state.picker.pick(PickContext(request_hash, excluded))
-
     def _outgoing(
         self, call: HttpCall, attempt: Attempt
     ) -> tuple[Endpoint, httpx.Request, ClusterHTTPTransport | AsyncClusterHTTPTransport]:
         """The endpoint, the request for it within the try's budget, and its pool."""
         request, forward = call
+        state = self.state
+        request_hash = forward.request_hash
+        excluded = attempt.excluded_endpoints
         try:
-            endpoint = self._pick(forward, attempt.excluded_endpoints)
+            if state is None:
+                raise NoHealthyEndpointError(
+                    f"service {self.target}: cluster {self.cluster_name!r} is unknown"
+                )
+            if request_hash is None and not excluded:
+                endpoint = state.picker.pick()
+            else:
+                endpoint = state.picker.pick(PickContext(request_hash, excluded))
         except RoutingError as exc:
             raise routing_error_as_httpx(exc, request) from exc
         attempt.endpoint = endpoint.authority
         # What the try has left is read before the pool is looked up: opening an
         # endpoint's first pool (its TLS context) is part of the try, not before it.
         remaining = None if attempt.deadline is None else time_left(attempt)
-        assert self.state is not None
-        pool = self.pools.get(endpoint, self.state.pool)
+        pool = self.pools.get(endpoint, state.pool)
         bounded = bound_request(request, remaining, self.idle_s, pool.connect_timeout_s)
         outgoing = outgoing_request(bounded, forward, endpoint, owned=bounded is not request)
         return endpoint, outgoing, pool
 
-    def _failed(self, error: BaseException, attempt: Attempt) -> BaseException:
-        """A try's transport error as the retry rules read it (a timeout that used the
-        try's budget is meshlib's deadline error)."""
+    @staticmethod
+    def _failed(
+        error: BaseException, report: HttpTryReport, attempt: Attempt, per_try_s: float | None
+    ) -> NoReturn:
+        """Report a try that raised; raise its error as the retry rules read it (a
+        timeout that used the try's budget is meshlib's deadline error)."""
+        report.failed(error)
         if isinstance(error, httpx.TransportError):
             note_retried(error, attempt)
             if isinstance(error, httpx.TimeoutException):
-                return timed_out(error, attempt, self.per_try_s)
-        return error
+                mapped = timed_out(error, attempt, per_try_s)
+                if mapped is not error:
+                    raise mapped from error
+        raise error
 
     def send(self, call: HttpCall, attempt: Attempt) -> httpx.Response:
         endpoint, outgoing, pool = self._outgoing(call, attempt)
@@ -193,11 +199,7 @@ class HttpTry(TryAdapter[HttpCall, httpx.Response]):
         try:
             response = pool.handle_request(outgoing)
         except BaseException as error:
-            report.failed(error)
-            mapped = self._failed(error, attempt)
-            if mapped is error:
-                raise
-            raise mapped from error
+            self._failed(error, report, attempt, self.per_try_s)
         report.finished(response.status_code)
         if self.reads_answers and response.status_code >= 400:
             response.read()  # frees the connection; a reset here fails the try
@@ -212,11 +214,7 @@ class HttpTry(TryAdapter[HttpCall, httpx.Response]):
         try:
             response = await pool.handle_async_request(outgoing)
         except BaseException as error:
-            report.failed(error)
-            mapped = self._failed(error, attempt)
-            if mapped is error:
-                raise
-            raise mapped from error
+            self._failed(error, report, attempt, self.per_try_s)
         report.finished(response.status_code)
         if self.reads_answers and response.status_code >= 400:
             await response.aread()  # frees the connection; a reset here fails the try

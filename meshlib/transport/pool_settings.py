@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import httpx
@@ -146,9 +146,11 @@ class AsyncClusterHTTPTransport(httpx.AsyncHTTPTransport):
         if isinstance(context, EndpointSSLContext):
             install_tls(self._pool, context, is_async=True)
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_async_request(self, request: httpx.Request) -> Coroutine[Any, Any, httpx.Response]:
+        # httpx's own coroutine, returned (not awaited here): one await level less to
+        # resume at every wake-up of the request.
         capped_connect(request, self.connect_timeout_s)
-        return await super().handle_async_request(request)
+        return super().handle_async_request(request)
 
 
 def grpc_pool_options(settings: PoolSettings) -> list[tuple[str, int]]:
