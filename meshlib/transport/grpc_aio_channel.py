@@ -325,7 +325,7 @@ class _AioMultiCallable:
         if forward.mirrors and self._kind == "unary_unary":
             channel.mirror(snapshot, forward, self._method, request, options, self._serializer)
         plan = self._compiled.get(routing, snapshot, forward)
-        call = GrpcCall(request, options, forward)
+        call = (request, options, forward, False)
         if self._kind == "unary_unary":
             return LazyUnaryCall(partial(run_async, plan, call, options.timeout))
         if plan.stages:
@@ -339,7 +339,7 @@ class _AioMultiCallable:
     async def _after_stages(self, plan: GrpcCallPlan, call: GrpcCall) -> Any:
         """A streaming call after its fault / rate-limit stages (one try)."""
         try:
-            attempt = await single_try_async(plan, call, call.options.timeout)
+            attempt = await single_try_async(plan, call, call[1].timeout)
         except ResilienceError as exc:
             raise as_aio_rpc_error(exc) from exc
         return self._try_call(plan, call, attempt)
@@ -379,7 +379,7 @@ class _AioMultiCallable:
             and self._kind == "unary_unary"
             and entry[2].current()
         ):
-            call = GrpcCall(request, options, entry[1])
+            call = (request, options, entry[1], False)
             return LazyUnaryCall(partial(run_async, entry[2], call, timeout))
         if type(view) is ServiceSnapshot:
             try:

@@ -22,7 +22,7 @@ from meshlib.routing.plan import ForwardPlan
 from meshlib.transport.grpc_call_options import CallOptions
 from meshlib.transport.grpc_routing import Metadata, MethodPlanCache
 from meshlib.transport.grpc_subchannels import MethodCallables
-from meshlib.transport.grpc_try import GrpcCall, GrpcCallPlan, GrpcPlans, GrpcSide, GrpcTry
+from meshlib.transport.grpc_try import GrpcCallPlan, GrpcPlans, GrpcSide, GrpcTry
 
 if TYPE_CHECKING:
     from meshlib.transport.grpc_channel import MeshChannel
@@ -81,13 +81,13 @@ class MultiCallable:
 
     def _blocking(self, request: Any, options: CallOptions, with_call: bool) -> Any:
         plan, forward = self._plan(request, options)
-        return run_sync(plan, GrpcCall(request, options, forward, with_call), options.timeout)
+        return run_sync(plan, (request, options, forward, with_call), options.timeout)
 
     def _single(self, request: Any, options: CallOptions, flavour: str | None) -> tuple[Any, Any]:
         """A call that is not replayed (future, streaming): the plan up to its one try's
         start; (grpc's call, its report)."""
         plan, forward = self._plan(request, options)
-        call = GrpcCall(request, options, forward)
+        call = (request, options, forward, False)
         adapter = cast(GrpcTry, plan.adapter)
         try:
             attempt = single_try(plan, call, options.timeout)

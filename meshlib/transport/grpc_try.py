@@ -13,7 +13,7 @@ through the plan's per-try observer, a DEADLINE_EXCEEDED that ended the per-try
 budget as :class:`~meshlib.errors.PerTryTimeoutError`, and the call's error as
 grpcio's (sync ``grpc.RpcError``, aio ``AioRpcError``).
 
-A call is ``(request, options, forward plan, with_call)``; a plan is compiled per
+A call is ``(request, options, forward plan, with_call)`` (:data:`GrpcCall`); a plan is compiled per
 (snapshot, route, cluster) for one method (:class:`GrpcPlans`).
 """
 
@@ -60,23 +60,12 @@ _describe_error: Final = describe_error
 SubChannelOf = Callable[[Endpoint, str, PoolSettings], Any]
 
 
-class GrpcCall(NamedTuple):
-    """One gRPC call as the lifecycle carries it."""
-
-    request: Any
-    options: CallOptions
-    forward: ForwardPlan
-    with_call: bool = False
-
-
-class Opened(NamedTuple):
-    """One try, ready to send: the endpoint's multicallable, the metadata and
-    ``timeout=`` to send it with, and the try's report."""
-
-    send: Any
-    metadata: Metadata | None
-    timeout: float | None
-    report: GrpcTryReport
+#: One gRPC call as the lifecycle carries it: (request, options, forward plan,
+#: with_call). A plain tuple: built per call, so it costs no constructor call.
+GrpcCall: TypeAlias = tuple[Any, CallOptions, ForwardPlan, bool]
+#: One try, ready to send: the endpoint's multicallable, the metadata and ``timeout=``
+#: to send it with, and the try's report.
+Opened: TypeAlias = tuple[Any, Metadata | None, float | None, GrpcTryReport]
 
 
 GrpcCallPlan: TypeAlias = CallPlan[GrpcCall, Any]
@@ -151,7 +140,7 @@ class GrpcTry(TryAdapter[GrpcCall, Any]):
     # --- what the lifecycle asks -------------------------------------------------
 
     def headers(self, call: GrpcCall) -> Mapping[str, str]:
-        metadata = call.options.metadata
+        metadata = call[1].metadata
         if metadata is None:
             return NO_HEADERS
         gate = self.gate
@@ -209,7 +198,7 @@ class GrpcTry(TryAdapter[GrpcCall, Any]):
     def open(self, call: GrpcCall, attempt: Attempt) -> Opened:
         """Pick, the endpoint's multicallable, the try's metadata and timeout, its
         report started. Raises RoutingError (sync: as MeshRpcError)."""
-        forward = call.forward
+        forward = call[2]
         try:
             endpoint = self._endpoint(forward, attempt.excluded_endpoints)
         except RoutingError as exc:
@@ -222,7 +211,7 @@ class GrpcTry(TryAdapter[GrpcCall, Any]):
             send = entry[1]
         else:
             send = self._send_for(endpoint, forward)  # raises once the channel is closed
-        options = call.options
+        options = call[1]
         metadata = options.metadata
         if attempt.number > 1:
             metadata = (*(metadata or ()), (PREVIOUS_ATTEMPTS_KEY, str(attempt.number - 1)))
@@ -230,7 +219,7 @@ class GrpcTry(TryAdapter[GrpcCall, Any]):
             metadata = outgoing_metadata(forward, metadata)
         timeout = options.timeout if attempt.deadline is None else time_left(attempt)
         assert self.observer is not None
-        return Opened(send, metadata, timeout, self.observer.start(endpoint, self.side.method))
+        return send, metadata, timeout, self.observer.start(endpoint, self.side.method)
 
     def _failed(self, error: BaseException, report: GrpcTryReport, attempt: Attempt) -> NoReturn:
         """Report a try that raised; raise its error as the retry rules read it."""
@@ -245,10 +234,10 @@ class GrpcTry(TryAdapter[GrpcCall, Any]):
 
     def send(self, call: GrpcCall, attempt: Attempt) -> Any:
         send, metadata, timeout, report = self.open(call, attempt)
-        options = call.options
+        options = call[1]
         try:
-            result = (send.with_call if call.with_call else send)(
-                call.request, timeout=timeout, metadata=metadata,
+            result = (send.with_call if call[3] else send)(
+                call[0], timeout=timeout, metadata=metadata,
                 credentials=options.credentials, wait_for_ready=options.wait_for_ready,
                 compression=options.compression,
             )  # fmt: skip
@@ -260,10 +249,10 @@ class GrpcTry(TryAdapter[GrpcCall, Any]):
     async def send_async(self, call: GrpcCall, attempt: Attempt) -> tuple[Any, Any]:
         """One aio try: (grpc's finished call, its answer)."""
         send, metadata, timeout, report = self.open(call, attempt)
-        options = call.options
+        options = call[1]
         try:
             grpc_call = send(
-                call.request, timeout=timeout, metadata=metadata,
+                call[0], timeout=timeout, metadata=metadata,
                 credentials=options.credentials, wait_for_ready=options.wait_for_ready,
                 compression=options.compression,
             )  # fmt: skip
@@ -282,10 +271,10 @@ class GrpcTry(TryAdapter[GrpcCall, Any]):
         send, metadata, timeout, report = self.open(call, attempt)
         if flavour is not None:
             send = getattr(send, flavour)
-        options = call.options
+        options = call[1]
         try:
             started = send(
-                call.request, timeout=timeout, metadata=metadata,
+                call[0], timeout=timeout, metadata=metadata,
                 credentials=options.credentials, wait_for_ready=options.wait_for_ready,
                 compression=options.compression,
             )  # fmt: skip
