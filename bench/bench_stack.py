@@ -288,9 +288,12 @@ def running_stack(keep_logs: bool = False) -> Iterator[Stack]:
 
     failed = True
     try:
+        # The config folder is the work dir (watched; its only YAML file is mesh.yaml,
+        # written once the servers listen; retry_storm.py rewrites it).
+        config = workdir / "mesh.yaml"
         plane = start(
             "controlplane",
-            [console_script("mesh-controlplane"), "serve",
+            [console_script("mesh-controlplane"), "serve", "--config", str(workdir),
              "--xds-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0",
              "--secure-xds-address", "127.0.0.1:0", "--allow-empty-config",
              "--data-dir", str(workdir / "controlplane"), "--trust-domain", TRUST_DOMAIN],
@@ -304,12 +307,9 @@ def running_stack(keep_logs: bool = False) -> Iterator[Stack]:
             for suffix, tls in (("", []), ("-mtls", ["--cert-dir", certs]))
             for kind in ("http", "grpc")
         ]
-        config = workdir / "mesh.yaml"  # applied once the servers' ports are known
-        config.write_text(yaml.safe_dump_all(mesh_config(*ports)))
-        subprocess.run(
-            [console_script("meshctl"), "apply", "-f", str(config), "--admin-address", admin],
-            check=True, capture_output=True, timeout=START_TIMEOUT_S,
-        )  # fmt: skip
+        staged = config.with_suffix(".tmp")
+        staged.write_text(yaml.safe_dump_all(mesh_config(*ports)))
+        staged.replace(config)
         bootstrap = workdir / "bootstrap.json"
         subprocess.run(
             [console_script("meshctl"), "bootstrap", "--xds-address", str(plane["xds_address"]),

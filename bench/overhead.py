@@ -191,23 +191,45 @@ def summarize(
 
 
 @dataclass
-class Meshes:
-    """The plaintext mesh (no identity), the mTLS one (a token) and its certificate files."""
+class MtlsSide:
+    """The mTLS groups' mesh (with a token) and its certificate in files."""
 
-    plain: meshlib.Mesh
-    mtls: meshlib.Mesh
+    mesh: meshlib.Mesh
     certs: ClientCerts
 
 
-def run_sync(stack: Stack, meshes: Meshes, args: argparse.Namespace) -> list[Result]:
-    results: list[Result] = []
+def sync_builds(
+    stack: Stack, mesh: meshlib.Mesh, mtls: MtlsSide | None
+) -> list[Callable[[], list[SyncVariant]]]:
     builds: list[Callable[[], list[SyncVariant]]] = [
-        lambda: http_sync_variants(stack, meshes.plain),
-        lambda: grpc_sync_variants(stack, meshes.plain),
-        lambda: http_sync_mtls_variants(stack, meshes.mtls, meshes.certs),
-        lambda: grpc_sync_mtls_variants(stack, meshes.mtls, meshes.certs),
+        lambda: http_sync_variants(stack, mesh),
+        lambda: grpc_sync_variants(stack, mesh),
     ]
-    for build in builds:
+    if mtls is not None:
+        builds.append(lambda: http_sync_mtls_variants(stack, mtls.mesh, mtls.certs))
+        builds.append(lambda: grpc_sync_mtls_variants(stack, mtls.mesh, mtls.certs))
+    return builds
+
+
+def async_builds(
+    stack: Stack, mesh: meshlib.Mesh, mtls: MtlsSide | None
+) -> list[Callable[[], list[AsyncVariant]]]:
+    builds: list[Callable[[], list[AsyncVariant]]] = [
+        lambda: http_async_variants(stack, mesh),
+        lambda: grpc_async_variants(stack, mesh),
+    ]
+    if mtls is not None:
+        builds.append(lambda: http_async_mtls_variants(stack, mtls.mesh, mtls.certs))
+        builds.append(lambda: grpc_async_mtls_variants(stack, mtls.mesh, mtls.certs))
+    return builds
+
+
+def run_sync(
+    stack: Stack, mesh: meshlib.Mesh, args: argparse.Namespace, mtls: MtlsSide | None = None
+) -> list[Result]:
+    """The plaintext groups, then (``mtls`` given) the mTLS ones."""
+    results: list[Result] = []
+    for build in sync_builds(stack, mesh, mtls):
         variants = build()
         try:
             samples = run_sync_group(variants, args.requests, args.warmup, args.concurrency)
@@ -218,15 +240,11 @@ def run_sync(stack: Stack, meshes: Meshes, args: argparse.Namespace) -> list[Res
     return results
 
 
-async def run_async(stack: Stack, meshes: Meshes, args: argparse.Namespace) -> list[Result]:
+async def run_async(
+    stack: Stack, mesh: meshlib.Mesh, args: argparse.Namespace, mtls: MtlsSide | None = None
+) -> list[Result]:
     results: list[Result] = []
-    builds: list[Callable[[], list[AsyncVariant]]] = [
-        lambda: http_async_variants(stack, meshes.plain),
-        lambda: grpc_async_variants(stack, meshes.plain),
-        lambda: http_async_mtls_variants(stack, meshes.mtls, meshes.certs),
-        lambda: grpc_async_mtls_variants(stack, meshes.mtls, meshes.certs),
-    ]
-    for build in builds:
+    for build in async_builds(stack, mesh, mtls):
         variants = build()
         try:
             samples = await run_async_group(variants, args.requests, args.warmup, args.concurrency)
@@ -269,14 +287,14 @@ def main(argv: list[str] | None = None) -> int:
         meshlib.Mesh(bootstrap=str(stack.bootstrap)) as plain,
         meshlib.Mesh(bootstrap=str(stack.bootstrap), token=stack.client_token) as mtls,
     ):
-        meshes = Meshes(plain, mtls, client_certs(stack, mtls))
+        side = MtlsSide(mtls, client_certs(stack, mtls))
         # grpcio's own xDS client reads the bootstrap from the environment (one per
         # process): the one with the workload certificate, over the secure xDS address,
         # for its plaintext and its mTLS channels alike.
-        os.environ["GRPC_XDS_BOOTSTRAP"] = str(meshes.certs.bootstrap)
+        os.environ["GRPC_XDS_BOOTSTRAP"] = str(side.certs.bootstrap)
         register_breakers()
-        results = run_sync(stack, meshes, args)
-        results += asyncio.run(run_async(stack, meshes, args))
+        results = run_sync(stack, plain, args, side)
+        results += asyncio.run(run_async(stack, plain, args, side))
         first_calls = time_to_first_call(stack)
         rotation = rotation_cost(stack, mtls)
     took = time.perf_counter() - started
