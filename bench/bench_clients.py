@@ -43,14 +43,16 @@ class AsyncVariant:
     close: Callable[[], Awaitable[object]]
 
 
-def _http_sync(group: str, client_name: str, client: httpx.Client, url: str) -> SyncVariant:
+def http_sync_variant(group: str, client_name: str, client: httpx.Client, url: str) -> SyncVariant:
     def call() -> object:
         return client.get(url).raise_for_status()
 
     return SyncVariant(group, client_name, call, client.close)
 
 
-def _http_async(group: str, client_name: str, client: httpx.AsyncClient, url: str) -> AsyncVariant:
+def http_async_variant(
+    group: str, client_name: str, client: httpx.AsyncClient, url: str
+) -> AsyncVariant:
     async def call() -> object:
         response = await client.get(url)
         return response.raise_for_status()
@@ -58,7 +60,7 @@ def _http_async(group: str, client_name: str, client: httpx.AsyncClient, url: st
     return AsyncVariant(group, client_name, call, client.aclose)
 
 
-def _grpc_sync(group: str, client_name: str, channel: grpc.Channel) -> SyncVariant:
+def grpc_sync_variant(group: str, client_name: str, channel: grpc.Channel) -> SyncVariant:
     ping = channel.unary_unary(ECHO_METHOD, request_serializer=None, response_deserializer=None)
 
     def call() -> object:
@@ -67,7 +69,7 @@ def _grpc_sync(group: str, client_name: str, channel: grpc.Channel) -> SyncVaria
     return SyncVariant(group, client_name, call, channel.close)
 
 
-def _grpc_async(group: str, client_name: str, channel: grpc.aio.Channel) -> AsyncVariant:
+def grpc_async_variant(group: str, client_name: str, channel: grpc.aio.Channel) -> AsyncVariant:
     ping = channel.unary_unary(ECHO_METHOD, request_serializer=None, response_deserializer=None)
 
     async def call() -> object:
@@ -83,8 +85,10 @@ def http_sync_variants(stack: Stack, mesh: meshlib.Mesh) -> list[SyncVariant]:
     group = "httpx sync"
     bare_url = f"http://127.0.0.1:{stack.http_port}/ping"
     return [
-        _http_sync(group, BARE, httpx.Client(limits=BARE_LIMITS), bare_url),
-        _http_sync(group, "meshlib", mesh.http_client(), f"http://{HTTP_HOST}:{HTTP_PORT}/ping"),
+        http_sync_variant(group, BARE, httpx.Client(limits=BARE_LIMITS), bare_url),
+        http_sync_variant(
+            group, "meshlib", mesh.http_client(), f"http://{HTTP_HOST}:{HTTP_PORT}/ping"
+        ),
     ]
 
 
@@ -94,8 +98,8 @@ def http_async_variants(stack: Stack, mesh: meshlib.Mesh) -> list[AsyncVariant]:
     bare_url = f"http://127.0.0.1:{stack.http_port}/ping"
     mesh_url = f"http://{HTTP_HOST}:{HTTP_PORT}/ping"
     return [
-        _http_async(group, BARE, httpx.AsyncClient(limits=BARE_LIMITS), bare_url),
-        _http_async(group, "meshlib", mesh.async_http_client(), mesh_url),
+        http_async_variant(group, BARE, httpx.AsyncClient(limits=BARE_LIMITS), bare_url),
+        http_async_variant(group, "meshlib", mesh.async_http_client(), mesh_url),
     ]
 
 
@@ -103,9 +107,9 @@ def grpc_sync_variants(stack: Stack, mesh: meshlib.Mesh) -> list[SyncVariant]:
     group = "grpc sync"
     target = f"xds:///{GRPC_HOST}:{GRPC_PORT}"
     return [
-        _grpc_sync(group, BARE, grpc.insecure_channel(f"127.0.0.1:{stack.grpc_port}")),
-        _grpc_sync(group, "meshlib", mesh.grpc_channel(target)),
-        _grpc_sync(group, "grpcio xds", grpc.insecure_channel(target)),
+        grpc_sync_variant(group, BARE, grpc.insecure_channel(f"127.0.0.1:{stack.grpc_port}")),
+        grpc_sync_variant(group, "meshlib", mesh.grpc_channel(target)),
+        grpc_sync_variant(group, "grpcio xds", grpc.insecure_channel(target)),
     ]
 
 
@@ -114,7 +118,7 @@ def grpc_async_variants(stack: Stack, mesh: meshlib.Mesh) -> list[AsyncVariant]:
     group = "grpc aio"
     target = f"xds:///{GRPC_HOST}:{GRPC_PORT}"
     return [
-        _grpc_async(group, BARE, grpc.aio.insecure_channel(f"127.0.0.1:{stack.grpc_port}")),
-        _grpc_async(group, "meshlib", mesh.aio_grpc_channel(target)),
-        _grpc_async(group, "grpcio xds", grpc.aio.insecure_channel(target)),
+        grpc_async_variant(group, BARE, grpc.aio.insecure_channel(f"127.0.0.1:{stack.grpc_port}")),
+        grpc_async_variant(group, "meshlib", mesh.aio_grpc_channel(target)),
+        grpc_async_variant(group, "grpcio xds", grpc.aio.insecure_channel(target)),
     ]

@@ -92,19 +92,19 @@ def print_table(
     results: Sequence[Result], *, requests: int, concurrency: int, took_s: float
 ) -> None:
     header = (
-        f"{'group':<12} {'client':<11} {'median ms':>9} {'p99 ms':>8} {'seq req/s':>10} "
+        f"{'group':<16} {'client':<11} {'median ms':>9} {'p99 ms':>8} {'seq req/s':>10} "
         f"{'conc req/s':>10} {'median':>7} {'p99':>7} {'conc':>7}"
     )
     print(
         f"\nmeshlib overhead on loopback: {requests} sequential calls per client, "
         f"then {requests} more with {concurrency} concurrent callers"
     )
-    print(f"{'':<65}{'ratio to bare':^24}")
+    print(f"{'':<69}{'ratio to bare':^24}")
     print(header)
     print("-" * len(header))
     for result in results:
         print(
-            f"{result.group:<12} {result.client:<11} {result.median_ms:>9.3f} "
+            f"{result.group:<16} {result.client:<11} {result.median_ms:>9.3f} "
             f"{result.p99_ms:>8.3f} {result.sequential_rps:>10.0f} {result.concurrent_rps:>10.0f} "
             f"{_ratio(result.median_ratio):>7} {_ratio(result.p99_ratio):>7} "
             f"{_ratio(result.concurrent_rps_ratio):>7}"

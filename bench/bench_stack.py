@@ -2,8 +2,12 @@
 
 An HTTP server and a gRPC server (bench_servers.py), a control plane whose config
 names them ``bench-http:8080`` and ``bench-grpc:50051``, and a bootstrap file
-from ``meshctl bootstrap``. Servers live outside the measuring process so their
-work does not share its interpreter (GIL, event loop, GC).
+from ``meshctl bootstrap``. The control plane is also the CA (``--data-dir``,
+``--trust-domain``): two more servers serve mTLS only with a certificate it
+issued (``bench-http-mtls:8080``, ``bench-grpc-mtls:50051``, namespace
+``bench-mtls`` under a STRICT PeerAuthentication), and a join token for the
+client's identity comes with the stack. Servers live outside the measuring
+process so their work does not share its interpreter (GIL, event loop, GC).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 import yaml
 
 import meshlib
+from meshlib.security import SpiffeId, WorkloadCertificate, obtain_certificate
 
 HERE = Path(__file__).resolve().parent
 START_TIMEOUT_S = 20.0
@@ -33,13 +38,22 @@ HTTP_HOST, HTTP_PORT = "bench-http", 8080
 #: idle connections as long, so after a concurrent burst both pools hold alike.
 POOL_IDLE_TIMEOUT_S = 60
 GRPC_HOST, GRPC_PORT = "bench-grpc", 50051
+HTTP_MTLS_HOST, GRPC_MTLS_HOST = "bench-http-mtls", "bench-grpc-mtls"
+MTLS_NAMESPACE, TRUST_DOMAIN = "bench-mtls", "example.org"
+SERVER_ACCOUNT, CLIENT_ACCOUNT = "bench-server", "bench-client"
 
 
 @dataclass(frozen=True)
 class Stack:
     http_port: int  # where the HTTP server really listens
     grpc_port: int
-    bootstrap: Path
+    bootstrap: Path  # plaintext xDS
+    mtls_http_port: int  # where the mTLS-only servers listen
+    mtls_grpc_port: int
+    secure_xds_address: str
+    client_token: str  # a join token for spiffe://TRUST_DOMAIN/ns/bench-mtls/sa/bench-client
+    server_identity: SpiffeId  # what the mTLS servers' certificate names
+    workdir: Path
 
 
 class StackError(RuntimeError):
@@ -106,17 +120,23 @@ class _Child:
         self._log.close()
 
 
-def service_entry(host: str, port: int, name: str, protocol: str, target: int) -> dict[str, Any]:
-    """``host:port`` served by one endpoint on loopback (``target``)."""
+def service_entry(
+    host: str, port: int, name: str, protocol: str, target: int, namespace: str = "bench"
+) -> dict[str, Any]:
+    """``host:port`` served by one endpoint on loopback (``target``); in the mTLS
+    namespace the endpoint runs as the server's service account (its identity)."""
+    endpoint: dict[str, Any] = {"address": "127.0.0.1", "ports": {name: target}}
+    if namespace == MTLS_NAMESPACE:
+        endpoint["serviceAccount"] = SERVER_ACCOUNT
     return {
         "apiVersion": "networking.istio.io/v1",
         "kind": "ServiceEntry",
-        "metadata": {"name": host, "namespace": "bench"},
+        "metadata": {"name": host, "namespace": namespace},
         "spec": {
             "hosts": [host],
             "ports": [{"number": port, "name": name, "protocol": protocol}],
             "resolution": "STATIC",
-            "endpoints": [{"address": "127.0.0.1", "ports": {name: target}}],
+            "endpoints": [endpoint],
         },
     }
 
@@ -124,7 +144,11 @@ def service_entry(host: str, port: int, name: str, protocol: str, target: int) -
 def register_breakers() -> None:
     """The last resilience feature the config cannot set: a failure-rate breaker per
     service, registered on the client as an application would (never trips here)."""
-    for service in (f"{HTTP_HOST}:{HTTP_PORT}", f"{GRPC_HOST}:{GRPC_PORT}"):
+    for host, port in (
+        (HTTP_HOST, HTTP_PORT), (GRPC_HOST, GRPC_PORT),
+        (HTTP_MTLS_HOST, HTTP_PORT), (GRPC_MTLS_HOST, GRPC_PORT),
+    ):  # fmt: skip
+        service = f"{host}:{port}"
         meshlib.breakers.get(service, meshlib.BreakerConfig(failure_rate_threshold=50))
 
 
@@ -132,7 +156,29 @@ def _json(value: dict[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def mesh_config(http_port: int, grpc_port: int) -> list[dict[str, Any]]:
+def mesh_config(
+    http_port: int, grpc_port: int, mtls_http_port: int, mtls_grpc_port: int
+) -> list[dict[str, Any]]:
+    """The plaintext services (namespace bench) and the mTLS ones (namespace bench-mtls,
+    STRICT), all with the same resilience features."""
+    strict = {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "PeerAuthentication",
+        "metadata": {"name": "default", "namespace": MTLS_NAMESPACE},
+        "spec": {"mtls": {"mode": "STRICT"}},
+    }
+    return [
+        *services_config(HTTP_HOST, http_port, GRPC_HOST, grpc_port, "bench"),
+        *services_config(
+            HTTP_MTLS_HOST, mtls_http_port, GRPC_MTLS_HOST, mtls_grpc_port, MTLS_NAMESPACE
+        ),
+        strict,
+    ]
+
+
+def services_config(
+    http_host: str, http_port: int, grpc_host: str, grpc_port: int, namespace: str
+) -> list[dict[str, Any]]:
     """Both services with every resilience feature on, as a production mesh would run them.
 
     Route timeout, retries with a per-try timeout, a local rate limit (never
@@ -148,7 +194,7 @@ def mesh_config(http_port: int, grpc_port: int) -> list[dict[str, Any]]:
             "kind": "VirtualService",
             "metadata": {
                 "name": host,
-                "namespace": "bench",
+                "namespace": namespace,
                 "annotations": {
                     "meshlib.dev/local-rate-limit": _json(limit),
                     "meshlib.dev/fault-headers": _json({"enabled": True}),
@@ -172,7 +218,7 @@ def mesh_config(http_port: int, grpc_port: int) -> list[dict[str, Any]]:
             "kind": "DestinationRule",
             "metadata": {
                 "name": host,
-                "namespace": "bench",
+                "namespace": namespace,
                 "annotations": {
                     "meshlib.dev/retry-budget": _json(
                         {"budgetPercent": 20, "minRetryConcurrency": 3}
@@ -201,18 +247,37 @@ def mesh_config(http_port: int, grpc_port: int) -> list[dict[str, Any]]:
         }
 
     return [
-        service_entry(HTTP_HOST, HTTP_PORT, "http", "HTTP", http_port),
-        routes(HTTP_HOST, HTTP_PORT, "5xx,reset,connect-failure,refused-stream"),
-        policy(HTTP_HOST),
-        service_entry(GRPC_HOST, GRPC_PORT, "grpc", "GRPC", grpc_port),
-        routes(GRPC_HOST, GRPC_PORT, "unavailable,cancelled,resource-exhausted"),
-        policy(GRPC_HOST),
+        service_entry(http_host, HTTP_PORT, "http", "HTTP", http_port, namespace),
+        routes(http_host, HTTP_PORT, "5xx,reset,connect-failure,refused-stream"),
+        policy(http_host),
+        service_entry(grpc_host, GRPC_PORT, "grpc", "GRPC", grpc_port, namespace),
+        routes(grpc_host, GRPC_PORT, "unavailable,cancelled,resource-exhausted"),
+        policy(grpc_host),
     ]
+
+
+def create_token(admin_address: str, service_account: str) -> str:
+    """``meshctl token create`` for ``service_account`` in the mTLS namespace."""
+    done = subprocess.run(
+        [console_script("meshctl"), "token", "create", "--service-account", service_account,
+         "--namespace", MTLS_NAMESPACE, "--admin-address", admin_address],
+        check=True, capture_output=True, text=True, timeout=START_TIMEOUT_S,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def write_cert_dir(folder: Path, certificate: WorkloadCertificate) -> Path:
+    """The three files ``meshctl agent`` keeps, for servers and clients that read files."""
+    folder.mkdir(mode=0o700, exist_ok=True)
+    (folder / "key.pem").write_bytes(certificate.key_pem)
+    (folder / "cert-chain.pem").write_bytes(certificate.chain_pem)
+    (folder / "root-cert.pem").write_bytes(certificate.root_pem)
+    return folder
 
 
 @contextlib.contextmanager
 def running_stack(keep_logs: bool = False) -> Iterator[Stack]:
-    """Start servers, control plane and bootstrap; stop all of them on exit."""
+    """Start control plane, servers and bootstrap; stop all of them on exit."""
     workdir = Path(tempfile.mkdtemp(prefix="meshlib-bench-"))
     children: list[_Child] = []
 
@@ -223,23 +288,46 @@ def running_stack(keep_logs: bool = False) -> Iterator[Stack]:
 
     failed = True
     try:
-        server = [sys.executable, str(HERE / "bench_servers.py")]
-        http_port = int(start("http-server", [*server, "http"])["port"])
-        grpc_port = int(start("grpc-server", [*server, "grpc"])["port"])
+        # The config folder is the work dir (watched; its only YAML file is mesh.yaml,
+        # written once the servers listen; retry_storm.py rewrites it).
         config = workdir / "mesh.yaml"
-        config.write_text(yaml.safe_dump_all(mesh_config(http_port, grpc_port)))
-        xds_address = start(
+        plane = start(
             "controlplane",
-            [console_script("mesh-controlplane"), "serve", "--config", str(config),
-             "--xds-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0"],
-        )["xds_address"]  # fmt: skip
+            [console_script("mesh-controlplane"), "serve", "--config", str(workdir),
+             "--xds-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0",
+             "--secure-xds-address", "127.0.0.1:0", "--allow-empty-config",
+             "--data-dir", str(workdir / "controlplane"), "--trust-domain", TRUST_DOMAIN],
+        )  # fmt: skip
+        admin = str(plane["admin_address"])
+        server_cert = obtain_certificate(create_token(admin, SERVER_ACCOUNT), ttl_s=24 * 3600)
+        certs = str(write_cert_dir(workdir / "certs-server", server_cert))
+        server = [sys.executable, str(HERE / "bench_servers.py")]
+        ports = [
+            int(start(f"{kind}-server{suffix}", [*server, kind, *tls])["port"])
+            for suffix, tls in (("", []), ("-mtls", ["--cert-dir", certs]))
+            for kind in ("http", "grpc")
+        ]
+        staged = config.with_suffix(".tmp")
+        staged.write_text(yaml.safe_dump_all(mesh_config(*ports)))
+        staged.replace(config)
         bootstrap = workdir / "bootstrap.json"
         subprocess.run(
-            [console_script("meshctl"), "bootstrap", "--xds-address", str(xds_address),
+            [console_script("meshctl"), "bootstrap", "--xds-address", str(plane["xds_address"]),
              "--node-id", f"bench-{os.getpid()}", "-o", str(bootstrap)],
             check=True, capture_output=True, timeout=START_TIMEOUT_S,
         )  # fmt: skip
-        yield Stack(http_port=http_port, grpc_port=grpc_port, bootstrap=bootstrap)
+        assert server_cert.identity is not None
+        yield Stack(
+            http_port=ports[0],
+            grpc_port=ports[1],
+            bootstrap=bootstrap,
+            mtls_http_port=ports[2],
+            mtls_grpc_port=ports[3],
+            secure_xds_address=str(plane["secure_xds_address"]),
+            client_token=create_token(admin, CLIENT_ACCOUNT),
+            server_identity=server_cert.identity,
+            workdir=workdir,
+        )
         failed = False
     finally:
         for child in reversed(children):

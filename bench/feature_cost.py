@@ -44,9 +44,9 @@ def config_without(drop: set[str]) -> Any:
     """bench_stack.mesh_config with the features in ``drop`` left out."""
     full = bench_stack.mesh_config
 
-    def config(http_port: int, grpc_port: int) -> list[dict[str, Any]]:
+    def config(*ports: int) -> list[dict[str, Any]]:
         docs = []
-        for doc in full(http_port, grpc_port):
+        for doc in full(*ports):
             kind = doc["kind"]
             if kind == "VirtualService":
                 if "routes" in drop:

@@ -4,7 +4,13 @@
     python bench/overhead.py --requests 500 --json results.json
 
 Groups: httpx sync and async (bare vs meshlib), gRPC sync and aio (bare vs
-meshlib vs grpcio's own ``xds:///`` client), each against one server. Per
+meshlib vs grpcio's own ``xds:///`` client), each against one server; then the
+same four with mTLS (``... mtls``: the bare clients with the workload
+certificate meshlib's ``Mesh(token=...)`` got, grpcio's xDS client with
+``xds_channel_credentials``; servers requiring a client certificate). After
+the table: the time from ``Mesh(...)`` to a first response (with a token: the
+certificate is obtained first), and one certificate rotation under steady
+calls (calls during it, failures). Per
 client: median and p99 latency of sequential calls, sequential and concurrent
 throughput, and the ratio to the bare client of its group. In each of the
 rounds, the sequential calls of a group's clients are interleaved call by call
@@ -24,7 +30,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +46,17 @@ from bench_clients import (
     grpc_sync_variants,
     http_async_variants,
     http_sync_variants,
+)
+from bench_mtls import (
+    ClientCerts,
+    client_certs,
+    grpc_async_mtls_variants,
+    grpc_sync_mtls_variants,
+    http_async_mtls_variants,
+    http_sync_mtls_variants,
+    print_extras,
+    rotation_cost,
+    time_to_first_call,
 )
 from bench_report import Result, print_table, with_ratios
 from bench_stack import Stack, register_breakers, running_stack
@@ -173,10 +190,47 @@ def summarize(
     ]
 
 
-def run_sync(stack: Stack, mesh: meshlib.Mesh, args: argparse.Namespace) -> list[Result]:
+@dataclass
+class MtlsSide:
+    """The mTLS groups' mesh (with a token) and its certificate in files."""
+
+    mesh: meshlib.Mesh
+    certs: ClientCerts
+
+
+def sync_builds(
+    stack: Stack, mesh: meshlib.Mesh, mtls: MtlsSide | None
+) -> list[Callable[[], list[SyncVariant]]]:
+    builds: list[Callable[[], list[SyncVariant]]] = [
+        lambda: http_sync_variants(stack, mesh),
+        lambda: grpc_sync_variants(stack, mesh),
+    ]
+    if mtls is not None:
+        builds.append(lambda: http_sync_mtls_variants(stack, mtls.mesh, mtls.certs))
+        builds.append(lambda: grpc_sync_mtls_variants(stack, mtls.mesh, mtls.certs))
+    return builds
+
+
+def async_builds(
+    stack: Stack, mesh: meshlib.Mesh, mtls: MtlsSide | None
+) -> list[Callable[[], list[AsyncVariant]]]:
+    builds: list[Callable[[], list[AsyncVariant]]] = [
+        lambda: http_async_variants(stack, mesh),
+        lambda: grpc_async_variants(stack, mesh),
+    ]
+    if mtls is not None:
+        builds.append(lambda: http_async_mtls_variants(stack, mtls.mesh, mtls.certs))
+        builds.append(lambda: grpc_async_mtls_variants(stack, mtls.mesh, mtls.certs))
+    return builds
+
+
+def run_sync(
+    stack: Stack, mesh: meshlib.Mesh, args: argparse.Namespace, mtls: MtlsSide | None = None
+) -> list[Result]:
+    """The plaintext groups, then (``mtls`` given) the mTLS ones."""
     results: list[Result] = []
-    for build in (http_sync_variants, grpc_sync_variants):
-        variants = build(stack, mesh)
+    for build in sync_builds(stack, mesh, mtls):
+        variants = build()
         try:
             samples = run_sync_group(variants, args.requests, args.warmup, args.concurrency)
         finally:
@@ -186,10 +240,12 @@ def run_sync(stack: Stack, mesh: meshlib.Mesh, args: argparse.Namespace) -> list
     return results
 
 
-async def run_async(stack: Stack, mesh: meshlib.Mesh, args: argparse.Namespace) -> list[Result]:
+async def run_async(
+    stack: Stack, mesh: meshlib.Mesh, args: argparse.Namespace, mtls: MtlsSide | None = None
+) -> list[Result]:
     results: list[Result] = []
-    for build in (http_async_variants, grpc_async_variants):
-        variants = build(stack, mesh)
+    for build in async_builds(stack, mesh, mtls):
+        variants = build()
         try:
             samples = await run_async_group(variants, args.requests, args.warmup, args.concurrency)
         finally:
@@ -226,16 +282,25 @@ def main(argv: list[str] | None = None) -> int:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
     )
     started = time.perf_counter()
-    with running_stack(keep_logs=args.keep_logs) as stack:
-        # grpcio's own xDS client reads the bootstrap from the environment.
-        os.environ["GRPC_XDS_BOOTSTRAP"] = str(stack.bootstrap)
-        with meshlib.Mesh(bootstrap=str(stack.bootstrap)) as mesh:
-            register_breakers()
-            results = run_sync(stack, mesh, args)
-            results += asyncio.run(run_async(stack, mesh, args))
+    with (
+        running_stack(keep_logs=args.keep_logs) as stack,
+        meshlib.Mesh(bootstrap=str(stack.bootstrap)) as plain,
+        meshlib.Mesh(bootstrap=str(stack.bootstrap), token=stack.client_token) as mtls,
+    ):
+        side = MtlsSide(mtls, client_certs(stack, mtls))
+        # grpcio's own xDS client reads the bootstrap from the environment (one per
+        # process): the one with the workload certificate, over the secure xDS address,
+        # for its plaintext and its mTLS channels alike.
+        os.environ["GRPC_XDS_BOOTSTRAP"] = str(side.certs.bootstrap)
+        register_breakers()
+        results = run_sync(stack, plain, args, side)
+        results += asyncio.run(run_async(stack, plain, args, side))
+        first_calls = time_to_first_call(stack)
+        rotation = rotation_cost(stack, mtls)
     took = time.perf_counter() - started
     results = with_ratios(results)
     print_table(results, requests=args.requests, concurrency=args.concurrency, took_s=took)
+    print_extras(first_calls, rotation)
     if args.json is not None:
         document = {
             "requests": args.requests,
@@ -245,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             "took_s": round(took, 1),
             "environment": environment(),
             "results": [asdict(result) for result in results],
+            "first_call": [asdict(first) for first in first_calls],
+            "rotation": asdict(rotation),
         }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0

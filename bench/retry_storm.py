@@ -108,7 +108,7 @@ class FailingUpstream:
 def write_config(stack: Stack, storm_port: int) -> None:
     """Replace the stack's mesh config (the control plane re-reads it on change)."""
     docs = [
-        *mesh_config(stack.http_port, stack.grpc_port),  # every feature on, for the happy path
+        *mesh_config(stack.http_port, stack.grpc_port, stack.mtls_http_port, stack.mtls_grpc_port),
         service_entry(STORM_HOST, STORM_PORT, "http", "HTTP", storm_port),
         {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
          "metadata": {"name": "storm-vs", "namespace": "bench"},

@@ -31,6 +31,8 @@ from meshlib.xds_client.bootstrap import (
 
 TOKEN_ENV = "MESH_TOKEN"
 TOKEN_FILE_ENV = "MESH_TOKEN_FILE"
+# inbound listener names, as meshctl bootstrap writes them (DESIGN.md, gRFC A36)
+INBOUND_TEMPLATE = "xds.istio.io/grpc/lds/inbound/%s"
 PROVIDER_INSTANCE = "default"
 
 
@@ -106,7 +108,11 @@ def _token_bootstrap(keeper: CertificateKeeper) -> Bootstrap:
     node_id = f"{identity.service_account}.{identity.namespace}~{uuid.uuid4().hex[:12]}"
     node = NodeConfig(id=node_id, metadata=MappingProxyType({"NAMESPACE": identity.namespace}))
     server = XdsServerConfig(keeper.address, (ChannelCreds("tls", certificates=keeper),))
-    return Bootstrap(xds_servers=(server,), node=node)
+    # the inbound listener template meshctl bootstrap writes: without it a token-only
+    # server would watch no listener and enforce no policy (fail open)
+    return Bootstrap(
+        xds_servers=(server,), node=node, server_listener_resource_name_template=INBOUND_TEMPLATE
+    )
 
 
 __all__ = [

@@ -91,7 +91,8 @@ def test_a_change_at_one_replica_reaches_the_clients_of_the_other(tmp_path: Path
         cluster = stack.enter_context(etcd_cluster(tmp_path))
         one, two = stack.enter_context(replicas(cluster))
         backends = stack.enter_context(grpc_backends(2, prefix="srv"))
-        register(one, "echo", backends[0].port)
+        first = register(one, "echo", backends[0].port)
+        two_following(one, two, {first})
         client = stack.enter_context(
             meshlib.Mesh(bootstrap=bootstrap_for([two], tmp_path / "b.json", "on-two"))
         )
@@ -137,6 +138,12 @@ def pushes(cp: ControlPlaneProcess) -> float:
     )
 
 
+def two_following(one: ControlPlaneProcess, two: ControlPlaneProcess, ids: set[str]) -> None:
+    """Wait until ``two`` holds the workloads registered at ``one``: a client of two that
+    starts sooner finds no such service yet (its calls fail, rightly)."""
+    wait_for(lambda: ids <= workload_ids(two), timeout=FOLLOW_S, what="two following one")
+
+
 def expires_in(cp: ControlPlaneProcess, workload_id: str) -> float:
     answer = httpx.get(f"{cp.admin_url}/v1/workloads", timeout=5).json()
     return next(
@@ -150,6 +157,7 @@ def test_a_heartbeat_at_one_replica_pushes_nothing_at_the_other(tmp_path: Path) 
         one, two = stack.enter_context(replicas(cluster))
         backends = stack.enter_context(grpc_backends(1, prefix="srv"))
         workload = register(one, "echo", backends[0].port, ttl_s=20.0)
+        two_following(one, two, {workload})
         client = stack.enter_context(
             meshlib.Mesh(bootstrap=bootstrap_for([two], tmp_path / "b.json", "quiet"))
         )
@@ -202,7 +210,8 @@ def test_one_etcd_member_of_three_killed_stops_nothing(tmp_path: Path) -> None:
         cluster = stack.enter_context(etcd_cluster(tmp_path, members=3))
         one, two = stack.enter_context(replicas(cluster))
         backends = stack.enter_context(grpc_backends(2, prefix="srv"))
-        register(one, "echo", backends[0].port)
+        first = register(one, "echo", backends[0].port)
+        two_following(one, two, {first})
         client = stack.enter_context(
             meshlib.Mesh(bootstrap=bootstrap_for([two], tmp_path / "b.json", "on-two"))
         )

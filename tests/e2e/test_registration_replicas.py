@@ -17,6 +17,7 @@ from tests.e2e.test_controlplane_replicas import (
     bootstrap_for,
     expires_in,
     replicas,
+    two_following,
     workload_ids,
 )
 from tests.e2e.test_controlplane_restart import CallLoop
@@ -46,6 +47,7 @@ def test_killing_the_heartbeat_replica_keeps_the_registration_alive(tmp_path: Pa
             "echo", 50051, target_port=backend.port, address="127.0.0.1", ttl_s=TTL_S
         )
         assert registration.registered and registration.server_index == 0
+        two_following(one, two, {registration.id})
         client = stack.enter_context(
             meshlib.Mesh(bootstrap=bootstrap_for([two], tmp_path / "c.json", "client"))
         )

@@ -133,18 +133,32 @@ def test_overhead_bench_prints_ratios(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(OVERHEAD_PY), "--requests", "50", "--warmup", "5",
          "--concurrency", "4", "--json", str(results_path)],
-        capture_output=True, text=True, timeout=110,
+        capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "ratio to bare" in done.stdout
-    results = json.loads(results_path.read_text())["results"]
+    document = json.loads(results_path.read_text())
+    results = document["results"]
     clients = {(result["group"], result["client"]) for result in results}
     assert clients == {
         ("httpx sync", "bare"), ("httpx sync", "meshlib"),
         ("httpx async", "bare"), ("httpx async", "meshlib"),
         ("grpc sync", "bare"), ("grpc sync", "meshlib"), ("grpc sync", "grpcio xds"),
         ("grpc aio", "bare"), ("grpc aio", "meshlib"), ("grpc aio", "grpcio xds"),
+        ("httpx sync mtls", "bare"), ("httpx sync mtls", "meshlib"),
+        ("httpx async mtls", "bare"), ("httpx async mtls", "meshlib"),
+        ("grpc sync mtls", "bare"), ("grpc sync mtls", "meshlib"),
+        ("grpc sync mtls", "grpcio xds"),
+        ("grpc aio mtls", "bare"), ("grpc aio mtls", "meshlib"), ("grpc aio mtls", "grpcio xds"),
     }  # fmt: skip
     for result in results:
         assert result["calls"] == 50  # 10 rounds of 5
         assert result["median_ratio"] > 0 and result["concurrent_rps_ratio"] > 0
+    assert [first["what"] for first in document["first_call"]] == [
+        "httpx, Mesh() plaintext", "httpx, Mesh(token=) mTLS",
+        "grpc, Mesh() plaintext", "grpc, Mesh(token=) mTLS",
+    ]  # fmt: skip
+    rotation = document["rotation"]  # calls on both sides of a rotation, none failed
+    assert rotation["failed"] == 0
+    assert rotation["calls_before"] > 0 and rotation["calls_after"] > 0
+    assert rotation["old_serial"] != rotation["new_serial"]

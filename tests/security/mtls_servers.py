@@ -21,7 +21,7 @@ from meshlib.security.pki import WorkloadCertificate, spiffe_id_of
 
 WHO = "/test.Echo/Who"
 SLOW = "/test.Echo/Slow"
-SLOW_S = 3.0  # longer than a renewal period of the rotation test
+SLOW_S = 3.5  # longer than a renewal period of the rotation test (3 s)
 
 
 def _caller(der: bytes | None) -> dict[str, str]:

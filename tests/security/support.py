@@ -13,6 +13,7 @@ import grpc
 
 from meshlib._protos import ca_v1_pb2 as ca_pb
 from meshlib.security.trust import pinned_root
+from tests.support.meshctl_run import run_meshctl
 from tests.support.processes import ControlPlaneProcess, running_controlplane
 
 TRUST_DOMAIN = "example.org"
@@ -33,10 +34,9 @@ def secure_controlplane(
         yield cp
 
 
-def meshctl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*MESHCTL, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
+def meshctl(*args: str) -> subprocess.CompletedProcess[str]:
+    """A short meshctl command, run in this process (tests/support/meshctl_run.py)."""
+    return run_meshctl(*args)
 
 
 def create_token(cp: ControlPlaneProcess, sa: str, ns: str = "conference", ttl: str = "1h") -> str:

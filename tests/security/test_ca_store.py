@@ -1,7 +1,8 @@
 """The CA and the revoked tokens live in the store: two replicas on one etcd sign under
-one root and refuse the same revoked tokens; a SQLite restart keeps both; the store file
-is the owner's only; an explicit --ca-cert under another root than the stored CA, or
-another --trust-domain, is refused by name; an older data dir's root is taken over."""
+one root (also when they start at the same moment) and refuse the same revoked tokens;
+a SQLite restart keeps both; the store file is the owner's only; an explicit --ca-cert
+under another root than the stored CA, or another --trust-domain, is refused by name;
+an older data dir's root is taken over."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import stat
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import grpc
@@ -91,6 +94,24 @@ def test_two_replicas_on_etcd_share_the_root_and_the_revocations(
         assert _sign_status(three, token) == grpc.StatusCode.OK
         assert _sign_status(three, revoked) == grpc.StatusCode.UNAUTHENTICATED
     assert not (tmp_path / "r0" / "ca").exists()  # nothing of the CA on a replica's disk
+
+
+def test_replicas_started_together_on_etcd_make_one_root(tmp_path: Path, etcd: EtcdCluster) -> None:
+    starts: list[AbstractContextManager[ControlPlaneProcess]] = [
+        secure_controlplane(tmp_path, "--store", etcd.url, name=f"r{i}") for i in range(2)
+    ]
+    with ThreadPoolExecutor(2) as pool:  # both race to create the CA
+        futures = [pool.submit(start.__enter__) for start in starts]
+        errors = [future.exception() for future in futures]
+    try:
+        assert errors == [None, None], errors
+        replicas = [future.result() for future in futures]
+        roots = {read_claims(create_token(cp, "app")).ca_fingerprint for cp in replicas}
+        assert len(roots) == 1
+    finally:
+        for start, future in zip(starts, futures, strict=True):
+            if future.exception() is None:
+                start.__exit__(None, None, None)
 
 
 def test_a_restart_on_sqlite_keeps_the_root_and_the_revocations(tmp_path: Path) -> None:

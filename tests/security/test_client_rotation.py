@@ -1,4 +1,4 @@
-"""Rotation under load: meshlib's workload certificate lives 4 seconds (renewed every 2)
+"""Rotation under load: meshlib's workload certificate lives 6 seconds (renewed every 3)
 while HTTP and gRPC calls (sync and asyncio, short and spanning renewals) run steadily
 through the mesh to mTLS-only servers. No call fails, and the servers' new handshakes
 show each new certificate's serial."""
@@ -56,7 +56,7 @@ def test_rotation_under_steady_calls_fails_nothing(tmp_path: Path) -> None:
     config = tmp_path / "config"
     config.mkdir()
     (config / "mesh.yaml").write_text(STRICT)
-    with secure_controlplane(tmp_path, "--cert-ttl", "4s", config=config) as cp:
+    with secure_controlplane(tmp_path, "--cert-ttl", "6s", config=config) as cp:
         echo = obtain_certificate(create_token(cp, "echo"), ttl_s=3600)
         with TlsHttpBackend("echo-http", echo) as http, TlsGrpcBackend("echo-grpc", echo) as rpc:
             (config / "services.yaml").write_text(
@@ -106,7 +106,7 @@ def test_rotation_under_steady_calls_fails_nothing(tmp_path: Path) -> None:
                 try:
                     assert rotated.wait(60), f"only {len(issued) - 1} rotations"
                     # one more renewal period so the last certificate is used too
-                    threading.Event().wait(2.5)
+                    threading.Event().wait(3.5)
                 finally:
                     stop.set()
                     for worker in workers:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import signal
@@ -15,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controlplane import meshctl
+from tests.support.meshctl_run import run_meshctl
 
 STARTUP_TIMEOUT_S = 30.0
 
@@ -54,13 +52,9 @@ class ControlPlaneProcess:
             args += ["--label", f"{key}={value}"]
         if namespace:
             args += ["--metadata", f"NAMESPACE={namespace}"]
-        # meshctl's own entry point, in this process: a subprocess per bootstrap cost the
-        # suite an interpreter start and meshctl's imports each time.
-        errors = io.StringIO()
-        with contextlib.redirect_stderr(errors):
-            code = meshctl.main(args)
-        if code != 0:
-            raise RuntimeError(f"meshctl {' '.join(args)} exited {code}: {errors.getvalue()}")
+        done = run_meshctl(*args)
+        if done.returncode != 0:
+            raise RuntimeError(f"meshctl {' '.join(args)} exited {done.returncode}: {done.stderr}")
         return path
 
     def stop(self) -> int:
