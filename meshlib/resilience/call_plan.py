@@ -92,7 +92,7 @@ def time_left(attempt: Attempt) -> float:
     fault delay, a pending wait or a back-off may have spent it)."""
     deadline = attempt.deadline
     assert deadline is not None
-    left = deadline.remaining()
+    left = deadline.at - _monotonic() if deadline.clock is _monotonic else deadline.remaining()
     if left <= 0:
         raise DeadlineExceeded(
             f"deadline exceeded before try {attempt.number} started", timeout_s=0.0

@@ -175,17 +175,6 @@ class GrpcTry(TryAdapter[GrpcCall, Any]):
 
     # --- one try -----------------------------------------------------------------
 
-    def _endpoint(self, forward: ForwardPlan, excluded: frozenset[str]) -> Endpoint:
-        state = self.state
-        if state is None:
-            raise NoHealthyEndpointError(
-                f"service {self.routing.target}: cluster {self.cluster_name!r} is unknown"
-            )
-        request_hash = forward.request_hash
-        if request_hash is None and not excluded:
-            return state.picker.pick()
-        return state.picker.pick(PickContext(request_hash, excluded))
-
     def _send_for(self, endpoint: Endpoint, forward: ForwardPlan) -> Any:
         """The grpc multicallable for ``endpoint`` (kept per endpoint: read that first)."""
         assert self.state is not None
@@ -199,8 +188,18 @@ class GrpcTry(TryAdapter[GrpcCall, Any]):
         """Pick, the endpoint's multicallable, the try's metadata and timeout, its
         report started. Raises RoutingError (sync: as MeshRpcError)."""
         forward = call[2]
+        state = self.state
+        request_hash = forward.request_hash
+        excluded = attempt.excluded_endpoints
         try:
-            endpoint = self._endpoint(forward, attempt.excluded_endpoints)
+            if state is None:
+                raise NoHealthyEndpointError(
+                    f"service {self.routing.target}: cluster {self.cluster_name!r} is unknown"
+                )
+            if request_hash is None and not excluded:
+                endpoint = state.picker.pick()
+            else:
+                endpoint = state.picker.pick(PickContext(request_hash, excluded))
         except RoutingError as exc:
             if self.side.aio:
                 raise
