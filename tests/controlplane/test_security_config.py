@@ -262,6 +262,22 @@ REFUSED = [
         "'*' may only start or end",
     ),
     (
+        "ap-principal-scheme",
+        authorization_policy(
+            "  rules: [{from: [{source: {notPrincipals: ['spiffe://example.org/ns/a/sa/b']}}]}]\n"
+        ),
+        f"{AP}.from[0].source.notPrincipals[0]",
+        "without the spiffe:// scheme",
+    ),
+    (
+        "ap-principal-scheme-condition",
+        authorization_policy(
+            "  rules: [{when: [{key: source.principal, values: ['spiffe://td/ns/a/sa/b']}]}]\n"
+        ),
+        f"{AP}.when[0].values[0]",
+        "without the spiffe:// scheme",
+    ),
+    (
         "ap-path-template",
         authorization_policy("  rules: [{to: [{operation: {paths: ['/a/{*}']}}]}]\n"),
         f"{AP}.to[0].operation.paths[0]",
