@@ -122,6 +122,23 @@ def jwks_problem(text: str) -> str | None:
         return 'must be a JSON Web Key Set: {"keys": [...]}'
     try:
         jwt.PyJWKSet.from_dict(document)
-    except jwt.PyJWTError as exc:
-        return f"holds no usable key: {exc}"
+    except _KEY_ERRORS as exc:  # PyJWT raises KeyError for a key missing a member
+        reasons = [_key_problem(i, key) for i, key in enumerate(document["keys"])]
+        named = "; ".join(r for r in reasons if r)
+        return f"holds no usable key: {named or exc}"
     return None
+
+
+_KEY_ERRORS = (jwt.PyJWTError, KeyError, ValueError, TypeError, AttributeError)
+
+
+def _key_problem(index: int, key: object) -> str:
+    """Why one key cannot be used (PyJWKSet only says none could, and suggests a
+    missing library)."""
+    kty = key.get("kty") if isinstance(key, dict) else None
+    try:
+        jwt.PyJWK(key)  # type: ignore[arg-type]
+    except _KEY_ERRORS as exc:
+        reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        return f"keys[{index}] (kty {kty}): {reason}"
+    return ""

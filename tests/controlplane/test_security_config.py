@@ -437,6 +437,16 @@ JWT_REFUSED = [
     ("jwks-not-json", "issuer: i\n    jwks: '{'", "is not JSON"),
     ("jwks-no-keys", "issuer: i\n    jwks: '{\"k\": 1}'", "must be a JSON Web Key Set"),
     ("jwks-bad-key", 'issuer: i\n    jwks: \'{"keys": [{"kty": "EC"}]}\'', "no usable key"),
+    (
+        "jwks-key-reason",  # each key's reason, not PyJWT's hint about a missing library
+        'issuer: i\n    jwks: \'{"keys": [{"kty": "EC", "crv": "P-256", "x": "abc"}]}\'',
+        "holds no usable key: keys[0] (kty EC): Not an Elliptic curve key",
+    ),
+    (
+        "jwks-key-missing-member",  # PyJWT raised KeyError: an unhandled exception
+        'issuer: i\n    jwks: \'{"keys": [{"kty": "oct"}, 5]}\'',
+        "holds no usable key: keys[0] (kty oct): missing 'k'; keys[1] (kty None)",
+    ),
     ("issuer-missing", f"jwks: '{JWKS}'", "is required"),
     ("from-cookies", f"issuer: i\n    jwks: '{JWKS}'\n    fromCookies: [c]", "not supported yet"),
 ]
