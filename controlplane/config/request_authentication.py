@@ -17,6 +17,8 @@ from controlplane.config.fields import Fields, as_string
 from controlplane.config.resource import Header
 from controlplane.config.workload_selector import parse_selector
 from controlplane.security_model import JwtHeader, JwtRule, RequestAuthentication
+from meshlib.errors import JwtConfigError
+from meshlib.security.jwt_keys import parse_jwks
 
 SPEC_FIELDS = ("selector", "jwtRules")
 SPEC_NOT_YET = ("targetRef", "targetRefs")
@@ -112,20 +114,22 @@ def _uri_problem(text: str) -> str | None:
 
 
 def jwks_problem(text: str) -> str | None:
-    """What is wrong with a JSON Web Key Set (at least one key every data plane can use),
-    None when nothing is."""
+    """What is wrong with a JSON Web Key Set (every key usable by every data plane, as
+    meshlib's servers parse it), None when nothing is."""
     try:
         document = json.loads(text)
     except ValueError as exc:
         return f"is not JSON: {exc}"
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         return 'must be a JSON Web Key Set: {"keys": [...]}'
-    try:
-        jwt.PyJWKSet.from_dict(document)
-    except _KEY_ERRORS as exc:  # PyJWT raises KeyError for a key missing a member
-        reasons = [_key_problem(i, key) for i, key in enumerate(document["keys"])]
-        named = "; ".join(r for r in reasons if r)
-        return f"holds no usable key: {named or exc}"
+    keys = document["keys"]
+    bad = [r for r in (_key_problem(i, key) for i, key in enumerate(keys)) if r]
+    if not keys or len(bad) == len(keys):
+        return f"holds no usable key: {'; '.join(bad) or 'the keys list is empty'}"
+    try:  # every key: meshlib's servers NACK a set holding one they cannot use
+        parse_jwks(text, "jwks")
+    except JwtConfigError as exc:
+        return f"holds a key that cannot be used (every key must be): {exc}"
     return None
 
 

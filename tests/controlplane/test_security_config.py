@@ -447,6 +447,11 @@ JWT_REFUSED = [
         'issuer: i\n    jwks: \'{"keys": [{"kty": "oct"}, 5]}\'',
         "holds no usable key: keys[0] (kty oct): missing 'k'; keys[1] (kty None)",
     ),
+    (
+        "jwks-one-bad-key",  # accepted, then NACKed by every meshlib server: refused at load
+        f'issuer: i\n    jwks: \'{JWKS[:-2]}, {{"kty": "XX"}}]}}\'',
+        "holds a key that cannot be used (every key must be): jwks.keys[1].kty: 'XX'",
+    ),
     ("issuer-missing", f"jwks: '{JWKS}'", "is required"),
     ("from-cookies", f"issuer: i\n    jwks: '{JWKS}'\n    fromCookies: [c]", "not supported yet"),
 ]
