@@ -113,9 +113,10 @@ def _uri_problem(text: str) -> str | None:
     return None
 
 
-def jwks_problem(text: str) -> str | None:
-    """What is wrong with a JSON Web Key Set (every key usable by every data plane, as
-    meshlib's servers parse it), None when nothing is."""
+def jwks_problem(text: str, *, every_key: bool = True) -> str | None:
+    """What is wrong with a JSON Web Key Set, None when nothing is: at least one usable
+    key, and with ``every_key`` (inline jwks, which its author can fix) every key usable
+    as meshlib's servers parse it. A fetched set (jwksUri) may hold keys of other uses."""
     try:
         document = json.loads(text)
     except ValueError as exc:
@@ -126,6 +127,8 @@ def jwks_problem(text: str) -> str | None:
     bad = [r for r in (_key_problem(i, key) for i, key in enumerate(keys)) if r]
     if not keys or len(bad) == len(keys):
         return f"holds no usable key: {'; '.join(bad) or 'the keys list is empty'}"
+    if not every_key:
+        return None
     try:  # every key: meshlib's servers NACK a set holding one they cannot use
         parse_jwks(text, "jwks")
     except JwtConfigError as exc:
