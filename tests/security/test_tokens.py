@@ -167,6 +167,10 @@ def test_bad_token_files_are_named(tmp_path: Path) -> None:
     cases = {
         "empty": ("\n \n", "is empty"),
         "two": ("a.b.c d.e.f", "holds more than one token"),
+        "json": (
+            '{"token": "a.b.c", "id": "x"}',
+            'is JSON (meshctl token create -o json?): write its "token" alone',
+        ),
         "not a jwt": ("hello", "not a join token (a JWT)"),
         "no claims": (jwt.encode({"x": 1}, "k" * 32, "HS256"), "claims missing: sub, ca, addr"),
         "bad sub": (
