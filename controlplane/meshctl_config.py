@@ -129,7 +129,8 @@ def read_apply_documents(paths: Sequence[str]) -> tuple[list[object], list[str]]
 
 def _as_json(value: object, path: str, where: str, issues: list[Any]) -> object:
     """``value`` as JSON, or an issue for what JSON cannot carry as YAML read it
-    (dates, binary, non-string keys, NaN): the server must see what the file says."""
+    (dates, binary, keys that are not strings or integers, NaN): the server must see
+    what the file says."""
     from controlplane.config import ConfigIssue
     from controlplane.config.fields import child, item
 
@@ -142,6 +143,8 @@ def _as_json(value: object, path: str, where: str, issues: list[Any]) -> object:
     if isinstance(value, dict):
         result: dict[str, object] = {}
         for key, inner in value.items():
+            if isinstance(key, int) and not isinstance(key, bool):
+                key = str(key)  # a bare port number (portLevelMtls), as kubectl carries it
             if not isinstance(key, str):
                 file, _, doc = where.rpartition("#")
                 issues.append(ConfigIssue(file, int(doc), path, f"key {key!r} must be a string"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
 
@@ -22,6 +23,8 @@ from controlplane.admin_client import (
 )
 from meshlib.errors import JoinTokenError
 from meshlib.security.join_token import read_claims
+
+_TOKEN_ID = re.compile(r"[0-9a-f]{32}")  # the jti the control plane issues (uuid4 hex)
 
 EXIT_OK, EXIT_REFUSED = 0, 1
 
@@ -78,9 +81,17 @@ def _revoke(args: argparse.Namespace) -> int:
         except JoinTokenError as exc:
             print(f"meshctl token revoke: {exc}", file=sys.stderr)
             return 2
+    elif not _TOKEN_ID.fullmatch(token_id):  # tokens are not stored: a typo would "work"
+        print(
+            f"meshctl token revoke: ID {token_id!r}: not a token id (32 hex digits, as "
+            "'token create -o json' shows; or give the token itself)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         with admin_client(args) as admin:
             admin.request("DELETE", f"/v1/tokens/{token_id}")
     except AdminClientError as exc:
         return _refused(args, exc)
+    print(f"join token {token_id} revoked", flush=True)
     return EXIT_OK

@@ -131,7 +131,7 @@ def _source(fields: Fields) -> AuthzSource | None:
     before = fields.ctx.count
     fields.reject_unknown(SOURCE_FIELDS, SOURCE_NOT_YET, "source")
     source = AuthzSource(
-        principals=_values(fields, "principals", _wildcard),
+        principals=_values(fields, "principals", _principal),
         request_principals=_values(fields, "requestPrincipals", _request_principal),
         namespaces=_values(fields, "namespaces", _wildcard),
         ip_blocks=_values(fields, "ipBlocks", _cidr),
@@ -166,6 +166,8 @@ def _condition(fields: Fields) -> AuthzCondition | None:
         check = _port
     elif key == "request.auth.principal":
         check = _request_principal
+    elif key == "source.principal":
+        check = _principal
     values = Values(_strings(fields, "values", check), _strings(fields, "notValues", check))
     if values.empty and key is not None:
         ctx.error(fields.path, "must set values or notValues")
@@ -207,6 +209,17 @@ def _wildcard(value: str) -> str | None:
     if "*" in value.strip("*") or (value.count("*") > 1 and value != "*"):
         return f"{value!r}: '*' may only start or end the value (exact, prefix*, *suffix, *)"
     return None
+
+
+def _principal(value: str) -> str | None:
+    """``TD/ns/NS/sa/SA`` in Istio's forms; with the scheme it would never match (the
+    translation adds ``spiffe://``), denying silently what the author meant to allow."""
+    if value.lower().startswith("spiffe://"):
+        return (
+            f"{value!r}: write principals without the spiffe:// scheme ({value[9:]!r}); "
+            "the scheme is added, so this value would never match"
+        )
+    return _wildcard(value)
 
 
 def _request_principal(value: str) -> str | None:

@@ -17,6 +17,8 @@ from controlplane.config.fields import Fields, as_string
 from controlplane.config.resource import Header
 from controlplane.config.workload_selector import parse_selector
 from controlplane.security_model import JwtHeader, JwtRule, RequestAuthentication
+from meshlib.errors import JwtConfigError
+from meshlib.security.jwt_keys import parse_jwks
 
 SPEC_FIELDS = ("selector", "jwtRules")
 SPEC_NOT_YET = ("targetRef", "targetRefs")
@@ -111,17 +113,39 @@ def _uri_problem(text: str) -> str | None:
     return None
 
 
-def jwks_problem(text: str) -> str | None:
-    """What is wrong with a JSON Web Key Set (at least one key every data plane can use),
-    None when nothing is."""
+def jwks_problem(text: str, *, every_key: bool = True) -> str | None:
+    """What is wrong with a JSON Web Key Set, None when nothing is: at least one usable
+    key, and with ``every_key`` (inline jwks, which its author can fix) every key usable
+    as meshlib's servers parse it. A fetched set (jwksUri) may hold keys of other uses."""
     try:
         document = json.loads(text)
     except ValueError as exc:
         return f"is not JSON: {exc}"
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         return 'must be a JSON Web Key Set: {"keys": [...]}'
-    try:
-        jwt.PyJWKSet.from_dict(document)
-    except jwt.PyJWTError as exc:
-        return f"holds no usable key: {exc}"
+    keys = document["keys"]
+    bad = [r for r in (_key_problem(i, key) for i, key in enumerate(keys)) if r]
+    if not keys or len(bad) == len(keys):
+        return f"holds no usable key: {'; '.join(bad) or 'the keys list is empty'}"
+    if not every_key:
+        return None
+    try:  # every key: meshlib's servers NACK a set holding one they cannot use
+        parse_jwks(text, "jwks")
+    except JwtConfigError as exc:
+        return f"holds a key that cannot be used (every key must be): {exc}"
     return None
+
+
+_KEY_ERRORS = (jwt.PyJWTError, KeyError, ValueError, TypeError, AttributeError)
+
+
+def _key_problem(index: int, key: object) -> str:
+    """Why one key cannot be used (PyJWKSet only says none could, and suggests a
+    missing library)."""
+    kty = key.get("kty") if isinstance(key, dict) else None
+    try:
+        jwt.PyJWK(key)  # type: ignore[arg-type]
+    except _KEY_ERRORS as exc:
+        reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        return f"keys[{index}] (kty {kty}): {reason}"
+    return ""

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,22 +50,34 @@ NAMESPACE = "conference"
 
 
 class Demo:
-    """The processes of one run, stopped in reverse order of start."""
+    """The processes of one run. At the end, everything started after the control plane
+    stops at once (each deregisters from the control plane still running), then the
+    control plane and what came before it, in reverse order."""
 
     def __init__(self, workdir: Path, exits: ExitStack) -> None:
         self.workdir = workdir
         self.log_dir = workdir / "logs"
         self.log_dir.mkdir()
-        self._exits = exits
         self.processes: list[ManagedProcess] = []
+        self._first_wave = 0  # processes[first_wave:] stop together, first
+        exits.callback(self.stop_all)
 
     def start(
         self, name: str, argv: list[str], env: dict[str, str] | None = None
     ) -> ManagedProcess:
         process = ManagedProcess(name, argv, self.log_dir, env=env, cwd=HERE)
         self.processes.append(process)
-        self._exits.callback(process.stop)
+        if name == "controlplane":
+            self._first_wave = len(self.processes)
         return process
+
+    def stop_all(self) -> None:
+        wave = self.processes[self._first_wave :]
+        if wave:
+            with ThreadPoolExecutor(max_workers=len(wave)) as pool:
+                list(pool.map(lambda process: process.stop(), wave))
+        for process in reversed(self.processes[: self._first_wave]):
+            process.stop()
 
     def start_service(
         self, name: str, argv: list[str], env: dict[str, str] | None = None

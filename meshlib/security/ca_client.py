@@ -50,8 +50,10 @@ def _sign(
             response: pb.SignResponse = sign(request, timeout=CALL_TIMEOUT_S, metadata=metadata)
         except grpc.RpcError as exc:
             code = exc.code()
+            unreachable = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+            what = "could not be reached for" if unreachable else "refused"
             raise CertificateRequestError(
-                f"control plane {address} refused the certificate request: "
+                f"control plane {address} {what} the certificate request: "
                 f"{code.name if code else 'UNKNOWN'}: {exc.details()}"
             ) from exc
     return response

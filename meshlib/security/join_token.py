@@ -71,6 +71,10 @@ def read_token_file(path: str | Path) -> str:
     token = text.strip()
     if not token:
         raise JoinTokenError(f"token file {path}: is empty")
+    if token.startswith("{"):
+        raise JoinTokenError(
+            f'token file {path}: is JSON (meshctl token create -o json?): write its "token" alone'
+        )
     if any(c.isspace() for c in token):
         raise JoinTokenError(f"token file {path}: holds more than one token (whitespace inside)")
     return token

@@ -9,7 +9,7 @@ encoding, lowercase hex (kubeadm's ``discovery-token-ca-cert-hash`` without its
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
@@ -85,7 +85,7 @@ def spiffe_id_of(certificate: x509.Certificate) -> SpiffeId | None:
 class WorkloadCertificate:
     """A workload's key and certificate chain (leaf first) with the mesh's root."""
 
-    key_pem: bytes
+    key_pem: bytes = field(repr=False)  # never in logs or tracebacks
     chain_pem: bytes
     root_pem: bytes
 

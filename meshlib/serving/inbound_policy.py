@@ -11,7 +11,9 @@ by reference: the next call sees it. What a call meets, per listener state:
 - NACKed before any good version, or keys that cannot be used: refused, 503 /
   UNAVAILABLE naming the problem; after a good version: that version stays (fail static);
 - does not exist (the control plane knows no workload at that address): no policy,
-  logged once (grpcio would stop serving; meshlib serves as a server outside the mesh).
+  logged once (grpcio would stop serving; meshlib serves as a server outside the mesh);
+  a listener that existed and then disappears (a registration lapsed while the control
+  plane restarted) keeps its last version, so the server never falls open.
 
 A call whose local address the server reports (ASGI) meets the listener of that port;
 a gRPC call (grpcio does not say which port a call came in on) meets every listener of
@@ -105,7 +107,12 @@ class _ListenerWatch:
         if not self.active:
             return
         if isinstance(error, XdsResourceNotFound):
-            self.rules, self.absent = None, True
+            if self.rules is not None:  # it existed: fail static, never open
+                log.warning(
+                    "inbound_listener_absent", listener=self.name, effect="last policy kept"
+                )
+                return
+            self.absent = True
             log.warning("inbound_listener_absent", listener=self.name, effect="no policy")
             return
         self._fail(str(error))

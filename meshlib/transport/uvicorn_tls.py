@@ -16,10 +16,11 @@ Two of uvicorn's own options, nothing patched:
   ``cipher_suite``: the ASGI TLS extension spec). ``MeshMiddleware`` reads it from there
   (:func:`meshlib.security.peer.asgi_peer_tls`).
 
-Feature detection: a uvicorn without ``ssl_context_factory`` is refused with a clear
-error (use ``ssl_certfile``/``ssl_keyfile``/``ssl_ca_certs`` from ``meshctl agent``'s
-folder and restart on rotation, docs/security.md); a protocol class that does not keep
-the app as ``self.app`` gets no extension, logged once, and its callers no identity.
+Feature detection: a uvicorn without ``ssl_context_factory`` (older than
+:data:`UVICORN_MIN_VERSION`) is refused with a clear error naming the version needed
+(or use ``ssl_certfile``/``ssl_keyfile``/``ssl_ca_certs`` from ``meshctl agent``'s folder
+and restart on rotation, docs/security.md); a protocol class that does not keep the app
+as ``self.app`` gets no extension, logged once, and its callers no identity.
 WebSocket connections get no extension (MeshMiddleware passes them through).
 """
 
@@ -41,6 +42,9 @@ from meshlib.security.server_tls import require_identity
 from meshlib.security.ssl_context import RotatingServerContext, presented_certificate
 
 log = get_logger(__name__)
+
+#: The first uvicorn with ``ssl_context_factory`` (pyproject's test extra pins the same floor).
+UVICORN_MIN_VERSION = "0.47"
 
 App = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
@@ -163,7 +167,8 @@ def uvicorn_options(
 
     if "ssl_context_factory" not in inspect.signature(uvicorn.Config).parameters:
         raise SecurityError(
-            f"uvicorn {uvicorn.__version__} takes no ssl_context_factory: serve with "
+            f"uvicorn {uvicorn.__version__} takes no ssl_context_factory: "
+            f"mesh.uvicorn_options() needs uvicorn>={UVICORN_MIN_VERSION}; or serve with "
             "ssl_certfile/ssl_keyfile/ssl_ca_certs from `meshctl agent --cert-dir` "
             "(ssl_cert_reqs=ssl.CERT_REQUIRED) and restart on rotation (docs/security.md)"
         )
@@ -177,4 +182,4 @@ def uvicorn_options(
     return {"ssl_context_factory": ssl_context_factory, "http": protocol}
 
 
-__all__ = ["tls_extension", "tls_protocol", "uvicorn_options"]
+__all__ = ["UVICORN_MIN_VERSION", "tls_extension", "tls_protocol", "uvicorn_options"]

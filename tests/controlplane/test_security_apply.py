@@ -97,3 +97,22 @@ def test_a_bad_policy_is_refused_whole_and_stores_nothing(ctl: Ctl) -> None:
     assert code == 1
     assert "spec.action: action CUSTOM is not supported" in err
     assert ctl.get_json("peerauthentications")["items"] == []
+
+
+def test_port_level_mtls_with_a_bare_port_number_applies(ctl: Ctl) -> None:
+    """config.md: ``portLevelMtls`` keys are bare or quoted numbers, through meshctl too
+    (YAML reads ``8080:`` as an int key, which JSON carries as "8080")."""
+    per_port = {
+        **strict(),
+        "metadata": {"name": "sessions", "namespace": "default"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "sessions"}},
+            "portLevelMtls": {50051: {"mode": "DISABLE"}},
+        },
+    }
+    code, _, err = ctl.apply(strict(), per_port)
+    assert code == 0, err
+    assert ctl.get_json("pa", "sessions")["spec"]["portLevelMtls"] == {"50051": {"mode": "DISABLE"}}
+    code, _, err = ctl.apply({**per_port, "spec": {"portLevelMtls": {True: {}}}}, name="b.yaml")
+    assert code == 1
+    assert "spec.portLevelMtls: key True must be a string" in err

@@ -262,6 +262,22 @@ REFUSED = [
         "'*' may only start or end",
     ),
     (
+        "ap-principal-scheme",
+        authorization_policy(
+            "  rules: [{from: [{source: {notPrincipals: ['spiffe://example.org/ns/a/sa/b']}}]}]\n"
+        ),
+        f"{AP}.from[0].source.notPrincipals[0]",
+        "without the spiffe:// scheme",
+    ),
+    (
+        "ap-principal-scheme-condition",
+        authorization_policy(
+            "  rules: [{when: [{key: source.principal, values: ['spiffe://td/ns/a/sa/b']}]}]\n"
+        ),
+        f"{AP}.when[0].values[0]",
+        "without the spiffe:// scheme",
+    ),
+    (
         "ap-path-template",
         authorization_policy("  rules: [{to: [{operation: {paths: ['/a/{*}']}}]}]\n"),
         f"{AP}.to[0].operation.paths[0]",
@@ -421,6 +437,21 @@ JWT_REFUSED = [
     ("jwks-not-json", "issuer: i\n    jwks: '{'", "is not JSON"),
     ("jwks-no-keys", "issuer: i\n    jwks: '{\"k\": 1}'", "must be a JSON Web Key Set"),
     ("jwks-bad-key", 'issuer: i\n    jwks: \'{"keys": [{"kty": "EC"}]}\'', "no usable key"),
+    (
+        "jwks-key-reason",  # each key's reason, not PyJWT's hint about a missing library
+        'issuer: i\n    jwks: \'{"keys": [{"kty": "EC", "crv": "P-256", "x": "abc"}]}\'',
+        "holds no usable key: keys[0] (kty EC): Not an Elliptic curve key",
+    ),
+    (
+        "jwks-key-missing-member",  # PyJWT raised KeyError: an unhandled exception
+        'issuer: i\n    jwks: \'{"keys": [{"kty": "oct"}, 5]}\'',
+        "holds no usable key: keys[0] (kty oct): missing 'k'; keys[1] (kty None)",
+    ),
+    (
+        "jwks-one-bad-key",  # accepted, then NACKed by every meshlib server: refused at load
+        f'issuer: i\n    jwks: \'{JWKS[:-2]}, {{"kty": "XX"}}]}}\'',
+        "holds a key that cannot be used (every key must be): jwks.keys[1].kty: 'XX'",
+    ),
     ("issuer-missing", f"jwks: '{JWKS}'", "is required"),
     ("from-cookies", f"issuer: i\n    jwks: '{JWKS}'\n    fromCookies: [c]", "not supported yet"),
 ]

@@ -67,6 +67,10 @@ def test_expired_revoked_forged_and_tampered_tokens_get_nothing(tmp_path: Path) 
         revoked = create_token(cp, "app")
         done = meshctl("token", "revoke", revoked, "--admin-address", cp.admin_address)
         assert done.returncode == 0, done.stderr
+        assert done.stdout == f"join token {read_claims(revoked).token_id} revoked\n"
+        typo = meshctl("token", "revoke", "deadbeef", "--admin-address", cp.admin_address)
+        assert typo.returncode == 2  # a mistyped id would revoke nothing, silently
+        assert "ID 'deadbeef': not a token id (32 hex digits" in typo.stderr
         assert f"join token {read_claims(revoked).token_id} revoked" in _agent_refused(
             tmp_path, revoked
         )
@@ -167,6 +171,10 @@ def test_bad_token_files_are_named(tmp_path: Path) -> None:
     cases = {
         "empty": ("\n \n", "is empty"),
         "two": ("a.b.c d.e.f", "holds more than one token"),
+        "json": (
+            '{"token": "a.b.c", "id": "x"}',
+            'is JSON (meshctl token create -o json?): write its "token" alone',
+        ),
         "not a jwt": ("hello", "not a join token (a JWT)"),
         "no claims": (jwt.encode({"x": 1}, "k" * 32, "HS256"), "claims missing: sub, ca, addr"),
         "bad sub": (

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import ssl
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from cryptography import x509
 
 import meshlib
 import meshlib.asgi
+from meshlib.errors import SecurityError
 from meshlib.security.keeper import CertificateKeeper
 from meshlib.security.pki import WorkloadCertificate
 from meshlib.serving import PASS, Decision, IncomingCall
@@ -191,4 +193,33 @@ def test_an_unknown_or_missing_http_protocol_is_named(root: MeshRoot) -> None:
         if importlib.util.find_spec("httptools") is None:
             with pytest.raises(ValueError, match=r"http='httptools'.*cannot load it"):
                 mesh.uvicorn_options(http="httptools")
+    feed.close()
+
+
+def test_the_uvicorn_floor_is_pinned_and_named_for_an_older_uvicorn(
+    root: MeshRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pyproject's floor is the first uvicorn with ssl_context_factory, and an older
+    uvicorn (its Config without the argument: no older wheel can run here) is told so."""
+    import uvicorn
+
+    from meshlib.transport.uvicorn_tls import UVICORN_MIN_VERSION
+
+    project = (Path(__file__).parents[2] / "pyproject.toml").read_text()
+    assert re.findall(r'"(uvicorn[^"]*)"', project) == [f"uvicorn>={UVICORN_MIN_VERSION}"]
+    docs = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
+    assert f"uvicorn ≥ {UVICORN_MIN_VERSION}" in docs
+
+    class OldConfig:  # uvicorn 0.46's Config takes no ssl_context_factory
+        def __init__(self, app: Any, ssl_certfile: str | None = None) -> None: ...
+
+    monkeypatch.setattr(uvicorn, "Config", OldConfig)
+    monkeypatch.setattr(uvicorn, "__version__", "0.46.0")
+    keeper = CertificateKeeper.fixed(issue_svid(root, SERVER_ID))
+    feed = FakeXds()
+    with (
+        meshlib.Mesh.with_xds_client(feed, certificates=keeper) as mesh,
+        pytest.raises(SecurityError, match=r"uvicorn 0\.46\.0 .*uvicorn>=0\.47"),
+    ):
+        mesh.uvicorn_options()
     feed.close()

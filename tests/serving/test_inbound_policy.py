@@ -117,11 +117,14 @@ def test_states_of_the_inbound_listener(tmp_path: Path, caplog: pytest.LogCaptur
     assert "detail='ns[conference]-policy[deny]-rule[0]'" in messages[1]
     watcher.on_resource_error(XdsValidationError('Listener "x": a bad update'))  # fail static
     assert isinstance(policy.check(_call("/test.Echo/Secret")), Deny)
-    watcher.on_resource_error(XdsResourceNotFound("gone"))  # no listener: no policy
-    assert policy.check(_call("/test.Echo/Secret")) is PASS
+    watcher.on_resource_error(XdsResourceNotFound("gone"))  # it existed: the last one stays
+    assert isinstance(policy.check(_call("/test.Echo/Secret")), Deny)
+    other = policy.serve("127.0.0.1", 50052)
+    source.watchers[other].on_resource_error(XdsResourceNotFound("never"))  # no policy
+    assert policy.check(_call("/test.Echo/Who")) is PASS
     policy.close()
     assert not source.watchers
-    assert _denials(reader) == {("unavailable", name): 2, ("rbac", name): 2}
+    assert _denials(reader) == {("unavailable", name): 2, ("rbac", name): 3}
 
 
 def _denials(reader: InMemoryMetricReader) -> dict[tuple[str, str], int]:
