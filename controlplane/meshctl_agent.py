@@ -13,8 +13,11 @@ sidecar reads them through (``default.sds.json``, ``rootca.sds.json``: Envoy wat
 the folder and re-reads renewed files, :mod:`controlplane.translate.security_tls`).
 Then renews at half the lifetime (Istio's grace ratio) with the current certificate,
 falling back to the token; one JSON line on stdout per write. ``--once`` exits after
-the first write. Exit codes: 0 (``--once`` done, or SIGTERM/SIGINT), 1 the control plane refused or
-could not be reached, 2 bad arguments or an unusable token file.
+the first write. A control plane that cannot be reached yet (workloads start in any
+order) is waited for with backoff, a line on stderr per wait: until it answers, or
+with ``--once`` up to 30 s; a refusal (revoked or expired token, another CA) exits at
+once. Exit codes: 0 (``--once`` done, or SIGTERM/SIGINT), 1 the control plane refused
+or could not be reached (``--once``), 2 bad arguments or an unusable token file.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from controlplane.cli_security import duration_argument
 from controlplane.translate.security_tls import sds_files
 from meshlib.errors import CertificateRequestError, JoinTokenError
 from meshlib.security import obtain_certificate, read_claims, read_token_file, renew_certificate
+from meshlib.security.first_certificate import FIRST_CONTACT_TIMEOUT_S, obtain_first_certificate
 from meshlib.security.pki import WorkloadCertificate
 
 CERT_CHAIN_FILE = "cert-chain.pem"
@@ -123,9 +127,23 @@ class _Agent:
         claims = read_claims(token, f"token file {self.token_file}")
         return token, self.address_override or claims.address
 
-    def first(self) -> WorkloadCertificate:
+    def first(self, once: bool) -> WorkloadCertificate:
+        """Waits for a control plane not reachable yet: until stopped, or with ``once``
+        up to FIRST_CONTACT_TIMEOUT_S; a refusal raises at once."""
         token, address = self._token()
-        return obtain_certificate(token, address=address, ttl_s=self.ttl_s)
+
+        def waiting(seconds: float, error: BaseException) -> None:
+            print(f"meshctl agent: waiting for the control plane, retrying in {seconds:.1f}s: "
+                  f"{error}", file=sys.stderr, flush=True)  # fmt: skip
+
+        return obtain_first_certificate(
+            token,
+            address=address,
+            ttl_s=self.ttl_s,
+            timeout_s=FIRST_CONTACT_TIMEOUT_S if once else None,
+            stop=self.stop,
+            on_wait=waiting,
+        )
 
     def renew(self, current: WorkloadCertificate) -> WorkloadCertificate:
         """With the current certificate; with the token when that is refused."""
@@ -159,12 +177,14 @@ class _Agent:
 
 def run_agent(args: argparse.Namespace) -> int:
     agent = _Agent(args)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: agent.stop.set())
     try:
-        certificate = agent.first()
+        certificate = agent.first(args.once)
     except JoinTokenError as exc:
         return _fail(EXIT_USAGE, str(exc))
     except CertificateRequestError as exc:
-        return _fail(EXIT_REFUSED, str(exc))
+        return EXIT_OK if agent.stop.is_set() else _fail(EXIT_REFUSED, str(exc))
     try:
         write_cert_dir(agent.folder, certificate)
     except OSError as exc:
@@ -172,8 +192,6 @@ def run_agent(args: argparse.Namespace) -> int:
     _announce(certificate, agent.folder)
     if args.once:
         return EXIT_OK
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: agent.stop.set())
     try:
         agent.run(certificate)
     except OSError as exc:

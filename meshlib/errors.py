@@ -33,6 +33,8 @@ library's internals unless they ask for ``__cause__``.
     ├── JwtConfigError            (also ValueError) a JWT provider's keys cannot be used
     ├── CertificateRequestError   the control plane did not issue a certificate (or
     │                             could not be trusted: its CA is not the token's)
+    │   └── CertificateServiceUnreachableError  it could not be reached (retried on
+    │                             first contact: it may start after the workload)
     └── PeerIdentityError         (also ssl.SSLCertVerificationError) an endpoint's TLS
                                   peer is not an identity its cluster accepts
 
@@ -241,6 +243,11 @@ class JoinTokenError(SecurityError, ValueError):
 
 class CertificateRequestError(SecurityError):
     """The control plane did not issue a certificate, or could not be trusted."""
+
+
+class CertificateServiceUnreachableError(CertificateRequestError):
+    """The control plane could not be reached for a certificate (connect failed,
+    UNAVAILABLE, DEADLINE_EXCEEDED): worth retrying, unlike a refusal."""
 
 
 class PeerIdentityError(SecurityError, ssl.SSLCertVerificationError):

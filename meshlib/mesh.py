@@ -56,8 +56,9 @@ class Mesh:
     ``token`` is a join token (else ``MESH_TOKEN`` / ``MESH_TOKEN_FILE``): the mesh
     gets its workload certificate here, before any call, keeps it renewed
     (:attr:`certificates`) and reaches the control plane at the token's secure
-    address (no bootstrap needed then); a refusal raises a
-    :class:`meshlib.errors.SecurityError`. Without a token, the bootstrap's
+    address (no bootstrap needed then), waiting up to ``ready_timeout_s`` for a control
+    plane that cannot be reached yet; a refusal raises a
+    :class:`meshlib.errors.SecurityError` at once. Without a token, the bootstrap's
     ``certificate_providers.default`` files (``meshctl agent``) are the identity.
     """
 
@@ -68,7 +69,7 @@ class Mesh:
         token: str | None = None,
         ready_timeout_s: float = 5.0,
     ) -> None:
-        loaded, keeper = mesh_identity(token, bootstrap)
+        loaded, keeper = mesh_identity(token, bootstrap, wait_s=ready_timeout_s)
         try:
             self._setup(loaded, None, ready_timeout_s, keeper)
         except BaseException:

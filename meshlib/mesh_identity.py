@@ -1,7 +1,8 @@
 """Where a ``Mesh`` gets its identity and how it reaches the control plane with it.
 
 Order (DESIGN.md): ``Mesh(token=...)``, then ``MESH_TOKEN``, then ``MESH_TOKEN_FILE``.
-With a token the certificate is obtained at once (before any call), and the xDS
+With a token the certificate is obtained at once (before any call; a control plane
+not reachable yet is waited for up to the mesh's ``ready_timeout_s``), and the xDS
 client (ADS and registration) talks to the token's secure xDS address with ``tls``
 channel credentials from that certificate; the bootstrap (when there is one) still
 names the node. With no bootstrap either, the node is named from the identity.
@@ -52,15 +53,16 @@ def find_token(
 
 
 def mesh_identity(
-    token: str | None, bootstrap: str | os.PathLike[str] | None
+    token: str | None, bootstrap: str | os.PathLike[str] | None, *, wait_s: float = 0.0
 ) -> tuple[Bootstrap, CertificateKeeper | None]:
     """The bootstrap to use and the keeper of this process's certificate (None: no
-    identity). JoinTokenError / CertificateRequestError / BootstrapError say why not."""
+    identity), waiting up to ``wait_s`` for a control plane not reachable yet.
+    JoinTokenError / CertificateRequestError / BootstrapError say why not."""
     found = find_token(token)
     if found is None:
         loaded = load_bootstrap(bootstrap)
         return loaded, files_keeper(loaded)
-    keeper = CertificateKeeper.from_token(found[0], where=found[1])
+    keeper = CertificateKeeper.from_token(found[0], where=found[1], wait_s=max(wait_s, 0.0))
     try:
         has_bootstrap = bootstrap is not None or any(
             os.environ.get(name) for name in (BOOTSTRAP_PATH_ENV, BOOTSTRAP_CONFIG_ENV)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import grpc
 
 from meshlib._protos import ca_v1_pb2 as pb
-from meshlib.errors import CertificateRequestError
+from meshlib.errors import CertificateRequestError, CertificateServiceUnreachableError
 from meshlib.security.identity import SpiffeId
 from meshlib.security.join_token import read_claims
 from meshlib.security.pki import (
@@ -52,7 +52,8 @@ def _sign(
             code = exc.code()
             unreachable = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
             what = "could not be reached for" if unreachable else "refused"
-            raise CertificateRequestError(
+            error = CertificateServiceUnreachableError if unreachable else CertificateRequestError
+            raise error(
                 f"control plane {address} {what} the certificate request: "
                 f"{code.name if code else 'UNKNOWN'}: {exc.details()}"
             ) from exc

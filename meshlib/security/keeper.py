@@ -6,7 +6,8 @@
     keeper.current()                                 # what a new connection presents
     unsubscribe = keeper.subscribe(on_change)        # called after each renewal
 
-With a token the key is made and kept in memory only. Renewal runs on a daemon
+With a token the key is made and kept in memory only; a control plane that cannot
+be reached yet is waited for (:mod:`meshlib.security.first_certificate`). Renewal runs on a daemon
 thread at half the lifetime (Istio's grace ratio), proven by the current
 certificate (the token when that is refused), retried with backoff (tenacity)
 while the old certificate stays in use. A folder kept by ``meshctl agent`` is
@@ -26,6 +27,7 @@ import tenacity
 from meshlib.errors import CertificateRequestError, JoinTokenError, SecurityError
 from meshlib.observability.logging import get_logger
 from meshlib.security.ca_client import obtain_certificate, renew_certificate
+from meshlib.security.first_certificate import FIRST_CONTACT_TIMEOUT_S, obtain_first_certificate
 from meshlib.security.join_token import JoinTokenClaims, read_claims
 from meshlib.security.keeper_files import CertificateFiles
 from meshlib.security.pki import WorkloadCertificate
@@ -67,12 +69,14 @@ class CertificateKeeper:
         where: str = "token",
         address: str | None = None,
         ttl_s: int | None = None,
+        wait_s: float = FIRST_CONTACT_TIMEOUT_S,
     ) -> CertificateKeeper:
-        """Gets the token's certificate now (raising JoinTokenError / CertificateRequestError
-        naming the control plane and why), then renews it on a daemon thread."""
+        """Gets the token's certificate now, waiting up to ``wait_s`` for a control plane
+        that cannot be reached yet (raising JoinTokenError / CertificateRequestError naming
+        the control plane and why), then renews it on a daemon thread."""
         claims = read_claims(token, where)
         address = address or claims.address
-        first = obtain_certificate(token, address=address, ttl_s=ttl_s)
+        first = obtain_first_certificate(token, address=address, ttl_s=ttl_s, timeout_s=wait_s)
         keeper = cls(first, source=f"control plane {address}")
         keeper.claims, keeper.address = claims, address
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography import x509
 
-from meshlib.errors import CertificateRequestError
+from meshlib.errors import CertificateRequestError, CertificateServiceUnreachableError
 from meshlib.security.pki import certificate_pem, fingerprint
 
 CONNECT_TIMEOUT_S = 10.0
@@ -52,9 +52,13 @@ def pinned_root(address: str, ca_fingerprint: str) -> bytes:
     host = host.strip("[]")
     try:
         chain = presented_chain(host, int(port))
-    except (OSError, ValueError) as exc:
+    except (ssl.SSLError, ValueError) as exc:
         raise CertificateRequestError(
             f"control plane {address}: cannot open TLS to learn its CA: {exc}"
+        ) from exc
+    except OSError as exc:  # refused, timed out, no such host (yet): it may still start
+        raise CertificateServiceUnreachableError(
+            f"control plane {address} could not be reached to learn its CA: {exc}"
         ) from exc
     for der in chain:
         certificate = x509.load_der_x509_certificate(der)
