@@ -204,7 +204,7 @@ async def _download(client: httpx.AsyncClient, uri: str) -> str:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _FetchFailed(f"jwksUri {uri}: not UTF-8 text") from exc
-    problem = jwks_problem(text, every_key=False)  # an IdP's set may hold enc keys
+    problem = jwks_problem(text)  # an IdP's enc keys are skipped, as meshlib does
     if problem is not None:
         raise _FetchFailed(f"jwksUri {uri}: the document {problem}")
     return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))

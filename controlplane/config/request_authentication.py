@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
-import jwt
-
 from controlplane.config.fields import Fields, as_string
 from controlplane.config.resource import Header
 from controlplane.config.workload_selector import parse_selector
@@ -113,39 +111,19 @@ def _uri_problem(text: str) -> str | None:
     return None
 
 
-def jwks_problem(text: str, *, every_key: bool = True) -> str | None:
-    """What is wrong with a JSON Web Key Set, None when nothing is: at least one usable
-    key, and with ``every_key`` (inline jwks, which its author can fix) every key usable
-    as meshlib's servers parse it. A fetched set (jwksUri) may hold keys of other uses."""
+def jwks_problem(text: str) -> str | None:
+    """What is wrong with a JSON Web Key Set, None when nothing is: meshlib's own parser
+    decides (inline jwks and fetched jwksUri alike), so a set applied here is one every
+    meshlib server accepts, and the other way round. Keys not for signatures (an IdP's
+    ``use: enc`` RSA-OAEP key) are skipped; a set with no signing key is refused."""
     try:
         document = json.loads(text)
     except ValueError as exc:
         return f"is not JSON: {exc}"
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         return 'must be a JSON Web Key Set: {"keys": [...]}'
-    keys = document["keys"]
-    bad = [r for r in (_key_problem(i, key) for i, key in enumerate(keys)) if r]
-    if not keys or len(bad) == len(keys):
-        return f"holds no usable key: {'; '.join(bad) or 'the keys list is empty'}"
-    if not every_key:
-        return None
-    try:  # every key: meshlib's servers NACK a set holding one they cannot use
+    try:
         parse_jwks(text, "jwks")
     except JwtConfigError as exc:
-        return f"holds a key that cannot be used (every key must be): {exc}"
+        return str(exc).removeprefix("jwks: ")
     return None
-
-
-_KEY_ERRORS = (jwt.PyJWTError, KeyError, ValueError, TypeError, AttributeError)
-
-
-def _key_problem(index: int, key: object) -> str:
-    """Why one key cannot be used (PyJWKSet only says none could, and suggests a
-    missing library)."""
-    kty = key.get("kty") if isinstance(key, dict) else None
-    try:
-        jwt.PyJWK(key)  # type: ignore[arg-type]
-    except _KEY_ERRORS as exc:
-        reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
-        return f"keys[{index}] (kty {kty}): {reason}"
-    return ""

@@ -15,6 +15,9 @@ from typing import Any
 import jwt
 
 from meshlib.errors import JwtConfigError
+from meshlib.observability.logging import get_logger
+
+log = get_logger(__name__)
 
 #: Envoy's reasons (its 401 bodies).
 BAD_FORMAT = "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
@@ -31,6 +34,8 @@ _FAMILIES = {
     "oct": frozenset({"HS256", "HS384", "HS512"}),
     "OKP": frozenset({"EdDSA"}),
 }
+#: JWE key-management algorithms (RFC 7518 section 4.1): a key naming one encrypts.
+_ENCRYPTION_ALG_PREFIXES = ("RSA1_5", "RSA-OAEP", "ECDH-ES", "A128", "A192", "A256", "PBES2", "dir")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +46,25 @@ class JwtKey:
     key: Any
 
 
+def _not_for_signatures(entry: dict[str, Any]) -> str | None:
+    """Why a key is not one to verify signatures with (Envoy skips such keys), or None."""
+    use = entry.get("use")
+    if use is not None and use != "sig":
+        return f"use {use!r}, not 'sig'"
+    algorithm = entry.get("alg")
+    if isinstance(algorithm, str) and algorithm.startswith(_ENCRYPTION_ALG_PREFIXES):
+        return f"alg {algorithm!r} is for encryption"
+    if entry.get("kty") not in _FAMILIES:
+        return f"kty {entry.get('kty')!r} is not RSA, EC, oct or OKP"
+    return None
+
+
 def parse_jwks(text: str, where: str) -> tuple[JwtKey, ...]:
-    """The keys of a JWKS JSON document; :class:`JwtConfigError` naming ``where``."""
+    """The signing keys of a JWKS JSON document; :class:`JwtConfigError` naming ``where``.
+    Keys not meant for signatures (``use`` other than ``sig``, an encryption ``alg``
+    such as RSA-OAEP, an unknown ``kty``) are skipped, logged at debug, as Envoy does:
+    identity providers publish them beside their signing keys. A set left with no
+    signing key is refused, naming why each was skipped."""
     try:
         document = json.loads(text)
     except (ValueError, RecursionError) as exc:
@@ -52,22 +74,29 @@ def parse_jwks(text: str, where: str) -> tuple[JwtKey, ...]:
     if not document["keys"]:
         raise JwtConfigError(f"{where}: JWKS has no keys")
     keys = []
+    skipped = []
     for index, entry in enumerate(document["keys"]):
         at = f"{where}.keys[{index}]"
         if not isinstance(entry, dict):
             raise JwtConfigError(f"{at}: not a JSON object")
-        key_type = entry.get("kty")
-        if key_type not in _FAMILIES:
-            raise JwtConfigError(f"{at}.kty: {key_type!r} is not RSA, EC, oct or OKP")
+        why = _not_for_signatures(entry)
+        if why is not None:
+            log.debug("jwks_key_skipped", key=at, kid=entry.get("kid"), reason=why)
+            skipped.append(f"keys[{index}] ({why})")
+            continue
+        key_type = entry["kty"]
         algorithm = entry.get("alg")
         if algorithm is not None and algorithm not in _FAMILIES[key_type]:
             raise JwtConfigError(f"{at}.alg: {algorithm!r} does not fit a {key_type} key")
         try:
             key = jwt.PyJWK(entry, algorithm).key
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
-            raise JwtConfigError(f"{at}: not a usable {key_type} key: {exc}") from exc
+            reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise JwtConfigError(f"{at}: not a usable {key_type} key: {reason}") from exc
         kid = entry.get("kid")
         keys.append(JwtKey(kid if isinstance(kid, str) else None, key_type, algorithm, key))
+    if not keys:
+        raise JwtConfigError(f"{where}: JWKS has no signing key: skipped {', '.join(skipped)}")
     return tuple(keys)
 
 

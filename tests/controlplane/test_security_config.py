@@ -4,10 +4,13 @@ path and a clear message, and nothing of the load is kept."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import MappingProxyType
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from controlplane.config import ConfigError, load_config
 from controlplane.destination_policy import effective_policy
@@ -22,6 +25,8 @@ from controlplane.security_model import (
     TlsMode,
     Values,
 )
+from meshlib.errors import JwtConfigError
+from meshlib.security.jwt_keys import parse_jwks
 from tests.controlplane.config_cases import assert_refused, destination_rule, documents, load_text
 
 SEC = "security.istio.io/v1"
@@ -422,6 +427,44 @@ def test_request_authentication_fields(tmp_path: Path) -> None:
     assert rule.output_payload_to_header == "x-payload"
 
 
+_ENCRYPTION = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+#: Keycloak's encryption key, as its JWKS lists it beside the signing keys.
+ENC_KEY = {
+    **json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(_ENCRYPTION)),
+    **{"alg": "RSA-OAEP", "use": "enc", "kid": "enc"},
+}
+
+
+@pytest.mark.parametrize(
+    "jwks",
+    [
+        JWKS,
+        json.dumps({"keys": [ENC_KEY, *json.loads(JWKS)["keys"]]}),  # Keycloak's: enc + sig
+        json.dumps({"keys": [*json.loads(JWKS)["keys"], {"kty": "XX"}]}),
+        json.dumps({"keys": [ENC_KEY]}),
+        '{"keys": [{"kty": "EC"}]}',
+        "{}",
+    ],
+    ids=["sig", "keycloak", "unknown-kty", "only-enc", "bad-sig-key", "no-keys"],
+)
+def test_inline_jwks_is_accepted_exactly_when_meshlib_accepts_it(tmp_path: Path, jwks: str) -> None:
+    """The apply-time check and meshlib's servers (which NACK a set they cannot use)
+    answer alike: an IdP's encryption key is skipped by both."""
+    try:
+        parse_jwks(jwks, "jwks")
+        meshlib_accepts = True
+    except JwtConfigError:
+        meshlib_accepts = False
+    file = tmp_path / "ra.yaml"
+    file.write_text(request_authentication(f"issuer: https://issuer\n    jwks: '{jwks}'"))
+    try:
+        load_config(file)
+        applied = True
+    except ConfigError:
+        applied = False
+    assert applied is meshlib_accepts
+
+
 def test_request_authentication_takes_a_jwks_uri(tmp_path: Path) -> None:
     text = request_authentication("issuer: https://issuer\n    jwksUri: https://keys/jwks.json")
     (ra,) = load_text(tmp_path / "ra.yaml", text).request_authentications
@@ -436,21 +479,21 @@ JWT_REFUSED = [
     ("jwks-missing", "issuer: i", "is required (the issuer's JSON Web Key Set)"),
     ("jwks-not-json", "issuer: i\n    jwks: '{'", "is not JSON"),
     ("jwks-no-keys", "issuer: i\n    jwks: '{\"k\": 1}'", "must be a JSON Web Key Set"),
-    ("jwks-bad-key", 'issuer: i\n    jwks: \'{"keys": [{"kty": "EC"}]}\'', "no usable key"),
+    ("jwks-bad-key", 'issuer: i\n    jwks: \'{"keys": [{"kty": "EC"}]}\'', "not a usable EC key"),
     (
         "jwks-key-reason",  # each key's reason, not PyJWT's hint about a missing library
         'issuer: i\n    jwks: \'{"keys": [{"kty": "EC", "crv": "P-256", "x": "abc"}]}\'',
-        "holds no usable key: keys[0] (kty EC): Not an Elliptic curve key",
+        "jwks.keys[0]: not a usable EC key: Not an Elliptic curve key",
     ),
     (
         "jwks-key-missing-member",  # PyJWT raised KeyError: an unhandled exception
         'issuer: i\n    jwks: \'{"keys": [{"kty": "oct"}, 5]}\'',
-        "holds no usable key: keys[0] (kty oct): missing 'k'; keys[1] (kty None)",
+        "jwks.keys[0]: not a usable oct key: missing 'k'",
     ),
     (
-        "jwks-one-bad-key",  # accepted, then NACKed by every meshlib server: refused at load
-        f'issuer: i\n    jwks: \'{JWKS[:-2]}, {{"kty": "XX"}}]}}\'',
-        "holds a key that cannot be used (every key must be): jwks.keys[1].kty: 'XX'",
+        "jwks-only-enc-keys",  # meshlib's servers skip them and would have no key: refused
+        'issuer: i\n    jwks: \'{"keys": [{"kty": "RSA", "use": "enc"}, {"kty": "XX"}]}\'',
+        "JWKS has no signing key: skipped keys[0] (use 'enc', not 'sig'), keys[1] (kty 'XX'",
     ),
     ("issuer-missing", f"jwks: '{JWKS}'", "is required"),
     ("from-cookies", f"issuer: i\n    jwks: '{JWKS}'\n    fromCookies: [c]", "not supported yet"),

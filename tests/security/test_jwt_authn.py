@@ -191,6 +191,46 @@ def test_fuzzed_tokens_get_an_answer_never_an_exception() -> None:
         assert outcome.ok is False or outcome.payloads or not mutant.strip()
 
 
+def keycloak_jwks(signing: dict[str, Any]) -> str:
+    """A key set as Keycloak publishes it: an RSA-OAEP encryption key beside ``signing``."""
+    encryption = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    enc = {**_jwk(encryption, "kc-enc"), "alg": "RSA-OAEP", "use": "enc"}
+    return json.dumps({"keys": [enc, signing]})
+
+
+def test_a_keycloak_key_set_verifies_with_its_signing_key_and_skips_the_enc_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG", logger="meshlib.security.jwt_keys")
+    jwks = keycloak_jwks({**_jwk(RSA_KEY, "kc-sig"), "alg": "RS256", "use": "sig"})
+    (key,) = parse_jwks(jwks, "providers[p].local_jwks")
+    assert (key.kid, key.algorithm) == ("kc-sig", "RS256")
+    assert any("jwks_key_skipped" in r.getMessage() and "kc-enc" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    check = authenticator(None, provider(jwks=jwks))
+    outcome = check.authenticate("/x", _bearer(token(key=RSA_KEY, kid="kc-sig")), "")
+    assert (outcome.ok, outcome.payloads["payload"]["sub"]) == (True, "bob")
+
+
+@pytest.mark.parametrize(
+    ("keys", "reason"),
+    [
+        (
+            [{"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB"}],
+            "keys[0] (use 'enc', not 'sig')",
+        ),
+        ([{"kty": "RSA", "alg": "RSA-OAEP-256"}], "keys[0] (alg 'RSA-OAEP-256' is for encryption)"),
+        ([{"kty": "EC", "alg": "ECDH-ES"}, {"kty": "XX"}], "keys[1] (kty 'XX' is not RSA, EC"),
+    ],
+)
+def test_a_set_with_no_signing_key_is_refused_naming_why(
+    keys: list[dict[str, Any]], reason: str
+) -> None:
+    with pytest.raises(JwtConfigError, match=r"^jwks: JWKS has no signing key: skipped ") as error:
+        parse_jwks(json.dumps({"keys": keys}), "jwks")
+    assert reason in str(error.value)
+
+
 def test_fuzzed_jwks_are_refused_with_a_clear_error_never_an_exception() -> None:
     rng = random.Random(7)
     bad = [

@@ -9,12 +9,14 @@ root), principals, namespaces and Consul intentions decide, as for grpcio
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import grpc
 import pytest
 
 from controlplane.ca.authority import CertificateAuthority
+from tests.controlplane.test_security_config import ENC_KEY
 from tests.controlplane.test_security_envoy_jwt import ISSUER, JWKS, OTHER_KEY, token
 from tests.interop.security_mesh import INBOUND, TD, mesh_yaml
 from tests.interop.test_grpcio_intentions import INTENTIONS
@@ -68,6 +70,11 @@ spec:
     to: [{{operation: {{paths: ["/test.Echo/Anonymous"]}}}}]
 """
 
+
+#: The same with the key set as Keycloak publishes it: an RSA-OAEP encryption key first
+#: (``use: enc``), which the control plane and meshlib skip, as Envoy does.
+KEYCLOAK_JWKS = json.dumps({"keys": [ENC_KEY, *json.loads(JWKS)["keys"]]})
+JWT_KEYCLOAK_POLICIES = JWT_POLICIES.replace(JWKS, KEYCLOAK_JWKS)
 
 #: ``spec: {}`` (an ALLOW policy without rules) denies everything.
 EMPTY_SPEC = """\
@@ -151,10 +158,11 @@ def _table(port: int, table: list[tuple[str, dict[str, str], str]]) -> list[str]
     [
         (POLICIES, MESHLIB_PLAINTEXT),
         (JWT_POLICIES, JWT_TABLE),
+        (JWT_KEYCLOAK_POLICIES, JWT_TABLE),
         (EMPTY_SPEC, EMPTY_TABLE),
         (IP_BLOCKS, IP_TABLE),
     ],
-    ids=["grpcio-table", "jwt", "empty-spec", "ip-blocks"],
+    ids=["grpcio-table", "jwt", "jwt-keycloak-jwks", "empty-spec", "ip-blocks"],
 )
 def test_meshlib_grpc_server_enforces_the_table_in_plaintext(
     tmp_path: Path, policies: str, table: list[tuple[str, dict[str, str], str]]
