@@ -43,7 +43,8 @@ class IncomingCall:
     gRPC method path ``/pkg.Service/Method``, or the HTTP method), ``path`` (the
     gRPC method path again, or the HTTP path), ``peer`` (``HOST:PORT`` of the
     caller, None when the server does not say), :attr:`headers`, :meth:`deadline`
-    and :meth:`peer_tls`; ``local``, ``query`` and ``sni`` when the server knows them.
+    and :meth:`peer_tls`; ``local``, ``query``, ``sni`` and ``secure`` (the connection
+    is TLS) when the server knows them.
     """
 
     __slots__ = (
@@ -60,6 +61,7 @@ class IncomingCall:
         "peer",
         "protocol",
         "query",
+        "secure",
         "sni",
     )
 
@@ -76,6 +78,7 @@ class IncomingCall:
         local: tuple[str, int] | None = None,
         query: str = "",
         sni: str = "",
+        secure: bool | None = None,
     ) -> None:
         self.protocol: Protocol = protocol
         self.method = method
@@ -90,6 +93,7 @@ class IncomingCall:
         self.local = local  # (IP, port) the call came in on, when the server says
         self.query = query  # the HTTP query string ("" for gRPC)
         self.sni = sni  # the TLS server name the caller asked for ("" when unknown)
+        self.secure = secure  # whether the connection is TLS (None: the server does not say)
         # What a policy changes in the request the handler sees: (remove, add); HTTP only.
         self.header_edits: tuple[frozenset[str], Mapping[str, str]] | None = None
 

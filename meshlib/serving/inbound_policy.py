@@ -80,6 +80,8 @@ class _ListenerWatch:
         self.name = name
         self.port = port
         self.served_tls = served_tls  # how the server added the port (None: not said)
+        self.asgi = False  # served_tls learnt from an ASGI connection (not add_*_port)
+        self.resource: InboundListenerResource | None = None
         self.rules: InboundRules | None = None
         self.absent = False
         self.problem = f"meshlib: inbound listener {name} has not arrived yet"
@@ -99,9 +101,17 @@ class _ListenerWatch:
         except (MeshError, ValueError) as exc:  # keys or regexes that cannot be used
             self._fail(f"{self.name}: {exc}")
             return
-        self.rules, self.absent = rules, False
+        self.rules, self.absent, self.resource = rules, False, resource
         log.info("inbound_policy_applied", listener=self.name, filters=len(rules.steps))
-        _check_port_tls(self.name, self.served_tls, resource)
+        _check_port_tls(self.name, self.served_tls, resource, asgi=self.asgi)
+
+    def learn_tls(self, secure: bool) -> None:
+        """An ASGI connection showed the port's TLS: check it once against the listener
+        (and against each listener version after)."""
+        self.served_tls, self.asgi = secure, True
+        resource = self.resource
+        if resource is not None:
+            _check_port_tls(self.name, secure, resource, asgi=True)
 
     def on_resource_error(self, error: XdsError) -> None:
         if not self.active:
@@ -194,6 +204,8 @@ class InboundPolicy:
             if watch is None:
                 self.serve(*call.local)
                 watch = self._by_port[call.local[1]]
+            if call.secure and watch.served_tls is None:  # only TLS can fail mesh clients
+                watch.learn_tls(True)
             watches: tuple[_ListenerWatch, ...] = (watch,)
         else:
             watches = self._all
@@ -217,20 +229,22 @@ class InboundPolicy:
 
 
 def _check_port_tls(
-    listener: str, served_tls: bool | None, resource: InboundListenerResource
+    listener: str, served_tls: bool | None, resource: InboundListenerResource, *, asgi: bool
 ) -> None:
     """Warn when a port's TLS is not what the mesh's clients use there: a grpcio port is
-    TLS or plaintext for good, and a mismatch fails every mesh client's handshake where
-    the server sees nothing (docs/security.md, which ports get TLS)."""
+    TLS or plaintext for good, an ASGI server's port too, and a mismatch fails every mesh
+    client's handshake where the server sees nothing (docs/security.md, which ports get
+    TLS). An ASGI port is checked once a TLS connection shows it is TLS."""
     strict = resource.tls is not None and resource.tls.require_client_certificate
     if served_tls is True and resource.tls is None:
         log.warning(
             "inbound_port_tls_mismatch",
             listener=listener,
-            port="mTLS (add_secure_port)",
+            port="TLS (ASGI server)" if asgi else "mTLS (add_secure_port)",
             mesh="plaintext (PERMISSIVE or DISABLE)",
-            effect="mesh clients connect in plaintext and fail the handshake: add the port "
-            "with add_insecure_port, or make the workload STRICT",
+            effect="mesh clients connect in plaintext and fail the handshake: "
+            + ("serve the port without TLS" if asgi else "add the port with add_insecure_port")
+            + ", or make the workload STRICT",
         )
     elif served_tls is False and strict:
         log.warning(

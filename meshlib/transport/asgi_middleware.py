@@ -115,7 +115,16 @@ def _incoming(scope: Scope) -> IncomingCall:
         local=_local(scope),
         query=query.decode("latin-1") if isinstance(query, bytes) else str(query),
         sni=asgi_sni(scope),
+        secure=_secure(scope),
     )
+
+
+def _secure(scope: Scope) -> bool | None:
+    """Whether the connection is TLS: the scheme, or the ASGI TLS extension."""
+    extensions = scope.get("extensions")
+    if scope.get("scheme") in ("https", "wss") or (extensions and "tls" in extensions):
+        return True
+    return False if scope.get("scheme") in ("http", "ws") else None
 
 
 def _denial_headers(denial: Deny) -> list[tuple[bytes, bytes]]:
