@@ -40,9 +40,8 @@ def is_recording_provider(provider: object | None) -> bool:
 
 
 def _set_internal() -> bool:
-    """One attribute read of the API's private global (unset: no further call)."""
-    provider = _api_global._METER_PROVIDER
-    return provider is not None and is_recording_provider(provider)
+    """One attribute read of the API's private global."""
+    return is_recording_provider(_api_global._METER_PROVIDER)
 
 
 def _set_public() -> bool:

@@ -143,18 +143,18 @@ def run_sync(plan: CallPlan[C, T], call: C, caller_timeout: float | None = None)
 def _tries(plan: CallPlan[C, T], call: C, policy: RetryPolicy, call_at: float | None) -> T:
     """The first try, admitted; then, only if it is retriable, the retries."""
     adapter = plan.adapter
-    attempt = plan.first_try(policy, call_at)
-    deadline = attempt.deadline
+    try_at = call_at if policy.per_try_timeout_s is None else plan.try_at(policy, call_at)
+    attempt = plan.first_attempt(try_at, call_at)
     admission = plan.admission
     if not plan.start_call():
-        _admit_first(plan, deadline)
+        _admit_first(plan, attempt.deadline)
     # The call is active in the budget and its first try holds its slots.
     try:
         try:
-            if deadline is None or not adapter.reads_deadline:
+            if try_at is None or not adapter.reads_deadline:
                 value = adapter.send(call, attempt)
             else:
-                token = enter_deadline(deadline)
+                token = enter_deadline(attempt.deadline)  # type: ignore[arg-type]
                 try:
                     value = adapter.send(call, attempt)
                 finally:
@@ -166,7 +166,6 @@ def _tries(plan: CallPlan[C, T], call: C, policy: RetryPolicy, call_at: float | 
         else:
             if (
                 policy.num_retries == 0
-                or plan.settles
                 or (not plan.checks_answers and adapter.settled(value))
                 or plan.final(policy, value, call)
             ):
@@ -252,19 +251,23 @@ async def run_async(plan: CallPlan[C, T], call: C, caller_timeout: float | None 
                         deadline=_deadline(call_at), name=plan.name,
                     )  # fmt: skip
                 else:  # the first try, admitted, as in _tries
-                    attempt = plan.first_try(policy, call_at)
-                    deadline = attempt.deadline
+                    try_at = (
+                        call_at
+                        if policy.per_try_timeout_s is None
+                        else plan.try_at(policy, call_at)
+                    )
+                    attempt = plan.first_attempt(try_at, call_at)
                     admission = plan.admission
                     if not plan.start_call():
-                        await _admit_first_async(plan, deadline)
+                        await _admit_first_async(plan, attempt.deadline)
                     try:
                         try:
                             token = timer = None
-                            if deadline is not None:
+                            if try_at is not None:
                                 if adapter.reads_deadline:
-                                    token = enter_deadline(deadline)
+                                    token = enter_deadline(attempt.deadline)  # type: ignore[arg-type]
                                 if not adapter.bounds_itself:
-                                    timer = TryTimer(deadline.at - _monotonic())
+                                    timer = TryTimer(try_at - _monotonic())
                             try:
                                 value = await adapter.send_async(call, attempt)
                             except asyncio.CancelledError:
@@ -283,7 +286,6 @@ async def run_async(plan: CallPlan[C, T], call: C, caller_timeout: float | None 
                         else:
                             if (
                                 policy.num_retries == 0
-                                or plan.settles
                                 or (not plan.checks_answers and adapter.settled(value))
                                 or plan.final(policy, value, call)
                             ):

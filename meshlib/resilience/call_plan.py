@@ -124,9 +124,6 @@ class TryAdapter(ABC, Generic[C, T]):
     #: The send reads the try's deadline from the context (a plain function): the
     #: driver makes it current while the first try runs (retries always do).
     reads_deadline = False
-    #: Every answer is a plain success (gRPC: an answer is status OK): the plan
-    #: then decides at compile time that :meth:`settled` holds, without a call.
-    always_settled = False
 
     @abstractmethod
     def send(self, call: C, attempt: Attempt) -> T:
@@ -193,7 +190,6 @@ class CallPlan(Generic[C, T]):
         "name",
         "policy",
         "route",
-        "settles",
         "stages",
         "start_call",
         "timeout_s",
@@ -233,8 +229,6 @@ class CallPlan(Generic[C, T]):
         )
         #: Header conditions can make even a plain success retriable.
         self.checks_answers = retry is not None and retry.checks_answers
-        #: A first try's answer is final without asking the adapter (compile time).
-        self.settles = adapter.always_settled and not self.checks_answers
         self.idempotent_methods: dict[str, bool] = {}
         #: Header names whose presence makes a request's headers worth reading (None: any
         #: request's may matter, so they are always read; empty: they never matter).
@@ -289,18 +283,13 @@ class CallPlan(Generic[C, T]):
         return at
 
     @staticmethod
-    def first_try(policy: RetryPolicy, call_at: float | None) -> Attempt:
-        """Try 1 of a call that ends at ``call_at``: its deadline (the per-try timeout's
-        or the call's; one call for both, as the drivers ask it per call)."""
+    def try_at(policy: RetryPolicy, call_at: float | None) -> float | None:
+        """When the first try must end: its per-try timeout or the call's end."""
         per_try = policy.per_try_timeout_s
         if per_try is None:
-            if call_at is None:
-                return Attempt(1, NOTHING_EXCLUDED, None)
-            return Attempt(1, NOTHING_EXCLUDED, Deadline(call_at))
+            return call_at
         at = _monotonic() + per_try
-        if call_at is not None and call_at <= at:
-            return Attempt(1, NOTHING_EXCLUDED, Deadline(call_at))
-        return Attempt(1, NOTHING_EXCLUDED, Deadline(at), per_try=True)
+        return at if call_at is None or at < call_at else call_at
 
     @staticmethod
     def first_attempt(try_at: float | None, call_at: float | None) -> Attempt:

@@ -305,7 +305,6 @@ class _AioMultiCallable:
     ) -> None:
         self._channel = channel
         self._kind = kind
-        self._unary = kind == "unary_unary"  # read per call
         self._method = method
         self._serializer = serializer
         self._deserializer = deserializer
@@ -374,7 +373,12 @@ class _AioMultiCallable:
         options = CallOptions(timeout, metadata, credentials, wait_for_ready, compression)
         view = self._state.view
         entry = self._compiled.entry  # the common case: the method's plan, current
-        if entry is not None and entry[0] is view and self._unary and entry[2].current():
+        if (
+            entry is not None
+            and entry[0] is view
+            and self._kind == "unary_unary"
+            and entry[2].current()
+        ):
             call = (request, options, entry[1], False)
             return LazyUnaryCall(partial(run_async, entry[2], call, timeout))
         if type(view) is ServiceSnapshot:

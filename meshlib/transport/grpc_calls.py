@@ -80,11 +80,7 @@ class MultiCallable:
         return self._compiled.get(routing, snapshot, forward), forward
 
     def _blocking(self, request: Any, options: CallOptions, with_call: bool) -> Any:
-        entry = self._compiled.entry  # the common case, checked here: one call less
-        if entry is not None and entry[0] is self._state.view and entry[2].current():
-            plan, forward = entry[2], entry[1]
-        else:
-            plan, forward = self._plan(request, options)
+        plan, forward = self._plan(request, options)
         return run_sync(plan, (request, options, forward, with_call), options.timeout)
 
     def _single(self, request: Any, options: CallOptions, flavour: str | None) -> tuple[Any, Any]:

@@ -106,7 +106,6 @@ class GrpcTry(TryAdapter[GrpcCall, Any]):
     )
 
     bounds_itself = True  # the try's budget travels as grpcio's timeout=
-    always_settled = True  # an answer is status OK
 
     def __init__(
         self, routing: GrpcRouting, snapshot: ServiceSnapshot, forward: ForwardPlan, side: GrpcSide
