@@ -26,26 +26,26 @@ def wait_for(
         time.sleep(interval)
 
 
-def _ephemeral_range() -> tuple[int, int]:
+def _ephemeral_start() -> int:
+    """The first port of the kernel's ephemeral range."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as spec:
-            low, high = (int(part) for part in spec.read().split())
-    except (OSError, ValueError):
-        return 32768, 60999
-    return low, high
+            return int(spec.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
-def _worker_slice(low: int, _high: int) -> tuple[int, int]:
-    """The ports below the ephemeral range that this test process picks from: under
-    pytest-xdist each worker gets its own slice, so two workers never pick the same
-    port between one's check and its server's bind."""
-    floor = max(1024, low - 12000)
+def _worker_slice(ephemeral_start: int) -> tuple[int, int]:
+    """The ports below the ephemeral range that this test process picks from, as
+    ``(start, stop)``: under pytest-xdist each worker gets its own slice, so two workers
+    never pick the same port between one's check and its server's bind."""
+    floor = max(1024, ephemeral_start - 12000)
     try:
         index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
         count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
     except ValueError:
-        return floor, low
-    width = (low - floor) // count
+        return floor, ephemeral_start
+    width = (ephemeral_start - floor) // count
     return floor + index * width, floor + (index + 1) * width
 
 
@@ -56,9 +56,9 @@ def free_port() -> int:
     outgoing connection and to ``bind(port=0)``, so a port picked from that range can be
     taken by someone else before the server binds it. Below the range only another
     explicit bind can take it."""
-    floor, low = _worker_slice(*_ephemeral_range())
-    for _ in range(200 if low - floor >= 100 else 0):
-        port = random.randrange(floor, low)
+    start, stop = _worker_slice(_ephemeral_start())
+    for _ in range(200 if stop - start >= 100 else 0):
+        port = random.randrange(start, stop)
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
