@@ -228,6 +228,8 @@ def _call_steadily(cp: ControlPlaneProcess, tmp_path: Path, server_mesh: meshlib
             answers.append(response.text)
             answers.append(bytes(who(b"", timeout=10)).decode())
 
+        mesh.wait_ready("echo-http:8080")  # a name the mesh does not know yet is not routed
+        mesh.wait_ready("echo-grpc:50051")
         both()  # ready before the clock matters
         end = time.monotonic() + CALLING_S
         while time.monotonic() < end:
