@@ -30,6 +30,7 @@ from cryptography import x509
 
 import meshlib
 import meshlib.asgi
+import meshlib.errors
 from meshlib.security.ca_client import obtain_certificate
 from meshlib.security.pki import WorkloadCertificate
 from tests.interop.security_mesh import call, mesh_yaml
@@ -37,7 +38,7 @@ from tests.security.support import MESHCTL, create_token, meshctl, secure_contro
 from tests.security.test_client_mtls import STRICT, service
 from tests.support.asgi_server import serve_asgi
 from tests.support.processes import ControlPlaneProcess
-from tests.support.waiting import free_port
+from tests.support.waiting import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -228,8 +229,8 @@ def _call_steadily(cp: ControlPlaneProcess, tmp_path: Path, server_mesh: meshlib
             answers.append(response.text)
             answers.append(bytes(who(b"", timeout=10)).decode())
 
-        mesh.wait_ready("echo-http:8080")  # a name the mesh does not know yet is not routed
-        mesh.wait_ready("echo-grpc:50051")
+        for target in ("echo-http:8080", "echo-grpc:50051"):  # the config may still be on its way
+            wait_for(lambda t=target: _ready(mesh, t), timeout=30, what=f"{target} in the mesh")
         both()  # ready before the clock matters
         end = time.monotonic() + CALLING_S
         while time.monotonic() < end:
@@ -242,3 +243,11 @@ def _call_steadily(cp: ControlPlaneProcess, tmp_path: Path, server_mesh: meshlib
     assert failures == []
     assert set(answers) == {f"{TD}/app", f"{WHO} {TD}/app"}
     assert len(set(server_serials.queue)) >= 3 and len(set(client_serials.queue)) >= 3
+
+
+def _ready(mesh: meshlib.Mesh, target: str) -> bool:
+    try:
+        mesh.wait_ready(target, timeout=2)
+    except meshlib.errors.RoutingError:
+        return False
+    return True
