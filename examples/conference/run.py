@@ -181,8 +181,10 @@ def run_caller(
     """Echo a caller's lines and count who answered, until it exits."""
     started = time.monotonic()
     for line in process.lines(timeout):
-        print(line, flush=True)
+        # Count before echoing: whoever reads our output (a test, a person pressing
+        # Ctrl-C) may act on a line at once, and the summary must already hold it.
         tally.count_line(column, line)
+        print(line, flush=True)
         if scheduled is not None and time.monotonic() - started >= scheduled.after_s:
             scheduled.action()
             scheduled = None

@@ -114,7 +114,7 @@ def test_scaled_out_instance_gets_traffic_and_ctrl_c_stops_everything(tmp_path: 
         else:
             pytest.fail(f"the scaled-out instance never answered the app ({new_instance})")
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+        code = process.wait(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
@@ -122,6 +122,7 @@ def test_scaled_out_instance_gets_traffic_and_ctrl_c_stops_everything(tmp_path: 
         assert process.stdout is not None
         process.stdout.close()
     summary = json.loads(summary_path.read_text())
+    assert code == 0, f"run.py exited {code}; missing: {summary['missing']}"
     assert summary["interrupted"] is True
     assert_every_instance_answered(summary, [*FOUR_INSTANCES, "sessions-v2"])
     assert summary["expected"][new_instance] == ["meshlib"]
