@@ -70,6 +70,10 @@ class RawXdsStream(ABC, Generic[Request, Response]):
     async def wait_closed(self, timeout: float = 3.0) -> None:
         await asyncio.wait_for(asyncio.shield(self._reader), timeout)
 
+    def end_requests(self) -> None:
+        """Half-close: no more requests (the server's read of the stream ends)."""
+        self._requests.put_nowait(None)
+
     async def close(self) -> None:
         self._requests.put_nowait(None)
         self.call.cancel()
