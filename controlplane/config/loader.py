@@ -96,6 +96,13 @@ def load_config(path: str | Path) -> MeshConfig:
     return config
 
 
+# Documents that validated alone in the last build_config, by identity: the file
+# reader hands back the same Document for a file whose bytes did not change, so an
+# edit to one file of a folder validates that file's documents only (the checks
+# between resources still run on all of them).
+_parsed: dict[int, tuple[Document, Header, Resource, Fields]] = {}
+
+
 def build_config(
     documents: Sequence[Document],
     earlier: Sequence[ConfigIssue] = (),
@@ -107,10 +114,18 @@ def build_config(
     ``earlier`` issues (found reading the files) are reported with the new ones, sorted by
     the place of their file in ``order`` then by document. Raises :class:`ConfigError`.
     """
+    global _parsed
     issues = list(earlier)
     headers: list[Header] = []
     resources: list[tuple[Resource, Fields]] = []
+    kept, parsed_now = _parsed, {}
     for document in documents:
+        known = kept.get(id(document))
+        if known is not None and known[0] is document:  # the same document as last time
+            _, header, resource, spec = parsed_now[id(document)] = known
+            headers.append(header)
+            resources.append((resource, spec))
+            continue
         ctx = DocContext(document.file, document.index, issues)
         before = ctx.count
         parsed = parse_header(ctx, document.data)
@@ -119,9 +134,12 @@ def build_config(
         header, spec = parsed
         if ctx.count == before:  # a broken name would only add confusing duplicates
             headers.append(header)
-        resource = _PARSERS[header.kind](header, spec)
-        if resource is not None:
-            resources.append((resource, spec))
+        built = _PARSERS[header.kind](header, spec)
+        if built is not None:
+            resources.append((built, spec))
+            if ctx.count == before:
+                parsed_now[id(document)] = (document, header, built, spec)
+    _parsed = parsed_now
     config = _assemble(resources)
     issues.extend(_cross_check(headers, config, resources))
     if issues:

@@ -71,13 +71,16 @@ class XdsService:
         """Take new config and/or workloads (None: unchanged); rebuild soon.
 
         Call on the event loop. The rebuild runs ``debounce_s`` after the last
-        update, at most ``max_debounce_s`` after the first of a burst. Before
+        update, at most ``max_debounce_s`` after the first of a burst; a config
+        change after a quiet ``debounce_s`` is rebuilt at once. Before
         :meth:`start`, the inputs are only stored (nodes that connect get them).
         """
         self._updater.set_inputs(config=config, workloads=workloads)
         if self._started:
             self._observer.change_accepted()
-            self._debouncer.trigger()
+            # A config change was checked whole before it got here: no timer to wait
+            # for unless another change was just applied (see .debounce).
+            self._debouncer.trigger(at_once=config is not None)
 
     def check(
         self,

@@ -5,8 +5,10 @@ translate and pass the consistency check: a bad input never half-applies.
 The inputs that last built cleanly are kept, so a node that connects while the
 latest inputs are broken still gets the last good config.
 
-Nodes that look alike to translate (same cluster, locality and metadata; the
-id is not an input of translate) share one translation and one snapshot; labels
+Nodes that look alike to translate (same locality and metadata; the id and
+the cluster are not inputs of translate) share one translation and one snapshot,
+found by the node's own likeness first, so a connect costs no translation when
+a look-alike connected before (or a trial node of the check was one); labels
 and a namespace that no rule reads are set aside first (``routing_view``), so
 callers differ only by the labels some ``sourceLabels`` names.
 
@@ -185,6 +187,8 @@ class SnapshotUpdater:
                 shape = _likeness(node)
             snapshot = by_shape.get(shape)
             if snapshot is None:
+                snapshot = shared.get(_SHAPE + shape)  # a look-alike connected before
+            if snapshot is None:
                 view = routing_view(inputs.config, node)
                 key = _likeness(view)
                 snapshot = shared.get(key)
@@ -192,7 +196,8 @@ class SnapshotUpdater:
                     resources = self._translate(inputs.config, inputs.workloads, view)
                     check_consistency(resources)
                     snapshot = shared[key] = Snapshot.from_resources(resources)
-                by_shape[shape] = snapshot
+                shared[_SHAPE + shape] = snapshot
+            by_shape[shape] = snapshot
             snapshots[node.id] = snapshot
         return snapshots
 
@@ -210,6 +215,11 @@ class SnapshotUpdater:
 _BUILT_KEPT = 3
 
 
+# Prefix of the keys of ``_shared`` that are a node's own likeness (before its routing view).
+_SHAPE = "shape:"
+
+
 def _likeness(node: NodeInfo) -> str:
-    """Everything translate may read from a node, except its id."""
-    return json.dumps([node.cluster, node.locality, node.metadata], sort_keys=True, default=repr)
+    """Everything translate may read from a node: locality and metadata (neither the
+    id nor the cluster, which tell pods apart and no translation reads)."""
+    return json.dumps([node.locality, node.metadata], sort_keys=True, default=repr)

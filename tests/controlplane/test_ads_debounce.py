@@ -59,3 +59,35 @@ async def test_flush_and_cancel() -> None:
 def test_bad_delays_are_refused() -> None:
     with pytest.raises(ValueError, match="max_delay_s"):
         Debouncer(lambda: None, delay_s=1.0, max_delay_s=0.5)
+
+
+async def test_a_change_at_once_after_a_quiet_spell_waits_for_no_timer() -> None:
+    fired: list[int] = []
+    debouncer = Debouncer(lambda: fired.append(1), delay_s=30, max_delay_s=60)
+    debouncer.trigger(at_once=True)
+    await _wait_for(lambda: fired)  # well before the 30 s delay
+    assert fired == [1] and not debouncer.pending
+
+
+async def test_changes_at_once_in_a_burst_coalesce_and_the_last_one_is_applied() -> None:
+    latest = {"value": 0}
+    seen: list[int] = []
+    debouncer = Debouncer(lambda: seen.append(latest["value"]), delay_s=2.0, max_delay_s=4.0)
+    for value in range(1, 11):
+        latest["value"] = value
+        debouncer.trigger(at_once=True)
+        await asyncio.sleep(0.01)  # lets a run due at once happen
+    await _wait_for(lambda: not debouncer.pending, timeout=10)
+    await asyncio.sleep(0.05)
+    # The first ran at once; the rest of the burst made one more run, with the last value.
+    assert len(seen) == 2 and seen[-1] == 10
+    assert not debouncer.pending
+
+
+async def test_a_change_at_once_runs_a_pending_debounced_one_with_it() -> None:
+    fired: list[int] = []
+    debouncer = Debouncer(lambda: fired.append(1), delay_s=30, max_delay_s=60)
+    debouncer.trigger()  # e.g. a registration: waits out the delay
+    debouncer.trigger(at_once=True)
+    await _wait_for(lambda: fired)
+    assert fired == [1] and not debouncer.pending

@@ -12,14 +12,19 @@ import grpc
 import pytest
 from envoy.service.discovery.v3 import discovery_pb2
 
-from controlplane.config.errors import ConfigIssue
+from controlplane.config.errors import ConfigError, ConfigIssue
+from controlplane.config.loader import load_config
 from controlplane.config.yaml_files import read_documents
 from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload
 from controlplane.translate import Resources, translate
 from controlplane.translate.typeurls import CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
 from controlplane.xds import XdsService
+from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.snapshot import Snapshot
+from controlplane.xds.updater import SnapshotUpdater
 from tests.controlplane.ads_harness import RawAdsClient, mesh, resource_names, service_entry
+from tests.support.meshconfig import service_entry as service_entry_yaml
+from tests.support.meshconfig import write_config
 from tests.support.xds_service import xds_channel
 
 CDS, EDS = CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
@@ -162,3 +167,43 @@ def test_a_file_with_an_error_reports_it_on_every_read(tmp_path: Path) -> None:
         issues: list[ConfigIssue] = []
         assert read_documents(file, issues) == []
         assert len(issues) == 1 and "invalid YAML at line" in issues[0].message
+
+
+def test_nodes_differing_in_id_and_cluster_share_one_translation(
+    counting: CountingTranslate,
+) -> None:
+    cache = SnapshotCache()
+    updater = SnapshotUpdater(cache, counting)
+    config = mesh(service_entry("a"), service_entry("b"))
+    updater.set_inputs(config=config)
+    updater.check(config=config)  # translates the trial nodes, one a plain proxyless client
+    checked = counting.calls
+    updater.set_inputs(config=config)
+    updater.rebuild()
+    for index in range(3):
+        updater.connect(NodeInfo(id=f"pod-{index}", cluster=f"workload-{index}"))
+    # Like the check's proxyless trial node in all translate reads: no translation at all.
+    assert counting.calls == checked
+    snapshots = [cache.get(f"pod-{index}") for index in range(3)]
+    assert snapshots[0] is not None and all(s is snapshots[0] for s in snapshots)
+    updater.connect(NodeInfo(id="zoned", cluster="workload-0", locality="eu/a"))
+    assert counting.calls == checked + 1  # locality is read (failover): its own translation
+
+
+def test_an_edit_validates_again_only_the_documents_of_its_file(tmp_path: Path) -> None:
+    write_config(tmp_path / "a.yaml", service_entry_yaml("a", 80, [8080]))
+    write_config(tmp_path / "b.yaml", service_entry_yaml("b", 80, [8080]))
+    first = load_config(tmp_path)
+    write_config(tmp_path / "b.yaml", service_entry_yaml("b", 80, [8081]))
+    second = load_config(tmp_path)
+    (a1, b1), (a2, b2) = first.service_entries, second.service_entries
+    assert a2 is a1  # a.yaml's bytes did not change: its validated resource is kept
+    assert b2 is not b1 and b2 != b1
+    # A document with an issue is validated on every load, so its issue is always told.
+    (tmp_path / "b.yaml").write_text(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+        "metadata: {name: b}\nspec: {hosts: [b], ports: [{number: nope}]}\n"
+    )
+    for _ in range(2):
+        with pytest.raises(ConfigError, match=r"b\.yaml"):
+            load_config(tmp_path)
