@@ -6,8 +6,9 @@ Map (the whole request path: docs/architecture.md):
   (target, plan, observer), :mod:`.http_membership` → :mod:`.http_try` (the HTTP
   adapter of a call plan: one try) → :mod:`.http_resilience` (classify, bound) →
   :mod:`.http_answers` (mesh outcomes as a sidecar's responses).
-- gRPC: :mod:`.grpc_channel` / :mod:`.grpc_aio_channel` → :mod:`.grpc_calls` (sync
-  multicallables) → :mod:`.grpc_try` (the gRPC adapter of a call plan: one try) →
+- gRPC: :mod:`.grpc_channel` / :mod:`.grpc_aio_channel` (over one
+  :mod:`.grpc_channel_core`) → :mod:`.grpc_calls` (sync multicallables) →
+  :mod:`.grpc_try` (the gRPC adapter of a call plan: one try) →
   :mod:`.grpc_resilience` (classify) over :mod:`.grpc_call_options`;
   :mod:`.grpc_subchannels` (one channel per endpoint), :mod:`.grpc_aio_lazy`,
   :mod:`.grpc_aio_deferred` (aio call stand-ins).

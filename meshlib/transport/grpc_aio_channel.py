@@ -8,6 +8,8 @@ their endpoint leaves EDS.
 
 One call: plan (pure) → mirrors (unary-unary only; streamed requests are not
 mirrored) → the call plan of its (route, cluster) (:mod:`meshlib.transport.grpc_try`).
+What the multicallables share with the channel is its
+:class:`~meshlib.transport.grpc_channel_core.ChannelCore` (the sync channel's too).
 Unary calls run the whole lifecycle (:func:`meshlib.resilience.call.run_async`:
 deadline, faults, rate limit, breaker, thresholds, tries, retries / hedging) in
 the task that awaits them (:class:`~meshlib.transport.grpc_aio_lazy.LazyUnaryCall`);
@@ -26,142 +28,50 @@ from typing import Any, cast
 
 import grpc
 
-from meshlib.errors import NoHealthyEndpointError, ResilienceError, RoutingError
+from meshlib.errors import ResilienceError, RoutingError
 from meshlib.resilience.call import run_async, single_try, single_try_async
 from meshlib.resilience.retry import Attempt
-from meshlib.routing.connection_pool import PoolSettings
-from meshlib.routing.plan import ForwardPlan, MirrorTarget
-from meshlib.routing.snapshot import ClusterState, ServiceSnapshot, ServiceView
+from meshlib.routing.snapshot import ServiceSnapshot, ServiceView
 from meshlib.transport.endpoint_pool import LoopCloser
 from meshlib.transport.grpc_aio_deferred import DeferredCall
 from meshlib.transport.grpc_aio_lazy import LazyUnaryCall
 from meshlib.transport.grpc_call_options import CallOptions
+from meshlib.transport.grpc_channel_core import ChannelCore
 from meshlib.transport.grpc_errors import aio_unavailable
-from meshlib.transport.grpc_routing import (
-    ChannelOptions,
-    GrpcRouting,
-    Metadata,
-    MethodPlanCache,
-    outgoing_metadata,
-)
-from meshlib.transport.grpc_subchannels import MethodCallables, SubChannels
+from meshlib.transport.grpc_routing import ChannelOptions, Metadata, MethodPlanCache
+from meshlib.transport.grpc_subchannels import MethodCallables
 from meshlib.transport.grpc_try import GrpcCall, GrpcCallPlan, GrpcPlans, GrpcSide, GrpcTry
 from meshlib.transport.mirror import MirrorStats, TaskMirror
-from meshlib.transport.pool_settings import open_endpoint_channel
 from meshlib.transport.resilience_errors import as_aio_rpc_error
 from meshlib.transport.services import MeshServices
-from meshlib.xds_client.resources import Endpoint
-
-_NO_EXCLUSIONS: frozenset[str] = frozenset()
 
 
 class AioMeshChannel(grpc.aio.Channel):
-    """An asyncio gRPC channel over every endpoint of one mesh service."""
+    """An asyncio gRPC channel over every endpoint of one mesh service
+    (``grpc.aio.Channel``'s surface, plus :meth:`endpoint_channels` and
+    :meth:`mirror_stats`)."""
 
     def __init__(self, mesh: MeshServices, target: str, options: ChannelOptions = ()) -> None:
-        self._routing = routing = GrpcRouting(mesh.directory, mesh.ready_timeout_s, target)
-        user_options = list(options)
         self._closer: LoopCloser[grpc.aio.Channel] = LoopCloser(_close_channel)
-        self._subs: SubChannels[grpc.aio.Channel] = SubChannels(
-            routing.state,
-            routing.target,
-            lambda ep, authority, settings: open_endpoint_channel(
-                grpc.aio,
-                ep,
-                routing.sub_channel_options(user_options, authority, settings),
-                settings,
-            ),
-            self._closer.schedule,
-        )
         self._mirrors = TaskMirror()
-        #: Whether :meth:`close` was called (read-only).
-        self.closed = False
-        self.target = routing.target
+        self._core: ChannelCore[grpc.aio.Channel] = ChannelCore(
+            mesh,
+            target,
+            options,
+            grpc.aio,
+            self._closer.schedule,
+            self._mirrors,
+            aio=True,
+            on_open=self._closer.bind_running,
+        )
 
     def endpoint_channels(self) -> list[str]:
         """Endpoints (``host:port``) that have an open sub-channel."""
-        return self._subs.default.authorities()
+        return self._core.endpoint_channels()
 
     def mirror_stats(self) -> MirrorStats:
         """Counters of shadow calls sent by this channel."""
         return self._mirrors.stats
-
-    # --- routing ---------------------------------------------------------------
-
-    def _pick(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        cluster_name: str,
-        authority: str,
-        excluded: frozenset[str] = _NO_EXCLUSIONS,
-    ) -> tuple[ClusterState, Endpoint, grpc.aio.Channel]:
-        """One try's endpoint and sub-channel. Raises RoutingError."""
-        cluster, endpoint = self._routing.pick(snapshot, cluster_name, plan.request_hash, excluded)
-        return cluster, endpoint, self.sub_channel(endpoint, authority, cluster.pool)
-
-    @property
-    def routing(self) -> GrpcRouting:
-        """The channel's routing (its multicallables plan and pick with it)."""
-        return self._routing
-
-    def sub_channel(
-        self, endpoint: Endpoint, authority: str, settings: PoolSettings
-    ) -> grpc.aio.Channel:
-        """The sub-channel for one try. Raises RoutingError once the channel is closed."""
-        self._closer.bind_running()
-        try:
-            return self._subs.get(endpoint, authority, settings)
-        except RuntimeError as exc:  # closed
-            raise NoHealthyEndpointError(str(exc)) from exc
-
-    async def snapshot(self) -> ServiceSnapshot:
-        """The service's snapshot, waited for. Raises AioRpcError UNAVAILABLE."""
-        routing = self._routing
-        try:
-            return await routing.state.snapshot_async(routing.timeout)
-        except RoutingError as exc:
-            raise aio_unavailable(routing.describe(exc)) from exc
-
-    def mirror(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        method: str,
-        request: Any,
-        options: CallOptions,
-        serializer: Callable[[Any], bytes] | None,
-    ) -> None:
-        for mirror in plan.mirrors:
-            self._mirrors.submit(
-                partial(self._shadow, snapshot, plan, mirror, method, request, options, serializer)
-            )
-
-    async def _shadow(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        mirror: MirrorTarget,
-        method: str,
-        request: Any,
-        options: CallOptions,
-        serializer: Callable[[Any], bytes] | None,
-    ) -> None:
-        cluster, endpoint, sub = self._pick(snapshot, plan, mirror.cluster, mirror.authority)
-        options = options._replace(metadata=outgoing_metadata(plan, options.metadata))
-        report = self._routing.observer(cluster).start(endpoint, method)
-        try:
-            shadow = sub.unary_unary(
-                plan.path, request_serializer=serializer, response_deserializer=None
-            )
-            await options.send(shadow, request)
-        except grpc.aio.AioRpcError as exc:
-            report.finished(exc.code(), exc.details())
-            raise
-        except BaseException:
-            report.finished(grpc.StatusCode.CANCELLED)
-            raise
-        report.finished(grpc.StatusCode.OK)
 
     # --- grpc.aio.Channel --------------------------------------------------------
 
@@ -173,7 +83,7 @@ class AioMeshChannel(grpc.aio.Channel):
         _registered_method: bool | None = False,
     ) -> Any:
         return _AioUnaryUnary(
-            self, "unary_unary", method, request_serializer, response_deserializer
+            self._core, "unary_unary", method, request_serializer, response_deserializer
         )
 
     def unary_stream(
@@ -184,7 +94,7 @@ class AioMeshChannel(grpc.aio.Channel):
         _registered_method: bool | None = False,
     ) -> Any:
         return _AioUnaryStream(
-            self, "unary_stream", method, request_serializer, response_deserializer
+            self._core, "unary_stream", method, request_serializer, response_deserializer
         )
 
     def stream_unary(
@@ -195,7 +105,7 @@ class AioMeshChannel(grpc.aio.Channel):
         _registered_method: bool | None = False,
     ) -> Any:
         return _AioStreamUnary(
-            self, "stream_unary", method, request_serializer, response_deserializer
+            self._core, "stream_unary", method, request_serializer, response_deserializer
         )
 
     def stream_stream(
@@ -206,12 +116,12 @@ class AioMeshChannel(grpc.aio.Channel):
         _registered_method: bool | None = False,
     ) -> Any:
         return _AioStreamStream(
-            self, "stream_stream", method, request_serializer, response_deserializer
+            self._core, "stream_stream", method, request_serializer, response_deserializer
         )
 
     def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
         """READY once a snapshot routes, TRANSIENT_FAILURE while unavailable, else CONNECTING."""
-        view = self._routing.state.view
+        view = self._core.routing.state.view
         if view is None:
             return grpc.ChannelConnectivity.CONNECTING
         if isinstance(view, ServiceSnapshot):
@@ -226,23 +136,25 @@ class AioMeshChannel(grpc.aio.Channel):
             def wake(_view: ServiceView, changed: asyncio.Future[None] = changed) -> None:
                 loop.call_soon_threadsafe(_set_done, changed)
 
-            self._routing.state.add_listener(wake)
+            state = self._core.routing.state
+            state.add_listener(wake)
             try:
                 if self.get_state() == last_observed_state:
                     await changed
             finally:
-                self._routing.state.remove_listener(wake)
+                state.remove_listener(wake)
 
     async def channel_ready(self) -> None:
         while (state := self.get_state()) is not grpc.ChannelConnectivity.READY:
             await self.wait_for_state_change(state)
 
     async def close(self, grace: float | None = None) -> None:
-        if self.closed:
+        core = self._core
+        if core.closed:
             return
-        self.closed = True
+        core.closed = True
         await self._mirrors.aclose()
-        await self._closer.aclose_all(self._subs.drain())
+        await self._closer.aclose_all(core.subs.drain())
 
     async def __aenter__(self) -> AioMeshChannel:
         return self
@@ -297,7 +209,7 @@ class _AioMultiCallable:
 
     def __init__(
         self,
-        channel: AioMeshChannel,
+        channel: ChannelCore[grpc.aio.Channel],
         kind: str,
         method: str,
         serializer: Callable[[Any], bytes] | None,
@@ -323,7 +235,7 @@ class _AioMultiCallable:
         routing = channel.routing
         forward = routing.decide(snapshot, self._method, options.metadata, self._plans)
         if forward.mirrors and self._kind == "unary_unary":
-            channel.mirror(snapshot, forward, self._method, request, options, self._serializer)
+            channel.mirror(snapshot, forward, request, options, self._compiled)
         plan = self._compiled.get(routing, snapshot, forward)
         call = (request, options, forward, False)
         if self._kind == "unary_unary":
@@ -354,7 +266,7 @@ class _AioMultiCallable:
 
     async def _start_later(self, request: Any, options: CallOptions) -> Any:
         channel = self._channel
-        snapshot = await channel.snapshot()
+        snapshot = await channel.snapshot_async()
         try:
             return self._start(snapshot, request, options)
         except RoutingError as exc:

@@ -25,7 +25,7 @@ from meshlib.transport.grpc_subchannels import MethodCallables
 from meshlib.transport.grpc_try import GrpcCallPlan, GrpcPlans, GrpcSide, GrpcTry
 
 if TYPE_CHECKING:
-    from meshlib.transport.grpc_channel import MeshChannel
+    from meshlib.transport.grpc_channel_core import ChannelCore
 
 Kind = str  # "unary_unary" | "unary_stream" | "stream_unary" | "stream_stream"
 
@@ -46,7 +46,7 @@ class MultiCallable:
 
     def __init__(
         self,
-        channel: MeshChannel,
+        channel: ChannelCore[grpc.Channel],
         kind: Kind,
         method: str,
         serializer: Callable[[Any], bytes] | None,
@@ -76,7 +76,7 @@ class MultiCallable:
         routing = channel.routing
         snapshot, forward = channel.plan(self._method, options.metadata, self._plans)
         if forward.mirrors and self._kind == "unary_unary":
-            channel.mirror(snapshot, forward, self._method, request, options, self._serializer)
+            channel.mirror(snapshot, forward, request, options, self._compiled)
         return self._compiled.get(routing, snapshot, forward), forward
 
     def _blocking(self, request: Any, options: CallOptions, with_call: bool) -> Any:

@@ -6,156 +6,49 @@ leaves EDS) and each call is routed and balanced before it is handed to the
 chosen sub-channel's own multicallable. Routing failures raise
 :class:`~meshlib.transport.grpc_errors.MeshRpcError` (UNAVAILABLE).
 
-One call: ``plan`` (pure: route, cluster, hash, metadata mutations,
+One call: the plan (pure: route, cluster, hash, metadata mutations,
 mirrors) → mirrors (unary-unary calls only: a streamed request cannot be
 replayed) → the call plan of its (route, cluster) runs the lifecycle, each try
-to one endpoint's sub-channel (``sub_channel``; :mod:`meshlib.transport.grpc_try`).
-The multicallables are in :mod:`meshlib.transport.grpc_calls`.
+to one endpoint's sub-channel (:mod:`meshlib.transport.grpc_try`). The
+multicallables are in :mod:`meshlib.transport.grpc_calls`; what they share with
+the channel (routing, plan, sub-channels, mirrors) is its
+:class:`~meshlib.transport.grpc_channel_core.ChannelCore`, not its public surface.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from functools import partial
 from types import TracebackType
 from typing import Any
 
 import grpc
 
-from meshlib.errors import RoutingError
-from meshlib.routing.connection_pool import PoolSettings
-from meshlib.routing.plan import ForwardPlan, MirrorTarget
-from meshlib.routing.snapshot import ClusterState, ServiceSnapshot, ServiceView
-from meshlib.transport.grpc_call_options import CallOptions
+from meshlib.routing.snapshot import ServiceSnapshot, ServiceView
 from meshlib.transport.grpc_calls import StreamStream, StreamUnary, UnaryStream, UnaryUnary
-from meshlib.transport.grpc_errors import MeshRpcError
-from meshlib.transport.grpc_routing import (
-    ChannelOptions,
-    GrpcRouting,
-    Metadata,
-    MethodPlanCache,
-    outgoing_metadata,
-)
-from meshlib.transport.grpc_subchannels import SubChannels
+from meshlib.transport.grpc_channel_core import ChannelCore
+from meshlib.transport.grpc_routing import ChannelOptions
 from meshlib.transport.mirror import MirrorStats, ThreadMirror
-from meshlib.transport.pool_settings import open_endpoint_channel
 from meshlib.transport.services import MeshServices
-from meshlib.xds_client.resources import Endpoint
 
-Kind = str  # "unary_unary" | "unary_stream" | "stream_unary" | "stream_stream"
 Connectivity = Callable[[grpc.ChannelConnectivity], None]
-_NO_EXCLUSIONS: frozenset[str] = frozenset()
 
 
 class MeshChannel(grpc.Channel):
-    """A sync gRPC channel over every endpoint of one mesh service."""
+    """A sync gRPC channel over every endpoint of one mesh service (``grpc.Channel``'s
+    surface, plus :meth:`endpoint_channels` and :meth:`mirror_stats`)."""
 
     def __init__(self, mesh: MeshServices, target: str, options: ChannelOptions = ()) -> None:
-        self._routing = routing = GrpcRouting(mesh.directory, mesh.ready_timeout_s, target)
-        user_options = list(options)
-        self._subs: SubChannels[grpc.Channel] = SubChannels(
-            routing.state,
-            routing.target,
-            lambda ep, authority, settings: open_endpoint_channel(
-                grpc, ep, routing.sub_channel_options(user_options, authority, settings), settings
-            ),
-            _close_channels,
-        )
         self._mirrors = ThreadMirror()
+        self._core: ChannelCore[grpc.Channel] = ChannelCore(
+            mesh, target, options, grpc, _close_channels, self._mirrors, aio=False
+        )
         self._subscribers: list[Connectivity] = []
         self._lock = threading.Lock()
-        #: Whether :meth:`close` was called (read-only).
-        self.closed = False
-        self.target = routing.target
-
-    # --- routing (per call) ----------------------------------------------------
-
-    @property
-    def routing(self) -> GrpcRouting:
-        """The channel's routing (its multicallables plan and pick with it)."""
-        return self._routing
-
-    def plan(
-        self, method: str, metadata: Metadata | None, cache: MethodPlanCache | None = None
-    ) -> tuple[ServiceSnapshot, ForwardPlan]:
-        """The snapshot and forward plan of one call (waits for a first snapshot).
-        Raises MeshRpcError."""
-        routing = self._routing
-        try:
-            snapshot = routing.state.snapshot(routing.timeout)
-            return snapshot, routing.decide(snapshot, method, metadata, cache)
-        except RoutingError as exc:
-            raise MeshRpcError(routing.describe(exc)) from exc
-
-    def _pick(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        cluster_name: str,
-        authority: str,
-        excluded: frozenset[str] = _NO_EXCLUSIONS,
-    ) -> tuple[ClusterState, Endpoint, grpc.Channel]:
-        routing = self._routing
-        try:
-            cluster, endpoint = routing.pick(snapshot, cluster_name, plan.request_hash, excluded)
-            return cluster, endpoint, self._subs.get(endpoint, authority, cluster.pool)
-        except RoutingError as exc:
-            raise MeshRpcError(routing.describe(exc)) from exc
-        except RuntimeError as exc:  # closed
-            raise MeshRpcError(routing.describe(exc)) from exc
-
-    def sub_channel(
-        self, endpoint: Endpoint, authority: str, settings: PoolSettings
-    ) -> grpc.Channel:
-        """The sub-channel for one try. Raises MeshRpcError once the channel is closed."""
-        try:
-            return self._subs.get(endpoint, authority, settings)
-        except RuntimeError as exc:  # closed
-            raise MeshRpcError(self._routing.describe(exc)) from exc
-
-    def mirror(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        method: str,
-        request: Any,
-        options: CallOptions,
-        serializer: Callable[[Any], bytes] | None,
-    ) -> None:
-        for mirror in plan.mirrors:
-            self._mirrors.submit(
-                partial(self._shadow, snapshot, plan, mirror, method, request, options, serializer)
-            )
-
-    def _shadow(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        mirror: MirrorTarget,
-        method: str,
-        request: Any,
-        options: CallOptions,
-        serializer: Callable[[Any], bytes] | None,
-    ) -> None:
-        cluster, endpoint, sub = self._pick(snapshot, plan, mirror.cluster, mirror.authority)
-        call = sub.unary_unary(plan.path, request_serializer=serializer, response_deserializer=None)
-        options = options._replace(metadata=outgoing_metadata(plan, options.metadata))
-        report = self._routing.observer(cluster).start(endpoint, method)
-        try:
-            options.send(call, request)
-        except grpc.RpcError as exc:
-            call_error = exc if isinstance(exc, grpc.Call) else None
-            report.finished(
-                call_error.code() if call_error else None,
-                call_error.details() if call_error else None,
-            )
-            raise
-        report.finished(grpc.StatusCode.OK)
 
     def endpoint_channels(self) -> list[str]:
         """Endpoints (``host:port``) that have an open sub-channel."""
-        return self._subs.default.authorities()
+        return self._core.endpoint_channels()
 
     def mirror_stats(self) -> MirrorStats:
         """Counters of shadow calls sent by this channel."""
@@ -170,7 +63,9 @@ class MeshChannel(grpc.Channel):
         response_deserializer: Callable[[bytes], Any] | None = None,
         _registered_method: bool | None = False,
     ) -> grpc.UnaryUnaryMultiCallable[Any, Any]:
-        return UnaryUnary(self, "unary_unary", method, request_serializer, response_deserializer)
+        return UnaryUnary(
+            self._core, "unary_unary", method, request_serializer, response_deserializer
+        )
 
     def unary_stream(
         self,
@@ -179,7 +74,9 @@ class MeshChannel(grpc.Channel):
         response_deserializer: Callable[[bytes], Any] | None = None,
         _registered_method: bool | None = False,
     ) -> grpc.UnaryStreamMultiCallable[Any, Any]:
-        return UnaryStream(self, "unary_stream", method, request_serializer, response_deserializer)
+        return UnaryStream(
+            self._core, "unary_stream", method, request_serializer, response_deserializer
+        )
 
     def stream_unary(
         self,
@@ -188,7 +85,9 @@ class MeshChannel(grpc.Channel):
         response_deserializer: Callable[[bytes], Any] | None = None,
         _registered_method: bool | None = False,
     ) -> grpc.StreamUnaryMultiCallable[Any, Any]:
-        return StreamUnary(self, "stream_unary", method, request_serializer, response_deserializer)
+        return StreamUnary(
+            self._core, "stream_unary", method, request_serializer, response_deserializer
+        )
 
     def stream_stream(
         self,
@@ -198,7 +97,7 @@ class MeshChannel(grpc.Channel):
         _registered_method: bool | None = False,
     ) -> grpc.StreamStreamMultiCallable[Any, Any]:
         return StreamStream(
-            self, "stream_stream", method, request_serializer, response_deserializer
+            self._core, "stream_stream", method, request_serializer, response_deserializer
         )
 
     def subscribe(self, callback: Connectivity, try_to_connect: bool = False) -> None:
@@ -208,8 +107,8 @@ class MeshChannel(grpc.Channel):
             first = not self._subscribers
             self._subscribers.append(callback)
         if first:
-            self._routing.state.add_listener(self._on_view)
-        state = _connectivity(self._routing.state.view)
+            self._core.routing.state.add_listener(self._on_view)
+        state = _connectivity(self._core.routing.state.view)
         threading.Thread(target=callback, args=(state,), daemon=True).start()
 
     def unsubscribe(self, callback: Connectivity) -> None:
@@ -225,14 +124,15 @@ class MeshChannel(grpc.Channel):
             callback(state)
 
     def close(self) -> None:
+        core = self._core
         with self._lock:
-            if self.closed:
+            if core.closed:
                 return
-            self.closed = True
+            core.closed = True
             self._subscribers.clear()
-        self._routing.state.remove_listener(self._on_view)
+        core.routing.state.remove_listener(self._on_view)
         self._mirrors.close()
-        _close_channels(self._subs.drain())
+        _close_channels(core.subs.drain())
 
     def __enter__(self) -> MeshChannel:
         return self

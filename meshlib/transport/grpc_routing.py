@@ -19,8 +19,7 @@ from typing import Any, Final, TypeAlias
 import grpc
 
 from meshlib.balancing.picker import Outcome as LbOutcome
-from meshlib.balancing.picker import PickContext
-from meshlib.errors import NoHealthyEndpointError, NoRouteError
+from meshlib.errors import NoRouteError
 from meshlib.observability.metrics import client_metrics
 from meshlib.resilience.deadline import LowerHeaders
 from meshlib.routing.connection_pool import DEFAULT_POOL_SETTINGS, PoolSettings
@@ -36,7 +35,6 @@ Metadata = Sequence[tuple[str, str | bytes]]
 ChannelOptions = Sequence[tuple[str, Any]]
 
 _STATUS_NUMBER = {code: code.value[0] for code in grpc.StatusCode}
-_NO_EXCLUSIONS: frozenset[str] = frozenset()
 _GRPC_CONTENT_TYPE = {"content-type": "application/grpc"}
 _ENABLE_RETRIES = "grpc.enable_retries"
 
@@ -211,23 +209,6 @@ class GrpcRouting:
         if cache is not None:
             cache.keep(snapshot, decision)
         return decision
-
-    def pick(
-        self,
-        snapshot: ServiceSnapshot,
-        cluster_name: str,
-        request_hash: int | None,
-        excluded: frozenset[str] = _NO_EXCLUSIONS,
-    ) -> tuple[ClusterState, Endpoint]:
-        """The endpoint for one try. Raises RoutingError."""
-        cluster = snapshot.clusters.get(cluster_name)
-        if cluster is None:
-            raise NoHealthyEndpointError(
-                f"service {snapshot.target}: cluster {cluster_name!r} is unknown"
-            )
-        if request_hash is None and not excluded:
-            return cluster, cluster.picker.pick()
-        return cluster, cluster.picker.pick(PickContext(request_hash, excluded))
 
     def observer(self, cluster: ClusterState) -> TryObserver[str, grpc.StatusCode | None]:
         """The per-try observer of this channel's tries to ``cluster`` (calls: the

@@ -24,15 +24,14 @@ build, send on the endpoint's transport, report.
 from __future__ import annotations
 
 from collections.abc import Coroutine, Iterable, Mapping
-from functools import partial
 from typing import Any
 
 import httpx
 
 from meshlib.errors import RoutingError, ServiceNotReadyError
 from meshlib.resilience.call import run_async, run_sync
-from meshlib.routing.plan import ForwardPlan, LocalReply, MirrorTarget
-from meshlib.routing.snapshot import ClusterState, ServiceSnapshot
+from meshlib.routing.plan import ForwardPlan, LocalReply
+from meshlib.routing.snapshot import ServiceSnapshot
 from meshlib.transport.endpoint_pool import EndpointPool, LoopCloser
 from meshlib.transport.errors import routing_error_as_httpx
 from meshlib.transport.http_route_memo import Routed, RouteMemo
@@ -40,7 +39,6 @@ from meshlib.transport.http_routing import (
     HttpRouting,
     finish_response,
     local_response,
-    outgoing_request,
     replayable_body,
 )
 from meshlib.transport.http_try import HttpPlans
@@ -51,8 +49,6 @@ from meshlib.transport.pool_settings import (
     httpx_pool_options,
 )
 from meshlib.transport.services import MeshServices
-from meshlib.transport.try_observer import TryObserver
-from meshlib.xds_client.resources import Endpoint
 
 
 class MeshTransport(httpx.BaseTransport):
@@ -147,48 +143,19 @@ class MeshTransport(httpx.BaseTransport):
             self._pools.track(state)
         return snapshot
 
-    def _exchange(
-        self,
-        cluster: ClusterState,
-        endpoint: Endpoint,
-        outgoing: httpx.Request,
-        observer: TryObserver[httpx.Request, int],
-        request: httpx.Request,
-    ) -> httpx.Response:
-        """Send to ``endpoint``; the observer's done hook reports how it went."""
-        pool = self._pools.get(endpoint, cluster.pool)
-        report = observer.start(endpoint, request)
-        try:
-            response = pool.handle_request(outgoing)
-        except BaseException as exc:
-            report.failed(exc)
-            raise
-        report.finished(response.status_code)
-        return response
-
     def _mirror(self, snapshot: ServiceSnapshot, plan: ForwardPlan, request: httpx.Request) -> None:
+        """Shadow ``request`` to each mirror: one try of (route, mirror cluster)'s plan."""
         if not replayable_body(request):
             self._mirrors.stats.count("skipped_streaming")
             return
-        for mirror in plan.mirrors:
-            self._mirrors.submit(partial(self._shadow, snapshot, plan, mirror, request))
-
-    def _shadow(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        mirror: MirrorTarget,
-        request: httpx.Request,
-    ) -> None:
-        routing = self._routing
-        cluster, endpoint = routing.pick(snapshot, mirror.cluster, plan.request_hash, request)
-        outgoing = outgoing_request(request, plan, endpoint, authority=mirror.authority)
-        observer = routing.observer(snapshot.target, cluster, metrics=False)
-        response = self._exchange(cluster, endpoint, outgoing, observer, request)
-        try:
-            response.read()
-        finally:
-            response.close()
+        routing, plans = self._routing, self._plans
+        self._mirrors.shadow(
+            plan,
+            lambda shadow: plans.get(routing, snapshot, shadow),
+            lambda shadow: (request, shadow),
+            None,
+            _drain,
+        )
 
     def close(self) -> None:
         self._mirrors.close()
@@ -299,54 +266,39 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             self._pools.track(state)
         return snapshot
 
-    async def _exchange(
-        self,
-        cluster: ClusterState,
-        endpoint: Endpoint,
-        outgoing: httpx.Request,
-        observer: TryObserver[httpx.Request, int],
-        request: httpx.Request,
-    ) -> httpx.Response:
-        """Send to ``endpoint``; the observer's done hook reports how it went."""
-        pool = self._pools.get(endpoint, cluster.pool)
-        self._closer.bind_running()
-        report = observer.start(endpoint, request)
-        try:
-            response = await pool.handle_async_request(outgoing)
-        except BaseException as exc:
-            report.failed(exc)
-            raise
-        report.finished(response.status_code)
-        return response
-
     def _mirror(self, snapshot: ServiceSnapshot, plan: ForwardPlan, request: httpx.Request) -> None:
+        """The async twin of :meth:`MeshTransport._mirror`."""
         if not replayable_body(request):
             self._mirrors.stats.count("skipped_streaming")
             return
-        for mirror in plan.mirrors:
-            self._mirrors.submit(partial(self._shadow, snapshot, plan, mirror, request))
-
-    async def _shadow(
-        self,
-        snapshot: ServiceSnapshot,
-        plan: ForwardPlan,
-        mirror: MirrorTarget,
-        request: httpx.Request,
-    ) -> None:
-        routing = self._routing
-        cluster, endpoint = routing.pick(snapshot, mirror.cluster, plan.request_hash, request)
-        outgoing = outgoing_request(request, plan, endpoint, authority=mirror.authority)
-        observer = routing.observer(snapshot.target, cluster, metrics=False)
-        response = await self._exchange(cluster, endpoint, outgoing, observer, request)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
+        routing, plans = self._routing, self._plans
+        self._mirrors.shadow(
+            plan,
+            lambda shadow: plans.get(routing, snapshot, shadow),
+            lambda shadow: (request, shadow),
+            None,
+            _adrain,
+        )
 
     async def aclose(self) -> None:
         await self._mirrors.aclose()
         await self._closer.aclose_all(self._pools.drain())
         await self._passthrough.aclose()
+
+
+def _drain(response: httpx.Response) -> None:
+    """A shadow's answer, thrown away: read (frees the connection) and closed."""
+    try:
+        response.read()
+    finally:
+        response.close()
+
+
+async def _adrain(response: httpx.Response) -> None:
+    try:
+        await response.aread()
+    finally:
+        await response.aclose()
 
 
 def _close_all(transports: list[ClusterHTTPTransport]) -> None:

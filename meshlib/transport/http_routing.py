@@ -6,8 +6,8 @@ The per-request flow (one place, both twins, see :mod:`meshlib.transport.http`):
 2. ``decide`` — pure: route match, cluster draw, rewrites, hash, header
    mutations, mirrors → a :class:`~meshlib.routing.plan.ForwardPlan`, or a
    :class:`~meshlib.routing.plan.LocalReply` for redirects / direct responses;
-3. per try: ``pick`` an endpoint (``PickContext(request_hash, excluded)``),
-   ``outgoing`` builds the request for it (never touching the caller's),
+3. per try (the call plan's adapter, :mod:`meshlib.transport.http_try`): pick an
+   endpoint, ``outgoing_request`` builds the request for it (never touching the caller's),
    the transport sends it between the plan's observer's ``start`` and the try's
    done hook (:mod:`meshlib.transport.try_observer`: load report and metrics);
 4. ``finish`` applies the response header mutations.
@@ -22,8 +22,7 @@ from typing import Final
 import httpx
 
 from meshlib.balancing.picker import Outcome as LbOutcome
-from meshlib.balancing.picker import PickContext
-from meshlib.errors import NoHealthyEndpointError, RoutingError, ServiceNotFoundError
+from meshlib.errors import RoutingError, ServiceNotFoundError
 from meshlib.observability.metrics import client_metrics
 from meshlib.resilience.deadline import LowerHeaders
 from meshlib.routing.directory import ServiceDirectory, is_mesh_name
@@ -36,8 +35,6 @@ from meshlib.transport.http_membership import HttpMembership
 from meshlib.transport.outcome import http_error_outcome, http_error_type, http_outcome
 from meshlib.transport.try_observer import TryObserver
 from meshlib.xds_client.resources import Endpoint
-
-_NO_EXCLUSIONS: frozenset[str] = frozenset()
 
 
 class HttpHeaderView:
@@ -297,32 +294,9 @@ class HttpRouting:
             self.plans.keep(snapshot, key, decision)
         return decision
 
-    def pick(
-        self,
-        snapshot: ServiceSnapshot,
-        cluster_name: str,
-        request_hash: int | None,
-        request: httpx.Request,
-        excluded: frozenset[str] = _NO_EXCLUSIONS,
-    ) -> tuple[ClusterState, Endpoint]:
-        """Step 3a: the endpoint for one try (``excluded``: authorities to avoid)."""
-        try:
-            cluster = snapshot.clusters.get(cluster_name)
-            if cluster is None:
-                raise NoHealthyEndpointError(
-                    f"service {snapshot.target}: cluster {cluster_name!r} is unknown"
-                )
-            if request_hash is None and not excluded:
-                return cluster, cluster.picker.pick()
-            return cluster, cluster.picker.pick(PickContext(request_hash, excluded))
-        except RoutingError as exc:
-            raise routing_error_as_httpx(exc, request) from exc
-
-    def observer(
-        self, target: str, cluster: ClusterState, *, metrics: bool = True
-    ) -> TryObserver[httpx.Request, int]:
-        """The per-try observer of ``target``'s tries to ``cluster`` (``metrics`` False:
-        shadow traffic, reported to the load reporter only)."""
+    def observer(self, target: str, cluster: ClusterState) -> TryObserver[httpx.Request, int]:
+        """The per-try observer of ``target``'s tries to ``cluster`` (shadows included:
+        they count for the mirror's cluster)."""
         return TryObserver(
             cluster.reporter,
             cluster.name,
@@ -330,7 +304,7 @@ class HttpRouting:
             error_outcome=http_error_outcome,
             quick=_HTTP_OUTCOMES,
             metrics=self.metrics,
-            record=partial(self._record, target) if metrics else None,
+            record=partial(self._record, target),
         )
 
     def _record(

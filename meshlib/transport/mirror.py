@@ -7,6 +7,13 @@ full the shadow is dropped (and counted), never waited for. The async side
 starts a task per shadow, keeps it referenced until done, drops beyond a
 bound, and cancels what is still running on close. Failures of a shadow are
 counted and logged at debug level, never raised.
+
+A shadow is one try of the mirror cluster's call plan, made by the plan's own
+adapter as any try is (pick, build the request for the endpoint, send,
+classify, report through the per-try observer: the shadow's load report and
+metrics count for the shadow cluster), as Envoy's router sends a shadow: once,
+never retried, bounded by the route timeout (HTTP) or the caller's timeout
+capped by the route's maximum (gRPC), its answer thrown away.
 """
 
 from __future__ import annotations
@@ -14,15 +21,84 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, TypeVar
 
 from meshlib.observability.logging import get_logger
+from meshlib.resilience.call_plan import NOTHING_EXCLUDED, CallPlan
+from meshlib.resilience.deadline import Deadline
+from meshlib.resilience.retry import Attempt
+from meshlib.routing.plan import ForwardPlan, MirrorTarget
 
 log = get_logger(__name__)
 
 DEFAULT_WORKERS = 2
 DEFAULT_QUEUE = 64
 DEFAULT_ASYNC_IN_FLIGHT = 64
+
+#: What a shadow's plan is asked for (HTTP: the request and its plan; gRPC: the call).
+C = TypeVar("C")
+#: What a shadow's try answers (thrown away, after ``finish`` frees it).
+T = TypeVar("T")
+#: The shadow's plan: the call plan of (the route, the mirror's cluster).
+PlanOf = Callable[[ForwardPlan], CallPlan[C, T]]
+#: The shadow's call, for its forward plan.
+CallOf = Callable[[ForwardPlan], C]
+
+
+def shadow_forward(forward: ForwardPlan, target: MirrorTarget) -> ForwardPlan:
+    """``forward`` aimed at a mirror: its cluster and (``-shadow``) authority, no
+    mirrors of its own, never reused for another request."""
+    return ForwardPlan(
+        forward.virtual_host,
+        forward.route,
+        forward.action,
+        target.cluster,
+        forward.path,
+        target.authority,
+        forward.request_hash,
+        forward.request_headers,
+        None,
+        (),
+        path_rewritten=forward.path_rewritten,
+        host_rewritten=True,
+    )
+
+
+def shadow_attempt(plan: CallPlan[Any, Any], caller_timeout: float | None) -> Attempt:
+    """The shadow's one try, bounded from now by the route timeout (HTTP), or the
+    caller's timeout capped by the route's maximum (gRPC)."""
+    bounds = [s for s in (caller_timeout, plan.timeout_s, plan.cap_s) if s is not None]
+    deadline = Deadline(time.monotonic() + min(bounds)) if bounds else None
+    return Attempt(1, NOTHING_EXCLUDED, deadline)
+
+
+def _send_shadow(
+    shadow: ForwardPlan,
+    plan_of: PlanOf[C, T],
+    call_of: CallOf[C],
+    caller_timeout: float | None,
+    finish: Callable[[T], None] | None,
+) -> None:
+    plan = plan_of(shadow)
+    answer = plan.adapter.send(call_of(shadow), shadow_attempt(plan, caller_timeout))
+    if finish is not None:
+        finish(answer)
+
+
+async def _send_shadow_async(
+    shadow: ForwardPlan,
+    plan_of: PlanOf[C, T],
+    call_of: CallOf[C],
+    caller_timeout: float | None,
+    finish: Callable[[T], Awaitable[None]] | None,
+) -> None:
+    plan = plan_of(shadow)
+    answer = await plan.adapter.send_async(call_of(shadow), shadow_attempt(plan, caller_timeout))
+    if finish is not None:
+        await finish(answer)
 
 
 class MirrorStats:
@@ -85,6 +161,20 @@ class ThreadMirror:
             self.stats.count("dropped")
             log.debug("mirror_dropped", reason="saturated")
 
+    def shadow(
+        self,
+        forward: ForwardPlan,
+        plan_of: PlanOf[C, T],
+        call_of: CallOf[C],
+        caller_timeout: float | None,
+        finish: Callable[[T], None] | None = None,
+    ) -> None:
+        """Queue one shadow try per mirror of ``forward`` (see the module doc);
+        ``finish`` frees the thrown-away answer (HTTP: reads and closes it)."""
+        for target in forward.mirrors:
+            shadow = shadow_forward(forward, target)
+            self.submit(partial(_send_shadow, shadow, plan_of, call_of, caller_timeout, finish))
+
     def _start(self) -> None:
         with self._lock:
             if self._threads or self._closed:
@@ -131,6 +221,22 @@ class TaskMirror:
         task = asyncio.ensure_future(self._run(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def shadow(
+        self,
+        forward: ForwardPlan,
+        plan_of: PlanOf[C, T],
+        call_of: CallOf[C],
+        caller_timeout: float | None,
+        finish: Callable[[T], Awaitable[None]] | None = None,
+    ) -> None:
+        """Start one shadow try per mirror of ``forward`` (the async twin of
+        :meth:`ThreadMirror.shadow`)."""
+        for target in forward.mirrors:
+            shadow = shadow_forward(forward, target)
+            self.submit(
+                partial(_send_shadow_async, shadow, plan_of, call_of, caller_timeout, finish)
+            )
 
     async def _run(self, job: Callable[[], Awaitable[None]]) -> None:
         try:

@@ -110,7 +110,7 @@ class Caller:
         await eventually_async(lambda: type(self.snapshot_or_none()) is ServiceSnapshot)
 
     def snapshot_or_none(self) -> object:
-        return self.channel._routing.state.view
+        return self.channel._core.routing.state.view
 
     @property
     def snapshot(self) -> ServiceSnapshot:

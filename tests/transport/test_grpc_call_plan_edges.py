@@ -344,7 +344,7 @@ async def test_every_try_is_recorded_in_the_metrics(kind: str, feed: FakeXds) ->
             target = publish(feed, host, [bad.port, good.port], action={"retry_policy": policy})
             caller = Caller(kind, mesh, target)
             spy = MetricsSpy()
-            caller.channel._routing.metrics = spy
+            caller.channel._core.routing.metrics = spy
             await caller.ready()
             try:
                 assert [await caller.outcome() for _ in range(2)] == ["good", "good"]
