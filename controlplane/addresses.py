@@ -67,6 +67,11 @@ def parse_host_port(text: str, *, what: str, allow_port_zero: bool = False) -> H
     """
     if not isinstance(text, str) or not text:
         raise AddressError(f"{what}: expected HOST:PORT, got {text!r}")
+    if "://" in text:  # a URL pasted where an address goes
+        bare = text.partition("://")[2].split("/", 1)[0]
+        raise AddressError(
+            f"{what}: expected HOST:PORT without a scheme, got {text!r} (write {bare})"
+        )
     if text.startswith("["):
         end = text.find("]")
         if end < 0 or text[end + 1 : end + 2] != ":":

@@ -39,11 +39,11 @@ class AdminUnreachable(AdminClientError):
 class AdminRefused(AdminClientError):
     """The admin API answered with an error status; ``body`` is its JSON (or text)."""
 
-    def __init__(self, status: int, body: Any) -> None:
+    def __init__(self, status: int, body: Any, hint: str = "") -> None:
         self.status = status
         self.body = body
         error = body.get("error") if isinstance(body, Mapping) else None
-        super().__init__(f"{status}: {error if error is not None else body}")
+        super().__init__(f"{status}: {error if error is not None else body}{hint}")
 
     @property
     def issues(self) -> list[Mapping[str, Any]]:
@@ -75,6 +75,7 @@ class AdminClient:
         """``address`` is HOST:PORT (AddressError otherwise)."""
         self.address = parse_host_port(address, what="--admin-address")
         headers = {"Accept": "application/json"}
+        self._has_token = bool(token)
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(
@@ -102,8 +103,14 @@ class AdminClient:
         except ValueError:
             body = response.text
         if response.is_error:
-            raise AdminRefused(response.status_code, body)
+            raise AdminRefused(response.status_code, body, self._hint(response.status_code))
         return body
+
+    def _hint(self, status: int) -> str:
+        """Where a token comes from, for a 401 to a call that sent none."""
+        if status == 401 and not self._has_token:
+            return f" (no token was sent: give --token after the subcommand, or ${TOKEN_ENV})"
+        return ""
 
     def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         return self.request("GET", path, params=params)

@@ -15,6 +15,10 @@ import structlog
 from structlog.typing import Processor
 
 LogFormat = Literal["console", "json"]
+# Libraries whose info records are chatter here: httpx logs every etcd call (each heartbeat
+# of each workload), watchfiles every change it sees (ours follows as config_changed).
+# They log at --log-level debug.
+_CHATTY_LIBRARIES = ("httpx", "httpcore", "watchfiles")
 LOG_FORMATS: tuple[LogFormat, ...] = ("console", "json")
 
 
@@ -59,3 +63,5 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in _CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else logging.WARNING)

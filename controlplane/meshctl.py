@@ -271,7 +271,26 @@ def _bootstrap(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+# Options every admin API command takes after its subcommand, as DESIGN.md fixes it.
+_AFTER_SUBCOMMAND = ("--admin-address", "--token")
+
+
+def _misplaced_option(argv: Sequence[str]) -> str | None:
+    """The admin option given before the subcommand (argparse would call its value an
+    unknown COMMAND), or None."""
+    first = argv[0].split("=", 1)[0] if argv else ""
+    return first if first in _AFTER_SUBCOMMAND else None
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    misplaced = _misplaced_option(sys.argv[1:] if argv is None else argv)
+    if misplaced is not None:
+        print(
+            f"meshctl: {misplaced} goes after the subcommand, e.g. 'meshctl get vs {misplaced} "
+            "...' (or set $MESH_ADMIN_ADDRESS / $MESH_ADMIN_TOKEN)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage error
@@ -281,6 +300,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "agent":
         return run_agent(args)
     return run_config_command(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """meshctl; output piped into a reader that stops early (``| head``) ends it quietly."""
+    try:
+        code = _run(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python's recipe: nothing more reaches the reader, and the interpreter's own flush
+        # at exit must not raise again, so stdout becomes /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return code
 
 
 if __name__ == "__main__":

@@ -161,7 +161,10 @@ def _as_json(value: object, path: str, where: str, issues: list[Any]) -> object:
 
 
 def _print_refusal(command: str, error: AdminClientError, sources: Sequence[str] = ()) -> None:
-    if not isinstance(error, AdminRefused) or not error.issues:
+    if not isinstance(error, AdminRefused):  # unreachable: nothing refused it
+        print(f"meshctl {command}: {error}", file=sys.stderr)
+        return
+    if not error.issues:
         print(f"meshctl {command}: refused: {error}", file=sys.stderr)
         return
     print(f"meshctl {command}: refused ({error.status}):", file=sys.stderr)

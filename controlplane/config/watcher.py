@@ -186,7 +186,10 @@ class ConfigWatcher:
         if self._stop.is_set():
             return
         if config == self._last_good:
-            log.debug("config_unchanged", path=str(self.path))
+            if self._last_error is not None:  # the refusal logged at warning is over
+                log.info("config_error_cleared", path=str(self.path))
+            else:
+                log.debug("config_unchanged", path=str(self.path))
             self._last_error = None
             if self._on_unchanged is not None:
                 self._call(self._on_unchanged, config)

@@ -1,0 +1,151 @@
+"""What a new operator runs into following README.md and docs/operating.md, mistakes included:
+each test is one stumble found on such a walk, against a real control plane process.
+
+- ``meshctl get ... | head``: the reader stops early; no traceback, exit 1.
+- an admin option before the subcommand, a URL where HOST:PORT goes: exit 2 saying how.
+- an admin API that is not there is "unreachable", not "refused"; a 401 to a call that sent
+  no token says where tokens come from.
+- on etcd, the control plane's log does not carry one httpx line per etcd call (two per
+  workload heartbeat).
+- a refused config edit that is reverted says so at info (the last word was a warning).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from controlplane.meshctl import main
+from tests.support.etcd import etcd_cluster
+from tests.support.meshconfig import service_entry, write_config
+from tests.support.processes import ControlPlaneProcess, running_controlplane
+from tests.support.waiting import wait_for
+
+TOKEN = "op-walk-token"
+
+
+@pytest.fixture(scope="module")
+def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
+    folder = tmp_path_factory.mktemp("walk")
+    config = write_config(folder / "mesh.yaml", service_entry("echo", 50051, [7001, 7002]))
+    tokens = folder / "tokens"
+    tokens.write_text(f"{TOKEN} read,write\n")
+    with running_controlplane(config, extra_args=["--admin-token-file", str(tokens)]) as cp:
+        yield cp
+
+
+def _meshctl_into_closed_pipe(*argv: str) -> subprocess.CompletedProcess[str]:
+    """meshctl with its stdout a pipe whose reader is gone, as when ``head`` has exited."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "controlplane.meshctl", *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+def test_output_into_a_reader_that_stopped_is_no_traceback(cp: ControlPlaneProcess) -> None:
+    done = _meshctl_into_closed_pipe(
+        "get", "se", "-o", "json", "--admin-address", cp.admin_address, "--token", TOKEN
+    )
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert done.returncode == 1
+
+
+def test_admin_option_before_the_subcommand_says_where_it_goes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--token", TOKEN, "get", "vs"]) == 2
+    err = capsys.readouterr().err
+    assert "--token goes after the subcommand" in err and "invalid choice" not in err
+    assert main(["--admin-address=127.0.0.1:15014", "proxy-status"]) == 2
+    assert "--admin-address goes after the subcommand" in capsys.readouterr().err
+
+
+def test_a_url_for_the_admin_address_names_the_host_port_to_write(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["get", "vs", "--admin-address", "http://127.0.0.1:15014/"]) == 2
+    err = capsys.readouterr().err
+    assert "without a scheme" in err and "(write 127.0.0.1:15014)" in err
+    assert "IPv6" not in err
+
+
+def test_an_admin_api_that_is_not_there_is_unreachable_not_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as bound:  # bound, never listening: connections are refused
+        bound.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{bound.getsockname()[1]}"
+        for argv in (["get", "vs"], ["delete", "vs", "x"]):
+            code = main([*argv, "--admin-address", address])
+            err = capsys.readouterr().err
+            assert code == 1
+            assert f"meshctl {argv[0]}: admin API at {address} unreachable" in err
+            assert "refused:" not in err
+
+
+def test_a_401_without_a_token_says_where_tokens_come_from(
+    cp: ControlPlaneProcess, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MESH_ADMIN_TOKEN", raising=False)
+    assert main(["get", "vs", "--admin-address", cp.admin_address]) == 1
+    err = capsys.readouterr().err
+    assert "401" in err and "--token" in err and "$MESH_ADMIN_TOKEN" in err
+    assert main(["get", "vs", "--admin-address", cp.admin_address, "--token", "wrong"]) == 1
+    err = capsys.readouterr().err
+    assert "401" in err and "no token was sent" not in err
+    assert main(["get", "vs", "--admin-address", cp.admin_address, "--token", TOKEN]) == 0
+
+
+def test_on_etcd_the_log_has_no_line_per_etcd_call(tmp_path: Path) -> None:
+    with (
+        etcd_cluster(tmp_path) as cluster,
+        running_controlplane(None, extra_args=["--store", cluster.url]) as cp,
+    ):
+        answer = httpx.post(
+            f"{cp.admin_url}/v1/workloads",
+            json={"service": "echo", "address": "127.0.0.1", "ports": {"50051": 7001}},
+            timeout=10,
+        )
+        assert answer.status_code == 201, answer.text
+        workload = answer.json()["id"]
+        beat = httpx.put(f"{cp.admin_url}/v1/workloads/{workload}/heartbeat", timeout=10)
+        assert beat.status_code == 200, beat.text
+        wait_for(
+            lambda: any("workload_registered" in line for line in cp.stderr_lines),
+            what="the registration logged",
+        )
+        chatter = [line for line in cp.stderr_lines if "HTTP Request:" in line]
+        assert chatter == []
+
+
+def test_a_reverted_bad_edit_is_logged_at_info(tmp_path: Path) -> None:
+    good = [service_entry("echo", 50051, [7001])]
+    config = write_config(tmp_path / "mesh.yaml", *good)
+    with running_controlplane(config) as cp:
+        bad = service_entry("echo", 50051, [7001])
+        bad["spec"]["ports"][0]["number"] = "eighty"  # type: ignore[index]
+        write_config(config, bad)
+        wait_for(lambda: any("config_rejected" in ln for ln in cp.stderr_lines), what="refusal")
+        write_config(config, *good)
+        wait_for(
+            lambda: any("config_error_cleared" in ln for ln in cp.stderr_lines),
+            what="the revert logged at info",
+        )
+        ready = httpx.get(f"{cp.admin_url}/v1/config", timeout=5).json()
+        assert ready["last_error"] is None
