@@ -11,8 +11,9 @@ file (or folder) is watched: a good edit is fed to the xDS service, a bad one
 is refused and shown by ``GET /v1/config`` while the last good config stays.
 
 "Good" means parsed *and* translatable: every new config, and every new
-registration, is first translated on trial (:meth:`XdsService.check`) for the
-connected nodes, a proxyless client and a sidecar. A config translate refuses
+registration that makes or changes a service, is first translated on trial
+(:meth:`XdsService.check`) for the connected nodes, a proxyless client and a
+sidecar (:mod:`controlplane.registration_admission`). A config translate refuses
 is refused like a parse error (at start: ConfigError, nothing served); a
 registration that would break translation is refused at the API, so no single
 change can leave every client without config.
@@ -63,18 +64,14 @@ from controlplane.jwks_keeper import DEFAULT_REFRESH_S as DEFAULT_JWKS_REFRESH_S
 from controlplane.jwks_keeper import JwksKeeper
 from controlplane.layers import FileRead, Layers, compose, read_files
 from controlplane.model import MeshConfig, RegisteredWorkload, Source
+from controlplane.registration_admission import RegistrationAdmission
 from controlplane.registration_service import RegistrationService
 from controlplane.registration_store import RegistrationJournal
-from controlplane.registry import RegistrationRejected, Registry
+from controlplane.registry import Registry
 from controlplane.store import ResourceKey, Store, StoredResource, StoreError, locate_store
 from controlplane.store_follower import StoreFollower
 from controlplane.translate import PolicySettings, translate
-from controlplane.xds import (
-    AmbiguousDestinationError,
-    SnapshotError,
-    TranslationError,
-    XdsService,
-)
+from controlplane.xds import SnapshotError, TranslationError, XdsService
 from controlplane.xds.server import SERVER_OPTIONS as XDS_SERVER_OPTIONS
 from controlplane.xds.updater import Translate
 
@@ -192,8 +189,12 @@ class ControlPlane:
         self.plaintext_registration = plaintext_registration
         self.store = store if isinstance(store, Store) else locate_store(store, self.data_dir)
         self.journal = RegistrationJournal(self.store)
+        # A registration is translated on trial only when it changes a service.
+        self.admission = RegistrationAdmission(
+            lambda workloads: self.xds.check(workloads=workloads), lambda: self._config
+        )
         self.registry = Registry(
-            on_change=self._workloads_changed, admission=self._admit, journal=self.journal
+            on_change=self._workloads_changed, admission=self.admission, journal=self.journal
         )
         self.applied = AppliedConfig(self.store, self)
         self._layers = Layers()
@@ -472,19 +473,6 @@ class ControlPlane:
         """A jwksUri gave new keys: push the config in force with them."""
         if self._config is not None:
             self.xds.update(config=self.jwks.resolve(self._config))
-
-    def _admit(self, workloads: tuple[RegisteredWorkload, ...]) -> None:
-        """The registry's admission check: refuse a registration translate cannot serve."""
-        try:
-            self.xds.check(workloads=workloads)
-        except AmbiguousDestinationError as exc:
-            raise RegistrationRejected(
-                "ports", f"refused, it would leave a route without its port: {exc}"
-            ) from exc
-        except (TranslationError, SnapshotError) as exc:
-            raise RegistrationRejected(
-                "service", f"refused, the mesh could not be served with it: {exc}"
-            ) from exc
 
     def _workloads_changed(self, workloads: tuple[RegisteredWorkload, ...]) -> None:
         self.xds.update(workloads=workloads)

@@ -47,8 +47,19 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 Clock = Callable[[], float]
 ChangeCallback = Callable[[tuple[RegisteredWorkload, ...]], None]
-# Raises RegistrationRejected when the registry must not hold these workloads.
-AdmissionCheck = Callable[[tuple[RegisteredWorkload, ...]], None]
+
+
+class AdmissionCheck(Protocol):
+    """Raises RegistrationRejected when the registry must not hold ``workloads``: all it
+    would hold, ``added`` in place of ``replaced`` (the same id, or None)."""
+
+    def __call__(
+        self,
+        workloads: tuple[RegisteredWorkload, ...],
+        *,
+        added: RegisteredWorkload,
+        replaced: RegisteredWorkload | None,
+    ) -> None: ...
 
 
 class Journal(Protocol):
@@ -245,7 +256,8 @@ class Registry:
         workload = validate(request, default_ttl_s=self._default_ttl_s)
         previous = self._workloads.get(workload.id)
         if previous != workload and self.admission is not None:
-            self.admission(_ordered({**self._workloads, workload.id: workload}.values()))
+            candidate = _ordered({**self._workloads, workload.id: workload}.values())
+            self.admission(candidate, added=workload, replaced=previous)
         self._workloads[workload.id] = workload
         self._deadlines[workload.id] = self._clock() + workload.ttl_s
         self._wakeup.set()

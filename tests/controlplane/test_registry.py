@@ -327,9 +327,16 @@ def test_admission_sees_the_would_be_snapshot_and_a_refusal_changes_nothing(
     clock: FakeClock, changes: Recorder
 ) -> None:
     seen: list[tuple[str, ...]] = []
+    replacements: list[tuple[str, str | None]] = []
 
-    def admission(workloads: tuple[RegisteredWorkload, ...]) -> None:
+    def admission(
+        workloads: tuple[RegisteredWorkload, ...],
+        *,
+        added: RegisteredWorkload,
+        replaced: RegisteredWorkload | None,
+    ) -> None:
         seen.append(tuple(w.id for w in workloads))
+        replacements.append((added.address, None if replaced is None else replaced.address))
         if any(w.address == "10.0.0.9" for w in workloads):
             raise RegistrationRejected("ports", "refused by the admission check")
 
@@ -341,6 +348,7 @@ def test_admission_sees_the_would_be_snapshot_and_a_refusal_changes_nothing(
         registry.register(request(id="b", address="10.0.0.9"))  # a replacement too
     registry.register(request(id="b"))  # identical: nothing to admit
     assert seen == [("b",), ("a", "b"), ("b",)]
+    assert replacements == [(kept.address, None), ("10.0.0.9", None), ("10.0.0.9", kept.address)]
     assert registry.snapshot() == (kept,)
     assert registry.remaining_ttl("a") is None
     assert len(changes.snapshots) == 1
