@@ -123,8 +123,21 @@ def read_apply_documents(paths: Sequence[str]) -> tuple[list[object], list[str]]
     if not issues and not documents:
         raise _Unreadable([f"{', '.join(paths)}: no documents to apply"])
     if issues:
-        raise _Unreadable([str(issue) for issue in issues])
+        raise _Unreadable([_for_apply(issue) for issue in issues])
     return documents, [f"{d.file}#{d.index}" for d in found]
+
+
+def _for_apply(issue: Any) -> str:
+    """An issue of reading, in apply's words: an empty file is nothing to apply (the
+    --config advice, delete the file, would delete nothing here)."""
+    from controlplane.config.yaml_files import EMPTY_FILE_MESSAGE
+
+    if issue.message != EMPTY_FILE_MESSAGE:
+        return str(issue)
+    return (
+        f"{issue.file}: holds no resources (it is empty or only comments): nothing to apply; "
+        "to remove an applied resource: meshctl delete KIND NAME"
+    )
 
 
 def _as_json(value: object, path: str, where: str, issues: list[Any]) -> object:

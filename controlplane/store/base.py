@@ -159,7 +159,7 @@ class VersionConflict(StoreError):
         else:
             message = (
                 f"{key} is at resourceVersion {actual}, not {expected}: it changed since it "
-                "was read; get it again and re-apply"
+                "was read; get it again and retry"
             )
         super().__init__(message)
         self.key = key

@@ -149,3 +149,27 @@ def test_a_reverted_bad_edit_is_logged_at_info(tmp_path: Path) -> None:
         )
         ready = httpx.get(f"{cp.admin_url}/v1/config", timeout=5).json()
         assert ready["last_error"] is None
+
+
+def test_an_empty_file_applied_is_nothing_to_apply(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "route.yaml"
+    empty.write_text("# the route, to be written\n")
+    assert main(["apply", "-f", str(empty), "--admin-address", "127.0.0.1:1"]) == 1
+    err = capsys.readouterr().err
+    assert "route.yaml: holds no resources" in err and "meshctl delete KIND NAME" in err
+    assert "delete the file" not in err  # the --config advice: it would delete nothing here
+
+
+def test_a_stale_delete_is_told_to_retry_not_to_reapply(
+    cp: ControlPlaneProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = write_config(tmp_path / "other.yaml", service_entry("other", 8080, [7003]))
+    ctl = ["--admin-address", cp.admin_address, "--token", TOKEN]
+    assert main(["apply", "-f", str(document), *ctl]) == 0
+    capsys.readouterr()
+    assert main(["delete", "se", "other", "--resource-version", "999", *ctl]) == 1
+    err = capsys.readouterr().err
+    assert "409" in err and "not 999: it changed since it was read; get it again and retry" in err
+    assert main(["delete", "se", "other", *ctl]) == 0
