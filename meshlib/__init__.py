@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from meshlib._version import __version__
 from meshlib.errors import (
     BootstrapError,
     CircuitBreakerOverflow,
@@ -112,8 +113,6 @@ def __getattr__(name: str) -> object:
 def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AioDeadlineServerInterceptor",

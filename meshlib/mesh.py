@@ -11,7 +11,7 @@ import os
 import threading
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -22,24 +22,18 @@ from meshlib.observability.logging import get_logger
 from meshlib.routing.directory import ServiceDirectory
 from meshlib.routing.snapshot import ServiceSnapshot
 from meshlib.routing.watch import WatchSource
-from meshlib.security.keeper import CertificateKeeper
-from meshlib.security.server_tls import mtls_server_credentials
-from meshlib.serving.decision import ServerPolicy
-from meshlib.serving.inbound_policy import InboundPolicy
-from meshlib.serving.stack import server_policies
 from meshlib.transport.grpc_aio_channel import AioMeshChannel
 from meshlib.transport.grpc_channel import MeshChannel
-from meshlib.transport.grpc_inbound_server import AioMeshGrpcServer, MeshGrpcServer
-from meshlib.transport.grpc_server import AioMeshServerInterceptor, MeshServerInterceptor
 from meshlib.transport.http import AsyncMeshTransport, MeshTransport
-from meshlib.transport.registration import (
-    Registration,
-    build_request,
-    detect_address,
-    open_registration,
-)
-from meshlib.transport.uvicorn_tls import uvicorn_options
 from meshlib.xds_client import Bootstrap, XdsClient
+
+# Identity, serving and registration are imported where used: a plaintext client
+# never loads them (nor cryptography and PyJWT behind them; docs/benchmarks.md).
+if TYPE_CHECKING:
+    from meshlib.security.keeper import CertificateKeeper
+    from meshlib.serving.decision import ServerPolicy
+    from meshlib.serving.inbound_policy import InboundPolicy
+    from meshlib.transport.registration import Registration
 
 log = get_logger(__name__)
 
@@ -221,6 +215,12 @@ class Mesh:
         self._check_open()
         if self.bootstrap is None:
             raise RuntimeError("register() needs a bootstrap: this Mesh was built without one")
+        from meshlib.transport.registration import (
+            build_request,
+            detect_address,
+            open_registration,
+        )
+
         server = self.bootstrap.server
         request = build_request(
             service=service,
@@ -254,6 +254,8 @@ class Mesh:
         """The server-side policies this mesh prescribes, in order (see meshlib.serving):
         what ``grpc_server``, ``aio_grpc_server`` and ``meshlib.asgi.MeshMiddleware`` apply
         (a new inbound policy each time: one per server, watching that server's ports)."""
+        from meshlib.serving.stack import server_policies
+
         return server_policies(inbound=self._inbound_policy())
 
     def _inbound_policy(self) -> InboundPolicy | None:
@@ -261,6 +263,8 @@ class Mesh:
         template = self.bootstrap.server_listener_resource_name_template if self.bootstrap else ""
         if not template:
             return None
+        from meshlib.serving.inbound_policy import InboundPolicy
+
         policy = InboundPolicy(self._xds, template, resolve=self._serving_address)
         self._track(policy)
         return policy
@@ -271,6 +275,8 @@ class Mesh:
             registered = [r.address for r in self._registrations]
         if registered or self.bootstrap is None:
             return registered[0] if registered else "127.0.0.1"
+        from meshlib.transport.registration import detect_address
+
         return detect_address(self.bootstrap.server.server_uri)
 
     def grpc_server(
@@ -279,6 +285,10 @@ class Mesh:
         """``grpc.server(...)`` (same arguments) applying the mesh's server policies to
         every call; its interceptor runs before ``interceptors``. Each port added is
         authorized by its inbound listener (docs/security.md)."""
+        from meshlib.serving.inbound_policy import InboundPolicy
+        from meshlib.transport.grpc_inbound_server import MeshGrpcServer
+        from meshlib.transport.grpc_server import MeshServerInterceptor
+
         policies = self.server_policies()
         kwargs["interceptors"] = [MeshServerInterceptor(policies=policies), *interceptors]
         server = grpc.server(*args, **kwargs)
@@ -289,6 +299,10 @@ class Mesh:
         self, *args: Any, interceptors: Iterable[Any] = (), **kwargs: Any
     ) -> grpc.aio.Server:
         """The ``grpc.aio.server(...)`` twin of :meth:`grpc_server`."""
+        from meshlib.serving.inbound_policy import InboundPolicy
+        from meshlib.transport.grpc_inbound_server import AioMeshGrpcServer
+        from meshlib.transport.grpc_server import AioMeshServerInterceptor
+
         policies = self.server_policies()
         kwargs["interceptors"] = [AioMeshServerInterceptor(policies=policies), *interceptors]
         server = grpc.aio.server(*args, **kwargs)
@@ -300,12 +314,16 @@ class Mesh:
         certificates required against the mesh root (STRICT), rotated in place. A
         PERMISSIVE or DISABLE port is an ``add_insecure_port`` (docs/security.md).
         SecurityError when the mesh has no identity."""
+        from meshlib.security.server_tls import mtls_server_credentials
+
         return mtls_server_credentials(self.certificates)
 
     def uvicorn_options(self, *, http: str | type[Any] = "auto") -> dict[str, Any]:
         """``uvicorn.run(app, ..., **mesh.uvicorn_options())``: uvicorn terminating mTLS
         with this workload's certificate (rotated in place) and reporting the caller's
         certificate as the ASGI TLS extension; ``http`` is uvicorn's ``http`` option."""
+        from meshlib.transport.uvicorn_tls import uvicorn_options
+
         return uvicorn_options(self.certificates, http=http)
 
     # --- introspection ------------------------------------------------------------

@@ -16,10 +16,9 @@ import os
 import uuid
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from meshlib.errors import BootstrapError
-from meshlib.security.join_token import read_token_file
-from meshlib.security.keeper import CertificateKeeper
 from meshlib.xds_client.bootstrap import (
     BOOTSTRAP_CONFIG_ENV,
     BOOTSTRAP_PATH_ENV,
@@ -29,6 +28,9 @@ from meshlib.xds_client.bootstrap import (
     XdsServerConfig,
     load_bootstrap,
 )
+
+if TYPE_CHECKING:  # the security modules load cryptography and PyJWT: only with an identity
+    from meshlib.security.keeper import CertificateKeeper
 
 TOKEN_ENV = "MESH_TOKEN"
 TOKEN_FILE_ENV = "MESH_TOKEN_FILE"
@@ -47,6 +49,8 @@ def find_token(
     if env.get(TOKEN_ENV):
         return env[TOKEN_ENV].strip(), f"${TOKEN_ENV}"
     if env.get(TOKEN_FILE_ENV):
+        from meshlib.security.join_token import read_token_file
+
         path = env[TOKEN_FILE_ENV]
         return read_token_file(path), f"${TOKEN_FILE_ENV} ({path})"
     return None
@@ -62,6 +66,8 @@ def mesh_identity(
     if found is None:
         loaded = load_bootstrap(bootstrap)
         return loaded, files_keeper(loaded)
+    from meshlib.security.keeper import CertificateKeeper
+
     keeper = CertificateKeeper.from_token(found[0], where=found[1], wait_s=max(wait_s, 0.0))
     try:
         has_bootstrap = bootstrap is not None or any(
@@ -99,6 +105,8 @@ def files_keeper(bootstrap: Bootstrap) -> CertificateKeeper | None:
             f"certificate_providers: meshlib uses the instance named {PROVIDER_INSTANCE!r} "
             f"as its workload certificate; found only {', '.join(sorted(providers))}"
         )
+    from meshlib.security.keeper import CertificateKeeper
+
     return CertificateKeeper.from_files(
         files.certificate_file, files.private_key_file, files.ca_certificate_file, files.refresh_s
     )

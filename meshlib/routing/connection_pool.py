@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from meshlib.security.pki import WorkloadCertificate
 from meshlib.xds_client.resources import ClusterResource, UpstreamProtocol
 from meshlib.xds_client.upstream_tls import UpstreamTls
+
+if TYPE_CHECKING:
+    from meshlib.security.pki import WorkloadCertificate
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -13,14 +13,17 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from meshlib.resilience.xds_cluster import ClusterResilienceRegistry
 from meshlib.routing._membership import Membership
 from meshlib.routing.service import ServiceState
 from meshlib.routing.watch import WatchSource
-from meshlib.security.keeper import CertificateKeeper
 from meshlib.xds_client.resource_types import LISTENER
 from meshlib.xds_client.resources import Locality
+
+if TYPE_CHECKING:
+    from meshlib.security.keeper import CertificateKeeper
 
 
 def split_target(target: str) -> tuple[str, int]:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshlib.balancing.runtime import ClusterRuntime
 from meshlib.errors import (
@@ -38,7 +38,6 @@ from meshlib.routing.snapshot import (
     failed_cluster,
 )
 from meshlib.routing.watch import Watch, WatchSource
-from meshlib.security.keeper import CertificateKeeper
 from meshlib.xds_client import CLUSTER, ENDPOINTS, LISTENER, ROUTE_CONFIG
 from meshlib.xds_client.resources import (
     ClusterResource,
@@ -48,6 +47,9 @@ from meshlib.xds_client.resources import (
     Locality,
     RouteConfigResource,
 )
+
+if TYPE_CHECKING:
+    from meshlib.security.keeper import CertificateKeeper
 
 log = get_logger(__name__)
 

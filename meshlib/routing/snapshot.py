@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from meshlib.balancing.picker import (
     NO_PICK_CONTEXT,
@@ -27,7 +28,6 @@ from meshlib.resilience.route_resilience import NO_SERVICE_RESILIENCE, ServiceRe
 from meshlib.resilience.xds_cluster import ClusterResilience
 from meshlib.routing._route_table import RouteResult, RouteTable
 from meshlib.routing.connection_pool import DEFAULT_POOL_SETTINGS, PoolSettings, pool_settings
-from meshlib.security.pki import WorkloadCertificate
 from meshlib.xds_client.resources import (
     ClusterResource,
     ClusterType,
@@ -36,6 +36,9 @@ from meshlib.xds_client.resources import (
     Locality,
     LocalityEndpoints,
 )
+
+if TYPE_CHECKING:
+    from meshlib.security.pki import WorkloadCertificate
 
 log = get_logger(__name__)
 

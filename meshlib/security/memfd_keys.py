@@ -12,9 +12,12 @@ import os
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from meshlib.errors import SecurityError
-from meshlib.security.pki import WorkloadCertificate
+
+if TYPE_CHECKING:
+    from meshlib.security.pki import WorkloadCertificate
 
 
 @contextmanager

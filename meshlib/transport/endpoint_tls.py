@@ -20,19 +20,20 @@ from __future__ import annotations
 
 import ssl
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
-from cryptography import x509
 
 from meshlib.errors import IdentityError, PeerIdentityError, SecurityError
 from meshlib.observability.logging import get_logger
 from meshlib.routing.connection_pool import PoolSettings
 from meshlib.security.identity import DNS_SUFFIX, SpiffeId
 from meshlib.security.memfd_keys import load_workload_certificate
-from meshlib.security.pki import WorkloadCertificate, spiffe_id_of
 from meshlib.xds_client.resources import Endpoint, HeaderMatchKind
 from meshlib.xds_client.upstream_tls import UpstreamTls
+
+if TYPE_CHECKING:
+    from meshlib.security.pki import WorkloadCertificate
 
 log = get_logger(__name__)
 
@@ -47,6 +48,10 @@ def check_peer(der: bytes | None, tls: UpstreamTls, where: str) -> SpiffeId:
     """The peer's SPIFFE ID when its cluster accepts it; PeerIdentityError otherwise."""
     if der is None:
         raise PeerIdentityError(f"{where}: the peer presented no certificate")
+    from cryptography import x509  # only once a TLS peer is checked (a plaintext mesh never)
+
+    from meshlib.security.pki import spiffe_id_of
+
     identity = spiffe_id_of(x509.load_der_x509_certificate(der))
     if identity is None:
         raise PeerIdentityError(f"{where}: the peer's certificate names no SPIFFE ID")

@@ -7,10 +7,12 @@ them), so the transport package never imports the mesh: a ``Mesh`` is one
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from meshlib.routing.directory import ServiceDirectory
-from meshlib.security.keeper import CertificateKeeper
+
+if TYPE_CHECKING:
+    from meshlib.security.keeper import CertificateKeeper
 
 
 class MeshServices(Protocol):

@@ -6,6 +6,7 @@ Every validation error reads ``<Type> "<name>": <field>: <problem>`` so a NACK's
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from collections.abc import Callable
@@ -45,8 +46,10 @@ def duration_s(duration: Any) -> float:
     return float(duration.seconds) + float(duration.nanos) / 1e9
 
 
+@functools.cache
 def _regex_compiler() -> Callable[[str], object]:
-    """RE2 (as Envoy and gRPC use) when installed, else Python's ``re``."""
+    """RE2 (as Envoy and gRPC use) when installed, else Python's ``re``; loaded with
+    the first regex to check (a config without one never loads RE2)."""
     try:
         re2 = importlib.import_module("re2")
     except ImportError:
@@ -56,13 +59,10 @@ def _regex_compiler() -> Callable[[str], object]:
     return lambda pattern: re2.compile(pattern, options)
 
 
-_COMPILE = _regex_compiler()
-
-
 def check_regex(ctx: DecodeContext, pattern: str, where: str) -> str:
     """Return ``pattern`` if it compiles, else raise naming ``where``."""
     try:
-        _COMPILE(pattern)
+        _regex_compiler()(pattern)
     except Exception as exc:  # re.error / re2.error differ; both mean "bad pattern"
         reason = exc.args[0] if exc.args else exc
         if isinstance(reason, bytes):

@@ -26,7 +26,6 @@ from meshlib.security.authz_model import (
     JwtRule,
     RequirementKind,
 )
-from meshlib.security.jwt_keys import parse_jwks
 from meshlib.xds_client._decode_util import DecodeContext, reject_if_set, unpack_any
 
 _MAX_DEPTH = 32
@@ -76,6 +75,8 @@ def _provider(ctx: DecodeContext, name: str, msg: Any, where: str) -> JwtProvide
             raise ctx.error(f"{where}.local_jwks.inline_bytes: not UTF-8") from exc
     else:
         raise ctx.error(f"{where}.local_jwks: inline_string or inline_bytes required")
+    from meshlib.security.jwt_keys import parse_jwks  # PyJWT: only for a JWT filter
+
     try:
         parse_jwks(jwks, f"{where}.local_jwks")
     except JwtConfigError as exc:

@@ -30,7 +30,6 @@ from meshlib.xds_client.decode_filters import (
     config_type_url,
     filter_config,
 )
-from meshlib.xds_client.decode_inbound import decode_inbound_listener, is_inbound_listener
 from meshlib.xds_client.decode_route import decode_route_configuration
 from meshlib.xds_client.filter_models import ROUTER_FILTER_TYPE_URL
 from meshlib.xds_client.inbound_resources import InboundListenerResource
@@ -46,9 +45,13 @@ __all__ = ["ROUTER_FILTER_TYPE_URL", "SUPPORTED_FILTER_TYPE_URLS", "decode_liste
 
 def decode_listener(msg: Any) -> ListenerResource | InboundListenerResource:
     """Validate one ``envoy.config.listener.v3.Listener``: a client-side api_listener,
-    or a server's inbound listener (:mod:`.decode_inbound`)."""
-    if is_inbound_listener(msg):
-        return decode_inbound_listener(msg)
+    or a server's inbound listener (:mod:`.decode_inbound`, imported for the first
+    one: a client never loads the server side's decoders, RBAC and JWT)."""
+    if not msg.HasField("api_listener"):
+        from meshlib.xds_client.decode_inbound import decode_inbound_listener, is_inbound_listener
+
+        if is_inbound_listener(msg):
+            return decode_inbound_listener(msg)
     ctx = DecodeContext("Listener", msg.name)
     if not msg.name:
         raise ctx.error("name: required")

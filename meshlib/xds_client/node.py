@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 
+from meshlib._version import __version__
 from meshlib.errors import BootstrapError
 from meshlib.xds_client.bootstrap import NodeConfig
 
@@ -19,10 +19,9 @@ CLIENT_FEATURES = (
 
 
 def user_agent_version() -> str:
-    try:
-        return metadata.version("meshlib-xds")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    """meshlib's version (the package's own constant: reading the installed
+    distribution's metadata would load importlib.metadata, about 0.7 MB)."""
+    return __version__
 
 
 def build_node(node: NodeConfig) -> Any:
