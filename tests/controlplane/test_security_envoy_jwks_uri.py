@@ -63,7 +63,7 @@ spec:
 
 
 def token(key: ec.EllipticCurvePrivateKey, kid: str) -> str:
-    claims = {"iss": ISSUER, "sub": "alice", "exp": int(time.time()) + 600}
+    claims = {"iss": ISSUER, "sub": "alice", "exp": int(time.time()) + 86_400}
     return jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid})
 
 

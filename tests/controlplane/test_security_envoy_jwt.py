@@ -67,7 +67,8 @@ spec:
 
 def token(sub: str, role: str = "user", *, key: ec.EllipticCurvePrivateKey = KEY) -> str:
     claims = {"iss": ISSUER, "sub": sub, "aud": "attendees", "role": role}
-    claims["exp"] = int(time.time()) + 600
+    # A day: tables of tokens are minted at import, and a whole CI run may pass before use.
+    claims["exp"] = int(time.time()) + 86_400
     return jwt.encode(claims, key, algorithm="ES256", headers={"kid": "k1"})
 
 

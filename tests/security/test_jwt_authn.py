@@ -51,7 +51,8 @@ JWKS = json.dumps({"keys": [_jwk(KEY, "ec"), _jwk(RSA_KEY, "rsa")]})
 
 
 def token(claims: dict[str, Any] | None = None, *, key: Any = KEY, **header: Any) -> str:
-    body = {"iss": ISSUER, "sub": "bob", "aud": "api", "exp": int(time.time()) + 600}
+    # A day: parametrized tokens are minted at collection, long before some tests run.
+    body = {"iss": ISSUER, "sub": "bob", "aud": "api", "exp": int(time.time()) + 86_400}
     body.update(claims or {})
     algorithm = "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256"
     return jwt.encode(body, key, algorithm=header.pop("alg", algorithm), headers=header or None)
