@@ -6,7 +6,9 @@ it ACKed and the last NACK (version, nonce, error, time), with a sync status
 as ``istioctl proxy-status`` shows it:
 
 * ``NOT SENT``: nothing of this type was sent (not subscribed, or nothing to send);
-* ``SYNCED``: the client ACKed the last response sent (its nonce);
+* ``SYNCED``: the client ACKed the last response sent (its nonce), or, on a Delta
+  stream, nothing was sent because the client came holding every current version
+  (``initial_resource_versions``, as Envoy reconnects after a control plane restart);
 * ``NACKED``: the client refused the last response sent (the error is kept),
   or, on a Delta stream, still refuses a resource it was sent;
 * ``STALE``: the last response sent is not answered yet.
@@ -39,7 +41,8 @@ def sync_status(sub: Subscription | None) -> str:
     """SYNCED / STALE / NACKED / NOT SENT for one type of one stream."""
     sent = None if sub is None else sub.last_sent
     if sub is None or sent is None:
-        return NOT_SENT
+        # A Delta client back (after a restart) with every version current needs nothing sent.
+        return SYNCED if sub is not None and sub.holding() else NOT_SENT
     if sub.refused():
         return NACKED
     if sub.acked_nonce == sent.nonce:
