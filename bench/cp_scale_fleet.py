@@ -18,7 +18,6 @@ import asyncio
 import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
-from typing import Any
 
 import grpc
 
@@ -114,21 +113,17 @@ class SimClient:
         return [_field(2, self._node) + self._base[url] for url in TYPES]
 
     async def run(self, channel: grpc.aio.Channel) -> None:
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        for request in self.first_requests():
-            queue.put_nowait(request)
-
-        async def requests() -> Any:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                yield item
-
-        call = channel.stream_stream(ADS_METHOD)(requests())
+        # Requests are written from this task as responses are read (no request
+        # iterator: that would be one more task switch per message).
+        call = channel.stream_stream(ADS_METHOD)()
         seen: set[str] = set()
         try:
-            async for raw in call:
+            for request in self.first_requests():
+                await call.write(request)
+            while True:
+                raw = await call.read()
+                if raw is grpc.aio.EOF:
+                    return
                 now = time.time()
                 version, type_url_b, nonce, _ = scan_response(raw)
                 type_url = type_url_b.decode()
@@ -136,12 +131,11 @@ class SimClient:
                 seen.add(type_url)
                 if self.synced_at is None and len(seen) == len(TYPES):
                     self.synced_at = now
-                queue.put_nowait(self._base[type_url] + _field(1, version) + _field(5, nonce))
+                await call.write(self._base[type_url] + _field(1, version) + _field(5, nonce))
         except grpc.aio.AioRpcError as exc:
             self.errors += 1
             self.last_error = f"{exc.code().name}: {exc.details()}"
         finally:
-            queue.put_nowait(None)
             self.done.set()
 
 

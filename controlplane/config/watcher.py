@@ -56,7 +56,7 @@ class ConfigWatcher:
         on_unchanged: Callable[[MeshConfig], None] | None = None,
         last_good: MeshConfig | None = None,
         load: Callable[[Path], MeshConfig] = load_config,
-        quiet_ms: int = 50,
+        quiet_ms: int = 20,
         max_batch_ms: int = 250,
     ) -> None:
         self.path = Path(path)

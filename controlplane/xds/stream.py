@@ -9,6 +9,8 @@ resource subscribed to, sent as bytes encoded once per snapshot and names
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from envoy.service.discovery.v3 import discovery_pb2
 
@@ -23,6 +25,12 @@ log = structlog.get_logger(__name__)
 
 class AdsStream(XdsStream[discovery_pb2.DiscoveryRequest, Encoded]):
     protocol = "sotw"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # type URL -> the type's version when this stream last worked out what to send:
+        # a push skips a type whose version did not change since (most of them).
+        self._answered: dict[str, str] = {}
 
     # --- requests ----------------------------------------------------------
 
@@ -57,10 +65,16 @@ class AdsStream(XdsStream[discovery_pb2.DiscoveryRequest, Encoded]):
     # --- responses ---------------------------------------------------------
 
     def _on_snapshot(self) -> list[Encoded]:
+        assert self.node is not None
+        snapshot = self._cache.get(self.node.id)
+        if snapshot is None:
+            return []
         responses = []
         for type_url in SEND_ORDER:
             sub = self.subscriptions.get(type_url)
-            response = self._respond(sub, push=True) if sub is not None else None
+            if sub is None or self._answered.get(type_url) == snapshot.version(type_url):
+                continue  # nothing of this type changed since it was last answered
+            response = self._respond(sub, push=True)
             if response is not None:
                 responses.append(response)
         return responses
@@ -73,6 +87,8 @@ class AdsStream(XdsStream[discovery_pb2.DiscoveryRequest, Encoded]):
         if snapshot is None:
             return None
         current = snapshot.get(sub.type_url)
+        # What a push needs to compare: a push for the same version is answered alike.
+        self._answered[sub.type_url] = current.version
         names = sub.wanted(current.resources)
         if names is None:
             return None

@@ -5,7 +5,7 @@ parsed again. Against a real grpc.aio server where a stream is involved."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from pathlib import Path
 
 import grpc
@@ -21,6 +21,7 @@ from controlplane.translate.typeurls import CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
 from controlplane.xds import XdsService
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.snapshot import Snapshot
+from controlplane.xds.subscription import Subscription
 from controlplane.xds.updater import SnapshotUpdater
 from tests.controlplane.ads_harness import RawAdsClient, mesh, resource_names, service_entry
 from tests.support.meshconfig import service_entry as service_entry_yaml
@@ -207,3 +208,31 @@ def test_an_edit_validates_again_only_the_documents_of_its_file(tmp_path: Path) 
     for _ in range(2):
         with pytest.raises(ConfigError, match=r"b\.yaml"):
             load_config(tmp_path)
+
+
+async def test_a_push_works_out_only_the_types_that_changed(
+    served: tuple[XdsService, grpc.aio.Channel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, channel = served
+    service.update(config=mesh(service_entry("a")))
+    client = RawAdsClient(channel, "n1")
+    try:
+        client.send(CDS)
+        client.ack(await client.recv())
+        client.send(EDS, [A_CLUSTER])
+        client.ack(await client.recv(), [A_CLUSTER])
+        worked_out: list[str] = []
+        wanted = Subscription.wanted
+
+        def spy(sub: Subscription, available: Collection[str]) -> tuple[str, ...] | None:
+            worked_out.append(sub.type_url)
+            return wanted(sub, available)
+
+        monkeypatch.setattr(Subscription, "wanted", spy)
+        service.update(workloads=[_workload("a", "10.0.0.7")])  # EDS changes, CDS does not
+        pushed = await client.recv()
+        assert pushed.type_url == EDS and "10.0.0.7" in str(pushed.resources[0].value)
+        assert CDS not in worked_out  # CDS's subscription was not looked at (EDS's ACK was)
+        await client.expect_silence(0.2)
+    finally:
+        await client.close()
