@@ -29,7 +29,6 @@ served: ADS and ``/readyz`` answer only once it is.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import re
 import socket
@@ -60,6 +59,7 @@ from controlplane.cli_common import distribution_version
 from controlplane.config import ConfigError, ConfigIssue, ConfigWatcher
 from controlplane.config.emptying import check_not_emptied
 from controlplane.cp_metrics import ControlPlaneMetrics
+from controlplane.endpoint_translate import EndpointTranslate
 from controlplane.jwks_keeper import DEFAULT_REFRESH_S as DEFAULT_JWKS_REFRESH_S
 from controlplane.jwks_keeper import JwksKeeper
 from controlplane.layers import FileRead, Layers, compose, read_files
@@ -202,10 +202,13 @@ class ControlPlane:
         # The watcher's latest load (config, files, stored layer used), taken by _config_changed.
         self._loaded: tuple[MeshConfig, FileRead, Mapping[ResourceKey, StoredResource]] | None
         self._loaded = None
-        if security is not None and translate_fn is translate:
-            # Policies and expected SANs name identities in the CA's trust domain.
-            policy = PolicySettings(trust_domain=security.trust_domain)
-            translate_fn = functools.partial(translate, policy=policy)
+        if translate_fn is translate:
+            # Policies and expected SANs name identities in the CA's trust domain;
+            # a registration moving endpoints rebuilds only what they touch.
+            policy = PolicySettings()
+            if security is not None:
+                policy = PolicySettings(trust_domain=security.trust_domain)
+            translate_fn = EndpointTranslate(policy)
         self.xds = XdsService(
             debounce_s=debounce_s,
             max_debounce_s=max_debounce_s,

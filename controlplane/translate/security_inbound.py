@@ -123,24 +123,32 @@ def proxyless_inbound_listeners(
 ) -> dict[str, listener_pb2.Listener]:
     listeners: dict[str, listener_pb2.Listener] = {}
     for workload in server_workloads(services):
-        name = inbound_listener_name(workload.address, workload.port)
-        mode = peer_mode(
-            config.peer_authentications,
-            settings,
-            workload.namespace,
-            workload.labels,
-            workload.port,
-        )
-        filters = _filters(config, settings, workload, sidecar=False)
-        manager = _manager(name, _non_forwarding_route(name), filters, sidecar=False)
-        tls = _downstream_tls(CertSource()) if mode is MtlsMode.STRICT else None
-        listeners[name] = listener_pb2.Listener(
-            name=name,
-            address=socket_address(workload.address, workload.port),
-            filter_chains=[_chain(name, manager, tls)],
-            traffic_direction=base_pb2.INBOUND,
-        )
+        listener = proxyless_inbound_listener(config, workload, settings)
+        listeners[listener.name] = listener
     return listeners
+
+
+def proxyless_inbound_listener(
+    config: MeshConfig, workload: ServerWorkload, settings: PolicySettings
+) -> listener_pb2.Listener:
+    """The inbound listener of one workload a proxyless server serves."""
+    name = inbound_listener_name(workload.address, workload.port)
+    mode = peer_mode(
+        config.peer_authentications,
+        settings,
+        workload.namespace,
+        workload.labels,
+        workload.port,
+    )
+    filters = _filters(config, settings, workload, sidecar=False)
+    manager = _manager(name, _non_forwarding_route(name), filters, sidecar=False)
+    tls = _downstream_tls(CertSource()) if mode is MtlsMode.STRICT else None
+    return listener_pb2.Listener(
+        name=name,
+        address=socket_address(workload.address, workload.port),
+        filter_chains=[_chain(name, manager, tls)],
+        traffic_direction=base_pb2.INBOUND,
+    )
 
 
 def has_sidecar_inbound(node: NodeInfo) -> bool:
