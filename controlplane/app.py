@@ -69,6 +69,7 @@ from controlplane.registration_service import RegistrationService
 from controlplane.registration_store import RegistrationJournal
 from controlplane.registry import Registry
 from controlplane.store import ResourceKey, Store, StoredResource, StoreError, locate_store
+from controlplane.store.timed import TimedStore
 from controlplane.store_follower import StoreFollower
 from controlplane.translate import PolicySettings, translate
 from controlplane.xds import SnapshotError, TranslationError, XdsService
@@ -187,7 +188,10 @@ class ControlPlane:
         self._security_settings = security
         self.security: Security | None = None
         self.plaintext_registration = plaintext_registration
-        self.store = store if isinstance(store, Store) else locate_store(store, self.data_dir)
+        self.store = TimedStore(
+            store if isinstance(store, Store) else locate_store(store, self.data_dir),
+            self.metrics.store_call,
+        )
         self.journal = RegistrationJournal(self.store)
         # A registration is translated on trial only when it changes a service.
         self.admission = RegistrationAdmission(

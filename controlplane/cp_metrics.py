@@ -18,6 +18,9 @@ few lines of text format itself):
                                           config re-reads: accepted / refused / unchanged
     mesh_controlplane_jwks_fetches_total{result}
                                           RequestAuthentication jwksUri fetches: ok / error
+    mesh_controlplane_store_latency_seconds{op}
+                                          histogram: seconds per store call (open, commit,
+                                          save_registrations, touch_registrations, ...)
     mesh_controlplane_info{replica,version}  1
 
 It is the control plane's :class:`~controlplane.xds.observer.XdsObserver`;
@@ -36,6 +39,9 @@ from controlplane.xds.subscription import Rejection, Sent
 from controlplane.xds.typeurls import SEND_ORDER, short_name
 
 CONVERGENCE_BUCKETS = (0.1, 0.5, 1.0, 3.0, 5.0, 10.0)  # istiod's
+# A local SQLite commit is a millisecond or a few (fsync); etcd's is a network round trip
+# and a raft commit; an etcd member moving on is seconds.
+STORE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 KINDS = ("meshlib", "grpc", "envoy", "unknown")
 TYPE_LABELS = tuple(short_name(url).lower() for url in SEND_ORDER)
@@ -84,6 +90,7 @@ class ControlPlaneMetrics:
         self.config_reloads: Counter[tuple[str, str]] = Counter()
         self.jwks_fetches: Counter[str] = Counter()
         self.convergence = Histogram(CONVERGENCE_BUCKETS)
+        self.store_latency: dict[str, Histogram] = {}
         self._pending_change: float | None = None  # earliest change not yet rebuilt
         self._applied_change: float | None = None  # the change the latest rebuild carried
         self._awaiting: dict[object, _Awaiting] = {}
@@ -147,6 +154,13 @@ class ControlPlaneMetrics:
         """A jwksUri fetch: ``ok`` or ``error`` (the last good keys kept)."""
         self.jwks_fetches[result] += 1
 
+    def store_call(self, op: str, seconds: float) -> None:
+        """One store call (:class:`controlplane.store.timed.TimedStore`) took ``seconds``."""
+        histogram = self.store_latency.get(op)
+        if histogram is None:
+            histogram = self.store_latency[op] = Histogram(STORE_BUCKETS)
+        histogram.observe(seconds)
+
     # --- exposition ----------------------------------------------------------
 
     def render(self) -> str:
@@ -182,6 +196,10 @@ class ControlPlaneMetrics:
             "RequestAuthentication jwksUri fetches, by result (error: the last keys kept).",
             "result", {r: self.jwks_fetches[r] for r in ("ok", "error")},
         )  # fmt: skip
+        name = "mesh_controlplane_store_latency_seconds"
+        _family(out, name, "histogram", "Seconds per store call, by operation.")
+        for op, histogram in sorted(self.store_latency.items()):
+            out += _histogram(name, histogram, {"op": op})
         _family(out, "mesh_controlplane_info", "gauge", "This control plane replica.")
         out.append(_sample("mesh_controlplane_info", self._info, 1))
         return "".join(out)
@@ -215,13 +233,16 @@ def _sample(name: str, labels: dict[str, str], value: float) -> str:
     return f"{name}{{{text}}} {_number(value)}\n"
 
 
-def _histogram(name: str, histogram: Histogram) -> list[str]:
+def _histogram(
+    name: str, histogram: Histogram, labels: dict[str, str] | None = None
+) -> list[str]:
+    labels = labels or {}
     lines = []
     cumulative = 0
     bounds = [*(_number(b) for b in histogram.buckets), "+Inf"]
     for bound, count in zip(bounds, histogram.counts, strict=True):
         cumulative += count
-        lines.append(_sample(f"{name}_bucket", {"le": bound}, cumulative))
-    lines.append(_sample(f"{name}_sum", {}, histogram.total))
-    lines.append(_sample(f"{name}_count", {}, histogram.count))
+        lines.append(_sample(f"{name}_bucket", {**labels, "le": bound}, cumulative))
+    lines.append(_sample(f"{name}_sum", labels, histogram.total))
+    lines.append(_sample(f"{name}_count", labels, histogram.count))
     return lines

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from controlplane.meshctl import main
 from tests.controlplane.envoy_harness import EnvoyProcess, bootstrap
@@ -221,3 +222,28 @@ async def test_envoy_on_delta_is_synced_after_a_restart_that_sent_it_nothing(
             )
     finally:
         await envoy.stop()
+
+
+def test_metrics_show_the_store_latency_per_operation(tmp_path: Path) -> None:
+    """Issue 12's /metrics: store latency, per call the control plane waits on."""
+    config = write_config(tmp_path / "mesh.yaml", service_entry("echo", 50051, [7001]))
+    with running_controlplane(config, extra_args=["--data-dir", str(tmp_path / "state")]) as cp:
+        other = write_config(tmp_path / "other.yaml", service_entry("other", 8080, [7003]))
+        assert main(["apply", "-f", str(other), "--admin-address", cp.admin_address]) == 0
+        registered = httpx.post(
+            f"{cp.admin_url}/v1/workloads",
+            json={"service": "echo", "address": "127.0.0.1", "ports": {"50051": 7002}},
+            timeout=10,
+        )
+        assert registered.status_code == 201, registered.text
+
+        def counts() -> dict[str, float]:
+            text = httpx.get(f"{cp.admin_url}/metrics", timeout=5).text
+            families = {f.name: f for f in text_string_to_metric_families(text)}
+            family = families["mesh_controlplane_store_latency_seconds"]
+            assert family.type == "histogram"
+            return {s.labels["op"]: s.value for s in family.samples if s.name.endswith("_count")}
+
+        # Registrations are written behind (within about 50 ms): wait for that one.
+        seen = wait_for(lambda: (c := counts()).get("save_registrations") and c, what="saved")
+        assert seen["open"] == 1 and seen["commit"] >= 1
