@@ -57,9 +57,10 @@ def add_config_commands(commands: Any) -> None:
     apply = commands.add_parser(
         "apply",
         help="apply config (YAML) through the admin API, all documents or none",
-        description="Apply ServiceEntry, WorkloadEntry, VirtualService and DestinationRule "
-        "documents through the control plane's admin API, validated as --config files are: "
-        "every document or none.",
+        description="Apply mesh config documents (ServiceEntry, WorkloadEntry, VirtualService, "
+        "DestinationRule, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, "
+        "ServiceIntentions) through the control plane's admin API, validated as --config files "
+        "are: every document or none.",
     )
     apply.add_argument(
         "-f",

@@ -25,6 +25,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from controlplane.config.resource import SUPPORTED_KINDS
 from controlplane.meshctl import main
 from tests.controlplane.envoy_harness import EnvoyProcess, bootstrap
 from tests.controlplane.envoy_sidecar import find_envoy
@@ -247,3 +248,15 @@ def test_metrics_show_the_store_latency_per_operation(tmp_path: Path) -> None:
         # Registrations are written behind (within about 50 ms): wait for that one.
         seen = wait_for(lambda: (c := counts()).get("save_registrations") and c, what="saved")
         assert seen["open"] == 1 and seen["commit"] >= 1
+
+
+def test_apply_help_and_the_docs_name_every_kind_apply_takes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["apply", "--help"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the description
+    docs = (Path(__file__).parents[2] / "docs" / "operating.md").read_text()
+    kinds_line = docs[docs.index("`KIND` is") :].split("\n\n")[0]
+    for kind in SUPPORTED_KINDS:
+        assert kind in shown, f"meshctl apply --help leaves out {kind}"
+        assert f"`{kind}`" in kinds_line, f"docs/operating.md's KIND list leaves out {kind}"
