@@ -14,7 +14,8 @@ them is answered with the current resources even if their version is the same
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 from controlplane.xds.consistency import cluster_eds_names, listener_route_names
@@ -59,15 +60,23 @@ class OwedResources:
         changed = [name for name, value in now.items() if before.get(name) != value]
         self._sent[type_url] = now
         messages = snapshot.messages.get(type_url, {})
-        owed = set(_references(changed, messages, refers_to))
+        owed: set[str] = set()
+        for name in changed:
+            # Read from the message once per snapshot, not once per stream sent it.
+            owed.update(
+                snapshot.derived(
+                    (_REFERS_TO, type_url, name), partial(_references, messages, name, refers_to)
+                )
+            )
         if owed:
             self._owed.setdefault(dependent_type, set()).update(owed)
 
 
+_REFERS_TO = "refers_to"  # Snapshot.derived key: the names one resource refers to
+
+
 def _references(
-    names: Iterable[str], messages: Mapping[str, Any], refers_to: Callable[[Any], Iterable[str]]
-) -> Iterator[str]:
-    for name in names:
-        message = messages.get(name)
-        if message is not None:
-            yield from refers_to(message)
+    messages: Mapping[str, Any], name: str, refers_to: Callable[[Any], Iterable[str]]
+) -> tuple[str, ...]:
+    message = messages.get(name)
+    return () if message is None else tuple(refers_to(message))

@@ -11,9 +11,10 @@ resources whose version differs from the one it holds.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any, TypeVar, cast
 
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
@@ -23,6 +24,8 @@ from controlplane.xds.errors import SnapshotError
 from controlplane.xds.typeurls import SEND_ORDER
 
 VERSION_LENGTH = 16  # hex digits of sha256 kept
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,8 @@ class Snapshot:
 
     types: Mapping[str, TypeSnapshot]
     messages: Mapping[str, Mapping[str, Message]]  # the unpacked originals
+    # Facts read from the messages, worked out once for every stream that asks (see derived)
+    _derived: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_resources(cls, resources: Mapping[str, Mapping[str, Message]]) -> Snapshot:
@@ -109,6 +114,15 @@ class Snapshot:
 
     def versions(self) -> dict[str, str]:
         return {url: t.version for url, t in self.types.items()}
+
+    def derived(self, key: Hashable, compute: Callable[[], _T]) -> _T:
+        """``compute()``, once per snapshot and ``key``: what every stream sent these
+        resources would otherwise work out again from the same messages."""
+        try:
+            return cast(_T, self._derived[key])
+        except KeyError:
+            value = self._derived[key] = compute()
+            return value
 
 
 def _type_snapshot(type_url: str, messages: Mapping[str, Message]) -> TypeSnapshot:

@@ -5,8 +5,9 @@ parsed again. Against a real grpc.aio server where a stream is involved."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -18,7 +19,7 @@ from controlplane.config.yaml_files import read_documents
 from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload
 from controlplane.translate import Resources, translate
 from controlplane.translate.typeurls import CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
-from controlplane.xds import XdsService
+from controlplane.xds import XdsService, dependents
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.subscription import Subscription
@@ -236,3 +237,27 @@ async def test_a_push_works_out_only_the_types_that_changed(
         await client.expect_silence(0.2)
     finally:
         await client.close()
+
+
+async def test_what_a_cluster_refers_to_is_read_once_per_snapshot(
+    served: tuple[XdsService, grpc.aio.Channel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, channel = served
+    service.update(config=mesh(service_entry("a")))
+    read: list[str] = []
+    dependent, refers_to = dependents._REFERENCES[CDS]
+
+    def counting(cluster: Any) -> Iterable[str]:
+        read.append(cluster.name)
+        return refers_to(cluster)
+
+    monkeypatch.setitem(dependents._REFERENCES, CDS, (dependent, counting))
+    clients = [RawAdsClient(channel, f"n{i}") for i in range(3)]
+    try:
+        for client in clients:
+            client.send(CDS)
+            assert resource_names(await client.recv()) == [A_CLUSTER]
+        assert read == [A_CLUSTER]  # three streams sent it, its EDS name was read once
+    finally:
+        for client in clients:
+            await client.close()
