@@ -4,8 +4,9 @@ Map (the whole request path: docs/architecture.md):
 
 - httpx: :mod:`.http` (the transports) → :mod:`.http_route_memo`, :mod:`.http_routing`
   (target, plan, observer), :mod:`.http_membership` → :mod:`.http_try` (the HTTP
-  adapter of a call plan: one try) → :mod:`.http_resilience` (classify, bound) →
-  :mod:`.http_answers` (mesh outcomes as a sidecar's responses).
+  adapter of a call plan: one try) → :mod:`.http_resilience` (classify, bound),
+  :mod:`.http_body_deadline` (the route timeout over the body) → :mod:`.http_answers`
+  (mesh outcomes as a sidecar's responses).
 - gRPC: :mod:`.grpc_channel` / :mod:`.grpc_aio_channel` (over one
   :mod:`.grpc_channel_core`) → :mod:`.grpc_calls` (sync multicallables) →
   :mod:`.grpc_try` (the gRPC adapter of a call plan: one try) →

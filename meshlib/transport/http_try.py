@@ -33,6 +33,7 @@ from meshlib.routing.snapshot import ServiceSnapshot
 from meshlib.transport.endpoint_pool import EndpointPool, LoopCloser
 from meshlib.transport.errors import routing_error_as_httpx
 from meshlib.transport.http_answers import note_retried
+from meshlib.transport.http_body_deadline import bound_body
 from meshlib.transport.http_resilience import (
     bound_request,
     describe_error,
@@ -201,6 +202,7 @@ class HttpTry(TryAdapter[HttpCall, httpx.Response]):
         except BaseException as error:
             self._failed(error, report, attempt, self.per_try_s)
         report.finished(response.status_code)
+        bound_body(response, attempt, outgoing)  # the route timeout covers the body
         if self.reads_answers and response.status_code >= 400:
             response.read()  # frees the connection; a reset here fails the try
         return response
@@ -216,6 +218,7 @@ class HttpTry(TryAdapter[HttpCall, httpx.Response]):
         except BaseException as error:
             self._failed(error, report, attempt, self.per_try_s)
         report.finished(response.status_code)
+        bound_body(response, attempt, outgoing)  # the route timeout covers the body
         if self.reads_answers and response.status_code >= 400:
             await response.aread()  # frees the connection; a reset here fails the try
         return response
