@@ -47,6 +47,7 @@ from meshlib.transport.pool_settings import (
     AsyncClusterHTTPTransport,
     ClusterHTTPTransport,
     httpx_pool_options,
+    shared_default_tls,
 )
 from meshlib.transport.services import MeshServices
 
@@ -77,7 +78,7 @@ class MeshTransport(httpx.BaseTransport):
             mesh.directory, mesh.ready_timeout_s, passthrough_hosts, raise_mesh_errors
         )
         options = dict(pool_options or {})
-        self._passthrough = passthrough or httpx.HTTPTransport(**options)
+        self._passthrough = passthrough or httpx.HTTPTransport(**shared_default_tls(options))
         self._pools: EndpointPool[ClusterHTTPTransport] = EndpointPool(
             lambda _endpoint, settings: ClusterHTTPTransport(
                 settings.connect_timeout_s, **httpx_pool_options(options, settings)
@@ -179,7 +180,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             mesh.directory, mesh.ready_timeout_s, passthrough_hosts, raise_mesh_errors
         )
         options = dict(pool_options or {})
-        self._passthrough = passthrough or httpx.AsyncHTTPTransport(**options)
+        self._passthrough = passthrough or httpx.AsyncHTTPTransport(**shared_default_tls(options))
         self._closer: LoopCloser[AsyncClusterHTTPTransport] = LoopCloser(_aclose)
         self._pools: EndpointPool[AsyncClusterHTTPTransport] = EndpointPool(
             lambda _endpoint, settings: AsyncClusterHTTPTransport(

@@ -22,11 +22,19 @@ gets the cluster's :class:`~meshlib.transport.endpoint_tls.EndpointSSLContext` a
 runs TLS on every connection it opens (:mod:`.tls_backend`); the gRPC sub-channel is a secure
 channel with the certificate and the endpoint's expected peer name
 (:mod:`meshlib.transport.endpoint_tls`).
+
+Without the mesh's TLS and without the user's ``verify`` / ``cert``, every endpoint
+transport (and the pass-through) shares httpx's default TLS context
+(:func:`shared_default_tls`): httpx would parse the CA bundle again for each
+transport (about 0.8 MB each), and meshlib makes one transport per endpoint.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import os
+import ssl
 import threading
 from collections.abc import Coroutine, Mapping
 from typing import Any
@@ -84,6 +92,27 @@ def report_not_applied(settings: PoolSettings, client: str) -> None:
         )
 
 
+def shared_default_tls(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` for an httpx transport, where httpx's default TLS (``verify=True``, no
+    ``cert``) is one context shared per (``trust_env``, HTTP/2, CA environment): the
+    same context httpx would build, parsed once. HTTP/2 is in the key because httpcore
+    sets the context's ALPN protocols from it at every connect."""
+    if "verify" in options or "cert" in options:
+        return dict(options)
+    trust_env = bool(options.get("trust_env", True))
+    cert_file = os.environ.get("SSL_CERT_FILE") if trust_env else None
+    cert_dir = os.environ.get("SSL_CERT_DIR") if trust_env else None
+    http2 = bool(options.get("http2", False))
+    return {**options, "verify": _default_tls(trust_env, http2, cert_file, cert_dir)}
+
+
+@functools.lru_cache(maxsize=8)
+def _default_tls(
+    trust_env: bool, _http2: bool, _cert_file: str | None, _cert_dir: str | None
+) -> ssl.SSLContext:
+    return httpx.create_ssl_context(trust_env=trust_env)
+
+
 def httpx_pool_options(base: Mapping[str, Any], settings: PoolSettings) -> dict[str, Any]:
     """Keyword arguments for one endpoint's httpx transport: ``base`` (the user's
     ``pool_options``) with the cluster's idle timeout and protocol."""
@@ -102,7 +131,7 @@ def httpx_pool_options(base: Mapping[str, Any], settings: PoolSettings) -> dict[
         options.pop("cert", None)
         options["verify"] = endpoint_ssl_context(settings)
     report_not_applied(settings, "httpx")
-    return options
+    return shared_default_tls(options)
 
 
 def capped_connect(request: httpx.Request, connect_timeout_s: float | None) -> None:

@@ -23,6 +23,7 @@ from meshlib.transport.pool_settings import (
     grpc_pool_options,
     has_h2,
     httpx_pool_options,
+    shared_default_tls,
 )
 from meshlib.xds_client.resources import (
     ClusterResource,
@@ -148,7 +149,7 @@ def test_httpx_idle_timeout_expires_pooled_connections(feed: FakeXds) -> None:
             time.sleep(0.4)  # longer than the idle timeout: the point of the test
             http.get(f"http://{TARGET}/")
             assert server.accepted == 2
-    assert httpx_pool_options({}, DEFAULT_POOL_SETTINGS) == {}
+    assert httpx_pool_options({}, DEFAULT_POOL_SETTINGS) == shared_default_tls({})
 
 
 async def test_async_httpx_idle_timeout_expires_pooled_connections(feed: FakeXds) -> None:
