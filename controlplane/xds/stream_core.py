@@ -26,6 +26,7 @@ from controlplane.model import NodeInfo
 from controlplane.translate import TranslationError, check_node
 from controlplane.xds.cache import Cancel, SnapshotCache
 from controlplane.xds.dependents import OwedResources
+from controlplane.xds.mailbox import Mailbox
 from controlplane.xds.nodes import node_info
 from controlplane.xds.observer import NullObserver, XdsObserver, client_kind
 from controlplane.xds.subscription import Rejection, Sent, Subscription
@@ -88,7 +89,7 @@ class XdsStream(ABC, Generic[Request, Response]):
         self._directory = directory
         self._clock = clock
         self._nonces = itertools.count(1)
-        self._events: asyncio.Queue[Request | _Signal] = asyncio.Queue()
+        self._events: Mailbox[Request | _Signal] = Mailbox()
         self._snapshot_pending = False
         self._cancel_watch: Cancel | None = None
         self._owed = OwedResources()  # dependents to resend (see .dependents)
