@@ -21,6 +21,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -104,17 +105,45 @@ def add_config_commands(commands: Any) -> None:
 # --- reading what to apply --------------------------------------------------------
 
 
-def read_apply_documents(paths: Sequence[str]) -> tuple[list[object], list[str]]:
-    """The documents of ``paths`` as JSON values, and each one's ``FILE#DOC``.
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a document to apply comes from (``FILE#DOC``), with stdin's text kept to find
+    an issue's line (a file is read again for that)."""
+
+    file: str
+    index: int
+    stdin: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}#{self.index}"
+
+    def line(self, path: str) -> int | None:
+        """The line ``path`` is at in this document, if it can be told."""
+        from controlplane.config.yaml_lines import line_of
+
+        text = self.stdin
+        if text is None:
+            try:
+                text = Path(self.file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                return None
+        return line_of(text, self.index, path)
+
+
+def read_apply_documents(paths: Sequence[str]) -> tuple[list[object], list[Source]]:
+    """The documents of ``paths`` as JSON values, and where each one comes from.
     Raises _Usage for a path that is not there, _Unreadable for YAML that is not config."""
     from controlplane.config import ConfigIssue
     from controlplane.config.yaml_files import config_files, documents_in, read_documents
 
     issues: list[ConfigIssue] = []
     found = []
+    stdin: str | None = None
     for path in paths:
         if path == "-":
-            found.extend(documents_in("<stdin>", sys.stdin.buffer.read(), issues))
+            raw = sys.stdin.buffer.read()
+            found.extend(documents_in("<stdin>", raw, issues))
+            stdin = raw.decode("utf-8", errors="replace")
             continue
         if not Path(path).exists():
             raise _Usage(f"-f {path}: no such file or folder")
@@ -125,7 +154,9 @@ def read_apply_documents(paths: Sequence[str]) -> tuple[list[object], list[str]]
         raise _Unreadable([f"{', '.join(paths)}: no documents to apply"])
     if issues:
         raise _Unreadable([_for_apply(issue) for issue in issues])
-    return documents, [f"{d.file}#{d.index}" for d in found]
+    return documents, [
+        Source(d.file, d.index, stdin if d.file == "<stdin>" else None) for d in found
+    ]
 
 
 def _for_apply(issue: Any) -> str:
@@ -174,7 +205,9 @@ def _as_json(value: object, path: str, where: str, issues: list[Any]) -> object:
 # --- commands -----------------------------------------------------------------------
 
 
-def _print_refusal(command: str, error: AdminClientError, sources: Sequence[str] = ()) -> None:
+def _print_refusal(
+    command: str, error: AdminClientError, sources: Sequence[Source] = ()
+) -> None:
     if not isinstance(error, AdminRefused):  # unreachable: nothing refused it
         print(f"meshctl {command}: {error}", file=sys.stderr)
         return
@@ -186,13 +219,17 @@ def _print_refusal(command: str, error: AdminClientError, sources: Sequence[str]
         print(f"  {_issue_line(issue, sources)}", file=sys.stderr)
 
 
-def _issue_line(issue: Mapping[str, Any], sources: Sequence[str]) -> str:
-    """An issue of the server, naming ``FILE#DOC`` for a document we sent."""
+def _issue_line(issue: Mapping[str, Any], sources: Sequence[Source]) -> str:
+    """An issue of the server, naming ``FILE#DOC`` and the line for a document we sent."""
     location = str(issue.get("location", ""))
     document = issue.get("document") if issue.get("file") == "request" else None
+    path, message = str(issue.get("path") or ""), issue.get("message", "")
     if isinstance(document, int) and 1 <= document <= len(sources):
-        location = sources[document - 1]
-    path, message = issue.get("path") or "", issue.get("message", "")
+        source = sources[document - 1]
+        location = str(source)
+        line = source.line(path)
+        if line is not None:
+            message = f"{message} (line {line})"
     return f"{location}: {path}: {message}" if path else f"{location}: {message}"
 
 

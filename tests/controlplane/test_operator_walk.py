@@ -14,6 +14,7 @@ each test is one stumble found on such a walk, against a real control plane proc
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -26,6 +27,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controlplane.config.resource import SUPPORTED_KINDS
+from controlplane.config.yaml_lines import line_of
 from controlplane.meshctl import main
 from tests.controlplane.envoy_harness import EnvoyProcess, bootstrap
 from tests.controlplane.envoy_sidecar import find_envoy
@@ -260,3 +262,60 @@ def test_apply_help_and_the_docs_name_every_kind_apply_takes(
     for kind in SUPPORTED_KINDS:
         assert kind in shown, f"meshctl apply --help leaves out {kind}"
         assert f"`{kind}`" in kinds_line, f"docs/operating.md's KIND list leaves out {kind}"
+
+
+BAD_ROUTE = """\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec: {host: echo}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo}
+spec:
+  hosts: [echo]
+  htp:
+  - route: [{destination: {host: echo}}]
+    timeout: 1s
+  tcp:
+  - route:
+    - destination: {host: echo}
+      weight: soon
+"""
+
+
+def test_a_refused_apply_names_the_line_of_each_field(
+    cp: ControlPlaneProcess,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ctl = ["--admin-address", cp.admin_address, "--token", TOKEN]
+    route = tmp_path / "route.yaml"
+    route.write_text(BAD_ROUTE)
+    assert main(["apply", "-f", str(route), *ctl]) == 1
+    err = capsys.readouterr().err
+    assert "route.yaml#2: spec.htp: unknown field; did you mean 'http'? (line 11)" in err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(BAD_ROUTE.encode())))
+    assert main(["apply", "-f", "-", *ctl]) == 1
+    assert "<stdin>#2: spec.htp: unknown field; did you mean 'http'? (line 11)" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize(
+    ("document", "path", "line"),
+    [
+        (2, "spec.htp", 11),  # the key's line, though its list starts on the next
+        (2, "spec.htp[0].timeout", 13),
+        (2, "spec.tcp[0].route[0].weight", 17),
+        (2, "spec.http", 9),  # missing: the deepest part that is there (spec)
+        (2, "", 6),
+        (1, "spec.host", 4),  # a flow mapping
+        (3, "spec", None),  # no such document
+        (2, "spec..x", None),  # not a path
+    ],
+)
+def test_line_of_a_field_path(document: int, path: str, line: int | None) -> None:
+    assert line_of(BAD_ROUTE, document, path) == line
