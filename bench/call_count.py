@@ -6,9 +6,17 @@
 Starts the bench stack (bench_stack.py), warms each meshlib client up (xDS, pools,
 compiled plans), then counts, with ``sys.setprofile``, the Python function calls
 whose code lives in the ``meshlib`` package during one more request (median over a
-few requests). Memory: the process's resident set size before ``import meshlib``
-(httpx and grpcio already imported) and after a ``Mesh`` made one HTTP and one
-gRPC call (Linux ``/proc/self/statm``).
+few requests).
+
+Memory, in a fresh child process that imports no bench module: its resident set size
+(Linux ``/proc/self/statm``) after ``import httpx, grpc, grpc.aio``, then after
+``import meshlib``, ``Mesh(bootstrap=...)``, one HTTP call (``mesh.http_client().get``)
+and one unary gRPC call (``mesh.grpc_channel``) through the mesh; the difference is
+what the mesh adds (``rss_added_mb``). Measured plaintext (no token) and with a join
+token (``rss_mtls_mb``: the workload certificate, the mesh's mTLS to the mTLS
+servers). ``rss_beyond_bare_mb``: plaintext again, the baseline taken after one bare
+httpx call and one bare gRPC call to the same servers, so the clients' own first-call
+costs (grpc-core's start, httpx's transport and TLS context) are not counted.
 Not a test: the numbers depend on the versions installed.
 """
 
@@ -19,6 +27,7 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,12 +36,86 @@ from typing import Any
 
 REPEATS = 5
 WARMUP = 50
+RSS_TIMEOUT_S = 120.0
+ECHO_METHOD = "/bench.Echo/Ping"  # bench_clients.ECHO_METHOD (not imported: the child imports none)
 
 
 def rss_bytes() -> int:
     """The resident set size of this process (Linux)."""
     with open("/proc/self/statm", encoding="ascii") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """In this fresh process: the RSS a mesh adds with one HTTP and one gRPC call."""
+    import grpc
+    import grpc.aio
+    import httpx
+
+    if spec.get("bare_url"):  # the bare clients' first calls, before the baseline
+        with httpx.Client() as bare_http:
+            bare_http.get(spec["bare_url"]).raise_for_status()
+        with grpc.insecure_channel(spec["bare_target"]) as bare_channel:
+            bare_channel.unary_unary(ECHO_METHOD)(b"x" * 64, timeout=RSS_TIMEOUT_S)
+    before = rss_bytes()
+    import meshlib
+
+    with meshlib.Mesh(bootstrap=spec["bootstrap"], token=spec.get("token")) as mesh:
+        with mesh.http_client() as http:
+            http.get(spec["url"]).raise_for_status()
+        with mesh.grpc_channel(spec["target"]) as channel:
+            channel.unary_unary(ECHO_METHOD)(b"x" * 64, timeout=RSS_TIMEOUT_S)
+        added = rss_bytes() - before
+    return {
+        "rss_mb": round(added / 2**20, 1),
+        "modules": sorted(m for m in ("cryptography", "jwt") if m in sys.modules),
+    }
+
+
+def measure_rss(**spec: Any) -> dict[str, Any]:
+    """:func:`rss_child` run in a fresh interpreter (this one holds the bench modules)."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--rss-child", json.dumps(spec, default=str)],
+        check=True, capture_output=True, text=True, timeout=RSS_TIMEOUT_S,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def memory(stack: Any) -> dict[str, Any]:
+    """The three memory figures of the module docstring, over the running ``stack``."""
+    from bench_stack import (
+        GRPC_HOST,
+        GRPC_MTLS_HOST,
+        GRPC_PORT,
+        HTTP_HOST,
+        HTTP_MTLS_HOST,
+        HTTP_PORT,
+    )
+
+    plain = {
+        "bootstrap": stack.bootstrap,
+        "url": f"http://{HTTP_HOST}:{HTTP_PORT}/ping",
+        "target": f"xds:///{GRPC_HOST}:{GRPC_PORT}",
+    }
+    added = measure_rss(**plain)
+    mtls = measure_rss(
+        bootstrap=stack.bootstrap,
+        url=f"http://{HTTP_MTLS_HOST}:{HTTP_PORT}/ping",
+        target=f"xds:///{GRPC_MTLS_HOST}:{GRPC_PORT}",
+        token=stack.client_token,
+    )
+    beyond = measure_rss(
+        **plain,
+        bare_url=f"http://127.0.0.1:{stack.http_port}/ping",
+        bare_target=f"127.0.0.1:{stack.grpc_port}",
+    )
+    return {
+        "rss_added_mb": added["rss_mb"],
+        "plaintext loads": ", ".join(added["modules"]) or "no cryptography, no jwt",
+        "rss_mtls_mb": mtls["rss_mb"],
+        "rss_beyond_bare_mb": beyond["rss_mb"],
+    }
 
 
 class CallCounter:
@@ -87,12 +170,11 @@ async def count_async(call: Callable[[], Awaitable[object]]) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    # The bare clients' own cost is not meshlib's: import them first.
-    import grpc.aio  # noqa: F401
-    import httpx  # noqa: F401
-
-    before = rss_bytes()
+    if args.rss_child:
+        print(json.dumps(rss_child(json.loads(args.rss_child))))
+        return 0
     from bench_clients import (
         grpc_async_variants,
         grpc_sync_variants,
@@ -105,11 +187,9 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, Any] = {}
     with running_stack() as stack, meshlib.Mesh(bootstrap=str(stack.bootstrap)) as mesh:
+        results.update(memory(stack))
         http = next(v for v in http_sync_variants(stack, mesh) if v.client == "meshlib")
         grpc_ = next(v for v in grpc_sync_variants(stack, mesh) if v.client == "meshlib")
-        for variant in (http, grpc_):
-            variant.call()
-        results["rss_added_mb"] = round((rss_bytes() - before) / 2**20, 1)
         results["httpx sync"] = count_sync(http.call)
         results["grpc sync"] = count_sync(grpc_.call)
 
