@@ -96,10 +96,22 @@ def add_config_commands(commands: Any) -> None:
     delete.add_argument("name")
     delete.add_argument("-n", "--namespace", default="default", help="(default: default)")
     delete.add_argument(
-        "--resource-version", metavar="N", help="delete only if still at this resourceVersion"
+        "--resource-version",
+        metavar="N",
+        type=_resource_version,
+        help="delete only if still at this resourceVersion",
     )
     add_admin_options(delete)
     delete.set_defaults(run=run_delete)
+
+
+def _resource_version(text: str) -> str:
+    """A resourceVersion as get prints it: refused here (exit 2), not by the server."""
+    if not text.isdecimal() or int(text) < 1:
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not a resourceVersion as get shows it (a positive number such as "12")'
+        )
+    return text
 
 
 # --- reading what to apply --------------------------------------------------------
@@ -205,9 +217,7 @@ def _as_json(value: object, path: str, where: str, issues: list[Any]) -> object:
 # --- commands -----------------------------------------------------------------------
 
 
-def _print_refusal(
-    command: str, error: AdminClientError, sources: Sequence[Source] = ()
-) -> None:
+def _print_refusal(command: str, error: AdminClientError, sources: Sequence[Source] = ()) -> None:
     if not isinstance(error, AdminRefused):  # unreachable: nothing refused it
         print(f"meshctl {command}: {error}", file=sys.stderr)
         return

@@ -319,3 +319,10 @@ def test_a_refused_apply_names_the_line_of_each_field(
 )
 def test_line_of_a_field_path(document: int, path: str, line: int | None) -> None:
     assert line_of(BAD_ROUTE, document, path) == line
+
+
+def test_a_resource_version_that_is_no_number_is_a_bad_argument(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["delete", "vs", "x", "--resource-version", "abc"]) == 2
+    assert "'abc' is not a resourceVersion" in capsys.readouterr().err
