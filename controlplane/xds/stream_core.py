@@ -2,9 +2,11 @@
 
 State of the world (:mod:`.stream`) and incremental (:mod:`.delta_stream`)
 streams differ only in how a request changes a subscription and how a response
-is put on the wire. The rest is here, once: requests and snapshot changes are
-funnelled through one queue and handled one at a time (so per-type state needs
-no locks); the first request names the node, which gets a snapshot and a watch
+is put on the wire. The rest is here, once: requests are handled as they are
+read and snapshot changes when the stream's loop takes them, each to the end
+before the next (no await inside: per-type state needs no locks), and their
+answers go out in order through one mailbox; the first request names the node,
+which gets a snapshot and a watch
 on it; ACKs and NACKs are recorded per type and reported to the observer (the
 status view and metrics read both protocols alike).
 """
@@ -63,6 +65,13 @@ class _Signal(enum.Enum):
     END = "end"
 
 
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """Handling a request raised ``error``: :meth:`XdsStream.run` raises it."""
+
+    error: Exception
+
+
 class XdsStream(ABC, Generic[Request, Response]):
     """One ADS call; subclasses implement :meth:`_on_request` and :meth:`_on_snapshot`."""
 
@@ -89,7 +98,7 @@ class XdsStream(ABC, Generic[Request, Response]):
         self._directory = directory
         self._clock = clock
         self._nonces = itertools.count(1)
-        self._events: Mailbox[Request | _Signal] = Mailbox()
+        self._events: Mailbox[list[Response] | _Signal | _Failed] = Mailbox()
         self._snapshot_pending = False
         self._cancel_watch: Cancel | None = None
         self._owed = OwedResources()  # dependents to resend (see .dependents)
@@ -109,8 +118,10 @@ class XdsStream(ABC, Generic[Request, Response]):
                 if event is _Signal.SNAPSHOT:
                     self._snapshot_pending = False
                     responses = self._on_snapshot() if self.node is not None else []
+                elif isinstance(event, _Failed):
+                    raise event.error
                 else:
-                    responses = self._on_request(event)
+                    responses = event
                 for response in responses:
                     yield response
         finally:
@@ -119,9 +130,17 @@ class XdsStream(ABC, Generic[Request, Response]):
             self._forget_node()
 
     async def _read(self, requests: AsyncIterator[Request]) -> None:
+        """Answer each request as it arrives; only answers go through the mailbox (most
+        requests are ACKs, which need none)."""
         try:
             async for request in requests:
-                self._events.put_nowait(request)
+                try:
+                    responses = self._on_request(request)
+                except Exception as exc:  # the protocol's refusal, or a bug: end the stream
+                    self._events.put_nowait(_Failed(exc))
+                    return
+                if responses:
+                    self._events.put_nowait(responses)
         finally:
             self._events.put_nowait(_Signal.END)
 

@@ -16,6 +16,7 @@ from controlplane.translate.typeurls import (
     ROUTE_CONFIG_TYPE_URL,
 )
 from controlplane.xds import XdsService
+from controlplane.xds.stream import AdsStream
 from tests.controlplane.ads_harness import RawAdsClient, mesh, resource_names, service_entry
 from tests.support.raw_xds_stream import closing_streams
 
@@ -316,3 +317,37 @@ async def test_stop_ends_open_streams(service: XdsService, connect: Connect) -> 
     await service.stop()
     await client.wait_closed()
     assert client.error is None  # ended cleanly: the client reconnects elsewhere
+
+
+async def test_a_later_bad_request_still_ends_its_stream_with_the_reason(
+    service: XdsService, connect: Connect
+) -> None:
+    """Requests are answered as they are read: a refusal there still reaches the client."""
+    service.update(config=mesh(service_entry("a")))
+    client = await connect("n1")
+    client.send(LDS)
+    client.ack(await client.recv())
+    client.send("", [])  # no type_url
+    await client.wait_closed()
+    assert client.error is not None
+    assert client.error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "type_url" in (client.error.details() or "")
+
+
+async def test_a_failure_answering_a_request_ends_the_stream(
+    service: XdsService, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug while answering is not swallowed: the stream ends and the client is told."""
+    service.update(config=mesh(service_entry("a")))
+    client = await connect("n1")
+    client.send(LDS)
+    client.ack(await client.recv())
+
+    def broken(stream: object, request: object) -> list[object]:
+        raise RuntimeError("broken for the test")
+
+    monkeypatch.setattr(AdsStream, "_on_request", broken)
+    client.send(CDS)
+    await client.wait_closed()
+    assert client.error is not None
+    assert client.error.code() == grpc.StatusCode.UNKNOWN
