@@ -21,7 +21,7 @@ node's ``LABELS`` / ``NAMESPACE``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2, protocol_pb2
@@ -80,24 +80,23 @@ def inbound_listener_name(address: str, port: int) -> str:
 
 def server_workloads(services: Sequence[MeshService]) -> list[ServerWorkload]:
     """Every (address, port) served by a STATIC service's endpoint, first seen wins."""
-    found: dict[tuple[str, int], ServerWorkload] = {}
+    # (namespace, labels) of the first endpoint seen, and the hosts, built up: each
+    # workload is made once (this runs for every endpoint of every translation).
+    found: dict[tuple[str, int], tuple[str, Mapping[str, str], list[str]]] = {}
     for service in services:
         if service.resolution is not Resolution.STATIC:
             continue
         for endpoint in service.endpoints:
             key = (endpoint.address, endpoint.port)
-            workload = found.setdefault(
-                key,
-                ServerWorkload(
-                    endpoint.address,
-                    endpoint.port,
-                    endpoint.namespace or service.namespace,
-                    endpoint.labels,
-                ),
-            )
-            if service.host not in workload.hosts:
-                found[key] = replace(workload, hosts=(*workload.hosts, service.host))
-    return [found[key] for key in sorted(found)]
+            seen = found.get(key)
+            if seen is None:
+                seen = found[key] = (endpoint.namespace or service.namespace, endpoint.labels, [])
+            if service.host not in seen[2]:
+                seen[2].append(service.host)
+    return [
+        ServerWorkload(address, port, namespace, labels, tuple(hosts))
+        for (address, port), (namespace, labels, hosts) in sorted(found.items())
+    ]
 
 
 def _sidecar_hosts(

@@ -18,6 +18,8 @@ from controlplane.config.loader import load_config
 from controlplane.config.yaml_files import read_documents
 from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload
 from controlplane.translate import Resources, translate
+from controlplane.translate.security_inbound import server_workloads
+from controlplane.translate.services import collect_services
 from controlplane.translate.typeurls import CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
 from controlplane.xds import XdsService, dependents
 from controlplane.xds.cache import SnapshotCache
@@ -261,3 +263,14 @@ async def test_what_a_cluster_refers_to_is_read_once_per_snapshot(
     finally:
         for client in clients:
             await client.close()
+
+
+def test_a_server_workload_is_every_service_its_address_and_port_serves() -> None:
+    services = collect_services(
+        mesh(service_entry("a", addresses=("10.0.0.1", "10.0.0.2")), service_entry("b")), ()
+    )
+    workloads = server_workloads(services)
+    assert [(w.address, w.port, w.hosts) for w in workloads] == [
+        ("10.0.0.1", 80, ("a", "b")),  # a's and b's endpoint: one workload serving both
+        ("10.0.0.2", 80, ("a",)),
+    ]
