@@ -93,6 +93,12 @@ class RegistrationAdmission:
         hosts = {added.service} if replaced is None else {added.service, replaced.service}
         if hosts <= declared:
             return False
+        if replaced is None:
+            return not _served_already(workloads, added)
+        if (replaced.service, replaced.namespace) == (added.service, added.namespace) and set(
+            replaced.ports
+        ) == set(added.ports):
+            return False  # the same implicit service, other endpoint fields
         after = [w for w in workloads if w.service in hosts]
         before = [w for w in after if w.id != added.id]
         if replaced is not None:
@@ -107,3 +113,18 @@ class RegistrationAdmission:
             hosts = frozenset(h for entry in config.service_entries for h in entry.hosts)
             self._declared = (config, hosts)
         return self._declared[1]
+
+
+def _served_already(workloads: Iterable[RegisteredWorkload], added: RegisteredWorkload) -> bool:
+    """True when other workloads of ``added``'s implicit service serve all its ports and
+    one is in its namespace or a lower one: then adding it changes no service."""
+    missing = set(added.ports)
+    lowest = False
+    for workload in workloads:
+        if workload.service != added.service or workload.id == added.id:
+            continue
+        missing.difference_update(workload.ports)
+        lowest = lowest or workload.namespace <= added.namespace
+        if not missing and lowest:
+            return True
+    return False

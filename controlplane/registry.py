@@ -32,6 +32,7 @@ import structlog
 
 from controlplane.addresses import is_dns_label, is_dns_name, parse_ip
 from controlplane.model import EMPTY, NO_LOCALITY, Locality, RegisteredWorkload
+from controlplane.registry_order import OrderedWorkloads
 from meshlib.security.identity import SpiffeId
 
 log = structlog.get_logger(__name__)
@@ -248,6 +249,7 @@ class Registry:
         self._default_ttl_s = default_ttl_s
         self._workloads: dict[str, RegisteredWorkload] = {}
         self._deadlines: dict[str, float] = {}
+        self._order = OrderedWorkloads()
         self._snapshot: tuple[RegisteredWorkload, ...] = ()
         self._wakeup = asyncio.Event()
 
@@ -256,8 +258,10 @@ class Registry:
         workload = validate(request, default_ttl_s=self._default_ttl_s)
         previous = self._workloads.get(workload.id)
         if previous != workload and self.admission is not None:
-            candidate = _ordered({**self._workloads, workload.id: workload}.values())
+            candidate = self._order.with_put(workload, previous)
             self.admission(candidate, added=workload, replaced=previous)
+        if previous != workload:
+            self._order.put(workload, previous)
         self._workloads[workload.id] = workload
         self._deadlines[workload.id] = self._clock() + workload.ttl_s
         self._wakeup.set()
@@ -288,8 +292,10 @@ class Registry:
 
     def deregister(self, workload_id: str) -> bool:
         """Remove now; True when it was registered. Unknown ids are not an error."""
-        if self._workloads.pop(workload_id, None) is None:
+        removed = self._workloads.pop(workload_id, None)
+        if removed is None:
             return False
+        self._order.remove(removed)
         del self._deadlines[workload_id]
         if self.journal is not None:
             self.journal.removed([workload_id])
@@ -302,6 +308,7 @@ class Registry:
         (no admission check, no journal: they are the state being restored)."""
         now = self._clock()
         for workload, left_s in workloads:
+            self._order.put(workload, self._workloads.get(workload.id))
             self._workloads[workload.id] = workload
             self._deadlines[workload.id] = now + left_s
         self._wakeup.set()
@@ -316,11 +323,16 @@ class Registry:
         now = self._clock()
         changed = False
         for workload, left_s in put:
-            changed = changed or self._workloads.get(workload.id) != workload
+            previous = self._workloads.get(workload.id)
+            if previous != workload:
+                changed = True
+                self._order.put(workload, previous)
             self._workloads[workload.id] = workload
             self._deadlines[workload.id] = now + left_s
         for workload_id in deleted:
-            if self._workloads.pop(workload_id, None) is not None:
+            removed = self._workloads.pop(workload_id, None)
+            if removed is not None:
+                self._order.remove(removed)
                 del self._deadlines[workload_id]
                 changed = True
         self._wakeup.set()
@@ -349,6 +361,7 @@ class Registry:
         expired = tuple(sorted(wid for wid, dl in self._deadlines.items() if dl <= now))
         for wid in expired:
             workload = self._workloads.pop(wid)
+            self._order.remove(workload)
             del self._deadlines[wid]
             log.info("workload_expired", id=wid, service=workload.service, ttl_s=workload.ttl_s)
         if expired:
@@ -378,15 +391,10 @@ class Registry:
             raise UnknownRegistration(workload_id)
 
     def _changed(self) -> None:
-        self._snapshot = _ordered(self._workloads.values())
+        self._snapshot = self._order.snapshot()
         if self.on_change is None:
             return
         try:
             self.on_change(self._snapshot)
         except Exception:
             log.exception("registry_on_change_failed")
-
-
-def _ordered(workloads: Iterable[RegisteredWorkload]) -> tuple[RegisteredWorkload, ...]:
-    """The snapshot order: (namespace, service, id)."""
-    return tuple(sorted(workloads, key=lambda w: (w.namespace, w.service, w.id)))

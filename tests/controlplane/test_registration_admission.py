@@ -125,8 +125,14 @@ async def _admitted_without_trial(cp: ControlPlane, counting: CountingTranslate)
     moved = counting.calls
     cp.registry.register(request("fresh", "10.0.1.1", 7000, id="fresh-1", namespace="aaa"))
     assert counting.calls > moved  # the namespace the implicit service takes changed
-    assert cp.admission.trials == 3
-    assert len(cp.registry.snapshot()) == 5
+    moved = counting.calls
+    cp.registry.register(request("fresh", "10.0.1.4", 7000, namespace="aa"))  # lower still
+    assert counting.calls > moved
+    moved = counting.calls
+    cp.registry.register(request("fresh", "10.0.1.5", 7001, namespace="ab"))  # ports, ns held
+    assert counting.calls == moved
+    assert cp.admission.trials == 4
+    assert len(cp.registry.snapshot()) == 7
 
 
 async def test_a_registration_the_mesh_cannot_serve_is_still_refused_with_why(
