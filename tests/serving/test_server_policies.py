@@ -221,7 +221,8 @@ async def test_a_policy_sees_the_call(adapter: str) -> None:
     assert call.peer is not None and call.peer.startswith("127.0.0.1:")
     assert call.headers["x-probe"] == "seen"
     deadline = call.deadline()
-    assert deadline is not None and 0 < deadline.remaining() <= 5.0
+    # gRPC core rounds the grpc-timeout it sends up to the header's unit: a few ms over.
+    assert deadline is not None and 0 < deadline.remaining() <= 5.05
     if adapter == "asgi":
         assert (call.protocol, call.method, call.path) == ("http", "GET", "/probe/path")
     else:
