@@ -74,12 +74,13 @@ def collect_services(
 ) -> tuple[MeshService, ...]:
     """Every service of the mesh, sorted by (host, port)."""
     by_key: dict[tuple[str, int], MeshService] = {}
+    registered = _by_service(workloads)
     for entry in config.service_entries:
         for host in entry.hosts:
             for port in entry.ports:
-                _add(by_key, _declared_service(entry, host, port, config, workloads))
+                _add(by_key, _declared_service(entry, host, port, config, registered))
     declared_hosts = {host for entry in config.service_entries for host in entry.hosts}
-    for service in _implicit_services(workloads, declared_hosts):
+    for service in _implicit_services(registered, declared_hosts):
         _add(by_key, service)
     return tuple(by_key[key] for key in sorted(by_key))
 
@@ -105,12 +106,23 @@ def _workload_entry_origin(workload: WorkloadEntry) -> str:
     return f"WorkloadEntry {workload.namespace}/{workload.name}{where}"
 
 
+def _by_service(
+    workloads: Iterable[RegisteredWorkload],
+) -> dict[str, list[RegisteredWorkload]]:
+    """The workloads of each service host (one pass, so a catalog costs no more than
+    its services plus its workloads)."""
+    found: dict[str, list[RegisteredWorkload]] = {}
+    for workload in workloads:
+        found.setdefault(workload.service, []).append(workload)
+    return found
+
+
 def _declared_service(
     entry: ServiceEntry,
     host: str,
     port: ServicePort,
     config: MeshConfig,
-    workloads: Sequence[RegisteredWorkload],
+    registered: Mapping[str, Sequence[RegisteredWorkload]],
 ) -> MeshService:
     origin = _entry_origin(entry)
     found: list[MeshEndpoint] = [
@@ -123,7 +135,7 @@ def _declared_service(
             for we in _selected(entry, config.workload_entries)
         )
     if entry.resolution is Resolution.STATIC:
-        found.extend(_registered_endpoints(workloads, set(entry.hosts), port.number))
+        found.extend(_registered_endpoints(registered, entry.hosts, port.number))
     endpoints = _dedupe_and_sort(found)
     if entry.resolution is Resolution.STATIC:
         for endpoint in endpoints:
@@ -177,10 +189,12 @@ def _spec_endpoint(
 
 
 def _registered_endpoints(
-    workloads: Iterable[RegisteredWorkload], hosts: set[str], service_port: int
+    registered: Mapping[str, Sequence[RegisteredWorkload]],
+    hosts: Iterable[str],
+    service_port: int,
 ) -> list[MeshEndpoint]:
     chosen = sorted(
-        (w for w in workloads if w.service in hosts and service_port in w.ports),
+        (w for host in set(hosts) for w in registered.get(host, ()) if service_port in w.ports),
         key=lambda w: w.id,
     )
     return [_workload_endpoint(w, service_port) for w in chosen]
@@ -201,18 +215,20 @@ def _workload_endpoint(workload: RegisteredWorkload, service_port: int) -> MeshE
 
 
 def _implicit_services(
-    workloads: Sequence[RegisteredWorkload], declared_hosts: set[str]
+    registered: Mapping[str, Sequence[RegisteredWorkload]], declared_hosts: set[str]
 ) -> list[MeshService]:
     ports_by_host: dict[str, set[int]] = {}
     namespaces: dict[str, set[str]] = {}
-    for workload in workloads:
-        if workload.service not in declared_hosts:
-            ports_by_host.setdefault(workload.service, set()).update(workload.ports)
-            namespaces.setdefault(workload.service, set()).add(workload.namespace)
+    for host, workloads in registered.items():
+        if host in declared_hosts:
+            continue
+        for workload in workloads:
+            ports_by_host.setdefault(host, set()).update(workload.ports)
+            namespaces.setdefault(host, set()).add(workload.namespace)
     services: list[MeshService] = []
     for host in sorted(ports_by_host):
         for number in sorted(ports_by_host[host]):
-            endpoints = _dedupe_and_sort(_registered_endpoints(workloads, {host}, number))
+            endpoints = _dedupe_and_sort(_registered_endpoints(registered, (host,), number))
             for endpoint in endpoints:
                 _require_ip(endpoint, f"{host}:{number}")
             services.append(
