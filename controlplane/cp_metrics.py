@@ -233,9 +233,7 @@ def _sample(name: str, labels: dict[str, str], value: float) -> str:
     return f"{name}{{{text}}} {_number(value)}\n"
 
 
-def _histogram(
-    name: str, histogram: Histogram, labels: dict[str, str] | None = None
-) -> list[str]:
+def _histogram(name: str, histogram: Histogram, labels: dict[str, str] | None = None) -> list[str]:
     labels = labels or {}
     lines = []
     cumulative = 0
