@@ -3,7 +3,8 @@
 * one more endpoint of a service the mesh has is admitted without a trial translation
   (a registration that makes or changes a service is still translated on trial);
 * a registration the mesh could not be served with is still refused, with why;
-* a burst of registrations all land, and a client's EDS ends with exactly their set;
+* a burst of registrations (gRPC and the admin API) all land, and a client's EDS ends
+  with exactly their set;
 * while registrations keep coming, a new stream gets its config and a watch its push.
 """
 
@@ -253,17 +254,32 @@ async def _burst(cp: ControlPlane) -> None:
             request_serializer=pb.DeregisterRequest.SerializeToString,
             response_deserializer=pb.DeregisterResponse.FromString,
         )
-        wanted = {f"10.1.0.{n}" for n in range(1, 61)}
-        await asyncio.gather(
-            *(
-                register(pb.RegisterRequest(service="pool", address=a, ports={9000: 9000}, id=a))
-                for a in sorted(wanted)
-            ),
-            *(
-                register(pb.RegisterRequest(service="pool", address=f"10.2.0.{n}", ports={9000: 1}))
-                for n in range(1, 21)
-            ),
-        )
+        wanted = {f"10.1.0.{n}" for n in range(1, 61)} | {f"10.1.1.{n}" for n in range(1, 21)}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{cp.admin_port}") as http:
+            answers = await asyncio.gather(
+                *(
+                    register(
+                        pb.RegisterRequest(service="pool", address=a, ports={9000: 9000}, id=a)
+                    )
+                    for a in sorted(wanted)
+                    if a.startswith("10.1.0.")
+                ),
+                *(
+                    register(
+                        pb.RegisterRequest(service="pool", address=f"10.2.0.{n}", ports={9000: 1})
+                    )
+                    for n in range(1, 21)
+                ),
+                *(  # the admin API's registrations, at the same time
+                    http.post(
+                        "/v1/workloads",
+                        json={"service": "pool", "address": a, "ports": {"9000": 9000}},
+                    )
+                    for a in sorted(wanted)
+                    if a.startswith("10.1.1.")
+                ),
+            )
+        assert [a.status_code for a in answers if isinstance(a, httpx.Response)] == [201] * 20
         gone = [w.id for w in cp.registry.snapshot() if w.address.startswith("10.2.")]
         await asyncio.gather(*(deregister(pb.DeregisterRequest(id=i)) for i in gone))
         try:
