@@ -1,8 +1,8 @@
 """The control plane's translation, quick when registrations only move endpoints.
 
 :class:`EndpointTranslate` is :func:`controlplane.translate.translate` remembering its
-last output per node shape (a node's cluster, locality and metadata: what translate
-reads of it). Asked again for the same config with other workloads, it rebuilds only
+last output per node shape (a node's locality and metadata: what translate reads of
+it). Asked again for the same config with other workloads, it rebuilds only
 what their endpoints touch (:mod:`controlplane.translate.endpoint_changes`) when the
 services are otherwise the same, and translates whole when they are not. A churn of
 registrations then costs its services' clusters and load assignments per rebuild,
@@ -80,5 +80,6 @@ class EndpointTranslate:
 
 
 def _shape(node: NodeInfo) -> str:
-    """Everything translate reads of a node (not its id)."""
-    return json.dumps([node.cluster, node.locality, node.metadata], sort_keys=True, default=repr)
+    """Everything translate reads of a node: locality and metadata (not its id or cluster,
+    as the updater groups nodes)."""
+    return json.dumps([node.locality, node.metadata], sort_keys=True, default=repr)
