@@ -58,6 +58,7 @@ from controlplane.certificate_service import CertificateService
 from controlplane.cli_common import distribution_version
 from controlplane.config import ConfigError, ConfigIssue, ConfigWatcher
 from controlplane.config.emptying import check_not_emptied
+from controlplane.config.yaml_lines import with_line
 from controlplane.cp_metrics import ControlPlaneMetrics
 from controlplane.endpoint_translate import EndpointTranslate
 from controlplane.jwks_keeper import DEFAULT_REFRESH_S as DEFAULT_JWKS_REFRESH_S
@@ -443,7 +444,7 @@ class ControlPlane:
         self._config_error = (error, _now_iso())
         self.metrics.config_reload("refused")
         for issue in error.issues:
-            log.warning("config_issue", issue=str(issue))
+            log.warning("config_issue", issue=with_line(issue))
 
     def _translation_refusal(
         self, config: MeshConfig, where: str | Path | None = None

@@ -39,6 +39,7 @@ from controlplane.app import ControlPlane, DataDirError, StartupError
 from controlplane.cli_common import DEFAULT, add_version
 from controlplane.cli_security import add_security_options, security_settings
 from controlplane.config import ConfigError
+from controlplane.config.yaml_lines import with_line
 from controlplane.logging_setup import LOG_FORMATS, configure_logging
 from controlplane.store import StoreLocationError
 
@@ -177,7 +178,8 @@ async def serve(args: argparse.Namespace) -> int:
             await plane.start()
         except ConfigError as exc:
             where = f"config {args.config}" if args.config else "the stored config"
-            return _fail(EXIT_USAGE, f"{where} refused, nothing served:\n{exc}")
+            issues = "\n".join(with_line(issue) for issue in exc.issues) or str(exc)
+            return _fail(EXIT_USAGE, f"{where} refused, nothing served:\n{issues}")
         except DataDirError as exc:
             return _fail(EXIT_USAGE, str(exc))
         except StartupError as exc:

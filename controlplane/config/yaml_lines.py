@@ -11,9 +11,12 @@ the deepest part that is there; a path that cannot be read at all gives None.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+from controlplane.config.errors import ConfigIssue
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # As controlplane.config.fields writes paths: a.b, [3], ["odd key"].
@@ -77,3 +80,21 @@ def line_of(text: str, document: int, path: str) -> int | None:
             break
         written, node = found
     return int(written.start_mark.line) + 1
+
+
+def issue_line(file: str, document: int | None, path: str) -> int | None:
+    """The line of an issue found in a config file (None for the whole file, a request,
+    a file gone since)."""
+    if document is None:
+        return None
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return line_of(text, document, path)
+
+
+def with_line(issue: ConfigIssue) -> str:
+    """``str(issue)``, plus ``(line N)`` when it points into a file that is there."""
+    line = issue_line(issue.file, issue.document, issue.path)
+    return str(issue) if line is None else f"{issue} (line {line})"

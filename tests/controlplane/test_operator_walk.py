@@ -326,3 +326,41 @@ def test_a_resource_version_that_is_no_number_is_a_bad_argument(
 ) -> None:
     assert main(["delete", "vs", "x", "--resource-version", "abc"]) == 2
     assert "'abc' is not a resourceVersion" in capsys.readouterr().err
+
+
+BAD_SERVICE = """\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: echo}
+spec:
+  hosts: [echo]
+  resolution: STATIC
+  ports:
+  - name: grpc
+    number: eighty
+    protocol: GRPC
+  endpoints: [{address: 127.0.0.1}]
+"""
+
+
+def test_a_bad_config_file_names_the_line_at_start_and_on_an_edit(tmp_path: Path) -> None:
+    config = tmp_path / "mesh.yaml"
+    config.write_text(BAD_SERVICE)
+    addresses = ["--xds-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0"]
+    serve = [sys.executable, "-m", "controlplane.cli", "serve", "--config", str(config)]
+    done = subprocess.run(
+        [*serve, *addresses, "--secure-xds-address", "off"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert 'spec.ports[0].number: must be an integer, got string "eighty" (line 9)' in done.stderr
+    write_config(config, service_entry("echo", 50051, [7001]))
+    with running_controlplane(config) as cp:
+        config.write_text(BAD_SERVICE)
+        wait_for(
+            lambda: any("config_issue" in ln and "(line 9)" in ln for ln in cp.stderr_lines),
+            what="the refused edit logged with its line",
+        )
