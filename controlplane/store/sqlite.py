@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 import uuid
@@ -267,6 +269,26 @@ def _hold_lock(path: Path) -> IO[str]:
     return handle
 
 
+def _cannot_open(path: Path | None, exc: OSError) -> str:
+    """Why the store file cannot be opened read-write; who owns it when that is why (a
+    data dir used once as root, then by the service's own user)."""
+    try:
+        info = path.stat() if path is not None else None
+    except OSError:
+        info = None
+    if info is None:
+        return f"cannot create: {exc.strerror}"
+    if stat.S_ISDIR(info.st_mode):
+        return "is a folder, not a file"
+    if exc.errno in (errno.EACCES, errno.EPERM) and info.st_uid != os.geteuid():
+        return (
+            f"cannot open for writing: {exc.strerror}: it belongs to uid {info.st_uid} "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}) and this control plane runs as uid "
+            f"{os.geteuid()}; chown it (and the folder) to the uid that runs the control plane"
+        )
+    return f"cannot open for writing: {exc.strerror}"
+
+
 def _connect(path: Path | None) -> sqlite3.Connection:
     target = ":memory:" if path is None else str(path)
     try:
@@ -274,7 +296,7 @@ def _connect(path: Path | None) -> sqlite3.Connection:
             os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
             os.chmod(path, 0o600)
     except OSError as exc:
-        raise StoreError(f"store {target}: cannot create: {exc.strerror}") from exc
+        raise StoreError(f"store {target}: {_cannot_open(path, exc)}") from exc
     try:
         db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:

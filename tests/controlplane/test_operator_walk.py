@@ -14,6 +14,7 @@ each test is one stumble found on such a walk, against a real control plane proc
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import socket
@@ -29,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from controlplane.config.resource import SUPPORTED_KINDS
 from controlplane.config.yaml_lines import line_of
 from controlplane.meshctl import main
+from controlplane.store import sqlite as sqlite_store
 from tests.controlplane.envoy_harness import EnvoyProcess, bootstrap
 from tests.controlplane.envoy_sidecar import find_envoy
 from tests.support.etcd import etcd_cluster
@@ -364,3 +366,33 @@ def test_a_bad_config_file_names_the_line_at_start_and_on_an_edit(tmp_path: Path
             lambda: any("config_issue" in ln and "(line 9)" in ln for ln in cp.stderr_lines),
             what="the refused edit logged with its line",
         )
+
+
+def test_a_store_path_that_is_a_folder_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "store.db"
+    folder.mkdir()
+    serve = [sys.executable, "-m", "controlplane.cli", "serve", "--store", f"sqlite:///{folder}"]
+    done = subprocess.run(
+        [*serve, "--xds-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert f"store {folder}: is a folder, not a file" in done.stderr
+
+
+def test_a_store_file_of_another_user_names_its_owner(tmp_path: Path) -> None:
+    """As a data dir used once as root and then by the service's own user: the open
+    fails with EACCES (which root itself never gets, so the error is given here)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the file to another uid")
+    store = tmp_path / "store.db"
+    store.write_bytes(b"")
+    store.chmod(0o600)
+    os.chown(store, 10001, 10001)
+    refusal = PermissionError(errno.EACCES, "Permission denied")
+    message = sqlite_store._cannot_open(store, refusal)
+    assert message.startswith("cannot open for writing: Permission denied: it belongs to uid 10001")
+    assert "(mode 0600)" in message and "runs as uid 0" in message and "chown it" in message
