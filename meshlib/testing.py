@@ -97,6 +97,10 @@ def endpoints(
 ) -> EndpointsResource:
     """The EDS resource of ``cluster``: ``addresses`` (``"HOST:PORT"`` or ``(host, port)``)
     in one locality (region ``r``, ``zone``) at ``priority``."""
+    if isinstance(addresses, (str, bytes)) or not isinstance(addresses, Iterable):
+        raise TypeError(
+            f"endpoints of {cluster!r}: expected a list of 'HOST:PORT', got {addresses!r}"
+        )
     found = tuple(Endpoint(host, port, health) for host, port in map(_address, addresses))
     return EndpointsResource(
         cluster, (LocalityEndpoints(Locality("r", zone), weight, priority, found),)
@@ -308,10 +312,18 @@ class FakeXds:
         host, sep, port = target.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ValueError(f"service {target!r}: expected HOST:PORT (e.g. reviews:8080)")
+        if not isinstance(cluster_endpoints, Mapping):
+            got = type(cluster_endpoints).__name__
+            raise TypeError(f"service {target!r}: expected {{cluster: endpoints}}, got {got}")
         if not cluster_endpoints:
             raise ValueError(f"service {target!r}: give at least one cluster")
         names = list(cluster_endpoints)
-        if routes is None:
+        if routes is not None:
+            for route in routes:
+                if not isinstance(route, Route):
+                    got = type(route).__name__
+                    raise TypeError(f"service {target!r}: routes: expected a Route, got {got}")
+        else:
             routes = [prefix_route(f"/{n}", n) for n in names[1:]] + [prefix_route("/", names[0])]
         config = route_config(f"{target}-routes", domains or (target, host), *routes)
         unknown = sorted(config.cluster_names() - set(names))

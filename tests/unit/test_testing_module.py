@@ -61,6 +61,13 @@ def test_declared_clusters_and_routes_reach_the_mesh() -> None:
             "clusters not given: ['d']",
         ),
         (lambda xds: xds.active("cluster"), ValueError, "'cluster'"),
+        (lambda xds: xds.set_service("shop:80", ["h:1"]), TypeError, "{cluster: endpoints}"),
+        (lambda xds: xds.set_service("shop:80", {"c": "h:1"}), TypeError, "of 'c': expected"),
+        (
+            lambda xds: xds.set_service("shop:80", {"c": []}, routes=["/"]),
+            TypeError,
+            "routes: expected a Route, got str",
+        ),
     ],
 )
 def test_bad_declarations_are_named(declare: object, error: type[Exception], names: str) -> None:
