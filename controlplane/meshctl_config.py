@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 from controlplane.addresses import AddressError
 from controlplane.admin_client import (
+    AdminClient,
     AdminClientError,
     AdminRefused,
     add_admin_options,
@@ -293,9 +294,31 @@ def run_get(args: argparse.Namespace) -> int:
             result = admin.get(path, params)
         except AdminClientError as exc:
             _print_refusal("get", exc)
+            _elsewhere(admin, exc, kind, args.name)
             return EXIT_REFUSED
     _emit(result, args.output)
     return EXIT_OK
+
+
+def _elsewhere(admin: AdminClient, error: AdminClientError, kind: str, name: str | None) -> None:
+    """After a 404 for a name: the namespaces that do hold it (``get`` and ``delete`` look
+    in ``default`` unless ``-n``, which is easy to forget)."""
+    if name is None or not isinstance(error, AdminRefused) or error.status != 404:
+        return
+    try:
+        listed = admin.get(f"/v1/resources/{quote(kind, safe='')}")
+    except AdminClientError:
+        return
+    namespaces = sorted(
+        {
+            str(item.get("metadata", {}).get("namespace", "default"))
+            for item in listed.get("items", [])
+            if isinstance(item, Mapping) and item.get("metadata", {}).get("name") == name
+        }
+    )
+    if namespaces:
+        where = ", ".join(f"-n {namespace}" for namespace in namespaces)
+        print(f"  {kind} {name} is in another namespace: {where}", file=sys.stderr)
 
 
 def run_delete(args: argparse.Namespace) -> int:
@@ -309,6 +332,7 @@ def run_delete(args: argparse.Namespace) -> int:
             admin.delete(path, params)
         except AdminClientError as exc:
             _print_refusal("delete", exc)
+            _elsewhere(admin, exc, kind, args.name)
             return EXIT_REFUSED
     print(f"{kind} {args.namespace}/{args.name} deleted")
     return EXIT_OK

@@ -396,3 +396,21 @@ def test_a_store_file_of_another_user_names_its_owner(tmp_path: Path) -> None:
     message = sqlite_store._cannot_open(store, refusal)
     assert message.startswith("cannot open for writing: Permission denied: it belongs to uid 10001")
     assert "(mode 0600)" in message and "runs as uid 0" in message and "chown it" in message
+
+
+def test_a_name_not_in_default_points_at_the_namespace_holding_it(
+    cp: ControlPlaneProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    elsewhere = service_entry("shop", 8080, [7004])
+    elsewhere["metadata"] = {"name": "shop", "namespace": "store"}
+    document = write_config(tmp_path / "shop.yaml", elsewhere)
+    ctl = ["--admin-address", cp.admin_address, "--token", TOKEN]
+    assert main(["apply", "-f", str(document), *ctl]) == 0
+    capsys.readouterr()
+    for command in (["get", "se", "shop"], ["delete", "se", "shop"]):
+        assert main([*command, *ctl]) == 1
+        err = capsys.readouterr().err
+        assert "404" in err and "ServiceEntry shop is in another namespace: -n store" in err
+    assert main(["get", "se", "nowhere", *ctl]) == 1
+    assert "another namespace" not in capsys.readouterr().err
+    assert main(["delete", "se", "shop", "-n", "store", *ctl]) == 0
