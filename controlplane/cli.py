@@ -40,6 +40,7 @@ from controlplane.cli_common import DEFAULT, add_version
 from controlplane.cli_security import add_security_options, security_settings
 from controlplane.config import ConfigError
 from controlplane.config.yaml_lines import with_line
+from controlplane.heap import settle_after_start
 from controlplane.logging_setup import LOG_FORMATS, configure_logging
 from controlplane.store import StoreLocationError
 
@@ -191,6 +192,7 @@ async def serve(args: argparse.Namespace) -> int:
         }
         if plane.secure_xds_address is not None:
             serving["secure_xds_address"] = str(plane.secure_xds_address)
+        settle_after_start()
         print(json.dumps(serving), flush=True)
         await stop.wait()
         log.info("controlplane_stopping")
