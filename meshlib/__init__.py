@@ -101,7 +101,14 @@ _LAZY: dict[str, str] = {
 }
 
 
+#: The public submodules, reachable as attributes after a bare ``import meshlib``
+#: (``meshlib.asgi.MeshMiddleware(...)``, as docs/api.md writes it), imported on first use.
+_SUBMODULES = frozenset({"asgi", "errors", "resilience", "serving", "testing", "xds_client"})
+
+
 def __getattr__(name: str) -> object:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"meshlib.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'meshlib' has no attribute {name!r}")
@@ -111,7 +118,7 @@ def __getattr__(name: str) -> object:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})
 
 
 __all__ = [

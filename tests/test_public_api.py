@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -64,6 +66,24 @@ def test_the_public_surface_is_documented_and_resolves() -> None:
         value = getattr(meshlib.errors, name)
         if isinstance(value, type) and value.__module__ == "meshlib.errors":
             assert issubclass(value, meshlib.MeshError), f"meshlib.errors.{name}"
+
+
+def test_public_submodules_are_attributes_of_a_bare_import() -> None:
+    """docs/api.md writes ``meshlib.asgi.MeshMiddleware(app, ...)`` after ``import meshlib``:
+    each public submodule is reachable that way (imported on first use)."""
+    names = [name.removeprefix("meshlib.") for name in PUBLIC_MODULES[1:]]
+    code = (
+        "import sys, meshlib\n"
+        f"for name in {names!r}:\n"
+        "    assert getattr(meshlib, name) is sys.modules['meshlib.' + name], name\n"
+        "    assert name in dir(meshlib), name\n"
+        "print(meshlib.asgi.MeshMiddleware.__name__, meshlib.testing.FakeXds.__name__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["MeshMiddleware", "FakeXds"]
 
 
 def test_design_server_names() -> None:
