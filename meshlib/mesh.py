@@ -41,6 +41,13 @@ log = get_logger(__name__)
 _TRANSPORT_KWARGS = ("verify", "cert", "trust_env", "http1", "http2", "limits")
 
 
+def _check_ready_timeout(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Mesh: ready_timeout_s must be a number of seconds, got {value!r}")
+    if value < 0:
+        raise ValueError(f"ready_timeout_s must be >= 0, got {value}")
+
+
 class Mesh:
     """A proxyless mesh client: ``with meshlib.Mesh() as mesh: ...``.
 
@@ -63,6 +70,7 @@ class Mesh:
         token: str | None = None,
         ready_timeout_s: float = 5.0,
     ) -> None:
+        _check_ready_timeout(ready_timeout_s)  # before any wait on the control plane
         loaded, keeper = mesh_identity(token, bootstrap, wait_s=ready_timeout_s)
         try:
             self._setup(loaded, None, ready_timeout_s, keeper)
@@ -93,8 +101,7 @@ class Mesh:
         ready_timeout_s: float,
         certificates: CertificateKeeper | None,
     ) -> None:
-        if ready_timeout_s < 0:
-            raise ValueError(f"ready_timeout_s must be >= 0, got {ready_timeout_s}")
+        _check_ready_timeout(ready_timeout_s)
         self.bootstrap = bootstrap
         self.certificates = certificates
         self.ready_timeout_s = ready_timeout_s

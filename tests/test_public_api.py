@@ -137,6 +137,16 @@ def test_bootstrap_from_path_starts_nothing_until_used(tmp_path: Path) -> None:
         assert mesh.config_dump() == {"services": {}}
 
 
+def test_a_bad_ready_timeout_is_named_before_anything_starts(tmp_path: Path) -> None:
+    path = tmp_path / "missing-bootstrap.json"  # not read: the argument is checked first
+    with pytest.raises(TypeError, match=r"ready_timeout_s must be a number of seconds, got '5'"):
+        meshlib.Mesh(bootstrap=path, ready_timeout_s="5")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ready_timeout_s must be >= 0, got -1"):
+        meshlib.Mesh(bootstrap=path, ready_timeout_s=-1)
+    with FakeXds() as feed, pytest.raises(TypeError, match="got None"):
+        meshlib.Mesh.with_xds_client(feed, ready_timeout_s=None)  # type: ignore[arg-type]
+
+
 def test_close_is_idempotent_and_final() -> None:
     feed = FakeXds()
     try:

@@ -30,7 +30,11 @@ def split_target(target: str) -> tuple[str, int]:
     """``xds:///host:port`` or ``host:port`` → (host, port); ValueError naming the problem."""
     name = target[len("xds:///") :] if target.startswith("xds:///") else target
     if name.startswith("xds:"):
-        raise ValueError(f"target {target!r}: only xds:/// targets (no authority) are supported")
+        raise ValueError(
+            f"target {target!r}: expected xds:///HOST:PORT (three slashes: no authority)"
+        )
+    if ":/" in name:  # dns:///, unix:, ipv4: ... are grpcio's resolvers, not the mesh's
+        raise ValueError(f"target {target!r}: a mesh channel takes xds:///HOST:PORT or HOST:PORT")
     host, sep, port = name.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"target {target!r}: expected HOST:PORT or xds:///HOST:PORT")

@@ -137,6 +137,12 @@ def test_target_parsing_and_mesh_names() -> None:
     for bad in ("sessions", "xds://auth/sessions:1", "s:0", "s:x"):
         with pytest.raises(ValueError, match="target"):
             split_target(bad)
+    for bad in ("xds://sessions:1", "xds:/sessions:1"):  # a slash short
+        with pytest.raises(ValueError, match=r"expected xds:///HOST:PORT \(three slashes"):
+            split_target(bad)
+    for bad in ("dns:///sessions:1", "ipv4:///10.0.0.1:1", "http://sessions:1"):
+        with pytest.raises(ValueError, match=r"takes xds:///HOST:PORT or HOST:PORT"):
+            split_target(bad)
     assert is_mesh_name("attendees")
     assert not is_mesh_name("127.0.0.1")
     assert not is_mesh_name("::1")
