@@ -190,7 +190,7 @@ class Mesh:
     def grpc_channel(self, target: str, options: Iterable[tuple[str, Any]] = ()) -> MeshChannel:
         """A ``grpc.Channel`` for ``xds:///HOST:PORT`` (or ``HOST:PORT``)."""
         self._check_open()
-        channel = MeshChannel(self, target, tuple(options))
+        channel = MeshChannel(self, target, options)
         self._track(channel)
         return channel
 
@@ -199,7 +199,7 @@ class Mesh:
     ) -> AioMeshChannel:
         """A ``grpc.aio.Channel`` for ``xds:///HOST:PORT`` (or ``HOST:PORT``)."""
         self._check_open()
-        channel = AioMeshChannel(self, target, tuple(options))
+        channel = AioMeshChannel(self, target, options)
         self._track(channel, is_async=True)
         return channel
 

@@ -241,11 +241,11 @@ class _AioMultiCallable:
         if self._kind == "unary_unary":
             return LazyUnaryCall(partial(run_async, plan, call, options.timeout))
         if plan.stages:
-            return DeferredCall(self._after_stages(plan, call))
+            return DeferredCall(self._after_stages(plan, call), routing.target)
         try:
             attempt = single_try(plan, call, options.timeout)
         except ResilienceError as exc:
-            return DeferredCall(_raise(as_aio_rpc_error(exc)))
+            return DeferredCall(_raise(as_aio_rpc_error(exc)), routing.target)
         return self._try_call(plan, call, attempt)
 
     async def _after_stages(self, plan: GrpcCallPlan, call: GrpcCall) -> Any:
@@ -298,7 +298,7 @@ class _AioMultiCallable:
                 return self._start(view, request, options)
             except RoutingError:
                 pass  # let the deferred call raise it as an AioRpcError where grpc would
-        return DeferredCall(self._start_later(request, options))
+        return DeferredCall(self._start_later(request, options), self._channel.routing.target)
 
 
 class _AioUnaryUnary(_AioMultiCallable, grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[misc,type-arg]

@@ -20,7 +20,15 @@ import grpc
 class DeferredCall:
     """Forwards to the call ``resolve`` produces; see the module docstring."""
 
-    def __init__(self, resolve: Coroutine[Any, Any, Any]) -> None:
+    def __init__(self, resolve: Coroutine[Any, Any, Any], target: str = "") -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # called from sync code: the task would never run
+            resolve.close()
+            raise RuntimeError(
+                f"grpc.aio channel {target!r}: call it from a coroutine (it needs a running"
+                " event loop); sync code uses mesh.grpc_channel()"
+            ) from None
         self._task: asyncio.Task[Any] = asyncio.ensure_future(resolve)
         self._task.add_done_callback(_retrieve)
 

@@ -13,7 +13,7 @@ and closed, the mirror runner, and how a routing failure surfaces (sync
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from meshlib.errors import NoHealthyEndpointError, RoutingError
@@ -34,6 +34,19 @@ if TYPE_CHECKING:
 
 #: A sub-channel: ``grpc.Channel`` (sync) or ``grpc.aio.Channel``.
 Sub = TypeVar("Sub")
+
+
+def checked_options(target: str, options: object) -> list[tuple[str, Any]]:
+    """The channel's ``options`` as grpc takes them, ``[(name, value), ...]``; a
+    TypeError naming the channel and the option otherwise (grpc would fail only at the
+    first call, deep inside)."""
+    if isinstance(options, (str, bytes)) or not isinstance(options, Iterable):
+        raise TypeError(f"channel {target!r}: options must be (name, value) pairs, got {options!r}")
+    pairs = list(options)
+    for option in pairs:
+        if not (isinstance(option, tuple) and len(option) == 2 and isinstance(option[0], str)):
+            raise TypeError(f"channel {target!r}: option {option!r} is not a (name, value) pair")
+    return pairs
 
 
 class ChannelCore(Generic[Sub]):
@@ -60,7 +73,7 @@ class ChannelCore(Generic[Sub]):
         on_open: Callable[[], None] | None = None,
     ) -> None:
         self.routing = routing = GrpcRouting(mesh.directory, mesh.ready_timeout_s, target)
-        user_options = list(options)
+        user_options = checked_options(target, options)
         self.subs: SubChannels[Sub] = SubChannels(
             routing.state,
             routing.target,

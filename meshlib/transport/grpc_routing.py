@@ -13,7 +13,7 @@ the call fails UNAVAILABLE, as gRPC's own xDS client fails it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, TypeAlias
 
 import grpc
@@ -32,7 +32,8 @@ from meshlib.transport.try_observer import TryObserver, TryReport
 from meshlib.xds_client.resources import Endpoint
 
 Metadata = Sequence[tuple[str, str | bytes]]
-ChannelOptions = Sequence[tuple[str, Any]]
+#: A channel's ``options`` as given (checked and listed by ``grpc_channel_core.checked_options``).
+ChannelOptions = Iterable[tuple[str, Any]]
 
 _STATUS_NUMBER = {code: code.value[0] for code in grpc.StatusCode}
 _GRPC_CONTENT_TYPE = {"content-type": "application/grpc"}
