@@ -19,6 +19,7 @@ Rules (Istio's ServiceEntry semantics):
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -252,13 +253,21 @@ def _weight(weight: int, origin: str) -> int:
 
 
 def _require_ip(endpoint: MeshEndpoint, service: str) -> None:
-    try:
-        ipaddress.ip_address(endpoint.address)
-    except ValueError:
+    if not _is_ip(endpoint.address):
         raise TranslationError(
             f"{endpoint.origin}: endpoint address {endpoint.address!r} of STATIC service "
             f"{service} must be an IP address (use resolution DNS for hostnames)"
-        ) from None
+        )
+
+
+@functools.lru_cache(maxsize=65_536)
+def _is_ip(address: str) -> bool:
+    """Remembered: every translation asks again for every endpoint of the mesh."""
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
 
 
 def _dedupe_and_sort(endpoints: Iterable[MeshEndpoint]) -> tuple[MeshEndpoint, ...]:

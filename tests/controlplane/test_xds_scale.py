@@ -17,7 +17,7 @@ from controlplane.config.errors import ConfigError, ConfigIssue
 from controlplane.config.loader import load_config
 from controlplane.config.yaml_files import read_documents
 from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload
-from controlplane.translate import Resources, translate
+from controlplane.translate import Resources, TranslationError, translate
 from controlplane.translate.security_inbound import server_workloads
 from controlplane.translate.services import collect_services
 from controlplane.translate.typeurls import CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
@@ -274,3 +274,15 @@ def test_a_server_workload_is_every_service_its_address_and_port_serves() -> Non
         ("10.0.0.1", 80, ("a", "b")),  # a's and b's endpoint: one workload serving both
         ("10.0.0.2", 80, ("a",)),
     ]
+
+
+def test_a_registered_hostname_for_a_static_service_is_refused_every_time() -> None:
+    """The IP check is remembered per address (every translation asks it for every
+    endpoint): a bad address is still refused on each translation, a good one passes."""
+    config = mesh(service_entry("a"))
+    bad = RegisteredWorkload(id="w", service="a", address="db.example", ports={80: 8080})
+    for _ in range(2):
+        with pytest.raises(TranslationError, match="must be an IP address"):
+            translate(config, (bad,), NodeInfo(id="n"))
+    good = RegisteredWorkload(id="w", service="a", address="10.0.0.9", ports={80: 8080})
+    assert translate(config, (good, good), NodeInfo(id="n"))[EDS]
