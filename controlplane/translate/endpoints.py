@@ -12,6 +12,8 @@ cluster's ``match_subject_alt_names`` and expects the peer to present it.
 
 from __future__ import annotations
 
+import functools
+
 from envoy.config.core.v3 import base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from google.protobuf import struct_pb2, wrappers_pb2
@@ -68,12 +70,19 @@ def _lb_endpoint(
         load_balancing_weight=wrappers_pb2.UInt32Value(value=endpoint.weight),
     )
     if endpoint.labels:
-        labels = struct_pb2.Struct()
-        labels.update(dict(sorted(endpoint.labels.items())))
+        labels = _struct(tuple(sorted(endpoint.labels.items())))
         lb_endpoint.metadata.filter_metadata[LABELS_METADATA_KEY].CopyFrom(labels)
     identity = endpoint_identity(endpoint, settings)
     if identity:
-        mesh = struct_pb2.Struct()
-        mesh.update({IDENTITY_KEY: identity})
+        mesh = _struct(((IDENTITY_KEY, identity),))
         lb_endpoint.metadata.filter_metadata[MESH_METADATA_KEY].CopyFrom(mesh)
     return lb_endpoint
+
+
+@functools.lru_cache(maxsize=4096)
+def _struct(items: tuple[tuple[str, str], ...]) -> struct_pb2.Struct:
+    """A Struct of string values, built once per distinct content (endpoints share a
+    few label sets; building one is slow): callers copy it, never change it."""
+    struct = struct_pb2.Struct()
+    struct.update(dict(items))
+    return struct

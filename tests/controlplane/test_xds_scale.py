@@ -286,3 +286,19 @@ def test_a_registered_hostname_for_a_static_service_is_refused_every_time() -> N
             translate(config, (bad,), NodeInfo(id="n"))
     good = RegisteredWorkload(id="w", service="a", address="10.0.0.9", ports={80: 8080})
     assert translate(config, (good, good), NodeInfo(id="n"))[EDS]
+
+
+def test_endpoint_labels_built_once_are_each_endpoints_own_copy() -> None:
+    labels = {"version": "v1"}
+    workloads = [
+        RegisteredWorkload(id=a, service="a", address=a, ports={80: 8080}, labels=labels)
+        for a in ("10.0.0.8", "10.0.0.9")
+    ]
+    config = mesh(service_entry("a", addresses=()))
+    assignment = translate(config, workloads, NodeInfo(id="n"))[EDS][A_CLUSTER]
+    first, second = assignment.endpoints[0].lb_endpoints  # type: ignore[attr-defined]
+    assert first.metadata.filter_metadata["envoy.lb"]["version"] == "v1"
+    first.metadata.filter_metadata["envoy.lb"]["version"] = "changed"  # a copy: others keep v1
+    again = translate(config, workloads, NodeInfo(id="n"))[EDS][A_CLUSTER]
+    for endpoint in (second, *again.endpoints[0].lb_endpoints):  # type: ignore[attr-defined]
+        assert endpoint.metadata.filter_metadata["envoy.lb"]["version"] == "v1"
