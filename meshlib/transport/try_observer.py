@@ -1,7 +1,7 @@
 """The per-try observer: how every try to an endpoint is reported, written once.
 
-A :class:`TryObserver` is bound once per plan (or per try on the paths that do
-not compile a plan yet): the cluster's load reporter (least-request, outlier
+A :class:`TryObserver` is bound once per plan (every route compiles one, shadows
+included): the cluster's load reporter (least-request, outlier
 detection, ORCA-style load reports), the request metrics with the protocol's
 labels, and room for a trace span. :meth:`TryObserver.start` is called with the
 endpoint the pick chose and returns that try's done hook (:class:`TryReport`),
