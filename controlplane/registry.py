@@ -18,7 +18,6 @@ registry is used from one event loop thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import re
 import time
@@ -252,6 +251,7 @@ class Registry:
         self._order = OrderedWorkloads()
         self._snapshot: tuple[RegisteredWorkload, ...] = ()
         self._wakeup = asyncio.Event()
+        self._next_sweep = math.inf  # when the expiry task sweeps next (clock time)
 
     def register(self, request: RegistrationRequest) -> RegisteredWorkload:
         """Add or replace (same id) a workload; raises RegistrationRejected."""
@@ -263,8 +263,8 @@ class Registry:
         if previous != workload:
             self._order.put(workload, previous)
         self._workloads[workload.id] = workload
-        self._deadlines[workload.id] = self._clock() + workload.ttl_s
-        self._wakeup.set()
+        self._deadlines[workload.id] = deadline = self._clock() + workload.ttl_s
+        self._wake_by(deadline)
         if self.journal is not None:
             if previous == workload:
                 self.journal.refreshed(workload.id, workload.ttl_s)
@@ -329,13 +329,13 @@ class Registry:
                 self._order.put(workload, previous)
             self._workloads[workload.id] = workload
             self._deadlines[workload.id] = now + left_s
+            self._wake_by(now + left_s)
         for workload_id in deleted:
             removed = self._workloads.pop(workload_id, None)
             if removed is not None:
                 self._order.remove(removed)
                 del self._deadlines[workload_id]
                 changed = True
-        self._wakeup.set()
         if changed:
             self._changed()
         return changed
@@ -379,8 +379,19 @@ class Registry:
             if self._deadlines:
                 soonest = min(self._deadlines.values()) - self._clock()
                 delay = min(max_interval_s, max(0.01, soonest))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+            self._next_sweep = self._clock() + delay
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives as
+            # the event fires, and the task would never stop.
+            wake = asyncio.ensure_future(self._wakeup.wait())
+            try:
+                await asyncio.wait({wake}, timeout=delay)
+            finally:
+                wake.cancel()
+
+    def _wake_by(self, deadline: float) -> None:
+        """Have the expiry task sweep by ``deadline`` (it sleeps until its next sweep)."""
+        if deadline < self._next_sweep:
+            self._wakeup.set()
 
     def _check_alive(self, workload_id: str) -> None:
         deadline = self._deadlines.get(workload_id)
