@@ -32,6 +32,8 @@ from meshlib.xds_client.resources import Endpoint
 if TYPE_CHECKING:
     from meshlib.transport.grpc_try import GrpcPlans
 
+#: Why a call on a closed channel fails (as its sub-channels say it).
+CLOSED = "this mesh transport is closed"
 #: A sub-channel: ``grpc.Channel`` (sync) or ``grpc.aio.Channel``.
 Sub = TypeVar("Sub")
 
@@ -97,6 +99,8 @@ class ChannelCore(Generic[Sub]):
         """The snapshot and forward plan of one call, waiting for a first snapshot
         (sync). Raises MeshRpcError."""
         routing = self.routing
+        if self.closed:  # not a wait for config that can no longer come
+            raise MeshRpcError(routing.describe(RuntimeError(CLOSED)))
         try:
             snapshot = routing.state.snapshot(routing.timeout)
             return snapshot, routing.decide(snapshot, method, metadata, cache)
@@ -106,6 +110,8 @@ class ChannelCore(Generic[Sub]):
     async def snapshot_async(self) -> ServiceSnapshot:
         """The service's snapshot, awaited. Raises AioRpcError UNAVAILABLE."""
         routing = self.routing
+        if self.closed:
+            raise aio_unavailable(routing.describe(RuntimeError(CLOSED)))
         try:
             return await routing.state.snapshot_async(routing.timeout)
         except RoutingError as exc:

@@ -8,6 +8,7 @@ import asyncio
 import gc
 import warnings
 
+import grpc
 import pytest
 
 import meshlib
@@ -63,3 +64,23 @@ def test_an_aio_channel_called_from_sync_code_says_so(feed: FakeXds) -> None:
             return answer
 
         assert asyncio.run(call()) == b"g0"
+
+
+def test_a_call_on_a_channel_closed_before_its_first_call_says_closed(feed: FakeXds) -> None:
+    """Not a wait for config that can no longer come, then 'no xDS config'."""
+    feed.set_service("echo:50051", {"echo": ["127.0.0.1:1"]})
+    mesh = meshlib.Mesh.with_xds_client(feed, ready_timeout_s=3)
+    channel = mesh.grpc_channel(TARGET)
+    mesh.close()
+    with pytest.raises(meshlib.MeshRpcError, match="echo:50051: this mesh transport is closed"):
+        channel.unary_unary(WHO)(b"x")
+
+    async def aio_call() -> None:
+        async with meshlib.Mesh.with_xds_client(feed, ready_timeout_s=3) as aio_mesh:
+            aio_channel = aio_mesh.aio_grpc_channel(TARGET)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await aio_channel.unary_unary(WHO)(b"x")
+        assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert "this mesh transport is closed" in (raised.value.details() or "")
+
+    asyncio.run(aio_call())
