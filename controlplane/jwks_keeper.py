@@ -21,7 +21,6 @@ refused (401) until its keys arrive, a request without a token passes as without
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import time
@@ -33,6 +32,7 @@ import httpx
 import structlog
 
 from controlplane.config.request_authentication import jwks_problem
+from controlplane.event_wait import wait_event
 from controlplane.model import MeshConfig
 
 log = structlog.get_logger(__name__)
@@ -133,8 +133,7 @@ class JwksKeeper:
                         self._on_change()
                     continue
                 wait = min((h.due for h in self._held.values()), default=now + 3600) - now
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.01))
+                await wait_event(self._wake, max(wait, 0.01))
 
     def status(self) -> list[dict[str, Any]]:
         """Per uri, for ``GET /v1/config``."""

@@ -30,6 +30,7 @@ from typing import Protocol
 import structlog
 
 from controlplane.addresses import is_dns_label, is_dns_name, parse_ip
+from controlplane.event_wait import wait_event
 from controlplane.model import EMPTY, NO_LOCALITY, Locality, RegisteredWorkload
 from controlplane.registry_order import OrderedWorkloads
 from meshlib.security.identity import SpiffeId
@@ -380,13 +381,7 @@ class Registry:
                 soonest = min(self._deadlines.values()) - self._clock()
                 delay = min(max_interval_s, max(0.01, soonest))
             self._next_sweep = self._clock() + delay
-            # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives as
-            # the event fires, and the task would never stop.
-            wake = asyncio.ensure_future(self._wakeup.wait())
-            try:
-                await asyncio.wait({wake}, timeout=delay)
-            finally:
-                wake.cancel()
+            await wait_event(self._wakeup, delay)
 
     def _wake_by(self, deadline: float) -> None:
         """Have the expiry task sweep by ``deadline`` (it sleeps until its next sweep)."""
