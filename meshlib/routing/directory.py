@@ -132,6 +132,15 @@ class ServiceDirectory:
         names = self._membership.names if self._membership is not None else None
         return names is not None and target not in names
 
+    def ports_of(self, host: str) -> list[int] | None:
+        """The ports ``host`` is a mesh service on (None while the service list is not
+        known): names what the mesh has when a request missed it."""
+        names = self._membership.names if self._membership is not None else None
+        if names is None:
+            return None
+        found = (name.rpartition(":") for name in names)
+        return sorted(int(port) for name, _, port in found if name == host and port.isdigit())
+
     def service(self, target: str) -> ServiceState:
         """The state for ``HOST:PORT``, starting its watches on first use.
 

@@ -115,7 +115,10 @@ class MeshTransport(httpx.BaseTransport):
             return self._passthrough.handle_request(request)
         snapshot = self._snapshot(target, request)
         if snapshot is None:
-            return self._passthrough.handle_request(request)
+            try:
+                return self._passthrough.handle_request(request)
+            except httpx.ConnectError as exc:
+                raise routing.passed_through(exc, request) from exc
         try:
             decision = routing.decide(snapshot, request)
         except RoutingError as exc:
@@ -226,7 +229,10 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         if snapshot is None:
             snapshot = await self._snapshot(target, request)
             if snapshot is None:
-                return await self._passthrough.handle_async_request(request)
+                try:
+                    return await self._passthrough.handle_async_request(request)
+                except httpx.ConnectError as exc:
+                    raise routing.passed_through(exc, request) from exc
         try:
             decision = routing.decide(snapshot, request)
         except RoutingError as exc:

@@ -256,6 +256,23 @@ class HttpRouting:
         port = url.port
         return f"{host}:{port}" if port else f"{host}:80"
 
+    def passed_through(
+        self, error: httpx.ConnectError, request: httpx.Request
+    ) -> httpx.ConnectError:
+        """A request the mesh passed through could not connect: ``error``, saying why it
+        was passed through and naming the host's mesh ports if it has some (a typo'd
+        port or name would otherwise read as DNS trouble only)."""
+        url = request.url
+        target = f"{url.host}:{url.port or 80}"
+        ports = self.directory.ports_of(url.host)
+        if ports is None:
+            note = f"{target} was passed through: the mesh's service list has not arrived"
+        else:
+            note = f"{target} is not a mesh service, so it was passed through"
+        if ports:
+            note += f" (the mesh has {url.host} on port {', '.join(map(str, ports))})"
+        return httpx.ConnectError(f"{error} [{note}]", request=request)
+
     def snapshot_from(
         self, state: ServiceState, view: ServiceView, request: httpx.Request
     ) -> ServiceSnapshot | None:
