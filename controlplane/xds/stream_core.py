@@ -102,6 +102,9 @@ class XdsStream(ABC, Generic[Request, Response]):
         self._snapshot_pending = False
         self._cancel_watch: Cancel | None = None
         self._owed = OwedResources()  # dependents to resend (see .dependents)
+        # Bound once: the module's lazy proxy binds again on every call, and the
+        # protocol chatter (debug) is logged for every response and ACK.
+        self._log = log.bind()
 
     def close(self) -> None:
         """Ask :meth:`run` to finish (server shutdown)."""
@@ -211,7 +214,7 @@ class XdsStream(ABC, Generic[Request, Response]):
         else:
             sub.record_ack(acked_version, nonce)
             self._observer.acked(self, sub.type_url, answered)
-            log.debug("xds_ack", node=node_id, type=kind, version=acked_version)
+            self._log.debug("xds_ack", node=node_id, type=kind, version=acked_version)
 
     def _record_sent(
         self,
@@ -224,7 +227,7 @@ class XdsStream(ABC, Generic[Request, Response]):
     ) -> None:
         sub.record_sent(sent, content)
         self._observer.sent(self, sub.type_url, sent, push=push)
-        log.debug(
+        self._log.debug(
             "xds_send",
             node=self.node.id if self.node is not None else "",
             type=short_name(sub.type_url),
