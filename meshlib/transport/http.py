@@ -112,13 +112,18 @@ class MeshTransport(httpx.BaseTransport):
         routing = self._routing
         target = routing.target_for(request.url)
         if target is None:
-            return self._passthrough.handle_request(request)
+            try:
+                return self._passthrough.handle_request(request)
+            except httpx.ConnectError as exc:
+                routing.raise_passed_through(exc, request)
+                raise
         snapshot = self._snapshot(target, request)
         if snapshot is None:
             try:
                 return self._passthrough.handle_request(request)
             except httpx.ConnectError as exc:
-                raise routing.passed_through(exc, request) from exc
+                routing.raise_passed_through(exc, request)
+                raise
         try:
             decision = routing.decide(snapshot, request)
         except RoutingError as exc:
@@ -224,7 +229,11 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         routing = self._routing
         target = routing.target_for(request.url)
         if target is None:
-            return await self._passthrough.handle_async_request(request)
+            try:
+                return await self._passthrough.handle_async_request(request)
+            except httpx.ConnectError as exc:
+                routing.raise_passed_through(exc, request)
+                raise
         snapshot = self._snapshot_at_once(target)
         if snapshot is None:
             snapshot = await self._snapshot(target, request)
@@ -232,7 +241,8 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
                 try:
                     return await self._passthrough.handle_async_request(request)
                 except httpx.ConnectError as exc:
-                    raise routing.passed_through(exc, request) from exc
+                    routing.raise_passed_through(exc, request)
+                    raise
         try:
             decision = routing.decide(snapshot, request)
         except RoutingError as exc:

@@ -256,22 +256,28 @@ class HttpRouting:
         port = url.port
         return f"{host}:{port}" if port else f"{host}:80"
 
-    def passed_through(
-        self, error: httpx.ConnectError, request: httpx.Request
-    ) -> httpx.ConnectError:
-        """A request the mesh passed through could not connect: ``error``, saying why it
-        was passed through and naming the host's mesh ports if it has some (a typo'd
-        port or name would otherwise read as DNS trouble only)."""
+    def raise_passed_through(self, error: httpx.ConnectError, request: httpx.Request) -> None:
+        """A request the mesh passed through could not connect (call in its ``except``
+        block): raise ``error`` again saying why it was passed through and naming the
+        host's mesh ports if it has some (a typo'd port or name, or ``https://``, would
+        otherwise read as DNS trouble only); returns for a host that is none of the
+        mesh's business (the caller re-raises httpx's own error)."""
         url = request.url
-        target = f"{url.host}:{url.port or 80}"
         ports = self.directory.ports_of(url.host)
-        if ports is None:
-            note = f"{target} was passed through: the mesh's service list has not arrived"
+        if not ports and self.target_for(url) is None:
+            return  # an IP, localhost, a pass-through host, another scheme to a non-mesh name
+        if url.scheme != "http":
+            note = (
+                f"{url.scheme}:// URLs pass through; the mesh routes http://"
+                " (and brings mTLS itself where its config says so)"
+            )
+        elif ports is None:
+            note = f"{url.host}:{url.port or 80} was passed through: no service list yet"
         else:
-            note = f"{target} is not a mesh service, so it was passed through"
+            note = f"{url.host}:{url.port or 80} is not a mesh service, so it was passed through"
         if ports:
             note += f" (the mesh has {url.host} on port {', '.join(map(str, ports))})"
-        return httpx.ConnectError(f"{error} [{note}]", request=request)
+        raise httpx.ConnectError(f"{error} [{note}]", request=request) from error
 
     def snapshot_from(
         self, state: ServiceState, view: ServiceView, request: httpx.Request

@@ -30,10 +30,17 @@ def _no_such_name(request: httpx.Request) -> httpx.Response:
             " (the mesh has attendees on port 8080)",
         ),
         ("http://atendees:8080/x", "atendees:8080 is not a mesh service, so it was passed through"),
+        (
+            "https://attendees:8080/x",
+            "https:// URLs pass through; the mesh routes http:// (and brings mTLS itself where"
+            " its config says so) (the mesh has attendees on port 8080)",
+        ),
+        ("http://127.0.0.1:9/x", None),  # none of the mesh's business: httpx's own error
+        ("https://example.invalid/x", None),
     ],
 )
 def test_a_passed_through_request_that_cannot_connect_says_why(
-    feed: FakeXds, url: str, note: str
+    feed: FakeXds, url: str, note: str | None
 ) -> None:
     with http_backends(1) as (backend,), meshlib.Mesh.with_xds_client(feed) as mesh:
         feed.set_service("attendees:8080", {"attendees": [f"127.0.0.1:{backend.port}"]})
@@ -41,7 +48,7 @@ def test_a_passed_through_request_that_cannot_connect_says_why(
         assert sync.get("http://attendees:8080/x").status_code == 200  # the mesh's own
         with pytest.raises(httpx.ConnectError) as raised:
             sync.get(url)
-        expected = f"[Errno -2] Name or service not known [{note}]"
+        expected = "[Errno -2] Name or service not known" + (f" [{note}]" if note else "")
         assert str(raised.value) == expected
 
         async def async_get() -> None:
