@@ -19,7 +19,7 @@ import httpx
 
 from meshlib.mesh_identity import mesh_identity
 from meshlib.observability.logging import get_logger
-from meshlib.routing.directory import ServiceDirectory
+from meshlib.routing.directory import ServiceDirectory, split_target
 from meshlib.routing.snapshot import ServiceSnapshot
 from meshlib.routing.watch import WatchSource
 from meshlib.transport.grpc_aio_channel import AioMeshChannel
@@ -427,4 +427,7 @@ class Mesh:
 
 
 def _bare(target: str) -> str:
-    return target[len("xds:///") :] if target.startswith("xds:///") else target
+    """``HOST:PORT`` of ``xds:///HOST:PORT`` or ``HOST:PORT`` (ValueError naming a target
+    without a port, or another scheme's, as a channel's)."""
+    host, port = split_target(target)
+    return f"{host}:{port}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -145,6 +146,15 @@ def test_a_bad_ready_timeout_is_named_before_anything_starts(tmp_path: Path) -> 
         meshlib.Mesh(bootstrap=path, ready_timeout_s=-1)
     with FakeXds() as feed, pytest.raises(TypeError, match="got None"):
         meshlib.Mesh.with_xds_client(feed, ready_timeout_s=None)  # type: ignore[arg-type]
+
+
+def test_wait_ready_names_a_target_that_is_not_host_port() -> None:
+    with FakeXds() as feed, meshlib.Mesh.with_xds_client(feed, ready_timeout_s=1) as mesh:
+        for bad in ("attendees", "http://attendees:8080", "xds://attendees:8080"):
+            with pytest.raises(ValueError, match=rf"target '{re.escape(bad)}': "):
+                mesh.wait_ready(bad)
+        with pytest.raises(meshlib.ServiceNotFoundError, match="attendees:8080"):
+            mesh.wait_ready("xds:///attendees:8080")  # a good target the mesh does not have
 
 
 def test_close_is_idempotent_and_final() -> None:
