@@ -16,9 +16,9 @@ from google.protobuf.message import Message
 from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload, Resolution
 from controlplane.translate.caller_node import node_namespace, own_labels
 from controlplane.translate.clusters import build_cluster
-from controlplane.translate.endpoints import build_load_assignment
 from controlplane.translate.errors import TranslationError
 from controlplane.translate.http_resources import http_resources
+from controlplane.translate.reuse import shared_work
 from controlplane.translate.security_inbound import (
     check_sidecar_inbound,
     has_sidecar_inbound,
@@ -28,9 +28,7 @@ from controlplane.translate.security_inbound import (
 from controlplane.translate.security_settings import DEFAULT_POLICY_SETTINGS, PolicySettings
 from controlplane.translate.security_tls import CertSource
 from controlplane.translate.security_upstream import secured_cluster
-from controlplane.translate.services import collect_services
 from controlplane.translate.sidecar import outbound_port
-from controlplane.translate.subsets import plan_clusters
 from controlplane.translate.typeurls import (
     CLUSTER_TYPE_URL,
     ENDPOINTS_TYPE_URL,
@@ -56,9 +54,9 @@ def translate(
     :class:`TranslationError` (and produces nothing) when the model cannot be
     expressed in xDS. ``policy`` holds the trust domain and root namespace.
     """
-    services = collect_services(config, workloads)
+    shared = shared_work(config, workloads)
+    services, plans = shared.services, shared.plans
     listeners, route_configs = http_resources(config, services, node)
-    plans = plan_clusters(config, services)
     certs = CertSource.of(node)
     clusters = _by_name(secured_cluster(build_cluster(p), p, config, policy, certs) for p in plans)
     if has_sidecar_inbound(node):
@@ -72,7 +70,7 @@ def translate(
         ROUTE_CONFIG_TYPE_URL: route_configs,
         CLUSTER_TYPE_URL: clusters,
         ENDPOINTS_TYPE_URL: _by_cluster_name(
-            build_load_assignment(p, node, policy)
+            shared.load_assignment(p, node, policy)
             for p in plans
             if p.service.resolution is Resolution.STATIC
         ),

@@ -17,7 +17,8 @@ from controlplane.config.errors import ConfigError, ConfigIssue
 from controlplane.config.loader import load_config
 from controlplane.config.yaml_files import read_documents
 from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload
-from controlplane.translate import Resources, TranslationError, translate
+from controlplane.translate import Resources, TranslationError, reuse, translate
+from controlplane.translate.endpoints import build_load_assignment
 from controlplane.translate.security_inbound import server_workloads
 from controlplane.translate.services import collect_services
 from controlplane.translate.typeurls import CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
@@ -302,3 +303,23 @@ def test_endpoint_labels_built_once_are_each_endpoints_own_copy() -> None:
     again = translate(config, workloads, NodeInfo(id="n"))[EDS][A_CLUSTER]
     for endpoint in (second, *again.endpoints[0].lb_endpoints):  # type: ignore[attr-defined]
         assert endpoint.metadata.filter_metadata["envoy.lb"]["version"] == "v1"
+
+
+def test_translations_of_the_same_inputs_share_services_and_assignments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[str] = []
+
+    def counting(plan: Any, node: NodeInfo, policy: Any) -> Any:
+        built.append(plan.name)
+        return build_load_assignment(plan, node, policy)
+
+    monkeypatch.setattr(reuse, "build_load_assignment", counting)
+    config, workloads = mesh(service_entry("a"), service_entry("b")), ()
+    sidecar = NodeInfo(id="s", metadata={"mesh.proxy": "sidecar", "mesh.outbound_port": 15001})
+    proxyless = translate(config, workloads, NodeInfo(id="p"))
+    assert translate(config, workloads, sidecar)[EDS] == proxyless[EDS]
+    assert sorted(built) == [A_CLUSTER, B_CLUSTER]  # once each, for both callers
+    zoned = translate(config, workloads, NodeInfo(id="z", locality="eu/a"))
+    assert sorted(built) == [A_CLUSTER, A_CLUSTER, B_CLUSTER, B_CLUSTER]  # another caller
+    assert zoned[EDS].keys() == proxyless[EDS].keys()

@@ -1,0 +1,65 @@
+"""What translations of the same inputs for different nodes share, made once.
+
+A change is checked by translating it for a proxyless client, an Envoy sidecar
+and every connected node shape; the services, their cluster plans and the load
+assignments (for callers in the same locality with the same labels, all that an
+assignment reads of its caller) are the same for each. They are kept for the
+latest inputs (compared by identity: inputs are immutable) and reused; each
+translation gets its own copy of an assignment message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from envoy.config.endpoint.v3 import endpoint_pb2
+
+from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload
+from controlplane.translate.caller_node import node_labels
+from controlplane.translate.endpoints import build_load_assignment
+from controlplane.translate.errors import TranslationError
+from controlplane.translate.security_settings import PolicySettings
+from controlplane.translate.services import MeshService, collect_services
+from controlplane.translate.subsets import ClusterPlan, plan_clusters
+
+
+@dataclass(slots=True)
+class SharedWork:
+    config: MeshConfig
+    workloads: Sequence[RegisteredWorkload]
+    services: tuple[MeshService, ...]
+    plans: tuple[ClusterPlan, ...]
+    _assignments: dict[tuple[object, ...], endpoint_pb2.ClusterLoadAssignment] = field(
+        default_factory=dict
+    )
+
+    def load_assignment(
+        self, plan: ClusterPlan, node: NodeInfo, policy: PolicySettings
+    ) -> endpoint_pb2.ClusterLoadAssignment:
+        """``build_load_assignment`` for one of :attr:`plans`, once per kind of caller."""
+        try:
+            caller = (node.locality, tuple(sorted(node_labels(node).items())))
+        except TranslationError:  # labels translate refuses: let it say so
+            return build_load_assignment(plan, node, policy)
+        key = (plan.name, caller, policy)
+        built = self._assignments.get(key)
+        if built is None:
+            built = self._assignments[key] = build_load_assignment(plan, node, policy)
+        assignment = endpoint_pb2.ClusterLoadAssignment()
+        assignment.CopyFrom(built)  # each translation its own message (a copy is cheap)
+        return assignment
+
+
+_latest: SharedWork | None = None
+
+
+def shared_work(config: MeshConfig, workloads: Sequence[RegisteredWorkload]) -> SharedWork:
+    """The services and plans of these inputs: made now, or kept from the last call."""
+    global _latest
+    latest = _latest
+    if latest is not None and latest.config is config and latest.workloads is workloads:
+        return latest
+    services = collect_services(config, workloads)
+    latest = _latest = SharedWork(config, workloads, services, plan_clusters(config, services))
+    return latest
