@@ -366,15 +366,29 @@ def build_request(
     id: str = "",
 ) -> pb.RegisterRequest:
     """A validated RegisterRequest; ValueError names the bad argument."""
-    if not service:
-        raise ValueError("register: service must be a non-empty host name")
-    for name, value in (("port", port), ("target_port", target_port or port)):
+    if not service or not isinstance(service, str):
+        raise ValueError(f"register: service must be a non-empty host name, got {service!r}")
+    for name, value in (
+        ("port", port),
+        ("target_port", port if target_port is None else target_port),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"register: {name} must be an int, got {value!r}")
         if not 0 < value < 65536:
             raise ValueError(f"register: {name} {value} is not in 1..65535")
+    if isinstance(weight, bool) or not isinstance(weight, int):
+        raise TypeError(f"register: weight must be an int, got {weight!r}")
     if weight < 1:
         raise ValueError(f"register: weight must be >= 1, got {weight}")
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, (int, float)):
+        raise TypeError(f"register: ttl_s must be a number of seconds, got {ttl_s!r}")
     if ttl_s < 0:
         raise ValueError(f"register: ttl_s must be >= 0, got {ttl_s}")
+    if labels is not None and not (
+        isinstance(labels, Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
+    ):
+        raise TypeError(f"register: labels must map str to str, got {labels!r}")
     request = pb.RegisterRequest(
         service=service,
         address=address,

@@ -5,6 +5,7 @@ against the control plane itself)."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -193,6 +194,31 @@ def test_refused_registration_raises(registry: tuple[FakeRegistry, Path]) -> Non
         mesh.register("nope", 1)
     with meshlib.Mesh(bootstrap) as mesh, pytest.raises(ValueError, match="port 0"):
         mesh.register("sessions", 0)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "named"),
+    [
+        ({"port": "50051"}, TypeError, "port must be an int, got '50051'"),
+        ({"target_port": 0}, ValueError, "target_port 0 is not in 1..65535"),
+        ({"target_port": 50051.0}, TypeError, "target_port must be an int, got 50051.0"),
+        ({"labels": "app=x"}, TypeError, "labels must map str to str, got 'app=x'"),
+        ({"labels": {"app": 1}}, TypeError, "labels must map str to str, got {'app': 1}"),
+        ({"weight": "2"}, TypeError, "weight must be an int"),
+        ({"ttl_s": "30s"}, TypeError, "ttl_s must be a number of seconds, got '30s'"),
+    ],
+)
+def test_bad_register_arguments_are_named_before_any_call(
+    registry: tuple[FakeRegistry, Path], arguments: dict[str, object], error: type, named: str
+) -> None:
+    fake, bootstrap = registry
+    given: dict[str, Any] = {"service": "sessions", "port": 50051, **arguments}
+    with (
+        meshlib.Mesh(bootstrap) as mesh,
+        pytest.raises(error, match=re.escape(f"register: {named}")),
+    ):
+        mesh.register(**given)
+    assert fake.attempts == []
 
 
 def test_detect_address_for_loopback() -> None:
