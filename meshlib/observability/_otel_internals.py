@@ -40,8 +40,10 @@ def is_recording_provider(provider: object | None) -> bool:
 
 
 def _set_internal() -> bool:
-    """One attribute read of the API's private global."""
-    return is_recording_provider(_api_global._METER_PROVIDER)
+    """One attribute read of the API's private global (None, the common answer while
+    no SDK is installed, costs no further call)."""
+    provider = _api_global._METER_PROVIDER
+    return provider is not None and is_recording_provider(provider)
 
 
 def _set_public() -> bool:

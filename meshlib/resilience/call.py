@@ -131,7 +131,10 @@ def run_sync(plan: CallPlan[C, T], call: C, caller_timeout: float | None = None)
                     plan.record(None, error, started)
                 raise
             if breaker is not None:
-                plan.record(value, None, started)
+                if plan.answers_succeed:  # a success, unclassified (record_breaker's branch)
+                    breaker.record_success(_monotonic() - started)
+                else:
+                    plan.record(value, None, started)
             return value
         finally:
             if faulted:
@@ -143,18 +146,17 @@ def run_sync(plan: CallPlan[C, T], call: C, caller_timeout: float | None = None)
 def _tries(plan: CallPlan[C, T], call: C, policy: RetryPolicy, call_at: float | None) -> T:
     """The first try, admitted; then, only if it is retriable, the retries."""
     adapter = plan.adapter
-    try_at = call_at if policy.per_try_timeout_s is None else plan.try_at(policy, call_at)
-    attempt = plan.first_attempt(try_at, call_at)
+    attempt = plan.first_try(policy, call_at)
     admission = plan.admission
     if not plan.start_call():
         _admit_first(plan, attempt.deadline)
     # The call is active in the budget and its first try holds its slots.
     try:
         try:
-            if try_at is None or not adapter.reads_deadline:
+            if not adapter.reads_deadline or attempt.deadline is None:
                 value = adapter.send(call, attempt)
             else:
-                token = enter_deadline(attempt.deadline)  # type: ignore[arg-type]
+                token = enter_deadline(attempt.deadline)
                 try:
                     value = adapter.send(call, attempt)
                 finally:
@@ -166,6 +168,7 @@ def _tries(plan: CallPlan[C, T], call: C, policy: RetryPolicy, call_at: float | 
         else:
             if (
                 policy.num_retries == 0
+                or plan.answer_final
                 or (not plan.checks_answers and adapter.settled(value))
                 or plan.final(policy, value, call)
             ):
@@ -251,23 +254,19 @@ async def run_async(plan: CallPlan[C, T], call: C, caller_timeout: float | None 
                         deadline=_deadline(call_at), name=plan.name,
                     )  # fmt: skip
                 else:  # the first try, admitted, as in _tries
-                    try_at = (
-                        call_at
-                        if policy.per_try_timeout_s is None
-                        else plan.try_at(policy, call_at)
-                    )
-                    attempt = plan.first_attempt(try_at, call_at)
+                    attempt = plan.first_try(policy, call_at)
                     admission = plan.admission
                     if not plan.start_call():
                         await _admit_first_async(plan, attempt.deadline)
                     try:
                         try:
                             token = timer = None
-                            if try_at is not None:
+                            deadline = attempt.deadline
+                            if deadline is not None:
                                 if adapter.reads_deadline:
-                                    token = enter_deadline(attempt.deadline)  # type: ignore[arg-type]
+                                    token = enter_deadline(deadline)
                                 if not adapter.bounds_itself:
-                                    timer = TryTimer(try_at - _monotonic())
+                                    timer = TryTimer(deadline.at - _monotonic())
                             try:
                                 value = await adapter.send_async(call, attempt)
                             except asyncio.CancelledError:
@@ -286,6 +285,7 @@ async def run_async(plan: CallPlan[C, T], call: C, caller_timeout: float | None 
                         else:
                             if (
                                 policy.num_retries == 0
+                                or plan.answer_final
                                 or (not plan.checks_answers and adapter.settled(value))
                                 or plan.final(policy, value, call)
                             ):
@@ -315,7 +315,10 @@ async def run_async(plan: CallPlan[C, T], call: C, caller_timeout: float | None 
                     plan.record(None, error, started)
                 raise
             if breaker is not None:
-                plan.record(value, None, started)
+                if plan.answers_succeed:  # a success, unclassified (record_breaker's branch)
+                    breaker.record_success(_monotonic() - started)
+                else:
+                    plan.record(value, None, started)
             return value
         finally:
             if faulted:

@@ -124,6 +124,11 @@ class TryAdapter(ABC, Generic[C, T]):
     #: The send reads the try's deadline from the context (a plain function): the
     #: driver makes it current while the first try runs (retries always do).
     reads_deadline = False
+    #: Every answer is a success (gRPC: an answer is status OK; errors are raised):
+    #: a first try's answer is final unless the route's conditions read answers, and
+    #: the breaker records it as a success without classifying it (the common call
+    #: pays no :meth:`settled` / :meth:`describe_result` / :func:`record_breaker`).
+    answers_succeed = False
 
     @abstractmethod
     def send(self, call: C, attempt: Attempt) -> T:
@@ -174,6 +179,8 @@ class CallPlan(Generic[C, T]):
     __slots__ = (
         "adapter",
         "admission",
+        "answer_final",
+        "answers_succeed",
         "breaker",
         "breaker_generation",
         "breakers",
@@ -229,6 +236,10 @@ class CallPlan(Generic[C, T]):
         )
         #: Header conditions can make even a plain success retriable.
         self.checks_answers = retry is not None and retry.checks_answers
+        #: Bound once from the adapter (see :attr:`TryAdapter.answers_succeed`).
+        self.answers_succeed = adapter.answers_succeed
+        #: Every first-try answer is the call's answer (no condition reads answers).
+        self.answer_final = adapter.answers_succeed and not self.checks_answers
         self.idempotent_methods: dict[str, bool] = {}
         #: Header names whose presence makes a request's headers worth reading (None: any
         #: request's may matter, so they are always read; empty: they never matter).
@@ -283,20 +294,24 @@ class CallPlan(Generic[C, T]):
         return at
 
     @staticmethod
-    def try_at(policy: RetryPolicy, call_at: float | None) -> float | None:
-        """When the first try must end: its per-try timeout or the call's end."""
-        per_try = policy.per_try_timeout_s
-        if per_try is None:
-            return call_at
-        at = _monotonic() + per_try
-        return at if call_at is None or at < call_at else call_at
-
-    @staticmethod
     def first_attempt(try_at: float | None, call_at: float | None) -> Attempt:
         """Try 1: its deadline and whether the per-try timeout set it."""
         if try_at is None:
             return Attempt(1, NOTHING_EXCLUDED, None)
         return Attempt(1, NOTHING_EXCLUDED, Deadline(try_at), per_try=try_at != call_at)
+
+    @staticmethod
+    def first_try(policy: RetryPolicy, call_at: float | None) -> Attempt:
+        """Try 1 of a call that ends at ``call_at``: its deadline is its per-try
+        timeout's or the call's, whichever is first (:meth:`first_attempt`)."""
+        per_try = policy.per_try_timeout_s
+        if per_try is not None:
+            at = _monotonic() + per_try
+            if call_at is None or at < call_at:
+                return Attempt(1, NOTHING_EXCLUDED, Deadline(at), per_try=True)
+        if call_at is None:
+            return Attempt(1, NOTHING_EXCLUDED, None)
+        return Attempt(1, NOTHING_EXCLUDED, Deadline(call_at))
 
     # --- the stages and the breaker ----------------------------------------------------
 

@@ -220,6 +220,7 @@ class GrpcRouting:
             outcome_of=grpc_outcome,
             error_outcome=_grpc_error_outcome,
             quick=_GRPC_QUICK,
+            usual=grpc.StatusCode.OK,
             metrics=self.metrics,
             record=self._record,
         )

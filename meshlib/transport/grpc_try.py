@@ -106,6 +106,7 @@ class GrpcTry(TryAdapter[GrpcCall, Any]):
     )
 
     bounds_itself = True  # the try's budget travels as grpcio's timeout=
+    answers_succeed = True  # an answer is status OK (other statuses raise)
 
     def __init__(
         self, routing: GrpcRouting, snapshot: ServiceSnapshot, forward: ForwardPlan, side: GrpcSide

@@ -42,7 +42,9 @@ class TryObserver(Generic[C, S]):
     """Observes the tries of one plan to one cluster (see the module doc).
 
     ``quick``: the outcomes a status alone decides (looked up, not computed: the
-    common answers cost no call); ``outcome_of`` decides the others.
+    common answers cost no call); ``outcome_of`` decides the others. ``usual``: the
+    status most tries answer (gRPC OK, HTTP 200), matched by identity before the
+    lookup (hashing a ``grpc.StatusCode`` is a Python-level call).
     """
 
     __slots__ = (
@@ -54,6 +56,8 @@ class TryObserver(Generic[C, S]):
         "record",
         "reporter",
         "start",
+        "usual",
+        "usual_outcome",
     )
 
     def __init__(
@@ -64,6 +68,7 @@ class TryObserver(Generic[C, S]):
         outcome_of: Callable[[S, str | None], LbOutcome],
         error_outcome: Callable[[BaseException], LbOutcome],
         quick: Mapping[S, LbOutcome] = _NOTHING_QUICK,
+        usual: S | None = None,
         metrics: ClientMetrics | None = None,
         record: RecordTry[C, S] | None = None,
     ) -> None:
@@ -72,6 +77,8 @@ class TryObserver(Generic[C, S]):
         self.outcome_of = outcome_of
         self.error_outcome = error_outcome
         self.quick = quick
+        self.usual = usual
+        self.usual_outcome: LbOutcome | None = None if usual is None else quick.get(usual)
         #: None: no request metrics (shadow traffic).
         self.metrics = metrics if record is not None else None
         self.record = record
@@ -98,7 +105,9 @@ class TryReport(Generic[C, S]):
         """The try got an answer with ``status`` (gRPC: its details help classify it)."""
         elapsed = _perf_counter() - self.started
         observer = self.observer
-        outcome = observer.quick.get(status)
+        outcome = observer.usual_outcome if status is observer.usual else None
+        if outcome is None:
+            outcome = observer.quick.get(status)
         if outcome is None:
             outcome = observer.outcome_of(status, details)
         observer.reporter.call_finished(self.endpoint, outcome, elapsed)

@@ -122,3 +122,30 @@ def test_call_options_are_replaced_never_changed() -> None:
         "compression": None,
     }
     assert options.timeout == 2.0
+
+
+def test_the_usual_status_reports_its_quick_outcome_and_others_are_looked_up() -> None:
+    recorder = Recorder()
+    decided: list[object] = []
+
+    def outcome_of(status: grpc.StatusCode | None, details: str | None) -> Outcome:
+        decided.append(status)
+        return grpc_outcome(status, details)
+
+    observer: TryObserver[str, grpc.StatusCode | None] = TryObserver(
+        recorder,
+        "c1",
+        outcome_of=outcome_of,
+        error_outcome=http_error_outcome,
+        quick={grpc.StatusCode.OK: Outcome.SUCCESS},
+        usual=grpc.StatusCode.OK,
+    )
+
+    observer.start(ENDPOINT, "/svc/M").finished(grpc.StatusCode.OK)
+    observer.start(ENDPOINT, "/svc/M").finished(grpc.StatusCode.UNAVAILABLE, "reset")
+
+    assert recorder.finished == [
+        ("10.0.0.1:8080", Outcome.SUCCESS),
+        ("10.0.0.1:8080", grpc_outcome(grpc.StatusCode.UNAVAILABLE, "reset")),
+    ]
+    assert decided == [grpc.StatusCode.UNAVAILABLE]  # only the status the map lacks
