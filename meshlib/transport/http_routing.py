@@ -236,7 +236,12 @@ class HttpRouting:
     ) -> None:
         self.directory = directory
         self.timeout = ready_timeout_s
-        self.passthrough_hosts = frozenset(h.lower() for h in passthrough_hosts)
+        hosts = () if isinstance(passthrough_hosts, str) else tuple(passthrough_hosts)
+        if isinstance(passthrough_hosts, str) or not all(isinstance(h, str) for h in hosts):
+            raise TypeError(
+                f"passthrough_hosts must be a list of host names, got {passthrough_hosts!r}"
+            )
+        self.passthrough_hosts = frozenset(h.lower() for h in hosts)
         self.metrics = client_metrics()
         self.plans = HttpPlanCache()
         self.membership = HttpMembership(self.directory, self.timeout)

@@ -58,3 +58,15 @@ def test_a_passed_through_request_that_cannot_connect_says_why(
                 assert str(raised.value) == expected
 
         asyncio.run(async_get())
+
+
+def test_passthrough_hosts_given_as_one_string_is_named(feed: FakeXds) -> None:
+    """Not the set of its characters (every other host then routed by the mesh)."""
+    with meshlib.Mesh.with_xds_client(feed) as mesh:
+        for make in (mesh.http_client, mesh.async_http_client):
+            with pytest.raises(TypeError, match="passthrough_hosts must be a list of host names"):
+                make(passthrough_hosts="example.com")
+        with pytest.raises(TypeError, match=r"got \[1\]"):
+            mesh.http_client(passthrough_hosts=[1])  # type: ignore[list-item]
+        with mesh.http_client(passthrough_hosts=["Example.com"]):
+            pass
