@@ -217,6 +217,10 @@ class MeshMiddleware:
         address: str = "0.0.0.0",
     ) -> None:
         self.app = app
+        if port is not None and (
+            isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536
+        ):
+            raise ValueError(f"MeshMiddleware: port must be the app's port, 1..65535, got {port!r}")
         if mesh is not None:
             if policies is not None or rate_limit is not None:
                 raise ValueError("give mesh= alone: its server policies are the list applied")

@@ -237,6 +237,13 @@ def test_a_malformed_policy_list_is_refused_naming_the_entry() -> None:
         meshlib.asgi.MeshMiddleware(probe_app, policies=[], rate_limit=_empty_bucket())
 
 
+@pytest.mark.parametrize("port", [0, 65536, "8080", True])
+def test_middleware_port_that_is_no_port_is_refused(port: object) -> None:
+    """Not a watch for the inbound listener of port 0 (the app's calls would wait on it)."""
+    with pytest.raises(ValueError, match=rf"port must be the app's port, 1..65535, got {port!r}"):
+        meshlib.asgi.MeshMiddleware(probe_app, policies=[], port=port)  # type: ignore[arg-type]
+
+
 class _BadAnswer:
     name = "bad"
 
