@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from controlplane.model import MeshConfig, RegisteredWorkload
 from controlplane.translate.destinations import PortDirectory
 from controlplane.translate.errors import TranslationError
-from controlplane.translate.services import collect_services
+from controlplane.translate.reuse import shared_work
 from controlplane.translate.virtual_services import (
     rules_for_port,
     virtual_service_for,
@@ -30,7 +30,7 @@ def ambiguous_destinations(
     config: MeshConfig, workloads: Sequence[RegisteredWorkload]
 ) -> tuple[str, ...]:
     """One message per ambiguous destination, naming the VirtualService and field."""
-    services = collect_services(config, workloads)
+    services = shared_work(config, workloads).services  # the check just translated them
     ports = PortDirectory.of(services)
     problems: set[str] = set()
     for service in services:

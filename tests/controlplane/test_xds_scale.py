@@ -323,3 +323,22 @@ def test_translations_of_the_same_inputs_share_services_and_assignments(
     zoned = translate(config, workloads, NodeInfo(id="z", locality="eu/a"))
     assert sorted(built) == [A_CLUSTER, A_CLUSTER, B_CLUSTER, B_CLUSTER]  # another caller
     assert zoned[EDS].keys() == proxyless[EDS].keys()
+
+
+def test_a_check_collects_the_services_of_its_inputs_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    collected: list[int] = []
+
+    def counting(config: MeshConfig, workloads: Sequence[RegisteredWorkload]) -> Any:
+        collected.append(1)
+        return collect_services(config, workloads)
+
+    updater = SnapshotUpdater(SnapshotCache())
+    served = mesh(service_entry("a"))
+    updater.check(config=served)
+    updater.set_inputs(config=served)
+    monkeypatch.setattr(reuse, "collect_services", counting)
+    updater.check(config=mesh(service_entry("a"), service_entry("b")))
+    # Both trial shapes and the ambiguity check read one collection of the services.
+    assert collected == [1]
