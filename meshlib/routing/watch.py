@@ -53,8 +53,10 @@ class Watch:
             self.service.watch_failed(self, error)
 
     def on_ambient_error(self, error: XdsError) -> None:
+        # Debug: the xDS client warns once per lost stream (xds_stream_lost); a warning
+        # per watched resource repeated it four times per service the process calls.
         if self.active:
-            log.warning(
+            log.debug(
                 "xds_ambient_error",
                 service=self.service.target,
                 kind=self.kind,
