@@ -79,3 +79,18 @@ def test_every_name_in_the_map_exists() -> None:
         if not ok:
             missing.append(token)
     assert missing == [], f"docs/architecture.md names what meshlib does not have: {missing}"
+
+
+def test_every_module_a_package_map_names_exists() -> None:
+    """Each package's docstring map (``:mod:`.name``` or ``:mod:`meshlib.x.y```) names
+    modules that exist."""
+    missing = []
+    for init in sorted(MESHLIB.glob("*/__init__.py")):
+        package = _module_of(init.parent / "x.py").rsplit(".", 1)[0]
+        doc = init.read_text()
+        for name in re.findall(r":mod:`~?([\w.]+)`", doc):
+            module = f"{package}{name}" if name.startswith(".") else name
+            path = ROOT.joinpath(*module.split("."))
+            if not (path.with_suffix(".py").exists() or (path / "__init__.py").exists()):
+                missing.append(f"{package}: {name}")
+    assert missing == [], f"package maps name modules that do not exist: {missing}"
