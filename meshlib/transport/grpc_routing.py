@@ -19,7 +19,7 @@ from typing import Any, Final, TypeAlias
 import grpc
 
 from meshlib.balancing.picker import Outcome as LbOutcome
-from meshlib.errors import NoRouteError
+from meshlib.errors import NoRouteError, ServiceNotFoundError
 from meshlib.observability.metrics import client_metrics
 from meshlib.resilience.deadline import LowerHeaders
 from meshlib.routing.connection_pool import DEFAULT_POOL_SETTINGS, PoolSettings
@@ -154,6 +154,7 @@ class GrpcRouting:
         self.host, self.port = host, port
         self.target = f"{host}:{port}"
         self.timeout = ready_timeout_s
+        self.directory = directory
         self.state = directory.service(self.target)
         self.metrics = client_metrics()
 
@@ -248,4 +249,9 @@ class GrpcRouting:
         )
 
     def describe(self, error: Exception) -> str:
-        return f"meshlib: {self.target}: {error}"
+        text = f"meshlib: {self.target}: {error}"
+        if isinstance(error, ServiceNotFoundError):  # a typo'd port: name the mesh's ports
+            ports = self.directory.ports_of(self.host)
+            if ports:
+                text += f" (the mesh has {self.host} on port {', '.join(map(str, ports))})"
+        return text

@@ -84,3 +84,27 @@ def test_a_call_on_a_channel_closed_before_its_first_call_says_closed(feed: Fake
         assert "this mesh transport is closed" in (raised.value.details() or "")
 
     asyncio.run(aio_call())
+
+
+def test_a_channel_to_a_port_the_mesh_does_not_have_names_the_ports_it_has(
+    feed: FakeXds,
+) -> None:
+    feed.set_service("echo:50051", {"echo": ["127.0.0.1:1"]})
+    with meshlib.Mesh.with_xds_client(feed, ready_timeout_s=3) as mesh:
+        mesh.wait_ready(TARGET)  # the service list is known
+        with pytest.raises(meshlib.MeshRpcError) as raised:
+            mesh.grpc_channel("xds:///echo:50052").unary_unary(WHO)(b"x")
+        assert str(raised.value.details()).endswith("(the mesh has echo on port 50051)")
+        with pytest.raises(meshlib.MeshRpcError) as raised:
+            mesh.grpc_channel("xds:///ecko:50051").unary_unary(WHO)(b"x")
+        assert "ecko:50051" in str(raised.value.details())
+        assert "the mesh has" not in str(raised.value.details())
+
+        async def aio_call() -> None:
+            channel = mesh.aio_grpc_channel("xds:///echo:50052")
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await channel.unary_unary(WHO)(b"x")
+            assert str(raised.value.details()).endswith("(the mesh has echo on port 50051)")
+            await channel.close()
+
+        asyncio.run(aio_call())
