@@ -15,6 +15,7 @@ the parent over a pipe (see :func:`worker_main`).
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
@@ -218,4 +219,8 @@ async def _serve(conn: Connection, target: str, streams_per_channel: int) -> Non
 
 def worker_main(conn: Connection, target: str, streams_per_channel: int) -> None:
     """Entry point of a client process."""
+    # The simulator shares the cores with the control plane it measures: keep its
+    # collector from walking hundreds of long-lived streams over and over.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
     asyncio.run(_serve(conn, target, streams_per_channel))
