@@ -29,6 +29,7 @@ from controlplane.translate.security_settings import DEFAULT_POLICY_SETTINGS, Po
 from controlplane.translate.security_tls import CertSource
 from controlplane.translate.security_upstream import secured_cluster
 from controlplane.translate.sidecar import outbound_port
+from controlplane.translate.source_match import Caller
 from controlplane.translate.typeurls import (
     CLUSTER_TYPE_URL,
     ENDPOINTS_TYPE_URL,
@@ -56,7 +57,8 @@ def translate(
     """
     shared = shared_work(config, workloads)
     services, plans = shared.services, shared.plans
-    listeners, route_configs = http_resources(config, services, node)
+    routings = shared.routing(Caller.of(node))
+    listeners, route_configs = http_resources(config, services, node, routings)
     certs = CertSource.of(node)
     clusters = _by_name(secured_cluster(build_cluster(p), p, config, policy, certs) for p in plans)
     if has_sidecar_inbound(node):

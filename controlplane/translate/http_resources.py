@@ -17,7 +17,11 @@ from google.protobuf.message import Message
 from controlplane.model import MeshConfig, NodeInfo
 from controlplane.translate import naming
 from controlplane.translate.listeners import build_listener
-from controlplane.translate.routes import build_route_configuration, plan_routing
+from controlplane.translate.routes import (
+    ServiceRouting,
+    build_route_configuration,
+    plan_routing,
+)
 from controlplane.translate.services import MeshService
 from controlplane.translate.sidecar import (
     build_sidecar_listener,
@@ -28,10 +32,15 @@ from controlplane.translate.source_match import Caller
 
 
 def http_resources(
-    config: MeshConfig, services: Sequence[MeshService], node: NodeInfo
+    config: MeshConfig,
+    services: Sequence[MeshService],
+    node: NodeInfo,
+    routings: Sequence[ServiceRouting] | None = None,
 ) -> tuple[dict[str, Message], dict[str, Message]]:
-    """(listeners by name, route configurations by name) for ``node``."""
-    routings = plan_routing(services, config, Caller.of(node))
+    """(listeners by name, route configurations by name) for ``node``; ``routings``:
+    the services' routing for ``node`` when already planned."""
+    if routings is None:
+        routings = plan_routing(services, config, Caller.of(node))
     if node.is_sidecar:
         port = outbound_port(node.metadata)
         name = naming.SIDECAR_OUTBOUND

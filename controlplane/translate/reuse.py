@@ -1,11 +1,12 @@
 """What translations of the same inputs for different nodes share, made once.
 
 A change is checked by translating it for a proxyless client, an Envoy sidecar
-and every connected node shape; the services, their cluster plans and the load
-assignments (for callers in the same locality with the same labels, all that an
-assignment reads of its caller) are the same for each. They are kept for the
-latest inputs (compared by identity: inputs are immutable) and reused; each
-translation gets its own copy of an assignment message.
+and every connected node shape; the services, their cluster plans, the routing
+of each service and the load assignments (for callers with the same labels,
+namespace and locality: what those read of their caller) are the same for each.
+They are kept for the latest inputs (compared by identity: inputs are immutable)
+and reused; each translation gets its own copy of an assignment message, and the
+routings are only read (the builders copy the routes).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload
 from controlplane.translate.caller_node import node_labels
 from controlplane.translate.endpoints import build_load_assignment
 from controlplane.translate.errors import TranslationError
+from controlplane.translate.routes import ServiceRouting, plan_routing
 from controlplane.translate.security_settings import PolicySettings
 from controlplane.translate.services import MeshService, collect_services
+from controlplane.translate.source_match import Caller
 from controlplane.translate.subsets import ClusterPlan, plan_clusters
 
 
@@ -33,6 +36,16 @@ class SharedWork:
     _assignments: dict[tuple[object, ...], endpoint_pb2.ClusterLoadAssignment] = field(
         default_factory=dict
     )
+    _routings: dict[tuple[object, ...], tuple[ServiceRouting, ...]] = field(default_factory=dict)
+
+    def routing(self, caller: Caller) -> tuple[ServiceRouting, ...]:
+        """``plan_routing`` of the services for ``caller``, once per kind of caller (its
+        labels and namespace, all that source matches read). Read-only: builders copy."""
+        key = (tuple(sorted(caller.labels.items())), caller.namespace)
+        routings = self._routings.get(key)
+        if routings is None:
+            routings = self._routings[key] = plan_routing(self.services, self.config, caller)
+        return routings
 
     def load_assignment(
         self, plan: ClusterPlan, node: NodeInfo, policy: PolicySettings

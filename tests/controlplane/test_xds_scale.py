@@ -18,10 +18,17 @@ from controlplane.config.loader import load_config
 from controlplane.config.yaml_files import read_documents
 from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload
 from controlplane.translate import Resources, TranslationError, reuse, translate
+from controlplane.translate.caller_node import NODE_LABELS_KEY
 from controlplane.translate.endpoints import build_load_assignment
+from controlplane.translate.routes import plan_routing
 from controlplane.translate.security_inbound import server_workloads
 from controlplane.translate.services import collect_services
-from controlplane.translate.typeurls import CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
+from controlplane.translate.source_match import Caller
+from controlplane.translate.typeurls import (
+    CLUSTER_TYPE_URL,
+    ENDPOINTS_TYPE_URL,
+    ROUTE_CONFIG_TYPE_URL,
+)
 from controlplane.xds import XdsService, dependents
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.snapshot import Snapshot
@@ -32,7 +39,7 @@ from tests.support.meshconfig import service_entry as service_entry_yaml
 from tests.support.meshconfig import write_config
 from tests.support.xds_service import xds_channel
 
-CDS, EDS = CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL
+CDS, EDS, RDS = CLUSTER_TYPE_URL, ENDPOINTS_TYPE_URL, ROUTE_CONFIG_TYPE_URL
 A_CLUSTER = "outbound|80||a"
 B_CLUSTER = "outbound|80||b"
 
@@ -342,3 +349,23 @@ def test_a_check_collects_the_services_of_its_inputs_once(
     updater.check(config=mesh(service_entry("a"), service_entry("b")))
     # Both trial shapes and the ambiguity check read one collection of the services.
     assert collected == [1]
+
+
+def test_translations_for_alike_callers_plan_the_routing_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    planned: list[Caller] = []
+
+    def counting(services: Any, config: MeshConfig, caller: Caller) -> Any:
+        planned.append(caller)
+        return plan_routing(services, config, caller)
+
+    monkeypatch.setattr(reuse, "plan_routing", counting)
+    config, workloads = mesh(service_entry("a")), ()
+    sidecar = NodeInfo(id="s", metadata={"mesh.proxy": "sidecar", "mesh.outbound_port": 15001})
+    translate(config, workloads, NodeInfo(id="p"))
+    translate(config, workloads, sidecar)
+    assert len(planned) == 1  # neither has labels or a namespace: one routing for both
+    labelled = NodeInfo(id="l", metadata={NODE_LABELS_KEY: {"app": "x"}})
+    assert translate(config, workloads, labelled)[RDS]
+    assert len(planned) == 2 and dict(planned[1].labels) == {"app": "x"}
