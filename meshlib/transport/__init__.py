@@ -23,7 +23,8 @@ Map (the whole request path: docs/architecture.md):
   :mod:`.endpoint_tls` and, under httpx, :mod:`.tls_backend`), :mod:`.services` (what
   a transport needs of a mesh),
   :mod:`.mirror`, :mod:`.errors` / :mod:`.grpc_errors` / :mod:`.resilience_errors`
-  (errors at the layer boundary).
+  (errors at the layer boundary), :mod:`._httpx_internals` (private: every httpx /
+  httpcore internal read, each with its fallback).
 - server side: :mod:`.grpc_server` (interceptors), :mod:`.grpc_inbound_server` (the
   ports a server serves), :mod:`.asgi_middleware` (``meshlib.asgi``),
   :mod:`.uvicorn_tls`, :mod:`.registration`.

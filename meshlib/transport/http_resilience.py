@@ -25,7 +25,7 @@ from meshlib.errors import DeadlineExceeded, PerTryTimeoutError, ResilienceError
 from meshlib.resilience.conditions import FailureKind, Outcome
 from meshlib.resilience.deadline import DEADLINE_HEADER
 from meshlib.resilience.retry import Attempt
-from meshlib.transport.http_routing import header_set
+from meshlib.transport._httpx_internals import copy_request, header_set
 
 _NO_TIMEOUTS: Final[dict[str, float | None]] = {}
 
@@ -71,8 +71,7 @@ def bound_request(
     Returns ``request`` itself when there is nothing to bound."""
     if remaining is None and idle_timeout_s is None and connect_timeout_s is None:
         return request
-    outgoing: httpx.Request = httpx.Request.__new__(httpx.Request)
-    outgoing.__dict__.update(request.__dict__)
+    outgoing = copy_request(request)
     extensions = request.extensions
     current = extensions.get("timeout") or _NO_TIMEOUTS
     connect, read = current.get("connect"), current.get("read")

@@ -24,7 +24,7 @@ from meshlib.routing.directory import ServiceDirectory
 from meshlib.routing.plan import ForwardPlan
 from meshlib.routing.service import ServiceState
 from meshlib.routing.snapshot import ServiceSnapshot
-from meshlib.transport.http_routing import fast_url_supported, host_header, url_key
+from meshlib.transport._httpx_internals import fast_url_supported, host_header, url_key
 
 if TYPE_CHECKING:
     from meshlib.transport.http_try import HttpCallPlan

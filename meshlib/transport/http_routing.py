@@ -29,6 +29,8 @@ from meshlib.routing.directory import ServiceDirectory, is_mesh_name
 from meshlib.routing.plan import ForwardPlan, LocalReply, RoutingDecision, plan_request
 from meshlib.routing.service import ServiceState
 from meshlib.routing.snapshot import ClusterState, ServiceFailure, ServiceSnapshot, ServiceView
+from meshlib.transport._httpx_internals import copy_request, endpoint_url, host_header
+from meshlib.transport._httpx_internals import header_named as header_named  # for http_try
 from meshlib.transport.errors import routing_error_as_httpx
 from meshlib.transport.http_answers import mesh_answer
 from meshlib.transport.http_membership import HttpMembership
@@ -67,72 +69,6 @@ class HttpHeaderView:
         return [value] if value is not None else self._headers.get_list(name)
 
 
-_URL_FIELDS = ("scheme", "userinfo", "host", "port", "path", "query", "fragment")
-
-
-def fast_url_supported() -> bool:
-    """Whether httpx keeps a URL as the parsed named tuple read here (else the
-    public, slower API is used)."""
-    reference = getattr(httpx.URL("http://a/"), "_uri_reference", None)
-    return isinstance(reference, tuple) and getattr(reference, "_fields", None) == _URL_FIELDS
-
-
-_FAST_URL = fast_url_supported()
-
-
-def _headers_inside_known() -> bool:
-    headers = httpx.Headers({"A": "b"})
-    return getattr(headers, "_list", None) == [(b"A", b"a", b"b")] and hasattr(headers, "_encoding")
-
-
-#: httpx keeps headers as a list of (name, lower-case name, value) bytes: read as such,
-#: a lookup needs no list built and no name lowered (else the public API is used).
-FAST_HEADERS: Final = _headers_inside_known()
-
-
-#: Outgoing URLs by (parsed URL, endpoint, path): the same request URL aimed at the
-#: same endpoint is the same URL (httpx URLs are immutable), so it is built once.
-_ENDPOINT_URLS: dict[tuple[object, str, str | None], httpx.URL] = {}
-_MAX_ENDPOINT_URLS = 4096
-
-
-def endpoint_url(url: httpx.URL, endpoint: Endpoint, path: str | None) -> httpx.URL:
-    """``url`` aimed at ``endpoint`` (and at ``path``, raw with query, when given).
-
-    httpx's ``copy_with`` re-parses and re-validates the whole URL; the parts
-    here are already valid, so the parsed reference (a 7-field named tuple) is
-    rebuilt with two (or four) fields replaced, and kept for the next request
-    (bounded: once full, started over). Falls back to ``copy_with`` if httpx
-    changes inside.
-    """
-    if not _FAST_URL:
-        if path is None:
-            return url.copy_with(host=endpoint.address, port=endpoint.port)
-        return url.copy_with(host=endpoint.address, port=endpoint.port, raw_path=path.encode())
-    reference = url._uri_reference
-    key = (reference, endpoint.authority, path)
-    built = _ENDPOINT_URLS.get(key)
-    if built is not None:
-        return built
-    scheme, userinfo, _host, _port, old_path, old_query, fragment = reference
-    if path is None:
-        new = type(reference)(
-            scheme, userinfo, endpoint.address, endpoint.port, old_path, old_query, fragment
-        )
-    else:
-        bare, sep, query = path.partition("?")
-        new = type(reference)(
-            scheme, userinfo, endpoint.address, endpoint.port, bare, query if sep else None,
-            fragment,
-        )  # fmt: skip
-    outgoing: httpx.URL = httpx.URL.__new__(httpx.URL)
-    outgoing._uri_reference = new
-    if len(_ENDPOINT_URLS) >= _MAX_ENDPOINT_URLS:
-        _ENDPOINT_URLS.clear()
-    _ENDPOINT_URLS[key] = outgoing
-    return outgoing
-
-
 def request_headers(request: httpx.Request) -> LowerHeaders:
     """The request's headers as resilience reads them: lower-case names, repeated
     values joined by ``,`` (Envoy's view), built from the raw list in one pass."""
@@ -142,57 +78,6 @@ def request_headers(request: httpx.Request) -> LowerHeaders:
         text = value.decode("latin-1")
         joined[name] = f"{joined[name]},{text}" if name in joined else text
     return joined
-
-
-def host_header(request: httpx.Request) -> str | None:
-    """The request's ``Host`` header as sent (httpx puts it first)."""
-    if FAST_HEADERS:
-        for _name, lower, raw in request.headers._list:
-            if lower == b"host":
-                return str(raw.decode("latin-1"))
-        return None
-    for key, value in request.headers.raw:
-        if key.lower() == b"host":
-            return value.decode("latin-1")
-    return None
-
-
-def header_set(headers: httpx.Headers, name: bytes, value: str) -> httpx.Headers:
-    """A copy of ``headers`` with ``name`` (lower case) set to ``value``: the list copied
-    with one item more, unless the header is there already (or httpx changed inside),
-    when httpx's own item assignment replaces it."""
-    if FAST_HEADERS:
-        items: list[tuple[bytes, bytes, bytes]] = headers._list
-        for item in items:
-            if item[1] == name:
-                break
-        else:
-            copy: httpx.Headers = httpx.Headers.__new__(httpx.Headers)
-            copy._list = [*items, (name, name, value.encode())]
-            copy._encoding = headers._encoding
-            return copy
-    copy = httpx.Headers(headers)  # a copy of the list, nothing re-parsed
-    copy[name.decode("latin-1")] = value
-    return copy
-
-
-def url_key(url: httpx.URL) -> object:
-    """A hashable key of a parsed URL, the same for the same URL (httpx's parsed
-    reference; only when :func:`fast_url_supported`)."""
-    return url._uri_reference
-
-
-def header_named(request: httpx.Request, names: frozenset[bytes]) -> bool:
-    """Whether the request has a header whose lower-case name is in ``names``
-    (nothing decoded or lowered when httpx keeps its list as known)."""
-    if not names:
-        return False
-    if FAST_HEADERS:
-        for _name, lower, _value in request.headers._list:  # noqa: SIM110 - no genexpr
-            if lower in names:
-                return True
-        return False
-    return any(key.lower() in names for key, _ in request.headers.raw)
 
 
 class HttpPlanCache:
@@ -377,11 +262,7 @@ def outgoing_request(
     """Step 3b: a shallow copy of ``request`` for ``endpoint`` with the plan's
     rewrites and header mutations (``authority``: override, for shadows).
     ``owned``: ``request`` is already this try's own copy; it is changed in place."""
-    if owned:
-        outgoing = request
-    else:
-        outgoing = httpx.Request.__new__(httpx.Request)
-        outgoing.__dict__.update(request.__dict__)
+    outgoing = request if owned else copy_request(request)
     outgoing.url = endpoint_url(request.url, endpoint, plan.path if plan.path_rewritten else None)
     chain = plan.request_headers
     if chain is not None or authority is not None or plan.host_rewritten:

@@ -158,7 +158,7 @@ class ClusterHTTPTransport(httpx.HTTPTransport):
         self.connect_timeout_s = connect_timeout_s
         context = options.get("verify")
         if isinstance(context, EndpointSSLContext):
-            install_tls(self._pool, context, is_async=False)
+            install_tls(self, context)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         capped_connect(request, self.connect_timeout_s)
@@ -173,7 +173,7 @@ class AsyncClusterHTTPTransport(httpx.AsyncHTTPTransport):
         self.connect_timeout_s = connect_timeout_s
         context = options.get("verify")
         if isinstance(context, EndpointSSLContext):
-            install_tls(self._pool, context, is_async=True)
+            install_tls(self, context)
 
     def handle_async_request(self, request: httpx.Request) -> Coroutine[Any, Any, httpx.Response]:
         # httpx's own coroutine, returned (not awaited here): one await level less to

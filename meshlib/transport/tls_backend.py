@@ -11,12 +11,14 @@ a connect failure for retries and outlier detection.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpcore
+import httpx
 
 from meshlib.errors import SecurityError
+from meshlib.transport._httpx_internals import wrap_network_backend
 
 
 class TlsNetworkBackend(httpcore.NetworkBackend):
@@ -75,10 +77,22 @@ class AsyncTlsNetworkBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def install_tls(pool: Any, context: ssl.SSLContext, *, is_async: bool) -> None:
-    """Make the httpcore ``pool`` of an httpx transport connect over TLS."""
-    inner = getattr(pool, "_network_backend", None)
-    if inner is None:  # httpcore changed: fail loudly rather than send plaintext
-        raise SecurityError("this httpcore version cannot carry meshlib's mTLS backend")
-    backend_class = AsyncTlsNetworkBackend if is_async else TlsNetworkBackend
-    pool._network_backend = backend_class(inner, context)
+def install_tls(
+    transport: httpx.HTTPTransport | httpx.AsyncHTTPTransport, context: ssl.SSLContext
+) -> None:
+    """Make ``transport`` connect over TLS with ``context`` (call from its constructor).
+
+    Raises :class:`~meshlib.errors.SecurityError` when this httpx / httpcore keeps its
+    pool or backend elsewhere: the transport is refused rather than send plaintext
+    (:func:`~meshlib.transport._httpx_internals.wrap_network_backend`)."""
+    backend_class: Callable[[Any, ssl.SSLContext], object] = (
+        AsyncTlsNetworkBackend
+        if isinstance(transport, httpx.AsyncHTTPTransport)
+        else TlsNetworkBackend
+    )
+    if not wrap_network_backend(transport, lambda inner: backend_class(inner, context)):
+        raise SecurityError(
+            f"httpx {httpx.__version__} / httpcore {httpcore.__version__} keep their"
+            " connection pool's network backend where meshlib cannot find it, so mTLS"
+            " cannot be carried: use the httpx and httpcore versions meshlib supports"
+        )
