@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-import httpcore
 import httpx
 
 from meshlib.xds_client.resources import Endpoint
@@ -216,6 +215,8 @@ def wrap_network_backend(
     as another kind): httpx takes no network backend, so there is no public way
     and the caller must refuse the transport.
     """
+    import httpcore  # loaded by httpx's transport already; not at import (memory)
+
     pool = getattr(transport, _POOL_ATTRIBUTE, None)
     inner = getattr(pool, _BACKEND_ATTRIBUTE, None)
     expected = (
