@@ -114,7 +114,7 @@ class FailingSource:
 class ClusterPicker:
     """Priority (by Envoy's load table) → host set → the policy's pick."""
 
-    __slots__ = ("_fallback", "_hash_based", "_single", "_table")
+    __slots__ = ("_fallback", "_hash_based", "_single", "_table", "plain")
 
     def __init__(
         self, table: Sequence[HostPicker], hash_based: bool, fallback: Sequence[Endpoint]
@@ -124,6 +124,11 @@ class ClusterPicker:
         self._single = first if all(s is first for s in self._table) else None
         self._hash_based = hash_based
         self._fallback = tuple(fallback)
+        #: ``pick()`` with no context in one call when one host set answers it alone
+        #: (its ``plain``: round robin's rotation); None otherwise.
+        self.plain: Callable[[], Endpoint] | None = None
+        if self._single is not None and not hash_based:
+            self.plain = getattr(self._single, "plain", None)
 
     def pick(self, ctx: PickContext = NO_PICK_CONTEXT) -> Endpoint:
         h = ctx.request_hash

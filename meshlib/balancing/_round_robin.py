@@ -22,13 +22,14 @@ from meshlib.xds_client.resources import Endpoint, LocalityEndpoints, RoundRobin
 class RoundRobinPicker:
     """Exact weighted rotation over a fixed host list."""
 
-    __slots__ = ("_next",)
+    __slots__ = ("plain",)
 
     def __init__(self, endpoints: Sequence[Endpoint]) -> None:
-        self._next = WeightedSchedule(endpoints, [max(1, e.weight) for e in endpoints]).next
+        #: The next endpoint, with no context (no hash, nothing excluded): one call.
+        self.plain = WeightedSchedule(endpoints, [max(1, e.weight) for e in endpoints]).take
 
     def choose(self, h: int | None, attempt: int) -> Endpoint:
-        return self._next()
+        return self.plain()
 
 
 class RoundRobin:

@@ -5,7 +5,9 @@ weighted round robin (nginx's algorithm, the interleaving EDF also gives) when
 the cycle is short, otherwise a coprime stride over the cumulative weights (the
 same exact proportions, spread out, O(log n) per pick). Picking only advances
 an ``itertools.count`` (atomic under the GIL) and indexes the table, so the
-schedule itself is immutable and can be swapped by reference.
+schedule itself is immutable and can be swapped by reference. :attr:`take` is
+the same rotation as one C-level call when the cycle is a table (an
+``itertools.cycle``: a pick runs no Python code of its own).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import bisect
 import itertools
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -49,7 +51,7 @@ def _coprime_stride(total: int) -> int:
 class WeightedSchedule(Generic[T]):
     """Hands out ``items`` in proportion to ``weights`` (all > 0), exactly per cycle."""
 
-    __slots__ = ("_counter", "_cumulative", "_items", "_stride", "_table", "_total")
+    __slots__ = ("_counter", "_cumulative", "_items", "_stride", "_table", "_total", "take")
 
     def __init__(
         self, items: Sequence[T], weights: Sequence[int], *, start: int | None = None
@@ -74,6 +76,13 @@ class WeightedSchedule(Generic[T]):
             self._stride = _coprime_stride(self._total)
         first = random.randrange(self._total) if start is None else start
         self._counter = itertools.count(first)
+        #: The next item, as :meth:`next` but with its own position (use one or the
+        #: other): the table's cycle from the same start, or :meth:`next` itself.
+        self.take: Callable[[], T] = self.next
+        if self._table:
+            start_at = first % self._total
+            rotated = self._table[start_at:] + self._table[:start_at]
+            self.take = itertools.cycle(rotated).__next__
 
     @property
     def cycle_length(self) -> int:

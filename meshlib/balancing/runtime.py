@@ -6,7 +6,9 @@ first-seen time for slow start) and the outlier detector. It is also the
 cluster's :class:`Picker`: ``pick`` reads one reference to the current
 immutable picker, which is rebuilt — and swapped in by reference — on a
 config change, an ejection or a return. Rebuilds are serialized; the request
-path never waits for one (it keeps using the previous picker).
+path never waits for one (it keeps using the previous picker). A pick with no
+context (no hash, nothing excluded) of a single round-robin host set is that
+set's rotation, one C-level call: the common pick runs no chain.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from meshlib.balancing._hosts import BuildContext, Clock, HostStats
@@ -60,14 +63,26 @@ class ClusterRuntime:
         self._stats: dict[str, HostStats] = {}
         self._detector: OutlierDetector | None = None
         self._config: _Config | None = None
-        self._picker: Picker = FailingPicker(f"cluster {name!r}: no endpoints received yet")
+        #: The picker and its context-free pick (None: ask the picker), read as one
+        #: reference so a swap is never seen half done.
+        self._current: tuple[Picker, Callable[[], Endpoint] | None] = (
+            FailingPicker(f"cluster {name!r}: no endpoints received yet"),
+            None,
+        )
         #: Authorities of every endpoint in the last EDS update applied.
         self.authorities: frozenset[str] = frozenset()
 
     # --- Picker ------------------------------------------------------------------
 
     def pick(self, ctx: PickContext = NO_PICK_CONTEXT) -> Endpoint:
-        return self._picker.pick(ctx)
+        picker, plain = self._current
+        if plain is not None and ctx is NO_PICK_CONTEXT:
+            return plain()  # the common pick: one call, no chain
+        return picker.pick(ctx)
+
+    def _swap(self, picker: Picker) -> None:
+        """Make ``picker`` the one calls use (with its context-free pick, if any)."""
+        self._current = (picker, getattr(picker, "plain", None))
 
     @property
     def ejected(self) -> frozenset[str]:
@@ -136,7 +151,7 @@ class ClusterRuntime:
                     detector.sync(authorities)
                 self._config = config
                 self.authorities = authorities
-            self._picker = picker
+            self._swap(picker)
 
     def _build(
         self, config: _Config, stats: dict[str, HostStats], ejected: frozenset[str]
@@ -179,7 +194,7 @@ class ClusterRuntime:
             if config is None:
                 return
             try:
-                self._picker = self._build(config, stats, ejected)
+                self._swap(self._build(config, stats, ejected))
             except ValueError:  # the config built before; cannot fail now, but never crash a call
                 log.exception("picker_rebuild_failed", cluster=self.name)
 

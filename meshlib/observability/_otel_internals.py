@@ -12,7 +12,9 @@ tests cover both forms (``tests/unit/test_otel_internals.py``).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
+from functools import partial
 from typing import Final
 
 from opentelemetry import metrics
@@ -53,3 +55,13 @@ def _set_public() -> bool:
 
 #: ``global_provider_set()``: whether a recording global meter provider is set.
 global_provider_set: Final[Callable[[], bool]] = _set_internal if READS_INTERNAL else _set_public
+
+#: ``provider_first_look()``: None means no global meter provider is set (the common
+#: answer while no SDK is installed), anything else means ask :data:`global_provider_set`.
+#: A C-level call (the global's read; the fallback never says None), so the per-request
+#: check runs no Python frame of its own until a provider is set.
+provider_first_look: Final[Callable[[], object | None]] = (
+    partial(getattr, _api_global, "_METER_PROVIDER")
+    if READS_INTERNAL
+    else itertools.repeat(True).__next__
+)

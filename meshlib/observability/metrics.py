@@ -16,7 +16,7 @@ from typing import Final
 
 from opentelemetry import metrics
 
-from meshlib.observability._otel_internals import global_provider_set
+from meshlib.observability._otel_internals import global_provider_set, provider_first_look
 
 METER_NAME: Final = "meshlib"
 HTTP_DURATION: Final = "http.client.request.duration"
@@ -71,7 +71,7 @@ class ClientMetrics:
             return True
         if self._explicit:
             return False
-        if not global_provider_set():  # cheap: see _otel_internals
+        if provider_first_look() is None or not global_provider_set():  # see _otel_internals
             return False
         self._recording = True  # the global provider is set once and for all
         return True

@@ -47,7 +47,6 @@ from meshlib.resilience.hedging import async_run_hedged, run_hedged
 from meshlib.resilience.retry import (
     Attempt,
     FirstTry,
-    RetryPolicy,
     async_run_with_retries,
     run_with_retries,
 )
@@ -98,13 +97,22 @@ def async_admitted(
 
 def run_sync(plan: CallPlan[C, T], call: C, caller_timeout: float | None = None) -> T:
     """One call under ``plan`` (``caller_timeout``: gRPC's ``timeout=``); the caller
-    gets the answer, or what the adapter makes of the call's error."""
+    gets the answer, or what the adapter makes of the call's error. Written as one
+    function, as :func:`run_async` is: the common call (limits only, one try that
+    succeeds) runs no further frame of the driver's."""
     adapter = plan.adapter
     try:
         now = _monotonic()
         outer_at = plan.outer_at(caller_timeout, now)
         headers = NO_HEADERS if plan.headerless else adapter.headers(call)
-        faulted = plan.enter(headers, outer_at) if plan.stages else NOTHING_FAULTED
+        if not plan.stages:
+            faulted = NOTHING_FAULTED
+        elif headers is NO_HEADERS and plan.faults_need_headers:
+            for limiter in plan.limiters:  # no fault can apply: only the limits act
+                limiter.check()
+            faulted = NOTHING_FAULTED
+        else:
+            faulted = plan.enter(headers, outer_at)
         try:
             if faulted:  # a fault delay may have been slept: the route timeout starts now
                 now = _monotonic()
@@ -124,8 +132,55 @@ def run_sync(plan: CallPlan[C, T], call: C, caller_timeout: float | None = None)
                         idempotent=plan.idempotent(call), replayable=True,
                         deadline=_deadline(call_at), name=plan.name,
                     )  # fmt: skip
-                else:
-                    value = _tries(plan, call, policy, call_at)
+                else:  # the first try, admitted; then, only if it is retriable, the retries
+                    first: FirstTry[T] | None = None
+                    attempt = plan.first_try(policy, call_at)
+                    admission = plan.admission
+                    if not plan.start_call():
+                        _admit_first(plan, attempt.deadline)
+                    # The call is active in the budget and its first try holds its slots.
+                    try:
+                        try:
+                            if not adapter.reads_deadline or attempt.deadline is None:
+                                value = adapter.send(call, attempt)
+                            else:
+                                token = enter_deadline(attempt.deadline)
+                                try:
+                                    value = adapter.send(call, attempt)
+                                finally:
+                                    exit_deadline(token)
+                        except Exception as error:
+                            if policy.num_retries == 0 or not plan.retriable(policy, error, call):
+                                raise
+                            first = FirstTry(attempt, error=error)
+                        else:
+                            if (
+                                policy.num_retries == 0
+                                or plan.answer_final
+                                or (not plan.checks_answers and adapter.settled(value))
+                                or plan.final(policy, value, call)
+                            ):
+                                plan.end_call()
+                                if admission.waiting:
+                                    admission.notify_freed()
+                            else:
+                                first = FirstTry(attempt, value=value)
+                    except BaseException:
+                        admission.end_call()
+                        raise
+                    if first is not None:
+                        admission.exit()  # the first try's slots; the call stays active
+                        try:
+                            value = run_with_retries(
+                                admitted(partial(adapter.send, call), plan.cluster), policy,
+                                describe_result=adapter.describe_result,
+                                describe_error=adapter.describe_error, budget=plan.budget,
+                                idempotent=plan.idempotent(call),
+                                replayable=adapter.replayable(call),
+                                deadline=_deadline(call_at), name=plan.name, first_try=first,
+                            )  # fmt: skip
+                        finally:
+                            plan.budget.request_finished()
             except Exception as error:
                 if breaker is not None:
                     plan.record(None, error, started)
@@ -141,56 +196,6 @@ def run_sync(plan: CallPlan[C, T], call: C, caller_timeout: float | None = None)
                 finish_stages(faulted)
     except Exception as error:
         return adapter.answer(error, call)
-
-
-def _tries(plan: CallPlan[C, T], call: C, policy: RetryPolicy, call_at: float | None) -> T:
-    """The first try, admitted; then, only if it is retriable, the retries."""
-    adapter = plan.adapter
-    attempt = plan.first_try(policy, call_at)
-    admission = plan.admission
-    if not plan.start_call():
-        _admit_first(plan, attempt.deadline)
-    # The call is active in the budget and its first try holds its slots.
-    try:
-        try:
-            if not adapter.reads_deadline or attempt.deadline is None:
-                value = adapter.send(call, attempt)
-            else:
-                token = enter_deadline(attempt.deadline)
-                try:
-                    value = adapter.send(call, attempt)
-                finally:
-                    exit_deadline(token)
-        except Exception as error:
-            if policy.num_retries == 0 or not plan.retriable(policy, error, call):
-                raise
-            first: FirstTry[T] = FirstTry(attempt, error=error)
-        else:
-            if (
-                policy.num_retries == 0
-                or plan.answer_final
-                or (not plan.checks_answers and adapter.settled(value))
-                or plan.final(policy, value, call)
-            ):
-                plan.end_call()
-                if admission.waiting:
-                    admission.notify_freed()
-                return value
-            first = FirstTry(attempt, value=value)
-    except BaseException:
-        admission.end_call()
-        raise
-    admission.exit()  # the first try's slots; the call stays active while it retries
-    try:
-        return run_with_retries(
-            admitted(partial(adapter.send, call), plan.cluster), policy,
-            describe_result=adapter.describe_result, describe_error=adapter.describe_error,
-            budget=plan.budget, idempotent=plan.idempotent(call),
-            replayable=adapter.replayable(call), deadline=_deadline(call_at), name=plan.name,
-            first_try=first,
-        )  # fmt: skip
-    finally:
-        plan.budget.request_finished()
 
 
 def _admit_first(plan: CallPlan[C, T], deadline: Deadline | None) -> None:
@@ -230,7 +235,9 @@ async def run_async(plan: CallPlan[C, T], call: C, caller_timeout: float | None 
         if not plan.stages:
             faulted = NOTHING_FAULTED
         elif headers is NO_HEADERS and plan.faults_need_headers:
-            faulted = plan.enter(headers, outer_at)  # only limits: nothing to wait for
+            for limiter in plan.limiters:  # no fault can apply: only the limits act
+                limiter.check()
+            faulted = NOTHING_FAULTED
         else:
             faulted = await plan.enter_async(headers, outer_at)
         try:

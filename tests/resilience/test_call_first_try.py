@@ -4,11 +4,15 @@ are all successes (gRPC) has them recorded without classifying them."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from types import FrameType
+from typing import Any
 
 import pytest
 
+from meshlib.errors import RateLimitedError
 from meshlib.resilience.breaker import BreakerConfig, BreakerRegistry
 from meshlib.resilience.call import run_async, run_sync
 from meshlib.resilience.call_plan import NO_HEADERS, CallPlan, TryAdapter
@@ -16,6 +20,7 @@ from meshlib.resilience.conditions import Outcome
 from meshlib.resilience.retry import Attempt, RetryPolicy
 from meshlib.resilience.route_resilience import RouteResilience
 from meshlib.resilience.xds_cluster import ClusterResilience
+from meshlib.resilience.xds_filters import rate_limit
 from meshlib.resilience.xds_route import RouteTimeouts, route_retry
 from meshlib.xds_client import resources as xds
 
@@ -112,3 +117,56 @@ def test_try_one_ends_at_the_per_try_timeout_or_the_calls_end_whichever_is_first
     else:
         assert attempt.deadline is not None
         assert now + expect_in - 0.5 < attempt.deadline.at <= time.monotonic() + expect_in
+
+
+def _limited_plan(adapter: Answering, tokens: int) -> CallPlan[None, str]:
+    limiter = rate_limit(
+        xds.LocalRateLimit(
+            stat_prefix="s",
+            token_bucket=xds.TokenBucket(max_tokens=tokens, fill_interval_s=60.0),
+            filter_enabled_per_million=1_000_000,
+            filter_enforced_per_million=1_000_000,
+        ),
+        name="svc:80",
+    )
+    assert limiter is not None
+    route = RouteResilience(None, RouteTimeouts(None, None), stages=(limiter,))
+    return CallPlan(route, ClusterResilience(CLUSTER), CLUSTER, adapter, "svc:80")
+
+
+def _driver_frames(call: Callable[[], object]) -> list[str]:
+    """The names of the frames the drivers and the plan ran during ``call``."""
+    names: list[str] = []
+
+    def profile(frame: FrameType, event: str, _arg: Any) -> None:
+        code = frame.f_code
+        if event == "call" and code.co_filename.endswith(("call.py", "call_plan.py")):
+            names.append(code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        call()
+    finally:
+        sys.setprofile(None)
+    return names
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_limits_only_call_is_one_driver_frame_and_the_limit_still_acts(driver: str) -> None:
+    adapter = Answering()
+    plan = _limited_plan(adapter, tokens=2)
+
+    def call() -> str:
+        if driver == "sync":
+            return run_sync(plan, None, 5.0)
+        return asyncio.run(run_async(plan, None, 5.0))
+
+    frames = _driver_frames(call)
+    # The driver's own frame, the deadline and try 1's: no stage entry, no inner helper.
+    assert frames.count("run_sync" if driver == "sync" else "run_async") == 1
+    assert "enter" not in frames and "_tries" not in frames
+    assert call() == "ok"
+    with pytest.raises(RateLimitedError):
+        call()
+    assert len(adapter.attempts) == 2  # the refused call never reached the try
+    assert plan.cluster.thresholds.requests.count == 0

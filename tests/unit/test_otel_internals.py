@@ -14,6 +14,8 @@ import sys
 import textwrap
 
 COMMON = """
+import sys
+
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
 
@@ -24,7 +26,15 @@ recorder = ClientMetrics()
 forms = {"internal": otel._set_internal, "public": otel._set_public}
 assert not otel.global_provider_set() and not recorder.active
 assert not otel._set_public()
+assert otel.provider_first_look() is (None if otel.READS_INTERNAL else True)
+frames = []
+sys.setprofile(lambda frame, event, arg: event == "call" and frames.append(frame.f_code))
+unset = recorder.active
+sys.setprofile(None)
+# No provider yet: the per-request check is the property's own frame, nothing more.
+assert not unset and (len(frames) == 1 or not otel.READS_INTERNAL), frames
 metrics.set_meter_provider(MeterProvider())
+assert otel.provider_first_look() is not None
 assert otel.global_provider_set() and recorder.active
 assert otel._set_public()
 assert not otel.is_recording_provider(metrics.NoOpMeterProvider())
@@ -62,6 +72,7 @@ def test_the_internal_read_answers_as_the_public_getter() -> None:
         """
         assert otel.READS_INTERNAL and otel.global_provider_set is otel._set_internal
         assert otel._set_internal()
+        assert otel.provider_first_look() is metrics.get_meter_provider()
         print("ok")
         """,
     )
@@ -72,6 +83,7 @@ def test_without_the_internal_the_public_getter_answers() -> None:
         FALLBACK,
         """
         assert otel.global_provider_set is otel._set_public
+        assert otel.provider_first_look() is True  # never says "unset": the getter decides
         print("ok")
         """,
     )
