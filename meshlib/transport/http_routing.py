@@ -30,7 +30,6 @@ from meshlib.routing.plan import ForwardPlan, LocalReply, RoutingDecision, plan_
 from meshlib.routing.service import ServiceState
 from meshlib.routing.snapshot import ClusterState, ServiceFailure, ServiceSnapshot, ServiceView
 from meshlib.transport._httpx_internals import copy_request, endpoint_url, host_header
-from meshlib.transport._httpx_internals import header_named as header_named  # for http_try
 from meshlib.transport.errors import routing_error_as_httpx
 from meshlib.transport.http_answers import mesh_answer
 from meshlib.transport.http_membership import HttpMembership

@@ -30,6 +30,7 @@ from meshlib.resilience.conditions import Outcome
 from meshlib.resilience.retry import Attempt
 from meshlib.routing.plan import ForwardPlan
 from meshlib.routing.snapshot import ServiceSnapshot
+from meshlib.transport._httpx_internals import header_named
 from meshlib.transport.endpoint_pool import EndpointPool, LoopCloser
 from meshlib.transport.errors import routing_error_as_httpx
 from meshlib.transport.http_answers import note_retried
@@ -44,7 +45,6 @@ from meshlib.transport.http_resilience import (
 from meshlib.transport.http_routing import (
     HttpPlanCache,
     HttpRouting,
-    header_named,
     outgoing_request,
     request_headers,
 )
