@@ -35,6 +35,7 @@ from meshlib.errors import CircuitBreakerOverflow, DeadlineExceeded, PerTryTimeo
 from meshlib.resilience.breaker import CircuitBreaker
 from meshlib.resilience.conditions import Outcome
 from meshlib.resilience.deadline import Deadline, LowerHeaders, current_deadline
+from meshlib.resilience.grpc_codes import GrpcCode
 from meshlib.resilience.retry import Attempt, RetryPolicy
 from meshlib.resilience.route_resilience import (
     Faulted,
@@ -61,7 +62,16 @@ NOTHING_EXCLUDED: Final[frozenset[str]] = frozenset()
 _NO_NAMES: Final[frozenset[str]] = frozenset()
 _MAX_METHODS: Final = 16
 # gRPC statuses a failure-rate breaker counts as failures (server-side trouble).
-_GRPC_FAILURES: Final = frozenset({2, 4, 13, 14, 15})
+_GRPC_FAILURES: Final = frozenset(
+    int(code)
+    for code in (
+        GrpcCode.UNKNOWN,
+        GrpcCode.DEADLINE_EXCEEDED,
+        GrpcCode.INTERNAL,
+        GrpcCode.UNAVAILABLE,
+        GrpcCode.DATA_LOSS,
+    )
+)
 _monotonic: Final = time.monotonic
 
 
