@@ -1,0 +1,87 @@
+"""The CPU of a config change's check and rebuild, without clients.
+
+    python bench/cp_change_check.py                 # 200 services, 49 routed, 20 changes
+    python bench/cp_change_check.py --profile       # and where the time goes
+
+Builds the config of bench/cp_scale.py (one file per service) in a temporary
+folder, loads it as the control plane does (``read_files`` + ``compose``, so
+unchanged documents keep their parsed resources), connects one proxyless
+node, then edits svc-000's VirtualService (its timeout) again and again: per
+edit, the thread CPU of the load, of ``SnapshotUpdater.check`` (the trial
+translations for a proxyless client, an Envoy sidecar and the connected
+shape, and the ambiguity check) and of the rebuild that follows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cp_scale import service_yaml, write_config
+
+from controlplane.endpoint_translate import EndpointTranslate
+from controlplane.layers import compose, read_files
+from controlplane.model import NodeInfo
+from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.updater import SnapshotUpdater
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--services", type=int, default=200)
+    parser.add_argument("--routed", type=int, default=49)
+    parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="cp-change-") as tmp:
+        folder = Path(tmp)
+        write_config(folder, args.services, args.routed)
+        updater = SnapshotUpdater(SnapshotCache(), EndpointTranslate())
+        config = compose(read_files(folder), {})
+        updater.check(config=config)
+        updater.set_inputs(config=config)
+        updater.connect(NodeInfo(id="bench-00000", cluster="bench"))
+        updater.rebuild()
+        loads, checks, rebuilds = [], [], []
+        profile = cProfile.Profile() if args.profile else None
+        for change in range(args.changes):
+            (folder / "svc-000.yaml").write_text(service_yaml(0, True, 6 + change % 2))
+            t0 = time.thread_time()
+            config = compose(read_files(folder), {})
+            t1 = time.thread_time()
+            if profile is not None:
+                profile.enable()
+            updater.check(config=config)
+            t2 = time.thread_time()
+            updater.set_inputs(config=config)
+            updater.rebuild()
+            t3 = time.thread_time()
+            if profile is not None:
+                profile.disable()
+            loads.append(t1 - t0)
+            checks.append(t2 - t1)
+            rebuilds.append(t3 - t2)
+    print(
+        f"{args.services} services, {args.routed} routed, {args.changes} changes; "
+        "thread CPU ms, median (min-max):"
+    )
+    for what, values in (("load", loads), ("check", checks), ("rebuild", rebuilds)):
+        print(
+            f"  {what:8} {statistics.median(values) * 1e3:7.1f} "
+            f"({min(values) * 1e3:.1f}-{max(values) * 1e3:.1f})"
+        )
+    if profile is not None:
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
