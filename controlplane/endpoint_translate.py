@@ -26,7 +26,7 @@ from controlplane.translate.endpoint_changes import retranslate_endpoints
 from controlplane.translate.reuse import shared_work
 from controlplane.translate.routes import ServiceRouting
 from controlplane.translate.security_settings import DEFAULT_POLICY_SETTINGS
-from controlplane.translate.services import MeshService, collect_services
+from controlplane.translate.services import MeshService
 from controlplane.translate.source_match import Caller
 
 # Node shapes remembered (each holds one translation's messages): the connected
@@ -54,9 +54,6 @@ class EndpointTranslate:
         self._last: OrderedDict[str, _Last] = OrderedDict()
         self._lock = threading.Lock()  # callers may translate on worker threads
         self.partial = 0  # translations brought up to date, not made whole (for tests)
-        self._services: (
-            tuple[MeshConfig, tuple[RegisteredWorkload, ...], tuple[MeshService, ...]] | None
-        ) = None
 
     def __call__(
         self, config: MeshConfig, workloads: Sequence[RegisteredWorkload], node: NodeInfo
@@ -94,7 +91,7 @@ class EndpointTranslate:
     ) -> _Last | None:
         """``last`` brought up to these inputs, None when a whole translation is needed."""
         try:
-            services = self._catalog(config, workloads)
+            services = shared_work(config, workloads).services  # once per check
         except TranslationError:
             return None  # translate says so
         if last.config is config:
@@ -109,19 +106,6 @@ class EndpointTranslate:
         if made is None:
             return None
         return _Last(config, workloads, made.resources, services, made.routings)
-
-    def _catalog(
-        self, config: MeshConfig, workloads: tuple[RegisteredWorkload, ...]
-    ) -> tuple[MeshService, ...]:
-        """``collect_services``, once for the shapes of a check (the last inputs kept)."""
-        with self._lock:
-            known = self._services
-        if known is not None and known[0] is config and known[1] == workloads:
-            return known[2]
-        services = collect_services(config, workloads)
-        with self._lock:
-            self._services = (config, workloads, services)
-        return services
 
 
 def _shape(node: NodeInfo) -> str:

@@ -153,7 +153,7 @@ def _retranslate(
         inbound, app_cluster = sidecar_inbound(config, services, node, policy)
         listeners[inbound.name] = inbound
         clusters[app_cluster.name] = app_cluster
-    elif not node.is_sidecar:
+    elif not node.is_sidecar and moved:  # the servers are the catalog's endpoints
         _proxyless_inbound(last.services, services, config, policy, listeners)
     resources: Resources = {
         LISTENER_TYPE_URL: listeners,
@@ -210,16 +210,29 @@ def _routings(
         if (
             kept is None
             or service.host in own
-            or (vs is not None and not destinations.isdisjoint(_destination_hosts(vs)))
+            or (destinations and vs is not None and not destinations.isdisjoint(_hosts_of(vs)))
         ):
             kept = service_routing(service, vs, ports, rules, caller)
         routings.append(kept)
     return tuple(routings)
 
 
-def _destination_hosts(vs: VirtualService) -> set[str]:
-    """Every host a VirtualService names as a destination (routes, mirrors, ...)."""
-    return {d.host for d in _destinations(vs)}
+def _hosts_of(vs: VirtualService) -> frozenset[str]:
+    """Every host a VirtualService names as a destination (routes, mirrors, ...),
+    remembered by identity (the loader keeps an unchanged document's resources)."""
+    known = _destination_hosts.get(id(vs))
+    if known is not None and known[0] is vs:
+        return known[1]
+    if len(_destination_hosts) >= _KEPT_HOSTS:
+        _destination_hosts.clear()
+    hosts = frozenset(d.host for d in _destinations(vs))
+    _destination_hosts[id(vs)] = (vs, hosts)
+    return hosts
+
+
+# id(VirtualService) -> (it, the hosts it routes to); cleared when it grows past the bound.
+_destination_hosts: dict[int, tuple[VirtualService, frozenset[str]]] = {}
+_KEPT_HOSTS = 4096
 
 
 def _destinations(value: Any) -> Iterator[Destination]:
