@@ -4,11 +4,11 @@
 last output per node shape (a node's locality and metadata: what translate reads of
 it). Asked again for the same config with other workloads, it rebuilds only
 what their endpoints touch (:mod:`controlplane.translate.endpoint_changes`) when the
-services are otherwise the same; asked for another config, it rebuilds what the
-changed resources touch (:mod:`controlplane.translate.config_changes`); and it
-translates whole when neither can bound the change. A churn of registrations or
-an edit of one VirtualService then costs what they touch per shape, not the whole
-mesh.
+services are otherwise the same; asked for another config, or for registrations
+that make or change a service, it rebuilds what the changed resources and services
+touch (:mod:`controlplane.translate.config_changes`); and it translates whole when
+neither can bound the change. A churn of registrations or an edit of one
+VirtualService then costs what they touch per shape, not the whole mesh.
 """
 
 from __future__ import annotations
@@ -98,9 +98,9 @@ class EndpointTranslate:
             resources = retranslate_endpoints(
                 last.resources, last.services, config, services, node, self._policy
             )
-            if resources is None:
-                return None
-            return _Last(config, workloads, resources, services, last.routings)
+            if resources is not None:
+                return _Last(config, workloads, resources, services, last.routings)
+        # another config, or registrations that make or change a service
         previous = Translated(last.config, last.services, last.routings, last.resources)
         made = retranslate_config(previous, config, services, node, self._policy)
         if made is None:
