@@ -131,7 +131,7 @@ def _retranslate(
     old = {(s.host, s.number): s for s in last.services}
     new = {(s.host, s.number): s for s in services}
     moved = {key[0] for key in old.keys() ^ new.keys()}
-    moved.update(key[0] for key, s in new.items() if key in old and old[key] != s)
+    moved.update(k[0] for k, s in new.items() if k in old and old[k] is not s and old[k] != s)
     rules = _changed(_rules_by_host(last.config), _rules_by_host(config))
     routed = _changed(_routes_by_host(last.config), _routes_by_host(config))
     routings = _routings(last, config, services, node, moved | rules | routed, moved | rules)
