@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,12 +36,27 @@ from controlplane.model import NodeInfo, RegisteredWorkload
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.updater import SnapshotUpdater
 
+EDITS: dict[str, Callable[[int], str]] = {
+    "vs": lambda odd: service_yaml(0, True, 6 + odd),
+    "dr": lambda odd: service_yaml(0, True).replace(
+        "LEAST_REQUEST", "ROUND_ROBIN" if odd else "RANDOM"
+    ),
+    "se": lambda odd: service_yaml(0, True).replace("10.0.0.5,", f"10.0.0.{6 + odd},"),
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--services", type=int, default=200)
     parser.add_argument("--routed", type=int, default=49)
     parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument(
+        "--edit",
+        choices=sorted(EDITS),
+        default="vs",
+        help="what each change edits in svc-000.yaml: its VirtualService's timeout (vs), "
+        "its DestinationRule's load balancer (dr) or one of its ServiceEntry's endpoints (se)",
+    )
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="cp-change-") as tmp:
@@ -55,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         loads, checks, rebuilds = [], [], []
         profile = cProfile.Profile() if args.profile else None
         for change in range(args.changes):
-            (folder / "svc-000.yaml").write_text(service_yaml(0, True, 6 + change % 2))
+            (folder / "svc-000.yaml").write_text(EDITS[args.edit](change % 2))
             t0 = time.thread_time()
             config = compose(read_files(folder), {})
             t1 = time.thread_time()
@@ -86,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             updater.rebuild()
             registrations.append(time.thread_time() - t0)
     print(
-        f"{args.services} services, {args.routed} routed, {args.changes} changes; "
+        f"{args.services} services, {args.routed} routed, {args.changes} changes ({args.edit}); "
         "thread CPU ms, median (min-max):"
     )
     for what, values in (
