@@ -61,8 +61,6 @@ from controlplane.translate.typeurls import (
     ROUTE_CONFIG_TYPE_URL,
 )
 
-ServiceKey = tuple[str, int]
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Translated:
@@ -112,10 +110,11 @@ def _bounded(
 
 
 def _namespaces(config: MeshConfig, services: Sequence[MeshService]) -> set[str]:
+    """Every namespace the catalog and the config name."""
     found = {s.namespace for s in services}
     found.update(e.namespace for s in services for e in s.endpoints if e.namespace)
-    for kind in (config.service_entries, config.workload_entries):
-        found.update(r.namespace for r in kind)
+    found.update(r.namespace for r in config.service_entries)
+    found.update(r.namespace for r in config.workload_entries)
     found.update(r.namespace for r in config.virtual_services)
     found.update(r.namespace for r in config.destination_rules)
     return found
