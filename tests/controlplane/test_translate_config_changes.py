@@ -89,6 +89,44 @@ SLOTS: dict[str, list[str]] = {
             "talks",
         ),
     ],
+    "se-degraded": [  # the degraded switch: in cluster metadata
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: speakers\n"
+        "  namespace: conference\n  annotations: {meshlib.dev/degraded: 'true'}\n"
+        "spec:\n  hosts: [speakers]\n  ports: [{number: 50053, name: grpc, protocol: GRPC}]\n"
+        "  resolution: STATIC\n  endpoints: [{address: 10.3.0.1}]\n",
+        service_entry(
+            """
+            hosts: [speakers]
+            ports: [{number: 50053, name: grpc, protocol: GRPC}]
+            resolution: STATIC
+            endpoints: [{address: 10.3.0.1}]
+            """,
+            "speakers",
+        ),
+    ],
+    "vs-two-hosts": [  # one VirtualService for two hosts (refused while another names one)
+        virtual_service(
+            """
+            hosts: [speakers, search.example.com]
+            http:
+            - timeout: 2s
+              route: [{destination: {host: speakers, port: {number: 50053}}}]
+            """,
+            "two-hosts",
+        ),
+    ],
+    "dr-search": [
+        destination_rule(
+            """
+            host: search.example.com
+            trafficPolicy: {connectionPool: {http: {maxRequestsPerConnection: 10}}}
+            """,
+            "search",
+        ),
+    ],
+    "we-ops": [  # a namespace the mesh does not have otherwise
+        workload_entry("{address: 10.8.0.1, labels: {app: sessions}}", "ops-1", "ops"),
+    ],
     "se-search": [
         service_entry(
             """
@@ -330,8 +368,8 @@ def assert_same(got: Resources | str, want: Resources | str, step: str) -> None:
 
 def first_state() -> dict[str, int | None]:
     state: dict[str, int | None] = dict.fromkeys(SLOTS, 0)
-    state["se-metrics"] = None
-    state["authorization-policy"] = None
+    for slot in ("se-metrics", "authorization-policy", "vs-two-hosts", "we-ops"):
+        state[slot] = None
     return state
 
 
