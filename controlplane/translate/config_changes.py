@@ -10,13 +10,14 @@ What each resource is built from (and so what a change rebuilds):
   from ServiceEntries, WorkloadEntries and registrations: the catalog is compared
   service by service) and the DestinationRule of its host;
 * a proxyless inbound listener reads the workload it serves (from the catalog)
-  and the security policies; a sidecar's inbound listener is built again always.
+  and the security policies; a sidecar's inbound listener is built again always;
+* the security policies are read by inbound listeners and (PeerAuthentication,
+  for auto mTLS) by every cluster, by nothing else: a change to one rebuilds every
+  inbound listener, and every cluster for a PeerAuthentication.
 
-A change to a security policy (PeerAuthentication, AuthorizationPolicy,
-ServiceIntentions, RequestAuthentication: they may touch every listener and
-cluster) or a namespace the mesh did not have is not bounded here: the caller
-translates whole. So does any TranslationError (the whole translation then says
-which error comes first, as without this module). The result equals
+A change that brings a namespace the mesh did not have is not bounded here: the
+caller translates whole. So does any TranslationError (the whole translation then
+says which error comes first, as without this module). The result equals
 :func:`controlplane.translate.translate` of the new inputs (tests hold the two equal).
 """
 
@@ -82,7 +83,7 @@ def retranslate_config(
     """``last`` (translated for ``node``) brought up to ``config`` and the catalog
     ``services`` (collected from it); None when the change is not bounded (translate
     whole then)."""
-    if not _bounded(last.config, config, last.services, services):
+    if not _namespaces(config, services) <= _namespaces(last.config, last.services):
         return None
     try:
         return _retranslate(last, config, services, node, policy)
@@ -90,23 +91,13 @@ def retranslate_config(
         return None  # the whole translation names the error it meets first
 
 
-def _bounded(
-    before: MeshConfig,
-    after: MeshConfig,
-    old_services: Sequence[MeshService],
-    new_services: Sequence[MeshService],
-) -> bool:
-    """False when the change may touch every listener or cluster."""
-    for kind in (
-        "peer_authentications",
-        "authorization_policies",
-        "service_intentions",
-        "request_authentications",
-    ):
+def _differ(before: MeshConfig, after: MeshConfig, *kinds: str) -> bool:
+    """Whether the resources of any of ``kinds`` (MeshConfig fields) changed."""
+    for kind in kinds:
         old, new = getattr(before, kind), getattr(after, kind)
         if old is not new and old != new:
-            return False
-    return _namespaces(after, new_services) <= _namespaces(before, old_services)
+            return True
+    return False
 
 
 def _namespaces(config: MeshConfig, services: Sequence[MeshService]) -> set[str]:
@@ -134,6 +125,14 @@ def _retranslate(
     rules = _changed(_rules_by_host(last.config), _rules_by_host(config))
     routed = _changed(_routes_by_host(last.config), _routes_by_host(config))
     routings = _routings(last, config, services, node, moved | rules | routed, moved | rules)
+    peers = _differ(last.config, config, "peer_authentications")
+    secured = peers or _differ(
+        last.config,
+        config,
+        "authorization_policies",
+        "service_intentions",
+        "request_authentications",
+    )
     listeners = dict(last.resources[LISTENER_TYPE_URL])
     route_configs = dict(last.resources[ROUTE_CONFIG_TYPE_URL])
     clusters = dict(last.resources[CLUSTER_TYPE_URL])
@@ -147,13 +146,15 @@ def _retranslate(
             route_configs.update(sidecar_routes)
     else:
         _proxyless_http(last.routings, routings, listeners, route_configs)
-    _clusters(last, config, services, node, policy, moved | rules, clusters, assignments)
+    every_host = {s.host for s in (*last.services, *services)}
+    reclustered = every_host if peers else moved | rules  # auto mTLS reads PeerAuthentication
+    _clusters(last, config, services, node, policy, reclustered, clusters, assignments)
     if has_sidecar_inbound(node):
         inbound, app_cluster = sidecar_inbound(config, services, node, policy)
         listeners[inbound.name] = inbound
         clusters[app_cluster.name] = app_cluster
-    elif not node.is_sidecar and moved:  # the servers are the catalog's endpoints
-        _proxyless_inbound(last.services, services, config, policy, listeners)
+    elif not node.is_sidecar and (moved or secured):  # servers: the catalog's endpoints
+        _proxyless_inbound(last.services, services, config, policy, listeners, every=secured)
     resources: Resources = {
         LISTENER_TYPE_URL: listeners,
         ROUTE_CONFIG_TYPE_URL: route_configs,
@@ -305,13 +306,16 @@ def _proxyless_inbound(
     config: MeshConfig,
     policy: PolicySettings,
     listeners: dict[str, Any],
+    *,
+    every: bool,
 ) -> None:
+    """The inbound listeners of the workloads that changed (``every``: of all)."""
     old = {(w.address, w.port): w for w in server_workloads(before)}
     new = {(w.address, w.port): w for w in server_workloads(after)}
     for address, port in old.keys() - new.keys():
         del listeners[inbound_listener_name(address, port)]
     for key, workload in new.items():
-        if old.get(key) != workload:
+        if every or old.get(key) != workload:
             listeners[inbound_listener_name(*key)] = proxyless_inbound_listener(
                 config, workload, policy
             )
