@@ -42,7 +42,14 @@ EDITS: dict[str, Callable[[int], str]] = {
         "LEAST_REQUEST", "ROUND_ROBIN" if odd else "RANDOM"
     ),
     "se": lambda odd: service_yaml(0, True).replace("10.0.0.5,", f"10.0.0.{6 + odd},"),
+    "pa": lambda odd: (
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+        "metadata: {name: default, namespace: bench}\n"
+        f"spec: {{mtls: {{mode: {'STRICT' if odd else 'PERMISSIVE'}}}}}\n"
+    ),
 }
+# The file each edit writes.
+EDITED = {"vs": "svc-000.yaml", "dr": "svc-000.yaml", "se": "svc-000.yaml", "pa": "peer.yaml"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,13 +62,15 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted(EDITS),
         default="vs",
         help="what each change edits in svc-000.yaml: its VirtualService's timeout (vs), "
-        "its DestinationRule's load balancer (dr) or one of its ServiceEntry's endpoints (se)",
+        "its DestinationRule's load balancer (dr) or one of its ServiceEntry's endpoints (se); "
+        "or the namespace's PeerAuthentication mode (pa, in peer.yaml)",
     )
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="cp-change-") as tmp:
         folder = Path(tmp)
         write_config(folder, args.services, args.routed)
+        (folder / EDITED[args.edit]).write_text(EDITS[args.edit](1))
         updater = SnapshotUpdater(SnapshotCache(), EndpointTranslate())
         config = compose(read_files(folder), {})
         updater.check(config=config)
@@ -71,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         loads, checks, rebuilds = [], [], []
         profile = cProfile.Profile() if args.profile else None
         for change in range(args.changes):
-            (folder / "svc-000.yaml").write_text(EDITS[args.edit](change % 2))
+            (folder / EDITED[args.edit]).write_text(EDITS[args.edit](change % 2))
             t0 = time.thread_time()
             config = compose(read_files(folder), {})
             t1 = time.thread_time()

@@ -146,9 +146,17 @@ def _retranslate(
             route_configs.update(sidecar_routes)
     else:
         _proxyless_http(last.routings, routings, listeners, route_configs)
-    every_host = {s.host for s in (*last.services, *services)}
-    reclustered = every_host if peers else moved | rules  # auto mTLS reads PeerAuthentication
-    _clusters(last, config, services, node, policy, reclustered, clusters, assignments)
+    _clusters(
+        last,
+        config,
+        services,
+        node,
+        policy,
+        moved | rules,
+        clusters,
+        assignments,
+        secured={s.host for s in services} if peers else set(),  # auto mTLS reads them
+    )
     if has_sidecar_inbound(node):
         inbound, app_cluster = sidecar_inbound(config, services, node, policy)
         listeners[inbound.name] = inbound
@@ -281,8 +289,11 @@ def _clusters(
     hosts: set[str],
     clusters: dict[str, Any],
     assignments: dict[str, Any],
+    *,
+    secured: set[str],
 ) -> None:
-    """The clusters and load assignments of the services of ``hosts``, made again."""
+    """The clusters and load assignments of the services of ``hosts`` made again, and
+    the clusters only (their TLS) of the services of ``secured``."""
     for service in last.services:
         if service.host in hosts:
             rule = destination_rule_for(last.config.destination_rules, service.host)
@@ -291,12 +302,12 @@ def _clusters(
                 assignments.pop(plan.name, None)
     certs = CertSource.of(node)
     for service in services:
-        if service.host not in hosts:
+        if service.host not in hosts and service.host not in secured:
             continue
         rule = destination_rule_for(config.destination_rules, service.host)
         for plan in service_clusters(service, rule):
             clusters[plan.name] = secured_cluster(build_cluster(plan), plan, config, policy, certs)
-            if service.resolution is Resolution.STATIC:
+            if service.host in hosts and service.resolution is Resolution.STATIC:
                 assignments[plan.name] = build_load_assignment(plan, node, policy)
 
 
