@@ -12,8 +12,9 @@ What each resource is built from (and so what a change rebuilds):
 * a proxyless inbound listener reads the workload it serves (from the catalog)
   and the security policies; a sidecar's inbound listener is built again always;
 * the security policies are read by inbound listeners and (PeerAuthentication,
-  for auto mTLS) by every cluster, by nothing else: a change to one rebuilds every
-  inbound listener, and every cluster for a PeerAuthentication.
+  for auto mTLS) by clusters, by nothing else: a change rebuilds the inbound
+  listeners of the workloads it applies to, and for a PeerAuthentication the TLS of
+  the clusters with endpoints it applies to (:mod:`.security_changes`).
 
 A change that brings a namespace the mesh did not have is not bounded here: the
 caller translates whole. So does any TranslationError (the whole translation then
@@ -42,6 +43,7 @@ from controlplane.translate.routes import (
     build_route_configuration,
     service_routing,
 )
+from controlplane.translate.security_changes import SecurityScope, security_scope
 from controlplane.translate.security_inbound import (
     has_sidecar_inbound,
     inbound_listener_name,
@@ -91,15 +93,6 @@ def retranslate_config(
         return None  # the whole translation names the error it meets first
 
 
-def _differ(before: MeshConfig, after: MeshConfig, *kinds: str) -> bool:
-    """Whether the resources of any of ``kinds`` (MeshConfig fields) changed."""
-    for kind in kinds:
-        old, new = getattr(before, kind), getattr(after, kind)
-        if old is not new and old != new:
-            return True
-    return False
-
-
 def _namespaces(config: MeshConfig, services: Sequence[MeshService]) -> set[str]:
     """Every namespace the catalog and the config name."""
     found = {s.namespace for s in services}
@@ -125,14 +118,7 @@ def _retranslate(
     rules = _changed(_rules_by_host(last.config), _rules_by_host(config))
     routed = _changed(_routes_by_host(last.config), _routes_by_host(config))
     routings = _routings(last, config, services, node, moved | rules | routed, moved | rules)
-    peers = _differ(last.config, config, "peer_authentications")
-    secured = peers or _differ(
-        last.config,
-        config,
-        "authorization_policies",
-        "service_intentions",
-        "request_authentications",
-    )
+    scope = security_scope(last.config, config, policy)
     listeners = dict(last.resources[LISTENER_TYPE_URL])
     route_configs = dict(last.resources[ROUTE_CONFIG_TYPE_URL])
     clusters = dict(last.resources[CLUSTER_TYPE_URL])
@@ -155,14 +141,14 @@ def _retranslate(
         moved | rules,
         clusters,
         assignments,
-        secured={s.host for s in services} if peers else set(),  # auto mTLS reads them
+        secured={s.host for s in services if scope.touches_clusters(s)},  # auto mTLS
     )
     if has_sidecar_inbound(node):
         inbound, app_cluster = sidecar_inbound(config, services, node, policy)
         listeners[inbound.name] = inbound
         clusters[app_cluster.name] = app_cluster
-    elif not node.is_sidecar and (moved or secured):  # servers: the catalog's endpoints
-        _proxyless_inbound(last.services, services, config, policy, listeners, every=secured)
+    elif not node.is_sidecar and (moved or scope.inbound):  # servers: the catalog's endpoints
+        _proxyless_inbound(last.services, services, config, policy, listeners, scope)
     resources: Resources = {
         LISTENER_TYPE_URL: listeners,
         ROUTE_CONFIG_TYPE_URL: route_configs,
@@ -317,16 +303,15 @@ def _proxyless_inbound(
     config: MeshConfig,
     policy: PolicySettings,
     listeners: dict[str, Any],
-    *,
-    every: bool,
+    scope: SecurityScope,
 ) -> None:
-    """The inbound listeners of the workloads that changed (``every``: of all)."""
+    """The inbound listeners of the workloads that changed or whose policies did."""
     old = {(w.address, w.port): w for w in server_workloads(before)}
     new = {(w.address, w.port): w for w in server_workloads(after)}
     for address, port in old.keys() - new.keys():
         del listeners[inbound_listener_name(address, port)]
     for key, workload in new.items():
-        if every or old.get(key) != workload:
+        if old.get(key) != workload or scope.touches_workload(workload.namespace, workload.hosts):
             listeners[inbound_listener_name(*key)] = proxyless_inbound_listener(
                 config, workload, policy
             )

@@ -273,6 +273,29 @@ SLOTS: dict[str, list[str]] = {
         f"apiVersion: {API_SECURITY}\nkind: PeerAuthentication\n"
         "metadata: {name: default, namespace: conference}\nspec: {mtls: {mode: PERMISSIVE}}\n",
     ],
+    "peer-root": [  # mesh-wide
+        f"apiVersion: {API_SECURITY}\nkind: PeerAuthentication\n"
+        "metadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n",
+        f"apiVersion: {API_SECURITY}\nkind: PeerAuthentication\n"
+        "metadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: DISABLE}}\n",
+    ],
+    "peer-ops": [
+        f"apiVersion: {API_SECURITY}\nkind: PeerAuthentication\n"
+        "metadata: {name: default, namespace: ops}\nspec: {mtls: {mode: STRICT}}\n",
+    ],
+    "authorization-ops": [
+        f"apiVersion: {API_SECURITY}\nkind: AuthorizationPolicy\n"
+        "metadata: {name: from-ops, namespace: ops}\nspec:\n"
+        "  rules: [{from: [{source: {namespaces: [ops]}}]}]\n",
+    ],
+    "intentions-talks": [
+        "apiVersion: consul.hashicorp.com/v1alpha1\nkind: ServiceIntentions\n"
+        "metadata: {name: talks, namespace: conference}\nspec:\n"
+        "  destination: {name: talks}\n  sources: [{name: '*', action: deny}]\n",
+        "apiVersion: consul.hashicorp.com/v1alpha1\nkind: ServiceIntentions\n"
+        "metadata: {name: talks, namespace: conference}\nspec:\n"
+        "  destination: {name: '*'}\n  sources: [{name: web, action: deny}]\n",
+    ],
     "authorization-policy": [
         f"apiVersion: {API_SECURITY}\nkind: AuthorizationPolicy\n"
         "metadata: {name: only-web, namespace: conference}\nspec:\n"
@@ -369,7 +392,16 @@ def assert_same(got: Resources | str, want: Resources | str, step: str) -> None:
 
 def first_state() -> dict[str, int | None]:
     state: dict[str, int | None] = dict.fromkeys(SLOTS, 0)
-    for slot in ("se-metrics", "authorization-policy", "vs-two-hosts", "we-ops"):
+    for slot in (
+        "se-metrics",
+        "authorization-policy",
+        "vs-two-hosts",
+        "we-ops",
+        "peer-root",
+        "peer-ops",
+        "authorization-ops",
+        "intentions-talks",
+    ):
         state[slot] = None
     return state
 
