@@ -1,12 +1,14 @@
-"""The control plane's translation, quick when registrations only move endpoints.
+"""The control plane's translation, quick when a change touches a few services.
 
 :class:`EndpointTranslate` is :func:`controlplane.translate.translate` remembering its
 last output per node shape (a node's locality and metadata: what translate reads of
 it). Asked again for the same config with other workloads, it rebuilds only
 what their endpoints touch (:mod:`controlplane.translate.endpoint_changes`) when the
-services are otherwise the same, and translates whole when they are not. A churn of
-registrations then costs its services' clusters and load assignments per rebuild,
-not the whole mesh per shape.
+services are otherwise the same; asked for another config, or for registrations
+that make or change a service, it rebuilds what the changed resources and services
+touch (:mod:`controlplane.translate.config_changes`); and it translates whole when
+neither can bound the change. A churn of registrations or an edit of one
+VirtualService then costs what they touch per shape, not the whole mesh.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from controlplane.model import MeshConfig, NodeInfo, RegisteredWorkload
-from controlplane.translate import PolicySettings, Resources, translate
+from controlplane.translate import PolicySettings, Resources, TranslationError, translate
+from controlplane.translate.config_changes import Translated, retranslate_config
 from controlplane.translate.endpoint_changes import retranslate_endpoints
+from controlplane.translate.reuse import shared_work
+from controlplane.translate.routes import ServiceRouting
 from controlplane.translate.security_settings import DEFAULT_POLICY_SETTINGS
-from controlplane.translate.services import MeshService, collect_services
+from controlplane.translate.services import MeshService
+from controlplane.translate.source_match import Caller
 
 # Node shapes remembered (each holds one translation's messages): the connected
 # shapes and the trial shapes of a check, for a typical fleet.
@@ -33,7 +39,8 @@ class _Last:
     config: MeshConfig
     workloads: tuple[RegisteredWorkload, ...]
     resources: Resources
-    services: tuple[MeshService, ...] | None  # worked out when first needed
+    services: tuple[MeshService, ...]
+    routings: tuple[ServiceRouting, ...]  # for the shape, in services' order
 
 
 class EndpointTranslate:
@@ -55,28 +62,50 @@ class EndpointTranslate:
         workloads = tuple(workloads)
         with self._lock:
             last = self._last.get(key)
-        resources: Resources | None = None
-        services: tuple[MeshService, ...] | None = None
-        if last is not None and last.config is config:
-            if last.workloads == workloads:
-                return last.resources
-            before = last.services
-            if before is None:
-                before = collect_services(config, last.workloads)
-            services = collect_services(config, workloads)
-            resources = retranslate_endpoints(
-                last.resources, before, config, services, node, self._policy
-            )
-        if resources is None:
+        made = None
+        if last is not None and last.workloads == workloads and last.config is config:
+            return last.resources
+        if last is not None:
+            made = self._update(last, config, workloads, node)
+        if made is None:
             resources = translate(config, workloads, node, self._policy)
+            shared = shared_work(config, workloads)  # what translate just used
+            made = _Last(
+                config, workloads, resources, shared.services, shared.routing(Caller.of(node))
+            )
         else:
             self.partial += 1
         with self._lock:
-            self._last[key] = _Last(config, workloads, resources, services)
+            self._last[key] = made
             self._last.move_to_end(key)
             while len(self._last) > self._kept:
                 self._last.popitem(last=False)
-        return resources
+        return made.resources
+
+    def _update(
+        self,
+        last: _Last,
+        config: MeshConfig,
+        workloads: tuple[RegisteredWorkload, ...],
+        node: NodeInfo,
+    ) -> _Last | None:
+        """``last`` brought up to these inputs, None when a whole translation is needed."""
+        try:
+            services = shared_work(config, workloads).services  # once per check
+        except TranslationError:
+            return None  # translate says so
+        if last.config is config:
+            resources = retranslate_endpoints(
+                last.resources, last.services, config, services, node, self._policy
+            )
+            if resources is not None:
+                return _Last(config, workloads, resources, services, last.routings)
+        # another config, or registrations that make or change a service
+        previous = Translated(last.config, last.services, last.routings, last.resources)
+        made = retranslate_config(previous, config, services, node, self._policy)
+        if made is None:
+            return None
+        return _Last(config, workloads, made.resources, services, made.routings)
 
 
 def _shape(node: NodeInfo) -> str:

@@ -32,11 +32,20 @@ class SharedWork:
     config: MeshConfig
     workloads: Sequence[RegisteredWorkload]
     services: tuple[MeshService, ...]
-    plans: tuple[ClusterPlan, ...]
+    _plans: tuple[ClusterPlan, ...] | None = None
     _assignments: dict[tuple[object, ...], endpoint_pb2.ClusterLoadAssignment] = field(
         default_factory=dict
     )
     _routings: dict[tuple[object, ...], tuple[ServiceRouting, ...]] = field(default_factory=dict)
+
+    @property
+    def plans(self) -> tuple[ClusterPlan, ...]:
+        """The cluster plans of :attr:`services`, made when first asked (an incremental
+        translation or the ambiguity check reads the services only)."""
+        plans = self._plans
+        if plans is None:
+            plans = self._plans = plan_clusters(self.config, self.services)
+        return plans
 
     def routing(self, caller: Caller) -> tuple[ServiceRouting, ...]:
         """``plan_routing`` of the services for ``caller``, once per kind of caller (its
@@ -73,6 +82,5 @@ def shared_work(config: MeshConfig, workloads: Sequence[RegisteredWorkload]) -> 
     latest = _latest
     if latest is not None and latest.config is config and latest.workloads is workloads:
         return latest
-    services = collect_services(config, workloads)
-    latest = _latest = SharedWork(config, workloads, services, plan_clusters(config, services))
+    latest = _latest = SharedWork(config, workloads, collect_services(config, workloads))
     return latest

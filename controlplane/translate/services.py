@@ -71,15 +71,44 @@ class MeshService:
 
 
 def collect_services(
-    config: MeshConfig, workloads: Sequence[RegisteredWorkload]
+    config: MeshConfig, workloads: Sequence[RegisteredWorkload], *, reuse: bool = True
 ) -> tuple[MeshService, ...]:
-    """Every service of the mesh, sorted by (host, port)."""
+    """Every service of the mesh, sorted by (host, port).
+
+    With ``reuse``, a ServiceEntry's services are the ones the last call made when its
+    inputs are the same objects (the entry, the WorkloadEntries it selects and the
+    registrations of its hosts): a config change collects what it changed only.
+    """
+    global _declared
     by_key: dict[tuple[str, int], MeshService] = {}
     registered = _by_service(workloads)
+    kept, made = (_declared if reuse else {}), {}
     for entry in config.service_entries:
-        for host in entry.hosts:
-            for port in entry.ports:
-                _add(by_key, _declared_service(entry, host, port, config, registered))
+        selected = tuple(_selected(entry, config.workload_entries))
+        mine = (
+            tuple(tuple(registered.get(host, ())) for host in entry.hosts)
+            if entry.resolution is Resolution.STATIC
+            else ()
+        )
+        known = kept.get(id(entry))
+        if (
+            known is not None
+            and known[0] is entry
+            and _same(known[1], selected)
+            and known[2] == mine
+        ):
+            services = known[3]
+        else:
+            services = tuple(
+                _declared_service(entry, host, port, selected, registered)
+                for host in entry.hosts
+                for port in entry.ports
+            )
+        made[id(entry)] = (entry, selected, mine, services)
+        for service in services:
+            _add(by_key, service)
+    if reuse:
+        _declared = made
     declared_hosts = {host for entry in config.service_entries for host in entry.hosts}
     for service in _implicit_services(registered, declared_hosts):
         _add(by_key, service)
@@ -118,11 +147,26 @@ def _by_service(
     return found
 
 
+# id(ServiceEntry) -> (it, the WorkloadEntries it selected, the registrations of its
+# hosts, its services), as the last collect_services made them.
+_Declared = tuple[
+    ServiceEntry,
+    tuple[WorkloadEntry, ...],
+    tuple[tuple[RegisteredWorkload, ...], ...],
+    tuple["MeshService", ...],
+]
+_declared: dict[int, _Declared] = {}
+
+
+def _same(before: Sequence[object], after: Sequence[object]) -> bool:
+    return len(before) == len(after) and all(a is b for a, b in zip(before, after, strict=True))
+
+
 def _declared_service(
     entry: ServiceEntry,
     host: str,
     port: ServicePort,
-    config: MeshConfig,
+    selected: Sequence[WorkloadEntry],
     registered: Mapping[str, Sequence[RegisteredWorkload]],
 ) -> MeshService:
     origin = _entry_origin(entry)
@@ -133,7 +177,7 @@ def _declared_service(
     if entry.workload_selector is not None:
         found.extend(
             _spec_endpoint(we.spec, port, _workload_entry_origin(we), we.namespace)
-            for we in _selected(entry, config.workload_entries)
+            for we in selected
         )
     if entry.resolution is Resolution.STATIC:
         found.extend(_registered_endpoints(registered, entry.hosts, port.number))
@@ -158,7 +202,9 @@ def _declared_service(
 
 
 def _selected(entry: ServiceEntry, candidates: Iterable[WorkloadEntry]) -> list[WorkloadEntry]:
-    selector = entry.workload_selector or {}
+    if entry.workload_selector is None:
+        return []
+    selector = entry.workload_selector
     chosen = [
         we
         for we in candidates

@@ -29,23 +29,44 @@ from controlplane.xds.typeurls import (
 _HCM_TYPE_URL = "type.googleapis.com/" + hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name
 
 
-def check_consistency(resources: Mapping[str, Mapping[str, Message]]) -> None:
-    """Raise :class:`InconsistentSnapshotError` naming every dangling reference."""
+def check_consistency(
+    resources: Mapping[str, Mapping[str, Message]],
+    consistent: Mapping[str, Mapping[str, Message]] | None = None,
+) -> None:
+    """Raise :class:`InconsistentSnapshotError` naming every dangling reference.
+
+    ``consistent``: resources that passed this check. When ``resources`` keep all of
+    their route configurations and load assignments, only the listeners and clusters
+    that are not the very objects it holds can dangle, and only those are read.
+    """
     routes = resources.get(ROUTE_CONFIG_TYPE_URL, {})
     assignments = resources.get(ENDPOINTS_TYPE_URL, {})
+    listeners = resources.get(LISTENER_TYPE_URL, {})
+    clusters = resources.get(CLUSTER_TYPE_URL, {})
+    if (
+        consistent is not None
+        and consistent.get(ROUTE_CONFIG_TYPE_URL, {}).keys() <= routes.keys()
+        and consistent.get(ENDPOINTS_TYPE_URL, {}).keys() <= assignments.keys()
+    ):
+        listeners = _not_in(listeners, consistent.get(LISTENER_TYPE_URL, {}))
+        clusters = _not_in(clusters, consistent.get(CLUSTER_TYPE_URL, {}))
     problems = [
         f"listener {listener!r} needs route configuration {route!r}"
-        for listener, message in sorted(resources.get(LISTENER_TYPE_URL, {}).items())
+        for listener, message in sorted(listeners.items())
         for route in listener_route_names(message)
         if route not in routes
     ] + [
         f"cluster {cluster!r} needs cluster load assignment {eds!r}"
-        for cluster, message in sorted(resources.get(CLUSTER_TYPE_URL, {}).items())
+        for cluster, message in sorted(clusters.items())
         for eds in cluster_eds_names(message)
         if eds not in assignments
     ]
     if problems:
         raise InconsistentSnapshotError("inconsistent snapshot: " + "; ".join(problems))
+
+
+def _not_in(messages: Mapping[str, Message], known: Mapping[str, Message]) -> dict[str, Message]:
+    return {name: m for name, m in messages.items() if known.get(name) is not m}
 
 
 def listener_route_names(listener: listener_pb2.Listener) -> Iterator[str]:

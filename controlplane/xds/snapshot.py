@@ -95,14 +95,26 @@ class Snapshot:
     _derived: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_resources(cls, resources: Mapping[str, Mapping[str, Message]]) -> Snapshot:
+    def from_resources(
+        cls, resources: Mapping[str, Mapping[str, Message]], previous: Snapshot | None = None
+    ) -> Snapshot:
         """Pack and version ``resources`` (type URL -> name -> message).
 
         Every known type gets an entry, empty when ``resources`` lacks it.
         Raises :class:`SnapshotError` when a message is not of its type URL.
+        A message that is the very object ``previous`` holds under its name (an
+        incremental translation keeps what it did not rebuild) reuses its packing.
         """
         type_urls = sorted(set(SEND_ORDER) | set(resources))
-        types = {url: _type_snapshot(url, resources.get(url, {})) for url in type_urls}
+        types = {
+            url: _type_snapshot(
+                url,
+                resources.get(url, {}),
+                previous.messages.get(url, {}) if previous is not None else {},
+                previous.get(url) if previous is not None else EMPTY_TYPE,
+            )
+            for url in type_urls
+        }
         frozen = {url: MappingProxyType(dict(resources.get(url, {}))) for url in type_urls}
         return cls(types=MappingProxyType(types), messages=MappingProxyType(frozen))
 
@@ -125,20 +137,29 @@ class Snapshot:
             return value
 
 
-def _type_snapshot(type_url: str, messages: Mapping[str, Message]) -> TypeSnapshot:
+def _type_snapshot(
+    type_url: str,
+    messages: Mapping[str, Message],
+    before: Mapping[str, Message],
+    before_packed: TypeSnapshot,
+) -> TypeSnapshot:
     digest = hashlib.sha256(type_url.encode())
     packed: dict[str, any_pb2.Any] = {}
     versions: dict[str, str] = {}
     for name in sorted(messages):
         message = messages[name]
-        if message.DESCRIPTOR.full_name != type_url.rsplit("/", 1)[-1]:
-            raise SnapshotError(
-                f"resource {name!r} is a {message.DESCRIPTOR.full_name}, not {type_url}"
-            )
-        resource = any_pb2.Any()
-        resource.Pack(message, deterministic=True)
-        packed[name] = resource
-        versions[name] = hashlib.sha256(resource.value).hexdigest()[:VERSION_LENGTH]
+        if before.get(name) is message:  # checked and packed then: the same bytes
+            resource = packed[name] = before_packed.resources[name]
+            versions[name] = before_packed.resource_versions[name]
+        else:
+            if message.DESCRIPTOR.full_name != type_url.rsplit("/", 1)[-1]:
+                raise SnapshotError(
+                    f"resource {name!r} is a {message.DESCRIPTOR.full_name}, not {type_url}"
+                )
+            resource = any_pb2.Any()
+            resource.Pack(message, deterministic=True)
+            packed[name] = resource
+            versions[name] = hashlib.sha256(resource.value).hexdigest()[:VERSION_LENGTH]
         digest.update(b"\0%d:%s\0%d:" % (len(name), name.encode(), len(resource.value)))
         digest.update(resource.value)
     return TypeSnapshot(

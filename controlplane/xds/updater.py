@@ -194,12 +194,22 @@ class SnapshotUpdater:
                 snapshot = shared.get(key)
                 if snapshot is None:
                     resources = self._translate(inputs.config, inputs.workloads, view)
-                    check_consistency(resources)
-                    snapshot = shared[key] = Snapshot.from_resources(resources)
+                    before = self._built_before(inputs, key)
+                    check_consistency(resources, before.messages if before else None)
+                    snapshot = shared[key] = Snapshot.from_resources(resources, before)
                 shared[_SHAPE + shape] = snapshot
             by_shape[shape] = snapshot
             snapshots[node.id] = snapshot
         return snapshots
+
+    def _built_before(self, inputs: Inputs, key: str) -> Snapshot | None:
+        """The newest snapshot of other inputs for the same routing view: checked, and
+        packed (an incremental translation keeps the messages it did not rebuild)."""
+        for built, shared in reversed(self._built):
+            snapshot = shared.get(key) if built is not inputs else None
+            if snapshot is not None:
+                return snapshot
+        return None
 
     def _shared(self, inputs: Inputs) -> dict[str, Snapshot]:
         """The snapshots built from ``inputs`` so far, by likeness (kept for a few inputs)."""

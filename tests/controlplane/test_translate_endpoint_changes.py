@@ -168,19 +168,22 @@ def test_each_step_of_a_churn_equals_a_whole_translation(tmp_path: Path, node: N
     assert incremental.partial == 9  # every step after the first translation
 
 
-def test_a_new_service_or_port_is_translated_whole(tmp_path: Path) -> None:
+def test_a_new_service_or_port_is_translated_in_part_a_new_namespace_whole(
+    tmp_path: Path,
+) -> None:
+    """Beyond endpoints, the config changes' bounds apply (config_changes)."""
     config = load_text(tmp_path / "mesh.yaml", documents(MESH))
     incremental = EndpointTranslate()
     node = NODES[0]
     base = (workload("a", "sessions", "10.0.0.1", {50051: 7000}),)
     incremental(config, base, node)
-    for workloads in (
-        (*base, workload("n", "new", "10.0.9.1", {9000: 9000})),
-        (*base, workload("n", "new", "10.0.9.1", {9000: 9000, 9001: 9001})),
-        (*base, workload("n", "new", "10.0.9.1", {9000: 9000}, namespace="aaa")),
+    for workloads, in_part in (
+        ((*base, workload("n", "new", "10.0.9.1", {9000: 9000})), 1),
+        ((*base, workload("n", "new", "10.0.9.1", {9000: 9000, 9001: 9001})), 2),
+        ((*base, workload("n", "new", "10.0.9.1", {9000: 9000}, namespace="aaa")), 2),
     ):
         assert incremental(config, workloads, node) == translate(config, workloads, node)
-    assert incremental.partial == 0
-    other = MeshConfig(service_entries=config.service_entries)  # another config object
+        assert incremental.partial == in_part
+    other = MeshConfig(service_entries=config.service_entries)  # routes and policies gone
     assert incremental(other, base, node) == translate(other, base, node)
-    assert incremental.partial == 0
+    assert incremental.partial == 3
