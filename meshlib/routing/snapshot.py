@@ -59,6 +59,23 @@ class ClusterState:
     pool: PoolSettings = DEFAULT_POOL_SETTINGS
 
 
+def pick_endpoint(
+    state: ClusterState | None,
+    target: str,
+    cluster_name: str,
+    request_hash: int | None,
+    excluded: frozenset[str],
+) -> Endpoint:
+    """A try's endpoint from its cluster (the HTTP and gRPC adapters' one pick): the
+    picker's plain rotation when there is no hash and nothing to avoid. RoutingError
+    (NoHealthyEndpointError when the cluster is unknown)."""
+    if state is None:
+        raise NoHealthyEndpointError(f"service {target}: cluster {cluster_name!r} is unknown")
+    if request_hash is None and not excluded:
+        return state.picker.pick()
+    return state.picker.pick(PickContext(request_hash, excluded))
+
+
 def failed_cluster(name: str, reason: str) -> ClusterState:
     return ClusterState(name, FailingPicker(reason))
 

@@ -24,14 +24,13 @@ from typing import Any, Final, NamedTuple, NoReturn, Protocol, TypeAlias
 
 import grpc
 
-from meshlib.balancing.picker import PickContext
-from meshlib.errors import NoHealthyEndpointError, ResilienceError, RoutingError
+from meshlib.errors import ResilienceError, RoutingError
 from meshlib.resilience.call_plan import NO_HEADERS, CallPlan, TryAdapter, time_left
 from meshlib.resilience.conditions import Outcome
 from meshlib.resilience.retry import Attempt
 from meshlib.routing.connection_pool import PoolSettings
 from meshlib.routing.plan import ForwardPlan
-from meshlib.routing.snapshot import ServiceSnapshot
+from meshlib.routing.snapshot import ServiceSnapshot, pick_endpoint
 from meshlib.transport.grpc_call_options import CallOptions
 from meshlib.transport.grpc_errors import MeshRpcError, aio_unavailable
 from meshlib.transport.grpc_resilience import (
@@ -190,17 +189,14 @@ class GrpcTry(TryAdapter[GrpcCall, Any]):
         report started. Raises RoutingError (sync: as MeshRpcError)."""
         forward = call[2]
         state = self.state
-        request_hash = forward.request_hash
-        excluded = attempt.excluded_endpoints
         try:
-            if state is None:
-                raise NoHealthyEndpointError(
-                    f"service {self.routing.target}: cluster {self.cluster_name!r} is unknown"
-                )
-            if request_hash is None and not excluded:
-                endpoint = state.picker.pick()
-            else:
-                endpoint = state.picker.pick(PickContext(request_hash, excluded))
+            endpoint = pick_endpoint(
+                state,
+                self.routing.target,
+                self.cluster_name,
+                forward.request_hash,
+                attempt.excluded_endpoints,
+            )
         except RoutingError as exc:
             if self.side.aio:
                 raise

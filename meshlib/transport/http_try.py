@@ -23,13 +23,12 @@ from typing import Final, NoReturn, TypeAlias
 
 import httpx
 
-from meshlib.balancing.picker import PickContext
-from meshlib.errors import NoHealthyEndpointError, RoutingError
+from meshlib.errors import RoutingError
 from meshlib.resilience.call_plan import NO_HEADERS, CallPlan, TryAdapter, time_left
 from meshlib.resilience.conditions import Outcome
 from meshlib.resilience.retry import Attempt
 from meshlib.routing.plan import ForwardPlan
-from meshlib.routing.snapshot import ServiceSnapshot
+from meshlib.routing.snapshot import ServiceSnapshot, pick_endpoint
 from meshlib.transport._httpx_internals import header_named
 from meshlib.transport.endpoint_pool import EndpointPool, LoopCloser
 from meshlib.transport.errors import routing_error_as_httpx
@@ -156,19 +155,17 @@ class HttpTry(TryAdapter[HttpCall, httpx.Response]):
         """The endpoint, the request for it within the try's budget, and its pool."""
         request, forward = call
         state = self.state
-        request_hash = forward.request_hash
-        excluded = attempt.excluded_endpoints
         try:
-            if state is None:
-                raise NoHealthyEndpointError(
-                    f"service {self.target}: cluster {self.cluster_name!r} is unknown"
-                )
-            if request_hash is None and not excluded:
-                endpoint = state.picker.pick()
-            else:
-                endpoint = state.picker.pick(PickContext(request_hash, excluded))
+            endpoint = pick_endpoint(
+                state,
+                self.target,
+                self.cluster_name,
+                forward.request_hash,
+                attempt.excluded_endpoints,
+            )
         except RoutingError as exc:
             raise routing_error_as_httpx(exc, request) from exc
+        assert state is not None  # pick_endpoint refuses an unknown cluster
         attempt.endpoint = endpoint.authority
         # What the try has left is read before the pool is looked up: opening an
         # endpoint's first pool (its TLS context) is part of the try, not before it.
